@@ -1,0 +1,32 @@
+//! Pure approximate-nearest-neighbour maths: distances, k-means, product quantisation, IVF and
+//! exact (flat) search. Nothing here touches files or the network; index parts live in [`Slab`]s
+//! so that a caller can hand in memory it owns or a memory map without the index knowing which.
+
+pub mod slab;
+
+pub use slab::{ByteOwner, Slab};
+
+use serde::{Deserialize, Serialize};
+
+/// How two vectors are compared. Every metric is turned into "smaller is closer" internally so that
+/// one top-k routine serves all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Squared Euclidean distance.
+    L2,
+    /// Cosine distance `1 - cos`; vectors are normalised once at insert, then compared by inner
+    /// product.
+    Cosine,
+    /// Negative inner product, so that the largest dot product ranks first.
+    Dot,
+}
+
+/// One search hit: the point's id and its distance under the index's metric (smaller is closer).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Neighbor {
+    /// The point's external id.
+    pub id: u64,
+    /// The distance, smaller is closer (see [`Metric`]).
+    pub distance: f32,
+}

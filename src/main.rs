@@ -1,0 +1,27 @@
+//! The `shoal` binary: one executable for every role (`serve`, `bench`, `dataset`, `openapi`).
+
+use clap::{Parser, Subcommand};
+
+/// shoal: a sharded approximate-nearest-neighbour vector database.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the version and the SIMD level the distance kernels will use.
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("shoal {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}

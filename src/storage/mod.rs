@@ -1,0 +1,1 @@
+//! On-disk formats: sealed-segment files, crash-safe writes.
