@@ -1,0 +1,256 @@
+"""Measure FAISS and hnswlib on the same dataset file as `shoal bench`, the same way: indexes built
+with every core, queries run one per call on one thread, k nearest, recall@k against the exact
+ground truth. Writes one JSON file per engine, shaped like `shoal bench --json` (plus `engine` and
+per-row `params`), so that `shoal bench plot` can draw shoal and its peers on one chart.
+
+Engines:
+  faiss-ivfpq     IndexIVFPQ (8-bit codes, residual encoding) wrapped in IndexRefineFlat
+  faiss-fastscan  index_factory "IVF{nlist},PQ{m}x4fs,RFlat" (4-bit fast-scan + exact re-rank)
+  hnswlib         HNSW graph, M and ef_construction fixed, ef swept
+
+The `rerank` of a row is FAISS's refine `k_factor` (shoal's `rerank` has the same meaning: the best
+k * rerank approximate candidates are re-ranked exactly); for hnswlib `nprobe` holds `ef`.
+"""
+import argparse
+import glob
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+# ---------------------------------------------------------------- dataset loading
+
+def read_vecs(path):
+    """texmex .fvecs/.ivecs/.bvecs: each row is a little-endian int32 dimension then the values."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    dim = int(raw[:4].view(np.int32)[0])
+    if path.endswith(".bvecs"):
+        rows = raw.reshape(-1, 4 + dim)[:, 4:]
+        return rows.astype(np.float32)
+    rows = raw.view(np.int32).reshape(-1, 1 + dim)[:, 1:]
+    if path.endswith(".ivecs"):
+        return np.ascontiguousarray(rows)
+    return np.ascontiguousarray(rows.view(np.float32))
+
+
+def read_bin(path):
+    """big-ann .fbin/.u8bin/.ibin: uint32 n, uint32 dim, then n*dim values."""
+    n, dim = np.fromfile(path, dtype=np.uint32, count=2)
+    dtype = {".fbin": np.float32, ".u8bin": np.uint8, ".ibin": np.int32}[os.path.splitext(path)[1]]
+    data = np.fromfile(path, dtype=dtype, offset=8, count=int(n) * int(dim)).reshape(int(n), int(dim))
+    return data if dtype is np.int32 else data.astype(np.float32)
+
+
+def read_any(path):
+    return read_bin(path) if path.endswith(("bin",)) else read_vecs(path)
+
+
+def find_part(folder, word):
+    hits = sorted(
+        p for p in glob.glob(os.path.join(folder, "*"))
+        if word in os.path.basename(p) and p.endswith((".fvecs", ".bvecs", ".ivecs", ".fbin", ".u8bin", ".ibin"))
+    )
+    return hits[0] if hits else None
+
+
+def load(path, metric_override):
+    """Returns (name, metric, base, queries, groundtruth or None); metric in l2|cosine|dot."""
+    name = os.path.splitext(os.path.basename(path.rstrip("/")))[0]
+    gt = None
+    if path.endswith((".hdf5", ".h5")):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            base = np.asarray(f["train"], dtype=np.float32)
+            queries = np.asarray(f["test"], dtype=np.float32)
+            gt = np.asarray(f["neighbors"]) if "neighbors" in f else None
+            metric = {"euclidean": "l2", "angular": "cosine", "dot": "dot", "ip": "dot"}[f.attrs["distance"]]
+    elif path.endswith(".npz"):
+        z = np.load(path)
+        base, queries, metric = z["base"].astype(np.float32), z["query"].astype(np.float32), "cosine"
+    else:
+        base = read_any(find_part(path, "base"))
+        queries = read_any(find_part(path, "query"))
+        gt_path = find_part(path, "groundtruth") or find_part(path, "gt")
+        if gt_path:
+            gt = read_any(gt_path) if gt_path.endswith("vecs") else read_bin_gt(gt_path)
+        metric = "l2"
+    if metric_override:
+        metric = metric_override
+    if metric == "cosine":
+        base = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
+        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
+    return name, metric, np.ascontiguousarray(base), np.ascontiguousarray(queries), gt
+
+
+def read_bin_gt(path):
+    """big-ann groundtruth .ibin: n, k, then n*k int32 ids, then (optionally) n*k float distances."""
+    n, k = np.fromfile(path, dtype=np.uint32, count=2)
+    return np.fromfile(path, dtype=np.int32, offset=8, count=int(n) * int(k)).reshape(int(n), int(k))
+
+
+def exact_groundtruth(faiss, base, queries, metric, k):
+    index = faiss.IndexFlatL2(base.shape[1]) if metric == "l2" else faiss.IndexFlatIP(base.shape[1])
+    index.add(base)
+    _, ids = index.search(queries, k)
+    return ids
+
+
+# ---------------------------------------------------------------- measurement
+
+def measure(search_one, queries, gt, k):
+    """Runs every query once, one per call; returns recall@k, qps and latency percentiles."""
+    hits = 0
+    lat = np.empty(len(queries))
+    start = time.perf_counter()
+    for i in range(len(queries)):
+        t = time.perf_counter()
+        ids = search_one(queries[i:i + 1])
+        lat[i] = time.perf_counter() - t
+        hits += len(set(int(x) for x in ids[:k]) & set(int(x) for x in gt[i, :k]))
+    wall = time.perf_counter() - start
+    return {
+        "recall": hits / (len(queries) * k),
+        "qps": len(queries) / wall,
+        "p50_ms": float(np.percentile(lat, 50) * 1e3),
+        "p95_ms": float(np.percentile(lat, 95) * 1e3),
+        "p99_ms": float(np.percentile(lat, 99) * 1e3),
+    }
+
+
+def peak_rss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def faiss_metric(faiss, metric):
+    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+
+def run_faiss(kind, args, name, metric, base, queries, gt):
+    import faiss
+
+    dim = base.shape[1]
+    faiss.omp_set_num_threads(args.build_threads)
+    t = time.perf_counter()
+    if kind == "faiss-ivfpq":
+        quantizer = faiss.IndexFlatL2(dim) if metric == "l2" else faiss.IndexFlatIP(dim)
+        ivf = faiss.IndexIVFPQ(quantizer, dim, args.nlist, args.pq_m, 8, faiss_metric(faiss, metric))
+        index = faiss.IndexRefineFlat(ivf)
+        pq_m, pq_bits = args.pq_m, 8
+    else:
+        pq_m = args.fastscan_pq_m or dim // 2
+        index = faiss.index_factory(dim, f"IVF{args.nlist},PQ{pq_m}x4fs,RFlat", faiss_metric(faiss, metric))
+        ivf = faiss.downcast_index(index.base_index)
+        pq_bits = 4
+    index.train(base)
+    index.add(base)
+    build_seconds = time.perf_counter() - t
+    ivf_bytes = len(faiss.serialize_index(ivf))
+    faiss.omp_set_num_threads(1)
+    results = []
+    for nprobe in args.nprobe:
+        if nprobe > args.nlist:
+            continue
+        for rerank in args.rerank:
+            ivf.nprobe = nprobe
+            index.k_factor = float(max(rerank, 1))
+            if rerank == 0:
+                def search_one(q):
+                    return ivf.search(q, args.k)[1][0]
+            else:
+                def search_one(q):
+                    return index.search(q, args.k)[1][0]
+            row = {"nprobe": nprobe, "rerank": rerank, **measure(search_one, queries, gt, args.k)}
+            results.append(row)
+            print(f"{kind:15s} nprobe={nprobe:5d} rerank={rerank:3d} recall={row['recall']:.4f} "
+                  f"qps={row['qps']:9.1f} p50={row['p50_ms']:.3f}ms p99={row['p99_ms']:.3f}ms", flush=True)
+    return {
+        "engine": kind, "dataset": name, "n": len(base), "dim": dim, "metric": metric,
+        "k": args.k, "nlist": args.nlist, "pq_m": pq_m, "pq_bits": pq_bits, "threads": 1,
+        "build_threads": args.build_threads, "build_seconds": build_seconds, "index_bytes": ivf_bytes,
+        "peak_rss_bytes": peak_rss_bytes(), "results": results,
+    }
+
+
+def run_hnswlib(args, name, metric, base, queries, gt):
+    import hnswlib
+
+    space = {"l2": "l2", "cosine": "ip", "dot": "ip"}[metric]  # cosine: rows already normalised
+    index = hnswlib.Index(space=space, dim=base.shape[1])
+    t = time.perf_counter()
+    index.init_index(max_elements=len(base), M=args.hnsw_m, ef_construction=args.hnsw_ef_construction, random_seed=1)
+    index.set_num_threads(args.build_threads)
+    index.add_items(base, np.arange(len(base)))
+    build_seconds = time.perf_counter() - t
+    index.set_num_threads(1)
+    results = []
+    for ef in args.hnsw_ef:
+        index.set_ef(max(ef, args.k))
+
+        def search_one(q):
+            return index.knn_query(q, k=args.k)[0][0]
+
+        row = {"nprobe": ef, "rerank": 0, "ef": ef, **measure(search_one, queries, gt, args.k)}
+        results.append(row)
+        print(f"hnswlib         ef={ef:5d} recall={row['recall']:.4f} qps={row['qps']:9.1f} "
+              f"p50={row['p50_ms']:.3f}ms p99={row['p99_ms']:.3f}ms", flush=True)
+    return {
+        "engine": "hnswlib", "dataset": name, "n": len(base), "dim": base.shape[1], "metric": metric,
+        "k": args.k, "threads": 1, "build_threads": args.build_threads, "build_seconds": build_seconds,
+        "index_bytes": None, "hnsw_m": args.hnsw_m, "peak_rss_bytes": peak_rss_bytes(), "results": results,
+    }
+
+
+def int_list(text):
+    return [int(x) for x in text.split(",") if x]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--metric", choices=["l2", "cosine", "dot"])
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--engines", default="faiss-ivfpq,faiss-fastscan,hnswlib")
+    p.add_argument("--nlist", type=int, default=1024)
+    p.add_argument("--pq-m", type=int, default=32, help="sub-quantizers of the 8-bit IndexIVFPQ")
+    p.add_argument("--fastscan-pq-m", type=int, default=0, help="sub-quantizers of the 4-bit fast-scan (default dim/2)")
+    p.add_argument("--nprobe", type=int_list, default=[1, 4, 16, 64, 128])
+    p.add_argument("--rerank", type=int_list, default=[0, 4, 10])
+    p.add_argument("--hnsw-m", type=int, default=32)
+    p.add_argument("--hnsw-ef-construction", type=int, default=200)
+    p.add_argument("--hnsw-ef", type=int_list, default=[16, 32, 64, 128, 256])
+    p.add_argument("--build-threads", type=int, default=os.cpu_count())
+    p.add_argument("--max-queries", type=int, default=0)
+    p.add_argument("--out-dir", default="bench-out")
+    args = p.parse_args()
+
+    name, metric, base, queries, gt = load(args.dataset, args.metric)
+    if args.max_queries:
+        queries = queries[:args.max_queries]
+        gt = gt[:args.max_queries] if gt is not None else None
+    if gt is None or gt.shape[1] < args.k:
+        import faiss
+
+        faiss.omp_set_num_threads(args.build_threads)
+        gt = exact_groundtruth(faiss, base, queries, metric, args.k)
+    print(f"{name}: {len(base)} base, {len(queries)} queries, dim {base.shape[1]}, metric {metric}", flush=True)
+    os.makedirs(args.out_dir, exist_ok=True)
+    for engine in args.engines.split(","):
+        if engine in ("faiss-ivfpq", "faiss-fastscan"):
+            report = run_faiss(engine, args, name, metric, base, queries, gt)
+        elif engine == "hnswlib":
+            report = run_hnswlib(args, name, metric, base, queries, gt)
+        else:
+            sys.exit(f"unknown engine {engine}")
+        out = os.path.join(args.out_dir, f"{name}-{engine}.json")
+        with open(out, "w") as f:
+            json.dump(report, f, indent=1)
+        print(f"wrote {out} (build {report['build_seconds']:.1f}s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
