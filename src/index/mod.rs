@@ -4,6 +4,7 @@
 
 pub mod distance;
 pub mod error;
+pub mod kmeans;
 pub mod rowset;
 pub mod slab;
 pub mod topk;
