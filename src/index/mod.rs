@@ -4,12 +4,14 @@
 
 pub mod distance;
 pub mod error;
+pub mod flat;
 pub mod kmeans;
 pub mod rowset;
 pub mod slab;
 pub mod topk;
 
 pub use error::IndexError;
+pub use flat::FlatIndex;
 pub use rowset::RowSet;
 pub use topk::TopK;
 
