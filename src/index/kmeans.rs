@@ -27,6 +27,9 @@ use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+mod argmin;
+
+use self::argmin::{argmin, argmin_shifted};
 use super::distance::{self, Kernels};
 use super::{IndexError, Metric};
 
@@ -453,35 +456,13 @@ fn assign_gemm(data: &[f32], dim: usize, centroids: &[f32], labels: &mut [u32], 
                     .expect("rows*k floats");
                 ndarray::linalg::general_mat_mul(1.0, &xv, &ct, 0.0, &mut out);
                 for (i, (l, d)) in lab.iter_mut().zip(dis.iter_mut()).enumerate() {
-                    let xc = &buf[i * k..(i + 1) * k];
-                    let mut best = 0usize;
-                    let mut bv = f32::INFINITY;
-                    for (j, (&dot, &cn)) in xc.iter().zip(&c_norms).enumerate() {
-                        let v = cn - 2.0 * dot;
-                        if v < bv {
-                            bv = v;
-                            best = j;
-                        }
-                    }
+                    let (best, bv) = argmin_shifted(&buf[i * k..(i + 1) * k], &c_norms);
                     let xr = &x[i * dim..(i + 1) * dim];
-                    *l = best as u32;
+                    *l = best;
                     *d = (kernels.dot(xr, xr) + bv).max(0.0);
                 }
             },
         );
-}
-
-/// Index and value of the smallest element, lowest index on ties (NaN never wins).
-fn argmin(v: &[f32]) -> (u32, f32) {
-    let mut best = 0usize;
-    let mut bv = f32::INFINITY;
-    for (j, &x) in v.iter().enumerate() {
-        if x < bv {
-            bv = x;
-            best = j;
-        }
-    }
-    (best as u32, bv)
 }
 
 /// The `n` centroids closest to `query` under `metric`, closest first (ties by index), as
