@@ -145,6 +145,7 @@ pub fn try_train(data: &[f32], dim: usize, config: &KMeansConfig) -> Result<Vec<
             dim,
             &centroids,
             AssignMethod::Auto,
+            Nearest::L2,
             &mut labels,
             None,
         );
@@ -350,8 +351,35 @@ pub fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
 /// [`assign`] with an explicit method (for benchmarks and tests).
 pub fn assign_with(data: &[f32], dim: usize, centroids: &[f32], method: AssignMethod) -> Vec<u32> {
     let mut labels = vec![0u32; rows_of(data, dim)];
-    assign_into(data, dim, centroids, method, &mut labels, None);
+    assign_into(data, dim, centroids, method, Nearest::L2, &mut labels, None);
     labels
+}
+
+/// The centroid with the largest inner product (lowest index on ties) for every row of `data`:
+/// the assignment that matches how [`Metric::Dot`] queries probe lists. Parallel, GEMM-based
+/// like [`assign`].
+pub fn assign_inner_product(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
+    let mut labels = vec![0u32; rows_of(data, dim)];
+    let method = AssignMethod::Auto;
+    assign_into(
+        data,
+        dim,
+        centroids,
+        method,
+        Nearest::InnerProduct,
+        &mut labels,
+        None,
+    );
+    labels
+}
+
+/// What "nearest centroid" means for an assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nearest {
+    /// Smallest squared L2 distance; reported distances are squared L2.
+    L2,
+    /// Largest inner product; reported distances are `-dot`.
+    InnerProduct,
 }
 
 /// [`assign`] that also returns each row's squared L2 distance to its centroid (e.g. to measure
@@ -365,6 +393,7 @@ pub fn assign_with_distances(data: &[f32], dim: usize, centroids: &[f32]) -> (Ve
         dim,
         centroids,
         AssignMethod::Auto,
+        Nearest::L2,
         &mut labels,
         Some(&mut dists),
     );
@@ -380,6 +409,7 @@ fn assign_into(
     dim: usize,
     centroids: &[f32],
     method: AssignMethod,
+    nearest: Nearest,
     labels: &mut [u32],
     dists: Option<&mut [f32]>,
 ) {
@@ -406,9 +436,9 @@ fn assign_into(
         AssignMethod::Pairwise => false,
     };
     if gemm {
-        assign_gemm(data, dim, centroids, labels, dists);
+        assign_gemm(data, dim, centroids, nearest, labels, dists);
     } else {
-        assign_pairwise(data, dim, centroids, labels, dists);
+        assign_pairwise(data, dim, centroids, nearest, labels, dists);
     }
 }
 
@@ -416,6 +446,7 @@ fn assign_pairwise(
     data: &[f32],
     dim: usize,
     centroids: &[f32],
+    nearest: Nearest,
     labels: &mut [u32],
     dists: &mut [f32],
 ) {
@@ -431,7 +462,13 @@ fn assign_pairwise(
                 let start = b * PAIRWISE_BLOCK_ROWS;
                 for (i, (l, d)) in lab.iter_mut().zip(dis.iter_mut()).enumerate() {
                     let row = start + i;
-                    kernels.l2_sq_batch(&data[row * dim..(row + 1) * dim], centroids, dim, buf);
+                    let x = &data[row * dim..(row + 1) * dim];
+                    if nearest == Nearest::L2 {
+                        kernels.l2_sq_batch(x, centroids, dim, buf);
+                    } else {
+                        kernels.dot_batch(x, centroids, dim, buf);
+                        buf.iter_mut().for_each(|v| *v = -*v);
+                    }
                     let (best, bd) = argmin(buf);
                     *l = best;
                     *d = bd;
@@ -440,14 +477,25 @@ fn assign_pairwise(
         );
 }
 
-fn assign_gemm(data: &[f32], dim: usize, centroids: &[f32], labels: &mut [u32], dists: &mut [f32]) {
+fn assign_gemm(
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    nearest: Nearest,
+    labels: &mut [u32],
+    dists: &mut [f32],
+) {
     use ndarray::{ArrayView2, ArrayViewMut2};
     let k = centroids.len() / dim;
     let kernels = Kernels::best();
-    let c_norms: Vec<f32> = centroids
-        .chunks_exact(dim)
-        .map(|c| kernels.dot(c, c))
-        .collect();
+    // argmin ‖c‖² - 2 x·c for L2; with zero "norms" the same scan is argmax x·c.
+    let c_norms: Vec<f32> = match nearest {
+        Nearest::L2 => centroids
+            .chunks_exact(dim)
+            .map(|c| kernels.dot(c, c))
+            .collect(),
+        Nearest::InnerProduct => vec![0.0; k],
+    };
     let c_view = ArrayView2::from_shape((k, dim), &centroids[..k * dim]).expect("k*dim floats");
     let ct = c_view.t();
     let block = (GEMM_BLOCK_FLOATS / k).clamp(16, 1024);
@@ -466,9 +514,14 @@ fn assign_gemm(data: &[f32], dim: usize, centroids: &[f32], labels: &mut [u32], 
                 ndarray::linalg::general_mat_mul(1.0, &xv, &ct, 0.0, &mut out);
                 for (i, (l, d)) in lab.iter_mut().zip(dis.iter_mut()).enumerate() {
                     let (best, bv) = argmin_shifted(&buf[i * k..(i + 1) * k], &c_norms);
-                    let xr = &x[i * dim..(i + 1) * dim];
                     *l = best;
-                    *d = (kernels.dot(xr, xr) + bv).max(0.0);
+                    *d = match nearest {
+                        Nearest::L2 => {
+                            let xr = &x[i * dim..(i + 1) * dim];
+                            (kernels.dot(xr, xr) + bv).max(0.0)
+                        }
+                        Nearest::InnerProduct => 0.5 * bv,
+                    };
                 }
             },
         );
