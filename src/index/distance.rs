@@ -238,6 +238,12 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
+/// Squared Euclidean distance by the portable kernel, whatever the CPU: a reference for tests
+/// and benches.
+pub fn scalar_l2(a: &[f32], b: &[f32]) -> f32 {
+    scalar::l2_sq(a, b)
+}
+
 /// Squared Euclidean distance computed by the `simsimd` crate (its own runtime dispatch, `f64`
 /// result), kept to benchmark our kernels against. Returns `NaN` on a length mismatch.
 pub fn simsimd_l2_sq(a: &[f32], b: &[f32]) -> f32 {

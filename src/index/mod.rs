@@ -5,6 +5,9 @@
 pub mod distance;
 pub mod error;
 pub mod fastscan;
+pub mod ivfpq;
+pub mod kmeans;
+pub mod pq;
 pub mod rowset;
 pub mod slab;
 pub mod topk;
