@@ -73,7 +73,11 @@ pub fn pack_codes(codes: &[u8], m: usize, out: &mut Vec<u8>) {
 /// The 4-bit code of vector `i` (0..32) for sub-space `j` in a packed block.
 #[inline]
 pub fn unpack_code(block: &[u8], i: usize, j: usize) -> u8 {
-    if i < 16 { block[j * 16 + i] & 15 } else { block[j * 16 + i - 16] >> 4 }
+    if i < 16 {
+        block[j * 16 + i] & 15
+    } else {
+        block[j * 16 + i - 16] >> 4
+    }
 }
 
 /// Quantises a float table (`m` sub-spaces × 16 entries, smaller is closer) to u8 entries in
@@ -90,12 +94,20 @@ pub fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
     let mut mins = [0.0f32; MAX_SUBSPACES];
     for j in 0..m {
         let row = &lut[j * 16..j * 16 + 16];
-        let (lo, hi) = row.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = row
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
         mins[j] = lo;
         bias += lo;
         max_range = max_range.max(hi - lo);
     }
-    let scale = if max_range > 0.0 && max_range.is_finite() { max_range / 255.0 } else { 1.0 };
+    let scale = if max_range > 0.0 && max_range.is_finite() {
+        max_range / 255.0
+    } else {
+        1.0
+    };
     let inv = 1.0 / scale;
     for j in 0..m {
         for e in 0..16 {
@@ -140,7 +152,8 @@ impl SimdLevel {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+            {
                 return SimdLevel::Avx512;
             }
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
@@ -177,13 +190,26 @@ impl SimdLevel {
 /// # Panics
 /// If `codes` or `lut` are shorter than the layout requires for `m` (a caller bug: sizes are
 /// validated when an index is built or loaded), or `level` is not supported by this CPU.
-pub fn scan_list<F>(level: SimdLevel, codes: &[u8], len: usize, m: usize, lut: &[u8], threshold: u16, on_candidate: F)
-where
+pub fn scan_list<F>(
+    level: SimdLevel,
+    codes: &[u8],
+    len: usize,
+    m: usize,
+    lut: &[u8],
+    threshold: u16,
+    on_candidate: F,
+) where
     F: FnMut(usize, u16) -> u16,
 {
     let m_pad = padded_m(m);
-    assert!(m_pad <= MAX_SUBSPACES, "too many sub-spaces for u16 accumulators");
-    assert!(codes.len() >= blocks_for(len) * m_pad * 16, "codes shorter than the list");
+    assert!(
+        m_pad <= MAX_SUBSPACES,
+        "too many sub-spaces for u16 accumulators"
+    );
+    assert!(
+        codes.len() >= blocks_for(len) * m_pad * 16,
+        "codes shorter than the list"
+    );
     assert!(lut.len() >= m_pad * 16, "table shorter than the sub-spaces");
     match level {
         SimdLevel::Scalar => scalar::scan_list(codes, len, m_pad, lut, threshold, on_candidate),
@@ -195,7 +221,10 @@ where
         }
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 => {
-            assert!(std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw"));
+            assert!(
+                std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+            );
             // SAFETY: features checked above; sizes checked above.
             unsafe { avx512::scan_list(codes, len, m_pad, lut, threshold, on_candidate) }
         }
@@ -228,7 +257,11 @@ fn emit<F: FnMut(usize, u16) -> u16>(
 #[inline(always)]
 fn valid_mask(len: usize, base: usize) -> u32 {
     let rem = len - base;
-    if rem >= BLOCK { u32::MAX } else { (1u32 << rem) - 1 }
+    if rem >= BLOCK {
+        u32::MAX
+    } else {
+        (1u32 << rem) - 1
+    }
 }
 
 /// Portable reference kernel.
@@ -263,7 +296,13 @@ pub mod scalar {
             for (i, &s) in sums.iter().enumerate() {
                 mask |= ((s <= threshold) as u32) << i;
             }
-            threshold = emit(mask & valid_mask(len, base), base, &sums, threshold, &mut on_candidate);
+            threshold = emit(
+                mask & valid_mask(len, base),
+                base,
+                &sums,
+                threshold,
+                &mut on_candidate,
+            );
         }
     }
 }
@@ -279,7 +318,13 @@ mod avx2 {
     /// AVX2 and BMI2 available; `block` and `lut` hold `m_pad * 16` bytes, `m_pad % 4 == 0`.
     #[target_feature(enable = "avx2,bmi2")]
     #[inline]
-    pub unsafe fn block(block: *const u8, m_pad: usize, lut: *const u8, threshold: u16, out: &mut [u16; BLOCK]) -> u32 {
+    pub unsafe fn block(
+        block: *const u8,
+        m_pad: usize,
+        lut: *const u8,
+        threshold: u16,
+        out: &mut [u16; BLOCK],
+    ) -> u32 {
         unsafe {
             let low = _mm256_set1_epi8(0x0f);
             let mut a = _mm256_setzero_si256();
@@ -302,8 +347,14 @@ mod avx2 {
             let mut mask = 0u32;
             for (half, (acc, odd)) in [(a, ao), (b, bo)].into_iter().enumerate() {
                 let even = _mm256_sub_epi16(acc, _mm256_slli_epi16(odd, 8));
-                let e = _mm_add_epi16(_mm256_castsi256_si128(even), _mm256_extracti128_si256(even, 1));
-                let o = _mm_add_epi16(_mm256_castsi256_si128(odd), _mm256_extracti128_si256(odd, 1));
+                let e = _mm_add_epi16(
+                    _mm256_castsi256_si128(even),
+                    _mm256_extracti128_si256(even, 1),
+                );
+                let o = _mm_add_epi16(
+                    _mm256_castsi256_si128(odd),
+                    _mm256_extracti128_si256(odd, 1),
+                );
                 let lo = _mm_unpacklo_epi16(e, o);
                 let hi = _mm_unpackhi_epi16(e, o);
                 let v = _mm256_set_m128i(hi, lo);
@@ -331,7 +382,15 @@ mod avx2 {
         let mut sums = [0u16; BLOCK];
         for b in 0..blocks_for(len) {
             // SAFETY: block b lies inside `codes` (checked by the caller).
-            let mask = unsafe { block(codes.as_ptr().add(b * bb), m_pad, lut.as_ptr(), threshold, &mut sums) };
+            let mask = unsafe {
+                block(
+                    codes.as_ptr().add(b * bb),
+                    m_pad,
+                    lut.as_ptr(),
+                    threshold,
+                    &mut sums,
+                )
+            };
             let base = b * BLOCK;
             let mask = mask & valid_mask(len, base);
             if mask != 0 {
@@ -352,7 +411,13 @@ mod avx512 {
     /// AVX-512F/BW available; `block` and `lut` hold `m_pad * 16` bytes, `m_pad % 4 == 0`.
     #[target_feature(enable = "avx512f,avx512bw")]
     #[inline]
-    pub unsafe fn block(block: *const u8, m_pad: usize, lut: *const u8, threshold: u16, out: &mut [u16; BLOCK]) -> u32 {
+    pub unsafe fn block(
+        block: *const u8,
+        m_pad: usize,
+        lut: *const u8,
+        threshold: u16,
+        out: &mut [u16; BLOCK],
+    ) -> u32 {
         unsafe {
             let low = _mm512_set1_epi8(0x0f);
             let mut a = _mm512_setzero_si512();
@@ -375,18 +440,34 @@ mod avx512 {
             for (half, (acc, odd)) in [(a, ao), (b, bo)].into_iter().enumerate() {
                 let even = _mm512_sub_epi16(acc, _mm512_slli_epi16(odd, 8));
                 let e = _mm_add_epi16(
-                    _mm_add_epi16(_mm512_extracti32x4_epi32(even, 0), _mm512_extracti32x4_epi32(even, 1)),
-                    _mm_add_epi16(_mm512_extracti32x4_epi32(even, 2), _mm512_extracti32x4_epi32(even, 3)),
+                    _mm_add_epi16(
+                        _mm512_extracti32x4_epi32(even, 0),
+                        _mm512_extracti32x4_epi32(even, 1),
+                    ),
+                    _mm_add_epi16(
+                        _mm512_extracti32x4_epi32(even, 2),
+                        _mm512_extracti32x4_epi32(even, 3),
+                    ),
                 );
                 let o = _mm_add_epi16(
-                    _mm_add_epi16(_mm512_extracti32x4_epi32(odd, 0), _mm512_extracti32x4_epi32(odd, 1)),
-                    _mm_add_epi16(_mm512_extracti32x4_epi32(odd, 2), _mm512_extracti32x4_epi32(odd, 3)),
+                    _mm_add_epi16(
+                        _mm512_extracti32x4_epi32(odd, 0),
+                        _mm512_extracti32x4_epi32(odd, 1),
+                    ),
+                    _mm_add_epi16(
+                        _mm512_extracti32x4_epi32(odd, 2),
+                        _mm512_extracti32x4_epi32(odd, 3),
+                    ),
                 );
                 parts[half * 2] = _mm_unpacklo_epi16(e, o);
                 parts[half * 2 + 1] = _mm_unpackhi_epi16(e, o);
             }
             let v = _mm512_inserti32x4(
-                _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(parts[0]), parts[1], 1), parts[2], 2),
+                _mm512_inserti32x4(
+                    _mm512_inserti32x4(_mm512_castsi128_si512(parts[0]), parts[1], 1),
+                    parts[2],
+                    2,
+                ),
                 parts[3],
                 3,
             );
@@ -410,7 +491,15 @@ mod avx512 {
         let mut sums = [0u16; BLOCK];
         for b in 0..blocks_for(len) {
             // SAFETY: block b lies inside `codes` (checked by the caller).
-            let mask = unsafe { block(codes.as_ptr().add(b * bb), m_pad, lut.as_ptr(), threshold, &mut sums) };
+            let mask = unsafe {
+                block(
+                    codes.as_ptr().add(b * bb),
+                    m_pad,
+                    lut.as_ptr(),
+                    threshold,
+                    &mut sums,
+                )
+            };
             let base = b * BLOCK;
             let mask = mask & valid_mask(len, base);
             if mask != 0 {
@@ -431,7 +520,13 @@ mod tests {
     }
 
     /// Every (vector, sum) pair reported with an unreachable threshold, in order.
-    fn all_sums(level: SimdLevel, packed: &[u8], n: usize, m: usize, lut: &[u8]) -> Vec<(usize, u16)> {
+    fn all_sums(
+        level: SimdLevel,
+        packed: &[u8],
+        n: usize,
+        m: usize,
+        lut: &[u8],
+    ) -> Vec<(usize, u16)> {
         let mut got = Vec::new();
         scan_list(level, packed, n, m, lut, u16::MAX, |i, s| {
             got.push((i, s));
@@ -478,10 +573,21 @@ mod tests {
                     };
                 }
                 let expect: Vec<(usize, u16)> = (0..n)
-                    .map(|v| (v, (0..m).map(|j| lut[j * 16 + codes[v * m + j] as usize] as u16).sum::<u16>()))
+                    .map(|v| {
+                        (
+                            v,
+                            (0..m)
+                                .map(|j| lut[j * 16 + codes[v * m + j] as usize] as u16)
+                                .sum::<u16>(),
+                        )
+                    })
                     .collect();
                 for level in SimdLevel::available() {
-                    assert_eq!(all_sums(level, &packed, n, m, &lut), expect, "level {level:?} m {m} n {n}");
+                    assert_eq!(
+                        all_sums(level, &packed, n, m, &lut),
+                        expect,
+                        "level {level:?} m {m} n {n}"
+                    );
                 }
             }
         }
@@ -519,7 +625,9 @@ mod tests {
     fn quantized_lut_approximates_float_sums() {
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let m = 16;
-        let lut: Vec<f32> = (0..m * 16).map(|_| rng.random_range(-3.0..5.0f32)).collect();
+        let lut: Vec<f32> = (0..m * 16)
+            .map(|_| rng.random_range(-3.0..5.0f32))
+            .collect();
         let mut q = vec![0u8; padded_m(m) * 16];
         let (scale, bias) = quantize_lut(&lut, m, &mut q);
         for _ in 0..100 {
@@ -528,7 +636,10 @@ mod tests {
             let acc: u16 = (0..m).map(|j| q[j * 16 + code[j]] as u16).sum();
             let approx = bias + scale * acc as f32;
             // Each entry is off by at most half a step.
-            assert!((approx - exact).abs() <= scale * 0.5 * m as f32 + 1e-4, "{approx} vs {exact}");
+            assert!(
+                (approx - exact).abs() <= scale * 0.5 * m as f32 + 1e-4,
+                "{approx} vs {exact}"
+            );
             assert!(acc <= u16_threshold(exact + scale * 0.5 * m as f32 + 1e-3, scale, bias));
         }
         assert_eq!(u16_threshold(f32::INFINITY, scale, bias), u16::MAX);

@@ -36,7 +36,9 @@ pub struct ProductQuantizer {
 /// Checks `dim`, `m` and `bits` fit together; returns `(ksub, dsub)`.
 pub fn check_params(dim: usize, m: usize, bits: u8) -> Result<(usize, usize), IndexError> {
     if dim == 0 {
-        return Err(IndexError::InvalidParameter("dimension must be positive".into()));
+        return Err(IndexError::InvalidParameter(
+            "dimension must be positive".into(),
+        ));
     }
     if m == 0 || dim % m != 0 {
         return Err(IndexError::InvalidParameter(format!(
@@ -44,7 +46,9 @@ pub fn check_params(dim: usize, m: usize, bits: u8) -> Result<(usize, usize), In
         )));
     }
     if bits != 4 && bits != 8 {
-        return Err(IndexError::InvalidParameter(format!("pq_bits = {bits}: only 4 and 8 are supported")));
+        return Err(IndexError::InvalidParameter(format!(
+            "pq_bits = {bits}: only 4 and 8 are supported"
+        )));
     }
     Ok((1usize << bits, dim / m))
 }
@@ -52,14 +56,26 @@ pub fn check_params(dim: usize, m: usize, bits: u8) -> Result<(usize, usize), In
 impl ProductQuantizer {
     /// Trains one codebook per sub-space by k-means on `data` (row-major, `dim` per row), the
     /// sub-spaces in parallel.
-    pub fn train(dim: usize, m: usize, bits: u8, data: &[f32], seed: u64) -> Result<Self, IndexError> {
+    pub fn train(
+        dim: usize,
+        m: usize,
+        bits: u8,
+        data: &[f32],
+        seed: u64,
+    ) -> Result<Self, IndexError> {
         let (ksub, dsub) = check_params(dim, m, bits)?;
         if data.len() % dim != 0 {
-            return Err(IndexError::DimensionMismatch { expected: dim, got: data.len() % dim });
+            return Err(IndexError::DimensionMismatch {
+                expected: dim,
+                got: data.len() % dim,
+            });
         }
         let n = data.len() / dim;
         if n < ksub {
-            return Err(IndexError::NotEnoughData { needed: ksub, got: n });
+            return Err(IndexError::NotEnoughData {
+                needed: ksub,
+                got: n,
+            });
         }
         let books: Vec<Vec<f32>> = (0..m)
             .into_par_iter()
@@ -76,7 +92,7 @@ impl ProductQuantizer {
                     max_points_per_centroid: if ksub <= 16 { 4096 } else { 256 },
                     spherical: false,
                 };
-                let centroids = kmeans::train(&sub, dsub, &config);
+                let centroids = kmeans::try_train(&sub, dsub, &config)?;
                 // Transpose [ksub][dsub] -> [dsub][ksub].
                 let mut t = vec![0.0f32; dsub * ksub];
                 for (k, c) in centroids.chunks_exact(dsub).enumerate() {
@@ -84,15 +100,20 @@ impl ProductQuantizer {
                         t[d * ksub + k] = v;
                     }
                 }
-                t
+                Ok(t)
             })
-            .collect();
+            .collect::<Result<_, IndexError>>()?;
         Self::from_codebooks(dim, m, bits, Slab::from(books.concat()))
     }
 
     /// Rebuilds a quantiser from stored `[m][dsub][ksub]` codebooks, validating their size and
     /// values.
-    pub fn from_codebooks(dim: usize, m: usize, bits: u8, codebooks: Slab<f32>) -> Result<Self, IndexError> {
+    pub fn from_codebooks(
+        dim: usize,
+        m: usize,
+        bits: u8,
+        codebooks: Slab<f32>,
+    ) -> Result<Self, IndexError> {
         let (ksub, dsub) = check_params(dim, m, bits)?;
         if codebooks.len() != dim * ksub {
             return Err(IndexError::Corrupted(format!(
@@ -102,7 +123,9 @@ impl ProductQuantizer {
             )));
         }
         if codebooks.iter().any(|v| !v.is_finite()) {
-            return Err(IndexError::Corrupted("codebooks contain a non-finite value".into()));
+            return Err(IndexError::Corrupted(
+                "codebooks contain a non-finite value".into(),
+            ));
         }
         let mut norms = vec![0.0f32; m * ksub];
         for j in 0..m {
@@ -114,7 +137,15 @@ impl ProductQuantizer {
                 }
             }
         }
-        Ok(Self { dim, m, bits, ksub, dsub, codebooks, norms })
+        Ok(Self {
+            dim,
+            m,
+            bits,
+            ksub,
+            dsub,
+            codebooks,
+            norms,
+        })
     }
 
     /// Vector dimension.
@@ -221,7 +252,10 @@ impl ProductQuantizer {
         data.par_chunks(self.dim * 256)
             .zip(codes.par_chunks_mut(self.m * 256))
             .for_each(|(rows, out)| {
-                for (x, c) in rows.chunks_exact(self.dim).zip(out.chunks_exact_mut(self.m)) {
+                for (x, c) in rows
+                    .chunks_exact(self.dim)
+                    .zip(out.chunks_exact_mut(self.m))
+                {
                     self.encode(x, c);
                 }
             });
@@ -239,6 +273,44 @@ impl ProductQuantizer {
     }
 }
 
+/// Scans 8-bit codes (`m` bytes per vector, one after another) with a float table of `m * 256`
+/// entries: the distance of vector `i` is `bias + Σ_j lut[j][code_ij]`. Calls
+/// `on_candidate(i, distance)` for every vector whose distance is `<= threshold`; it returns the
+/// (possibly lowered) threshold for the rest of the scan.
+///
+/// The table is taken as `[f32; 256]` rows so that indexing by a `u8` code needs no bounds check;
+/// consecutive vectors' sums are independent, so the out-of-order core overlaps their add chains.
+pub fn scan_codes8<F>(
+    codes: &[u8],
+    m: usize,
+    lut: &[[f32; 256]],
+    bias: f32,
+    mut threshold: f32,
+    mut on_candidate: F,
+) where
+    F: FnMut(usize, f32) -> f32,
+{
+    let lut = &lut[..m];
+    for (i, code) in codes.chunks_exact(m).enumerate() {
+        let mut acc = [0.0f32; 4];
+        let mut tables = lut.chunks_exact(4);
+        let mut bytes = code.chunks_exact(4);
+        for (t, c) in (&mut tables).zip(&mut bytes) {
+            acc[0] += t[0][c[0] as usize];
+            acc[1] += t[1][c[1] as usize];
+            acc[2] += t[2][c[2] as usize];
+            acc[3] += t[3][c[3] as usize];
+        }
+        for (t, &c) in tables.remainder().iter().zip(bytes.remainder()) {
+            acc[0] += t[c as usize];
+        }
+        let d = bias + ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+        if d <= threshold {
+            threshold = on_candidate(i, d);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,18 +319,34 @@ mod tests {
 
     fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n * dim).map(|_| rng.random_range(-1.0..1.0f32)).collect()
+        (0..n * dim)
+            .map(|_| rng.random_range(-1.0..1.0f32))
+            .collect()
     }
 
     #[test]
     fn rejects_bad_parameters() {
         let d = data(300, 8, 1);
-        assert!(matches!(ProductQuantizer::train(8, 3, 8, &d, 0), Err(IndexError::InvalidParameter(_))));
-        assert!(matches!(ProductQuantizer::train(8, 0, 8, &d, 0), Err(IndexError::InvalidParameter(_))));
-        assert!(matches!(ProductQuantizer::train(8, 4, 6, &d, 0), Err(IndexError::InvalidParameter(_))));
-        assert!(matches!(ProductQuantizer::train(8, 4, 8, &d[..80], 0), Err(IndexError::NotEnoughData { .. })));
+        assert!(matches!(
+            ProductQuantizer::train(8, 3, 8, &d, 0),
+            Err(IndexError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            ProductQuantizer::train(8, 0, 8, &d, 0),
+            Err(IndexError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            ProductQuantizer::train(8, 4, 6, &d, 0),
+            Err(IndexError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            ProductQuantizer::train(8, 4, 8, &d[..80], 0),
+            Err(IndexError::NotEnoughData { .. })
+        ));
         assert!(ProductQuantizer::from_codebooks(8, 4, 4, Slab::from(vec![0.0f32; 10])).is_err());
-        assert!(ProductQuantizer::from_codebooks(8, 4, 4, Slab::from(vec![f32::NAN; 128])).is_err());
+        assert!(
+            ProductQuantizer::from_codebooks(8, 4, 4, Slab::from(vec![f32::NAN; 128])).is_err()
+        );
     }
 
     #[test]
@@ -289,11 +377,18 @@ mod tests {
                 let adc_ip: f32 = (0..m).map(|j| ip[j * pq.ksub() + c[j] as usize]).sum();
                 assert!((exact_l2 - adc_l2).abs() < 1e-4, "{exact_l2} {adc_l2}");
                 assert!((exact_ip - adc_ip).abs() < 1e-4);
-                err += x.iter().zip(&rec).map(|(a, b)| ((a - b) * (a - b)) as f64).sum::<f64>();
+                err += x
+                    .iter()
+                    .zip(&rec)
+                    .map(|(a, b)| ((a - b) * (a - b)) as f64)
+                    .sum::<f64>();
                 norm += x.iter().map(|a| (a * a) as f64).sum::<f64>();
             }
             // Uniform data in 4-d sub-spaces: 16 centroids cut the error well below the energy.
-            assert!(err < norm * if bits == 8 { 0.25 } else { 0.6 }, "bits {bits}: {err} vs {norm}");
+            assert!(
+                err < norm * if bits == 8 { 0.25 } else { 0.6 },
+                "bits {bits}: {err} vs {norm}"
+            );
         }
     }
 }
