@@ -211,7 +211,7 @@ impl IvfPqIndex {
                 fastscan::MAX_SUBSPACES
             )));
         }
-        if vectors.len() % dim != 0 {
+        if !vectors.len().is_multiple_of(dim) {
             return Err(IndexError::DimensionMismatch {
                 expected: dim,
                 got: vectors.len() % dim,
@@ -1133,6 +1133,36 @@ mod tests {
                 .len(),
             5
         );
+    }
+
+    #[test]
+    fn concurrent_searches_share_the_index() {
+        let f = fixture();
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::Dot, 4)).unwrap();
+        let p = SearchParams {
+            nprobe: 8,
+            rerank: 4,
+        };
+        let serial: Vec<_> = f
+            .queries
+            .chunks_exact(DIM)
+            .map(|q| index.search(q, 10, &p, None))
+            .collect();
+        let parallel: Vec<_> = f
+            .queries
+            .par_chunks_exact(DIM)
+            .map(|q| index.search(q, 10, &p, None))
+            .collect();
+        assert_eq!(serial, parallel);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for (q, want) in f.queries.chunks_exact(DIM).zip(&serial) {
+                        assert_eq!(&index.search(q, 10, &p, None), want);
+                    }
+                });
+            }
+        });
     }
 
     #[test]
