@@ -12,7 +12,8 @@ fn write_container(path: &std::path::Path, floats: usize) {
     let data: Vec<f32> = (0..floats).map(|i| i as f32).collect();
     let mut w = ContainerWriter::create(path).unwrap();
     w.write_section("vectors", &data).unwrap();
-    w.write_section("ids", &(0..1000u64).collect::<Vec<_>>()).unwrap();
+    w.write_section("ids", &(0..1000u64).collect::<Vec<_>>())
+        .unwrap();
     w.finish(br#"{"kind":"bench"}"#).unwrap();
 }
 
@@ -22,9 +23,11 @@ fn bench_container(c: &mut Criterion) {
     for mib in [1usize, 64] {
         let path = dir.path().join(format!("{mib}.shoal"));
         write_container(&path, mib << 18);
-        open.bench_with_input(BenchmarkId::from_parameter(format!("{mib}MiB")), &path, |b, p| {
-            b.iter(|| black_box(Container::open(p).unwrap()))
-        });
+        open.bench_with_input(
+            BenchmarkId::from_parameter(format!("{mib}MiB")),
+            &path,
+            |b, p| b.iter(|| black_box(Container::open(p).unwrap())),
+        );
     }
     open.finish();
 
@@ -38,7 +41,9 @@ fn bench_container(c: &mut Criterion) {
     let buf: Vec<u8> = (0..64usize << 20).map(|i| (i * 31) as u8).collect();
     let mut crc = c.benchmark_group("checksum");
     crc.throughput(Throughput::Bytes(buf.len() as u64));
-    crc.bench_function("crc32fast_64MiB", |b| b.iter(|| black_box(crc32fast::hash(&buf))));
+    crc.bench_function("crc32fast_64MiB", |b| {
+        b.iter(|| black_box(crc32fast::hash(&buf)))
+    });
     crc.finish();
 }
 

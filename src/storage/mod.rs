@@ -12,6 +12,7 @@
 //!   `tests/fuzz`, property-tested in the normal suite).
 //! - [`container`]: [`ContainerWriter`] streams named sections into a new file;
 //!   [`Container`] maps it and hands out zero-copy [`crate::index::Slab`] views.
+//! - [`tombstone`]: per-segment deletion files `<segment-stem>.<opstamp>.del`.
 //!
 //! # Container layout, format version 1
 //! All integers are little-endian and fixed-width; no `usize` is ever written. Offsets are from
@@ -112,12 +113,23 @@
 //!   mapped file could fault the reader. Replacing by rename is safe: open maps keep the old
 //!   inode alive until dropped.
 //!
+//! # Tombstone files
+//! A sealed segment is never rewritten to delete points. Deletions of segment `seg-7.ivfpq` as of
+//! operation stamp 12 live in `seg-7.12.del`: a container (same header, checksums and commit
+//! protocol) with metadata `{"kind":"tombstones","rows":N,"opstamp":12}` and one `u64` section
+//! `deleted_rows` holding a complete [`crate::index::RowSet`] bitmap (row `r` = bit `r % 64` of
+//! word `r / 64`; bits past `N` must be zero). Each write is a full set, not a delta, so only the
+//! file with the highest opstamp matters; older ones are removed after it is committed. A crash
+//! between the two leaves an extra older file, which is harmless. Tombstone files are verified
+//! completely when read (one bit per row).
+//!
 //! # Version log
 //! - 1: first format (header, section table with CRC-32 per section, metadata blob).
 
 pub mod atomic;
 pub mod container;
 pub mod format;
+pub mod tombstone;
 
 use std::path::{Path, PathBuf};
 
