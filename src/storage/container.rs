@@ -68,6 +68,8 @@ impl AlignedBytes {
 pub struct SectionInfo {
     /// The section's name.
     pub name: String,
+    /// Byte offset of the section in the file.
+    pub offset: u64,
     /// Length in bytes.
     pub byte_len: u64,
     /// Size of one element in bytes.
@@ -174,6 +176,7 @@ impl Container {
             .iter()
             .map(|s| SectionInfo {
                 name: s.name.clone(),
+                offset: s.offset,
                 byte_len: s.len,
                 elem_size: s.elem_size,
             })

@@ -129,6 +129,7 @@
 pub mod atomic;
 pub mod container;
 pub mod format;
+pub mod segment;
 pub mod tombstone;
 
 use std::path::{Path, PathBuf};
