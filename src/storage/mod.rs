@@ -8,10 +8,11 @@
 //! # Pieces
 //! - [`atomic`]: crash-safe replacement of a file ([`write_atomic`], [`AtomicFile`]),
 //!   [`sync_dir`], and [`remove_temp_files`] for leftovers of interrupted writes.
-//! - [`format`]: the container byte layout and its pure decoder over `&[u8]` (fuzzed by
+//! - [`format`](mod@format): the container byte layout and its pure decoder over `&[u8]` (fuzzed by
 //!   `tests/fuzz`, property-tested in the normal suite).
 //! - [`container`]: [`ContainerWriter`] streams named sections into a new file;
 //!   [`Container`] maps it and hands out zero-copy [`crate::index::Slab`] views.
+//! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`]).
 //! - [`tombstone`]: per-segment deletion files `<segment-stem>.<opstamp>.del`.
 //!
 //! # Container layout, format version 1
@@ -113,6 +114,27 @@
 //!   mapped file could fault the reader. Replacing by rename is safe: open maps keep the old
 //!   inode alive until dropped.
 //!
+//! # IVF-PQ segment files
+//! A sealed segment is one container. Metadata:
+//! `{"kind":"ivfpq-segment","index":{"version":1,"dim":D,"metric":"l2"|"cosine"|"dot","nlist":L,
+//! "pq_m":M,"pq_bits":4|8,"n":N}}` (the `index` object is [`crate::index::ivfpq::IvfPqMeta`];
+//! its `version` is the index's own layout version, checked by `IvfPqIndex::from_parts`).
+//! Sections, in file order (small, hot parts first; raw vectors last):
+//!
+//! | section        | type  | elements |
+//! |----------------|-------|----------|
+//! | `centroids`    | `f32` | `L * D` coarse centroids, row-major |
+//! | `codebooks`    | `f32` | `M * (D / M) * 2^bits`, laid out `[m][dsub][ksub]` |
+//! | `list_offsets` | `u64` | `L + 1`: list `l` holds rows `offsets[l]..offsets[l+1]` |
+//! | `ids`          | `u64` | `N` external ids, row order |
+//! | `codes`        | `u8`  | 8-bit: `N * M` bytes in row order; 4-bit: fast-scan blocks per list |
+//! | `vectors`      | `f32` | `N * D` raw vectors (normalised for cosine), for exact re-ranking |
+//!
+//! Opening hands the mapped sections to `IvfPqIndex::from_parts` as zero-copy slabs, which
+//! checks every size against the metadata. [`open_ivfpq_segment`] verifies all checksums first
+//! (one sequential read of the file); `open_ivfpq_segment_with(.., Verify::HeaderOnly)` skips that
+//! for a fast restart, leaving body verification to the caller.
+//!
 //! # Tombstone files
 //! A sealed segment is never rewritten to delete points. Deletions of segment `seg-7.ivfpq` as of
 //! operation stamp 12 live in `seg-7.12.del`: a container (same header, checksums and commit
@@ -137,6 +159,7 @@ use std::path::{Path, PathBuf};
 pub use atomic::{AtomicFile, remove_temp_files, sync_dir, write_atomic};
 pub use container::{Container, ContainerWriter, SectionInfo, SectionWriter};
 pub use format::{FORMAT_VERSION, FormatError, MAGIC, OLDEST_SUPPORTED_VERSION};
+pub use segment::{Verify, open_ivfpq_segment, open_ivfpq_segment_with, write_ivfpq_segment};
 
 /// Everything that can go wrong reading or writing shoal files. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
