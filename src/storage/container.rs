@@ -104,10 +104,14 @@ impl Container {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
         let mut file = File::open(&path).map_err(|e| StorageError::io(&path, e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| StorageError::io(&path, e))?
-            .len();
+        let meta = file.metadata().map_err(|e| StorageError::io(&path, e))?;
+        if !meta.is_file() {
+            return Err(StorageError::io(
+                &path,
+                io::Error::other("not a regular file"),
+            ));
+        }
+        let len = meta.len();
         let owner: Arc<dyn ByteOwner> = if len < HEADER_LEN as u64 {
             // Too short to be valid; read it so the decoder can say why (bad magic or truncated)
             // without mapping an empty file.
@@ -569,11 +573,15 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_is_not_found() {
+    fn missing_file_is_not_found_and_a_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
             Container::open(dir.path().join("absent")),
             Err(StorageError::NotFound { .. })
+        ));
+        assert!(matches!(
+            Container::open(dir.path()),
+            Err(StorageError::Io { .. })
         ));
     }
 
