@@ -74,7 +74,7 @@ impl FlatIndex {
         vectors: &[f32],
     ) -> Result<std::ops::Range<usize>, IndexError> {
         if vectors.len() != ids.len() * self.dim {
-            if self.dim == 0 || vectors.len() % self.dim != 0 {
+            if self.dim == 0 || !vectors.len().is_multiple_of(self.dim) {
                 return Err(IndexError::DimensionMismatch {
                     expected: self.dim,
                     got: vectors.len(),

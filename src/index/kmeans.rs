@@ -69,7 +69,7 @@ pub enum AssignMethod {
 }
 
 /// From this many centroids on, [`AssignMethod::Auto`] uses GEMM (measured in `benches/kmeans.rs`).
-pub const GEMM_MIN_K: usize = 32;
+pub const GEMM_MIN_K: usize = 64;
 
 /// Target size of one GEMM output block (rows × k floats): ~1 MiB stays in L2.
 const GEMM_BLOCK_FLOATS: usize = 256 * 1024;
@@ -156,7 +156,7 @@ fn validate(data: &[f32], dim: usize, config: &KMeansConfig) -> Result<(), Index
             config.k
         )));
     }
-    if data.len() % dim != 0 {
+    if !data.len().is_multiple_of(dim) {
         return Err(IndexError::DimensionMismatch {
             expected: dim,
             got: data.len() % dim,
@@ -360,7 +360,7 @@ pub fn assign_with_distances(data: &[f32], dim: usize, centroids: &[f32]) -> (Ve
 }
 
 fn rows_of(data: &[f32], dim: usize) -> usize {
-    if dim == 0 { 0 } else { data.len() / dim }
+    data.len().checked_div(dim).unwrap_or(0)
 }
 
 fn assign_into(
@@ -371,7 +371,7 @@ fn assign_into(
     labels: &mut [u32],
     dists: Option<&mut [f32]>,
 ) {
-    let k = if dim == 0 { 0 } else { centroids.len() / dim };
+    let k = centroids.len().checked_div(dim).unwrap_or(0);
     if k == 0 {
         labels.fill(0);
         if let Some(d) = dists {
