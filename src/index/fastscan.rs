@@ -110,9 +110,14 @@ pub fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
     };
     let inv = 1.0 / scale;
     for j in 0..m {
-        for e in 0..16 {
-            let q = ((lut[j * 16 + e] - mins[j]) * inv).round();
-            out[j * 16 + e] = q.clamp(0.0, 255.0) as u8;
+        let min = mins[j];
+        for (o, &v) in out[j * 16..j * 16 + 16]
+            .iter_mut()
+            .zip(&lut[j * 16..j * 16 + 16])
+        {
+            // Values are >= 0 here, so `+ 0.5` then truncation rounds to nearest without a libm
+            // call (this loop vectorises); `as u8` saturates.
+            *o = ((v - min) * inv + 0.5).min(255.0) as u8;
         }
     }
     out[m * 16..].fill(0);

@@ -581,13 +581,42 @@ impl IvfPqIndex {
         if !rerank {
             return pool.into_sorted_vec();
         }
+        // Raw vectors are read at random rows (and may be memory-mapped): prefetch a few
+        // candidates ahead so their cache misses overlap instead of queueing one by one.
+        const AHEAD: usize = 4;
+        let rows: Vec<usize> = pool
+            .into_sorted_vec()
+            .iter()
+            .map(|c| c.id as usize)
+            .collect();
+        for &row in rows.iter().take(AHEAD) {
+            self.prefetch_vector(row);
+        }
         let mut best = TopK::new(k);
-        for cand in pool.into_sorted_vec() {
-            let row = cand.id as usize;
+        for (i, &row) in rows.iter().enumerate() {
+            if let Some(&ahead) = rows.get(i + AHEAD) {
+                self.prefetch_vector(ahead);
+            }
             let v = &self.vectors[row * self.dim..(row + 1) * self.dim];
             best.push(self.ids[row], distance::distance(self.metric, &q, v));
         }
         best.into_sorted_vec()
+    }
+
+    /// Hints the CPU to start loading a row's raw vector.
+    #[inline]
+    fn prefetch_vector(&self, row: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let v = &self.vectors[row * self.dim..(row + 1) * self.dim];
+            for line in v.chunks(16) {
+                // SAFETY: prefetching is a hint; the address is inside a live slice.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = row;
     }
 
     /// Offset added to a list's code distances: 0 for L2 (the table is built on `q - c`), the

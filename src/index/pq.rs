@@ -89,7 +89,7 @@ impl ProductQuantizer {
                     iters: 20,
                     seed: seed.wrapping_add(j as u64),
                     // 4-bit books are tiny: use more points per centroid for the same cost.
-                    max_points_per_centroid: if ksub <= 16 { 4096 } else { 256 },
+                    max_points_per_centroid: if ksub <= 16 { 1024 } else { 256 },
                     spherical: false,
                 };
                 let centroids = kmeans::try_train(&sub, dsub, &config)?;
