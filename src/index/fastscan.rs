@@ -50,7 +50,7 @@ pub fn blocks_for(len: usize) -> usize {
 /// Appends `n = codes.len() / m` vectors' codes (one 4-bit code per byte, `m` per vector,
 /// row-major) to `out` in the packed layout. The last block is padded with code 0.
 pub fn pack_codes(codes: &[u8], m: usize, out: &mut Vec<u8>) {
-    debug_assert!(m > 0 && codes.len() % m == 0);
+    debug_assert!(m > 0 && codes.len().is_multiple_of(m));
     let n = codes.len() / m;
     let m_pad = padded_m(m);
     for b in 0..blocks_for(n) {

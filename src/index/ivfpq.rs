@@ -206,7 +206,7 @@ impl IvfPqIndex {
                 fastscan::MAX_SUBSPACES
             )));
         }
-        if vectors.len() % dim != 0 {
+        if !vectors.len().is_multiple_of(dim) {
             return Err(IndexError::DimensionMismatch {
                 expected: dim,
                 got: vectors.len() % dim,

@@ -40,7 +40,7 @@ pub fn check_params(dim: usize, m: usize, bits: u8) -> Result<(usize, usize), In
             "dimension must be positive".into(),
         ));
     }
-    if m == 0 || dim % m != 0 {
+    if m == 0 || !dim.is_multiple_of(m) {
         return Err(IndexError::InvalidParameter(format!(
             "pq_m = {m} must be positive and divide the dimension {dim}"
         )));
@@ -64,7 +64,7 @@ impl ProductQuantizer {
         seed: u64,
     ) -> Result<Self, IndexError> {
         let (ksub, dsub) = check_params(dim, m, bits)?;
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(IndexError::DimensionMismatch {
                 expected: dim,
                 got: data.len() % dim,

@@ -279,7 +279,7 @@ fn decode_v1(bytes: &[u8], version: u32) -> Result<Layout, FormatError> {
         )));
     }
     // Canonical layout: body, then the table on a 64-byte boundary, then the metadata to the end.
-    if table_offset < HEADER_LEN as u64 || table_offset % SECTION_ALIGN as u64 != 0 {
+    if table_offset < HEADER_LEN as u64 || !table_offset.is_multiple_of(SECTION_ALIGN as u64) {
         return Err(corrupted(format!(
             "table offset {table_offset} is not a 64-byte boundary after the header"
         )));
@@ -321,7 +321,7 @@ fn decode_v1(bytes: &[u8], version: u32) -> Result<Layout, FormatError> {
             return Err(corrupted(format!("section {:?} appears twice", entry.name)));
         }
         // Sections are stored in file order on 64-byte boundaries, without overlap.
-        if entry.offset % SECTION_ALIGN as u64 != 0 || entry.offset < body_end {
+        if !entry.offset.is_multiple_of(SECTION_ALIGN as u64) || entry.offset < body_end {
             return Err(corrupted(format!(
                 "section {:?} starts at {}, expected a 64-byte boundary at or after {body_end}",
                 entry.name, entry.offset
@@ -380,7 +380,7 @@ fn decode_entry(raw: &[u8]) -> Result<SectionEntry, FormatError> {
             entry.name
         )));
     }
-    if entry.elem_size == 0 || entry.len % u64::from(entry.elem_size) != 0 {
+    if entry.elem_size == 0 || !entry.len.is_multiple_of(u64::from(entry.elem_size)) {
         return Err(corrupted(format!(
             "section {:?} of {} bytes is not a whole number of {}-byte elements",
             entry.name, entry.len, entry.elem_size
