@@ -833,4 +833,88 @@ mod tests {
         );
         assert_eq!(err.to_string(), "x: checksum mismatch in ids");
     }
+
+    const CRASH_TARGET_ENV: &str = "SHOAL_TEST_CRASH_TARGET";
+    const CRASH_ROWS: usize = 1 << 20;
+
+    /// The child half of `killed_writer_never_damages_the_target`: rewrites the container named by
+    /// the environment over and over until it is killed. Does nothing when run on its own.
+    #[test]
+    #[ignore = "child process of killed_writer_never_damages_the_target"]
+    fn crash_child_rewrites_forever() {
+        let Some(path) = std::env::var_os(CRASH_TARGET_ENV) else {
+            return;
+        };
+        let first = read_crash_target(Path::new(&path)).0 + 1;
+        for generation in first.. {
+            let mut w = ContainerWriter::create(&path).unwrap();
+            let value = (generation % 2) as f32;
+            let mut s = w.begin_section::<f32>("data").unwrap();
+            for _ in 0..16 {
+                s.write(&vec![value; CRASH_ROWS / 16]).unwrap();
+            }
+            s.finish();
+            w.finish(format!(r#"{{"generation":{generation}}}"#).as_bytes())
+                .unwrap();
+        }
+    }
+
+    fn read_crash_target(path: &Path) -> (i64, f32) {
+        let c = Container::open(path).unwrap();
+        c.verify().unwrap();
+        let data = c.section::<f32>("data").unwrap();
+        assert_eq!(data.len(), CRASH_ROWS);
+        assert!(
+            data.iter().all(|&v| v == data[0]),
+            "mixed generations in one file"
+        );
+        let meta: serde_json::Value = c.metadata_json().unwrap();
+        (meta["generation"].as_i64().unwrap(), data[0])
+    }
+
+    /// A real crash of the writing process (SIGKILL at an arbitrary point of the write, fsync
+    /// or rename) leaves the target complete and valid, old or new, never a mix; the leftover
+    /// temporary file is cleaned up.
+    #[test]
+    fn killed_writer_never_damages_the_target() {
+        use std::process::{Command, Stdio};
+        use std::time::{Duration, Instant};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.shoal");
+        let mut w = ContainerWriter::create(&path).unwrap();
+        w.write_section("data", &vec![7.0f32; CRASH_ROWS]).unwrap();
+        w.finish(br#"{"generation":-1}"#).unwrap();
+
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..4 {
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "storage::container::tests::crash_child_rewrites_forever",
+                ])
+                .args(["--ignored", "--test-threads=1"])
+                .env(CRASH_TARGET_ENV, &path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            // Let the child commit at least once (bounded wait), then kill it at a random point.
+            let start_generation = read_crash_target(&path).0;
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while read_crash_target(&path).0 == start_generation && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..30)));
+            child.kill().unwrap();
+            child.wait().unwrap();
+
+            let (generation, value) = read_crash_target(&path);
+            assert!(generation > start_generation, "the child never committed");
+            assert_eq!(value, (generation % 2) as f32);
+            let leftovers = atomic::remove_temp_files(dir.path()).unwrap().len();
+            assert!(leftovers <= 1);
+            assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
+    }
 }
