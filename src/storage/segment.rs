@@ -272,4 +272,45 @@ mod tests {
             Err(StorageError::Corrupted { .. })
         ));
     }
+
+    fn segment_fixture_path() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ivfpq_segment_v1.shoal")
+    }
+
+    /// Rewrites the checked-in segment fixture (container version 1, index layout version 1).
+    /// Run by hand only if it is lost:
+    /// `cargo test --lib storage::segment::tests::regenerate_segment_fixture -- --ignored`.
+    #[test]
+    #[ignore = "rewrites the checked-in fixture"]
+    fn regenerate_segment_fixture() {
+        let vectors = random_vectors(25, 11); // 25 rows of 32 = 100 rows of 8
+        let ids: Vec<u64> = (0..100).map(|i| 1000 + i).collect();
+        let config = IvfPqConfig::new(Metric::L2, 4, 4, 4);
+        let index = IvfPqIndex::build(8, &vectors, &ids, &config).unwrap();
+        write_ivfpq_segment(segment_fixture_path(), &index).unwrap();
+    }
+
+    /// Backward compatibility: the first segment file format keeps opening, and its stored
+    /// vectors are still found exactly. Add a fixture per new version; never regenerate this one.
+    #[test]
+    fn segment_fixture_v1_opens_forever() {
+        let index = open_ivfpq_segment(segment_fixture_path()).unwrap();
+        assert_eq!(
+            (index.len(), index.dim(), index.metric(), index.nlist()),
+            (100, 8, Metric::L2, 4)
+        );
+        // Rows are in inverted-list order; the ids are a permutation of those written.
+        let mut ids = index.ids().to_vec();
+        ids.sort_unstable();
+        assert_eq!(ids, (1000..1100).collect::<Vec<u64>>());
+        let everything = SearchParams {
+            nprobe: 4,
+            rerank: 100,
+        };
+        for row in [0, 37, 99] {
+            let v = index.vector(row).unwrap().to_vec();
+            let hits = index.search(&v, 3, &everything, None);
+            assert_eq!((hits[0].id, hits[0].distance), (index.ids()[row], 0.0));
+        }
+    }
 }
