@@ -15,6 +15,14 @@
 //! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`]).
 //! - [`tombstone`]: per-segment deletion files `<segment-stem>.<opstamp>.del`.
 //!
+//!
+//! Fuzzing (cargo-fuzz, nightly; a separate workspace the main build never compiles):
+//! `cargo +nightly fuzz run --fuzz-dir tests/fuzz container_open -- -max_total_time=60
+//! -seed_inputs=tests/fixtures/container_v1.shoal`, and likewise `segment_open` seeded with
+//! `tests/fixtures/ivfpq_segment_v1.shoal`. Both also try every input with forged header
+//! checksums, to reach the structural checks behind them; the normal suite carries a seeded
+//! randomised version of the container target (`random_damage_never_panics`).
+//!
 //! # Container layout, format version 1
 //! All integers are little-endian and fixed-width; no `usize` is ever written. Offsets are from
 //! the start of the file.
