@@ -471,11 +471,16 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/container_v1.shoal")
     }
 
-    /// Rewrites the version-1 fixture. Run by hand only if the fixture is lost:
-    /// `cargo test --lib storage::container::tests::regenerate_v1_fixture -- --ignored`.
+    /// Writes the version-1 fixture if it is missing; refuses to overwrite it, since it pins the
+    /// format forever. Run by hand only if the fixture is lost:
+    /// `cargo test --lib storage::container::tests::write_missing_v1_fixture -- --ignored`.
     #[test]
-    #[ignore = "rewrites the checked-in fixture"]
-    fn regenerate_v1_fixture() {
+    #[ignore = "writes the checked-in fixture"]
+    fn write_missing_v1_fixture() {
+        assert!(
+            !fixture_path().exists(),
+            "the v1 fixture exists and must never be rewritten"
+        );
         assert_eq!(
             FORMAT_VERSION, 1,
             "the v1 fixture must be written by a v1 writer"

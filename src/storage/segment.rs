@@ -277,12 +277,16 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ivfpq_segment_v1.shoal")
     }
 
-    /// Rewrites the checked-in segment fixture (container version 1, index layout version 1).
-    /// Run by hand only if it is lost:
-    /// `cargo test --lib storage::segment::tests::regenerate_segment_fixture -- --ignored`.
+    /// Writes the segment fixture (container version 1, index layout version 1) if it is
+    /// missing; refuses to overwrite it. Run by hand only if the fixture is lost:
+    /// `cargo test --lib storage::segment::tests::write_missing_segment_fixture -- --ignored`.
     #[test]
-    #[ignore = "rewrites the checked-in fixture"]
-    fn regenerate_segment_fixture() {
+    #[ignore = "writes the checked-in fixture"]
+    fn write_missing_segment_fixture() {
+        assert!(
+            !segment_fixture_path().exists(),
+            "the v1 segment fixture must never be rewritten"
+        );
         let vectors = random_vectors(25, 11); // 25 rows of 32 = 100 rows of 8
         let ids: Vec<u64> = (0..100).map(|i| 1000 + i).collect();
         let config = IvfPqConfig::new(Metric::L2, 4, 4, 4);
