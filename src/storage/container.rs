@@ -279,6 +279,11 @@ impl ContainerWriter {
         })
     }
 
+    /// The path the container will have once finished.
+    pub fn target(&self) -> &Path {
+        self.file.target()
+    }
+
     fn io(&self, e: io::Error) -> StorageError {
         StorageError::io(self.file.temp_path(), e)
     }

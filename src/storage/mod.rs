@@ -12,6 +12,7 @@
 //!   `tests/fuzz`, property-tested in the normal suite).
 //! - [`container`]: [`ContainerWriter`] streams named sections into a new file;
 //!   [`Container`] maps it and hands out zero-copy [`crate::index::Slab`] views.
+//! - [`records`]: variable-length records (point payloads) as an offsets + bytes section pair.
 //! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`]).
 //! - [`tombstone`]: per-segment deletion files `<segment-stem>.<opstamp>.del`.
 //!
@@ -138,6 +139,12 @@
 //! | `codes`        | `u8`  | 8-bit: `N * M` bytes in row order; 4-bit: fast-scan blocks per list |
 //! | `vectors`      | `f32` | `N * D` raw vectors (normalised for cosine), for exact re-ranking |
 //!
+//! A segment may hold more: `write_ivfpq_sections` writes the sections above into a caller's
+//! [`ContainerWriter`] and returns the metadata object, to which the caller (the shard) adds its
+//! own sections, such as a [`records`] column `payload` (`payload.bytes` `u8`, `payload.offsets`
+//! `u64` with `N + 1` entries from 0 to the byte length), and its own metadata keys; readers
+//! ignore sections and keys they do not know.
+//!
 //! Opening hands the mapped sections to `IvfPqIndex::from_parts` as zero-copy slabs, which
 //! checks every size against the metadata. [`open_ivfpq_segment`] verifies all checksums first
 //! (one sequential read of the file); `open_ivfpq_segment_with(.., Verify::HeaderOnly)` skips that
@@ -159,6 +166,7 @@
 pub mod atomic;
 pub mod container;
 pub mod format;
+pub mod records;
 pub mod segment;
 pub mod tombstone;
 

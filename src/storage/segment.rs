@@ -43,24 +43,38 @@ pub enum Verify {
 
 /// Writes `index` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
 pub fn write_ivfpq_segment(path: impl AsRef<Path>, index: &IvfPqIndex) -> Result<(), StorageError> {
-    let path = path.as_ref();
+    let mut writer = ContainerWriter::create(path)?;
+    let meta = write_ivfpq_sections(&mut writer, index)?;
+    writer.finish(meta.to_string().as_bytes())
+}
+
+/// Writes the index's sections into a container being built and returns the segment metadata
+/// object (`{"kind": "ivfpq-segment", "index": {..}}`).
+///
+/// For callers that store more in the same file (payload [`records`](super::records), their own
+/// keys in the metadata): add sections to `writer`, insert keys into the returned object, then
+/// `writer.finish(meta.to_string().as_bytes())`. [`index_from_container`] ignores what it does
+/// not know.
+pub fn write_ivfpq_sections(
+    writer: &mut ContainerWriter,
+    index: &IvfPqIndex,
+) -> Result<serde_json::Value, StorageError> {
     let parts = index.to_parts();
-    let meta = SegmentMeta {
+    let meta = serde_json::to_value(SegmentMeta {
         kind: SEGMENT_KIND.into(),
         index: parts.meta,
-    };
-    let meta = serde_json::to_vec(&meta).map_err(|e| StorageError::InvalidSection {
-        path: path.to_path_buf(),
+    })
+    .map_err(|e| StorageError::InvalidSection {
+        path: writer.target().to_path_buf(),
         reason: format!("segment metadata: {e}"),
     })?;
-    let mut writer = ContainerWriter::create(path)?;
     writer.write_section(CENTROIDS, &parts.centroids)?;
     writer.write_section(CODEBOOKS, &parts.codebooks)?;
     writer.write_section(LIST_OFFSETS, &parts.list_offsets)?;
     writer.write_section(IDS, &parts.ids)?;
     writer.write_section(CODES, &parts.codes)?;
     writer.write_section(VECTORS, &parts.vectors)?;
-    writer.finish(&meta)
+    Ok(meta)
 }
 
 /// Opens a segment written by [`write_ivfpq_segment`], verifying every checksum first.
@@ -271,6 +285,46 @@ mod tests {
             open_ivfpq_segment(&damaged),
             Err(StorageError::Corrupted { .. })
         ));
+    }
+
+    /// The shard's use: index sections plus a payload column and its own metadata in one file.
+    #[test]
+    fn segment_with_payloads_and_extra_metadata() {
+        use crate::storage::records::{Records, write_records};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.ivfpq");
+        let index = build(Metric::Cosine, 4, 500);
+        let payloads: Vec<String> = index
+            .ids()
+            .iter()
+            .map(|id| format!(r#"{{"id":{id}}}"#))
+            .collect();
+        let mut w = ContainerWriter::create(&path).unwrap();
+        let mut meta = write_ivfpq_sections(&mut w, &index).unwrap();
+        write_records(&mut w, "payload", payloads.iter().map(|p| p.as_bytes())).unwrap();
+        meta["shard"] = serde_json::json!({"segment_id": 7, "max_opstamp": 1234});
+        w.finish(meta.to_string().as_bytes()).unwrap();
+
+        let container = Container::open(&path).unwrap();
+        container.verify().unwrap();
+        let reopened = index_from_container(&container).unwrap();
+        let records = Records::open(&container, "payload").unwrap();
+        let hit = reopened.search(
+            &random_vectors(1, 3),
+            1,
+            &SearchParams {
+                nprobe: 4,
+                rerank: 2,
+            },
+            None,
+        )[0];
+        let row = reopened.ids().iter().position(|&id| id == hit.id).unwrap();
+        assert_eq!(
+            records.get(row).unwrap(),
+            format!(r#"{{"id":{}}}"#, hit.id).as_bytes()
+        );
+        let meta: serde_json::Value = container.metadata_json().unwrap();
+        assert_eq!(meta["shard"]["max_opstamp"], 1234);
     }
 
     fn segment_fixture_path() -> std::path::PathBuf {
