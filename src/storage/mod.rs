@@ -16,7 +16,6 @@
 //! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`]).
 //! - [`tombstone`]: per-segment deletion files `<segment-stem>.<opstamp>.del`.
 //!
-//!
 //! Fuzzing (cargo-fuzz, nightly; a separate workspace the main build never compiles):
 //! `cargo +nightly fuzz run --fuzz-dir tests/fuzz container_open -- -max_total_time=60
 //! -seed_inputs=tests/fixtures/container_v1.shoal`, and likewise `segment_open` seeded with
@@ -159,6 +158,16 @@
 //! file with the highest opstamp matters; older ones are removed after it is committed. A crash
 //! between the two leaves an extra older file, which is harmless. Tombstone files are verified
 //! completely when read (one bit per row).
+//!
+//! # Tests that pin this specification
+//! - `tests/fixtures/container_v1.shoal` and `tests/fixtures/ivfpq_segment_v1.shoal` are
+//!   version-1 files that must open in every later build (never regenerate them; add one per new
+//!   version). While the writer is at version 1 its output must equal the container fixture byte
+//!   for byte.
+//! - Every prefix of a file is reported `Truncated`; every single-bit flip anywhere is reported at
+//!   open or by `verify`; a forged newer version is `UpgradeRequired`.
+//! - A child process that rewrites a container in a loop is SIGKILLed at random points: the
+//!   target always opens, verifies and holds one complete generation.
 //!
 //! # Version log
 //! - 1: first format (header, section table with CRC-32 per section, metadata blob).
