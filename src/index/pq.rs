@@ -31,6 +31,39 @@ pub struct ProductQuantizer {
     codebooks: Slab<f32>,
     /// `[m][ksub]` squared norms of the centroids, derived from `codebooks`.
     norms: Vec<f32>,
+    /// Whether the CPU runs AVX-512F: the table and encoding loops are then compiled for it
+    /// (same operations in the same order, so results are identical to the portable build).
+    avx512: bool,
+}
+
+/// Runs `$body` compiled with AVX-512F enabled when `$flag` says the CPU has it, else portably.
+/// The body's loops are plain element-wise arithmetic that LLVM vectorises for either target.
+macro_rules! multiversion {
+    ($flag:expr, $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if $flag {
+                // SAFETY: `$flag` is only true when AVX-512F was detected at construction.
+                unsafe {
+                    wide(
+                        #[inline(always)]
+                        || $body,
+                    )
+                }
+            } else {
+                $body
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = $flag;
+            $body
+        }
+    }};
 }
 
 /// Checks `dim`, `m` and `bits` fit together; returns `(ksub, dsub)`.
@@ -137,6 +170,10 @@ impl ProductQuantizer {
                 }
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = std::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
         Ok(Self {
             dim,
             m,
@@ -145,6 +182,7 @@ impl ProductQuantizer {
             dsub,
             codebooks,
             norms,
+            avx512,
         })
     }
 
@@ -175,6 +213,11 @@ impl ProductQuantizer {
 
     /// `out[j * ksub + k] = <x_j, c_jk>` for every sub-space `j` and centroid `k`.
     fn dot_table(&self, x: &[f32], out: &mut [f32]) {
+        multiversion!(self.avx512, self.dot_table_impl(x, out))
+    }
+
+    #[inline(always)]
+    fn dot_table_impl(&self, x: &[f32], out: &mut [f32]) {
         let (ksub, dsub) = (self.ksub, self.dsub);
         for j in 0..self.m {
             let acc = &mut out[j * ksub..(j + 1) * ksub];
@@ -191,7 +234,12 @@ impl ProductQuantizer {
 
     /// Distance table for squared L2: `out[j * ksub + k] = ||y_j - c_jk||²` (`out.len() == m * ksub`).
     pub fn l2_table(&self, y: &[f32], out: &mut [f32]) {
-        self.dot_table(y, out);
+        multiversion!(self.avx512, self.l2_table_impl(y, out))
+    }
+
+    #[inline(always)]
+    fn l2_table_impl(&self, y: &[f32], out: &mut [f32]) {
+        self.dot_table_impl(y, out);
         let (ksub, dsub) = (self.ksub, self.dsub);
         for j in 0..self.m {
             let yj = &y[j * dsub..(j + 1) * dsub];
@@ -200,6 +248,16 @@ impl ProductQuantizer {
             for (o, &nc) in out[j * ksub..(j + 1) * ksub].iter_mut().zip(norms) {
                 *o = ny + nc - 2.0 * *o;
             }
+        }
+    }
+
+    /// The query-independent part of L2 tables over residuals of coarse centroid `c`:
+    /// `out[j * ksub + k] = ||c_jk||² + 2 <c_j, c_jk>`, so that
+    /// `||q - c - r||² = ||q - c||² + Σ_j (out[j][r_j] - 2 <q_j, c_{j r_j}>)` (FAISS' "term 2").
+    pub fn residual_terms(&self, c: &[f32], out: &mut [f32]) {
+        self.dot_table(c, out);
+        for (o, &n) in out.iter_mut().zip(&self.norms) {
+            *o = n + 2.0 * *o;
         }
     }
 
@@ -214,6 +272,11 @@ impl ProductQuantizer {
 
     /// Writes the `m` codes (one per byte) of vector `x` to `codes`.
     pub fn encode(&self, x: &[f32], codes: &mut [u8]) {
+        multiversion!(self.avx512, self.encode_impl(x, codes))
+    }
+
+    #[inline(always)]
+    fn encode_impl(&self, x: &[f32], codes: &mut [u8]) {
         let mut dots = [0.0f32; MAX_KSUB * 64];
         let mut start = 0;
         // Process sub-spaces in chunks whose tables fit the stack buffer.
