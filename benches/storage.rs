@@ -6,6 +6,9 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use shoal::index::Metric;
+use shoal::index::ivfpq::{IvfPqConfig, IvfPqIndex};
+use shoal::storage::segment::{Verify, open_ivfpq_segment_with, write_ivfpq_segment};
 use shoal::storage::{Container, ContainerWriter};
 
 fn write_container(path: &std::path::Path, floats: usize) {
@@ -47,9 +50,42 @@ fn bench_container(c: &mut Criterion) {
     crc.finish();
 }
 
+/// Opening a 50k x 128 IVF-PQ segment: header-only (restart path) against full verification.
+fn bench_segment(c: &mut Criterion) {
+    let (n, dim) = (50_000usize, 128usize);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let vectors: Vec<f32> = (0..n * dim)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let index = IvfPqIndex::build(
+        dim,
+        &vectors,
+        &ids,
+        &IvfPqConfig::new(Metric::L2, 256, 32, 4),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg.ivfpq");
+    write_ivfpq_segment(&path, &index).unwrap();
+    let mut group = c.benchmark_group("segment_open_50k_x_128");
+    group.bench_function("header_only", |b| {
+        b.iter(|| black_box(open_ivfpq_segment_with(&path, Verify::HeaderOnly).unwrap()))
+    });
+    group.bench_function("full_verify", |b| {
+        b.iter(|| black_box(open_ivfpq_segment_with(&path, Verify::Full).unwrap()))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench_container
+    targets = bench_container, bench_segment
 }
 criterion_main!(benches);
