@@ -564,6 +564,14 @@ mod tests {
         assert_eq!(l[776], 776 * 1_000_003);
     }
 
+    /// Containers and their views are shared across search threads.
+    #[test]
+    fn containers_and_views_are_send_and_sync() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Container>();
+        shareable::<Slab<f32>>();
+    }
+
     #[test]
     fn wrong_type_or_missing_section_is_refused() {
         let c = Container::from_bytes("mem", &fixture_bytes()).unwrap();

@@ -12,6 +12,7 @@
 //!   `tests/fuzz`, property-tested in the normal suite).
 //! - [`container`]: [`ContainerWriter`] streams named sections into a new file;
 //!   [`Container`] maps it and hands out zero-copy [`crate::index::Slab`] views.
+//! - [`document`]: small JSON documents (manifests, node state) as section-less containers.
 //! - [`records`]: variable-length records (point payloads) as an offsets + bytes section pair.
 //! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`]).
 //! - [`tombstone`]: per-segment deletion files `<segment-stem>.<opstamp>.del`.
@@ -159,6 +160,10 @@
 //! between the two leaves an extra older file, which is harmless. Tombstone files are verified
 //! completely when read (one bit per row).
 //!
+//! # Documents
+//! Small JSON files (a shard's manifest, a node's state) are containers with no sections and
+//! metadata `{"kind": K, "value": V}`; [`read_document`] checks every CRC and the kind.
+//!
 //! # Tests that pin this specification
 //! - `tests/fixtures/container_v1.shoal` and `tests/fixtures/ivfpq_segment_v1.shoal` are
 //!   version-1 files that must open in every later build (never regenerate them; add one per new
@@ -174,6 +179,7 @@
 
 pub mod atomic;
 pub mod container;
+pub mod document;
 pub mod format;
 pub mod records;
 pub mod segment;
@@ -183,6 +189,7 @@ use std::path::{Path, PathBuf};
 
 pub use atomic::{AtomicFile, remove_temp_files, sync_dir, write_atomic};
 pub use container::{Container, ContainerWriter, SectionInfo, SectionWriter};
+pub use document::{read_document, write_document};
 pub use format::{FORMAT_VERSION, FormatError, MAGIC, OLDEST_SUPPORTED_VERSION};
 pub use segment::{Verify, open_ivfpq_segment, open_ivfpq_segment_with, write_ivfpq_segment};
 
