@@ -205,14 +205,14 @@ impl Container {
 
     /// A zero-copy view of section `name` as elements of `T`.
     ///
-    /// Refused if the section was written with a different element size or a weaker alignment
-    /// than `T` needs. Does not check the section's checksum: call [`verify`](Self::verify) or
+    /// Refused if the section was written with a different element size. Does not check the section's checksum: call [`verify`](Self::verify) or
     /// [`verify_section`](Self::verify_section) first when the data must be trusted.
     pub fn section<T: Pod>(&self, name: &str) -> Result<Slab<T>, StorageError> {
         let entry = self.entry(name)?;
-        if entry.elem_size as usize != size_of::<T>()
-            || (entry.elem_align as usize) < align_of::<T>()
-        {
+        // Alignment needs no check against the stored `elem_align` (which is the writer
+        // platform's, e.g. 4 for `u64` on i686): every section starts on a 64-byte boundary of a
+        // page-aligned map, and `Slab::from_owner` checks the pointer anyway.
+        if entry.elem_size as usize != size_of::<T>() {
             return Err(StorageError::TypeMismatch {
                 path: self.path.clone(),
                 section: name.to_owned(),
@@ -334,7 +334,10 @@ impl ContainerWriter {
         if self.sections.iter().any(|s| s.name == name) {
             return Err(self.invalid(format!("section {name:?} written twice")));
         }
-        if align_of::<T>() > SECTION_ALIGN || size_of::<T>() == 0 {
+        if align_of::<T>() > SECTION_ALIGN
+            || size_of::<T>() == 0
+            || size_of::<T>() > u32::MAX as usize
+        {
             return Err(self.invalid(format!(
                 "section {name:?}: element type of size {} and alignment {} is not storable",
                 size_of::<T>(),

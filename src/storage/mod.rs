@@ -70,7 +70,7 @@
 //! | 32..40 | offset     | u64, multiple of 64 |
 //! | 40..48 | len        | u64, bytes, a multiple of elem_size |
 //! | 48..52 | elem_size  | u32, size of one element (`f32` = 4, `u64` = 8, `u8` = 1) |
-//! | 52..56 | elem_align | u32, power of two ≤ 64 |
+//! | 52..56 | elem_align | u32, power of two ≤ 64: `align_of` the element type on the writer (informational; readers rely on the 64-byte section alignment) |
 //! | 56..60 | crc        | u32, CRC-32 of the section bytes |
 //! | 60..64 | reserved   | zero |
 //!
@@ -89,7 +89,7 @@
 //!   no file makes the reader panic or read out of bounds.
 //! - [`Container::verify`] (reads everything): every section CRC and that all padding is zero.
 //!   After `open` + `verify`, any change to any byte of the file has been reported.
-//! - [`Container::section`] checks the element size and alignment against the requested type.
+//! - [`Container::section`] checks the element size against the requested type.
 //!
 //! The shard engine opens segments with `open` (fast restart) and verifies them in the
 //! background or before serving them, as it chooses.
