@@ -275,7 +275,7 @@ impl VectorFile {
         }
         let dim = dim as usize;
         let row_bytes = 4 + dim * elem.size();
-        if len % row_bytes != 0 {
+        if !len.is_multiple_of(row_bytes) {
             let whole = len / row_bytes;
             return Err(self.err(
                 whole * row_bytes,
