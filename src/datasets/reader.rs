@@ -284,6 +284,9 @@ impl VectorFile {
         }
         self.rows = len / row_bytes;
         self.dim = dim;
+        // The last row's header too: cheap, and catches a file of another dimension appended.
+        // Rows in between are checked as they are read (or by `validate`).
+        self.row_span(self.rows - 1)?;
         Ok(())
     }
 

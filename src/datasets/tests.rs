@@ -83,6 +83,14 @@ fn malformed_texmex_files_name_the_byte() {
     assert_eq!(malformed_at(f.read_all_f32().unwrap_err()).1, 32);
     assert_eq!(malformed_at(f.validate().unwrap_err()).1, 32);
 
+    // The last row's header is checked on open.
+    let mut bad = bytes.clone();
+    bad[48..52].copy_from_slice(&2i32.to_le_bytes());
+    assert_eq!(
+        malformed_at(VectorFile::from_bytes("l.fvecs", bad, Format::Fvecs).unwrap_err()).1,
+        48
+    );
+
     // Absurd or negative first dimension.
     for d in [-1i32, 0, i32::MAX] {
         let mut b = bytes.clone();
