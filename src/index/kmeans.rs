@@ -18,7 +18,8 @@
 //! - **Determinism.** Same seed and data give bit-identical centroids whatever the thread count:
 //!   blocks of rows have a fixed size, each row's result depends only on its own block, and the
 //!   update step sums each cluster's members in row order (points are bucketed by cluster first,
-//!   then clusters are averaged in parallel, one task per cluster, in `f64`).
+//!   then clusters are averaged in parallel, one task per cluster, in `f64`). Across machines
+//!   with different SIMD levels the last bits may differ (different kernels, same maths).
 //! - **Empty clusters** are re-seeded by splitting the largest cluster: the empty centroid takes a
 //!   copy of the largest one, and the two are nudged apart symmetrically (as FAISS does).
 //! - **Spherical** k-means (for cosine) re-normalises centroids after every update.
@@ -184,8 +185,10 @@ fn validate(data: &[f32], dim: usize, config: &KMeansConfig) -> Result<(), Index
     Ok(())
 }
 
-/// k-means++ seeds are drawn from this many subsampled training points per centroid.
-const KMEANSPP_POINTS_PER_CENTROID: usize = 16;
+/// k-means++ seeds are drawn from this many subsampled training points per centroid. Init costs
+/// `k` passes over `k * this` points. Measured (150k × 128, 4096 blobs, k = 4096, CPU time):
+/// 16 → 8.7 s init and MSE 6.65 after 3 iterations; 8 → 4.5 s and 6.58; 4 → 3.1 s and 6.96.
+const KMEANSPP_POINTS_PER_CENTROID: usize = 8;
 
 /// Rows per parallel task when updating k-means++ distances.
 const KMEANSPP_BLOCK_ROWS: usize = 1024;
