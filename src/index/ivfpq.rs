@@ -30,6 +30,7 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::coarse::CoarseTable;
 use super::distance::{self, normalize};
 use super::error::IndexError;
 use super::fastscan::{self, SimdLevel};
@@ -136,6 +137,8 @@ pub struct IvfPqIndex {
     n: usize,
     pq: ProductQuantizer,
     centroids: Slab<f32>,
+    /// Derived copy of the centroids laid out for probing.
+    coarse: CoarseTable,
     /// Squared centroid norms (derived), for `||q - c||² = ||q||² + ||c||² - 2<q, c>`.
     centroid_norms: Vec<f32>,
     list_offsets: Slab<u64>,
@@ -433,6 +436,7 @@ impl IvfPqIndex {
             expect("codes", codes.len(), n.checked_mul(pq_m))?;
         }
         let centroid_norms = centroids.chunks_exact(dim).map(distance::norm_sq).collect();
+        let coarse = CoarseTable::new(&centroids, dim);
         let mut precomputed = Vec::new();
         // Keep the tables only while they are small next to the codes (at most a quarter), so
         // that resident memory stays close to codes + ids + centroids.
@@ -452,6 +456,7 @@ impl IvfPqIndex {
             n,
             pq,
             centroids,
+            coarse,
             centroid_norms,
             list_offsets,
             block_offsets,
@@ -533,6 +538,7 @@ impl IvfPqIndex {
         self.codes.len()
             + self.ids.len() * 8
             + (self.centroids.len() + self.centroid_norms.len()) * 4
+            + self.coarse.memory_bytes()
             + self.list_offsets.len() * 8
             + self.block_offsets.len() * size_of::<usize>()
             + self.precomputed.len() * 4
@@ -543,7 +549,7 @@ impl IvfPqIndex {
     /// `-<q, c>` otherwise.
     fn probe(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
         let mut scores = vec![0.0f32; self.nlist];
-        distance::dot_batch(q, &self.centroids, self.dim, &mut scores);
+        self.coarse.dots(q, &mut scores);
         if self.metric == Metric::L2 {
             let qn = distance::norm_sq(q);
             for (s, &cn) in scores.iter_mut().zip(&self.centroid_norms) {
