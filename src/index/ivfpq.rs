@@ -1136,6 +1136,36 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_searches_share_the_index() {
+        let f = fixture();
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::Dot, 4)).unwrap();
+        let p = SearchParams {
+            nprobe: 8,
+            rerank: 4,
+        };
+        let serial: Vec<_> = f
+            .queries
+            .chunks_exact(DIM)
+            .map(|q| index.search(q, 10, &p, None))
+            .collect();
+        let parallel: Vec<_> = f
+            .queries
+            .par_chunks_exact(DIM)
+            .map(|q| index.search(q, 10, &p, None))
+            .collect();
+        assert_eq!(serial, parallel);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for (q, want) in f.queries.chunks_exact(DIM).zip(&serial) {
+                        assert_eq!(&index.search(q, 10, &p, None), want);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
     fn every_simd_level_gives_the_same_answers() {
         let f = fixture();
         let mut index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 4)).unwrap();
