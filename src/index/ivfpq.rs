@@ -30,6 +30,7 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::coarse::CoarseTable;
 use super::distance::{self, normalize};
 use super::error::IndexError;
 use super::fastscan::{self, SimdLevel};
@@ -75,6 +76,27 @@ impl IvfPqConfig {
             max_points_per_centroid: 64,
             pq_train_points: 65_536,
         }
+    }
+}
+
+impl IvfPqConfig {
+    /// The shape we recommend for `n` vectors of dimension `dim`: 4-bit fast-scan codes with
+    /// `pq_m` the largest divisor of `dim` up to `dim / 2` (two dimensions per sub-space; the
+    /// coarse 4-bit codes are then rescued by re-ranking), and `nlist ≈ sqrt(n)`: with
+    /// fast-scan the lists are cheap to scan, and probing `4 sqrt(n)` centroids per query (the
+    /// usual advice for float-table IVF-PQ) costs more than it saves.
+    ///
+    /// Measured (one core, k = 10, see the ivfpq commit log): 1M × 128 SIFT-like L2 with
+    /// `nlist 1024, pq 64x4` reaches recall@10 0.96 at `nprobe 2, rerank 2`; 58k × 384 MiniLM
+    /// cosine with `nlist 256, pq 192x4` needs `nprobe ≈ nlist / 5, rerank 3-4` for 0.95.
+    pub fn for_size(metric: Metric, dim: usize, n: usize) -> Self {
+        let half = (dim / 2).clamp(1, fastscan::MAX_SUBSPACES);
+        let pq_m = (1..=half)
+            .rev()
+            .find(|m| dim.is_multiple_of(*m))
+            .unwrap_or(1);
+        let nlist = ((n as f64).sqrt().round() as usize).clamp(1, n.max(1));
+        IvfPqConfig::new(metric, nlist, pq_m, 4)
     }
 }
 
@@ -136,6 +158,8 @@ pub struct IvfPqIndex {
     n: usize,
     pq: ProductQuantizer,
     centroids: Slab<f32>,
+    /// Derived copy of the centroids laid out for probing.
+    coarse: CoarseTable,
     /// Squared centroid norms (derived), for `||q - c||² = ||q||² + ||c||² - 2<q, c>`.
     centroid_norms: Vec<f32>,
     list_offsets: Slab<u64>,
@@ -433,6 +457,7 @@ impl IvfPqIndex {
             expect("codes", codes.len(), n.checked_mul(pq_m))?;
         }
         let centroid_norms = centroids.chunks_exact(dim).map(distance::norm_sq).collect();
+        let coarse = CoarseTable::new(&centroids, dim);
         let mut precomputed = Vec::new();
         // Keep the tables only while they are small next to the codes (at most a quarter), so
         // that resident memory stays close to codes + ids + centroids.
@@ -452,6 +477,7 @@ impl IvfPqIndex {
             n,
             pq,
             centroids,
+            coarse,
             centroid_norms,
             list_offsets,
             block_offsets,
@@ -533,6 +559,7 @@ impl IvfPqIndex {
         self.codes.len()
             + self.ids.len() * 8
             + (self.centroids.len() + self.centroid_norms.len()) * 4
+            + self.coarse.memory_bytes()
             + self.list_offsets.len() * 8
             + self.block_offsets.len() * size_of::<usize>()
             + self.precomputed.len() * 4
@@ -543,7 +570,7 @@ impl IvfPqIndex {
     /// `-<q, c>` otherwise.
     fn probe(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
         let mut scores = vec![0.0f32; self.nlist];
-        distance::dot_batch(q, &self.centroids, self.dim, &mut scores);
+        self.coarse.dots(q, &mut scores);
         if self.metric == Metric::L2 {
             let qn = distance::norm_sq(q);
             for (s, &cn) in scores.iter_mut().zip(&self.centroid_norms) {
@@ -621,6 +648,22 @@ impl IvfPqIndex {
             best.push(ids[row], distance::distance(self.metric, &q, v));
         }
         best.into_sorted_vec()
+    }
+
+    /// Hints the CPU to start loading the first 2 KiB of a 4-bit list's codes.
+    #[inline]
+    fn prefetch_codes(&self, list: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let codes = &self.codes[self.block_offsets[list]..self.block_offsets[list + 1]];
+            for line in codes.chunks(64).take(32) {
+                // SAFETY: prefetching is a hint; the address is inside a live slice.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = list;
     }
 
     /// Hints the CPU to start loading a row's raw vector.
@@ -720,7 +763,12 @@ impl IvfPqIndex {
             self.pq.neg_dot_table(q, &mut lut);
             shared = fastscan::quantize_lut_with(self.simd, &lut, m, &mut qlut);
         }
-        for &(list, coarse) in probes {
+        for (p, &(list, coarse)) in probes.iter().enumerate() {
+            // Start loading the next list's first blocks while this one is scanned: lists are
+            // short runs at random places, so the hardware prefetcher only ramps up inside each.
+            if let Some(&(next, _)) = probes.get(p + 1) {
+                self.prefetch_codes(next);
+            }
             let (scale, qbias) = if l2 && self.precomputed.is_empty() {
                 self.residual_query(q, list, &mut y);
                 self.pq.l2_table(&y, &mut lut);
@@ -1061,6 +1109,20 @@ mod tests {
             bad.centroids = Slab::from(vec![f32::NAN; 64 * DIM]);
             assert!(IvfPqIndex::from_parts(bad).is_err());
         }
+    }
+
+    #[test]
+    fn recommended_shapes_are_valid() {
+        let c = IvfPqConfig::for_size(Metric::L2, 128, 1_000_000);
+        assert_eq!((c.nlist, c.pq_m, c.pq_bits), (1000, 64, 4));
+        assert_eq!(IvfPqConfig::for_size(Metric::Cosine, 384, 57_922).pq_m, 192);
+        assert_eq!(IvfPqConfig::for_size(Metric::L2, 1536, 100).pq_m, 256);
+        assert_eq!(IvfPqConfig::for_size(Metric::L2, 7, 100).pq_m, 1);
+        assert_eq!(IvfPqConfig::for_size(Metric::L2, 100, 100).pq_m, 50);
+        let data = clustered(3_000, 10, 4);
+        let ids: Vec<u64> = (0..3_000).collect();
+        let c = IvfPqConfig::for_size(Metric::L2, DIM, 3_000);
+        assert!(IvfPqIndex::build(DIM, &data, &ids, &c).is_ok());
     }
 
     #[test]
