@@ -14,7 +14,8 @@
 //!   [`Container`] maps it and hands out zero-copy [`crate::index::Slab`] views.
 //! - [`document`]: small JSON documents (manifests, node state) as section-less containers.
 //! - [`records`]: variable-length records (point payloads) as an offsets + bytes section pair.
-//! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`]).
+//! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`])
+//!   and flat segment files ([`write_flat_segment`], [`open_flat_segment`]).
 //! - [`tombstone`]: per-segment deletion files `<segment-stem>.<opstamp>.del`.
 //!
 //! Fuzzing (cargo-fuzz, nightly; a separate workspace the main build never compiles):
@@ -150,6 +151,11 @@
 //! (one sequential read of the file); `open_ivfpq_segment_with(.., Verify::HeaderOnly)` skips that
 //! for a fast restart, leaving body verification to the caller.
 //!
+//! Flat segments (the exact, mutable segment, e.g. in a snapshot) are containers with metadata
+//! `{"kind":"flat-segment","dim":D,"metric":..,"n":N}` and sections `ids` (`u64`, `N`) and
+//! `vectors` (`f32`, `N * D`, normalised for cosine). [`open_flat_segment`] verifies every CRC
+//! and copies them into a heap-owned, appendable `FlatIndex`.
+//!
 //! # Tombstone files
 //! A sealed segment is never rewritten to delete points. Deletions of segment `seg-7.ivfpq` as of
 //! operation stamp 12 live in `seg-7.12.del`: a container (same header, checksums and commit
@@ -191,7 +197,10 @@ pub use atomic::{AtomicFile, remove_temp_files, sync_dir, write_atomic};
 pub use container::{Container, ContainerWriter, SectionInfo, SectionWriter};
 pub use document::{read_document, write_document};
 pub use format::{FORMAT_VERSION, FormatError, MAGIC, OLDEST_SUPPORTED_VERSION};
-pub use segment::{Verify, open_ivfpq_segment, open_ivfpq_segment_with, write_ivfpq_segment};
+pub use segment::{
+    Verify, open_flat_segment, open_ivfpq_segment, open_ivfpq_segment_with, write_flat_segment,
+    write_ivfpq_segment,
+};
 
 /// Everything that can go wrong reading or writing shoal files. Every variant names the file.
 #[derive(Debug, thiserror::Error)]

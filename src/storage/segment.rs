@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Container, ContainerWriter, StorageError};
 use crate::index::ivfpq::{IvfPqIndex, IvfPqMeta, IvfPqParts};
+use crate::index::{FlatIndex, Metric};
 
 /// `kind` in the metadata of a segment file.
 pub const SEGMENT_KIND: &str = "ivfpq-segment";
@@ -119,6 +120,65 @@ pub fn index_from_container(container: &Container) -> Result<IvfPqIndex, Storage
     };
     IvfPqIndex::from_parts(parts)
         .map_err(|e| corrupted(format!("segment parts do not form an index: {e}")))
+}
+
+/// `kind` in the metadata of a flat (exact, mutable-segment) file.
+pub const FLAT_KIND: &str = "flat-segment";
+
+#[derive(Serialize, Deserialize)]
+struct FlatMeta {
+    kind: String,
+    dim: u64,
+    metric: Metric,
+    n: u64,
+}
+
+/// Writes a flat index (the mutable segment, e.g. for a snapshot) atomically: sections `ids`
+/// (`u64`) and `vectors` (`f32`, as stored, normalised for cosine), metadata
+/// `{"kind": "flat-segment", "dim", "metric", "n"}`.
+pub fn write_flat_segment(path: impl AsRef<Path>, index: &FlatIndex) -> Result<(), StorageError> {
+    let path = path.as_ref();
+    let meta = FlatMeta {
+        kind: FLAT_KIND.into(),
+        dim: index.dim() as u64,
+        metric: index.metric(),
+        n: index.len() as u64,
+    };
+    let meta = serde_json::to_vec(&meta).map_err(|e| StorageError::InvalidSection {
+        path: path.to_path_buf(),
+        reason: format!("flat segment metadata: {e}"),
+    })?;
+    let mut writer = ContainerWriter::create(path)?;
+    writer.write_section(IDS, index.ids())?;
+    writer.write_section(VECTORS, index.vectors())?;
+    writer.finish(&meta)
+}
+
+/// Reads a flat segment back into a (mutable, heap-owned) [`FlatIndex`], verifying every
+/// checksum; `FlatIndex::from_parts` checks lengths, finiteness and cosine normalisation.
+pub fn open_flat_segment(path: impl AsRef<Path>) -> Result<FlatIndex, StorageError> {
+    let container = Container::open(path)?;
+    container.verify()?;
+    let corrupted = |reason: String| StorageError::Corrupted {
+        path: container.path().to_path_buf(),
+        reason,
+    };
+    let meta: FlatMeta = container.metadata_json()?;
+    if meta.kind != FLAT_KIND {
+        return Err(corrupted(format!(
+            "a {:?} file, not a flat segment",
+            meta.kind
+        )));
+    }
+    let ids = container.section::<u64>(IDS)?;
+    if ids.len() as u64 != meta.n {
+        return Err(corrupted(format!("{} ids for {} rows", ids.len(), meta.n)));
+    }
+    let dim =
+        usize::try_from(meta.dim).map_err(|_| corrupted(format!("dimension {}", meta.dim)))?;
+    let vectors = container.section::<f32>(VECTORS)?;
+    FlatIndex::from_parts(dim, meta.metric, vectors.to_vec(), ids.to_vec())
+        .map_err(|e| corrupted(format!("flat segment parts: {e}")))
 }
 
 #[cfg(test)]
@@ -325,6 +385,41 @@ mod tests {
         );
         let meta: serde_json::Value = container.metadata_json().unwrap();
         assert_eq!(meta["shard"]["max_opstamp"], 1234);
+    }
+
+    #[test]
+    fn flat_segment_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mutable.flat");
+        let vectors = random_vectors(300, 21);
+        for metric in [Metric::L2, Metric::Cosine] {
+            let mut flat = FlatIndex::new(DIM, metric);
+            for (i, v) in vectors.chunks_exact(DIM).enumerate() {
+                flat.add(i as u64 * 7, v).unwrap();
+            }
+            write_flat_segment(&path, &flat).unwrap();
+            let back = open_flat_segment(&path).unwrap();
+            assert_eq!((back.len(), back.dim(), back.metric()), (300, DIM, metric));
+            assert_eq!(back.ids(), flat.ids());
+            assert_eq!(back.vectors(), flat.vectors());
+            for q in random_vectors(5, 4).chunks_exact(DIM) {
+                assert_eq!(back.search(q, 10, None), flat.search(q, 10, None));
+            }
+        }
+        // An IVF-PQ segment is not a flat one, and a damaged flat one is refused.
+        let seg = dir.path().join("seg.ivfpq");
+        write_ivfpq_segment(&seg, &build(Metric::L2, 8, 500)).unwrap();
+        assert!(matches!(
+            open_flat_segment(&seg),
+            Err(StorageError::Corrupted { .. })
+        ));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[200] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            open_flat_segment(&path),
+            Err(StorageError::ChecksumMismatch { .. })
+        ));
     }
 
     fn segment_fixture_path() -> std::path::PathBuf {

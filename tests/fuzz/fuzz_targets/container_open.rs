@@ -22,7 +22,9 @@ fn check(data: &[u8]) {
         let _ = container.verify();
         let _ = container.metadata();
         for info in container.sections() {
-            let bytes = container.section_bytes(&info.name).expect("listed section exists");
+            let bytes = container
+                .section_bytes(&info.name)
+                .expect("listed section exists");
             assert_eq!(bytes.len() as u64, info.byte_len);
             let _ = container.section::<u8>(&info.name);
             let _ = container.section::<f32>(&info.name);
@@ -38,7 +40,10 @@ fn forge_checksums(data: &mut [u8]) {
     }
     let mut table_offset = [0u8; 8];
     table_offset.copy_from_slice(&data[24..32]);
-    if let Some(tail) = usize::try_from(u64::from_le_bytes(table_offset)).ok().and_then(|at| data.get(at..)) {
+    if let Some(tail) = usize::try_from(u64::from_le_bytes(table_offset))
+        .ok()
+        .and_then(|at| data.get(at..))
+    {
         let crc = crc32fast::hash(tail);
         data[56..60].copy_from_slice(&crc.to_le_bytes());
     }

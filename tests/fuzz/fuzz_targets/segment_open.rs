@@ -13,10 +13,23 @@ use shoal::storage::Container;
 use shoal::storage::segment::index_from_container;
 
 fn check(data: &[u8]) {
-    let Ok(container) = Container::from_bytes("fuzz-segment", data) else { return };
-    let Ok(index) = index_from_container(&container) else { return };
+    let Ok(container) = Container::from_bytes("fuzz-segment", data) else {
+        return;
+    };
+    let Ok(index) = index_from_container(&container) else {
+        return;
+    };
     let query = vec![0.5f32; index.dim()];
-    for params in [SearchParams { nprobe: 1, rerank: 0 }, SearchParams { nprobe: 64, rerank: 4 }] {
+    for params in [
+        SearchParams {
+            nprobe: 1,
+            rerank: 0,
+        },
+        SearchParams {
+            nprobe: 64,
+            rerank: 4,
+        },
+    ] {
         let hits = index.search(&query, 5, &params, None);
         assert!(hits.len() <= 5);
     }
@@ -30,7 +43,10 @@ fn forge_checksums(data: &mut [u8]) {
     }
     let mut table_offset = [0u8; 8];
     table_offset.copy_from_slice(&data[24..32]);
-    if let Some(tail) = usize::try_from(u64::from_le_bytes(table_offset)).ok().and_then(|at| data.get(at..)) {
+    if let Some(tail) = usize::try_from(u64::from_le_bytes(table_offset))
+        .ok()
+        .and_then(|at| data.get(at..))
+    {
         let crc = crc32fast::hash(tail);
         data[56..60].copy_from_slice(&crc.to_le_bytes());
     }
