@@ -356,13 +356,19 @@ pub fn scan_codes8<F>(
     let lut = &lut[..m];
     for (i, code) in codes.chunks_exact(m).enumerate() {
         let mut acc = [0.0f32; 4];
-        let mut tables = lut.chunks_exact(4);
-        let mut bytes = code.chunks_exact(4);
+        // Eight codes per 64-bit load: one load feeds eight table lookups.
+        let mut tables = lut.chunks_exact(8);
+        let mut bytes = code.chunks_exact(8);
         for (t, c) in (&mut tables).zip(&mut bytes) {
-            acc[0] += t[0][c[0] as usize];
-            acc[1] += t[1][c[1] as usize];
-            acc[2] += t[2][c[2] as usize];
-            acc[3] += t[3][c[3] as usize];
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            acc[0] += t[0][(w & 0xff) as usize];
+            acc[1] += t[1][((w >> 8) & 0xff) as usize];
+            acc[2] += t[2][((w >> 16) & 0xff) as usize];
+            acc[3] += t[3][((w >> 24) & 0xff) as usize];
+            acc[0] += t[4][((w >> 32) & 0xff) as usize];
+            acc[1] += t[5][((w >> 40) & 0xff) as usize];
+            acc[2] += t[6][((w >> 48) & 0xff) as usize];
+            acc[3] += t[7][(w >> 56) as usize];
         }
         for (t, &c) in tables.remainder().iter().zip(bytes.remainder()) {
             acc[0] += t[c as usize];
