@@ -394,6 +394,39 @@ mod tests {
     }
 
     #[test]
+    fn scan8_reports_exactly_the_codes_under_the_threshold() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for m in [1usize, 3, 8, 13, 16, 48] {
+            let n = 300;
+            let codes: Vec<u8> = (0..n * m).map(|_| rng.random()).collect();
+            let lut: Vec<[f32; 256]> = (0..m)
+                .map(|_| std::array::from_fn(|_| rng.random_range(0.0..1.0f32)))
+                .collect();
+            let direct: Vec<f32> = codes
+                .chunks_exact(m)
+                .map(|c| 0.5 + c.iter().zip(&lut).map(|(&k, t)| t[k as usize]).sum::<f32>())
+                .collect();
+            let threshold = 0.5 + m as f32 * 0.45;
+            let mut got = Vec::new();
+            scan_codes8(&codes, m, &lut, 0.5, threshold, |i, d| {
+                got.push((i, d));
+                threshold
+            });
+            let want: Vec<usize> = (0..n).filter(|&i| direct[i] <= threshold - 1e-4).collect();
+            for &i in &want {
+                assert!(got.iter().any(|&(j, _)| j == i), "m {m}: vector {i} missed");
+            }
+            for &(i, d) in &got {
+                assert!(
+                    (d - direct[i]).abs() < 1e-4 && d <= threshold,
+                    "m {m}: {i} {d} vs {}",
+                    direct[i]
+                );
+            }
+        }
+    }
+
+    #[test]
     fn rejects_bad_parameters() {
         let d = data(300, 8, 1);
         assert!(matches!(
