@@ -6,7 +6,7 @@
 //!   lists whose centroids are closest.
 //! * **Codes**: the residual `r = x - c` (of the normalised vector for cosine) is product-quantised
 //!   ([`ProductQuantizer`]), 8-bit codes scanned with float tables, or 4-bit codes in the
-//!   [`fastscan`](super::fastscan) block layout scanned 32/64 at a time with byte shuffles.
+//!   [`fastscan`] block layout scanned 32/64 at a time with byte shuffles.
 //! * **Distances (ADC)**: for L2, `||q - c - r||² = Σ_j ||(q - c)_j - r_j||²`, so a table over
 //!   `y = q - c` is built per probed list (FAISS' alternative, a precomputed `||r||² + 2<c, r>`
 //!   term per list and code, costs `nlist * m * ksub` floats — as much memory as the codes for
@@ -141,7 +141,7 @@ pub struct IvfPqParts {
     /// `nlist + 1` row offsets: list `l` holds rows `offsets[l]..offsets[l + 1]`.
     pub list_offsets: Slab<u64>,
     /// 8-bit: `n * pq_m` bytes in row order. 4-bit: each list's codes packed in
-    /// [`fastscan`](super::fastscan) blocks, lists one after another.
+    /// [`fastscan`] blocks, lists one after another.
     pub codes: Slab<u8>,
     /// `n` external ids in row order.
     pub ids: Slab<u64>,
@@ -282,7 +282,7 @@ impl IvfPqIndex {
             max_points_per_centroid: config.max_points_per_centroid,
             spherical: config.metric == Metric::Cosine,
         };
-        let centroids = kmeans::train(&data, dim, &kconfig);
+        let centroids = kmeans::try_train(&data, dim, &kconfig)?;
         let assign = match config.metric {
             Metric::L2 | Metric::Cosine => kmeans::assign(&data, dim, &centroids),
             Metric::Dot => assign_ip(&data, dim, &centroids),
