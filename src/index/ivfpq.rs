@@ -7,12 +7,16 @@
 //! * **Codes**: the residual `r = x - c` (of the normalised vector for cosine) is product-quantised
 //!   ([`ProductQuantizer`]), 8-bit codes scanned with float tables, or 4-bit codes in the
 //!   [`fastscan`] block layout scanned 32/64 at a time with byte shuffles.
-//! * **Distances (ADC)**: for L2, `||q - c - r||² = Σ_j ||(q - c)_j - r_j||²`, so a table over
-//!   `y = q - c` is built per probed list (FAISS' alternative, a precomputed `||r||² + 2<c, r>`
-//!   term per list and code, costs `nlist * m * ksub` floats — as much memory as the codes for
-//!   typical sizes — for a saving of `dim * ksub` flops per list, which measured small next to the
-//!   scan itself). For inner products, `<q, c + r> = <q, c> + <q, r>`: one table per query, and the
-//!   list's `<q, c>` is a per-list offset.
+//! * **Distances (ADC)**: for L2, `||q - c - r||² = ||q - c||² + Σ_j (||r_j||² + 2<c_j, r_j>)
+//!   - 2 Σ_j <q_j, r_j>` (FAISS' derivation in `IndexIVFPQ.cpp`). With 4-bit codes the middle term
+//!   is precomputed per list (`nlist * m * 16` floats, kept only while at most a quarter of the
+//!   code bytes) and the last is one table per query, so a probed list's table is one vector add;
+//!   measured ~1.2x QPS on 1M × 128 at small `nprobe`. With 8-bit codes that table would be
+//!   `nlist * m * 256` floats — as large as the codes — so a table over `y = q - c` is built per
+//!   probed list instead (`dim * 256` flops, small next to the scan). For inner products,
+//!   `<q, c + r> = <q, c> + <q, r>`: one table per query, and the list's `<q, c>` is an offset.
+//! * **Scratch**: tables and heaps are allocated per call; allocation and zeroing measured at
+//!   about 2% of a query, not worth thread-local state.
 //! * **Re-ranking**: with `rerank > 0` the best `k * rerank` candidates by ADC are re-scored with
 //!   exact distances from the raw vectors (kept in list order so a storage layer can map them from
 //!   disk; they are read only for these candidates).
