@@ -7,8 +7,9 @@
 //! * **Codes**: the residual `r = x - c` (of the normalised vector for cosine) is product-quantised
 //!   ([`ProductQuantizer`]), 8-bit codes scanned with float tables, or 4-bit codes in the
 //!   [`fastscan`] block layout scanned 32/64 at a time with byte shuffles.
-//! * **Distances (ADC)**: for L2, `||q - c - r||² = ||q - c||² + Σ_j (||r_j||² + 2<c_j, r_j>)
-//!   - 2 Σ_j <q_j, r_j>` (FAISS' derivation in `IndexIVFPQ.cpp`). With 4-bit codes the middle term
+//! * **Distances (ADC)**: for L2,
+//!   `||q - c - r||² = ||q - c||² + Σ_j (||r_j||² + 2<c_j, r_j>) - 2 Σ_j <q_j, r_j>`
+//!   (FAISS' derivation in `IndexIVFPQ.cpp`). With 4-bit codes the middle term
 //!   is precomputed per list (`nlist * m * 16` floats, kept only while at most a quarter of the
 //!   code bytes) and the last is one table per query, so a probed list's table is one vector add;
 //!   measured ~1.2x QPS on 1M × 128 at small `nprobe`. With 8-bit codes that table would be
