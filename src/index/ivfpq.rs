@@ -63,6 +63,8 @@ pub struct IvfPqConfig {
     /// k-means iterations for the coarse quantiser.
     pub kmeans_iters: usize,
     /// Training points per coarse centroid (the sample k-means sees is at most `nlist` times this).
+    /// Default 256 (as FAISS): on 58k × 384 MiniLM it lifts recall@10 at `nprobe 32` from 0.938
+    /// (64 per centroid) to 0.944; more Lloyd iterations barely help, so `kmeans_iters` stays 10.
     pub max_points_per_centroid: usize,
     /// Residuals sampled to train the PQ codebooks.
     pub pq_train_points: usize,
@@ -78,7 +80,7 @@ impl IvfPqConfig {
             pq_bits,
             seed: 0x5ba1,
             kmeans_iters: 10,
-            max_points_per_centroid: 64,
+            max_points_per_centroid: 256,
             pq_train_points: 65_536,
         }
     }
