@@ -759,6 +759,9 @@ impl IvfPqIndex {
         let mut qlut = vec![0u8; fastscan::padded_m(m) * 16];
         let mut shared = (1.0f32, 0.0f32);
         let l2 = self.metric == Metric::L2;
+        if let (Some(&(first, _)), false) = (probes.first(), self.precomputed.is_empty()) {
+            prefetch_lines(&self.precomputed[first * per_list..(first + 1) * per_list]);
+        }
         let mut y = Vec::new();
         if l2 && self.precomputed.is_empty() {
             y = vec![0.0f32; self.dim];
@@ -771,10 +774,14 @@ impl IvfPqIndex {
             shared = fastscan::quantize_lut_with(self.simd, &lut, m, &mut qlut);
         }
         for (p, &(list, coarse)) in probes.iter().enumerate() {
-            // Start loading the next list's first blocks while this one is scanned: lists are
-            // short runs at random places, so the hardware prefetcher only ramps up inside each.
+            // Start loading the next list's first blocks (and its precomputed table) while this
+            // one is scanned: lists are short runs at random places, so the hardware prefetcher
+            // only ramps up inside each.
             if let Some(&(next, _)) = probes.get(p + 1) {
                 self.prefetch_codes(next);
+                if !self.precomputed.is_empty() {
+                    prefetch_lines(&self.precomputed[next * per_list..(next + 1) * per_list]);
+                }
             }
             let (scale, qbias) = if l2 && self.precomputed.is_empty() {
                 self.residual_query(q, list, &mut y);
@@ -816,6 +823,23 @@ impl IvfPqIndex {
             );
         }
     }
+}
+
+/// Hints the CPU to start loading every cache line of `data`.
+#[inline]
+fn prefetch_lines<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let bytes = std::mem::size_of_val(data);
+        let base = data.as_ptr() as *const i8;
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: prefetching is a hint; `off` stays inside the slice.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 #[cfg(test)]
