@@ -153,11 +153,14 @@ pub fn u16_threshold(threshold: f32, scale: f32, bias: f32) -> u16 {
     if !threshold.is_finite() {
         return u16::MAX;
     }
-    let t = ((threshold - bias) / scale).ceil();
+    let t = (threshold - bias) / scale;
     if t >= u16::MAX as f32 {
         u16::MAX
-    } else if t >= 0.0 {
-        t as u16
+    } else if t > 0.0 {
+        // ceil without a libm call (the baseline x86-64 target has no rounding instruction):
+        // truncate, then step up if anything was cut off.
+        let i = t as u16;
+        if (i as f32) < t { i + 1 } else { i }
     } else {
         0
     }

@@ -348,6 +348,38 @@ pub fn scan_codes8<F>(
     m: usize,
     lut: &[[f32; 256]],
     bias: f32,
+    threshold: f32,
+    on_candidate: F,
+) where
+    F: FnMut(usize, f32) -> f32,
+{
+    scan8_impl::<false, F>(codes, m, lut, bias, &[], threshold, on_candidate)
+}
+
+/// [`scan_codes8`] with a per-vector addend: the distance of vector `i` is
+/// `bias + terms[i] + Σ_j lut[j][code_ij]` (`terms.len()` must be the number of vectors).
+pub fn scan_codes8_terms<F>(
+    codes: &[u8],
+    m: usize,
+    lut: &[[f32; 256]],
+    bias: f32,
+    terms: &[f32],
+    threshold: f32,
+    on_candidate: F,
+) where
+    F: FnMut(usize, f32) -> f32,
+{
+    assert_eq!(terms.len() * m, codes.len(), "one term per vector");
+    scan8_impl::<true, F>(codes, m, lut, bias, terms, threshold, on_candidate)
+}
+
+#[inline(always)]
+fn scan8_impl<const TERMS: bool, F>(
+    codes: &[u8],
+    m: usize,
+    lut: &[[f32; 256]],
+    bias: f32,
+    terms: &[f32],
     mut threshold: f32,
     mut on_candidate: F,
 ) where
@@ -356,18 +388,25 @@ pub fn scan_codes8<F>(
     let lut = &lut[..m];
     for (i, code) in codes.chunks_exact(m).enumerate() {
         let mut acc = [0.0f32; 4];
-        let mut tables = lut.chunks_exact(4);
-        let mut bytes = code.chunks_exact(4);
+        // Eight codes per 64-bit load: one load feeds eight table lookups.
+        let mut tables = lut.chunks_exact(8);
+        let mut bytes = code.chunks_exact(8);
         for (t, c) in (&mut tables).zip(&mut bytes) {
-            acc[0] += t[0][c[0] as usize];
-            acc[1] += t[1][c[1] as usize];
-            acc[2] += t[2][c[2] as usize];
-            acc[3] += t[3][c[3] as usize];
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            acc[0] += t[0][(w & 0xff) as usize];
+            acc[1] += t[1][((w >> 8) & 0xff) as usize];
+            acc[2] += t[2][((w >> 16) & 0xff) as usize];
+            acc[3] += t[3][((w >> 24) & 0xff) as usize];
+            acc[0] += t[4][((w >> 32) & 0xff) as usize];
+            acc[1] += t[5][((w >> 40) & 0xff) as usize];
+            acc[2] += t[6][((w >> 48) & 0xff) as usize];
+            acc[3] += t[7][(w >> 56) as usize];
         }
         for (t, &c) in tables.remainder().iter().zip(bytes.remainder()) {
             acc[0] += t[c as usize];
         }
-        let d = bias + ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+        let base = if TERMS { bias + terms[i] } else { bias };
+        let d = base + ((acc[0] + acc[1]) + (acc[2] + acc[3]));
         if d <= threshold {
             threshold = on_candidate(i, d);
         }
@@ -385,6 +424,49 @@ mod tests {
         (0..n * dim)
             .map(|_| rng.random_range(-1.0..1.0f32))
             .collect()
+    }
+
+    #[test]
+    fn scan8_reports_exactly_the_codes_under_the_threshold() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for m in [1usize, 3, 8, 13, 16, 48] {
+            let n = 300;
+            let codes: Vec<u8> = (0..n * m).map(|_| rng.random()).collect();
+            let lut: Vec<[f32; 256]> = (0..m)
+                .map(|_| std::array::from_fn(|_| rng.random_range(0.0..1.0f32)))
+                .collect();
+            let direct: Vec<f32> = codes
+                .chunks_exact(m)
+                .map(|c| 0.5 + c.iter().zip(&lut).map(|(&k, t)| t[k as usize]).sum::<f32>())
+                .collect();
+            let threshold = 0.5 + m as f32 * 0.45;
+            let mut got = Vec::new();
+            scan_codes8(&codes, m, &lut, 0.5, threshold, |i, d| {
+                got.push((i, d));
+                threshold
+            });
+            let terms: Vec<f32> = (0..n).map(|i| i as f32 * 1e-3).collect();
+            let mut with_terms = Vec::new();
+            scan_codes8_terms(&codes, m, &lut, 0.5, &terms, f32::INFINITY, |i, d| {
+                with_terms.push((i, d));
+                f32::INFINITY
+            });
+            assert_eq!(with_terms.len(), n);
+            for &(i, d) in &with_terms {
+                assert!((d - direct[i] - terms[i]).abs() < 1e-4);
+            }
+            let want: Vec<usize> = (0..n).filter(|&i| direct[i] <= threshold - 1e-4).collect();
+            for &i in &want {
+                assert!(got.iter().any(|&(j, _)| j == i), "m {m}: vector {i} missed");
+            }
+            for &(i, d) in &got {
+                assert!(
+                    (d - direct[i]).abs() < 1e-4 && d <= threshold,
+                    "m {m}: {i} {d} vs {}",
+                    direct[i]
+                );
+            }
+        }
     }
 
     #[test]
