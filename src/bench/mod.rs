@@ -8,6 +8,7 @@ pub mod measure;
 pub mod plot;
 pub mod report;
 pub mod sweep;
+pub mod tune;
 
 pub use error::BenchError;
 pub use report::{BenchReport, QueryResult};
