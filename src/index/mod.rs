@@ -5,6 +5,7 @@
 pub mod distance;
 pub mod error;
 pub mod fastscan;
+pub mod flat;
 pub mod ivfpq;
 pub mod kmeans;
 pub mod pq;
@@ -13,6 +14,7 @@ pub mod slab;
 pub mod topk;
 
 pub use error::IndexError;
+pub use flat::FlatIndex;
 pub use rowset::RowSet;
 pub use topk::TopK;
 
