@@ -40,6 +40,9 @@ pub enum BenchError {
     /// The ground truth does not cover what is asked of it.
     #[error("ground truth: {0}")]
     GroundTruth(String),
+    /// The index refused its parameters or input.
+    #[error("index: {0}")]
+    Index(#[from] crate::index::IndexError),
     /// Drawing the plot failed.
     #[error("plot {path}: {message}")]
     Plot {

@@ -3,12 +3,17 @@
 //! setting (JSON, a terminal table, and a recall-vs-QPS plot), or search the parameter space for
 //! the fastest settings that reach a target recall.
 
+pub mod engine;
 mod error;
 pub mod measure;
 pub mod plot;
 pub mod report;
+pub mod run;
 pub mod sweep;
 pub mod tune;
+
+#[cfg(test)]
+mod tests;
 
 pub use error::BenchError;
 pub use report::{BenchReport, QueryResult};

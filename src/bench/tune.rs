@@ -158,7 +158,14 @@ impl<E: Evaluate> Tuner<'_, E> {
         let mut hit: Option<(usize, QueryResult)> = None;
         // Doubling until the target is reached or every list is probed.
         loop {
-            let r = self.measure(build, SearchConfig { nprobe: probe, rerank }, sample)?;
+            let r = self.measure(
+                build,
+                SearchConfig {
+                    nprobe: probe,
+                    rerank,
+                },
+                sample,
+            )?;
             if r.recall >= self.target {
                 hit = Some((probe, r));
                 break;
@@ -175,7 +182,14 @@ impl<E: Evaluate> Tuner<'_, E> {
         // Bisection in (fail, ok].
         while ok - fail > 1 {
             let mid = fail + (ok - fail) / 2;
-            let r = self.measure(build, SearchConfig { nprobe: mid, rerank }, sample)?;
+            let r = self.measure(
+                build,
+                SearchConfig {
+                    nprobe: mid,
+                    rerank,
+                },
+                sample,
+            )?;
             if r.recall >= self.target {
                 ok = mid;
                 ok_result = r;
@@ -367,7 +381,11 @@ mod tests {
         for nlist in [512, 1024, 2048] {
             for &(pq_m, pq_bits) in &o.pq {
                 for &rerank in &o.rerank_ladder {
-                    let b = BuildConfig { nlist, pq_m, pq_bits };
+                    let b = BuildConfig {
+                        nlist,
+                        pq_m,
+                        pq_bits,
+                    };
                     for nprobe in 1..=nlist {
                         let s = SearchConfig { nprobe, rerank };
                         if Model::recall(b, s) >= 0.9 {
@@ -378,7 +396,11 @@ mod tests {
                 }
             }
         }
-        assert!(best.result.qps >= 0.8 * grid_best, "{} vs {grid_best}", best.result.qps);
+        assert!(
+            best.result.qps >= 0.8 * grid_best,
+            "{} vs {grid_best}",
+            best.result.qps
+        );
     }
 
     #[test]
