@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Print the version and the SIMD level the distance kernels will use.
     Version,
+    /// Benchmark datasets: generate, ground truth, info, list, fetch.
+    Dataset(shoal::datasets::cli::DatasetArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -23,5 +25,6 @@ fn main() -> anyhow::Result<()> {
             println!("shoal {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Dataset(args) => shoal::datasets::cli::run(args),
     }
 }
