@@ -43,6 +43,9 @@ pub enum BenchError {
     /// The index refused its parameters or input.
     #[error("index: {0}")]
     Index(#[from] crate::index::IndexError),
+    /// The dataset could not be loaded or its ground truth computed.
+    #[error("dataset: {0}")]
+    Dataset(#[from] crate::datasets::DatasetError),
     /// Drawing the plot failed.
     #[error("plot {path}: {message}")]
     Plot {

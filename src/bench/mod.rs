@@ -3,6 +3,7 @@
 //! setting (JSON, a terminal table, and a recall-vs-QPS plot), or search the parameter space for
 //! the fastest settings that reach a target recall.
 
+pub mod cli;
 pub mod engine;
 mod error;
 pub mod measure;

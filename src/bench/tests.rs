@@ -167,3 +167,94 @@ fn workload_refuses_missing_or_short_ground_truth() {
     data.groundtruth = None;
     assert!(Workload::new(&data, 5, 1).is_err());
 }
+
+/// `shoal bench` from flags, as a user runs it, on a folder written by the datasets module
+/// (generator, `.fvecs` writer, no ground truth file: the command computes it exactly).
+#[test]
+fn command_line_run_writes_json_and_plot() {
+    use crate::datasets::{GenerateConfig, GeneratorKind, generate, writer::write_fvecs};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: super::cli::BenchArgs,
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("toy");
+    std::fs::create_dir(&data).unwrap();
+    let (base, queries) = generate(&GenerateConfig {
+        kind: GeneratorKind::SiftLike,
+        n: 4000,
+        queries: 50,
+        dim: 32,
+        seed: 3,
+        clusters: 0,
+    })
+    .unwrap();
+    write_fvecs(&data.join("base.fvecs"), base.view()).unwrap();
+    write_fvecs(&data.join("query.fvecs"), queries.view()).unwrap();
+
+    let json = dir.path().join("toy.json");
+    let png = dir.path().join("toy.png");
+    let arg = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let cli = Cli::try_parse_from([
+        "bench".to_string(),
+        "--dataset".into(),
+        arg(&data),
+        "--nlist".into(),
+        "32".into(),
+        "--pq-m".into(),
+        "8".into(),
+        "--nprobe".into(),
+        "1,32".into(),
+        "--rerank".into(),
+        "0,8".into(),
+        "--threads".into(),
+        "2".into(),
+        "--json".into(),
+        arg(&json),
+        "--plot".into(),
+        arg(&png),
+    ])
+    .unwrap();
+    super::cli::run(cli.bench).unwrap();
+
+    let report = BenchReport::read(&json).unwrap();
+    assert_eq!(
+        (report.dataset.as_str(), report.n, report.dim),
+        ("toy", 4000, 32)
+    );
+    assert_eq!(
+        (report.nlist, report.pq_m, report.pq_bits),
+        (Some(32), Some(8), Some(4))
+    );
+    assert_eq!(report.results.len(), 4);
+    let all_lists_reranked = report
+        .results
+        .iter()
+        .find(|r| r.nprobe == 32 && r.rerank == 8)
+        .unwrap();
+    assert!(all_lists_reranked.recall >= 0.9, "{all_lists_reranked:?}");
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+
+    // `shoal bench plot` draws existing reports.
+    let svg = dir.path().join("again.svg");
+    let cli = Cli::try_parse_from([
+        "bench".to_string(),
+        "plot".into(),
+        "--json".into(),
+        arg(&json),
+        arg(&json),
+        "--out".into(),
+        arg(&svg),
+    ])
+    .unwrap();
+    super::cli::run(cli.bench).unwrap();
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("shoal #2"));
+
+    // --dataset is required unless plotting, and --recall needs --tune.
+    assert!(Cli::try_parse_from(["bench", "--k", "5"]).is_err());
+    assert!(Cli::try_parse_from(["bench", "--dataset", "x", "--recall", "0.9"]).is_err());
+}
