@@ -160,7 +160,8 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     workload.sample_queries = args.tune_queries.max(1);
 
     let report = if args.tune {
-        let options = TuneOptions::for_dataset(workload.n(), workload.dim(), args.recall);
+        let mut options = TuneOptions::for_dataset(workload.n(), workload.dim(), args.recall);
+        options.sampling = workload.sample_queries < dataset.queries.nrows();
         let (outcome, report) = run_tune(&workload, &options, args.label.clone())?;
         print!("{}", report.table());
         match outcome.best {

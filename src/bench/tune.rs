@@ -50,6 +50,9 @@ pub struct TuneOptions {
     pub coarse_rerank: Vec<usize>,
     /// Base size, to keep `nlist` refinements within `1..=n`.
     pub n: usize,
+    /// Whether the search may measure on a sample of the queries (then the winner is confirmed
+    /// on all of them); off when the sample would be the whole set anyway.
+    pub sampling: bool,
 }
 
 impl TuneOptions {
@@ -68,6 +71,7 @@ impl TuneOptions {
             rerank_ladder: vec![0, 1, 2, 4, 8, 16],
             coarse_rerank: vec![0, 4],
             n,
+            sampling: true,
         }
     }
 }
@@ -171,7 +175,7 @@ impl<E: Evaluate> Tuner<'_, E> {
                 break;
             }
             fail = probe;
-            if probe == nlist || to_beat.is_some_and(|qps| r.qps < qps) {
+            if probe == nlist || to_beat.is_some_and(|speed| throughput(&r) < speed) {
                 break;
             }
             probe = (probe * 2).min(nlist);
@@ -206,7 +210,9 @@ impl<E: Evaluate> Tuner<'_, E> {
 
     fn consider(best: &mut Option<Candidate>, c: Option<Candidate>) {
         if let Some(c) = c
-            && best.as_ref().is_none_or(|b| c.result.qps > b.result.qps)
+            && best
+                .as_ref()
+                .is_none_or(|b| throughput(&c.result) > throughput(&b.result))
         {
             *best = Some(c);
         }
@@ -214,7 +220,20 @@ impl<E: Evaluate> Tuner<'_, E> {
 }
 
 fn floor(best: &Option<Candidate>) -> Option<f64> {
-    best.as_ref().map(|b| b.result.qps)
+    best.as_ref().map(|b| throughput(&b.result))
+}
+
+/// How the tuner ranks settings: the throughput the median query implies (`1000 / p50_ms`,
+/// per client thread), falling back to measured QPS when no latency is known. Wall-clock QPS
+/// over a few hundred sub-millisecond queries swings with every scheduler hiccup on a busy
+/// machine (one 10 ms preemption halves it); the median does not, so comparisons stay stable.
+/// Reports still carry the measured QPS.
+pub fn throughput(r: &QueryResult) -> f64 {
+    if r.p50_ms > 0.0 {
+        1000.0 / r.p50_ms
+    } else {
+        r.qps
+    }
 }
 
 /// Runs the coarse-to-fine search described in the module docs.
@@ -237,6 +256,7 @@ pub fn tune<E: Evaluate>(eval: &mut E, opts: &TuneOptions) -> Result<TuneOutcome
         seen: HashMap::new(),
     };
     let mut best: Option<Candidate> = None;
+    let sample = opts.sampling;
 
     // 1. Coarse: one nlist, a few code layouts, a couple of rerank values.
     for &(pq_m, pq_bits) in &opts.pq {
@@ -246,7 +266,7 @@ pub fn tune<E: Evaluate>(eval: &mut E, opts: &TuneOptions) -> Result<TuneOutcome
             pq_bits,
         };
         for &rerank in &opts.coarse_rerank {
-            let c = t.min_nprobe(build, rerank, 1, true, floor(&best))?;
+            let c = t.min_nprobe(build, rerank, 1, sample, floor(&best))?;
             Tuner::<E>::consider(&mut best, c);
         }
     }
@@ -260,7 +280,7 @@ pub fn tune<E: Evaluate>(eval: &mut E, opts: &TuneOptions) -> Result<TuneOutcome
                 if let Some(&rerank) = ladder.get(idx)
                     && !opts.coarse_rerank.contains(&rerank)
                 {
-                    let c = t.min_nprobe(b.build, rerank, 1, true, floor(&best))?;
+                    let c = t.min_nprobe(b.build, rerank, 1, sample, floor(&best))?;
                     Tuner::<E>::consider(&mut best, c);
                 }
             }
@@ -274,15 +294,17 @@ pub fn tune<E: Evaluate>(eval: &mut E, opts: &TuneOptions) -> Result<TuneOutcome
                 continue;
             }
             let build = BuildConfig { nlist, ..b.build };
-            let c = t.min_nprobe(build, b.search.rerank, 1, true, floor(&best))?;
+            let c = t.min_nprobe(build, b.search.rerank, 1, sample, floor(&best))?;
             Tuner::<E>::consider(&mut best, c);
         }
     }
 
     // 3. Confirm on every query, raising nprobe if the sample was optimistic.
     let best = match best {
-        Some(b) => t.min_nprobe(b.build, b.search.rerank, b.search.nprobe, false, None)?,
-        None => None,
+        Some(b) if sample => {
+            t.min_nprobe(b.build, b.search.rerank, b.search.nprobe, false, None)?
+        }
+        other => other,
     };
     Ok(TuneOutcome {
         best,
@@ -413,6 +435,55 @@ mod tests {
         assert!(best.result.recall >= 0.9);
         let full_recall = Model::recall(best.build, best.search) - 0.02;
         assert!((best.result.recall - full_recall).abs() < 1e-12);
+    }
+
+    #[test]
+    fn without_sampling_every_measurement_uses_all_queries() {
+        let mut model = Model {
+            calls: 0,
+            full_penalty: 0.02,
+        };
+        let o = TuneOptions {
+            sampling: false,
+            ..opts(0.9)
+        };
+        let out = tune(&mut model, &o).unwrap();
+        assert!(out.best.unwrap().result.recall >= 0.9);
+        assert!(out.trace.iter().all(|r| {
+            let b = BuildConfig {
+                nlist: r.nlist.unwrap(),
+                pq_m: r.pq_m.unwrap(),
+                pq_bits: r.pq_bits.unwrap(),
+            };
+            let s = SearchConfig {
+                nprobe: r.nprobe,
+                rerank: r.rerank,
+            };
+            (r.recall - (Model::recall(b, s) - 0.02)).abs() < 1e-12
+        }));
+    }
+
+    #[test]
+    fn ranking_prefers_median_latency_over_noisy_wall_clock() {
+        let mut model = Model {
+            calls: 0,
+            full_penalty: 0.0,
+        };
+        let b = BuildConfig {
+            nlist: 16,
+            pq_m: 8,
+            pq_bits: 4,
+        };
+        let s = SearchConfig {
+            nprobe: 2,
+            rerank: 0,
+        };
+        let mut r = model.evaluate(b, s, true).unwrap();
+        r.qps = 100.0;
+        r.p50_ms = 0.5;
+        assert_eq!(throughput(&r), 2000.0);
+        r.p50_ms = 0.0;
+        assert_eq!(throughput(&r), 100.0);
     }
 
     #[test]
