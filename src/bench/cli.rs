@@ -21,7 +21,7 @@ pub struct BenchArgs {
     /// Plot existing reports instead of measuring.
     #[command(subcommand)]
     pub command: Option<BenchCommand>,
-    /// Dataset: an ann-benchmarks .hdf5 file, a .npz archive, or a folder of base/query/
+    /// Dataset: an ann-benchmarks .hdf5 file, a .npz archive, or a folder of base, query and
     /// groundtruth files (.fvecs/.bvecs/.ivecs, .fbin/.u8bin/.ibin, .npy).
     #[arg(long, required = true)]
     pub dataset: Option<PathBuf>,
@@ -50,7 +50,7 @@ pub struct BenchArgs {
     /// Client threads issuing queries.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Metric, overriding the dataset's: l2, cosine or dot.
+    /// Metric, overriding the dataset's: l2, cosine or dot (ground truth is then recomputed).
     #[arg(long, value_parser = parse_metric)]
     pub metric: Option<Metric>,
     /// Index only the first N base vectors (ground truth is then recomputed exactly).
@@ -122,10 +122,17 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let mut dataset = datasets::load_with(
         &path,
         LoadOptions {
-            metric: args.metric,
+            metric: None,
             max_base: args.max_base,
         },
     )?;
+    if let Some(metric) = args.metric
+        && metric != dataset.metric
+    {
+        // Stored ground truth was computed under the dataset's own metric: recompute it.
+        dataset.metric = metric;
+        dataset.groundtruth = None;
+    }
     if let Some(max) = args.max_queries
         && max < dataset.queries.nrows()
     {

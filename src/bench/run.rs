@@ -38,30 +38,28 @@ fn report(
     results: Vec<QueryResult>,
     label: Option<String>,
 ) -> BenchReport {
-    let mut builds: Vec<(
-        Option<usize>,
-        Option<usize>,
-        Option<u8>,
-        Option<f64>,
-        Option<u64>,
-    )> = Vec::new();
+    // The first row measured on each distinct index stands for that index's build.
+    let key = |r: &QueryResult| (r.nlist, r.pq_m, r.pq_bits);
+    let mut builds: Vec<&QueryResult> = Vec::new();
     for r in &results {
-        let key = (r.nlist, r.pq_m, r.pq_bits, r.build_seconds, r.index_bytes);
-        if !builds
-            .iter()
-            .any(|b| (b.0, b.1, b.2) == (key.0, key.1, key.2))
-        {
-            builds.push(key);
+        if !builds.iter().any(|b| key(b) == key(r)) {
+            builds.push(r);
         }
     }
-    let single = (builds.len() == 1).then(|| builds[0]);
+    let single = (builds.len() == 1).then(|| key(builds[0]));
+    let build_seconds = builds.iter().filter_map(|b| b.build_seconds).sum();
+    let index_bytes = builds
+        .iter()
+        .filter_map(|b| b.index_bytes)
+        .max()
+        .unwrap_or(0);
     BenchReport {
         dataset: workload.name.to_string(),
         n: workload.n(),
         dim: workload.dim(),
         metric: metric_name(workload.metric).to_string(),
-        build_seconds: builds.iter().filter_map(|b| b.3).sum(),
-        index_bytes: builds.iter().filter_map(|b| b.4).max().unwrap_or(0),
+        build_seconds,
+        index_bytes,
         engine: "shoal".to_string(),
         label,
         k: workload.k,

@@ -124,7 +124,7 @@ impl SweepGrid {
             }
         }
         for &m in &self.pq_m {
-            if m == 0 || dim % m != 0 {
+            if m == 0 || !dim.is_multiple_of(m) {
                 return bad(format!("pq_m = {m} must divide the dimension {dim}"));
             }
         }
@@ -208,7 +208,7 @@ pub fn auto_nlist(n: usize) -> usize {
 pub fn auto_pq_m(dim: usize) -> usize {
     (1..=(dim / 2).max(1))
         .rev()
-        .find(|m| dim % m == 0)
+        .find(|m| dim.is_multiple_of(*m))
         .unwrap_or(1)
 }
 

@@ -121,7 +121,7 @@ fn sweep_measures_every_setting_and_plots() {
     }
 
     let png_path = dir.path().join("run.png");
-    plot::plot_files(&[json.clone()], &png_path).unwrap();
+    plot::plot_files(std::slice::from_ref(&json), &png_path).unwrap();
     let bytes = std::fs::read(&png_path).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))

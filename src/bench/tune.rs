@@ -61,7 +61,11 @@ impl TuneOptions {
     pub fn for_dataset(n: usize, dim: usize, target_recall: f64) -> Self {
         let half = auto_pq_m(dim);
         let quarter = auto_pq_m(half.max(1)).max(1);
-        let quarter = if dim % quarter == 0 { quarter } else { half };
+        let quarter = if dim.is_multiple_of(quarter) {
+            quarter
+        } else {
+            half
+        };
         let mut pq = vec![(half, 4u8), (quarter, 4), (quarter, 8)];
         pq.dedup();
         TuneOptions {
