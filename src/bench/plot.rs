@@ -283,7 +283,7 @@ mod tests {
             dim: 8,
             metric: "l2".into(),
             build_seconds: 0.1,
-            index_bytes: 10,
+            index_bytes: Some(10),
             engine: engine.into(),
             label: label.map(Into::into),
             k: 10,

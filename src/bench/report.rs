@@ -30,7 +30,9 @@ pub struct BenchReport {
     /// Seconds spent building the index (the sum over indexes for a multi-build sweep).
     pub build_seconds: f64,
     /// Resident bytes of the index (codes, ids, centroids, tables; raw vectors excluded).
-    pub index_bytes: u64,
+    /// `shoal bench` always writes it; a peer that cannot tell (hnswlib) writes `null`.
+    #[serde(default)]
+    pub index_bytes: Option<u64>,
     /// Which engine produced the numbers: `shoal`, `faiss`, `hnswlib`, ...
     #[serde(default = "default_engine")]
     pub engine: String,
@@ -143,7 +145,8 @@ impl BenchReport {
             self.k,
             self.threads,
             self.build_seconds,
-            human_bytes(self.index_bytes),
+            self.index_bytes
+                .map_or_else(|| "?".to_string(), human_bytes),
         );
         out.push_str(&format!(
             "{:>6} {:>5} {:>5} {:>6} {:>6} {:>7} {:>10} {:>9} {:>9} {:>9}\n",
@@ -205,7 +208,7 @@ mod tests {
             dim: 16,
             metric: "l2".into(),
             build_seconds: 0.5,
-            index_bytes: 12345,
+            index_bytes: Some(12345),
             engine: "shoal".into(),
             label: Some("m8".into()),
             k: 10,
@@ -278,12 +281,13 @@ mod tests {
     #[test]
     fn a_minimal_peer_report_loads() {
         let json = r#"{"dataset":"sift","n":10,"dim":4,"metric":"euclidean","build_seconds":1.0,
-            "index_bytes":5,"engine":"hnswlib","results":[{"recall":0.5,"qps":10.0}]}"#;
+            "index_bytes":null,"engine":"hnswlib","hnsw_m":16,
+            "results":[{"recall":0.5,"qps":10.0,"ef":32}]}"#;
         let report: BenchReport = serde_json::from_str(json).unwrap();
         assert_eq!(report.engine, "hnswlib");
         assert_eq!(report.series_name(), "hnswlib");
         assert_eq!(report.results[0].nprobe, 0);
-        assert!(report.nlist.is_none());
+        assert!(report.nlist.is_none() && report.index_bytes.is_none());
     }
 
     #[test]

@@ -48,11 +48,7 @@ fn report(
     }
     let single = (builds.len() == 1).then(|| key(builds[0]));
     let build_seconds = builds.iter().filter_map(|b| b.build_seconds).sum();
-    let index_bytes = builds
-        .iter()
-        .filter_map(|b| b.index_bytes)
-        .max()
-        .unwrap_or(0);
+    let index_bytes = builds.iter().filter_map(|b| b.index_bytes).max();
     BenchReport {
         dataset: workload.name.to_string(),
         n: workload.n(),

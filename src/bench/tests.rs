@@ -69,7 +69,7 @@ fn sweep_measures_every_setting_and_plots() {
     );
     assert_eq!(report.metric, "l2");
     assert!(report.nlist.is_none(), "two builds: no single nlist");
-    assert!(report.build_seconds > 0.0 && report.index_bytes > 0);
+    assert!(report.build_seconds > 0.0 && report.index_bytes.is_some_and(|b| b > 0));
     for r in &report.results {
         assert!((0.0..=1.0).contains(&r.recall));
         assert!(r.qps > 0.0 && r.p50_ms <= r.p95_ms && r.p95_ms <= r.p99_ms);
