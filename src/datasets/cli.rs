@@ -229,24 +229,33 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
             println!("dataset:   {}", path.display());
             println!("stored as: {:?}", s.container);
             println!("metric:    {:?}", s.metric);
-            let mut has_gt = false;
+            if s.container != super::load::Container::Folder {
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                println!("file size: {size} bytes");
+            }
+            println!(
+                "{:<12} {:>11}   {:<5} {:<18} {:>14}  source",
+                "part", "rows", "dim", "dtype", "bytes"
+            );
             for p in &s.parts {
+                let bytes = if s.container == super::load::Container::Folder {
+                    p.bytes.to_string()
+                } else {
+                    "-".into()
+                };
                 println!(
-                    "{:<12} {:>11} x {:<5} {:<18} {:>14} bytes  {}",
+                    "{:<12} {:>11} x {:<5} {:<18} {:>14}  {}",
                     p.role,
                     p.shape.0,
                     p.shape.1,
                     p.dtype,
-                    p.bytes,
+                    bytes,
                     p.path.display()
                 );
-                if p.role == "groundtruth" {
-                    has_gt = true;
-                    println!("groundtruth: yes, k = {}", p.shape.1);
-                }
             }
-            if !has_gt {
-                println!("groundtruth: no (compute it with `shoal dataset groundtruth`)");
+            match s.parts.iter().find(|p| p.role == "groundtruth") {
+                Some(gt) => println!("groundtruth: yes, k = {}", gt.shape.1),
+                None => println!("groundtruth: no (compute it with `shoal dataset groundtruth`)"),
             }
             Ok(())
         }

@@ -119,12 +119,17 @@ pub fn try_exact_knn(
                     let mut threshold = heap.threshold();
                     for (j, (&dot, &bn)) in row.iter().zip(norms).enumerate() {
                         let d = match metric {
-                            Metric::L2 => (qn + bn - 2.0 * dot).max(0.0),
+                            Metric::L2 => {
+                                let d = qn + bn - 2.0 * dot;
+                                if d < 0.0 { 0.0 } else { d }
+                            }
                             Metric::Cosine => 1.0 - dot * bn,
                             Metric::Dot => -dot,
                         };
-                        if d < threshold {
-                            heap.push((b0 + j) as u32, d);
+                        // NaN never beats the threshold; it only fills a heap that is not full
+                        // yet (as +inf), so every query still gets k neighbours.
+                        if d < threshold || heap.heap.len() < k {
+                            heap.push((b0 + j) as u32, if d.is_nan() { f32::INFINITY } else { d });
                             threshold = heap.threshold();
                         }
                     }
@@ -308,6 +313,18 @@ mod tests {
         let b1 = base.slice(s![bi..bi + 1, ..]).to_owned();
         let q1 = queries.slice(s![qi..qi + 1, ..]).to_owned();
         brute(&b1, &q1, 1, metric)[0][0].0
+    }
+
+    #[test]
+    fn nan_vectors_rank_last_and_every_query_still_gets_k() {
+        let mut base = random(20, 4, 7);
+        base.row_mut(3).fill(f32::NAN);
+        let queries = random(3, 4, 8);
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+            let ids = exact_knn(base.view(), queries.view(), 20, metric);
+            assert_eq!(ids.dim(), (3, 20));
+            assert!(ids.rows().into_iter().all(|r| r[19] == 3), "{metric:?}");
+        }
     }
 
     #[test]

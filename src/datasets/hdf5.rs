@@ -299,3 +299,22 @@ pub fn write_hdf5_groundtruth(
     write_gt(&file, path, metric, ids, distances)?;
     file.flush().map_err(h5err(path))
 }
+
+/// Streams dataset `name` (`train`, `test`) of an HDF5 file as `f32` chunks of at most
+/// `rows_per_chunk` rows, so a file larger than memory can be processed a slice at a time.
+pub fn hdf5_chunks(
+    path: &Path,
+    name: &str,
+    rows_per_chunk: usize,
+) -> Result<impl Iterator<Item = Result<Array2<f32>, DatasetError>> + use<>, DatasetError> {
+    let file = hdf5::File::open(path).map_err(h5err(path))?;
+    let ds = file.dataset(name).map_err(h5err(path))?;
+    let (n, _) = shape2(&ds, path, name)?;
+    let step = rows_per_chunk.max(1);
+    let path = path.to_path_buf();
+    Ok((0..n).step_by(step).map(move |s| {
+        let _keep_open = &file;
+        ds.read_slice_2d::<f32, _>(s![s..(s + step).min(n), ..])
+            .map_err(h5err(&path))
+    }))
+}

@@ -275,7 +275,7 @@ impl VectorFile {
         }
         let dim = dim as usize;
         let row_bytes = 4 + dim * elem.size();
-        if len % row_bytes != 0 {
+        if !len.is_multiple_of(row_bytes) {
             let whole = len / row_bytes;
             return Err(self.err(
                 whole * row_bytes,
@@ -284,6 +284,9 @@ impl VectorFile {
         }
         self.rows = len / row_bytes;
         self.dim = dim;
+        // The last row's header too: cheap, and catches a file of another dimension appended.
+        // Rows in between are checked as they are read (or by `validate`).
+        self.row_span(self.rows - 1)?;
         Ok(())
     }
 

@@ -83,6 +83,14 @@ fn malformed_texmex_files_name_the_byte() {
     assert_eq!(malformed_at(f.read_all_f32().unwrap_err()).1, 32);
     assert_eq!(malformed_at(f.validate().unwrap_err()).1, 32);
 
+    // The last row's header is checked on open.
+    let mut bad = bytes.clone();
+    bad[48..52].copy_from_slice(&2i32.to_le_bytes());
+    assert_eq!(
+        malformed_at(VectorFile::from_bytes("l.fvecs", bad, Format::Fvecs).unwrap_err()).1,
+        48
+    );
+
     // Absurd or negative first dimension.
     for d in [-1i32, 0, i32::MAX] {
         let mut b = bytes.clone();
@@ -526,6 +534,24 @@ fn hdf5_round_trip_in_ann_benchmarks_layout_and_corruption_is_an_error() {
             (Metric::L2, 10, true)
         );
     }
+    // Streamed in chunks.
+    let p = dir.path().join("toy-L2.hdf5");
+    let chunks: Vec<Array2<f32>> = hdf5::hdf5_chunks(&p, "train", 16)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        chunks.iter().map(|c| c.nrows()).collect::<Vec<_>>(),
+        vec![16, 16, 8]
+    );
+    assert_eq!(
+        ndarray::concatenate(
+            ndarray::Axis(0),
+            &[chunks[0].view(), chunks[1].view(), chunks[2].view()]
+        )
+        .unwrap(),
+        base
+    );
     // Replace the ground truth in place.
     let p = dir.path().join("toy-L2.hdf5");
     let (ids, d) = try_exact_knn(base.view(), query.view(), 3, Metric::L2).unwrap();
@@ -767,4 +793,35 @@ fn generated_folder_round_trips_through_load() {
     let ds = load(dir.path()).unwrap();
     assert_eq!(ds.base, base);
     assert_eq!(ds.groundtruth.unwrap(), gt);
+}
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn hdf5_converts_float64_vectors_and_reads_a_fixed_length_distance_attribute() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f64.hdf5");
+    {
+        let f = ::hdf5::File::create(&p).unwrap();
+        let train = Array2::from_shape_fn((8, 3), |(i, j)| (i * 3 + j) as f64 / 4.0);
+        let test = Array2::from_shape_fn((2, 3), |(i, j)| (i + j) as f64);
+        f.new_dataset_builder()
+            .with_data(&train)
+            .create("train")
+            .unwrap();
+        f.new_dataset_builder()
+            .with_data(&test)
+            .create("test")
+            .unwrap();
+        let name = ::hdf5::types::FixedAscii::<9>::from_ascii(b"euclidean").unwrap();
+        f.new_attr::<::hdf5::types::FixedAscii<9>>()
+            .create("distance")
+            .unwrap()
+            .write_scalar(&name)
+            .unwrap();
+    }
+    let ds = load(&p).unwrap();
+    assert_eq!(ds.metric, Metric::L2);
+    assert_eq!(ds.base[[7, 2]], 23.0 / 4.0);
+    assert_eq!(ds.queries.dim(), (2, 3));
+    assert!(ds.groundtruth.is_none());
 }

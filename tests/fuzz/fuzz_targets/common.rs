@@ -12,6 +12,7 @@ pub fn exercise(file: &VectorFile) {
     let _ = file.read_distances();
 }
 
+#[allow(dead_code)] // not every target uses it
 pub fn run(data: &[u8], formats: &[Format]) {
     // The first byte picks the format so one target covers a family.
     let Some((&pick, rest)) = data.split_first() else { return };
