@@ -106,13 +106,19 @@ impl Candidate {
                 "rerank": self.search.rerank,
             },
             "measured": {
-                "recall": self.result.recall,
-                "qps": self.result.qps,
-                "p50_ms": self.result.p50_ms,
-                "p99_ms": self.result.p99_ms,
+                "recall": round_to(self.result.recall, 4),
+                "qps": round_to(self.result.qps, 1),
+                "p50_ms": round_to(self.result.p50_ms, 4),
+                "p99_ms": round_to(self.result.p99_ms, 4),
             }
         })
     }
+}
+
+/// `v` rounded to `digits` decimals, so that the printed snippet reads cleanly.
+fn round_to(v: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (v * scale).round() / scale
 }
 
 /// The tuner's answer: the fastest setting found (if any reached the target) and every
