@@ -16,6 +16,8 @@ enum Command {
     Version,
     /// Benchmark datasets: generate, ground truth, info, list, fetch.
     Dataset(shoal::datasets::cli::DatasetArgs),
+    /// Measure recall, QPS and latency on a dataset, sweep or tune IVF-PQ settings, plot results.
+    Bench(Box<shoal::bench::cli::BenchArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -26,5 +28,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dataset(args) => shoal::datasets::cli::run(args),
+        Command::Bench(args) => Ok(shoal::bench::cli::run(*args)?),
     }
 }

@@ -1,0 +1,232 @@
+//! `shoal bench`: the flags, and the glue from flags to a report on disk and on the terminal.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::engine::Workload;
+use super::plot;
+use super::run::{run_sweep, run_tune};
+use super::sweep::SweepGrid;
+use super::tune::TuneOptions;
+use super::{BenchError, BenchReport};
+use crate::datasets::{self, LoadOptions};
+use crate::index::Metric;
+
+/// Measure shoal on a dataset: build IVF-PQ indexes in process (every core) and run the queries
+/// one per call on client threads, reporting recall@k, QPS and latency percentiles per setting.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchArgs {
+    /// Plot existing reports instead of measuring.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// Dataset: an ann-benchmarks .hdf5 file, a .npz archive, or a folder of base, query and
+    /// groundtruth files (.fvecs/.bvecs/.ivecs, .fbin/.u8bin/.ibin, .npy).
+    #[arg(long, required = true)]
+    pub dataset: Option<PathBuf>,
+    /// Neighbours per query; recall is recall@k.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Lists probed per query, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
+    pub nprobe: Vec<usize>,
+    /// Re-ranking factors (k*rerank candidates re-ranked exactly; 0 = none), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,4")]
+    pub rerank: Vec<usize>,
+    /// Inverted lists, comma-separated [default: about 4*sqrt(n), a power of two].
+    #[arg(long, value_delimiter = ',')]
+    pub nlist: Vec<usize>,
+    /// PQ sub-quantisers, comma-separated; each must divide the dimension [default: dim/2].
+    #[arg(long = "pq-m", value_delimiter = ',')]
+    pub pq_m: Vec<usize>,
+    /// Bits per PQ code, 4 (fast-scan) or 8, comma-separated [default: 4].
+    #[arg(long = "pq-bits", value_delimiter = ',')]
+    pub pq_bits: Vec<u8>,
+    /// A sweep file (.toml or .json) with any of the keys nlist, pq_m, pq_bits, nprobe,
+    /// rerank; the keys it sets replace the flags.
+    #[arg(long)]
+    pub sweep: Option<PathBuf>,
+    /// Client threads issuing queries.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Metric, overriding the dataset's: l2, cosine or dot (ground truth is then recomputed).
+    #[arg(long, value_parser = parse_metric)]
+    pub metric: Option<Metric>,
+    /// Index only the first N base vectors (ground truth is then recomputed exactly).
+    #[arg(long)]
+    pub max_base: Option<usize>,
+    /// Run only the first N queries.
+    #[arg(long)]
+    pub max_queries: Option<usize>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw recall vs QPS here (.png or .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Other reports (peers, earlier runs) to draw on the same plot, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "plot")]
+    pub compare: Vec<PathBuf>,
+    /// Search for the fastest settings reaching --recall instead of sweeping a grid.
+    #[arg(long)]
+    pub tune: bool,
+    /// Target recall@k for --tune.
+    #[arg(long, requires = "tune", default_value_t = 0.95)]
+    pub recall: f64,
+    /// Queries per tuning measurement (the winner is confirmed on all of them).
+    #[arg(long, default_value_t = 1000)]
+    pub tune_queries: usize,
+    /// A label for this run in reports and plots.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Seed of the index builds.
+    #[arg(long, default_value_t = 0x5ba1)]
+    pub seed: u64,
+}
+
+/// `shoal bench` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Draw recall vs QPS from existing reports (shoal runs and peer engines) on one chart.
+    Plot(PlotArgs),
+}
+
+/// `shoal bench plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Reports to draw, one series per engine or label.
+    #[arg(long, num_args = 1.., required = true)]
+    pub json: Vec<PathBuf>,
+    /// Output file, .png or .svg.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn parse_metric(name: &str) -> Result<Metric, String> {
+    datasets::metric_from_name(name)
+        .ok_or_else(|| format!("unknown metric {name:?}: use l2, cosine or dot"))
+}
+
+/// Runs `shoal bench` as the flags say.
+pub fn run(args: BenchArgs) -> Result<(), BenchError> {
+    if let Some(BenchCommand::Plot(p)) = args.command {
+        plot::plot_files(&p.json, &p.out)?;
+        eprintln!("wrote {}", p.out.display());
+        return Ok(());
+    }
+    let path = args
+        .dataset
+        .clone()
+        .ok_or_else(|| BenchError::InvalidParameter("--dataset is required".into()))?;
+    let mut dataset = datasets::load_with(
+        &path,
+        LoadOptions {
+            metric: None,
+            max_base: args.max_base,
+        },
+    )?;
+    if let Some(metric) = args.metric
+        && metric != dataset.metric
+    {
+        // Stored ground truth was computed under the dataset's own metric: recompute it.
+        dataset.metric = metric;
+        dataset.groundtruth = None;
+    }
+    if let Some(max) = args.max_queries
+        && max < dataset.queries.nrows()
+    {
+        dataset.queries = dataset.queries.slice(ndarray::s![..max, ..]).to_owned();
+        dataset.groundtruth = dataset
+            .groundtruth
+            .map(|gt| gt.slice(ndarray::s![..max, ..]).to_owned());
+    }
+    if dataset
+        .groundtruth
+        .as_ref()
+        .is_none_or(|gt| gt.ncols() < args.k)
+    {
+        eprintln!(
+            "computing exact ground truth ({} queries x {} base vectors, k = {})",
+            dataset.queries.nrows(),
+            dataset.base.nrows(),
+            args.k
+        );
+        dataset.groundtruth = Some(
+            datasets::try_exact_knn(
+                dataset.base.view(),
+                dataset.queries.view(),
+                args.k,
+                dataset.metric,
+            )?
+            .0,
+        );
+    }
+    let mut workload = Workload::new(&dataset, args.k, args.threads)?;
+    workload.seed = args.seed;
+    workload.sample_queries = args.tune_queries.max(1);
+
+    let report = if args.tune {
+        let mut options = TuneOptions::for_dataset(workload.n(), workload.dim(), args.recall);
+        options.sampling = workload.sample_queries < dataset.queries.nrows();
+        let (outcome, report) = run_tune(&workload, &options, args.label.clone())?;
+        print!("{}", report.table());
+        match outcome.best {
+            Some(best) => {
+                println!(
+                    "\nfastest setting reaching recall@{} >= {} (confirmed on all {} queries):",
+                    args.k,
+                    args.recall,
+                    dataset.queries.nrows()
+                );
+                let text = serde_json::to_string_pretty(&best.settings_json())
+                    .map_err(|e| BenchError::InvalidParameter(e.to_string()))?;
+                println!("{text}");
+            }
+            None => println!(
+                "\nno setting reached recall@{} >= {}: try a larger pq_m, pq_bits 8 or more rerank",
+                args.k, args.recall
+            ),
+        }
+        report
+    } else {
+        let mut grid = SweepGrid {
+            nlist: args.nlist.clone(),
+            pq_m: args.pq_m.clone(),
+            pq_bits: args.pq_bits.clone(),
+            nprobe: args.nprobe.clone(),
+            rerank: args.rerank.clone(),
+        };
+        if let Some(file) = &args.sweep {
+            grid = grid.override_from_file(file)?;
+        }
+        let grid = grid.resolve(workload.n(), workload.dim())?;
+        let report = run_sweep(&workload, &grid, args.label.clone())?;
+        print!("{}", report.table());
+        report
+    };
+    finish(&report, &args)
+}
+
+fn finish(report: &BenchReport, args: &BenchArgs) -> Result<(), BenchError> {
+    if let Some(rss) = report.peak_rss_bytes {
+        println!("peak RSS: {}", super::report::human_bytes(rss));
+    }
+    if let Some(path) = &args.json {
+        report.write(path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(out) = &args.plot {
+        let mut reports = vec![report.clone()];
+        for path in &args.compare {
+            reports.push(BenchReport::read(path)?);
+        }
+        plot::plot(
+            &plot::series_from_reports(&reports),
+            &plot::title_for(&reports),
+            out,
+        )?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! The result files of `shoal bench`, in the JSON shape `DESIGN.md` documents.
+//!
+//! The same shape is written by the peer scripts in `benches/peers/` (FAISS, hnswlib) with
+//! `engine` set, so that one plot can compare every engine. Fields beyond the documented ones are
+//! therefore optional when reading: a peer report that lacks `nlist` or `peak_rss_bytes` still
+//! loads.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::BenchError;
+
+/// One benchmark run: a dataset, the index (or indexes) built on it and every search setting
+/// measured.
+///
+/// When a sweep builds several indexes (several `nlist`/`pq_m`/`pq_bits`), the top-level build
+/// fields describe the whole run (`build_seconds` is the total, `index_bytes` the largest index,
+/// `nlist`/`pq_m`/`pq_bits` are `null`) and every result row carries its own index's values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    /// The dataset's name.
+    pub dataset: String,
+    /// Number of base vectors indexed.
+    pub n: usize,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Metric name: `l2`, `cosine` or `dot` (peers may write their own names).
+    pub metric: String,
+    /// Seconds spent building the index (the sum over indexes for a multi-build sweep).
+    pub build_seconds: f64,
+    /// Resident bytes of the index (codes, ids, centroids, tables; raw vectors excluded).
+    /// `shoal bench` always writes it; a peer that cannot tell (hnswlib) writes `null`.
+    #[serde(default)]
+    pub index_bytes: Option<u64>,
+    /// Which engine produced the numbers: `shoal`, `faiss`, `hnswlib`, ...
+    #[serde(default = "default_engine")]
+    pub engine: String,
+    /// A free label chosen by the user (`--label`) to tell runs apart on a plot.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Neighbours asked per query; recall is recall@k.
+    #[serde(default)]
+    pub k: usize,
+    /// Client threads issuing queries.
+    #[serde(default)]
+    pub threads: usize,
+    /// IVF list count when the run built a single index.
+    #[serde(default)]
+    pub nlist: Option<usize>,
+    /// PQ sub-quantiser count when the run built a single index.
+    #[serde(default)]
+    pub pq_m: Option<usize>,
+    /// Bits per PQ code when the run built a single index.
+    #[serde(default)]
+    pub pq_bits: Option<u8>,
+    /// Peak resident set size of the benchmarking process (Linux `VmHWM`), if known.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+    /// One row per measured search setting.
+    pub results: Vec<QueryResult>,
+}
+
+fn default_engine() -> String {
+    "unknown".to_string()
+}
+
+/// The measurement of one search setting over every query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryResult {
+    /// Inverted lists probed per query.
+    #[serde(default)]
+    pub nprobe: usize,
+    /// Re-ranking factor: `k * rerank` candidates re-ranked exactly, 0 = none.
+    #[serde(default)]
+    pub rerank: usize,
+    /// Mean recall@k against exact ground truth, in `[0, 1]`.
+    pub recall: f64,
+    /// Queries per second: queries / wall-clock seconds over all client threads.
+    pub qps: f64,
+    /// Median per-query latency in milliseconds.
+    #[serde(default)]
+    pub p50_ms: f64,
+    /// 95th-percentile per-query latency in milliseconds.
+    #[serde(default)]
+    pub p95_ms: f64,
+    /// 99th-percentile per-query latency in milliseconds.
+    #[serde(default)]
+    pub p99_ms: f64,
+    /// IVF list count of the index this row ran on.
+    #[serde(default)]
+    pub nlist: Option<usize>,
+    /// PQ sub-quantiser count of the index this row ran on.
+    #[serde(default)]
+    pub pq_m: Option<usize>,
+    /// Bits per PQ code of the index this row ran on.
+    #[serde(default)]
+    pub pq_bits: Option<u8>,
+    /// Build seconds of the index this row ran on.
+    #[serde(default)]
+    pub build_seconds: Option<f64>,
+    /// Resident bytes of the index this row ran on.
+    #[serde(default)]
+    pub index_bytes: Option<u64>,
+}
+
+impl BenchReport {
+    /// Reads a report written by `shoal bench` or a peer script.
+    pub fn read(path: &Path) -> Result<Self, BenchError> {
+        let bytes = std::fs::read(path).map_err(|e| BenchError::io(path, e))?;
+        serde_json::from_slice(&bytes).map_err(|source| BenchError::Json {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Writes the report as pretty JSON, through a temporary file renamed into place so that a
+    /// reader never sees half a report.
+    pub fn write(&self, path: &Path) -> Result<(), BenchError> {
+        let json = serde_json::to_vec_pretty(self).map_err(|source| BenchError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, json).map_err(|e| BenchError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| BenchError::io(path, e))
+    }
+
+    /// The name a plot gives this run: the label if set, else the engine.
+    pub fn series_name(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.engine.clone())
+    }
+
+    /// A fixed-width table of the results, for the terminal.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{} ({}): n={} dim={} metric={} k={} threads={} build={:.2}s index={}\n",
+            self.dataset,
+            self.series_name(),
+            self.n,
+            self.dim,
+            self.metric,
+            self.k,
+            self.threads,
+            self.build_seconds,
+            self.index_bytes
+                .map_or_else(|| "?".to_string(), human_bytes),
+        );
+        out.push_str(&format!(
+            "{:>6} {:>5} {:>5} {:>6} {:>6} {:>7} {:>10} {:>9} {:>9} {:>9}\n",
+            "nlist",
+            "pq_m",
+            "bits",
+            "nprobe",
+            "rerank",
+            "recall",
+            "qps",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms"
+        ));
+        let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+        for r in &self.results {
+            out.push_str(&format!(
+                "{:>6} {:>5} {:>5} {:>6} {:>6} {:>7.4} {:>10.1} {:>9.3} {:>9.3} {:>9.3}\n",
+                dash(r.nlist.or(self.nlist).map(|v| v.to_string())),
+                dash(r.pq_m.or(self.pq_m).map(|v| v.to_string())),
+                dash(r.pq_bits.or(self.pq_bits).map(|v| v.to_string())),
+                r.nprobe,
+                r.rerank,
+                r.recall,
+                r.qps,
+                r.p50_ms,
+                r.p95_ms,
+                r.p99_ms,
+            ));
+        }
+        out
+    }
+}
+
+/// Bytes in binary units with one decimal, for tables.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BenchReport {
+        BenchReport {
+            dataset: "synthetic".into(),
+            n: 1000,
+            dim: 16,
+            metric: "l2".into(),
+            build_seconds: 0.5,
+            index_bytes: Some(12345),
+            engine: "shoal".into(),
+            label: Some("m8".into()),
+            k: 10,
+            threads: 2,
+            nlist: Some(32),
+            pq_m: Some(8),
+            pq_bits: Some(4),
+            peak_rss_bytes: Some(1 << 20),
+            results: vec![QueryResult {
+                nprobe: 4,
+                rerank: 2,
+                recall: 0.9,
+                qps: 1000.0,
+                p50_ms: 0.5,
+                p95_ms: 0.8,
+                p99_ms: 1.0,
+                nlist: Some(32),
+                pq_m: Some(8),
+                pq_bits: Some(4),
+                build_seconds: Some(0.5),
+                index_bytes: Some(12345),
+            }],
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let value = serde_json::to_value(sample()).unwrap();
+        let top = value.as_object().unwrap();
+        for key in [
+            "dataset",
+            "n",
+            "dim",
+            "metric",
+            "build_seconds",
+            "index_bytes",
+            "results",
+            "engine",
+            "label",
+            "k",
+            "threads",
+            "nlist",
+            "pq_m",
+            "pq_bits",
+            "peak_rss_bytes",
+        ] {
+            assert!(top.contains_key(key), "missing top-level key {key}");
+        }
+        assert_eq!(top["metric"], "l2");
+        assert_eq!(top["engine"], "shoal");
+        let row = value["results"][0].as_object().unwrap();
+        for key in [
+            "nprobe", "rerank", "recall", "qps", "p50_ms", "p95_ms", "p99_ms",
+        ] {
+            assert!(row.contains_key(key), "missing result key {key}");
+        }
+        assert_eq!(row["nprobe"], 4);
+        assert_eq!(row["recall"], 0.9);
+    }
+
+    #[test]
+    fn write_then_read_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        sample().write(&path).unwrap();
+        assert_eq!(BenchReport::read(&path).unwrap(), sample());
+        assert!(!dir.path().join("r.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_minimal_peer_report_loads() {
+        let json = r#"{"dataset":"sift","n":10,"dim":4,"metric":"euclidean","build_seconds":1.0,
+            "index_bytes":null,"engine":"hnswlib","hnsw_m":16,
+            "results":[{"recall":0.5,"qps":10.0,"ef":32}]}"#;
+        let report: BenchReport = serde_json::from_str(json).unwrap();
+        assert_eq!(report.engine, "hnswlib");
+        assert_eq!(report.series_name(), "hnswlib");
+        assert_eq!(report.results[0].nprobe, 0);
+        assert!(report.nlist.is_none() && report.index_bytes.is_none());
+    }
+
+    #[test]
+    fn a_report_without_results_is_refused() {
+        let json =
+            r#"{"dataset":"x","n":1,"dim":1,"metric":"l2","build_seconds":0,"index_bytes":0}"#;
+        assert!(serde_json::from_str::<BenchReport>(json).is_err());
+    }
+
+    #[test]
+    fn table_lists_every_row() {
+        let table = sample().table();
+        assert_eq!(table.lines().count(), 3);
+        assert!(table.contains("0.9000"));
+        assert_eq!(human_bytes(12345), "12.1 KiB");
+        assert_eq!(human_bytes(10), "10 B");
+    }
+}
