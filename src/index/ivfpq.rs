@@ -609,9 +609,11 @@ impl IvfPqIndex {
             scores.iter_mut().for_each(|s| *s = -*s);
         }
         // Bounded selection: most lists fail the first comparison against the heap's worst.
+        // Empty lists are never probed: under the Dot metric a centroid can win a query's
+        // inner product while owning no point, and probing it would waste one of `nprobe`.
         let mut best = TopK::new(nprobe);
         for (l, &s) in scores.iter().enumerate() {
-            if s <= best.threshold() {
+            if s <= best.threshold() && self.list_offsets[l + 1] > self.list_offsets[l] {
                 best.push(l as u64, s);
             }
         }
