@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::raft::group::RaftNode;
 use crate::raft::network::{BoxFuture, RaftReply, RaftRpc, Transport, TransportError};
+use crate::raft::state_machine::{MANIFEST_FILE, read_manifest};
 use crate::raft::types::{GroupId, NodeId, NodeInfo, SnapshotMeta, TypeConfig, Vote};
 
 /// Largest frame accepted (an append batch or a snapshot chunk).
@@ -413,30 +414,6 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Regular files under `dir`, as `/`-separated relative paths, sorted.
-fn list_files(dir: &Path) -> std::io::Result<Vec<String>> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let p = e.path();
-            if e.file_type()?.is_dir() {
-                walk(root, &p, out)?;
-            } else if let Ok(rel) = p.strip_prefix(root) {
-                let parts: Vec<String> = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                out.push(parts.join("/"));
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out)?;
-    out.sort();
-    Ok(out)
-}
-
 async fn stream_snapshot(
     stream: TcpStream,
     group: GroupId,
@@ -448,10 +425,14 @@ async fn stream_snapshot(
     let mut w = BufWriter::new(write);
     let mut r = BufReader::new(read);
     write_frame(&mut w, &WireMsg::SnapshotBegin { group, vote, meta }).await?;
+    // Send exactly what the manifest lists (plus the manifest): if the snapshot is replaced and
+    // deleted meanwhile, opening a file fails and the transfer is retried with the new one.
     let dir_owned = dir.to_owned();
-    let files = tokio::task::spawn_blocking(move || list_files(&dir_owned))
+    let manifest = tokio::task::spawn_blocking(move || read_manifest(&dir_owned))
         .await
         .map_err(|e| WireError::Protocol(e.to_string()))??;
+    let files =
+        std::iter::once(MANIFEST_FILE.to_owned()).chain(manifest.files.into_iter().map(|(p, _)| p));
     for rel in files {
         let mut f = tokio::fs::File::open(dir.join(&rel)).await?;
         let len = f.metadata().await?.len();

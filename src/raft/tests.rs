@@ -83,6 +83,14 @@ async fn storage_passes_openraft_suite() {
     Suite::test_all(SuiteBuilder).await.unwrap();
 }
 
+/// Route openraft's logs to the test output (`RUST_LOG=openraft=warn` to see them).
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 fn info(id: NodeId) -> NodeInfo {
     NodeInfo::new(format!("node-{id}:6335"), format!("node-{id}:6333"))
 }
@@ -414,6 +422,7 @@ async fn write_any(nodes: &BTreeMap<NodeId, RaftNode>, v: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_cluster_replicates_and_streams_snapshots_to_a_new_member() {
     use crate::raft::tcp::{TcpTransport, serve};
+    init_tracing();
 
     let config = RaftConfig {
         snapshot_every_entries: 20,
@@ -533,4 +542,52 @@ async fn tcp_cluster_replicates_and_streams_snapshots_to_a_new_member() {
     for n in nodes.values() {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_or_corrupt_snapshots_are_refused() {
+    use crate::raft::state_machine::{MANIFEST_FILE, read_manifest, verify_snapshot_dir};
+    use openraft::RaftSnapshotBuilder;
+    use openraft::storage::RaftStateMachine;
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = Arc::new(ListApp::default());
+    app.apply(1, &cmd(5));
+    let mut sm = GroupStateMachine::open(app, dir.path()).unwrap();
+    let snap = sm
+        .try_create_snapshot_builder(true)
+        .await
+        .unwrap()
+        .build_snapshot()
+        .await
+        .unwrap();
+    let snap_dir = snap.snapshot.dir.clone();
+    verify_snapshot_dir(&snap_dir, &snap.meta).unwrap();
+    let len = std::fs::metadata(snap_dir.join("list.bin")).unwrap().len();
+    assert_eq!(
+        read_manifest(&snap_dir).unwrap().files,
+        vec![("list.bin".to_owned(), len)]
+    );
+
+    // A copy missing a file (sender's snapshot deleted mid-transfer) is refused.
+    let torn = dir.path().join("torn");
+    std::fs::create_dir(&torn).unwrap();
+    std::fs::copy(snap_dir.join(MANIFEST_FILE), torn.join(MANIFEST_FILE)).unwrap();
+    assert!(verify_snapshot_dir(&torn, &snap.meta).is_err());
+
+    // A flipped bit in the manifest is caught by its checksum.
+    let mut bytes = std::fs::read(snap_dir.join(MANIFEST_FILE)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(torn.join(MANIFEST_FILE), &bytes).unwrap();
+    std::fs::copy(snap_dir.join("list.bin"), torn.join("list.bin")).unwrap();
+    assert!(read_manifest(&torn).is_err());
+
+    // Reopening finds the snapshot again and ignores leftovers of interrupted work.
+    std::fs::create_dir(dir.path().join("tmp-00000000000000000099")).unwrap();
+    drop(sm);
+    let mut sm = GroupStateMachine::open(Arc::new(ListApp::default()), dir.path()).unwrap();
+    let cur = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(cur.meta, snap.meta);
+    assert!(!dir.path().join("tmp-00000000000000000099").exists());
 }
