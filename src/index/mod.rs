@@ -2,7 +2,18 @@
 //! exact (flat) search. Nothing here touches files or the network; index parts live in [`Slab`]s
 //! so that a caller can hand in memory it owns or a memory map without the index knowing which.
 
+pub mod distance;
+pub mod error;
+pub mod flat;
+pub mod kmeans;
+pub mod rowset;
 pub mod slab;
+pub mod topk;
+
+pub use error::IndexError;
+pub use flat::FlatIndex;
+pub use rowset::RowSet;
+pub use topk::TopK;
 
 pub use slab::{ByteOwner, Slab};
 

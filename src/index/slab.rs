@@ -58,33 +58,60 @@ pub struct Slab<T: Pod> {
 
 impl<T: Pod> Clone for Slab<T> {
     fn clone(&self) -> Self {
-        Self { owner: Arc::clone(&self.owner), offset: self.offset, len: self.len, _element: PhantomData }
+        Self {
+            owner: Arc::clone(&self.owner),
+            offset: self.offset,
+            len: self.len,
+            _element: PhantomData,
+        }
     }
 }
 
 impl<T: Pod + Send + Sync> From<Vec<T>> for Slab<T> {
     fn from(values: Vec<T>) -> Self {
         let len = values.len();
-        Self { owner: Arc::new(VecOwner(values)), offset: 0, len, _element: PhantomData }
+        Self {
+            owner: Arc::new(VecOwner(values)),
+            offset: 0,
+            len,
+            _element: PhantomData,
+        }
     }
 }
 
 impl<T: Pod> Slab<T> {
     /// Views `len` elements of `T` starting at byte `offset` of `owner`.
-    pub fn from_owner(owner: Arc<dyn ByteOwner>, offset: usize, len: usize) -> Result<Self, SlabError> {
+    pub fn from_owner(
+        owner: Arc<dyn ByteOwner>,
+        offset: usize,
+        len: usize,
+    ) -> Result<Self, SlabError> {
         let available = owner.bytes().len();
         let end = len
             .checked_mul(size_of::<T>())
             .and_then(|n| n.checked_add(offset))
-            .ok_or(SlabError::OutOfBounds { offset, end: usize::MAX, available })?;
+            .ok_or(SlabError::OutOfBounds {
+                offset,
+                end: usize::MAX,
+                available,
+            })?;
         if end > available {
-            return Err(SlabError::OutOfBounds { offset, end, available });
+            return Err(SlabError::OutOfBounds {
+                offset,
+                end,
+                available,
+            });
         }
         let align = align_of::<T>();
         if (owner.bytes().as_ptr() as usize + offset) % align != 0 {
             return Err(SlabError::Misaligned { offset, align });
         }
-        Ok(Self { owner, offset, len, _element: PhantomData })
+        Ok(Self {
+            owner,
+            offset,
+            len,
+            _element: PhantomData,
+        })
     }
 
     /// The bytes behind this view, for writing it out.
@@ -106,7 +133,9 @@ impl<T: Pod> Deref for Slab<T> {
 
 impl<T: Pod + fmt::Debug> fmt::Debug for Slab<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Slab").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("Slab")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +155,13 @@ mod tests {
         let owner: Arc<dyn ByteOwner> = Arc::new(VecOwner(vec![0u64; 4]));
         let view = Slab::<u32>::from_owner(Arc::clone(&owner), 8, 4).unwrap();
         assert_eq!(view.len(), 4);
-        assert!(matches!(Slab::<u32>::from_owner(Arc::clone(&owner), 24, 4), Err(SlabError::OutOfBounds { .. })));
-        assert!(matches!(Slab::<u32>::from_owner(owner, 2, 1), Err(SlabError::Misaligned { .. })));
+        assert!(matches!(
+            Slab::<u32>::from_owner(Arc::clone(&owner), 24, 4),
+            Err(SlabError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            Slab::<u32>::from_owner(owner, 2, 1),
+            Err(SlabError::Misaligned { .. })
+        ));
     }
 }

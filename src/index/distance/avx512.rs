@@ -1,0 +1,202 @@
+//! AVX-512F kernels: 16 lanes, four accumulators (64 floats per step) to cover FMA latency, and a
+//! masked load for the tail so no dimension needs a scalar remainder loop. The batch kernels
+//! walk four rows at once so each query chunk is loaded once per four rows and the four
+//! accumulator chains run in parallel.
+//!
+//! Every function here is `unsafe`: the caller must have checked that the CPU supports AVX-512F
+//! (the dispatcher in `distance.rs` does, once).
+
+use std::arch::x86_64::*;
+
+#[inline(always)]
+fn tail_mask(rem: usize) -> __mmask16 {
+    debug_assert!(rem < 16);
+    ((1u32 << rem) - 1) as __mmask16
+}
+
+/// Squared Euclidean distance over the common prefix of `a` and `b`.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm512_setzero_ps();
+    let mut acc1 = _mm512_setzero_ps();
+    let mut acc2 = _mm512_setzero_ps();
+    let mut acc3 = _mm512_setzero_ps();
+    let mut i = 0;
+    // SAFETY: every load reads 16 floats at i < n - 15 (or a masked tail inside 0..n).
+    unsafe {
+        while i + 64 <= n {
+            let d0 = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            let d1 = _mm512_sub_ps(
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+            );
+            let d2 = _mm512_sub_ps(
+                _mm512_loadu_ps(pa.add(i + 32)),
+                _mm512_loadu_ps(pb.add(i + 32)),
+            );
+            let d3 = _mm512_sub_ps(
+                _mm512_loadu_ps(pa.add(i + 48)),
+                _mm512_loadu_ps(pb.add(i + 48)),
+            );
+            acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+            acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+            acc2 = _mm512_fmadd_ps(d2, d2, acc2);
+            acc3 = _mm512_fmadd_ps(d3, d3, acc3);
+            i += 64;
+        }
+        while i + 16 <= n {
+            let d = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            acc0 = _mm512_fmadd_ps(d, d, acc0);
+            i += 16;
+        }
+        if i < n {
+            let m = tail_mask(n - i);
+            let d = _mm512_sub_ps(
+                _mm512_maskz_loadu_ps(m, pa.add(i)),
+                _mm512_maskz_loadu_ps(m, pb.add(i)),
+            );
+            acc1 = _mm512_fmadd_ps(d, d, acc1);
+        }
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc0, acc1),
+        _mm512_add_ps(acc2, acc3),
+    ))
+}
+
+/// Inner product over the common prefix of `a` and `b`.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm512_setzero_ps();
+    let mut acc1 = _mm512_setzero_ps();
+    let mut acc2 = _mm512_setzero_ps();
+    let mut acc3 = _mm512_setzero_ps();
+    let mut i = 0;
+    // SAFETY: as in `l2_sq`.
+    unsafe {
+        while i + 64 <= n {
+            acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+                acc1,
+            );
+            acc2 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i + 32)),
+                _mm512_loadu_ps(pb.add(i + 32)),
+                acc2,
+            );
+            acc3 = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i + 48)),
+                _mm512_loadu_ps(pb.add(i + 48)),
+                acc3,
+            );
+            i += 64;
+        }
+        while i + 16 <= n {
+            acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc0);
+            i += 16;
+        }
+        if i < n {
+            let m = tail_mask(n - i);
+            acc1 = _mm512_fmadd_ps(
+                _mm512_maskz_loadu_ps(m, pa.add(i)),
+                _mm512_maskz_loadu_ps(m, pb.add(i)),
+                acc1,
+            );
+        }
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc0, acc1),
+        _mm512_add_ps(acc2, acc3),
+    ))
+}
+
+/// `acc = op(q, v, acc)` for the two kernel kinds, shared by the four-row batch loops.
+macro_rules! step {
+    (l2, $q:expr, $v:expr, $acc:expr) => {{
+        let d = _mm512_sub_ps($v, $q);
+        $acc = _mm512_fmadd_ps(d, d, $acc);
+    }};
+    (dot, $q:expr, $v:expr, $acc:expr) => {{
+        $acc = _mm512_fmadd_ps($v, $q, $acc);
+    }};
+}
+
+macro_rules! batch_kernel {
+    ($name:ident, $single:ident, $kind:ident, $doc:literal) => {
+        #[doc = $doc]
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512F.
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn $name(query: &[f32], vectors: &[f32], dim: usize, out: &mut [f32]) {
+            if dim == 0 {
+                out.fill(0.0);
+                return;
+            }
+            let query = &query[..dim.min(query.len())];
+            let d = query.len();
+            let rows = out.len().min(vectors.len() / dim);
+            let pq = query.as_ptr();
+            let tail = tail_mask(d % 16);
+            let mut r = 0;
+            // SAFETY: rows r..r+4 lie inside `vectors` (r + 4 <= rows), and every load reads
+            // lanes i..i+16 with i + 16 <= d, or the masked tail inside 0..d.
+            unsafe {
+                while r + 4 <= rows {
+                    let base = vectors.as_ptr().add(r * dim);
+                    let p = [base, base.add(dim), base.add(2 * dim), base.add(3 * dim)];
+                    let mut acc = [_mm512_setzero_ps(); 4];
+                    let mut i = 0;
+                    while i + 16 <= d {
+                        let q = _mm512_loadu_ps(pq.add(i));
+                        step!($kind, q, _mm512_loadu_ps(p[0].add(i)), acc[0]);
+                        step!($kind, q, _mm512_loadu_ps(p[1].add(i)), acc[1]);
+                        step!($kind, q, _mm512_loadu_ps(p[2].add(i)), acc[2]);
+                        step!($kind, q, _mm512_loadu_ps(p[3].add(i)), acc[3]);
+                        i += 16;
+                    }
+                    if i < d {
+                        let q = _mm512_maskz_loadu_ps(tail, pq.add(i));
+                        step!($kind, q, _mm512_maskz_loadu_ps(tail, p[0].add(i)), acc[0]);
+                        step!($kind, q, _mm512_maskz_loadu_ps(tail, p[1].add(i)), acc[1]);
+                        step!($kind, q, _mm512_maskz_loadu_ps(tail, p[2].add(i)), acc[2]);
+                        step!($kind, q, _mm512_maskz_loadu_ps(tail, p[3].add(i)), acc[3]);
+                    }
+                    for k in 0..4 {
+                        *out.get_unchecked_mut(r + k) = _mm512_reduce_add_ps(acc[k]);
+                    }
+                    r += 4;
+                }
+                while r < rows {
+                    out[r] = $single(query, &vectors[r * dim..r * dim + d]);
+                    r += 1;
+                }
+            }
+        }
+    };
+}
+
+batch_kernel!(
+    l2_sq_batch,
+    l2_sq,
+    l2,
+    "`out[r] = l2_sq(query, row r)` for every full row of `vectors` that fits in `out`."
+);
+batch_kernel!(
+    dot_batch,
+    dot,
+    dot,
+    "`out[r] = dot(query, row r)` for every full row of `vectors` that fits in `out`."
+);

@@ -1,0 +1,518 @@
+//! Lloyd's k-means: the coarse quantizer of IVF and the codebooks of PQ are both trained here.
+//!
+//! Choices, and why:
+//! - **Training sample.** At most `k * max_points_per_centroid` points, drawn without replacement
+//!   with the seeded RNG (FAISS does the same): more points barely move the centroids but cost
+//!   linear time per iteration.
+//! - **Init by sampled k-means++.** Random-sample init (FAISS's default) regularly puts two seeds
+//!   in one natural cluster and Lloyd never separates them; full k-means++ is `k` sequential
+//!   passes over all `n` points, far too slow for `k = 4096`. So k-means++ runs on a random
+//!   subsample of `KMEANSPP_POINTS_PER_CENTROID * k` training points; each pass is one parallel
+//!   batch-kernel call (the new seed against the subsample).
+//! - **Assignment as a matrix product.** `‖x - c‖² = ‖x‖² - 2 x·c + ‖c‖²`: the `x·c` block for a
+//!   block of rows is one GEMM (ndarray/matrixmultiply), which reuses each loaded centroid across
+//!   many rows and beats pairwise SIMD kernels once `k` is more than a few dozen (see
+//!   `benches/kmeans.rs`). Blocks of rows run in parallel on rayon. Small `k` uses the pairwise
+//!   batch kernels ([`AssignMethod::Auto`]).
+//! - **Determinism.** Same seed and data give bit-identical centroids whatever the thread count:
+//!   blocks of rows have a fixed size, each row's result depends only on its own block, and the
+//!   update step sums each cluster's members in row order (points are bucketed by cluster first,
+//!   then clusters are averaged in parallel, one task per cluster, in `f64`).
+//! - **Empty clusters** are re-seeded by splitting the largest cluster: the empty centroid takes a
+//!   copy of the largest one, and the two are nudged apart symmetrically (as FAISS does).
+//! - **Spherical** k-means (for cosine) re-normalises centroids after every update.
+
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::distance::{self, Kernels};
+use super::{IndexError, Metric};
+
+/// How to train a k-means model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeansConfig {
+    /// Number of centroids.
+    pub k: usize,
+    /// Lloyd iterations (assignment + update); 10-25 is typical.
+    pub iters: usize,
+    /// Seed of every random choice (sample, init, re-seeding): same seed, same centroids.
+    pub seed: u64,
+    /// The training sample is capped at `k * max_points_per_centroid` points.
+    pub max_points_per_centroid: usize,
+    /// Normalise centroids to unit length after each update (for cosine / inner product).
+    pub spherical: bool,
+}
+
+impl Default for KMeansConfig {
+    fn default() -> Self {
+        KMeansConfig {
+            k: 256,
+            iters: 20,
+            seed: 0x5eed,
+            max_points_per_centroid: 256,
+            spherical: false,
+        }
+    }
+}
+
+/// How [`assign_with`] computes nearest centroids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignMethod {
+    /// GEMM for `k >= GEMM_MIN_K`, pairwise kernels below.
+    Auto,
+    /// `x·c` blocks by matrix multiplication.
+    Gemm,
+    /// One SIMD batch kernel call (query against all centroids) per row.
+    Pairwise,
+}
+
+/// From this many centroids on, [`AssignMethod::Auto`] uses GEMM (measured in `benches/kmeans.rs`).
+pub const GEMM_MIN_K: usize = 32;
+
+/// Target size of one GEMM output block (rows × k floats): ~1 MiB stays in L2.
+const GEMM_BLOCK_FLOATS: usize = 256 * 1024;
+
+/// Rows per parallel task of the pairwise method.
+const PAIRWISE_BLOCK_ROWS: usize = 256;
+
+/// Trains `config.k` centroids on the `n = data.len() / dim` rows of `data` (row-major) and
+/// returns them row-major (`k * dim` floats).
+///
+/// # Panics
+/// On arguments [`try_train`] refuses (zero `dim` or `k`, no rows, ragged data, non-finite
+/// values): index builders validate their input first, so these are caller bugs. Use
+/// [`try_train`] to get an error instead.
+pub fn train(data: &[f32], dim: usize, config: &KMeansConfig) -> Vec<f32> {
+    match try_train(data, dim, config) {
+        Ok(c) => c,
+        Err(e) => panic!("kmeans::train: {e}"),
+    }
+}
+
+/// [`train`], refusing invalid input with an error instead of panicking.
+pub fn try_train(data: &[f32], dim: usize, config: &KMeansConfig) -> Result<Vec<f32>, IndexError> {
+    validate(data, dim, config)?;
+    let n = data.len() / dim;
+    let k = config.k;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+
+    // Training sample (sorted indices keep memory access in order).
+    let cap = k.saturating_mul(config.max_points_per_centroid.max(1));
+    let owned;
+    let train: &[f32] = if n > cap {
+        let mut idx = sample(&mut rng, n, cap).into_vec();
+        idx.sort_unstable();
+        owned = gather(data, dim, &idx);
+        &owned
+    } else {
+        data
+    };
+    let nt = train.len() / dim;
+
+    let mut centroids = if nt > k {
+        init_kmeanspp_sampled(train, dim, k, &mut rng)
+    } else {
+        // Every point, then copies: the copies are empty clusters, split on the first update.
+        let mut c = Vec::with_capacity(k * dim);
+        for i in 0..k {
+            let r = i % nt;
+            c.extend_from_slice(&train[r * dim..(r + 1) * dim]);
+        }
+        c
+    };
+    if config.spherical {
+        centroids.chunks_mut(dim).for_each(distance::normalize);
+    }
+
+    let mut labels = vec![0u32; nt];
+    for _ in 0..config.iters {
+        assign_into(
+            train,
+            dim,
+            &centroids,
+            AssignMethod::Auto,
+            &mut labels,
+            None,
+        );
+        update(train, dim, &labels, &mut centroids, config.spherical);
+    }
+    Ok(centroids)
+}
+
+fn validate(data: &[f32], dim: usize, config: &KMeansConfig) -> Result<(), IndexError> {
+    if dim == 0 {
+        return Err(IndexError::InvalidParameter(
+            "dimension must be positive".into(),
+        ));
+    }
+    if config.k == 0 {
+        return Err(IndexError::InvalidParameter("k must be positive".into()));
+    }
+    if config.k > u32::MAX as usize {
+        return Err(IndexError::InvalidParameter(format!(
+            "k = {} is too large",
+            config.k
+        )));
+    }
+    if data.len() % dim != 0 {
+        return Err(IndexError::DimensionMismatch {
+            expected: dim,
+            got: data.len() % dim,
+        });
+    }
+    if data.is_empty() {
+        return Err(IndexError::NotEnoughData { needed: 1, got: 0 });
+    }
+    if !data.iter().all(|x| x.is_finite()) {
+        return Err(IndexError::NonFinite);
+    }
+    Ok(())
+}
+
+/// k-means++ seeds are drawn from this many subsampled training points per centroid.
+const KMEANSPP_POINTS_PER_CENTROID: usize = 16;
+
+/// Rows per parallel task when updating k-means++ distances.
+const KMEANSPP_BLOCK_ROWS: usize = 1024;
+
+/// k-means++ (each new seed drawn with probability proportional to its squared distance to the
+/// nearest seed so far) on a random subsample of `train`. Needs `train` to hold more than `k` rows.
+fn init_kmeanspp_sampled(train: &[f32], dim: usize, k: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    use rand::RngExt;
+    let nt = train.len() / dim;
+    let m = k.saturating_mul(KMEANSPP_POINTS_PER_CENTROID).min(nt);
+    let owned;
+    let pts: &[f32] = if m < nt {
+        let mut idx = sample(rng, nt, m).into_vec();
+        idx.sort_unstable();
+        owned = gather(train, dim, &idx);
+        &owned
+    } else {
+        train
+    };
+    let kernels = Kernels::best();
+    let mut centroids = Vec::with_capacity(k * dim);
+    let mut min_d = vec![f32::INFINITY; m];
+    let mut next = rng.random_range(0..m);
+    for _ in 0..k {
+        let c = &pts[next * dim..(next + 1) * dim];
+        centroids.extend_from_slice(c);
+        min_d
+            .par_chunks_mut(KMEANSPP_BLOCK_ROWS)
+            .enumerate()
+            .for_each_init(
+                || vec![0.0f32; KMEANSPP_BLOCK_ROWS],
+                |buf, (b, md)| {
+                    let start = b * KMEANSPP_BLOCK_ROWS * dim;
+                    let rows = &pts[start..start + md.len() * dim];
+                    let buf = &mut buf[..md.len()];
+                    kernels.l2_sq_batch(c, rows, dim, buf);
+                    for (m, &d) in md.iter_mut().zip(buf.iter()) {
+                        *m = m.min(d);
+                    }
+                },
+            );
+        // Sequential f64 sums keep the draw independent of the thread count.
+        let total: f64 = min_d.iter().map(|&d| f64::from(d)).sum();
+        next = if total > 0.0 && total.is_finite() {
+            let target = rng.random::<f64>() * total;
+            let mut acc = 0.0f64;
+            let mut pick = m - 1;
+            for (i, &d) in min_d.iter().enumerate() {
+                acc += f64::from(d);
+                if acc > target {
+                    pick = i;
+                    break;
+                }
+            }
+            pick
+        } else {
+            // Every point coincides with a seed: any choice is as good (clusters will be split).
+            rng.random_range(0..m)
+        };
+    }
+    centroids
+}
+
+fn gather(data: &[f32], dim: usize, rows: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * dim);
+    for &r in rows {
+        out.extend_from_slice(&data[r * dim..(r + 1) * dim]);
+    }
+    out
+}
+
+/// Recomputes every non-empty centroid as the mean of its members, then re-seeds empty ones.
+fn update(train: &[f32], dim: usize, labels: &[u32], centroids: &mut [f32], spherical: bool) {
+    let k = centroids.len() / dim;
+    // Bucket rows by cluster (counting sort, stable: members stay in row order).
+    let mut counts = vec![0usize; k];
+    for &l in labels {
+        counts[l as usize] += 1;
+    }
+    let mut offsets = vec![0usize; k + 1];
+    for c in 0..k {
+        offsets[c + 1] = offsets[c] + counts[c];
+    }
+    let mut order = vec![0u32; labels.len()];
+    let mut next = offsets.clone();
+    for (row, &l) in labels.iter().enumerate() {
+        order[next[l as usize]] = row as u32;
+        next[l as usize] += 1;
+    }
+
+    centroids.par_chunks_mut(dim).enumerate().for_each_init(
+        || vec![0.0f64; dim],
+        |sum, (c, out)| {
+            let members = &order[offsets[c]..offsets[c + 1]];
+            if members.is_empty() {
+                return;
+            }
+            sum.fill(0.0);
+            for &row in members {
+                let x = &train[row as usize * dim..(row as usize + 1) * dim];
+                for (s, &v) in sum.iter_mut().zip(x) {
+                    *s += f64::from(v);
+                }
+            }
+            let inv = 1.0 / members.len() as f64;
+            for (o, s) in out.iter_mut().zip(sum.iter()) {
+                *o = (s * inv) as f32;
+            }
+            if spherical {
+                distance::normalize(out);
+            }
+        },
+    );
+
+    split_empty_clusters(centroids, dim, &mut counts, spherical);
+}
+
+/// Relative nudge applied when splitting a cluster (FAISS uses the same value).
+const SPLIT_EPS: f32 = 1.0 / 1024.0;
+
+/// Gives every empty cluster half of the currently largest cluster: copy its centroid, then push
+/// the two copies apart along a fixed ± pattern.
+fn split_empty_clusters(centroids: &mut [f32], dim: usize, counts: &mut [usize], spherical: bool) {
+    let k = counts.len();
+    for empty in 0..k {
+        if counts[empty] != 0 {
+            continue;
+        }
+        // Largest cluster, lowest index on ties.
+        let Some(big) = (0..k).max_by_key(|&c| (counts[c], std::cmp::Reverse(c))) else {
+            return;
+        };
+        if counts[big] == 0 {
+            return;
+        }
+        let src: Vec<f32> = centroids[big * dim..(big + 1) * dim].to_vec();
+        let rms = (src.iter().map(|x| x * x).sum::<f32>() / dim as f32).sqrt();
+        let rms = if rms > 0.0 && rms.is_finite() {
+            rms
+        } else {
+            1.0
+        };
+        for (j, &v) in src.iter().enumerate() {
+            let delta = SPLIT_EPS * (v.abs() + rms);
+            let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
+            centroids[empty * dim + j] = v + sign * delta;
+            centroids[big * dim + j] = v - sign * delta;
+        }
+        if spherical {
+            distance::normalize(&mut centroids[empty * dim..(empty + 1) * dim]);
+            distance::normalize(&mut centroids[big * dim..(big + 1) * dim]);
+        }
+        counts[empty] = counts[big] / 2;
+        counts[big] -= counts[empty];
+    }
+}
+
+/// The nearest centroid (squared L2, lowest index on ties) of every row of `data`. Parallel.
+pub fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
+    assign_with(data, dim, centroids, AssignMethod::Auto)
+}
+
+/// [`assign`] with an explicit method (for benchmarks and tests).
+pub fn assign_with(data: &[f32], dim: usize, centroids: &[f32], method: AssignMethod) -> Vec<u32> {
+    let mut labels = vec![0u32; rows_of(data, dim)];
+    assign_into(data, dim, centroids, method, &mut labels, None);
+    labels
+}
+
+/// [`assign`] that also returns each row's squared L2 distance to its centroid (e.g. to measure
+/// quantization error).
+pub fn assign_with_distances(data: &[f32], dim: usize, centroids: &[f32]) -> (Vec<u32>, Vec<f32>) {
+    let n = rows_of(data, dim);
+    let mut labels = vec![0u32; n];
+    let mut dists = vec![0.0f32; n];
+    assign_into(
+        data,
+        dim,
+        centroids,
+        AssignMethod::Auto,
+        &mut labels,
+        Some(&mut dists),
+    );
+    (labels, dists)
+}
+
+fn rows_of(data: &[f32], dim: usize) -> usize {
+    if dim == 0 { 0 } else { data.len() / dim }
+}
+
+fn assign_into(
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    method: AssignMethod,
+    labels: &mut [u32],
+    dists: Option<&mut [f32]>,
+) {
+    let k = if dim == 0 { 0 } else { centroids.len() / dim };
+    if k == 0 {
+        labels.fill(0);
+        if let Some(d) = dists {
+            d.fill(f32::INFINITY);
+        }
+        return;
+    }
+    let n = labels.len();
+    let mut scratch_dists;
+    let dists = match dists {
+        Some(d) => d,
+        None => {
+            scratch_dists = vec![0.0f32; n];
+            &mut scratch_dists[..]
+        }
+    };
+    let gemm = match method {
+        AssignMethod::Auto => k >= GEMM_MIN_K,
+        AssignMethod::Gemm => true,
+        AssignMethod::Pairwise => false,
+    };
+    if gemm {
+        assign_gemm(data, dim, centroids, labels, dists);
+    } else {
+        assign_pairwise(data, dim, centroids, labels, dists);
+    }
+}
+
+fn assign_pairwise(
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    labels: &mut [u32],
+    dists: &mut [f32],
+) {
+    let k = centroids.len() / dim;
+    let kernels = Kernels::best();
+    labels
+        .par_chunks_mut(PAIRWISE_BLOCK_ROWS)
+        .zip(dists.par_chunks_mut(PAIRWISE_BLOCK_ROWS))
+        .enumerate()
+        .for_each_init(
+            || vec![0.0f32; k],
+            |buf, (b, (lab, dis))| {
+                let start = b * PAIRWISE_BLOCK_ROWS;
+                for (i, (l, d)) in lab.iter_mut().zip(dis.iter_mut()).enumerate() {
+                    let row = start + i;
+                    kernels.l2_sq_batch(&data[row * dim..(row + 1) * dim], centroids, dim, buf);
+                    let (best, bd) = argmin(buf);
+                    *l = best;
+                    *d = bd;
+                }
+            },
+        );
+}
+
+fn assign_gemm(data: &[f32], dim: usize, centroids: &[f32], labels: &mut [u32], dists: &mut [f32]) {
+    use ndarray::{ArrayView2, ArrayViewMut2};
+    let k = centroids.len() / dim;
+    let kernels = Kernels::best();
+    let c_norms: Vec<f32> = centroids
+        .chunks_exact(dim)
+        .map(|c| kernels.dot(c, c))
+        .collect();
+    let c_view = ArrayView2::from_shape((k, dim), &centroids[..k * dim]).expect("k*dim floats");
+    let ct = c_view.t();
+    let block = (GEMM_BLOCK_FLOATS / k).clamp(16, 1024);
+    labels
+        .par_chunks_mut(block)
+        .zip(dists.par_chunks_mut(block))
+        .enumerate()
+        .for_each_init(
+            || vec![0.0f32; block * k],
+            |buf, (b, (lab, dis))| {
+                let rows = lab.len();
+                let x = &data[b * block * dim..(b * block + rows) * dim];
+                let xv = ArrayView2::from_shape((rows, dim), x).expect("rows*dim floats");
+                let mut out = ArrayViewMut2::from_shape((rows, k), &mut buf[..rows * k])
+                    .expect("rows*k floats");
+                ndarray::linalg::general_mat_mul(1.0, &xv, &ct, 0.0, &mut out);
+                for (i, (l, d)) in lab.iter_mut().zip(dis.iter_mut()).enumerate() {
+                    let xc = &buf[i * k..(i + 1) * k];
+                    let mut best = 0usize;
+                    let mut bv = f32::INFINITY;
+                    for (j, (&dot, &cn)) in xc.iter().zip(&c_norms).enumerate() {
+                        let v = cn - 2.0 * dot;
+                        if v < bv {
+                            bv = v;
+                            best = j;
+                        }
+                    }
+                    let xr = &x[i * dim..(i + 1) * dim];
+                    *l = best as u32;
+                    *d = (kernels.dot(xr, xr) + bv).max(0.0);
+                }
+            },
+        );
+}
+
+/// Index and value of the smallest element, lowest index on ties (NaN never wins).
+fn argmin(v: &[f32]) -> (u32, f32) {
+    let mut best = 0usize;
+    let mut bv = f32::INFINITY;
+    for (j, &x) in v.iter().enumerate() {
+        if x < bv {
+            bv = x;
+            best = j;
+        }
+    }
+    (best as u32, bv)
+}
+
+/// The `n` centroids closest to `query` under `metric`, closest first (ties by index), as
+/// `(centroid index, distance)`: the nprobe lists an IVF search visits.
+pub fn nearest_centroids(
+    query: &[f32],
+    centroids: &[f32],
+    dim: usize,
+    n: usize,
+    metric: Metric,
+) -> Vec<(u32, f32)> {
+    let k = rows_of(centroids, dim);
+    let mut d = vec![0.0f32; k];
+    distance::distance_batch(metric, query, centroids, dim, &mut d);
+    let mut idx: Vec<(u32, f32)> = d
+        .into_iter()
+        .enumerate()
+        .map(|(i, x)| (i as u32, x))
+        .collect();
+    let cmp = |a: &(u32, f32), b: &(u32, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
+    let n = n.min(k);
+    if n == 0 {
+        return Vec::new();
+    }
+    if n < k {
+        idx.select_nth_unstable_by(n - 1, cmp);
+        idx.truncate(n);
+    }
+    idx.sort_unstable_by(cmp);
+    idx
+}
+
+#[cfg(test)]
+mod tests;
