@@ -4,8 +4,11 @@
 
 pub mod distance;
 pub mod error;
+pub mod fastscan;
 pub mod flat;
+pub mod ivfpq;
 pub mod kmeans;
+pub mod pq;
 pub mod rowset;
 pub mod slab;
 pub mod topk;

@@ -1,0 +1,655 @@
+//! 4-bit "fast-scan" product-quantisation codes: packing, u8 lookup tables and the SIMD scanners.
+//!
+//! With 16 centroids per sub-space a whole sub-space lookup table fits in one 128-bit register, so
+//! one byte shuffle (`pshufb`) looks up a sub-space's code for 16 vectors at once — 32 per AVX2
+//! instruction, 64 per AVX-512BW instruction — instead of one gather per code as with 8-bit codes.
+//! This is the idea of FAISS' `IndexPQFastScan` (André et al., "Cache locality is not enough");
+//! the layout below is our own, simpler one.
+//!
+//! # Layout
+//! Vectors are grouped in blocks of [`BLOCK`] = 32. The number of sub-spaces `m` is padded to
+//! `m_pad`, a multiple of 4 (padding sub-spaces hold code 0 and a table of zeros, so they add
+//! nothing). A block is `m_pad * 16` bytes: for each sub-space `j` in order, 16 bytes where byte `i`
+//! holds the code of vector `i` in the low nibble and the code of vector `i + 16` in the high
+//! nibble. A quantised table is `m_pad * 16` bytes, sub-space after sub-space.
+//!
+//! Because sub-space `j` occupies bytes `16 j .. 16 j + 16` of both the block and the table, a
+//! 256-bit load covers two sub-spaces and a 512-bit load four, with the table lanes lined up with
+//! the code lanes: `shuffle(table, codes & 15)` gives vectors 0..15 and
+//! `shuffle(table, codes >> 4)` vectors 16..31, one sub-space per 128-bit lane. The lanes are summed
+//! at the end of the block.
+//!
+//! # Accumulation
+//! Entries are u8 and sums are kept in u16 lanes. Adding the shuffled bytes as u16 lanes sums
+//! `even + 256 * odd` (wrapping); a second accumulator sums `odd` alone (`>> 8`), and
+//! `even = total - (odd << 8)` recovers the even lanes exactly modulo 2^16. Every true sum is at
+//! most `m_pad * 255`, so with `m_pad <= 256` ([`MAX_SUBSPACES`]) nothing overflows and every
+//! SIMD level gives bit-for-bit the result of the scalar reference.
+
+/// Vectors per packed block.
+pub const BLOCK: usize = 32;
+
+/// Largest (padded) number of sub-spaces whose u8 table entries cannot overflow a u16 sum.
+pub const MAX_SUBSPACES: usize = 256;
+
+/// Sub-space count rounded up to what the kernels consume (a multiple of 4).
+pub fn padded_m(m: usize) -> usize {
+    m.div_ceil(4) * 4
+}
+
+/// Bytes of one packed block of [`BLOCK`] vectors.
+pub fn block_bytes(m: usize) -> usize {
+    padded_m(m) * 16
+}
+
+/// Number of blocks needed for `len` vectors.
+pub fn blocks_for(len: usize) -> usize {
+    len.div_ceil(BLOCK)
+}
+
+/// Appends `n = codes.len() / m` vectors' codes (one 4-bit code per byte, `m` per vector,
+/// row-major) to `out` in the packed layout. The last block is padded with code 0.
+pub fn pack_codes(codes: &[u8], m: usize, out: &mut Vec<u8>) {
+    debug_assert!(m > 0 && codes.len() % m == 0);
+    let n = codes.len() / m;
+    let m_pad = padded_m(m);
+    for b in 0..blocks_for(n) {
+        let start = out.len();
+        out.resize(start + m_pad * 16, 0);
+        let block = &mut out[start..];
+        for i in 0..BLOCK {
+            let v = b * BLOCK + i;
+            if v >= n {
+                break;
+            }
+            let (byte, shift) = if i < 16 { (i, 0) } else { (i - 16, 4) };
+            for (j, &c) in codes[v * m..(v + 1) * m].iter().enumerate() {
+                block[j * 16 + byte] |= (c & 15) << shift;
+            }
+        }
+    }
+}
+
+/// The 4-bit code of vector `i` (0..32) for sub-space `j` in a packed block.
+#[inline]
+pub fn unpack_code(block: &[u8], i: usize, j: usize) -> u8 {
+    if i < 16 {
+        block[j * 16 + i] & 15
+    } else {
+        block[j * 16 + i - 16] >> 4
+    }
+}
+
+/// Quantises a float table (`m` sub-spaces × 16 entries, smaller is closer) to u8 entries in
+/// `out` (`m_pad * 16` bytes). Returns `(scale, bias)` such that the float sum over sub-spaces is
+/// approximately `bias + scale * u16_sum`.
+///
+/// Each sub-space is shifted by its minimum, and one scale is shared by all sub-spaces so that
+/// sums stay comparable; the widest sub-space uses the full 0..=255 range.
+pub fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
+    debug_assert_eq!(lut.len(), m * 16);
+    debug_assert_eq!(out.len(), padded_m(m) * 16);
+    let mut bias = 0.0f32;
+    let mut max_range = 0.0f32;
+    let mut mins = [0.0f32; MAX_SUBSPACES];
+    for j in 0..m {
+        let row = &lut[j * 16..j * 16 + 16];
+        let (lo, hi) = row
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        mins[j] = lo;
+        bias += lo;
+        max_range = max_range.max(hi - lo);
+    }
+    let scale = if max_range > 0.0 && max_range.is_finite() {
+        max_range / 255.0
+    } else {
+        1.0
+    };
+    let inv = 1.0 / scale;
+    for j in 0..m {
+        for e in 0..16 {
+            let q = ((lut[j * 16 + e] - mins[j]) * inv).round();
+            out[j * 16 + e] = q.clamp(0.0, 255.0) as u8;
+        }
+    }
+    out[m * 16..].fill(0);
+    (scale, bias)
+}
+
+/// The u16 bound that an accumulated sum must not exceed to possibly beat float `threshold`.
+/// Conservative: every sum whose float value is below the threshold passes.
+#[inline]
+pub fn u16_threshold(threshold: f32, scale: f32, bias: f32) -> u16 {
+    if !threshold.is_finite() {
+        return u16::MAX;
+    }
+    let t = ((threshold - bias) / scale).ceil();
+    if t >= u16::MAX as f32 {
+        u16::MAX
+    } else if t >= 0.0 {
+        t as u16
+    } else {
+        0
+    }
+}
+
+/// Which kernel implementation a scan uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// Portable code; also the reference the others are tested against.
+    Scalar,
+    /// 256-bit byte shuffles (x86-64 AVX2 + BMI2).
+    Avx2,
+    /// 512-bit byte shuffles (x86-64 AVX-512F + AVX-512BW).
+    Avx512,
+}
+
+impl SimdLevel {
+    /// The fastest level this CPU supports (checked once per call; cheap).
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+            {
+                return SimdLevel::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Scalar
+    }
+
+    /// Every level this CPU can run, slowest first (for tests and benchmarks).
+    pub fn available() -> Vec<Self> {
+        let best = Self::detect();
+        let mut out = vec![SimdLevel::Scalar];
+        if matches!(best, SimdLevel::Avx2 | SimdLevel::Avx512) {
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
+                out.push(SimdLevel::Avx2);
+            }
+        }
+        if best == SimdLevel::Avx512 {
+            out.push(SimdLevel::Avx512);
+        }
+        out
+    }
+}
+
+/// Scans the packed codes of one inverted list (`len` vectors, `blocks_for(len)` blocks) against
+/// quantised table `lut`.
+///
+/// For every vector `i` whose sum is `<= threshold`, calls `on_candidate(i, sum)`, which returns the
+/// (possibly lowered) threshold for the rest of the scan. Vectors past `len` in the last block are
+/// never reported.
+///
+/// # Panics
+/// If `codes` or `lut` are shorter than the layout requires for `m` (a caller bug: sizes are
+/// validated when an index is built or loaded), or `level` is not supported by this CPU.
+pub fn scan_list<F>(
+    level: SimdLevel,
+    codes: &[u8],
+    len: usize,
+    m: usize,
+    lut: &[u8],
+    threshold: u16,
+    on_candidate: F,
+) where
+    F: FnMut(usize, u16) -> u16,
+{
+    let m_pad = padded_m(m);
+    assert!(
+        m_pad <= MAX_SUBSPACES,
+        "too many sub-spaces for u16 accumulators"
+    );
+    assert!(
+        codes.len() >= blocks_for(len) * m_pad * 16,
+        "codes shorter than the list"
+    );
+    assert!(lut.len() >= m_pad * 16, "table shorter than the sub-spaces");
+    match level {
+        SimdLevel::Scalar => scalar::scan_list(codes, len, m_pad, lut, threshold, on_candidate),
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => {
+            assert!(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2"));
+            // SAFETY: features checked above; sizes checked above.
+            unsafe { avx2::scan_list(codes, len, m_pad, lut, threshold, on_candidate) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => {
+            assert!(
+                std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512bw")
+            );
+            // SAFETY: features checked above; sizes checked above.
+            unsafe { avx512::scan_list(codes, len, m_pad, lut, threshold, on_candidate) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => scalar::scan_list(codes, len, m_pad, lut, threshold, on_candidate),
+    }
+}
+
+/// Calls `on_candidate` for each set bit of `mask` (block-relative lanes), keeping the threshold
+/// it returns; returns the final threshold.
+#[inline(always)]
+fn emit<F: FnMut(usize, u16) -> u16>(
+    mut mask: u32,
+    base: usize,
+    sums: &[u16; BLOCK],
+    mut threshold: u16,
+    on_candidate: &mut F,
+) -> u16 {
+    while mask != 0 {
+        let lane = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        let s = sums[lane];
+        if s <= threshold {
+            threshold = on_candidate(base + lane, s);
+        }
+    }
+    threshold
+}
+
+#[inline(always)]
+fn valid_mask(len: usize, base: usize) -> u32 {
+    let rem = len - base;
+    if rem >= BLOCK {
+        u32::MAX
+    } else {
+        (1u32 << rem) - 1
+    }
+}
+
+/// Portable reference kernel.
+pub mod scalar {
+    use super::*;
+
+    /// Sums for the 32 vectors of one block.
+    pub fn block_sums(block: &[u8], m_pad: usize, lut: &[u8], out: &mut [u16; BLOCK]) {
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut s = 0u16;
+            for j in 0..m_pad {
+                s = s.wrapping_add(lut[j * 16 + unpack_code(block, i, j) as usize] as u16);
+            }
+            *o = s;
+        }
+    }
+
+    pub(super) fn scan_list<F: FnMut(usize, u16) -> u16>(
+        codes: &[u8],
+        len: usize,
+        m_pad: usize,
+        lut: &[u8],
+        mut threshold: u16,
+        mut on_candidate: F,
+    ) {
+        let bb = m_pad * 16;
+        let mut sums = [0u16; BLOCK];
+        for b in 0..blocks_for(len) {
+            block_sums(&codes[b * bb..(b + 1) * bb], m_pad, lut, &mut sums);
+            let base = b * BLOCK;
+            let mut mask = 0u32;
+            for (i, &s) in sums.iter().enumerate() {
+                mask |= ((s <= threshold) as u32) << i;
+            }
+            threshold = emit(
+                mask & valid_mask(len, base),
+                base,
+                &sums,
+                threshold,
+                &mut on_candidate,
+            );
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Sums of one block into `out`; returns the lanes whose sum is `<= threshold`.
+    ///
+    /// # Safety
+    /// AVX2 and BMI2 available; `block` and `lut` hold `m_pad * 16` bytes, `m_pad % 4 == 0`.
+    #[target_feature(enable = "avx2,bmi2")]
+    #[inline]
+    pub unsafe fn block(
+        block: *const u8,
+        m_pad: usize,
+        lut: *const u8,
+        threshold: u16,
+        out: &mut [u16; BLOCK],
+    ) -> u32 {
+        unsafe {
+            let low = _mm256_set1_epi8(0x0f);
+            let mut a = _mm256_setzero_si256();
+            let mut ao = _mm256_setzero_si256();
+            let mut b = _mm256_setzero_si256();
+            let mut bo = _mm256_setzero_si256();
+            let mut p = 0;
+            while p < m_pad * 16 {
+                let c = _mm256_loadu_si256(block.add(p) as *const __m256i);
+                let l = _mm256_loadu_si256(lut.add(p) as *const __m256i);
+                let ra = _mm256_shuffle_epi8(l, _mm256_and_si256(c, low));
+                let rb = _mm256_shuffle_epi8(l, _mm256_and_si256(_mm256_srli_epi16(c, 4), low));
+                a = _mm256_add_epi16(a, ra);
+                ao = _mm256_add_epi16(ao, _mm256_srli_epi16(ra, 8));
+                b = _mm256_add_epi16(b, rb);
+                bo = _mm256_add_epi16(bo, _mm256_srli_epi16(rb, 8));
+                p += 32;
+            }
+            let t = _mm256_set1_epi16(threshold as i16);
+            let mut mask = 0u32;
+            for (half, (acc, odd)) in [(a, ao), (b, bo)].into_iter().enumerate() {
+                let even = _mm256_sub_epi16(acc, _mm256_slli_epi16(odd, 8));
+                let e = _mm_add_epi16(
+                    _mm256_castsi256_si128(even),
+                    _mm256_extracti128_si256(even, 1),
+                );
+                let o = _mm_add_epi16(
+                    _mm256_castsi256_si128(odd),
+                    _mm256_extracti128_si256(odd, 1),
+                );
+                let lo = _mm_unpacklo_epi16(e, o);
+                let hi = _mm_unpackhi_epi16(e, o);
+                let v = _mm256_set_m128i(hi, lo);
+                _mm256_storeu_si256(out.as_mut_ptr().add(half * 16) as *mut __m256i, v);
+                let le = _mm256_cmpeq_epi16(_mm256_min_epu16(v, t), v);
+                let bits = _pext_u32(_mm256_movemask_epi8(le) as u32, 0x5555_5555);
+                mask |= bits << (half * 16);
+            }
+            mask
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and BMI2 available; sizes as checked by [`super::scan_list`].
+    #[target_feature(enable = "avx2,bmi2")]
+    pub unsafe fn scan_list<F: FnMut(usize, u16) -> u16>(
+        codes: &[u8],
+        len: usize,
+        m_pad: usize,
+        lut: &[u8],
+        mut threshold: u16,
+        mut on_candidate: F,
+    ) {
+        let bb = m_pad * 16;
+        let mut sums = [0u16; BLOCK];
+        for b in 0..blocks_for(len) {
+            // SAFETY: block b lies inside `codes` (checked by the caller).
+            let mask = unsafe {
+                block(
+                    codes.as_ptr().add(b * bb),
+                    m_pad,
+                    lut.as_ptr(),
+                    threshold,
+                    &mut sums,
+                )
+            };
+            let base = b * BLOCK;
+            let mask = mask & valid_mask(len, base);
+            if mask != 0 {
+                threshold = emit(mask, base, &sums, threshold, &mut on_candidate);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Sums of one block into `out`; returns the lanes whose sum is `<= threshold`.
+    ///
+    /// # Safety
+    /// AVX-512F/BW available; `block` and `lut` hold `m_pad * 16` bytes, `m_pad % 4 == 0`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[inline]
+    pub unsafe fn block(
+        block: *const u8,
+        m_pad: usize,
+        lut: *const u8,
+        threshold: u16,
+        out: &mut [u16; BLOCK],
+    ) -> u32 {
+        unsafe {
+            let low = _mm512_set1_epi8(0x0f);
+            let mut a = _mm512_setzero_si512();
+            let mut ao = _mm512_setzero_si512();
+            let mut b = _mm512_setzero_si512();
+            let mut bo = _mm512_setzero_si512();
+            let mut p = 0;
+            while p < m_pad * 16 {
+                let c = _mm512_loadu_si512(block.add(p) as *const __m512i);
+                let l = _mm512_loadu_si512(lut.add(p) as *const __m512i);
+                let ra = _mm512_shuffle_epi8(l, _mm512_and_si512(c, low));
+                let rb = _mm512_shuffle_epi8(l, _mm512_and_si512(_mm512_srli_epi16(c, 4), low));
+                a = _mm512_add_epi16(a, ra);
+                ao = _mm512_add_epi16(ao, _mm512_srli_epi16(ra, 8));
+                b = _mm512_add_epi16(b, rb);
+                bo = _mm512_add_epi16(bo, _mm512_srli_epi16(rb, 8));
+                p += 64;
+            }
+            let mut parts = [_mm_setzero_si128(); 4];
+            for (half, (acc, odd)) in [(a, ao), (b, bo)].into_iter().enumerate() {
+                let even = _mm512_sub_epi16(acc, _mm512_slli_epi16(odd, 8));
+                let e = _mm_add_epi16(
+                    _mm_add_epi16(
+                        _mm512_extracti32x4_epi32(even, 0),
+                        _mm512_extracti32x4_epi32(even, 1),
+                    ),
+                    _mm_add_epi16(
+                        _mm512_extracti32x4_epi32(even, 2),
+                        _mm512_extracti32x4_epi32(even, 3),
+                    ),
+                );
+                let o = _mm_add_epi16(
+                    _mm_add_epi16(
+                        _mm512_extracti32x4_epi32(odd, 0),
+                        _mm512_extracti32x4_epi32(odd, 1),
+                    ),
+                    _mm_add_epi16(
+                        _mm512_extracti32x4_epi32(odd, 2),
+                        _mm512_extracti32x4_epi32(odd, 3),
+                    ),
+                );
+                parts[half * 2] = _mm_unpacklo_epi16(e, o);
+                parts[half * 2 + 1] = _mm_unpackhi_epi16(e, o);
+            }
+            let v = _mm512_inserti32x4(
+                _mm512_inserti32x4(
+                    _mm512_inserti32x4(_mm512_castsi128_si512(parts[0]), parts[1], 1),
+                    parts[2],
+                    2,
+                ),
+                parts[3],
+                3,
+            );
+            _mm512_storeu_si512(out.as_mut_ptr() as *mut __m512i, v);
+            _mm512_cmple_epu16_mask(v, _mm512_set1_epi16(threshold as i16))
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F/BW available; sizes as checked by [`super::scan_list`].
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn scan_list<F: FnMut(usize, u16) -> u16>(
+        codes: &[u8],
+        len: usize,
+        m_pad: usize,
+        lut: &[u8],
+        mut threshold: u16,
+        mut on_candidate: F,
+    ) {
+        let bb = m_pad * 16;
+        let mut sums = [0u16; BLOCK];
+        for b in 0..blocks_for(len) {
+            // SAFETY: block b lies inside `codes` (checked by the caller).
+            let mask = unsafe {
+                block(
+                    codes.as_ptr().add(b * bb),
+                    m_pad,
+                    lut.as_ptr(),
+                    threshold,
+                    &mut sums,
+                )
+            };
+            let base = b * BLOCK;
+            let mask = mask & valid_mask(len, base);
+            if mask != 0 {
+                threshold = emit(mask, base, &sums, threshold, &mut on_candidate);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random_codes(rng: &mut ChaCha8Rng, n: usize, m: usize) -> Vec<u8> {
+        (0..n * m).map(|_| rng.random_range(0..16u8)).collect()
+    }
+
+    /// Every (vector, sum) pair reported with an unreachable threshold, in order.
+    fn all_sums(
+        level: SimdLevel,
+        packed: &[u8],
+        n: usize,
+        m: usize,
+        lut: &[u8],
+    ) -> Vec<(usize, u16)> {
+        let mut got = Vec::new();
+        scan_list(level, packed, n, m, lut, u16::MAX, |i, s| {
+            got.push((i, s));
+            u16::MAX
+        });
+        got
+    }
+
+    #[test]
+    fn pack_then_unpack_round_trips() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (n, m) in [(1, 1), (31, 3), (32, 4), (33, 7), (100, 16)] {
+            let codes = random_codes(&mut rng, n, m);
+            let mut packed = Vec::new();
+            pack_codes(&codes, m, &mut packed);
+            assert_eq!(packed.len(), blocks_for(n) * block_bytes(m));
+            for v in 0..n {
+                let block = &packed[(v / BLOCK) * block_bytes(m)..];
+                for j in 0..m {
+                    assert_eq!(unpack_code(block, v % BLOCK, j), codes[v * m + j]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_level_matches_the_direct_sum() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for &m in &[1usize, 4, 8, 13, 16, 32, 64, 96, 192, 256] {
+            for &n in &[0usize, 1, 5, 31, 32, 33, 64, 95, 200] {
+                let codes = random_codes(&mut rng, n, m);
+                let mut packed = Vec::new();
+                pack_codes(&codes, m, &mut packed);
+                let mut lut = vec![0u8; padded_m(m) * 16];
+                for (j, e) in lut.iter_mut().enumerate() {
+                    // Mostly random, with saturated sub-spaces to exercise the top of the range.
+                    // Padding sub-spaces keep a zero table, as `quantize_lut` leaves them.
+                    *e = if j >= m * 16 {
+                        0
+                    } else if j / 16 % 5 == 0 {
+                        255
+                    } else {
+                        rng.random()
+                    };
+                }
+                let expect: Vec<(usize, u16)> = (0..n)
+                    .map(|v| {
+                        (
+                            v,
+                            (0..m)
+                                .map(|j| lut[j * 16 + codes[v * m + j] as usize] as u16)
+                                .sum::<u16>(),
+                        )
+                    })
+                    .collect();
+                for level in SimdLevel::available() {
+                    assert_eq!(
+                        all_sums(level, &packed, n, m, &lut),
+                        expect,
+                        "level {level:?} m {m} n {n}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn threshold_prunes_identically_on_every_level() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (n, m) = (1000, 32);
+        let codes = random_codes(&mut rng, n, m);
+        let mut packed = Vec::new();
+        pack_codes(&codes, m, &mut packed);
+        let lut: Vec<u8> = (0..padded_m(m) * 16).map(|_| rng.random()).collect();
+        let mut reference = None;
+        for level in SimdLevel::available() {
+            // Keep the 10 smallest sums, lowering the threshold as a top-k would.
+            let mut best: Vec<u16> = Vec::new();
+            let mut seen = Vec::new();
+            scan_list(level, &packed, n, m, &lut, 5000, |i, s| {
+                seen.push((i, s));
+                best.push(s);
+                best.sort_unstable();
+                best.truncate(10);
+                if best.len() == 10 { best[9] } else { 5000 }
+            });
+            assert!(seen.iter().all(|&(_, s)| s <= 5000));
+            match &reference {
+                None => reference = Some(seen),
+                Some(r) => assert_eq!(r, &seen, "level {level:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_lut_approximates_float_sums() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let m = 16;
+        let lut: Vec<f32> = (0..m * 16)
+            .map(|_| rng.random_range(-3.0..5.0f32))
+            .collect();
+        let mut q = vec![0u8; padded_m(m) * 16];
+        let (scale, bias) = quantize_lut(&lut, m, &mut q);
+        for _ in 0..100 {
+            let code: Vec<usize> = (0..m).map(|_| rng.random_range(0..16)).collect();
+            let exact: f32 = (0..m).map(|j| lut[j * 16 + code[j]]).sum();
+            let acc: u16 = (0..m).map(|j| q[j * 16 + code[j]] as u16).sum();
+            let approx = bias + scale * acc as f32;
+            // Each entry is off by at most half a step.
+            assert!(
+                (approx - exact).abs() <= scale * 0.5 * m as f32 + 1e-4,
+                "{approx} vs {exact}"
+            );
+            assert!(acc <= u16_threshold(exact + scale * 0.5 * m as f32 + 1e-3, scale, bias));
+        }
+        assert_eq!(u16_threshold(f32::INFINITY, scale, bias), u16::MAX);
+        assert_eq!(u16_threshold(bias - 1.0, scale, bias), 0);
+    }
+
+    #[test]
+    fn empty_list_reports_nothing() {
+        for level in SimdLevel::available() {
+            assert!(all_sums(level, &[], 0, 8, &[0u8; 128]).is_empty());
+        }
+    }
+}

@@ -1,0 +1,1036 @@
+//! IVF-PQ: an inverted-file index over product-quantised residuals, with exact re-ranking.
+//!
+//! * **Coarse quantiser**: `nlist` k-means centroids; each vector lives in the list of its nearest
+//!   centroid (by L2; for [`Metric::Cosine`] vectors are normalised and the centroids spherical,
+//!   for [`Metric::Dot`] by largest inner product, as queries probe). A query scans the `nprobe`
+//!   lists whose centroids are closest.
+//! * **Codes**: the residual `r = x - c` (of the normalised vector for cosine) is product-quantised
+//!   ([`ProductQuantizer`]), 8-bit codes scanned with float tables, or 4-bit codes in the
+//!   [`fastscan`](super::fastscan) block layout scanned 32/64 at a time with byte shuffles.
+//! * **Distances (ADC)**: for L2, `||q - c - r||² = Σ_j ||(q - c)_j - r_j||²`, so a table over
+//!   `y = q - c` is built per probed list (FAISS' alternative, a precomputed `||r||² + 2<c, r>`
+//!   term per list and code, costs `nlist * m * ksub` floats — as much memory as the codes for
+//!   typical sizes — for a saving of `dim * ksub` flops per list, which measured small next to the
+//!   scan itself). For inner products, `<q, c + r> = <q, c> + <q, r>`: one table per query, and the
+//!   list's `<q, c>` is a per-list offset.
+//! * **Re-ranking**: with `rerank > 0` the best `k * rerank` candidates by ADC are re-scored with
+//!   exact distances from the raw vectors (kept in list order so a storage layer can map them from
+//!   disk; they are read only for these candidates).
+//!
+//! Rows are positions in list order: row `r` has id `ids()[r]`, and a [`RowSet`] filter is over
+//! rows. Filtered-out rows never become candidates, so a selective filter still yields `k` hits
+//! when the probed lists hold them.
+//!
+//! Every part lives in a [`Slab`] so that [`IvfPqIndex::to_parts`] / [`IvfPqIndex::from_parts`]
+//! move an index to and from storage without copies; `from_parts` validates all sizes, so a search
+//! on a restored index never indexes out of bounds.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::distance::{self, normalize};
+use super::error::IndexError;
+use super::fastscan::{self, SimdLevel};
+use super::kmeans::{self, KMeansConfig};
+use super::pq::{self, ProductQuantizer};
+use super::{Metric, Neighbor, RowSet, Slab, TopK};
+
+/// Version of the part layout described by [`IvfPqMeta`]; bump when any part's meaning changes.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Build parameters of an [`IvfPqIndex`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IvfPqConfig {
+    /// How vectors are compared.
+    pub metric: Metric,
+    /// Number of inverted lists (coarse centroids). About `4 * sqrt(n)` is a good start.
+    pub nlist: usize,
+    /// Number of PQ sub-spaces; must divide the dimension. More sub-spaces = finer codes.
+    pub pq_m: usize,
+    /// Bits per sub-space code: 8 (256 centroids, float-table scan) or 4 (16 centroids, SIMD
+    /// fast-scan; use twice or four times the sub-spaces and rely on re-ranking).
+    pub pq_bits: u8,
+    /// Seed of every random choice made while training, so builds are reproducible.
+    pub seed: u64,
+    /// k-means iterations for the coarse quantiser.
+    pub kmeans_iters: usize,
+    /// Training points per coarse centroid (the sample k-means sees is at most `nlist` times this).
+    pub max_points_per_centroid: usize,
+    /// Residuals sampled to train the PQ codebooks.
+    pub pq_train_points: usize,
+}
+
+impl IvfPqConfig {
+    /// A configuration with the given shape and default training effort.
+    pub fn new(metric: Metric, nlist: usize, pq_m: usize, pq_bits: u8) -> Self {
+        IvfPqConfig {
+            metric,
+            nlist,
+            pq_m,
+            pq_bits,
+            seed: 0x5ba1,
+            kmeans_iters: 10,
+            max_points_per_centroid: 64,
+            pq_train_points: 65_536,
+        }
+    }
+}
+
+/// Per-call search knobs; searching never changes the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchParams {
+    /// Lists to scan (clamped to `1..=nlist`).
+    pub nprobe: usize,
+    /// 0: return ADC (approximate) distances; otherwise re-rank the best `k * rerank` ADC
+    /// candidates with exact distances.
+    pub rerank: usize,
+}
+
+/// The scalar description of a stored index; with the slabs of [`IvfPqParts`] it is the index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IvfPqMeta {
+    /// [`LAYOUT_VERSION`] of the writer.
+    pub version: u32,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// Number of inverted lists.
+    pub nlist: usize,
+    /// PQ sub-spaces.
+    pub pq_m: usize,
+    /// Bits per PQ code (4 or 8).
+    pub pq_bits: u8,
+    /// Number of vectors (rows).
+    pub n: usize,
+}
+
+/// Everything an [`IvfPqIndex`] is made of, for a storage layer to write out and map back.
+#[derive(Debug, Clone)]
+pub struct IvfPqParts {
+    /// Shape and version.
+    pub meta: IvfPqMeta,
+    /// `nlist * dim` coarse centroids, row-major.
+    pub centroids: Slab<f32>,
+    /// `pq_m * (dim / pq_m) * 2^pq_bits` PQ centroids, laid out `[m][dsub][ksub]`.
+    pub codebooks: Slab<f32>,
+    /// `nlist + 1` row offsets: list `l` holds rows `offsets[l]..offsets[l + 1]`.
+    pub list_offsets: Slab<u64>,
+    /// 8-bit: `n * pq_m` bytes in row order. 4-bit: each list's codes packed in
+    /// [`fastscan`](super::fastscan) blocks, lists one after another.
+    pub codes: Slab<u8>,
+    /// `n` external ids in row order.
+    pub ids: Slab<u64>,
+    /// `n * dim` raw vectors in row order (normalised for cosine), for exact re-ranking.
+    pub vectors: Slab<f32>,
+}
+
+/// A sealed, immutable IVF-PQ index. Searches take `&self` and share it freely across threads.
+#[derive(Debug, Clone)]
+pub struct IvfPqIndex {
+    dim: usize,
+    metric: Metric,
+    nlist: usize,
+    n: usize,
+    pq: ProductQuantizer,
+    centroids: Slab<f32>,
+    /// Squared centroid norms (derived), for `||q - c||² = ||q||² + ||c||² - 2<q, c>`.
+    centroid_norms: Vec<f32>,
+    list_offsets: Slab<u64>,
+    /// 4-bit: byte offset of each list's first block (derived); 8-bit: empty.
+    block_offsets: Vec<usize>,
+    codes: Slab<u8>,
+    ids: Slab<u64>,
+    vectors: Slab<f32>,
+    simd: SimdLevel,
+}
+
+fn invalid(msg: impl Into<String>) -> IndexError {
+    IndexError::InvalidParameter(msg.into())
+}
+
+fn corrupted(msg: impl Into<String>) -> IndexError {
+    IndexError::Corrupted(msg.into())
+}
+
+/// Index of the largest inner product of `x` with each centroid (the assignment that matches how
+/// [`Metric::Dot`] queries probe).
+fn assign_ip(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
+    let nlist = centroids.len() / dim;
+    data.par_chunks(dim * 64)
+        .flat_map_iter(|rows| {
+            let mut scores = vec![0.0f32; nlist];
+            rows.chunks_exact(dim)
+                .map(|x| {
+                    distance::dot_batch(x, centroids, dim, &mut scores);
+                    let mut best = 0;
+                    for (l, &s) in scores.iter().enumerate() {
+                        if s > scores[best] {
+                            best = l;
+                        }
+                    }
+                    best as u32
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Evenly spaced sample of at most `max` row indices out of `n` (deterministic).
+fn sample_rows(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        (0..n).collect()
+    } else {
+        (0..max)
+            .map(|i| (i as u128 * n as u128 / max as u128) as usize)
+            .collect()
+    }
+}
+
+impl IvfPqIndex {
+    /// Trains the coarse quantiser and the PQ codebooks on `vectors` (row-major, `dim` per row)
+    /// and encodes them all. Uses every rayon thread.
+    pub fn build(
+        dim: usize,
+        vectors: &[f32],
+        ids: &[u64],
+        config: &IvfPqConfig,
+    ) -> Result<Self, IndexError> {
+        let (ksub, _) = pq::check_params(dim, config.pq_m, config.pq_bits)?;
+        if config.pq_bits == 4 && fastscan::padded_m(config.pq_m) > fastscan::MAX_SUBSPACES {
+            return Err(invalid(format!(
+                "pq_m = {} is too many sub-spaces for 4-bit codes (at most {})",
+                config.pq_m,
+                fastscan::MAX_SUBSPACES
+            )));
+        }
+        if vectors.len() % dim != 0 {
+            return Err(IndexError::DimensionMismatch {
+                expected: dim,
+                got: vectors.len() % dim,
+            });
+        }
+        let n = vectors.len() / dim;
+        if ids.len() != n {
+            return Err(IndexError::LengthMismatch {
+                vectors: n,
+                ids: ids.len(),
+            });
+        }
+        if config.nlist == 0 || config.nlist > u32::MAX as usize {
+            return Err(invalid(format!(
+                "nlist = {} must be positive",
+                config.nlist
+            )));
+        }
+        if config.kmeans_iters == 0 || config.max_points_per_centroid == 0 {
+            return Err(invalid(
+                "kmeans_iters and max_points_per_centroid must be positive",
+            ));
+        }
+        let needed = config.nlist.max(ksub);
+        if n < needed {
+            return Err(IndexError::NotEnoughData { needed, got: n });
+        }
+        if vectors.iter().any(|v| !v.is_finite()) {
+            return Err(IndexError::NonFinite);
+        }
+        let data: Cow<[f32]> = if config.metric == Metric::Cosine {
+            let mut owned = vectors.to_vec();
+            owned.par_chunks_mut(dim).for_each(normalize);
+            Cow::Owned(owned)
+        } else {
+            Cow::Borrowed(vectors)
+        };
+
+        // Coarse quantiser.
+        let kconfig = KMeansConfig {
+            k: config.nlist,
+            iters: config.kmeans_iters,
+            seed: config.seed,
+            max_points_per_centroid: config.max_points_per_centroid,
+            spherical: config.metric == Metric::Cosine,
+        };
+        let centroids = kmeans::train(&data, dim, &kconfig);
+        let assign = match config.metric {
+            Metric::L2 | Metric::Cosine => kmeans::assign(&data, dim, &centroids),
+            Metric::Dot => assign_ip(&data, dim, &centroids),
+        };
+
+        // PQ on residuals of a sample.
+        let sample = sample_rows(n, config.pq_train_points.max(ksub));
+        let mut train = vec![0.0f32; sample.len() * dim];
+        train
+            .par_chunks_mut(dim)
+            .zip(sample.par_iter())
+            .for_each(|(out, &r)| {
+                let c = &centroids[assign[r] as usize * dim..][..dim];
+                for ((o, &x), &cv) in out.iter_mut().zip(&data[r * dim..(r + 1) * dim]).zip(c) {
+                    *o = x - cv;
+                }
+            });
+        let pq = ProductQuantizer::train(
+            dim,
+            config.pq_m,
+            config.pq_bits,
+            &train,
+            config.seed ^ 0x9e37_79b9,
+        )?;
+        drop(train);
+
+        // Order rows by list (stable counting sort).
+        let mut offsets = vec![0u64; config.nlist + 1];
+        for &a in &assign {
+            offsets[a as usize + 1] += 1;
+        }
+        for l in 0..config.nlist {
+            offsets[l + 1] += offsets[l];
+        }
+        let mut next: Vec<u64> = offsets[..config.nlist].to_vec();
+        let mut order = vec![0usize; n];
+        for (r, &a) in assign.iter().enumerate() {
+            order[next[a as usize] as usize] = r;
+            next[a as usize] += 1;
+        }
+
+        // Encode residuals and lay out ids and vectors in row (list) order.
+        let m = config.pq_m;
+        let mut codes = vec![0u8; n * m];
+        const CHUNK: usize = 256;
+        codes
+            .par_chunks_mut(CHUNK * m)
+            .zip(order.par_chunks(CHUNK))
+            .for_each(|(out, rows)| {
+                let mut residual = vec![0.0f32; dim];
+                for (c, &r) in out.chunks_exact_mut(m).zip(rows) {
+                    let cent = &centroids[assign[r] as usize * dim..][..dim];
+                    for ((o, &x), &cv) in residual
+                        .iter_mut()
+                        .zip(&data[r * dim..(r + 1) * dim])
+                        .zip(cent)
+                    {
+                        *o = x - cv;
+                    }
+                    pq.encode(&residual, c);
+                }
+            });
+        let mut ordered = vec![0.0f32; n * dim];
+        ordered
+            .par_chunks_mut(dim * CHUNK)
+            .zip(order.par_chunks(CHUNK))
+            .for_each(|(out, rows)| {
+                for (o, &r) in out.chunks_exact_mut(dim).zip(rows) {
+                    o.copy_from_slice(&data[r * dim..(r + 1) * dim]);
+                }
+            });
+        let ordered_ids: Vec<u64> = order.iter().map(|&r| ids[r]).collect();
+        let codes = if config.pq_bits == 4 {
+            let mut packed = Vec::new();
+            for l in 0..config.nlist {
+                let (s, e) = (offsets[l] as usize, offsets[l + 1] as usize);
+                fastscan::pack_codes(&codes[s * m..e * m], m, &mut packed);
+            }
+            packed
+        } else {
+            codes
+        };
+
+        Self::from_parts(IvfPqParts {
+            meta: IvfPqMeta {
+                version: LAYOUT_VERSION,
+                dim,
+                metric: config.metric,
+                nlist: config.nlist,
+                pq_m: m,
+                pq_bits: config.pq_bits,
+                n,
+            },
+            centroids: Slab::from(centroids),
+            codebooks: pq.codebooks().clone(),
+            list_offsets: Slab::from(offsets),
+            codes: Slab::from(codes),
+            ids: Slab::from(ordered_ids),
+            vectors: Slab::from(ordered),
+        })
+    }
+
+    /// Rebuilds an index from stored parts, checking that every size agrees with the metadata.
+    pub fn from_parts(parts: IvfPqParts) -> Result<Self, IndexError> {
+        let IvfPqParts {
+            meta,
+            centroids,
+            codebooks,
+            list_offsets,
+            codes,
+            ids,
+            vectors,
+        } = parts;
+        if meta.version != LAYOUT_VERSION {
+            return Err(corrupted(format!(
+                "layout version {} (expected {LAYOUT_VERSION})",
+                meta.version
+            )));
+        }
+        let IvfPqMeta {
+            dim,
+            metric,
+            nlist,
+            pq_m,
+            pq_bits,
+            n,
+            ..
+        } = meta;
+        pq::check_params(dim, pq_m, pq_bits).map_err(|e| corrupted(e.to_string()))?;
+        if nlist == 0 {
+            return Err(corrupted("nlist is 0"));
+        }
+        if pq_bits == 4 && fastscan::padded_m(pq_m) > fastscan::MAX_SUBSPACES {
+            return Err(corrupted("too many sub-spaces for 4-bit codes"));
+        }
+        let expect = |what: &str, got: usize, want: Option<usize>| match want {
+            Some(w) if w == got => Ok(()),
+            _ => Err(corrupted(format!(
+                "{what}: {got} elements, expected {want:?}"
+            ))),
+        };
+        expect("centroids", centroids.len(), nlist.checked_mul(dim))?;
+        if centroids.iter().any(|v| !v.is_finite()) {
+            return Err(corrupted("centroids contain a non-finite value"));
+        }
+        let pq = ProductQuantizer::from_codebooks(dim, pq_m, pq_bits, codebooks)?;
+        expect("list offsets", list_offsets.len(), nlist.checked_add(1))?;
+        if list_offsets[0] != 0
+            || list_offsets.windows(2).any(|w| w[0] > w[1])
+            || list_offsets[nlist] != n as u64
+        {
+            return Err(corrupted("list offsets are not increasing from 0 to n"));
+        }
+        expect("ids", ids.len(), Some(n))?;
+        expect("vectors", vectors.len(), n.checked_mul(dim))?;
+        let mut block_offsets = Vec::new();
+        if pq_bits == 4 {
+            let bb = fastscan::block_bytes(pq_m);
+            let mut at = 0usize;
+            block_offsets.reserve(nlist + 1);
+            for l in 0..nlist {
+                block_offsets.push(at);
+                let len = (list_offsets[l + 1] - list_offsets[l]) as usize;
+                at = fastscan::blocks_for(len)
+                    .checked_mul(bb)
+                    .and_then(|b| b.checked_add(at))
+                    .ok_or_else(|| corrupted("code size overflows"))?;
+            }
+            block_offsets.push(at);
+            expect("codes", codes.len(), Some(at))?;
+        } else {
+            expect("codes", codes.len(), n.checked_mul(pq_m))?;
+        }
+        let centroid_norms = centroids.chunks_exact(dim).map(distance::norm_sq).collect();
+        Ok(IvfPqIndex {
+            dim,
+            metric,
+            nlist,
+            n,
+            pq,
+            centroids,
+            centroid_norms,
+            list_offsets,
+            block_offsets,
+            codes,
+            ids,
+            vectors,
+            simd: SimdLevel::detect(),
+        })
+    }
+
+    /// The parts to store; [`IvfPqIndex::from_parts`] turns them back into the same index.
+    pub fn to_parts(&self) -> IvfPqParts {
+        IvfPqParts {
+            meta: IvfPqMeta {
+                version: LAYOUT_VERSION,
+                dim: self.dim,
+                metric: self.metric,
+                nlist: self.nlist,
+                pq_m: self.pq.m(),
+                pq_bits: self.pq.bits(),
+                n: self.n,
+            },
+            centroids: self.centroids.clone(),
+            codebooks: self.pq.codebooks().clone(),
+            list_offsets: self.list_offsets.clone(),
+            codes: self.codes.clone(),
+            ids: self.ids.clone(),
+            vectors: self.vectors.clone(),
+        }
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+    /// Whether the index holds no vectors (never true for a built index).
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+    /// Number of inverted lists.
+    pub fn nlist(&self) -> usize {
+        self.nlist
+    }
+    /// Row → external id.
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+    /// Raw vector of a row (normalised for cosine).
+    pub fn vector(&self, row: usize) -> Option<&[f32]> {
+        self.vectors.get(row * self.dim..(row + 1) * self.dim)
+    }
+    /// The fast-scan kernel level in use.
+    pub fn simd_level(&self) -> SimdLevel {
+        self.simd
+    }
+    /// Forces a fast-scan kernel level (benchmarks, tests); refused if the CPU lacks it.
+    pub fn set_simd_level(&mut self, level: SimdLevel) -> Result<(), IndexError> {
+        if !SimdLevel::available().contains(&level) {
+            return Err(invalid(format!(
+                "SIMD level {level:?} is not supported by this CPU"
+            )));
+        }
+        self.simd = level;
+        Ok(())
+    }
+
+    /// Resident bytes: codes, ids, centroids, codebooks and derived tables. The raw vectors are
+    /// excluded: they are meant to be memory-mapped and are read only for re-ranking.
+    pub fn memory_bytes(&self) -> usize {
+        self.codes.len()
+            + self.ids.len() * 8
+            + (self.centroids.len() + self.centroid_norms.len()) * 4
+            + self.list_offsets.len() * 8
+            + self.block_offsets.len() * size_of::<usize>()
+            + self.pq.memory_bytes()
+    }
+
+    /// The `nprobe` lists closest to `q`, each with its coarse term: `||q - c||²` for L2,
+    /// `-<q, c>` otherwise.
+    fn probe(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
+        let mut scores = vec![0.0f32; self.nlist];
+        distance::dot_batch(q, &self.centroids, self.dim, &mut scores);
+        if self.metric == Metric::L2 {
+            let qn = distance::norm_sq(q);
+            for (s, &cn) in scores.iter_mut().zip(&self.centroid_norms) {
+                *s = qn + cn - 2.0 * *s;
+            }
+        } else {
+            scores.iter_mut().for_each(|s| *s = -*s);
+        }
+        let mut lists: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
+        if nprobe < lists.len() {
+            lists.select_nth_unstable_by(nprobe, |a, b| a.1.total_cmp(&b.1));
+            lists.truncate(nprobe);
+        }
+        // Closest lists first: the top-k threshold tightens sooner.
+        lists.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
+        lists
+    }
+
+    /// The `k` nearest rows' ids and distances, sorted by (distance, id). Returns nothing for a
+    /// query of the wrong dimension or with non-finite values (callers validate input first).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        filter: Option<&RowSet>,
+    ) -> Vec<Neighbor> {
+        if query.len() != self.dim || k == 0 || self.n == 0 || query.iter().any(|v| !v.is_finite())
+        {
+            return Vec::new();
+        }
+        let q: Cow<[f32]> = if self.metric == Metric::Cosine {
+            let mut v = query.to_vec();
+            normalize(&mut v);
+            Cow::Owned(v)
+        } else {
+            Cow::Borrowed(query)
+        };
+        let probes = self.probe(&q, params.nprobe.clamp(1, self.nlist));
+        let rerank = params.rerank > 0;
+        let mut pool = TopK::new(if rerank {
+            k.saturating_mul(params.rerank)
+        } else {
+            k
+        });
+        // Without re-ranking the pool holds ids directly; with it, rows (mapped to ids after).
+        let key = |row: usize| if rerank { row as u64 } else { self.ids[row] };
+        let allowed = |row: usize| filter.is_none_or(|f| row < f.len() && f.contains(row));
+        if self.pq.bits() == 4 {
+            self.scan4(&q, &probes, &mut pool, key, allowed);
+        } else {
+            self.scan8(&q, &probes, &mut pool, key, allowed);
+        }
+        if !rerank {
+            return pool.into_sorted_vec();
+        }
+        let mut best = TopK::new(k);
+        for cand in pool.into_sorted_vec() {
+            let row = cand.id as usize;
+            let v = &self.vectors[row * self.dim..(row + 1) * self.dim];
+            best.push(self.ids[row], distance::distance(self.metric, &q, v));
+        }
+        best.into_sorted_vec()
+    }
+
+    /// Offset added to a list's code distances: 0 for L2 (the table is built on `q - c`), the
+    /// coarse `-<q, c>` (plus 1 for cosine) for inner products.
+    fn list_bias(&self, coarse: f32) -> f32 {
+        match self.metric {
+            Metric::L2 => 0.0,
+            Metric::Cosine => 1.0 + coarse,
+            Metric::Dot => coarse,
+        }
+    }
+
+    fn list_rows(&self, list: usize) -> (usize, usize) {
+        (
+            self.list_offsets[list] as usize,
+            self.list_offsets[list + 1] as usize,
+        )
+    }
+
+    fn residual_query(&self, q: &[f32], list: usize, y: &mut [f32]) {
+        let c = &self.centroids[list * self.dim..(list + 1) * self.dim];
+        for ((o, &a), &b) in y.iter_mut().zip(q).zip(c) {
+            *o = a - b;
+        }
+    }
+
+    fn scan8(
+        &self,
+        q: &[f32],
+        probes: &[(usize, f32)],
+        pool: &mut TopK,
+        key: impl Fn(usize) -> u64,
+        allowed: impl Fn(usize) -> bool,
+    ) {
+        let m = self.pq.m();
+        let mut lut = vec![[0.0f32; 256]; m];
+        let mut y = vec![0.0f32; self.dim];
+        if self.metric != Metric::L2 {
+            self.pq.neg_dot_table(q, lut.as_flattened_mut());
+        }
+        for &(list, coarse) in probes {
+            if self.metric == Metric::L2 {
+                self.residual_query(q, list, &mut y);
+                self.pq.l2_table(&y, lut.as_flattened_mut());
+            }
+            let bias = self.list_bias(coarse);
+            let (start, end) = self.list_rows(list);
+            let codes = &self.codes[start * m..end * m];
+            pq::scan_codes8(codes, m, &lut, bias, pool.threshold(), |i, d| {
+                if allowed(start + i) {
+                    pool.push(key(start + i), d);
+                }
+                pool.threshold()
+            });
+        }
+    }
+
+    fn scan4(
+        &self,
+        q: &[f32],
+        probes: &[(usize, f32)],
+        pool: &mut TopK,
+        key: impl Fn(usize) -> u64,
+        allowed: impl Fn(usize) -> bool,
+    ) {
+        let m = self.pq.m();
+        let mut lut = vec![0.0f32; m * 16];
+        let mut qlut = vec![0u8; fastscan::padded_m(m) * 16];
+        let mut y = vec![0.0f32; self.dim];
+        let mut shared = (1.0f32, 0.0f32);
+        if self.metric != Metric::L2 {
+            self.pq.neg_dot_table(q, &mut lut);
+            shared = fastscan::quantize_lut(&lut, m, &mut qlut);
+        }
+        for &(list, coarse) in probes {
+            let (scale, qbias) = if self.metric == Metric::L2 {
+                self.residual_query(q, list, &mut y);
+                self.pq.l2_table(&y, &mut lut);
+                fastscan::quantize_lut(&lut, m, &mut qlut)
+            } else {
+                shared
+            };
+            let bias = self.list_bias(coarse) + qbias;
+            let (start, end) = self.list_rows(list);
+            let codes = &self.codes[self.block_offsets[list]..self.block_offsets[list + 1]];
+            let threshold = fastscan::u16_threshold(pool.threshold(), scale, bias);
+            fastscan::scan_list(
+                self.simd,
+                codes,
+                end - start,
+                m,
+                &qlut,
+                threshold,
+                |i, sum| {
+                    let row = start + i;
+                    if allowed(row) {
+                        pool.push(key(row), bias + scale * sum as f32);
+                    }
+                    fastscan::u16_threshold(pool.threshold(), scale, bias)
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    const DIM: usize = 32;
+
+    /// Clustered data: `clusters` Gaussian blobs of different spreads around random centres.
+    fn clustered(n: usize, clusters: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let centres: Vec<f32> = (0..clusters * DIM)
+            .map(|_| rng.random_range(-4.0..4.0f32))
+            .collect();
+        let mut out = Vec::with_capacity(n * DIM);
+        for _ in 0..n {
+            let c = rng.random_range(0..clusters);
+            let spread = 0.5 + (c % 3) as f32 * 0.3;
+            for d in 0..DIM {
+                // Sum of uniforms: cheap, roughly Gaussian.
+                let g: f32 = (0..4).map(|_| rng.random_range(-1.0..1.0f32)).sum::<f32>() * spread;
+                out.push(centres[c * DIM + d] + g);
+            }
+        }
+        out
+    }
+
+    fn exact(
+        metric: Metric,
+        data: &[f32],
+        ids: &[u64],
+        q: &[f32],
+        k: usize,
+        allowed: impl Fn(usize) -> bool,
+    ) -> Vec<Neighbor> {
+        let mut q = q.to_vec();
+        if metric == Metric::Cosine {
+            normalize(&mut q);
+        }
+        let mut top = TopK::new(k);
+        for (r, x) in data.chunks_exact(DIM).enumerate() {
+            if !allowed(r) {
+                continue;
+            }
+            let mut x = x.to_vec();
+            if metric == Metric::Cosine {
+                normalize(&mut x);
+            }
+            top.push(ids[r], distance::distance(metric, &q, &x));
+        }
+        top.into_sorted_vec()
+    }
+
+    fn config(metric: Metric, bits: u8) -> IvfPqConfig {
+        let mut c = IvfPqConfig::new(metric, 64, if bits == 4 { 16 } else { 8 }, bits);
+        c.pq_train_points = 8192;
+        c
+    }
+
+    struct Fixture {
+        data: Vec<f32>,
+        ids: Vec<u64>,
+        queries: Vec<f32>,
+    }
+
+    fn fixture() -> Fixture {
+        let n = 20_000;
+        let data = clustered(n, 50, 11);
+        // Ids unrelated to row order, to catch row/id mix-ups.
+        let ids = (0..n as u64).map(|i| i * 7 + 1_000_003).collect();
+        let queries = clustered(50, 50, 12);
+        Fixture { data, ids, queries }
+    }
+
+    fn recall(index: &IvfPqIndex, f: &Fixture, metric: Metric, params: SearchParams) -> f64 {
+        let k = 10;
+        let mut hits = 0;
+        for q in f.queries.chunks_exact(DIM) {
+            let truth: Vec<u64> = exact(metric, &f.data, &f.ids, q, k, |_| true)
+                .iter()
+                .map(|n| n.id)
+                .collect();
+            let got = index.search(q, k, &params, None);
+            assert_eq!(got.len(), k);
+            assert!(
+                got.windows(2).all(|w| w[0].distance <= w[1].distance),
+                "results sorted"
+            );
+            hits += got.iter().filter(|n| truth.contains(&n.id)).count();
+        }
+        hits as f64 / (k * f.queries.len() / DIM) as f64
+    }
+
+    #[test]
+    fn recall_at_10_for_every_metric_and_code_size() {
+        let f = fixture();
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+            for bits in [4u8, 8] {
+                let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(metric, bits)).unwrap();
+                assert_eq!(index.len(), 20_000);
+                let r = recall(
+                    &index,
+                    &f,
+                    metric,
+                    SearchParams {
+                        nprobe: 16,
+                        rerank: 10,
+                    },
+                );
+                assert!(
+                    r >= 0.9,
+                    "{metric:?} {bits}-bit: recall@10 {r} with nprobe 16, rerank 10"
+                );
+                let approx = recall(
+                    &index,
+                    &f,
+                    metric,
+                    SearchParams {
+                        nprobe: 16,
+                        rerank: 0,
+                    },
+                );
+                assert!(
+                    approx >= 0.3,
+                    "{metric:?} {bits}-bit: ADC-only recall@10 {approx}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn probing_everything_with_full_rerank_is_exact() {
+        let f = fixture();
+        for (metric, bits) in [(Metric::L2, 4u8), (Metric::Cosine, 8), (Metric::Dot, 4)] {
+            let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(metric, bits)).unwrap();
+            let params = SearchParams {
+                nprobe: 64,
+                rerank: 20_000,
+            };
+            for q in f.queries.chunks_exact(DIM).take(10) {
+                assert_eq!(
+                    index.search(q, 10, &params, None),
+                    exact(metric, &f.data, &f.ids, q, 10, |_| true)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn filters_admit_only_allowed_rows_and_still_fill_k() {
+        let f = fixture();
+        for bits in [4u8, 8] {
+            let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, bits)).unwrap();
+            let n = index.len();
+            let every7 = RowSet::from_rows(n, (0..n).step_by(7));
+            let rare = RowSet::from_rows(n, (0..n).step_by(2_000));
+            for q in f.queries.chunks_exact(DIM).take(10) {
+                for rerank in [0, 10] {
+                    let got =
+                        index.search(q, 10, &SearchParams { nprobe: 16, rerank }, Some(&every7));
+                    assert_eq!(got.len(), 10);
+                    for nb in &got {
+                        let row = index.ids().iter().position(|&id| id == nb.id).unwrap();
+                        assert!(every7.contains(row));
+                    }
+                    // Ten allowed rows in all: probing every list finds all of them.
+                    let got =
+                        index.search(q, 10, &SearchParams { nprobe: 64, rerank }, Some(&rare));
+                    let mut rows: Vec<usize> = got
+                        .iter()
+                        .map(|nb| index.ids().iter().position(|&id| id == nb.id).unwrap())
+                        .collect();
+                    rows.sort_unstable();
+                    assert_eq!(rows, (0..n).step_by(2_000).collect::<Vec<_>>());
+                }
+            }
+            let none = RowSet::new(n);
+            assert!(
+                index
+                    .search(
+                        &f.queries[..DIM],
+                        10,
+                        &SearchParams {
+                            nprobe: 64,
+                            rerank: 4
+                        },
+                        Some(&none)
+                    )
+                    .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn parts_round_trip_and_corruption_is_refused() {
+        let f = fixture();
+        for bits in [4u8, 8] {
+            let index =
+                IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::Cosine, bits)).unwrap();
+            let parts = index.to_parts();
+            let meta_json = serde_json::to_string(&parts.meta).unwrap();
+            let mut restored_parts = parts.clone();
+            restored_parts.meta = serde_json::from_str(&meta_json).unwrap();
+            let restored = IvfPqIndex::from_parts(restored_parts).unwrap();
+            assert_eq!(restored.memory_bytes(), index.memory_bytes());
+            for q in f.queries.chunks_exact(DIM).take(10) {
+                for rerank in [0, 8] {
+                    let p = SearchParams { nprobe: 8, rerank };
+                    assert_eq!(
+                        index.search(q, 10, &p, None),
+                        restored.search(q, 10, &p, None)
+                    );
+                }
+            }
+
+            let mut bad = parts.clone();
+            bad.codes = Slab::from(parts.codes[..parts.codes.len() - 1].to_vec());
+            assert!(matches!(
+                IvfPqIndex::from_parts(bad),
+                Err(IndexError::Corrupted(_))
+            ));
+            let mut bad = parts.clone();
+            let mut offsets = parts.list_offsets.to_vec();
+            offsets.swap(3, 4);
+            offsets[3] += 1_000_000;
+            bad.list_offsets = Slab::from(offsets);
+            assert!(matches!(
+                IvfPqIndex::from_parts(bad),
+                Err(IndexError::Corrupted(_))
+            ));
+            let mut bad = parts.clone();
+            bad.meta.version += 1;
+            assert!(IvfPqIndex::from_parts(bad).is_err());
+            let mut bad = parts.clone();
+            bad.meta.pq_m = 5;
+            assert!(IvfPqIndex::from_parts(bad).is_err());
+            let mut bad = parts.clone();
+            bad.ids = Slab::from(vec![0u64; 3]);
+            assert!(IvfPqIndex::from_parts(bad).is_err());
+            let mut bad = parts.clone();
+            bad.meta.n += 1;
+            assert!(IvfPqIndex::from_parts(bad).is_err());
+            let mut bad = parts;
+            bad.centroids = Slab::from(vec![f32::NAN; 64 * DIM]);
+            assert!(IvfPqIndex::from_parts(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_errors() {
+        let data = clustered(2_000, 10, 3);
+        let ids: Vec<u64> = (0..2_000).collect();
+        let build = |c: &IvfPqConfig| IvfPqIndex::build(DIM, &data, &ids, c);
+        let ok = IvfPqConfig::new(Metric::L2, 16, 8, 4);
+        assert!(matches!(
+            build(&IvfPqConfig {
+                pq_m: 5,
+                ..ok.clone()
+            }),
+            Err(IndexError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            build(&IvfPqConfig {
+                pq_bits: 5,
+                ..ok.clone()
+            }),
+            Err(IndexError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            build(&IvfPqConfig {
+                nlist: 0,
+                ..ok.clone()
+            }),
+            Err(IndexError::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            build(&IvfPqConfig {
+                nlist: 5_000,
+                ..ok.clone()
+            }),
+            Err(IndexError::NotEnoughData { .. })
+        ));
+        assert!(matches!(
+            IvfPqIndex::build(DIM, &data, &ids[1..], &ok),
+            Err(IndexError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            IvfPqIndex::build(DIM, &data[1..], &ids, &ok),
+            Err(IndexError::DimensionMismatch { .. })
+        ));
+        let mut nan = data.clone();
+        nan[77] = f32::NAN;
+        assert_eq!(
+            IvfPqIndex::build(DIM, &nan, &ids, &ok).err(),
+            Some(IndexError::NonFinite)
+        );
+        let index = build(&ok).unwrap();
+        let p = SearchParams {
+            nprobe: 4,
+            rerank: 2,
+        };
+        assert!(index.search(&[0.0; DIM - 1], 10, &p, None).is_empty());
+        assert!(index.search(&data[..DIM], 0, &p, None).is_empty());
+        // Absurd knobs are clamped, not fatal.
+        assert_eq!(
+            index
+                .search(
+                    &data[..DIM],
+                    5,
+                    &SearchParams {
+                        nprobe: 1 << 40,
+                        rerank: usize::MAX
+                    },
+                    None
+                )
+                .len(),
+            5
+        );
+    }
+
+    #[test]
+    fn every_simd_level_gives_the_same_answers() {
+        let f = fixture();
+        let mut index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 4)).unwrap();
+        let p = SearchParams {
+            nprobe: 8,
+            rerank: 0,
+        };
+        let reference: Vec<_> = f
+            .queries
+            .chunks_exact(DIM)
+            .map(|q| index.search(q, 10, &p, None))
+            .collect();
+        for level in SimdLevel::available() {
+            index.set_simd_level(level).unwrap();
+            for (q, want) in f.queries.chunks_exact(DIM).zip(&reference) {
+                assert_eq!(&index.search(q, 10, &p, None), want, "{level:?}");
+            }
+        }
+    }
+}
