@@ -10,4 +10,5 @@
 pub mod bench;
 pub mod datasets;
 pub mod index;
+pub mod shard;
 pub mod storage;

@@ -73,7 +73,11 @@ mod tests {
         let cmds = vec![
             ShardCommand::Upsert {
                 points: vec![
-                    PointWrite { id: PointId::Num(3), vector: vec![1.0, -2.5], payload: None },
+                    PointWrite {
+                        id: PointId::Num(3),
+                        vector: vec![1.0, -2.5],
+                        payload: None,
+                    },
                     PointWrite {
                         id: PointId::Uuid(42),
                         vector: vec![0.0, 1.0],
@@ -81,7 +85,9 @@ mod tests {
                     },
                 ],
             },
-            ShardCommand::Delete { ids: vec![PointId::Num(3), PointId::Uuid(9)] },
+            ShardCommand::Delete {
+                ids: vec![PointId::Num(3), PointId::Uuid(9)],
+            },
             ShardCommand::DeleteByFilter { filter },
         ];
         for c in cmds {

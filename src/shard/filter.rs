@@ -144,9 +144,7 @@ pub enum FilterError {
     #[error("invalid match value {0} for key `{1}`: expected a string, an integer or a bool")]
     MatchValue(String, String),
     /// An `any`/`except` list mixes kinds or holds something else than strings or integers.
-    #[error(
-        "invalid match list for key `{0}`: expected only strings or only integers, got {1}"
-    )]
+    #[error("invalid match list for key `{0}`: expected only strings or only integers, got {1}")]
     MatchList(String, String),
     /// A range has no bound, or a bound that is not finite.
     #[error("invalid range for key `{0}`: give at least one finite bound of gt, gte, lt, lte")]
@@ -403,7 +401,9 @@ mod tests {
         no(json!({"must": [{"key": "f", "range": {"lt": 2.5}}]}));
         yes(json!({"must": [{"key": "n", "range": {"gte": 5}}]}));
         yes(json!({"must": [{"key": "addr.zip", "match": {"value": 123}}]}));
-        yes(json!({"should": [{"key": "n", "match": {"value": 1}}, {"key": "n", "match": {"value": 5}}]}));
+        yes(
+            json!({"should": [{"key": "n", "match": {"value": 1}}, {"key": "n", "match": {"value": 5}}]}),
+        );
         no(json!({"should": [{"key": "n", "match": {"value": 1}}]}));
         no(json!({"must_not": [{"key": "n", "match": {"value": 5}}]}));
         yes(json!({"must": [{"has_id": [1, 2]}]}));
@@ -412,7 +412,11 @@ mod tests {
         yes(json!({"must": [{"must_not": [{"key": "n", "match": {"value": 4}}]}]}));
         yes(json!({}));
         // A missing field never matches a value.
-        assert!(!compile(json!({"must": [{"key": "n", "match": {"value": 5}}]})).unwrap().matches(&id, None));
+        assert!(
+            !compile(json!({"must": [{"key": "n", "match": {"value": 5}}]}))
+                .unwrap()
+                .matches(&id, None)
+        );
     }
 
     #[test]
@@ -428,6 +432,9 @@ mod tests {
         ] {
             assert!(compile(bad.clone()).is_err(), "{bad}");
         }
-        assert!(serde_json::from_value::<Filter>(json!({"must": [{"key": "n", "range": {"gt": "x"}}]})).is_err());
+        assert!(
+            serde_json::from_value::<Filter>(json!({"must": [{"key": "n", "range": {"gt": "x"}}]}))
+                .is_err()
+        );
     }
 }

@@ -131,7 +131,9 @@ pub(crate) mod json_text {
             .serialize(s)
     }
 
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
         let text = String::deserialize(d)?;
         serde_json::from_str(&text).map_err(serde::de::Error::custom)
     }
@@ -144,7 +146,10 @@ mod tests {
     #[test]
     fn ids_round_trip_in_json_and_postcard() {
         let u = "550e8400-e29b-41d4-a716-446655440000";
-        for id in [PointId::Num(7), PointId::Uuid(uuid::Uuid::parse_str(u).unwrap().as_u128())] {
+        for id in [
+            PointId::Num(7),
+            PointId::Uuid(uuid::Uuid::parse_str(u).unwrap().as_u128()),
+        ] {
             let json = serde_json::to_string(&id).unwrap();
             assert_eq!(serde_json::from_str::<PointId>(&json).unwrap(), id);
             let bin = postcard::to_stdvec(&id).unwrap();
