@@ -10,5 +10,6 @@
 pub mod bench;
 pub mod datasets;
 pub mod index;
+pub mod raft;
 pub mod shard;
 pub mod storage;

@@ -1,0 +1,392 @@
+//! Tests of the Raft layer: openraft's storage suite, a single node across restarts, and
+//! in-process 3-node clusters (fail-over, snapshot catch-up, partitioned minority).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::StorageError;
+use openraft::testing::log::{StoreBuilder, Suite};
+
+use crate::raft::log_store::{GroupLogStore, LogDb};
+use crate::raft::state_machine::{GroupStateMachine, StateMachineApp};
+use crate::raft::types::TypeConfig;
+use crate::raft::{
+    InProcessRouter, NodeId, NodeInfo, RaftConfig, RaftGroup, RaftGroupError, RaftNode, Role,
+};
+
+/// Test application: an append-only list of `(index, value)`, durable only through snapshots
+/// (like the shard engine). Counts applies of an index it already holds.
+#[derive(Default)]
+struct ListApp {
+    list: Mutex<Vec<(u64, u64)>>,
+    duplicate_applies: AtomicU64,
+}
+
+impl ListApp {
+    fn values(&self) -> Vec<u64> {
+        self.list.lock().unwrap().iter().map(|(_, v)| *v).collect()
+    }
+}
+
+impl StateMachineApp for ListApp {
+    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8> {
+        let mut list = self.list.lock().unwrap();
+        if list.last().is_some_and(|(i, _)| *i >= index) {
+            self.duplicate_applies.fetch_add(1, Ordering::SeqCst);
+            return b"duplicate".to_vec();
+        }
+        let value = u64::from_le_bytes(command.try_into().expect("8-byte command"));
+        list.push((index, value));
+        (list.len() as u64).to_le_bytes().to_vec()
+    }
+
+    fn snapshot(&self, dir: &Path) -> std::io::Result<()> {
+        let list = self.list.lock().unwrap();
+        let bytes = postcard::to_allocvec(&*list).map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(dir.join("list.bin"))?;
+        f.write_all(&bytes)?;
+        f.sync_all()
+    }
+
+    fn restore(&self, dir: &Path) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        std::fs::File::open(dir.join("list.bin"))?.read_to_end(&mut bytes)?;
+        *self.list.lock().unwrap() = postcard::from_bytes(&bytes).map_err(std::io::Error::other)?;
+        Ok(())
+    }
+}
+
+struct SuiteBuilder;
+
+impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDir>
+    for SuiteBuilder
+{
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, GroupLogStore, GroupStateMachine), StorageError<TypeConfig>>
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LogDb::open(&dir.path().join("raft-log.redb")).unwrap();
+        let sm =
+            GroupStateMachine::open(Arc::new(ListApp::default()), &dir.path().join("sm")).unwrap();
+        Ok((dir, db.group(3), sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_passes_openraft_suite() {
+    Suite::test_all(SuiteBuilder).await.unwrap();
+}
+
+fn info(id: NodeId) -> NodeInfo {
+    NodeInfo::new(format!("node-{id}:6335"), format!("node-{id}:6333"))
+}
+
+fn cmd(v: u64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+/// Open a node, retrying while the previous incarnation's log database is still closing.
+async fn open_node(
+    id: NodeId,
+    dir: &Path,
+    router: &InProcessRouter,
+    config: &RaftConfig,
+) -> RaftNode {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match RaftNode::open_in_process(id, dir, router, config.clone()) {
+            Ok(n) => return n,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot reopen node {id}: {e}"),
+        }
+    }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_leader(groups: &[&RaftGroup]) -> NodeId {
+    let mut leader = None;
+    wait_until("a leader", || {
+        leader = groups
+            .iter()
+            .find(|g| g.metrics().role == Role::Leader)
+            .map(|g| g.node_id());
+        leader.is_some()
+    })
+    .await;
+    leader.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_applies_in_order_and_recovers_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = InProcessRouter::new();
+    let config = RaftConfig::fast();
+
+    let node = open_node(1, dir.path(), &router, &config).await;
+    let app = Arc::new(ListApp::default());
+    let group = node.start_group(9, app.clone()).await.unwrap();
+    group
+        .initialize(BTreeMap::from([(1, info(1))]))
+        .await
+        .unwrap();
+    wait_leader(&[&group]).await;
+
+    let mut last_index = 0;
+    for v in 0..100u64 {
+        let out = group.write(cmd(v)).await.unwrap();
+        assert!(out.index > last_index, "indexes increase");
+        last_index = out.index;
+        assert_eq!(out.response, (v + 1).to_le_bytes().to_vec());
+        if v == 59 {
+            group.trigger_snapshot().await.unwrap();
+        }
+    }
+    assert_eq!(app.values(), (0..100).collect::<Vec<_>>());
+    group.linearizable_read().await.unwrap();
+    wait_until("snapshot", || group.metrics().snapshot.is_some()).await;
+    let snap_index = group.metrics().snapshot.unwrap();
+    assert!(
+        snap_index < last_index,
+        "entries after the snapshot must come from the log"
+    );
+
+    node.shutdown().await;
+    drop(group);
+    drop(node);
+
+    // Restart with a fresh, empty application: state comes back from snapshot + log replay.
+    let node = open_node(1, dir.path(), &router, &config).await;
+    let app2 = Arc::new(ListApp::default());
+    let group = node.start_group(9, app2.clone()).await.unwrap();
+    wait_leader(&[&group]).await;
+    wait_until("replay", || group.applied_index() >= Some(last_index)).await;
+    assert_eq!(app2.values(), (0..100).collect::<Vec<_>>());
+    assert_eq!(app2.duplicate_applies.load(Ordering::SeqCst), 0);
+    let out = group.write(cmd(100)).await.unwrap();
+    assert!(out.index > last_index);
+    assert_eq!(app2.values(), (0..101).collect::<Vec<_>>());
+    node.shutdown().await;
+}
+
+struct Cluster {
+    router: InProcessRouter,
+    config: RaftConfig,
+    dirs: Vec<tempfile::TempDir>,
+    nodes: BTreeMap<NodeId, RaftNode>,
+    apps: BTreeMap<NodeId, Arc<ListApp>>,
+}
+
+const GROUP: u64 = 7;
+
+impl Cluster {
+    async fn start(config: RaftConfig) -> Self {
+        let router = InProcessRouter::new();
+        let mut c = Cluster {
+            router,
+            config,
+            dirs: (0..3).map(|_| tempfile::tempdir().unwrap()).collect(),
+            nodes: BTreeMap::new(),
+            apps: BTreeMap::new(),
+        };
+        for id in 1..=3 {
+            c.start_node(id).await;
+        }
+        let members = (1..=3).map(|id| (id, info(id))).collect();
+        c.group(1).initialize(members).await.unwrap();
+        c.leader().await;
+        c
+    }
+
+    async fn start_node(&mut self, id: NodeId) {
+        let dir = self.dirs[(id - 1) as usize].path().to_owned();
+        let node = open_node(id, &dir, &self.router, &self.config).await;
+        let app = Arc::new(ListApp::default());
+        node.start_group(GROUP, app.clone()).await.unwrap();
+        self.nodes.insert(id, node);
+        self.apps.insert(id, app);
+    }
+
+    async fn stop_node(&mut self, id: NodeId) {
+        let node = self.nodes.remove(&id).unwrap();
+        node.shutdown().await;
+    }
+
+    fn group(&self, id: NodeId) -> RaftGroup {
+        self.nodes[&id].group(GROUP).unwrap()
+    }
+
+    async fn leader(&self) -> NodeId {
+        let groups: Vec<RaftGroup> = self.nodes.keys().map(|id| self.group(*id)).collect();
+        let refs: Vec<&RaftGroup> = groups.iter().collect();
+        wait_leader(&refs).await
+    }
+
+    /// Write through whoever leads, following ForwardToLeader.
+    async fn write(&self, v: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut target = self.leader().await;
+        loop {
+            match self.group(target).write(cmd(v)).await {
+                Ok(out) => return out.index,
+                Err(RaftGroupError::ForwardToLeader {
+                    leader_id: Some(l), ..
+                }) if self.nodes.contains_key(&l) => target = l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "write {v} failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    target = self.leader().await;
+                }
+            }
+        }
+    }
+
+    async fn wait_applied(&self, id: NodeId, index: u64) {
+        self.group(id)
+            .wait_applied(index, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("node {id} did not apply {index}: {e}"));
+    }
+
+    async fn shutdown(self) {
+        for node in self.nodes.values() {
+            node.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_fail_over_without_losing_acknowledged_writes() {
+    let mut c = Cluster::start(RaftConfig::fast()).await;
+    let mut acked = Vec::new();
+    let mut last = 0;
+    for v in 0..30 {
+        last = c.write(v).await;
+        acked.push(v);
+    }
+    let old_leader = c.leader().await;
+    c.stop_node(old_leader).await;
+
+    let new_leader = c.leader().await;
+    assert_ne!(new_leader, old_leader);
+    for v in 30..60 {
+        last = c.write(v).await;
+        acked.push(v);
+    }
+
+    c.start_node(old_leader).await;
+    for id in 1..=3 {
+        c.wait_applied(id, last).await;
+    }
+    for id in 1..=3 {
+        assert_eq!(c.apps[&id].values(), acked, "node {id} state");
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_node_catches_up_by_snapshot() {
+    let config = RaftConfig {
+        snapshot_every_entries: 20,
+        keep_entries_behind_snapshot: 0,
+        ..RaftConfig::fast()
+    };
+    let c = Cluster::start(config).await;
+    for v in 0..5 {
+        c.write(v).await;
+    }
+    let leader = c.leader().await;
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    let lag_index = c.group(lagging).metrics().last_log_index.unwrap();
+    c.router.cut(lagging);
+
+    let mut last = 0;
+    for v in 5..120 {
+        last = c.write(v).await;
+    }
+    let leader = c.leader().await;
+    assert_ne!(leader, lagging);
+    c.group(leader).trigger_snapshot().await.unwrap();
+    wait_until("leader purged the log the lagging node needs", || {
+        c.group(leader)
+            .metrics()
+            .purged
+            .is_some_and(|p| p > lag_index + 1)
+    })
+    .await;
+
+    c.router.heal(lagging);
+    c.wait_applied(lagging, last).await;
+    let m = c.group(lagging).metrics();
+    assert!(
+        m.snapshot.is_some_and(|s| s > lag_index),
+        "caught up through an installed snapshot: {m:?}"
+    );
+    let expected: Vec<u64> = (0..120).collect();
+    assert_eq!(c.apps[&lagging].values(), expected);
+    assert_eq!(c.apps[&leader].values(), expected);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_off_minority_cannot_commit() {
+    let c = Cluster::start(RaftConfig::fast()).await;
+    for v in 0..5 {
+        c.write(v).await;
+    }
+    let old_leader = c.leader().await;
+    c.router.cut(old_leader);
+
+    // The isolated leader cannot reach a majority: its write must not succeed.
+    let isolated = c.group(old_leader);
+    let attempt = tokio::time::timeout(Duration::from_secs(2), isolated.write(cmd(999))).await;
+    assert!(
+        !matches!(attempt, Ok(Ok(_))),
+        "minority write was acknowledged: {attempt:?}"
+    );
+
+    // The majority elects a new leader and keeps accepting writes.
+    let others: Vec<RaftGroup> = (1..=3)
+        .filter(|id| *id != old_leader)
+        .map(|id| c.group(id))
+        .collect();
+    let new_leader = wait_leader(&[&others[0], &others[1]]).await;
+    let mut last = 0;
+    for v in 5..10 {
+        last = c.write_on(new_leader, v).await;
+    }
+
+    c.router.heal(old_leader);
+    for id in 1..=3 {
+        c.wait_applied(id, last).await;
+    }
+    let expected: Vec<u64> = (0..10).collect();
+    for id in 1..=3 {
+        assert_eq!(
+            c.apps[&id].values(),
+            expected,
+            "node {id} must not hold the minority write"
+        );
+    }
+    c.shutdown().await;
+}
+
+impl Cluster {
+    async fn write_on(&self, id: NodeId, v: u64) -> u64 {
+        self.group(id).write(cmd(v)).await.unwrap().index
+    }
+}
