@@ -7,7 +7,9 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod bench;
+pub mod config;
 pub mod datasets;
 pub mod index;
 pub mod raft;
