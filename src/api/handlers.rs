@@ -147,10 +147,10 @@ fn run(c: &super::Collection, p: &Prepared) -> Result<Vec<ScoredPoint>, ApiError
         .collect())
 }
 
-/// Version banner (qdrant-client checks it).
+/// Version banner, unwrapped as Qdrant answers it (qdrant-client's version check reads it).
 #[utoipa::path(get, path = "/", tag = "service", responses((status = 200, body = VersionInfo)))]
-pub async fn root() -> Response {
-    ok(VersionInfo {
+pub async fn root() -> axum::Json<VersionInfo> {
+    axum::Json(VersionInfo {
         title: "shoal".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     })

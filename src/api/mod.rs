@@ -176,7 +176,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         handlers::readyz,
         handlers::metrics,
     ),
-    components(schemas(crate::shard::filter::Filter, crate::shard::filter::Condition))
+    components(schemas(
+        crate::shard::filter::Filter,
+        crate::shard::filter::Condition,
+        types::CollectionConfig,
+        types::ResolvedIvfPq,
+        types::ResolvedSearch,
+        types::VectorParams,
+        types::Distance,
+    ))
 )]
 pub struct ApiDoc;
 
