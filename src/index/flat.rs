@@ -39,6 +39,50 @@ impl FlatIndex {
         }
     }
 
+    /// Rebuilds an index from its parts (as [`FlatIndex::vectors`] and [`FlatIndex::ids`] give
+    /// them, e.g. read back from storage). Vectors are taken as stored: for cosine they must
+    /// already be normalised, which is checked (within 1e-3) along with lengths and finiteness.
+    pub fn from_parts(
+        dim: usize,
+        metric: Metric,
+        vectors: Vec<f32>,
+        ids: Vec<u64>,
+    ) -> Result<Self, IndexError> {
+        if vectors.len() != ids.len() * dim {
+            return Err(IndexError::LengthMismatch {
+                vectors: vectors.len().checked_div(dim).unwrap_or(vectors.len()),
+                ids: ids.len(),
+            });
+        }
+        if !vectors.iter().all(|x| x.is_finite()) {
+            return Err(IndexError::NonFinite);
+        }
+        if metric == Metric::Cosine && dim > 0 {
+            let kernels = Kernels::best();
+            if let Some(row) = vectors.chunks_exact(dim).position(|v| {
+                let n = kernels.dot(v, v);
+                n != 0.0 && (n - 1.0).abs() > 1e-3
+            }) {
+                return Err(IndexError::Corrupted(format!(
+                    "cosine row {row} is not unit length"
+                )));
+            }
+        }
+        Ok(FlatIndex {
+            dim,
+            metric,
+            vectors,
+            ids,
+        })
+    }
+
+    /// Reserves room for `additional` more vectors, so a segment of known target size does not
+    /// reallocate while it fills.
+    pub fn reserve(&mut self, additional: usize) {
+        self.vectors.reserve(additional.saturating_mul(self.dim));
+        self.ids.reserve(additional);
+    }
+
     /// Checks that `v` can be stored or searched: right length, finite components.
     fn check(&self, v: &[f32]) -> Result<(), IndexError> {
         if v.len() != self.dim {
@@ -74,7 +118,7 @@ impl FlatIndex {
         vectors: &[f32],
     ) -> Result<std::ops::Range<usize>, IndexError> {
         if vectors.len() != ids.len() * self.dim {
-            if self.dim == 0 || vectors.len() % self.dim != 0 {
+            if self.dim == 0 || !vectors.len().is_multiple_of(self.dim) {
                 return Err(IndexError::DimensionMismatch {
                     expected: self.dim,
                     got: vectors.len(),

@@ -103,7 +103,7 @@ impl<T: Pod> Slab<T> {
             });
         }
         let align = align_of::<T>();
-        if (owner.bytes().as_ptr() as usize + offset) % align != 0 {
+        if !(owner.bytes().as_ptr() as usize + offset).is_multiple_of(align) {
             return Err(SlabError::Misaligned { offset, align });
         }
         Ok(Self {

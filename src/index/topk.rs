@@ -81,7 +81,8 @@ impl TopK {
     /// `(distance, id)`. NaN distances are ignored. Ids are not deduplicated.
     #[inline(always)]
     pub fn push(&mut self, id: u64, distance: f32) {
-        // Also rejects NaN.
+        // One comparison that also rejects NaN.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(distance <= self.threshold) {
             return;
         }

@@ -177,3 +177,34 @@ fn edge_cases_k_zero_empty_index_filter_shorter_than_index() {
         vec![4, 50, 100]
     );
 }
+
+#[test]
+fn from_parts_round_trips_and_refuses_bad_parts() {
+    let mut idx = FlatIndex::new(4, Metric::Cosine);
+    idx.reserve(10);
+    for i in 0..10u64 {
+        idx.add(i * 7, &[i as f32, 1.0, -2.0, 0.5]).unwrap();
+    }
+    let back = FlatIndex::from_parts(
+        4,
+        Metric::Cosine,
+        idx.vectors().to_vec(),
+        idx.ids().to_vec(),
+    )
+    .unwrap();
+    let q = [1.0f32, 0.0, 0.0, 1.0];
+    assert_eq!(back.search(&q, 5, None), idx.search(&q, 5, None));
+    assert!(matches!(
+        FlatIndex::from_parts(4, Metric::L2, vec![0.0; 8], vec![1]),
+        Err(IndexError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        FlatIndex::from_parts(2, Metric::L2, vec![0.0, f32::NAN], vec![1]),
+        Err(IndexError::NonFinite)
+    ));
+    assert!(matches!(
+        FlatIndex::from_parts(2, Metric::Cosine, vec![3.0, 4.0], vec![1]),
+        Err(IndexError::Corrupted(_))
+    ));
+    assert!(FlatIndex::from_parts(2, Metric::L2, vec![3.0, 4.0], vec![1]).is_ok());
+}

@@ -275,3 +275,29 @@ fn nearest_centroids_sorted_and_metric_aware() {
     );
     assert!(nearest_centroids(&q, &cents, 2, 0, Metric::L2).is_empty());
 }
+
+#[test]
+fn inner_product_assignment_is_argmax_dot() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for (n, dim, k) in [(500usize, 128usize, 8usize), (500, 8, 256), (300, 64, 100)] {
+        let data: Vec<f32> = (0..n * dim)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        // Centroids of very different norms, so argmax dot differs from nearest by L2.
+        let cents: Vec<f32> = (0..k * dim)
+            .map(|i| rng.random_range(-1.0f32..1.0) * (1 + (i / dim) % 5) as f32)
+            .collect();
+        let got = assign_inner_product(&data, dim, &cents);
+        let l2 = assign(&data, dim, &cents);
+        assert_ne!(got, l2, "test data should separate the two criteria");
+        for (i, &g) in got.iter().enumerate() {
+            let x = &data[i * dim..(i + 1) * dim];
+            let dots: Vec<f32> = cents.chunks(dim).map(|c| distance::dot(x, c)).collect();
+            let best = dots.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            assert!(
+                best - dots[g as usize] <= 1e-4 * best.abs().max(1.0),
+                "row {i}"
+            );
+        }
+    }
+}
