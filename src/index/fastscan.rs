@@ -50,7 +50,7 @@ pub fn blocks_for(len: usize) -> usize {
 /// Appends `n = codes.len() / m` vectors' codes (one 4-bit code per byte, `m` per vector,
 /// row-major) to `out` in the packed layout. The last block is padded with code 0.
 pub fn pack_codes(codes: &[u8], m: usize, out: &mut Vec<u8>) {
-    debug_assert!(m > 0 && codes.len() % m == 0);
+    debug_assert!(m > 0 && codes.len().is_multiple_of(m));
     let n = codes.len() / m;
     let m_pad = padded_m(m);
     for b in 0..blocks_for(n) {
@@ -87,6 +87,28 @@ pub fn unpack_code(block: &[u8], i: usize, j: usize) -> u8 {
 /// Each sub-space is shifted by its minimum, and one scale is shared by all sub-spaces so that
 /// sums stay comparable; the widest sub-space uses the full 0..=255 range.
 pub fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
+    quantize_lut_with(SimdLevel::detect(), lut, m, out)
+}
+
+/// [`quantize_lut`] with a chosen kernel level; every level gives bit-identical output (same
+/// IEEE operations in the same order, min/max being exact).
+pub fn quantize_lut_with(level: SimdLevel, lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
+    assert_eq!(lut.len(), m * 16, "table size");
+    assert_eq!(out.len(), padded_m(m) * 16, "quantised table size");
+    assert!(m <= MAX_SUBSPACES, "too many sub-spaces");
+    #[cfg(target_arch = "x86_64")]
+    if level == SimdLevel::Avx512
+        && std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+    {
+        // SAFETY: features checked; sizes asserted above.
+        return unsafe { avx512::quantize_lut(lut, m, out) };
+    }
+    let _ = level;
+    quantize_lut_scalar(lut, m, out)
+}
+
+fn quantize_lut_scalar(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
     debug_assert_eq!(lut.len(), m * 16);
     debug_assert_eq!(out.len(), padded_m(m) * 16);
     let mut bias = 0.0f32;
@@ -110,9 +132,14 @@ pub fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
     };
     let inv = 1.0 / scale;
     for j in 0..m {
-        for e in 0..16 {
-            let q = ((lut[j * 16 + e] - mins[j]) * inv).round();
-            out[j * 16 + e] = q.clamp(0.0, 255.0) as u8;
+        let min = mins[j];
+        for (o, &v) in out[j * 16..j * 16 + 16]
+            .iter_mut()
+            .zip(&lut[j * 16..j * 16 + 16])
+        {
+            // Values are >= 0 here, so `+ 0.5` then truncation rounds to nearest without a libm
+            // call (this loop vectorises); `as u8` saturates.
+            *o = ((v - min) * inv + 0.5).min(255.0) as u8;
         }
     }
     out[m * 16..].fill(0);
@@ -126,11 +153,14 @@ pub fn u16_threshold(threshold: f32, scale: f32, bias: f32) -> u16 {
     if !threshold.is_finite() {
         return u16::MAX;
     }
-    let t = ((threshold - bias) / scale).ceil();
+    let t = (threshold - bias) / scale;
     if t >= u16::MAX as f32 {
         u16::MAX
-    } else if t >= 0.0 {
-        t as u16
+    } else if t > 0.0 {
+        // ceil without a libm call (the baseline x86-64 target has no rounding instruction):
+        // truncate, then step up if anything was cut off.
+        let i = t as u16;
+        if (i as f32) < t { i + 1 } else { i }
     } else {
         0
     }
@@ -405,6 +435,51 @@ mod avx512 {
     use super::*;
     use std::arch::x86_64::*;
 
+    /// One 16-entry sub-space table per 512-bit register.
+    ///
+    /// # Safety
+    /// AVX-512F/BW available; `lut.len() == m * 16`, `out.len() == padded_m(m) * 16`, `m <= 256`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
+        let mut mins = [0.0f32; MAX_SUBSPACES];
+        let mut bias = 0.0f32;
+        let mut max_range = 0.0f32;
+        let p = lut.as_ptr();
+        // SAFETY: every load reads 16 floats of row j < m, inside `lut`.
+        unsafe {
+            for (j, min) in mins.iter_mut().enumerate().take(m) {
+                let row = _mm512_loadu_ps(p.add(j * 16));
+                let lo = _mm512_reduce_min_ps(row);
+                let hi = _mm512_reduce_max_ps(row);
+                *min = lo;
+                bias += lo;
+                max_range = max_range.max(hi - lo);
+            }
+            let scale = if max_range > 0.0 && max_range.is_finite() {
+                max_range / 255.0
+            } else {
+                1.0
+            };
+            let inv = _mm512_set1_ps(1.0 / scale);
+            let half = _mm512_set1_ps(0.5);
+            let top = _mm512_set1_ps(255.0);
+            for (j, &min) in mins.iter().enumerate().take(m) {
+                let row = _mm512_loadu_ps(p.add(j * 16));
+                let v = _mm512_min_ps(
+                    _mm512_add_ps(
+                        _mm512_mul_ps(_mm512_sub_ps(row, _mm512_set1_ps(min)), inv),
+                        half,
+                    ),
+                    top,
+                );
+                let bytes = _mm512_cvtepi32_epi8(_mm512_cvttps_epu32(v));
+                _mm_storeu_si128(out.as_mut_ptr().add(j * 16) as *mut __m128i, bytes);
+            }
+            out[m * 16..].fill(0);
+            (scale, bias)
+        }
+    }
+
     /// Sums of one block into `out`; returns the lanes whose sum is `<= threshold`.
     ///
     /// # Safety
@@ -643,6 +718,18 @@ mod tests {
             assert!(acc <= u16_threshold(exact + scale * 0.5 * m as f32 + 1e-3, scale, bias));
         }
         assert_eq!(u16_threshold(f32::INFINITY, scale, bias), u16::MAX);
+        for level in SimdLevel::available() {
+            for m in [1usize, 5, 16, 64, 192] {
+                let lut: Vec<f32> = (0..m * 16)
+                    .map(|_| rng.random_range(-30.0..50.0f32))
+                    .collect();
+                let mut a = vec![0u8; padded_m(m) * 16];
+                let mut b = vec![1u8; padded_m(m) * 16];
+                let ra = quantize_lut_scalar(&lut, m, &mut a);
+                let rb = quantize_lut_with(level, &lut, m, &mut b);
+                assert_eq!((ra, &a), (rb, &b), "{level:?} m {m}");
+            }
+        }
         assert_eq!(u16_threshold(bias - 1.0, scale, bias), 0);
     }
 

@@ -2,6 +2,7 @@
 //! exact (flat) search. Nothing here touches files or the network; index parts live in [`Slab`]s
 //! so that a caller can hand in memory it owns or a memory map without the index knowing which.
 
+pub mod coarse;
 pub mod distance;
 pub mod error;
 pub mod fastscan;

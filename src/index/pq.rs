@@ -31,6 +31,39 @@ pub struct ProductQuantizer {
     codebooks: Slab<f32>,
     /// `[m][ksub]` squared norms of the centroids, derived from `codebooks`.
     norms: Vec<f32>,
+    /// Whether the CPU runs AVX-512F: the table and encoding loops are then compiled for it
+    /// (same operations in the same order, so results are identical to the portable build).
+    avx512: bool,
+}
+
+/// Runs `$body` compiled with AVX-512F enabled when `$flag` says the CPU has it, else portably.
+/// The body's loops are plain element-wise arithmetic that LLVM vectorises for either target.
+macro_rules! multiversion {
+    ($flag:expr, $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if $flag {
+                // SAFETY: `$flag` is only true when AVX-512F was detected at construction.
+                unsafe {
+                    wide(
+                        #[inline(always)]
+                        || $body,
+                    )
+                }
+            } else {
+                $body
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = $flag;
+            $body
+        }
+    }};
 }
 
 /// Checks `dim`, `m` and `bits` fit together; returns `(ksub, dsub)`.
@@ -40,7 +73,7 @@ pub fn check_params(dim: usize, m: usize, bits: u8) -> Result<(usize, usize), In
             "dimension must be positive".into(),
         ));
     }
-    if m == 0 || dim % m != 0 {
+    if m == 0 || !dim.is_multiple_of(m) {
         return Err(IndexError::InvalidParameter(format!(
             "pq_m = {m} must be positive and divide the dimension {dim}"
         )));
@@ -64,7 +97,7 @@ impl ProductQuantizer {
         seed: u64,
     ) -> Result<Self, IndexError> {
         let (ksub, dsub) = check_params(dim, m, bits)?;
-        if data.len() % dim != 0 {
+        if !data.len().is_multiple_of(dim) {
             return Err(IndexError::DimensionMismatch {
                 expected: dim,
                 got: data.len() % dim,
@@ -89,7 +122,7 @@ impl ProductQuantizer {
                     iters: 20,
                     seed: seed.wrapping_add(j as u64),
                     // 4-bit books are tiny: use more points per centroid for the same cost.
-                    max_points_per_centroid: if ksub <= 16 { 4096 } else { 256 },
+                    max_points_per_centroid: if ksub <= 16 { 1024 } else { 256 },
                     spherical: false,
                 };
                 let centroids = kmeans::try_train(&sub, dsub, &config)?;
@@ -137,6 +170,10 @@ impl ProductQuantizer {
                 }
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = std::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
         Ok(Self {
             dim,
             m,
@@ -145,6 +182,7 @@ impl ProductQuantizer {
             dsub,
             codebooks,
             norms,
+            avx512,
         })
     }
 
@@ -175,6 +213,11 @@ impl ProductQuantizer {
 
     /// `out[j * ksub + k] = <x_j, c_jk>` for every sub-space `j` and centroid `k`.
     fn dot_table(&self, x: &[f32], out: &mut [f32]) {
+        multiversion!(self.avx512, self.dot_table_impl(x, out))
+    }
+
+    #[inline(always)]
+    fn dot_table_impl(&self, x: &[f32], out: &mut [f32]) {
         let (ksub, dsub) = (self.ksub, self.dsub);
         for j in 0..self.m {
             let acc = &mut out[j * ksub..(j + 1) * ksub];
@@ -191,7 +234,12 @@ impl ProductQuantizer {
 
     /// Distance table for squared L2: `out[j * ksub + k] = ||y_j - c_jk||²` (`out.len() == m * ksub`).
     pub fn l2_table(&self, y: &[f32], out: &mut [f32]) {
-        self.dot_table(y, out);
+        multiversion!(self.avx512, self.l2_table_impl(y, out))
+    }
+
+    #[inline(always)]
+    fn l2_table_impl(&self, y: &[f32], out: &mut [f32]) {
+        self.dot_table_impl(y, out);
         let (ksub, dsub) = (self.ksub, self.dsub);
         for j in 0..self.m {
             let yj = &y[j * dsub..(j + 1) * dsub];
@@ -200,6 +248,16 @@ impl ProductQuantizer {
             for (o, &nc) in out[j * ksub..(j + 1) * ksub].iter_mut().zip(norms) {
                 *o = ny + nc - 2.0 * *o;
             }
+        }
+    }
+
+    /// The query-independent part of L2 tables over residuals of coarse centroid `c`:
+    /// `out[j * ksub + k] = ||c_jk||² + 2 <c_j, c_jk>`, so that
+    /// `||q - c - r||² = ||q - c||² + Σ_j (out[j][r_j] - 2 <q_j, c_{j r_j}>)` (FAISS' "term 2").
+    pub fn residual_terms(&self, c: &[f32], out: &mut [f32]) {
+        self.dot_table(c, out);
+        for (o, &n) in out.iter_mut().zip(&self.norms) {
+            *o = n + 2.0 * *o;
         }
     }
 
@@ -214,6 +272,11 @@ impl ProductQuantizer {
 
     /// Writes the `m` codes (one per byte) of vector `x` to `codes`.
     pub fn encode(&self, x: &[f32], codes: &mut [u8]) {
+        multiversion!(self.avx512, self.encode_impl(x, codes))
+    }
+
+    #[inline(always)]
+    fn encode_impl(&self, x: &[f32], codes: &mut [u8]) {
         let mut dots = [0.0f32; MAX_KSUB * 64];
         let mut start = 0;
         // Process sub-spaces in chunks whose tables fit the stack buffer.
@@ -293,13 +356,19 @@ pub fn scan_codes8<F>(
     let lut = &lut[..m];
     for (i, code) in codes.chunks_exact(m).enumerate() {
         let mut acc = [0.0f32; 4];
-        let mut tables = lut.chunks_exact(4);
-        let mut bytes = code.chunks_exact(4);
+        // Eight codes per 64-bit load: one load feeds eight table lookups.
+        let mut tables = lut.chunks_exact(8);
+        let mut bytes = code.chunks_exact(8);
         for (t, c) in (&mut tables).zip(&mut bytes) {
-            acc[0] += t[0][c[0] as usize];
-            acc[1] += t[1][c[1] as usize];
-            acc[2] += t[2][c[2] as usize];
-            acc[3] += t[3][c[3] as usize];
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            acc[0] += t[0][(w & 0xff) as usize];
+            acc[1] += t[1][((w >> 8) & 0xff) as usize];
+            acc[2] += t[2][((w >> 16) & 0xff) as usize];
+            acc[3] += t[3][((w >> 24) & 0xff) as usize];
+            acc[0] += t[4][((w >> 32) & 0xff) as usize];
+            acc[1] += t[5][((w >> 40) & 0xff) as usize];
+            acc[2] += t[6][((w >> 48) & 0xff) as usize];
+            acc[3] += t[7][(w >> 56) as usize];
         }
         for (t, &c) in tables.remainder().iter().zip(bytes.remainder()) {
             acc[0] += t[c as usize];
@@ -322,6 +391,39 @@ mod tests {
         (0..n * dim)
             .map(|_| rng.random_range(-1.0..1.0f32))
             .collect()
+    }
+
+    #[test]
+    fn scan8_reports_exactly_the_codes_under_the_threshold() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for m in [1usize, 3, 8, 13, 16, 48] {
+            let n = 300;
+            let codes: Vec<u8> = (0..n * m).map(|_| rng.random()).collect();
+            let lut: Vec<[f32; 256]> = (0..m)
+                .map(|_| std::array::from_fn(|_| rng.random_range(0.0..1.0f32)))
+                .collect();
+            let direct: Vec<f32> = codes
+                .chunks_exact(m)
+                .map(|c| 0.5 + c.iter().zip(&lut).map(|(&k, t)| t[k as usize]).sum::<f32>())
+                .collect();
+            let threshold = 0.5 + m as f32 * 0.45;
+            let mut got = Vec::new();
+            scan_codes8(&codes, m, &lut, 0.5, threshold, |i, d| {
+                got.push((i, d));
+                threshold
+            });
+            let want: Vec<usize> = (0..n).filter(|&i| direct[i] <= threshold - 1e-4).collect();
+            for &i in &want {
+                assert!(got.iter().any(|&(j, _)| j == i), "m {m}: vector {i} missed");
+            }
+            for &(i, d) in &got {
+                assert!(
+                    (d - direct[i]).abs() < 1e-4 && d <= threshold,
+                    "m {m}: {i} {d} vs {}",
+                    direct[i]
+                );
+            }
+        }
     }
 
     #[test]
