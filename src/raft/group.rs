@@ -17,7 +17,9 @@ use crate::raft::log_store::{LogDb, LogStoreError};
 use crate::raft::network::{
     GroupNetworkFactory, InProcessRouter, NetworkTimeouts, RaftReply, RaftRpc, Transport,
 };
-use crate::raft::state_machine::{GroupStateMachine, SnapshotHandle, StateMachineApp};
+use crate::raft::state_machine::{
+    GroupStateMachine, SnapshotHandle, StateMachineApp, verify_snapshot_dir,
+};
 use crate::raft::types::{
     Command, GroupId, NodeId, NodeInfo, Raft, SnapshotMeta, TypeConfig, Vote,
 };
@@ -487,6 +489,19 @@ impl NodeShared {
                 node.node_id
             ));
         };
+        // A torn copy (the sender's snapshot was replaced mid-transfer) must be refused here:
+        // a failed install inside openraft stops the group.
+        let check_dir = dir.clone();
+        let check_meta = meta.clone();
+        let checked =
+            tokio::task::spawn_blocking(move || verify_snapshot_dir(&check_dir, &check_meta))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = checked {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("received snapshot refused: {e}"));
+        }
         let snapshot = openraft::type_config::alias::SnapshotOf::<TypeConfig, SnapshotHandle> {
             meta,
             snapshot: SnapshotHandle { dir: dir.clone() },

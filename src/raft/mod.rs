@@ -20,7 +20,7 @@ pub mod group;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
-// pub mod tcp;
+pub mod tcp;
 pub mod types;
 
 #[cfg(test)]

@@ -15,10 +15,13 @@
 //!
 //! ## Snapshot layout
 //! `<group dir>/snapshots/snap-<last index>-<seq>/` holds the application's files plus
-//! `MANIFEST` (magic, format version, postcard(last_log_id, membership), CRC32). A snapshot is
+//! `MANIFEST` (magic, format version, postcard(last_log_id, membership, file list with
+//! lengths), CRC32). A snapshot is
 //! built or received in a `tmp-*`/`incoming-*` directory, fsynced, then renamed into place and the
 //! parent directory fsynced; on open the valid snapshot with the greatest last log id wins and
-//! leftovers are deleted, so a crash never leaves a half-installed snapshot in use.
+//! leftovers are deleted, so a crash never leaves a half-installed snapshot in use. Received
+//! snapshots are checked against their manifest ([`verify_snapshot_dir`]) before openraft sees
+//! them, since a failed install stops the group.
 //!
 //! Building a snapshot holds the apply lock while [`StateMachineApp::snapshot`] runs, so the files
 //! match the recorded `last_applied` exactly; applications should make `snapshot` cheap (hard
@@ -65,9 +68,20 @@ const MANIFEST_MAGIC: &[u8; 8] = b"SHOALSNP";
 /// Format version of the snapshot manifest.
 pub const MANIFEST_VERSION: u32 = 1;
 
+/// What a snapshot directory holds, recorded in its `MANIFEST`: the Raft position it covers and
+/// every application file with its length, so a receiver can tell a complete copy from a torn
+/// one before installing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Last log id and membership the snapshot covers.
+    pub meta: SnapshotMeta,
+    /// `(relative '/'-separated path, length)` of every application file, sorted.
+    pub files: Vec<(String, u64)>,
+}
+
 /// Serialise a snapshot manifest: magic, version, length, postcard body, CRC32 of the body.
-pub fn encode_manifest(meta: &SnapshotMeta) -> io::Result<Vec<u8>> {
-    let body = postcard::to_allocvec(&(&meta.last_log_id, &meta.last_membership))
+pub fn encode_manifest(m: &Manifest) -> io::Result<Vec<u8>> {
+    let body = postcard::to_allocvec(&(&m.meta.last_log_id, &m.meta.last_membership, &m.files))
         .map_err(|e| io::Error::other(e.to_string()))?;
     let mut out = Vec::with_capacity(body.len() + 20);
     out.extend_from_slice(MANIFEST_MAGIC);
@@ -79,7 +93,7 @@ pub fn encode_manifest(meta: &SnapshotMeta) -> io::Result<Vec<u8>> {
 }
 
 /// Parse and verify a manifest written by [`encode_manifest`].
-pub fn decode_manifest(bytes: &[u8]) -> io::Result<SnapshotMeta> {
+pub fn decode_manifest(bytes: &[u8]) -> io::Result<Manifest> {
     let bad = |m: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -107,26 +121,82 @@ pub fn decode_manifest(bytes: &[u8]) -> io::Result<SnapshotMeta> {
     if crc32fast::hash(body) != crc {
         return Err(bad("checksum mismatch"));
     }
-    let (last_log_id, last_membership): (Option<LogId>, StoredMembership) =
-        postcard::from_bytes(body).map_err(|e| bad(&e.to_string()))?;
-    Ok(SnapshotMeta {
-        last_log_id,
-        last_membership,
+    let (last_log_id, last_membership, files): (
+        Option<LogId>,
+        StoredMembership,
+        Vec<(String, u64)>,
+    ) = postcard::from_bytes(body).map_err(|e| bad(&e.to_string()))?;
+    Ok(Manifest {
+        meta: SnapshotMeta {
+            last_log_id,
+            last_membership,
+        },
+        files,
     })
 }
 
 /// Read and verify the manifest of the snapshot in `dir`.
-pub fn read_manifest(dir: &Path) -> io::Result<SnapshotMeta> {
+pub fn read_manifest(dir: &Path) -> io::Result<Manifest> {
     let mut bytes = Vec::new();
     File::open(dir.join(MANIFEST_FILE))?.read_to_end(&mut bytes)?;
     decode_manifest(&bytes)
 }
 
-fn write_manifest(dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
+/// Check that `dir` holds a complete snapshot for `meta`: a valid manifest for the same log id
+/// and every listed file with its recorded length. Run before handing a received snapshot to
+/// openraft, because a failed install stops the group.
+pub fn verify_snapshot_dir(dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
+    let m = read_manifest(dir)?;
+    if m.meta.last_log_id != meta.last_log_id {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "snapshot manifest is for another log id",
+        ));
+    }
+    for (rel, len) in &m.files {
+        let found = fs::metadata(dir.join(rel))?.len();
+        if found != *len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("snapshot file {rel}: {found} bytes, manifest says {len}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Application files under `dir` (everything but the manifest) with their lengths, sorted.
+fn list_app_files(dir: &Path) -> io::Result<Vec<(String, u64)>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> io::Result<()> {
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                walk(root, &p, out)?;
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                let parts: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                let rel = parts.join("/");
+                if rel != MANIFEST_FILE && rel != "MANIFEST.tmp" {
+                    out.push((rel, e.metadata()?.len()));
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> io::Result<()> {
     let tmp = dir.join("MANIFEST.tmp");
     {
         let mut f = File::create(&tmp)?;
-        f.write_all(&encode_manifest(meta)?)?;
+        f.write_all(&encode_manifest(m)?)?;
         f.sync_all()?;
     }
     fs::rename(&tmp, dir.join(MANIFEST_FILE))?;
@@ -245,7 +315,14 @@ impl Shared {
             }
             meta
         };
-        write_manifest(&tmp, &meta)?;
+        let files = list_app_files(&tmp)?;
+        write_manifest(
+            &tmp,
+            &Manifest {
+                meta: meta.clone(),
+                files,
+            },
+        )?;
         fsync_tree(&tmp)?;
         let dir = self.final_dir(&meta);
         fs::rename(&tmp, &dir)?;
@@ -267,7 +344,19 @@ impl Shared {
                 copy_tree(src, &tmp)?;
                 tmp
             };
-            write_manifest(&staging, meta)?;
+            // Keep the sender's file list when it has one (verified by the transport before the
+            // install); otherwise record what is there.
+            let files = match read_manifest(&staging) {
+                Ok(m) if m.meta.last_log_id == meta.last_log_id => m.files,
+                _ => list_app_files(&staging)?,
+            };
+            write_manifest(
+                &staging,
+                &Manifest {
+                    meta: meta.clone(),
+                    files,
+                },
+            )?;
             fsync_tree(&staging)?;
             let dir = self.final_dir(meta);
             fs::rename(&staging, &dir)?;
@@ -310,7 +399,9 @@ impl GroupStateMachine {
                 let _ = fs::remove_dir_all(&path);
                 continue;
             }
-            match read_manifest(&path) {
+            match read_manifest(&path)
+                .and_then(|m| verify_snapshot_dir(&path, &m.meta).map(|()| m.meta))
+            {
                 Ok(meta) => {
                     let better = best.as_ref().is_none_or(|(b, bp)| {
                         (meta.last_log_id.clone(), &path) > (b.last_log_id.clone(), bp)

@@ -16,6 +16,7 @@ use crate::raft::state_machine::{GroupStateMachine, StateMachineApp};
 use crate::raft::types::TypeConfig;
 use crate::raft::{
     InProcessRouter, NodeId, NodeInfo, RaftConfig, RaftGroup, RaftGroupError, RaftNode, Role,
+    Transport,
 };
 
 /// Test application: an append-only list of `(index, value)`, durable only through snapshots
@@ -80,6 +81,14 @@ impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_passes_openraft_suite() {
     Suite::test_all(SuiteBuilder).await.unwrap();
+}
+
+/// Route openraft's logs to the test output (`RUST_LOG=openraft=warn` to see them).
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
 fn info(id: NodeId) -> NodeInfo {
@@ -389,4 +398,196 @@ impl Cluster {
     async fn write_on(&self, id: NodeId, v: u64) -> u64 {
         self.group(id).write(cmd(v)).await.unwrap().index
     }
+}
+
+/// Write through whichever node leads `group` in `nodes`, following ForwardToLeader.
+async fn write_any(nodes: &BTreeMap<NodeId, RaftNode>, v: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leader = nodes
+            .values()
+            .filter_map(|n| n.group(GROUP))
+            .find(|g| g.metrics().role == Role::Leader);
+        if let Some(g) = leader {
+            match g.write(cmd(v)).await {
+                Ok(out) => return out.index,
+                Err(e) => assert!(Instant::now() < deadline, "write {v} failed: {e}"),
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader for write {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_cluster_replicates_and_streams_snapshots_to_a_new_member() {
+    use crate::raft::tcp::{TcpTransport, serve};
+    init_tracing();
+
+    let config = RaftConfig {
+        snapshot_every_entries: 20,
+        keep_entries_behind_snapshot: 0,
+        ..RaftConfig::fast()
+    };
+    let secret = b"cluster-secret".to_vec();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = BTreeMap::new();
+    let mut apps = BTreeMap::new();
+    let mut infos = BTreeMap::new();
+    let mut stops = Vec::new();
+    let mut servers = Vec::new();
+    for id in 1..=3u64 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let transport = TcpTransport::new(secret.clone(), Duration::from_secs(1));
+        let node = RaftNode::open(
+            id,
+            dirs[(id - 1) as usize].path(),
+            Arc::new(transport),
+            config.clone(),
+        )
+        .unwrap();
+        let app = Arc::new(ListApp::default());
+        node.start_group(GROUP, app.clone()).await.unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        servers.push(tokio::spawn(serve(
+            listener,
+            node.clone(),
+            secret.clone(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        )));
+        stops.push(stop_tx);
+        infos.insert(id, NodeInfo::new(addr, format!("127.0.0.1:{}", 6333 + id)));
+        nodes.insert(id, node);
+        apps.insert(id, app);
+    }
+
+    // Start with two voters; node 3 joins later, after the log it needs was purged.
+    let members: BTreeMap<_, _> = [1, 2].iter().map(|id| (*id, infos[id].clone())).collect();
+    nodes[&1]
+        .group(GROUP)
+        .unwrap()
+        .initialize(members)
+        .await
+        .unwrap();
+    let mut last = 0;
+    for v in 0..60 {
+        last = write_any(&nodes, v).await;
+    }
+    let leader_id = wait_leader(&[
+        &nodes[&1].group(GROUP).unwrap(),
+        &nodes[&2].group(GROUP).unwrap(),
+    ])
+    .await;
+    let leader = nodes[&leader_id].group(GROUP).unwrap();
+    leader.trigger_snapshot().await.unwrap();
+    wait_until("leader purged", || leader.metrics().purged.is_some()).await;
+
+    leader
+        .add_learner(3, infos[&3].clone(), true)
+        .await
+        .unwrap();
+    leader
+        .change_membership([1, 2, 3].into(), false)
+        .await
+        .unwrap();
+    for v in 60..70 {
+        last = write_any(&nodes, v).await;
+    }
+    for id in 1..=3 {
+        nodes[&id]
+            .group(GROUP)
+            .unwrap()
+            .wait_applied(last, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let expected: Vec<u64> = (0..70).collect();
+    for id in 1..=3 {
+        assert_eq!(apps[&id].values(), expected, "node {id}");
+    }
+    let m3 = nodes[&3].group(GROUP).unwrap().metrics();
+    assert!(
+        m3.snapshot.is_some(),
+        "node 3 must have installed a streamed snapshot: {m3:?}"
+    );
+    assert_eq!(m3.voters, vec![1, 2, 3]);
+
+    // A peer with the wrong secret is refused at connect.
+    let intruder = TcpTransport::new(b"wrong".to_vec(), Duration::from_secs(1));
+    let vote_req = openraft::raft::VoteRequest::new(openraft::Vote::new(99, 9), None);
+    let refused = intruder
+        .call(
+            9,
+            1,
+            &infos[&1],
+            GROUP,
+            crate::raft::RaftRpc::Vote(vote_req),
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(crate::raft::TransportError::Unreachable(..))),
+        "{refused:?}"
+    );
+
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for s in servers {
+        s.await.unwrap();
+    }
+    for n in nodes.values() {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_or_corrupt_snapshots_are_refused() {
+    use crate::raft::state_machine::{MANIFEST_FILE, read_manifest, verify_snapshot_dir};
+    use openraft::RaftSnapshotBuilder;
+    use openraft::storage::RaftStateMachine;
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = Arc::new(ListApp::default());
+    app.apply(1, &cmd(5));
+    let mut sm = GroupStateMachine::open(app, dir.path()).unwrap();
+    let snap = sm
+        .try_create_snapshot_builder(true)
+        .await
+        .unwrap()
+        .build_snapshot()
+        .await
+        .unwrap();
+    let snap_dir = snap.snapshot.dir.clone();
+    verify_snapshot_dir(&snap_dir, &snap.meta).unwrap();
+    let len = std::fs::metadata(snap_dir.join("list.bin")).unwrap().len();
+    assert_eq!(
+        read_manifest(&snap_dir).unwrap().files,
+        vec![("list.bin".to_owned(), len)]
+    );
+
+    // A copy missing a file (sender's snapshot deleted mid-transfer) is refused.
+    let torn = dir.path().join("torn");
+    std::fs::create_dir(&torn).unwrap();
+    std::fs::copy(snap_dir.join(MANIFEST_FILE), torn.join(MANIFEST_FILE)).unwrap();
+    assert!(verify_snapshot_dir(&torn, &snap.meta).is_err());
+
+    // A flipped bit in the manifest is caught by its checksum.
+    let mut bytes = std::fs::read(snap_dir.join(MANIFEST_FILE)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(torn.join(MANIFEST_FILE), &bytes).unwrap();
+    std::fs::copy(snap_dir.join("list.bin"), torn.join("list.bin")).unwrap();
+    assert!(read_manifest(&torn).is_err());
+
+    // Reopening finds the snapshot again and ignores leftovers of interrupted work.
+    std::fs::create_dir(dir.path().join("tmp-00000000000000000099")).unwrap();
+    drop(sm);
+    let mut sm = GroupStateMachine::open(Arc::new(ListApp::default()), dir.path()).unwrap();
+    let cur = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(cur.meta, snap.meta);
+    assert!(!dir.path().join("tmp-00000000000000000099").exists());
 }
