@@ -19,7 +19,7 @@ enum Command {
     Version,
     /// Serve the REST API (single node: every collection has one shard with a one-member Raft
     /// group). With no flags: 127.0.0.1:6333, data in ./data.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document of the REST API.
     Openapi,
 }
@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
             println!("shoal {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Serve(args) => run_server(ServeConfig::load(args)?),
+        Command::Serve(args) => run_server(ServeConfig::load(*args)?),
         Command::Openapi => {
             println!("{}", shoal::api::openapi_json());
             Ok(())

@@ -175,7 +175,7 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
 fn default_pq_m(dim: usize) -> usize {
     (1..=dim.min(64))
         .rev()
-        .find(|m| dim % m == 0 && dim / m >= 2)
+        .find(|m| dim.is_multiple_of(*m) && dim / m >= 2)
         .unwrap_or(1)
 }
 
@@ -222,7 +222,7 @@ pub fn resolve_config(
     let dim = vectors.size as usize;
     let ivf = req.ivf_pq_config.clone().unwrap_or_default();
     let pq_m = ivf.pq_m.unwrap_or_else(|| default_pq_m(dim));
-    if pq_m == 0 || dim % pq_m != 0 {
+    if pq_m == 0 || !dim.is_multiple_of(pq_m) {
         return Err(ApiError::bad(format!(
             "ivf_pq_config.pq_m = {pq_m} must divide the dimension {dim}"
         )));

@@ -7,6 +7,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
+/// A per-collection gauge: name, help text, and how to read it from the shard's stats.
+type Gauge = (
+    &'static str,
+    &'static str,
+    fn(&crate::shard::ShardStats) -> usize,
+);
+
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
@@ -102,7 +109,7 @@ impl Metrics {
                 s.requests
             );
         }
-        let gauges: [(&str, &str, fn(&crate::shard::ShardStats) -> usize); 4] = [
+        let gauges: [Gauge; 4] = [
             ("shoal_collection_points", "Live points.", |s| s.points),
             (
                 "shoal_collection_segments",

@@ -183,7 +183,7 @@ pub struct ShardStats {
 enum SegIndex {
     Flat(FlatIndex),
     IvfPq {
-        index: IvfPqIndex,
+        index: Box<IvfPqIndex>,
         /// Segment row → index row (the inverse of `index.ids()`).
         pos: Vec<u32>,
     },
@@ -767,7 +767,10 @@ fn build_ivfpq(config: &ShardConfig, frozen: &SegmentData) -> Option<SegIndex> {
                     *p = r as u32;
                 }
             }
-            Some(SegIndex::IvfPq { index, pos })
+            Some(SegIndex::IvfPq {
+                index: Box::new(index),
+                pos,
+            })
         }
         Err(e) => {
             tracing::warn!(rows = n, error = %e, "segment kept flat: IVF-PQ build refused");

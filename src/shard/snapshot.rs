@@ -208,7 +208,10 @@ impl Shard {
                             _ => return Err(bad("IVF-PQ row ids are not a permutation")),
                         }
                     }
-                    SegIndex::IvfPq { index, pos }
+                    SegIndex::IvfPq {
+                        index: Box::new(index),
+                        pos,
+                    }
                 }
                 None => {
                     let mut flat = FlatIndex::new(config.dim, config.metric);

@@ -23,7 +23,7 @@ fn random_vec(rng: &mut ChaCha8Rng, dim: usize) -> Vec<f32> {
 }
 
 fn point(id: u64, vector: Vec<f32>, group: u64) -> PointWrite {
-    let payload = json!({"group": group, "even": id % 2 == 0, "name": format!("p{id}"), "x": id as f64 / 10.0});
+    let payload = json!({"group": group, "even": id.is_multiple_of(2), "name": format!("p{id}"), "x": id as f64 / 10.0});
     PointWrite {
         id: PointId::Num(id),
         vector,
