@@ -85,6 +85,8 @@ knobs! {
     api_key: String = "SHOAL_API_KEY",
     /// Read-only API key.
     read_only_api_key: String = "SHOAL_READ_ONLY_API_KEY",
+    /// Raft: build a shard snapshot after this many log entries (the log before it is dropped).
+    snapshot_every: u64 = "SHOAL_SNAPSHOT_EVERY",
     /// Log format: text or json.
     log_format: LogFormat = "SHOAL_LOG_FORMAT",
     /// Log filter (tracing env-filter syntax), e.g. `info` or `shoal=debug`.
@@ -104,6 +106,8 @@ pub struct ServeConfig {
     pub threads: usize,
     /// API settings (body limit, keys).
     pub api: ApiConfig,
+    /// Raft timings and snapshot policy of the shard groups.
+    pub raft: crate::raft::RaftConfig,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -149,6 +153,12 @@ impl ServeConfig {
                 "request_timeout_secs must be at least 1".into(),
             ));
         }
+        let snapshot_every = m.snapshot_every.unwrap_or(5000);
+        if snapshot_every == 0 {
+            return Err(ConfigError::Invalid(
+                "snapshot_every must be at least 1".into(),
+            ));
+        }
         let empty_to_none = |k: Option<String>| k.filter(|k| !k.is_empty());
         Ok(ServeConfig {
             listen: m.listen.unwrap_or_else(|| "127.0.0.1:6333".into()),
@@ -160,6 +170,15 @@ impl ServeConfig {
                 api_key: empty_to_none(m.api_key),
                 read_only_api_key: empty_to_none(m.read_only_api_key),
                 request_timeout: Duration::from_secs(timeout),
+            },
+            raft: crate::raft::RaftConfig {
+                // One-member groups: elections only happen at start, keep them short.
+                heartbeat_ms: 100,
+                election_timeout_min_ms: 300,
+                election_timeout_max_ms: 600,
+                snapshot_every_entries: snapshot_every,
+                keep_entries_behind_snapshot: snapshot_every.min(1000),
+                ..crate::raft::RaftConfig::default()
             },
             log_format: m.log_format.unwrap_or(LogFormat::Text),
             log_level: m.log_level.unwrap_or_else(|| "info,openraft=warn".into()),

@@ -81,13 +81,8 @@ fn run_server(config: ServeConfig) -> anyhow::Result<()> {
         if !addr.ip().is_loopback() && config.api.api_key.is_none() {
             tracing::warn!(%addr, "listening beyond loopback without an API key: anyone who can reach this port can read and write");
         }
-        let collections = Collections::open(&config.data_dir, config.index, shoal::raft::RaftConfig {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
-            ..Default::default()
-        })
-        .await?;
+        let collections =
+            Collections::open(&config.data_dir, config.index, config.raft.clone()).await?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), "shoal serving");
         let state = AppState::new(Arc::new(collections), config.api.clone());
         serve(listener, state, shutdown_signal()).await?;

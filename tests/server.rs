@@ -322,3 +322,170 @@ fn restart_with_sealed_segments_serves_the_same_answers() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn raft_snapshots_and_log_replay_restore_everything_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let flags = ["--snapshot-every", "10"];
+    let queries: Vec<Vec<f32>> = (0..5).map(|i| vec_for(70_000 + i, dim)).collect();
+    let ask = |s: &Server| -> Vec<Value> {
+        queries
+            .iter()
+            .map(|q| {
+                s.ok(
+                    "POST",
+                    "/collections/c/points/search",
+                    json!({"vector": q, "limit": 5, "params": {"nprobe": 2}}),
+                )
+            })
+            .chain(queries.iter().map(|q| {
+                s.ok(
+                    "POST",
+                    "/collections/c/points/search",
+                    json!({"vector": q, "limit": 5}),
+                )
+                .clone()
+            }))
+            .collect()
+    };
+    let wait_green = |s: &Server| {
+        for _ in 0..600 {
+            if s.ok("GET", "/collections/c", json!(null))["status"] == "green" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("index builds never finished");
+    };
+    let mut s = Server::start(dir.path(), &flags);
+    create(
+        &s,
+        "c",
+        dim,
+        json!({"ivf_pq_config": {"nlist": 4, "seal_threshold": 300}}),
+    );
+    // 47 log entries: several snapshots are taken, and the tail after the last one is replayed.
+    for start in (0..900).step_by(20) {
+        upsert_range(&s, "c", start..start + 20, dim);
+    }
+    s.ok(
+        "POST",
+        "/collections/c/points/delete",
+        json!({"points": [5, 305, 805]}),
+    );
+    s.ok(
+        "POST",
+        "/collections/c/points/delete",
+        json!({"filter": {"must": [{"key": "x", "range": {"gte": 890}}]}}),
+    );
+    wait_green(&s);
+    let before = ask(&s);
+    let count = s.ok("POST", "/collections/c/points/count", json!({}))["count"].clone();
+    assert_eq!(count, 887);
+    s.kill9();
+    let snapshots = std::fs::read_dir(dir.path().join("raft/groups/1/snapshots"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("snap-"))
+        .count();
+    assert!(snapshots >= 1, "no Raft snapshot was taken");
+    let s = Server::start(dir.path(), &flags);
+    wait_green(&s);
+    assert_eq!(
+        s.ok("POST", "/collections/c/points/count", json!({}))["count"],
+        count
+    );
+    assert_eq!(ask(&s), before);
+    let page = s.ok(
+        "POST",
+        "/collections/c/points/scroll",
+        json!({"limit": 1000}),
+    );
+    let want: Vec<u64> = (0..890).filter(|i| ![5, 305, 805].contains(i)).collect();
+    assert_eq!(ids_of(&page["points"]), want);
+}
+
+#[test]
+fn api_keys_separate_admin_and_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--api-key",
+            "admin-secret",
+            "--read-only-api-key",
+            "ro-secret",
+        ],
+    );
+    let call = |method: &str, path: &str, key: Option<&str>, body: &str| -> u16 {
+        let mut stream = std::net::TcpStream::connect(&s.addr).unwrap();
+        let key = key.map(|k| format!("api-key: {k}\r\n")).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{key}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::io::Write::write_all(&mut stream, req.as_bytes()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut out).unwrap();
+        out.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let create = r#"{"vectors": {"size": 2, "distance": "Dot"}}"#;
+    assert_eq!(call("PUT", "/collections/k", None, create), 401);
+    assert_eq!(call("PUT", "/collections/k", Some("wrong"), create), 401);
+    assert_eq!(
+        call("PUT", "/collections/k", Some("ro-secret"), create),
+        403
+    );
+    assert_eq!(
+        call("PUT", "/collections/k", Some("admin-secret"), create),
+        200
+    );
+    let upsert = r#"{"points": [{"id": 1, "vector": [1, 2]}]}"#;
+    assert_eq!(
+        call("PUT", "/collections/k/points", Some("ro-secret"), upsert),
+        403
+    );
+    assert_eq!(
+        call("PUT", "/collections/k/points", Some("admin-secret"), upsert),
+        200
+    );
+    assert_eq!(
+        call(
+            "POST",
+            "/collections/k/points/query",
+            Some("ro-secret"),
+            r#"{"query": [1, 0]}"#
+        ),
+        200
+    );
+    assert_eq!(call("GET", "/collections", Some("ro-secret"), ""), 200);
+    assert_eq!(call("GET", "/collections", None, ""), 401);
+    assert_eq!(call("GET", "/healthz", None, ""), 200);
+    // Metrics count what was answered, per route.
+    let mut stream = std::net::TcpStream::connect(&s.addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\napi-key: ro-secret\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut metrics).unwrap();
+    assert!(
+        metrics.contains(
+            "shoal_http_requests_total{method=\"PUT\",route=\"/collections/{name}/points\"} 2"
+        ),
+        "{metrics}"
+    );
+    // ... of which one was refused (403).
+    assert!(
+        metrics.contains(
+            "shoal_http_errors_total{method=\"PUT\",route=\"/collections/{name}/points\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shoal_collection_points{collection=\"k\"} 1"),
+        "{metrics}"
+    );
+}
