@@ -612,17 +612,24 @@ impl RaftNode {
             raft,
             sm,
         };
-        let mut groups = self
-            .shared
-            .groups
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        if groups.contains_key(&group) {
-            drop(groups);
+        let inserted = {
+            let mut groups = self
+                .shared
+                .groups
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            match groups.entry(group) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(g.clone());
+                    true
+                }
+            }
+        };
+        if !inserted {
             let _ = g.raft.shutdown().await;
             return Err(RaftGroupError::GroupExists(group));
         }
-        groups.insert(group, g.clone());
         Ok(g)
     }
 

@@ -369,7 +369,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         let last_purged: Option<LogId> = self.db.read_meta(self.group, META_PURGED)?;
         let last = self.db.last_entry(self.group)?.map(|e| e.log_id);
         Ok(LogState {
-            last_log_id: last.or_else(|| last_purged.clone()),
+            last_log_id: last.or(last_purged),
             last_purged_log_id: last_purged,
         })
     }

@@ -305,7 +305,7 @@ impl Shared {
         let meta = {
             let applied = lock(&self.applied);
             let meta = SnapshotMeta {
-                last_log_id: applied.last_applied.clone(),
+                last_log_id: applied.last_applied,
                 last_membership: applied.membership.clone(),
             };
             if let Err(e) = self.app.snapshot(&tmp) {
@@ -366,7 +366,7 @@ impl Shared {
         {
             let mut applied = lock(&self.applied);
             self.app.restore(&dir)?;
-            applied.last_applied = meta.last_log_id.clone();
+            applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
         }
         self.set_current(meta.clone(), dir);
@@ -403,9 +403,9 @@ impl GroupStateMachine {
                 .and_then(|m| verify_snapshot_dir(&path, &m.meta).map(|()| m.meta))
             {
                 Ok(meta) => {
-                    let better = best.as_ref().is_none_or(|(b, bp)| {
-                        (meta.last_log_id.clone(), &path) > (b.last_log_id.clone(), bp)
-                    });
+                    let better = best
+                        .as_ref()
+                        .is_none_or(|(b, bp)| (meta.last_log_id, &path) > (b.last_log_id, bp));
                     if better {
                         best = Some((meta, path));
                     }
@@ -484,7 +484,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let a = lock(&self.shared.applied);
-        Ok((a.last_applied.clone(), a.membership.clone()))
+        Ok((a.last_applied, a.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, entries: Strm) -> Result<(), io::Error>
@@ -511,8 +511,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                         EntryPayload::Blank => Vec::new(),
                         EntryPayload::Normal(cmd) => shared.app.apply(entry.log_id.index, &cmd.0),
                         EntryPayload::Membership(m) => {
-                            applied.membership =
-                                StoredMembership::new(Some(entry.log_id.clone()), m);
+                            applied.membership = StoredMembership::new(Some(entry.log_id), m);
                             Vec::new()
                         }
                     };

@@ -591,3 +591,65 @@ async fn torn_or_corrupt_snapshots_are_refused() {
     assert_eq!(cur.meta, snap.meta);
     assert!(!dir.path().join("tmp-00000000000000000099").exists());
 }
+
+/// Write throughput, for the report: `cargo test --lib raft::tests::measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, prints numbers"]
+async fn measure_write_throughput() {
+    for (label, nodes_n) in [("1 node", 1u64), ("3 nodes in-process", 3)] {
+        let router = InProcessRouter::new();
+        let dirs: Vec<_> = (0..nodes_n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=nodes_n {
+            let n = open_node(
+                id,
+                dirs[(id - 1) as usize].path(),
+                &router,
+                &RaftConfig::fast(),
+            )
+            .await;
+            n.start_group(GROUP, Arc::new(ListApp::default()))
+                .await
+                .unwrap();
+            nodes.insert(id, n);
+        }
+        let members = (1..=nodes_n).map(|id| (id, info(id))).collect();
+        nodes[&1]
+            .group(GROUP)
+            .unwrap()
+            .initialize(members)
+            .await
+            .unwrap();
+        write_any(&nodes, 0).await;
+        let leader = nodes
+            .values()
+            .filter_map(|n| n.group(GROUP))
+            .find(|g| g.metrics().role == Role::Leader)
+            .unwrap();
+        for concurrency in [1usize, 64] {
+            let total = if concurrency == 1 { 300 } else { 3000 };
+            let start = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for w in 0..concurrency {
+                let g = leader.clone();
+                tasks.spawn(async move {
+                    for i in 0..total / concurrency {
+                        g.write(cmd((w * 1_000_000 + i) as u64)).await.unwrap();
+                    }
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "{label}: {total} writes, {concurrency} in flight: {:.0} writes/s, {:.2} ms mean latency",
+                total as f64 / secs,
+                secs * 1000.0 * concurrency as f64 / total as f64
+            );
+        }
+        for n in nodes.values() {
+            n.shutdown().await;
+        }
+    }
+}
