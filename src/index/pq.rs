@@ -348,6 +348,38 @@ pub fn scan_codes8<F>(
     m: usize,
     lut: &[[f32; 256]],
     bias: f32,
+    threshold: f32,
+    on_candidate: F,
+) where
+    F: FnMut(usize, f32) -> f32,
+{
+    scan8_impl::<false, F>(codes, m, lut, bias, &[], threshold, on_candidate)
+}
+
+/// [`scan_codes8`] with a per-vector addend: the distance of vector `i` is
+/// `bias + terms[i] + Σ_j lut[j][code_ij]` (`terms.len()` must be the number of vectors).
+pub fn scan_codes8_terms<F>(
+    codes: &[u8],
+    m: usize,
+    lut: &[[f32; 256]],
+    bias: f32,
+    terms: &[f32],
+    threshold: f32,
+    on_candidate: F,
+) where
+    F: FnMut(usize, f32) -> f32,
+{
+    assert_eq!(terms.len() * m, codes.len(), "one term per vector");
+    scan8_impl::<true, F>(codes, m, lut, bias, terms, threshold, on_candidate)
+}
+
+#[inline(always)]
+fn scan8_impl<const TERMS: bool, F>(
+    codes: &[u8],
+    m: usize,
+    lut: &[[f32; 256]],
+    bias: f32,
+    terms: &[f32],
     mut threshold: f32,
     mut on_candidate: F,
 ) where
@@ -373,7 +405,8 @@ pub fn scan_codes8<F>(
         for (t, &c) in tables.remainder().iter().zip(bytes.remainder()) {
             acc[0] += t[c as usize];
         }
-        let d = bias + ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+        let base = if TERMS { bias + terms[i] } else { bias };
+        let d = base + ((acc[0] + acc[1]) + (acc[2] + acc[3]));
         if d <= threshold {
             threshold = on_candidate(i, d);
         }
@@ -412,6 +445,16 @@ mod tests {
                 got.push((i, d));
                 threshold
             });
+            let terms: Vec<f32> = (0..n).map(|i| i as f32 * 1e-3).collect();
+            let mut with_terms = Vec::new();
+            scan_codes8_terms(&codes, m, &lut, 0.5, &terms, f32::INFINITY, |i, d| {
+                with_terms.push((i, d));
+                f32::INFINITY
+            });
+            assert_eq!(with_terms.len(), n);
+            for &(i, d) in &with_terms {
+                assert!((d - direct[i] - terms[i]).abs() < 1e-4);
+            }
             let want: Vec<usize> = (0..n).filter(|&i| direct[i] <= threshold - 1e-4).collect();
             for &i in &want {
                 assert!(got.iter().any(|&(j, _)| j == i), "m {m}: vector {i} missed");
