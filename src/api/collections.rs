@@ -355,13 +355,10 @@ impl Collections {
         config: CollectionConfig,
     ) -> Result<Arc<Collection>, ApiError> {
         let app = Arc::new(ShardApp::new(shard_config(&config)));
-        // `RaftNode::start_group`'s future is not `Send` (it holds a std lock guard across an
-        // await on one path), so it runs to completion on a blocking thread of its own.
-        let (node, gid, sm) = (self.node.clone(), config.group_id, app.clone());
-        let handle = tokio::runtime::Handle::current();
-        let group = tokio::task::spawn_blocking(move || handle.block_on(node.start_group(gid, sm)))
+        let group = self
+            .node
+            .start_group(config.group_id, app.clone())
             .await
-            .map_err(io_err)?
             .map_err(io_err)?;
         let members = BTreeMap::from([(SINGLE_NODE_ID, NodeInfo::new("local", "local"))]);
         match group.initialize(members).await {
