@@ -617,6 +617,9 @@ impl Shard {
                     let matching = allowed.count();
                     let approx = if req.exact || matching <= EXACT_SCAN_ROWS {
                         None
+                    } else if matching == index.len() {
+                        // Every row is live and passes: no row set to translate.
+                        Some(index.search(&query, k, &params, None))
                     } else {
                         // The index filters by its own rows, which are in list order.
                         let rows = RowSet::from_rows(
