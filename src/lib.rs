@@ -7,8 +7,11 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod bench;
+pub mod config;
 pub mod datasets;
 pub mod index;
 pub mod raft;
+pub mod shard;
 pub mod storage;

@@ -1,6 +1,9 @@
 //! The `shoal` binary: one executable for every role (`serve`, `bench`, `dataset`, `openapi`).
 
 use clap::{Parser, Subcommand};
+use shoal::api::{AppState, Collections, serve};
+use shoal::config::{LogFormat, ServeArgs, ServeConfig};
+use std::sync::Arc;
 
 /// shoal: a sharded approximate-nearest-neighbour vector database.
 #[derive(Parser)]
@@ -18,6 +21,77 @@ enum Command {
     Dataset(shoal::datasets::cli::DatasetArgs),
     /// Measure recall, QPS and latency on a dataset, sweep or tune IVF-PQ settings, plot results.
     Bench(Box<shoal::bench::cli::BenchArgs>),
+    /// Serve the REST API (single node: every collection has one shard with a one-member Raft
+    /// group). With no flags: 127.0.0.1:6333, data in ./data.
+    Serve(Box<ServeArgs>),
+    /// Print the OpenAPI document of the REST API.
+    Openapi,
+}
+
+fn init_logs(config: &ServeConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn run_server(config: ServeConfig) -> anyhow::Result<()> {
+    init_logs(&config);
+    if config.threads > 0 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .build_global()?;
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        rt.worker_threads(config.threads);
+    }
+    rt.enable_all().build()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && config.api.api_key.is_none() {
+            tracing::warn!(%addr, "listening beyond loopback without an API key: anyone who can reach this port can read and write");
+        }
+        let collections =
+            Collections::open(&config.data_dir, config.index, config.raft.clone()).await?;
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), "shoal serving");
+        let state = AppState::new(Arc::new(collections), config.api.clone());
+        serve(listener, state, shutdown_signal()).await?;
+        Ok(())
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +103,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Dataset(args) => shoal::datasets::cli::run(args),
         Command::Bench(args) => Ok(shoal::bench::cli::run(*args)?),
+        Command::Serve(args) => run_server(ServeConfig::load(*args)?),
+        Command::Openapi => {
+            println!("{}", shoal::api::openapi_json());
+            Ok(())
+        }
     }
 }

@@ -1,0 +1,89 @@
+//! [`ApiError`]: every way a request can fail, mapped once to an HTTP status and Qdrant's error
+//! body `{"status": {"error": "..."}, "time": seconds}`.
+
+use crate::shard::ShardError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Why a request failed. The message is what the client reads; it says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or its values are out of range (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The collection does not exist (404).
+    #[error("collection `{0}` not found")]
+    CollectionNotFound(String),
+    /// A point asked for by id does not exist (404).
+    #[error("point {0} not found")]
+    PointNotFound(String),
+    /// The collection exists already (409).
+    #[error("collection `{0}` already exists")]
+    CollectionExists(String),
+    /// The body exceeds the configured limit (413).
+    #[error("request body too large: the limit is {0} bytes")]
+    TooLarge(usize),
+    /// Missing or wrong API key (401).
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    /// A read-only key attempted a write (403).
+    #[error("this API key is read-only")]
+    Forbidden,
+    /// The route does not exist (404).
+    #[error("no such route: {0}")]
+    NoRoute(String),
+    /// The server cannot serve the request now: starting, shutting down, no leader (503).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an I/O failure on the server (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::CollectionNotFound(_) | ApiError::PointNotFound(_) | ApiError::NoRoute(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::CollectionExists(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A 400 with this message.
+    pub fn bad(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+}
+
+impl From<ShardError> for ApiError {
+    fn from(e: ShardError) -> Self {
+        match e {
+            ShardError::Io(_) | ShardError::Corrupted(_) | ShardError::Index(_) => {
+                ApiError::Internal(e.to_string())
+            }
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let body = serde_json::json!({
+            "status": {"error": self.to_string()},
+            "time": super::elapsed_now(),
+        });
+        (status, axum::Json(body)).into_response()
+    }
+}

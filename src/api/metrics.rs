@@ -1,0 +1,143 @@
+//! Prometheus metrics in the text exposition format, kept by hand (no registry crate): request
+//! counts, error counts and latency histograms per route, and per collection the points,
+//! segments, indexed segments and index builds in progress.
+
+use super::Collections;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// A per-collection gauge: name, help text, and how to read it from the shard's stats.
+type Gauge = (
+    &'static str,
+    &'static str,
+    fn(&crate::shard::ShardStats) -> usize,
+);
+
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct RouteStats {
+    requests: u64,
+    errors: u64,
+    buckets: [u64; BUCKETS.len()],
+    sum: f64,
+}
+
+/// Request statistics per (method, route).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    routes: Mutex<BTreeMap<(String, String), RouteStats>>,
+}
+
+impl Metrics {
+    /// Records one answered request.
+    pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let s = routes
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default();
+        s.requests += 1;
+        if status >= 400 {
+            s.errors += 1;
+        }
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                s.buckets[i] += 1;
+            }
+        }
+        s.sum += seconds;
+    }
+
+    /// The exposition text.
+    pub fn render(&self, collections: &Collections) -> String {
+        let mut out = String::new();
+        let routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let _ = writeln!(
+            out,
+            "# HELP shoal_http_requests_total HTTP requests answered.\n# TYPE shoal_http_requests_total counter"
+        );
+        for ((m, r), s) in &routes {
+            let _ = writeln!(
+                out,
+                "shoal_http_requests_total{{method=\"{m}\",route=\"{r}\"}} {}",
+                s.requests
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shoal_http_errors_total HTTP requests answered with a 4xx or 5xx.\n# TYPE shoal_http_errors_total counter"
+        );
+        for ((m, r), s) in &routes {
+            let _ = writeln!(
+                out,
+                "shoal_http_errors_total{{method=\"{m}\",route=\"{r}\"}} {}",
+                s.errors
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP shoal_http_request_duration_seconds Request latency.\n# TYPE shoal_http_request_duration_seconds histogram"
+        );
+        for ((m, r), s) in &routes {
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "shoal_http_request_duration_seconds_bucket{{method=\"{m}\",route=\"{r}\",le=\"{b}\"}} {}",
+                    s.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "shoal_http_request_duration_seconds_bucket{{method=\"{m}\",route=\"{r}\",le=\"+Inf\"}} {}",
+                s.requests
+            );
+            let _ = writeln!(
+                out,
+                "shoal_http_request_duration_seconds_sum{{method=\"{m}\",route=\"{r}\"}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "shoal_http_request_duration_seconds_count{{method=\"{m}\",route=\"{r}\"}} {}",
+                s.requests
+            );
+        }
+        let gauges: [Gauge; 4] = [
+            ("shoal_collection_points", "Live points.", |s| s.points),
+            (
+                "shoal_collection_segments",
+                "Segments, mutable one included.",
+                |s| s.segments,
+            ),
+            (
+                "shoal_collection_indexed_segments",
+                "Segments with a built IVF-PQ index.",
+                |s| s.indexed_segments,
+            ),
+            (
+                "shoal_collection_index_builds_running",
+                "IVF-PQ builds in progress.",
+                |s| s.building,
+            ),
+        ];
+        let stats: Vec<_> = collections
+            .all()
+            .iter()
+            .map(|c| (c.name.clone(), c.shard().stats()))
+            .collect();
+        for (name, help, f) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (c, s) in &stats {
+                let _ = writeln!(out, "{name}{{collection=\"{c}\"}} {}", f(s));
+            }
+        }
+        out
+    }
+}

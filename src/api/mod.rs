@@ -1,0 +1,291 @@
+//! The REST API: Qdrant's JSON over axum, so `qdrant-client` works against shoal unchanged.
+//!
+//! Every answer is `{"result": ..., "status": "ok", "time": seconds}`; every error is
+//! `{"status": {"error": "..."}, "time": seconds}` with a 4xx/5xx status ([`ApiError`]).
+//! Bodies are read as bytes under a size limit and parsed by hand, so empty, oversized and
+//! malformed bodies get a clear 4xx too.
+//!
+//! ## Compatibility with Qdrant
+//! Supported: collections (create, list, get, exists, delete), points (upsert as `points` or
+//! `batch`, retrieve, get one, delete by ids or filter, count, scroll), search (`query`,
+//! `query/batch`, `search`, `search/batch`) with filters (`must`/`should`/`must_not`, `match`
+//! value/any/except, `range`, `has_id`, `is_empty`, `is_null`, nested). Ids are unsigned integers
+//! or UUIDs. Scores follow Qdrant: cosine and dot are similarities (higher is closer), Euclid is
+//! the distance (lower is closer).
+//!
+//! Accepted and ignored (reported with fixed values by `GET /collections/{name}`):
+//! `hnsw_config`, `optimizers_config`, `wal_config`, `quantization_config`, `on_disk_payload`,
+//! `write_consistency_factor`, `params.hnsw_ef`, `count.exact` (counts are exact), `wait` (every
+//! write is applied and durable in the Raft log before it is answered).
+//! Refused with a 400: named vectors, sparse vectors, `Manhattan`, `prefetch`, non-vector
+//! queries, `shard_number`/`replication_factor` other than 1 (single node).
+//!
+//! shoal's own fields: `ivf_pq_config` and `search_config` on create; `params.nprobe`,
+//! `params.rerank`, `params.shard_probe` on searches; `consistency_token` in write answers.
+//!
+//! ## Serving
+//! [`serve`] takes a bound listener and a shutdown future, as mini-redis does: the binary passes
+//! ctrl-c/SIGTERM, tests bind `127.0.0.1:0`. On shutdown the server stops accepting, finishes the
+//! requests in flight, then stops the Raft groups (whose logs are already fsynced).
+
+pub mod auth;
+pub mod collections;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod parse;
+pub mod types;
+
+pub use collections::{Collection, Collections, IndexDefaults};
+pub use error::ApiError;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use utoipa::OpenApi;
+
+/// Largest re-rank factor a search accepts.
+pub const MAX_RERANK: usize = 100;
+/// Largest `offset` a search accepts.
+pub const MAX_OFFSET: usize = 100_000;
+
+tokio::task_local! {
+    static REQUEST_START: Instant;
+}
+
+/// Seconds since the current request started (0 outside a request).
+pub fn elapsed_now() -> f64 {
+    REQUEST_START
+        .try_with(|s| s.elapsed().as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Wraps a result in Qdrant's answer envelope.
+pub fn ok<T: Serialize>(result: T) -> Response {
+    axum::Json(serde_json::json!({"result": result, "status": "ok", "time": elapsed_now()}))
+        .into_response()
+}
+
+/// Server settings the API needs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Key allowed to do everything (none: no authentication).
+    pub api_key: Option<String>,
+    /// Key allowed to read only.
+    pub read_only_api_key: Option<String>,
+    /// Deadline of one request (answered with 503 when passed; a write may still complete).
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_limit: 32 * 1024 * 1024,
+            api_key: None,
+            read_only_api_key: None,
+            request_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The collections.
+    pub collections: Arc<Collections>,
+    /// Settings.
+    pub config: Arc<ApiConfig>,
+    /// Request counters and latency histograms.
+    pub metrics: Arc<metrics::Metrics>,
+    /// False once shutdown has begun.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// State over opened collections.
+    pub fn new(collections: Arc<Collections>, config: ApiConfig) -> Self {
+        AppState {
+            collections,
+            config: Arc::new(config),
+            metrics: Arc::new(metrics::Metrics::default()),
+            ready: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+/// A JSON body read under the size limit; every failure is a Qdrant-style 4xx.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(state.config.body_limit)
+                } else {
+                    ApiError::bad(format!("cannot read body: {}", e.body_text()))
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad("empty body: expected a JSON object"));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// The OpenAPI description of every route.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shoal",
+        description = "Sharded IVF-PQ vector database; Qdrant-compatible REST API. Answers are wrapped as {\"result\": ..., \"status\": \"ok\", \"time\": seconds}; errors as {\"status\": {\"error\": \"...\"}, \"time\": seconds}."
+    ),
+    paths(
+        handlers::root,
+        handlers::list_collections,
+        handlers::create_collection,
+        handlers::get_collection,
+        handlers::delete_collection,
+        handlers::collection_exists,
+        handlers::upsert_points,
+        handlers::retrieve_points,
+        handlers::get_point,
+        handlers::delete_points,
+        handlers::count_points,
+        handlers::scroll_points,
+        handlers::search_points,
+        handlers::search_batch,
+        handlers::query_points,
+        handlers::query_batch,
+        handlers::healthz,
+        handlers::readyz,
+        handlers::metrics,
+    ),
+    components(schemas(
+        crate::shard::filter::Filter,
+        crate::shard::filter::Condition,
+        types::CollectionConfig,
+        types::ResolvedIvfPq,
+        types::ResolvedSearch,
+        types::VectorParams,
+        types::Distance,
+    ))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as pretty JSON (what `shoal openapi` prints and `api/openapi.json` holds).
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+async fn track(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let deadline = st.config.request_timeout;
+    let resp = REQUEST_START
+        .scope(start, async move {
+            match tokio::time::timeout(deadline, next.run(req)).await {
+                Ok(resp) => resp,
+                Err(_) => ApiError::Unavailable(format!(
+                    "request timed out after {} s (a write may still have been applied)",
+                    deadline.as_secs_f64()
+                ))
+                .into_response(),
+            }
+        })
+        .await;
+    st.metrics.observe(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NoRoute(req.uri().path().to_owned())
+}
+
+/// The application: every route, the body limit, authentication, metrics.
+pub fn router(state: AppState) -> Router {
+    use handlers::*;
+    let api = Router::new()
+        .route("/", get(root))
+        .route("/collections", get(list_collections))
+        .route(
+            "/collections/{name}",
+            get(get_collection)
+                .put(create_collection)
+                .delete(delete_collection),
+        )
+        .route("/collections/{name}/exists", get(collection_exists))
+        .route(
+            "/collections/{name}/points",
+            axum::routing::put(upsert_points).post(retrieve_points),
+        )
+        .route("/collections/{name}/points/delete", post(delete_points))
+        .route("/collections/{name}/points/count", post(count_points))
+        .route("/collections/{name}/points/scroll", post(scroll_points))
+        .route("/collections/{name}/points/search", post(search_points))
+        .route(
+            "/collections/{name}/points/search/batch",
+            post(search_batch),
+        )
+        .route("/collections/{name}/points/query", post(query_points))
+        .route("/collections/{name}/points/query/batch", post(query_batch))
+        .route("/collections/{name}/points/{id}", get(get_point))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(not_found);
+    api.layer(middleware::from_fn_with_state(state.clone(), auth::check))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in flight
+/// and stops the collections' Raft groups.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let ready = state.ready.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            ready.store(false, Ordering::SeqCst);
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+        .await;
+    state.collections.shutdown().await;
+    tracing::info!("stopped");
+    result
+}

@@ -1,0 +1,166 @@
+//! Hand-checked parts of request bodies: ids, vectors, payloads, payload selectors, limits.
+//! Each error names the offending item so a client can fix its request.
+
+use super::error::ApiError;
+use crate::shard::{Payload, PointId};
+use serde_json::Value;
+
+/// Largest `limit` a search, query or scroll accepts.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// A point id from JSON.
+pub fn id(v: &Value) -> Result<PointId, ApiError> {
+    PointId::from_json(v).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+/// Ids from JSON.
+pub fn ids(vs: &[Value]) -> Result<Vec<PointId>, ApiError> {
+    vs.iter().map(id).collect()
+}
+
+/// A dense vector from JSON: a list of finite numbers of the collection's dimension. `what`
+/// names the vector in errors (e.g. "point 3").
+pub fn vector(v: &Value, dim: usize, what: &str) -> Result<Vec<f32>, ApiError> {
+    let list = match v {
+        Value::Array(a) => a,
+        // Qdrant's named-vector form with the unnamed (default) vector only.
+        Value::Object(m) if m.len() == 1 && m.contains_key("") => {
+            return vector(&m[""], dim, what);
+        }
+        _ => {
+            return Err(ApiError::bad(format!(
+                "{what}: the vector must be a list of {dim} numbers (named vectors are not supported)"
+            )));
+        }
+    };
+    if list.len() != dim {
+        return Err(ApiError::bad(format!(
+            "{what}: wrong vector dimension: expected {dim}, got {}",
+            list.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(dim);
+    for (i, x) in list.iter().enumerate() {
+        let f = x
+            .as_f64()
+            .ok_or_else(|| ApiError::bad(format!("{what}: component {i} is {x}, not a number")))?;
+        let f32v = f as f32;
+        if !f32v.is_finite() {
+            return Err(ApiError::bad(format!(
+                "{what}: component {i} ({x}) is not a finite 32-bit float"
+            )));
+        }
+        out.push(f32v);
+    }
+    Ok(out)
+}
+
+/// A payload from JSON: an object, or null/absent.
+pub fn payload(v: Option<&Value>, what: &str) -> Result<Option<Payload>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(other) => Err(ApiError::bad(format!(
+            "{what}: payload must be a JSON object, got {other}"
+        ))),
+    }
+}
+
+/// Which payload keys to return.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PayloadSelector {
+    /// None.
+    Nothing,
+    /// All keys.
+    All,
+    /// Only these keys.
+    Include(Vec<String>),
+    /// All but these keys.
+    Exclude(Vec<String>),
+}
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array()?
+        .iter()
+        .map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Reads `with_payload`: bool, list of keys, or `{"include"|"exclude": [...]}`.
+pub fn with_payload(v: Option<&Value>, default: bool) -> Result<PayloadSelector, ApiError> {
+    let bad = || {
+        ApiError::bad(
+            "with_payload must be a bool, a list of keys, or {\"include\"|\"exclude\": [keys]}",
+        )
+    };
+    Ok(match v {
+        None | Some(Value::Null) => {
+            if default {
+                PayloadSelector::All
+            } else {
+                PayloadSelector::Nothing
+            }
+        }
+        Some(Value::Bool(true)) => PayloadSelector::All,
+        Some(Value::Bool(false)) => PayloadSelector::Nothing,
+        Some(v @ Value::Array(_)) => PayloadSelector::Include(strings(v).ok_or_else(bad)?),
+        Some(Value::Object(m)) => match (m.get("include"), m.get("exclude")) {
+            (Some(i), None) => PayloadSelector::Include(strings(i).ok_or_else(bad)?),
+            (None, Some(e)) => PayloadSelector::Exclude(strings(e).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        },
+        Some(_) => return Err(bad()),
+    })
+}
+
+impl PayloadSelector {
+    /// Whether any payload is returned.
+    pub fn wants(&self) -> bool {
+        *self != PayloadSelector::Nothing
+    }
+
+    /// The selected part of a payload (an empty object when the point has none).
+    pub fn apply(&self, p: Option<&Payload>) -> Option<Value> {
+        let empty = Payload::new();
+        let p = p.unwrap_or(&empty);
+        match self {
+            PayloadSelector::Nothing => None,
+            PayloadSelector::All => Some(Value::Object(p.clone())),
+            PayloadSelector::Include(keys) => Some(Value::Object(
+                p.iter()
+                    .filter(|(k, _)| keys.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )),
+            PayloadSelector::Exclude(keys) => Some(Value::Object(
+                p.iter()
+                    .filter(|(k, _)| !keys.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )),
+        }
+    }
+}
+
+/// Reads `with_vector`/`with_vectors`: a bool, or a list of vector names (only the unnamed one
+/// exists, so a non-empty list means yes).
+pub fn with_vector(v: Option<&Value>) -> Result<bool, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::Array(a)) => Ok(!a.is_empty()),
+        Some(_) => Err(ApiError::bad(
+            "with_vector must be a bool or a list of vector names",
+        )),
+    }
+}
+
+/// Checks a `limit`.
+pub fn limit(l: usize) -> Result<usize, ApiError> {
+    if l == 0 || l > MAX_LIMIT {
+        return Err(ApiError::bad(format!(
+            "limit = {l} must be in 1..={MAX_LIMIT}"
+        )));
+    }
+    Ok(l)
+}

@@ -1,0 +1,397 @@
+//! Request and response bodies, in Qdrant's JSON shapes (plus shoal's own extra fields).
+//!
+//! Vectors and ids arrive as raw JSON values and are checked by hand in [`super::parse`], so a
+//! bad one is refused with a message naming the offending point rather than a generic serde
+//! error. Fields that Qdrant has and shoal does not use (`hnsw_config`, `optimizers_config`,
+//! `wal_config`, `quantization_config`, `on_disk_payload`, ...) are accepted and ignored on input,
+//! and reported with fixed, sensible values on output so that `qdrant-client` models parse.
+
+use crate::shard::Filter;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Qdrant's distance names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum Distance {
+    /// Cosine similarity (score = cosine, higher is closer).
+    Cosine,
+    /// Euclidean distance (score = distance, lower is closer).
+    Euclid,
+    /// Inner product (score = dot product, higher is closer).
+    Dot,
+    /// Manhattan distance: part of Qdrant's API, refused by shoal.
+    Manhattan,
+}
+
+/// `vectors` of a collection: one unnamed dense vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VectorParams {
+    /// Dimension.
+    pub size: u64,
+    /// Metric.
+    pub distance: Distance,
+}
+
+/// shoal's IVF-PQ settings of a collection (an extra field beside Qdrant's).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IvfPqParams {
+    /// Inverted lists per sealed segment (capped by the segment's size / 39).
+    pub nlist: Option<usize>,
+    /// PQ sub-spaces; must divide the dimension.
+    pub pq_m: Option<usize>,
+    /// Bits per PQ code: 4 or 8.
+    pub pq_bits: Option<u8>,
+    /// Rows after which the mutable segment is sealed and indexed.
+    pub seal_threshold: Option<usize>,
+}
+
+/// shoal's default search settings of a collection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchConfig {
+    /// Lists probed per sealed segment.
+    pub nprobe: Option<usize>,
+    /// Re-rank factor (0 = PQ distances only).
+    pub rerank: Option<usize>,
+    /// Shards probed under centroid placement (single node: always 1).
+    pub shard_probe: Option<usize>,
+}
+
+/// `PUT /collections/{name}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CreateCollection {
+    /// The vector space.
+    pub vectors: Option<Value>,
+    /// Shards; a single node serves exactly one.
+    pub shard_number: Option<u32>,
+    /// Replicas per shard; a single node serves exactly one.
+    pub replication_factor: Option<u32>,
+    /// `hash` or `centroid` (one shard: both place everything in it).
+    pub placement: Option<String>,
+    /// IVF-PQ settings.
+    pub ivf_pq_config: Option<IvfPqParams>,
+    /// Default search settings.
+    pub search_config: Option<SearchConfig>,
+}
+
+/// A collection's stored configuration (also what `GET /collections/{name}` reports under
+/// `config.params` and `config.ivf_pq_config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CollectionConfig {
+    /// The vector space.
+    pub vectors: VectorParams,
+    /// Always 1 on a single node.
+    pub shard_number: u32,
+    /// Always 1 on a single node.
+    pub replication_factor: u32,
+    /// `hash` or `centroid`.
+    pub placement: String,
+    /// Resolved IVF-PQ settings.
+    pub ivf_pq_config: ResolvedIvfPq,
+    /// Resolved default search settings.
+    pub search_config: ResolvedSearch,
+    /// The Raft group of the collection's shard on this node.
+    pub group_id: u64,
+}
+
+/// IVF-PQ settings with defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResolvedIvfPq {
+    /// Inverted lists.
+    pub nlist: usize,
+    /// PQ sub-spaces.
+    pub pq_m: usize,
+    /// Bits per code.
+    pub pq_bits: u8,
+    /// Seal threshold in rows.
+    pub seal_threshold: usize,
+}
+
+/// Search settings with defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResolvedSearch {
+    /// Lists probed.
+    pub nprobe: usize,
+    /// Re-rank factor.
+    pub rerank: usize,
+    /// Shards probed.
+    pub shard_probe: usize,
+}
+
+/// Per-request search knobs (`params`): Qdrant's `exact`, `hnsw_ef` (ignored) and shoal's own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchParamsReq {
+    /// Scan exactly instead of using IVF-PQ.
+    pub exact: Option<bool>,
+    /// Qdrant's HNSW knob; accepted and ignored.
+    pub hnsw_ef: Option<u64>,
+    /// Lists probed per sealed segment (1..=nlist).
+    pub nprobe: Option<usize>,
+    /// Re-rank factor (0..=100).
+    pub rerank: Option<usize>,
+    /// Shards probed under centroid placement.
+    pub shard_probe: Option<usize>,
+}
+
+/// `PUT /collections/{name}/points`: `points` or `batch`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpsertPoints {
+    /// Points, each `{id, vector, payload?}`.
+    pub points: Option<Vec<PointStruct>>,
+    /// Column form: `{ids, vectors, payloads?}`.
+    pub batch: Option<Batch>,
+}
+
+/// One point to upsert.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PointStruct {
+    /// Unsigned integer or UUID string.
+    #[schema(value_type = Object)]
+    pub id: Value,
+    /// The vector (a list of numbers).
+    #[schema(value_type = Vec<f32>)]
+    pub vector: Value,
+    /// A JSON object, or null.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+}
+
+/// Column form of an upsert.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Batch {
+    /// Ids.
+    #[schema(value_type = Vec<Object>)]
+    pub ids: Vec<Value>,
+    /// Vectors, one per id.
+    #[schema(value_type = Vec<Vec<f32>>)]
+    pub vectors: Vec<Value>,
+    /// Payloads, one per id (or absent).
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub payloads: Option<Vec<Value>>,
+}
+
+/// `POST /collections/{name}/points`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RetrieveRequest {
+    /// Ids to fetch.
+    #[schema(value_type = Vec<Object>)]
+    pub ids: Vec<Value>,
+    /// `true`, `false`, a list of keys, or `{"include"|"exclude": [...]}` (default true).
+    #[schema(value_type = Option<Object>)]
+    pub with_payload: Option<Value>,
+    /// Return vectors (default false).
+    #[schema(value_type = Option<Object>)]
+    pub with_vector: Option<Value>,
+}
+
+/// `POST /collections/{name}/points/delete`: `points` (ids) or `filter`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DeletePoints {
+    /// Ids to delete.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub points: Option<Vec<Value>>,
+    /// Delete every point matching.
+    pub filter: Option<Filter>,
+}
+
+/// `POST /collections/{name}/points/count`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CountRequest {
+    /// Count only matching points.
+    pub filter: Option<Filter>,
+    /// Accepted; counts are always exact.
+    pub exact: Option<bool>,
+}
+
+/// `POST /collections/{name}/points/scroll`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ScrollRequest {
+    /// Start at this id (inclusive).
+    #[schema(value_type = Option<Object>)]
+    pub offset: Option<Value>,
+    /// Page size, 1..=10000 (default 10).
+    pub limit: Option<usize>,
+    /// Only matching points.
+    pub filter: Option<Filter>,
+    /// As in retrieve (default true).
+    #[schema(value_type = Option<Object>)]
+    pub with_payload: Option<Value>,
+    /// As in retrieve (default false).
+    #[schema(value_type = Option<Object>)]
+    pub with_vector: Option<Value>,
+}
+
+/// `POST /collections/{name}/points/search`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchRequestBody {
+    /// The query vector.
+    #[schema(value_type = Vec<f32>)]
+    pub vector: Value,
+    /// Hits, 1..=10000.
+    pub limit: usize,
+    /// Best hits to skip.
+    pub offset: Option<usize>,
+    /// Only matching points.
+    pub filter: Option<Filter>,
+    /// Search knobs.
+    pub params: Option<SearchParamsReq>,
+    /// Default false.
+    #[schema(value_type = Option<Object>)]
+    pub with_payload: Option<Value>,
+    /// Default false.
+    #[schema(value_type = Option<Object>)]
+    pub with_vector: Option<Value>,
+    /// Drop hits worse than this score.
+    pub score_threshold: Option<f32>,
+}
+
+/// `POST /collections/{name}/points/search/batch`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchBatch {
+    /// The searches.
+    pub searches: Vec<SearchRequestBody>,
+}
+
+/// `POST /collections/{name}/points/query`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct QueryRequest {
+    /// A vector, or `{"nearest": vector}`.
+    #[schema(value_type = Option<Object>)]
+    pub query: Option<Value>,
+    /// Hits, 1..=10000 (default 10).
+    pub limit: Option<usize>,
+    /// Best hits to skip.
+    pub offset: Option<usize>,
+    /// Only matching points.
+    pub filter: Option<Filter>,
+    /// Search knobs.
+    pub params: Option<SearchParamsReq>,
+    /// Default false.
+    #[schema(value_type = Option<Object>)]
+    pub with_payload: Option<Value>,
+    /// Default false.
+    #[schema(value_type = Option<Object>)]
+    pub with_vector: Option<Value>,
+    /// Drop hits worse than this score.
+    pub score_threshold: Option<f32>,
+    /// Named vector to use: only the unnamed one exists.
+    pub using: Option<String>,
+    /// Qdrant's multi-stage queries: not supported.
+    #[schema(value_type = Option<Object>)]
+    pub prefetch: Option<Value>,
+}
+
+/// `POST /collections/{name}/points/query/batch`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueryBatch {
+    /// The queries.
+    pub searches: Vec<QueryRequest>,
+}
+
+/// A point as retrieve and scroll answer it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecordOut {
+    /// The id.
+    #[schema(value_type = Object)]
+    pub id: Value,
+    /// The payload, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    /// The vector, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A search hit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScoredPoint {
+    /// The id.
+    #[schema(value_type = Object)]
+    pub id: Value,
+    /// Qdrant's point version; shoal reports 0.
+    pub version: u64,
+    /// Cosine/Dot: similarity (higher is closer). Euclid: distance (lower is closer).
+    pub score: f32,
+    /// The payload, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+    /// The vector, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// `{"points": [...]}` of a query.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueryResponse {
+    /// Hits, closest first.
+    pub points: Vec<ScoredPoint>,
+}
+
+/// A page of scroll.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScrollResponse {
+    /// Points in id order.
+    pub points: Vec<RecordOut>,
+    /// Pass as `offset` for the next page; null at the end.
+    #[schema(value_type = Option<Object>)]
+    pub next_page_offset: Option<Value>,
+}
+
+/// `{"count": n}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CountResponse {
+    /// Matching points.
+    pub count: usize,
+}
+
+/// The answer to a write.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpdateResult {
+    /// The Raft log index of the write (also its consistency token).
+    pub operation_id: u64,
+    /// `completed`: applied and durable before the answer.
+    pub status: String,
+    /// Pass back as `?consistency_token=` on a session read.
+    pub consistency_token: u64,
+}
+
+/// `{"exists": bool}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Exists {
+    /// Whether the collection exists.
+    pub exists: bool,
+}
+
+/// One collection name.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionDescription {
+    /// The name.
+    pub name: String,
+}
+
+/// `GET /collections`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionsList {
+    /// Every collection.
+    pub collections: Vec<CollectionDescription>,
+}
+
+/// `GET /` (qdrant-client's version check reads it).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VersionInfo {
+    /// "shoal".
+    pub title: String,
+    /// The crate version.
+    pub version: String,
+}
+
+/// Query-string options of writes.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WriteQuery {
+    /// Qdrant's `wait`; every write is applied and durable before the answer anyway.
+    pub wait: Option<bool>,
+}

@@ -1,0 +1,103 @@
+"""Drives a running shoal server with the official qdrant-client (REST) and checks the answers.
+
+Usage: python qdrant_compat.py http://127.0.0.1:PORT
+Run by tests/qdrant_client.rs, which starts the server and provides the virtualenv.
+"""
+
+import math
+import sys
+import uuid
+
+from qdrant_client import QdrantClient, models
+
+url = sys.argv[1]
+client = QdrantClient(url=url, prefer_grpc=False, timeout=30)
+name = "compat"
+dim = 4
+
+assert not client.collection_exists(name)
+assert client.create_collection(
+    collection_name=name,
+    vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+    hnsw_config=models.HnswConfigDiff(m=32),  # accepted and ignored
+)
+assert client.collection_exists(name)
+assert name in [c.name for c in client.get_collections().collections]
+info = client.get_collection(name)
+assert info.config.params.vectors.size == dim, info
+assert info.config.params.vectors.distance == models.Distance.COSINE
+assert info.points_count == 0
+
+def vec(i):
+    return [math.cos(i), math.sin(i), math.cos(2 * i), 1.0 + (i % 5)]
+
+u = str(uuid.UUID(int=12345))
+res = client.upsert(
+    collection_name=name,
+    wait=True,
+    points=[models.PointStruct(id=i, vector=vec(i), payload={"group": i % 3, "name": f"p{i}", "x": i / 2})
+            for i in range(0, 20)]
+    + [models.PointStruct(id=u, vector=vec(99), payload={"group": 7})],
+)
+assert res.status == models.UpdateStatus.COMPLETED, res
+client.upsert(
+    collection_name=name,
+    points=models.Batch(ids=[20, 21, 22], vectors=[vec(20), vec(21), vec(22)],
+                        payloads=[{"group": i % 3} for i in (20, 21, 22)]),
+)
+client.upload_points(
+    collection_name=name,
+    points=[models.PointStruct(id=i, vector=vec(i), payload={"group": i % 3}) for i in range(23, 60)],
+    batch_size=16,
+    wait=True,
+)
+assert client.count(name, exact=True).count == 61
+
+def cos(a, b):
+    na = math.sqrt(sum(x * x for x in a))
+    nb = math.sqrt(sum(x * x for x in b))
+    return sum(x * y for x, y in zip(a, b)) / (na * nb)
+
+q = vec(7.3)
+hits = client.query_points(name, query=q, limit=5, with_payload=True).points
+want = sorted(((cos(q, vec(i)), i) for i in range(60)), key=lambda t: (-t[0], t[1]))[:5]
+assert [h.id for h in hits] == [i for _, i in want], (hits, want)
+for h, (s, _) in zip(hits, want):
+    assert abs(h.score - s) < 1e-4, (h.score, s)
+
+flt = models.Filter(must=[models.FieldCondition(key="group", match=models.MatchValue(value=1))],
+                    must_not=[models.FieldCondition(key="x", range=models.Range(gte=5.0))])
+hits = client.query_points(name, query=q, query_filter=flt, limit=100, with_payload=True).points
+assert {h.id for h in hits} == {i for i in range(60) if i % 3 == 1 and (i >= 20 or i / 2 < 5.0)}, hits
+
+batch = client.query_batch_points(name, requests=[
+    models.QueryRequest(query=q, limit=3),
+    models.QueryRequest(query=vec(1), limit=2, filter=flt),
+])
+assert len(batch) == 2 and len(batch[0].points) == 3 and len(batch[1].points) == 2
+
+got = client.retrieve(name, ids=[1, u, 1000], with_vectors=True, with_payload=True)
+assert sorted(str(p.id) for p in got) == sorted(["1", u]), got
+one = [p for p in got if p.id == 1][0]
+assert one.payload["name"] == "p1" and len(one.vector) == dim
+
+client.delete(name, points_selector=models.PointIdsList(points=[0, 1, u]))
+client.delete(name, points_selector=models.FilterSelector(filter=models.Filter(
+    must=[models.FieldCondition(key="group", match=models.MatchAny(any=[2]))])))
+remaining = {i for i in range(2, 60) if i % 3 != 2}
+assert client.count(name).count == len(remaining)
+assert client.count(name, count_filter=models.Filter(
+    must=[models.FieldCondition(key="group", match=models.MatchValue(value=0))])).count == len(
+    [i for i in remaining if i % 3 == 0])
+
+seen, offset = [], None
+while True:
+    page, offset = client.scroll(name, limit=7, offset=offset, with_payload=False)
+    seen += [p.id for p in page]
+    if offset is None:
+        break
+assert seen == sorted(remaining), seen
+
+assert client.delete_collection(name)
+assert not client.collection_exists(name)
+print("qdrant-client compatibility: ok")

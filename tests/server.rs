@@ -1,0 +1,491 @@
+//! End-to-end tests of the real `shoal` binary over HTTP: search against brute force, filters,
+//! refused bad input, durability across `kill -9`, and restart with sealed segments.
+
+mod common;
+
+use common::Server;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+fn vec_for(i: u64, dim: usize) -> Vec<f32> {
+    // Deterministic pseudo-random components in [-1, 1).
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+fn l2(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
+fn create(s: &Server, name: &str, dim: usize, extra: Value) {
+    let mut body = json!({"vectors": {"size": dim, "distance": "Euclid"}});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    assert_eq!(
+        s.ok("PUT", &format!("/collections/{name}"), body),
+        json!(true)
+    );
+}
+
+fn upsert_range(s: &Server, name: &str, ids: std::ops::Range<u64>, dim: usize) {
+    let points: Vec<Value> = ids
+        .map(|i| json!({"id": i, "vector": vec_for(i, dim), "payload": {"group": i % 4, "tag": format!("t{}", i % 3), "x": i as f64}}))
+        .collect();
+    s.ok(
+        "PUT",
+        &format!("/collections/{name}/points?wait=true"),
+        json!({"points": points}),
+    );
+}
+
+fn ids_of(result: &Value) -> Vec<u64> {
+    result
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn upsert_then_search_matches_brute_force_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let dim = 8;
+    create(&s, "c", dim, json!({}));
+    upsert_range(&s, "c", 0..300, dim);
+    assert_eq!(
+        s.ok("POST", "/collections/c/points/count", json!({}))["count"],
+        300
+    );
+    let q = vec_for(10_000, dim);
+    let filter = json!({"must": [{"key": "group", "match": {"value": 1}}], "must_not": [{"key": "tag", "match": {"any": ["t0"]}}]});
+    let hits = s.ok(
+        "POST",
+        "/collections/c/points/search",
+        json!({"vector": q, "limit": 10, "filter": filter, "with_payload": true}),
+    );
+    let mut want: Vec<(f32, u64)> = (0..300u64)
+        .filter(|i| i % 4 == 1 && i % 3 != 0)
+        .map(|i| (l2(&q, &vec_for(i, dim)), i))
+        .collect();
+    want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    assert_eq!(
+        ids_of(&hits),
+        want.iter().take(10).map(|w| w.1).collect::<Vec<_>>()
+    );
+    for (h, w) in hits.as_array().unwrap().iter().zip(&want) {
+        assert!((h["score"].as_f64().unwrap() as f32 - w.0).abs() < 1e-4);
+        assert_eq!(h["payload"]["group"], 1);
+    }
+    // query API, range filter, count with the same filter.
+    let range = json!({"must": [{"key": "x", "range": {"gte": 100, "lt": 120}}]});
+    let res = s.ok(
+        "POST",
+        "/collections/c/points/query",
+        json!({"query": q, "limit": 100, "filter": range}),
+    );
+    let got: BTreeSet<u64> = ids_of(&res["points"]).into_iter().collect();
+    assert_eq!(got, (100..120).collect());
+    assert_eq!(
+        s.ok(
+            "POST",
+            "/collections/c/points/count",
+            json!({"filter": range})
+        )["count"],
+        20
+    );
+    // Delete by filter, then by ids; retrieve and get-one see the result.
+    s.ok(
+        "POST",
+        "/collections/c/points/delete",
+        json!({"filter": range}),
+    );
+    s.ok(
+        "POST",
+        "/collections/c/points/delete",
+        json!({"points": [0, 1]}),
+    );
+    assert_eq!(
+        s.ok("POST", "/collections/c/points/count", json!({}))["count"],
+        278
+    );
+    let got = s.ok(
+        "POST",
+        "/collections/c/points",
+        json!({"ids": [1, 2, 105, 200]}),
+    );
+    assert_eq!(ids_of(&got), vec![2, 200]);
+    assert_eq!(s.call("GET", "/collections/c/points/1", None).0, 404);
+    assert_eq!(s.ok("GET", "/collections/c/points/2", json!(null))["id"], 2);
+    // Scroll walks every remaining id in order.
+    let mut seen = Vec::new();
+    let mut offset = Value::Null;
+    loop {
+        let page = s.ok(
+            "POST",
+            "/collections/c/points/scroll",
+            json!({"limit": 64, "offset": offset}),
+        );
+        seen.extend(ids_of(&page["points"]));
+        offset = page["next_page_offset"].clone();
+        if offset.is_null() {
+            break;
+        }
+    }
+    let want: Vec<u64> = (2..300).filter(|i| !(100..120).contains(i)).collect();
+    assert_eq!(seen, want);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--body-limit", "65536"]);
+    let dim = 4;
+    create(&s, "c", dim, json!({"ivf_pq_config": {"nlist": 8}}));
+    upsert_range(&s, "c", 0..10, dim);
+    let snapshot = |s: &Server| {
+        s.ok(
+            "POST",
+            "/collections/c/points/scroll",
+            json!({"limit": 100, "with_vector": true}),
+        )
+    };
+    let before = snapshot(&s);
+    let big = vec![json!({"id": 1, "vector": [0.0, 0.0, 0.0, 0.0]}); 5000];
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("PUT", "/collections/c/points", serde_json::to_vec(&json!({"points": [{"id": 50, "vector": [1, 2, 3]}]})).unwrap()),
+        ("PUT", "/collections/c/points", serde_json::to_vec(&json!({"points": [{"id": 50, "vector": [1, 2, 3, "NaN"]}]})).unwrap()),
+        ("PUT", "/collections/c/points", br#"{"points": [{"id": 50, "vector": [1, 2, 3, 1e39]}]}"#.to_vec()),
+        ("PUT", "/collections/c/points", br#"{"points": [{"id": 50, "vector": [1, 2, 3, NaN]}]}"#.to_vec()),
+        ("PUT", "/collections/c/points", Vec::new()),
+        ("PUT", "/collections/c/points", serde_json::to_vec(&json!({"points": big})).unwrap()),
+        ("PUT", "/collections/c/points", b"{\"points\": [".to_vec()),
+        ("PUT", "/collections/c/points", serde_json::to_vec(&json!({"points": [{"id": 1, "vector": [0, 0, 0, 1]}, {"id": 1, "vector": [0, 0, 0, 2]}]})).unwrap()),
+        ("PUT", "/collections/c/points", serde_json::to_vec(&json!({"points": [{"id": -5, "vector": [0, 0, 0, 1]}]})).unwrap()),
+        ("PUT", "/collections/c/points", serde_json::to_vec(&json!({"points": [{"id": 1.5, "vector": [0, 0, 0, 1]}]})).unwrap()),
+        ("PUT", "/collections/c/points", serde_json::to_vec(&json!({"points": [{"id": "not-a-uuid", "vector": [0, 0, 0, 1]}]})).unwrap()),
+        ("PUT", "/collections/c/points", serde_json::to_vec(&json!({"batch": {"ids": [60, 61], "vectors": [[0, 0, 0, 1]]}})).unwrap()),
+        ("PUT", "/collections/nope/points", serde_json::to_vec(&json!({"points": [{"id": 60, "vector": [0, 0, 0, 1]}]})).unwrap()),
+        ("POST", "/collections/c/points/search", serde_json::to_vec(&json!({"vector": [0, 0, 0, 1], "limit": 0})).unwrap()),
+        ("POST", "/collections/c/points/search", serde_json::to_vec(&json!({"vector": [0, 0, 0, 1], "limit": 10001})).unwrap()),
+        ("POST", "/collections/c/points/query", serde_json::to_vec(&json!({"query": [0, 0, 0, 1], "params": {"nprobe": 9}})).unwrap()),
+        ("POST", "/collections/c/points/query", serde_json::to_vec(&json!({"query": [0, 0, 1]})).unwrap()),
+        ("POST", "/collections/c/points/delete", serde_json::to_vec(&json!({"filter": {"must": [{"key": "group", "match": {"value": 1.5}}]}})).unwrap()),
+        ("POST", "/collections/c/points/delete", serde_json::to_vec(&json!({"filter": {"must": [{"key": "x", "range": {"gt": "a"}}]}})).unwrap()),
+        ("POST", "/collections/c/points/delete", serde_json::to_vec(&json!({"points": ["zz"]})).unwrap()),
+        ("POST", "/collections/c/points/count", serde_json::to_vec(&json!({"filter": {"must": [{"key": "tag", "match": {"any": ["a", 1]}}]}})).unwrap()),
+        ("PUT", "/collections/bad%20name", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Dot"}})).unwrap()),
+        ("PUT", "/collections/c", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Dot"}})).unwrap()),
+        ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 0, "distance": "Dot"}})).unwrap()),
+        ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Manhattan"}})).unwrap()),
+        ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Cosine"}, "ivf_pq_config": {"pq_m": 3}})).unwrap()),
+    ];
+    for (method, path, body) in &cases {
+        let (status, out) = s.try_request(method, path, Some(body)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} {}: {status} {v}",
+            String::from_utf8_lossy(&body[..body.len().min(80)])
+        );
+        assert!(
+            v["status"]["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{method} {path}: {v}"
+        );
+    }
+    assert_eq!(snapshot(&s), before);
+    assert_eq!(
+        s.ok("GET", "/collections", json!(null))["collections"],
+        json!([{"name": "c"}])
+    );
+}
+
+#[test]
+fn acknowledged_upserts_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    let dim = 4;
+    create(&s, "c", dim, json!({}));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = {
+        let (addr, acked) = (s.addr.clone(), acked.clone());
+        std::thread::spawn(move || {
+            for i in 0..100_000u64 {
+                let body = serde_json::to_vec(
+                    &json!({"points": [{"id": i, "vector": vec_for(i, dim), "payload": {"i": i}}]}),
+                )
+                .unwrap();
+                match common::request(&addr, "PUT", "/collections/c/points?wait=true", Some(&body))
+                {
+                    Ok((200, _)) => acked.lock().unwrap().push(i),
+                    _ => break,
+                }
+            }
+        })
+    };
+    // Let a stream of writes get acknowledged, then kill the server mid-stream.
+    while acked.lock().unwrap().len() < 150 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    s.kill9();
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let s = Server::start(dir.path(), &[]);
+    let ids: Vec<Value> = acked.iter().map(|i| json!(i)).collect();
+    let got = s.ok("POST", "/collections/c/points", json!({"ids": ids}));
+    assert_eq!(
+        ids_of(&got),
+        acked,
+        "acknowledged writes lost after kill -9"
+    );
+    for p in got.as_array().unwrap() {
+        assert_eq!(p["payload"]["i"], p["id"]);
+    }
+}
+
+#[test]
+fn restart_with_sealed_segments_serves_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let queries: Vec<Vec<f32>> = (0..10).map(|i| vec_for(50_000 + i, dim)).collect();
+    let ask = |s: &Server| -> Vec<Value> {
+        queries
+            .iter()
+            .map(|q| {
+                s.ok(
+                    "POST",
+                    "/collections/c/points/query",
+                    json!({"query": q, "limit": 10, "params": {"nprobe": 2, "rerank": 0}}),
+                )
+            })
+            .collect()
+    };
+    let wait_indexed = |s: &Server| {
+        let mut info = Value::Null;
+        for _ in 0..600 {
+            info = s.ok("GET", "/collections/c", json!(null));
+            if info["status"] == "green"
+                && info["indexed_vectors_count"].as_u64().unwrap_or(0) >= 1198
+            {
+                return info;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("segments never indexed: {info}");
+    };
+    let (before, info) = {
+        let mut s = Server::start(dir.path(), &[]);
+        create(
+            &s,
+            "c",
+            dim,
+            json!({"ivf_pq_config": {"nlist": 8, "seal_threshold": 600}}),
+        );
+        for start in (0..1500).step_by(250) {
+            upsert_range(&s, "c", start..start + 250, dim);
+        }
+        s.ok(
+            "POST",
+            "/collections/c/points/delete",
+            json!({"points": [3, 700, 1400]}),
+        );
+        let info = wait_indexed(&s);
+        let answers = ask(&s);
+        assert!(s.terminate().success());
+        (answers, info)
+    };
+    assert_eq!(info["segments_count"], 3);
+    let s = Server::start(dir.path(), &[]);
+    let again = wait_indexed(&s);
+    assert_eq!(again["points_count"], 1497);
+    assert_eq!(
+        ask(&s)
+            .iter()
+            .map(|a| a["points"].clone())
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|a| a["points"].clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn raft_snapshots_and_log_replay_restore_everything_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 8;
+    let flags = ["--snapshot-every", "10"];
+    let queries: Vec<Vec<f32>> = (0..5).map(|i| vec_for(70_000 + i, dim)).collect();
+    let ask = |s: &Server| -> Vec<Value> {
+        queries
+            .iter()
+            .map(|q| {
+                s.ok(
+                    "POST",
+                    "/collections/c/points/search",
+                    json!({"vector": q, "limit": 5, "params": {"nprobe": 2}}),
+                )
+            })
+            .chain(queries.iter().map(|q| {
+                s.ok(
+                    "POST",
+                    "/collections/c/points/search",
+                    json!({"vector": q, "limit": 5}),
+                )
+                .clone()
+            }))
+            .collect()
+    };
+    let wait_green = |s: &Server| {
+        for _ in 0..600 {
+            if s.ok("GET", "/collections/c", json!(null))["status"] == "green" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("index builds never finished");
+    };
+    let mut s = Server::start(dir.path(), &flags);
+    create(
+        &s,
+        "c",
+        dim,
+        json!({"ivf_pq_config": {"nlist": 4, "seal_threshold": 300}}),
+    );
+    // 47 log entries: several snapshots are taken, and the tail after the last one is replayed.
+    for start in (0..900).step_by(20) {
+        upsert_range(&s, "c", start..start + 20, dim);
+    }
+    s.ok(
+        "POST",
+        "/collections/c/points/delete",
+        json!({"points": [5, 305, 805]}),
+    );
+    s.ok(
+        "POST",
+        "/collections/c/points/delete",
+        json!({"filter": {"must": [{"key": "x", "range": {"gte": 890}}]}}),
+    );
+    wait_green(&s);
+    let before = ask(&s);
+    let count = s.ok("POST", "/collections/c/points/count", json!({}))["count"].clone();
+    assert_eq!(count, 887);
+    s.kill9();
+    let snapshots = std::fs::read_dir(dir.path().join("raft/groups/1/snapshots"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("snap-"))
+        .count();
+    assert!(snapshots >= 1, "no Raft snapshot was taken");
+    let s = Server::start(dir.path(), &flags);
+    wait_green(&s);
+    assert_eq!(
+        s.ok("POST", "/collections/c/points/count", json!({}))["count"],
+        count
+    );
+    assert_eq!(ask(&s), before);
+    let page = s.ok(
+        "POST",
+        "/collections/c/points/scroll",
+        json!({"limit": 1000}),
+    );
+    let want: Vec<u64> = (0..890).filter(|i| ![5, 305, 805].contains(i)).collect();
+    assert_eq!(ids_of(&page["points"]), want);
+}
+
+#[test]
+fn api_keys_separate_admin_and_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(
+        dir.path(),
+        &[
+            "--api-key",
+            "admin-secret",
+            "--read-only-api-key",
+            "ro-secret",
+        ],
+    );
+    let call = |method: &str, path: &str, key: Option<&str>, body: &str| -> u16 {
+        let mut stream = std::net::TcpStream::connect(&s.addr).unwrap();
+        let key = key.map(|k| format!("api-key: {k}\r\n")).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{key}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::io::Write::write_all(&mut stream, req.as_bytes()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut out).unwrap();
+        out.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let create = r#"{"vectors": {"size": 2, "distance": "Dot"}}"#;
+    assert_eq!(call("PUT", "/collections/k", None, create), 401);
+    assert_eq!(call("PUT", "/collections/k", Some("wrong"), create), 401);
+    assert_eq!(
+        call("PUT", "/collections/k", Some("ro-secret"), create),
+        403
+    );
+    assert_eq!(
+        call("PUT", "/collections/k", Some("admin-secret"), create),
+        200
+    );
+    let upsert = r#"{"points": [{"id": 1, "vector": [1, 2]}]}"#;
+    assert_eq!(
+        call("PUT", "/collections/k/points", Some("ro-secret"), upsert),
+        403
+    );
+    assert_eq!(
+        call("PUT", "/collections/k/points", Some("admin-secret"), upsert),
+        200
+    );
+    assert_eq!(
+        call(
+            "POST",
+            "/collections/k/points/query",
+            Some("ro-secret"),
+            r#"{"query": [1, 0]}"#
+        ),
+        200
+    );
+    assert_eq!(call("GET", "/collections", Some("ro-secret"), ""), 200);
+    assert_eq!(call("GET", "/collections", None, ""), 401);
+    assert_eq!(call("GET", "/healthz", None, ""), 200);
+    // Metrics count what was answered, per route.
+    let mut stream = std::net::TcpStream::connect(&s.addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\napi-key: ro-secret\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut metrics).unwrap();
+    assert!(
+        metrics.contains(
+            "shoal_http_requests_total{method=\"PUT\",route=\"/collections/{name}/points\"} 2"
+        ),
+        "{metrics}"
+    );
+    // ... of which one was refused (403).
+    assert!(
+        metrics.contains(
+            "shoal_http_errors_total{method=\"PUT\",route=\"/collections/{name}/points\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("shoal_collection_points{collection=\"k\"} 1"),
+        "{metrics}"
+    );
+}
