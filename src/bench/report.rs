@@ -121,11 +121,8 @@ impl BenchReport {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, json).map_err(|e| BenchError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| BenchError::io(path, e))
+        crate::storage::atomic::write_atomic(path, &json)
+            .map_err(|e| BenchError::io(path, std::io::Error::other(e)))
     }
 
     /// The name a plot gives this run: the label if set, else the engine.

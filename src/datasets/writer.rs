@@ -2,33 +2,25 @@
 //! handed to any tool that reads them. Each write goes to a temporary file that is renamed into
 //! place, so a crash never leaves a half-written file under the final name.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use ndarray::ArrayView2;
 
 use super::DatasetError;
+use crate::storage::StorageError;
+use crate::storage::atomic::AtomicFile;
 
-/// Writes `path` through `body` into `path.tmp`, then syncs and renames it into place.
+/// Writes `path` through `body` with the storage layer's crash-safe protocol (temporary file,
+/// fsync, rename, directory fsync), so a crash never leaves a half-written file under its name.
 pub(crate) fn write_atomically(
     path: &Path,
-    body: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+    body: impl FnOnce(&mut AtomicFile) -> std::io::Result<()>,
 ) -> Result<(), DatasetError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let io = |e| DatasetError::io(path, e);
-    let file = File::create(&tmp).map_err(io)?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let result = body(&mut w).and_then(|_| w.flush());
-    let result = result.and_then(|_| w.get_ref().sync_all());
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    drop(w);
-    std::fs::rename(&tmp, path).map_err(io)
+    let storage = |e: StorageError| DatasetError::io(path, std::io::Error::other(e));
+    let mut file = AtomicFile::create(path).map_err(storage)?;
+    body(&mut file).map_err(|e| DatasetError::io(path, e))?;
+    file.commit().map_err(storage)
 }
 
 fn check_dim(path: &Path, rows: usize, dim: usize) -> Result<(), DatasetError> {

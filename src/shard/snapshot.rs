@@ -18,7 +18,6 @@ use crate::index::ivfpq::{IvfPqIndex, IvfPqMeta, IvfPqParts};
 use crate::index::{FlatIndex, RowSet, Slab};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -87,18 +86,13 @@ impl IvfParts {
     }
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one (the storage
+/// layer's protocol), creating the parent directory first.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::storage::atomic::write_atomic(path, bytes).map_err(std::io::Error::other)
 }
 
 impl Shard {
