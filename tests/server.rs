@@ -192,6 +192,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 0, "distance": "Dot"}})).unwrap()),
         ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Manhattan"}})).unwrap()),
         ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Cosine"}, "ivf_pq_config": {"pq_m": 3}})).unwrap()),
+        ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 1024, "distance": "Cosine"}, "ivf_pq_config": {"pq_m": 512, "pq_bits": 4}})).unwrap()),
     ];
     for (method, path, body) in &cases {
         let (status, out) = s.try_request(method, path, Some(body)).unwrap();
