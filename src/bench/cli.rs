@@ -1,11 +1,13 @@
 //! `shoal bench`: the flags, and the glue from flags to a report on disk and on the terminal.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
 use super::engine::Workload;
 use super::plot;
+use super::remote::{RemoteOptions, run_remote_sweep};
 use super::run::{run_sweep, run_tune};
 use super::sweep::SweepGrid;
 use super::tune::TuneOptions;
@@ -13,8 +15,9 @@ use super::{BenchError, BenchReport};
 use crate::datasets::{self, LoadOptions};
 use crate::index::Metric;
 
-/// Measure shoal on a dataset: build IVF-PQ indexes in process (every core) and run the queries
-/// one per call on client threads, reporting recall@k, QPS and latency percentiles per setting.
+/// Measure shoal on a dataset: build IVF-PQ indexes in process (every core), or through a running
+/// server's REST API with `--server`, and run the queries one per call on client threads,
+/// reporting recall@k, QPS and latency percentiles per setting.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BenchArgs {
@@ -47,9 +50,33 @@ pub struct BenchArgs {
     /// rerank; the keys it sets replace the flags.
     #[arg(long)]
     pub sweep: Option<PathBuf>,
-    /// Client threads issuing queries.
-    #[arg(long, default_value_t = 1)]
+    /// Client threads issuing queries (in process; with --server use --concurrency).
+    #[arg(long, default_value_t = 1, conflicts_with = "server")]
     pub threads: usize,
+    /// Measure a running shoal server at this URL (e.g. http://127.0.0.1:6333) instead of
+    /// building indexes in process: the base is upserted through the REST API into one
+    /// collection per build setting, and queries are sent one per request.
+    #[arg(long, conflicts_with = "tune")]
+    pub server: Option<String>,
+    /// Concurrent HTTP clients issuing queries (with --server), each with its own connection.
+    #[arg(long, default_value_t = 1, requires = "server")]
+    pub concurrency: usize,
+    /// Points per upsert request (with --server).
+    #[arg(long, default_value_t = 1000, requires = "server")]
+    pub batch_size: usize,
+    /// Collection name on the server [default: shoal-bench-<dataset>-<nlist>-<pq_m>-<pq_bits>];
+    /// an existing collection is refused, never overwritten.
+    #[arg(long, requires = "server")]
+    pub collection: Option<String>,
+    /// Keep the collections on the server after measuring (default: delete them).
+    #[arg(long, requires = "server")]
+    pub keep: bool,
+    /// Seconds to wait for the server's index builds after the last upsert (with --server).
+    #[arg(long, default_value_t = 3600, requires = "server")]
+    pub index_timeout: u64,
+    /// API key for the server, sent as `api-key` (with --server).
+    #[arg(long, env = "SHOAL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Metric, overriding the dataset's: l2, cosine or dot (ground truth is then recomputed).
     #[arg(long, value_parser = parse_metric)]
     pub metric: Option<Metric>,
@@ -162,7 +189,12 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
             .0,
         );
     }
-    let mut workload = Workload::new(&dataset, args.k, args.threads)?;
+    let clients = if args.server.is_some() {
+        args.concurrency
+    } else {
+        args.threads
+    };
+    let mut workload = Workload::new(&dataset, args.k, clients)?;
     workload.seed = args.seed;
     workload.sample_queries = args.tune_queries.max(1);
 
@@ -201,7 +233,21 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
             grid = grid.override_from_file(file)?;
         }
         let grid = grid.resolve(workload.n(), workload.dim())?;
-        let report = run_sweep(&workload, &grid, args.label.clone())?;
+        let report = match &args.server {
+            Some(url) => {
+                let options = RemoteOptions {
+                    url: url.clone(),
+                    concurrency: args.concurrency,
+                    batch_size: args.batch_size,
+                    collection: args.collection.clone(),
+                    keep: args.keep,
+                    index_timeout: Duration::from_secs(args.index_timeout),
+                    api_key: args.api_key.clone(),
+                };
+                run_remote_sweep(&workload, &grid, &options, args.label.clone())?
+            }
+            None => run_sweep(&workload, &grid, args.label.clone())?,
+        };
         print!("{}", report.table());
         report
     };

@@ -46,6 +46,14 @@ pub enum BenchError {
     /// The dataset could not be loaded or its ground truth computed.
     #[error("dataset: {0}")]
     Dataset(#[from] crate::datasets::DatasetError),
+    /// A request to the server under test (`--server`) failed or was refused.
+    #[error("server {url}: {message}")]
+    Server {
+        /// The request's URL.
+        url: String,
+        /// What went wrong: the transport error, or the HTTP status and the server's answer.
+        message: String,
+    },
     /// Drawing the plot failed.
     #[error("plot {path}: {message}")]
     Plot {

@@ -119,6 +119,22 @@ pub fn run_queries<F>(queries: ArrayView2<'_, f32>, threads: usize, search: F) -
 where
     F: Fn(&[f32]) -> Vec<u64> + Sync,
 {
+    run_queries_with(queries, threads, || (), |_, q| search(q))
+}
+
+/// [`run_queries`] where every client thread first makes its own state with `init` (an HTTP
+/// connection, a scratch buffer) and passes it to each of its `search` calls, so that clients
+/// share nothing, as independent processes would not.
+pub fn run_queries_with<S, I, F>(
+    queries: ArrayView2<'_, f32>,
+    threads: usize,
+    init: I,
+    search: F,
+) -> QueryRun
+where
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, &[f32]) -> Vec<u64> + Sync,
+{
     let n = queries.nrows();
     let threads = threads.clamp(1, n.max(1));
     let cursor = AtomicUsize::new(0);
@@ -127,6 +143,7 @@ where
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
+                    let mut state = init();
                     let mut done = Vec::new();
                     let mut owned = Vec::new();
                     loop {
@@ -144,7 +161,7 @@ where
                             }
                         };
                         let t = Instant::now();
-                        let ids = search(query);
+                        let ids = search(&mut state, query);
                         done.push((q, ids, t.elapsed().as_secs_f64()));
                     }
                     done

@@ -292,6 +292,8 @@ mod tests {
             pq_m: None,
             pq_bits: None,
             peak_rss_bytes: None,
+            ingest_vectors_per_second: None,
+            concurrency: None,
             results: rows,
         }
     }

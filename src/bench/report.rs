@@ -57,6 +57,13 @@ pub struct BenchReport {
     /// Peak resident set size of the benchmarking process (Linux `VmHWM`), if known.
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
+    /// Vectors per second upserted through the REST API (`shoal bench --server` only; over all
+    /// builds of a sweep), so that write throughput is reported beside search throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_vectors_per_second: Option<f64>,
+    /// Concurrent HTTP clients issuing queries (`shoal bench --server` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
     /// One row per measured search setting.
     pub results: Vec<QueryResult>,
 }
@@ -214,6 +221,8 @@ mod tests {
             pq_m: Some(8),
             pq_bits: Some(4),
             peak_rss_bytes: Some(1 << 20),
+            ingest_vectors_per_second: None,
+            concurrency: None,
             results: vec![QueryResult {
                 nprobe: 4,
                 rerank: 2,

@@ -21,7 +21,7 @@ pub fn metric_name(metric: Metric) -> &'static str {
     }
 }
 
-fn bar(multi: &MultiProgress, len: u64, what: &str) -> ProgressBar {
+pub(super) fn bar(multi: &MultiProgress, len: u64, what: &str) -> ProgressBar {
     let pb = multi.add(ProgressBar::new(len));
     let style =
         ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
@@ -33,7 +33,7 @@ fn bar(multi: &MultiProgress, len: u64, what: &str) -> ProgressBar {
 }
 
 /// A report skeleton for `workload`; rows and build totals are filled by the caller.
-fn report(
+pub(super) fn report(
     workload: &Workload<'_>,
     results: Vec<QueryResult>,
     label: Option<String>,
@@ -64,6 +64,8 @@ fn report(
         pq_m: single.and_then(|b| b.1),
         pq_bits: single.and_then(|b| b.2),
         peak_rss_bytes: peak_rss_bytes(),
+        ingest_vectors_per_second: None,
+        concurrency: None,
         results,
     }
 }

@@ -1,0 +1,469 @@
+//! The REST engine of `shoal bench --server URL`: the same sweep as in process, but measured
+//! through a running server, so that the numbers include HTTP, JSON, the Raft write path and the
+//! shard's segment layout.
+//!
+//! Per (`nlist`, `pq_m`, `pq_bits`) it creates a collection whose seal threshold is the size of
+//! the base, upserts the base in batches (ids = row numbers), which seals the whole base into one
+//! IVF-PQ segment when the last row arrives, waits until the server reports the build finished
+//! (collection `status` back to `green`), and then runs every (`nprobe`, `rerank`) with one query
+//! per `POST /points/query` from `concurrency` client threads, each with its own keep-alive
+//! connection. The collection is deleted afterwards unless asked to keep it.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use indicatif::MultiProgress;
+use ndarray::s;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::engine::Workload;
+use super::measure::{LatencySummary, recall_at_k, run_queries_with};
+use super::run::{bar, report};
+use super::sweep::{BuildConfig, SearchConfig, SweepGrid};
+use super::{BenchError, BenchReport, QueryResult};
+use crate::index::Metric;
+
+/// How to reach and use the server under test.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// Base URL, e.g. `http://127.0.0.1:6333` (a trailing `/` is ignored).
+    pub url: String,
+    /// Concurrent query clients.
+    pub concurrency: usize,
+    /// Points per upsert request.
+    pub batch_size: usize,
+    /// Collection name; `None` = `shoal-bench-<dataset>-<nlist>-<pq_m>-<pq_bits>`. With several
+    /// builds in a sweep, a given name gets the build settings appended.
+    pub collection: Option<String>,
+    /// Keep the collections instead of deleting them after measuring.
+    pub keep: bool,
+    /// Longest wait for the server's index builds after the last upsert.
+    pub index_timeout: Duration,
+    /// API key sent as `api-key` when the server requires one.
+    pub api_key: Option<String>,
+}
+
+/// A blocking HTTP client for one base URL. Each query thread makes its own, so that every
+/// client keeps its own connection alive, as separate client processes would.
+#[derive(Clone)]
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    api_key: Option<String>,
+}
+
+impl Client {
+    fn new(url: &str, api_key: Option<String>) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(600)))
+            .build();
+        Client {
+            agent: ureq::Agent::new_with_config(config),
+            base: url.trim_end_matches('/').to_string(),
+            api_key,
+        }
+    }
+
+    /// One request; returns the `result` of a 2xx answer, or the status and body as an error.
+    fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Value, BenchError> {
+        let url = format!("{}{}", self.base, path);
+        let err = |message: String| BenchError::Server {
+            url: url.clone(),
+            message,
+        };
+        let with_key = |req: ureq::RequestBuilder<ureq::typestate::WithBody>| match &self.api_key {
+            Some(k) => req.header("api-key", k),
+            None => req,
+        };
+        let response = match (method, body) {
+            ("GET", _) => {
+                let mut req = self.agent.get(&url);
+                if let Some(k) = &self.api_key {
+                    req = req.header("api-key", k);
+                }
+                req.call()
+            }
+            ("DELETE", _) => {
+                let mut req = self.agent.delete(&url);
+                if let Some(k) = &self.api_key {
+                    req = req.header("api-key", k);
+                }
+                req.call()
+            }
+            ("PUT", body) => with_key(self.agent.put(&url))
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or_default()),
+            (_, body) => with_key(self.agent.post(&url))
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or_default()),
+        }
+        .map_err(|e| err(e.to_string()))?;
+        let status = response.status().as_u16();
+        let mut text = String::new();
+        response
+            .into_body()
+            .into_reader()
+            .read_to_string(&mut text)
+            .map_err(|e| err(format!("reading the answer: {e}")))?;
+        if !(200..300).contains(&status) {
+            let mut shown = text.trim().to_string();
+            shown.truncate(500);
+            return Err(err(format!("HTTP {status}: {shown}")));
+        }
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| err(format!("answer is not JSON ({e}): {text:.200}")))?;
+        Ok(value.get("result").cloned().unwrap_or(Value::Null))
+    }
+}
+
+/// Qdrant's distance name for a metric.
+fn distance_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::L2 => "Euclid",
+        Metric::Cosine => "Cosine",
+        Metric::Dot => "Dot",
+    }
+}
+
+/// A collection name the server accepts (`A-Z a-z 0-9 _ -`, at most 255 characters).
+fn collection_name(dataset: &str, given: Option<&str>, config: BuildConfig, many: bool) -> String {
+    let suffix = format!("{}-{}-{}", config.nlist, config.pq_m, config.pq_bits);
+    let raw = match given {
+        Some(name) if many => format!("{name}-{suffix}"),
+        Some(name) => name.to_string(),
+        None => format!("shoal-bench-{dataset}-{suffix}"),
+    };
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.truncate(255);
+    name
+}
+
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    batch: BatchColumns<'a>,
+}
+
+#[derive(Serialize)]
+struct BatchColumns<'a> {
+    ids: Vec<u64>,
+    vectors: Vec<&'a [f32]>,
+}
+
+/// A collection on the server, deleted when dropped unless it is to be kept (so that a failed
+/// run does not leave a large collection behind).
+struct Remote<'c> {
+    client: &'c Client,
+    name: String,
+    keep: bool,
+}
+
+impl Drop for Remote<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("kept collection {}", self.name);
+        } else if let Err(e) =
+            self.client
+                .call("DELETE", &format!("/collections/{}", self.name), None)
+        {
+            eprintln!("warning: could not delete collection {}: {e}", self.name);
+        }
+    }
+}
+
+/// What building one collection through the API cost.
+struct Ingested {
+    ingest_seconds: f64,
+    build_seconds: f64,
+}
+
+/// Creates the collection with the build settings; an existing collection is refused (never
+/// overwritten: the name may be someone's data).
+fn create(
+    client: &Client,
+    workload: &Workload<'_>,
+    name: &str,
+    config: BuildConfig,
+) -> Result<(), BenchError> {
+    let create = json!({
+        "vectors": {"size": workload.dim(), "distance": distance_name(workload.metric)},
+        "ivf_pq_config": {
+            "nlist": config.nlist,
+            "pq_m": config.pq_m,
+            "pq_bits": config.pq_bits,
+            // The mutable segment seals when it holds the whole base: one IVF-PQ segment over
+            // everything, as the in-process engine builds.
+            "seal_threshold": workload.n(),
+        },
+    });
+    client
+        .call(
+            "PUT",
+            &format!("/collections/{name}"),
+            Some(create.to_string().into_bytes()),
+        )
+        .map_err(|e| match e {
+            BenchError::Server { url, message } if message.starts_with("HTTP 409") => {
+                BenchError::Server {
+                    url,
+                    message: format!(
+                        "{message}; delete it or choose another name with --collection"
+                    ),
+                }
+            }
+            e => e,
+        })?;
+    Ok(())
+}
+
+/// Upserts the base (ids = row numbers) and waits for the server's index builds.
+fn fill(
+    client: &Client,
+    workload: &Workload<'_>,
+    name: &str,
+    config: BuildConfig,
+    options: &RemoteOptions,
+    multi: &MultiProgress,
+) -> Result<Ingested, BenchError> {
+    let n = workload.n();
+    let base = workload.base.as_standard_layout();
+    let dim = workload.dim();
+    let flat = base
+        .as_slice()
+        .ok_or_else(|| BenchError::InvalidParameter("base vectors are not contiguous".into()))?;
+    let pb = bar(multi, n as u64, "upsert");
+    let path = format!("/collections/{name}/points?wait=true");
+    let start = Instant::now();
+    let mut row = 0usize;
+    while row < n {
+        let end = (row + options.batch_size).min(n);
+        let body = BatchBody {
+            batch: BatchColumns {
+                ids: (row as u64..end as u64).collect(),
+                vectors: flat[row * dim..end * dim].chunks_exact(dim).collect(),
+            },
+        };
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|e| BenchError::InvalidParameter(format!("encoding a batch: {e}")))?;
+        client.call("PUT", &path, Some(bytes))?;
+        pb.inc((end - row) as u64);
+        row = end;
+    }
+    let ingest_seconds = start.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let spinner = bar(multi, 0, "index");
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let deadline = Instant::now() + options.index_timeout;
+    let info = loop {
+        let info = client.call("GET", &format!("/collections/{name}"), None)?;
+        if info["status"] == "green" {
+            break info;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Server {
+                url: format!("{}/collections/{name}", client.base),
+                message: format!(
+                    "index builds still running after {:.0}s (raise --index-timeout)",
+                    options.index_timeout.as_secs_f64()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let build_seconds = start.elapsed().as_secs_f64();
+    spinner.finish_and_clear();
+    let indexed = info["indexed_vectors_count"].as_u64().unwrap_or(0);
+    if indexed < n as u64 {
+        eprintln!(
+            "warning: the server reports {indexed} of {n} points in IVF-PQ segments; the rest \
+             are searched exactly (segment too small to train?)"
+        );
+    }
+    if config.nlist > (n / 39).max(1) {
+        eprintln!(
+            "warning: the server caps nlist at n/39 = {} for a segment of {n} rows, below \
+             nlist = {}",
+            (n / 39).max(1),
+            config.nlist
+        );
+    }
+    Ok(Ingested {
+        ingest_seconds,
+        build_seconds,
+    })
+}
+
+/// Runs every query once through `POST /points/query` with `search` settings and summarises
+/// recall, throughput and latency, after a short untimed warm-up pass.
+fn measure(
+    client: &Client,
+    workload: &Workload<'_>,
+    name: &str,
+    search: SearchConfig,
+    concurrency: usize,
+) -> Result<(f64, f64, LatencySummary), BenchError> {
+    let path = format!("/collections/{name}/points/query");
+    let k = workload.k;
+    let first_error = std::sync::Mutex::new(None::<BenchError>);
+    let run_one = |c: &mut Client, q: &[f32]| -> Vec<u64> {
+        let body = json!({
+            "query": q,
+            "limit": k,
+            "params": {"nprobe": search.nprobe, "rerank": search.rerank},
+        });
+        let answer = c
+            .call("POST", &path, Some(body.to_string().into_bytes()))
+            .and_then(|result| {
+                result["points"]
+                    .as_array()
+                    .map(|points| points.iter().filter_map(|p| p["id"].as_u64()).collect())
+                    .ok_or_else(|| BenchError::Server {
+                        url: format!("{}{path}", c.base),
+                        message: format!("answer has no result.points: {result:.200}"),
+                    })
+            });
+        match answer {
+            Ok(ids) => ids,
+            Err(e) => {
+                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+                Vec::new()
+            }
+        }
+    };
+    let init = || Client::new(&client.base, client.api_key.clone());
+    let nq = workload.queries.nrows();
+    let warm = workload.queries.slice(s![..nq.min(64), ..]);
+    run_queries_with(warm, concurrency, init, run_one);
+    let run = run_queries_with(workload.queries, concurrency, init, run_one);
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let recall = recall_at_k(&run.ids, workload.groundtruth, k)?;
+    Ok((
+        recall,
+        run.qps(),
+        LatencySummary::from_seconds(&run.latencies),
+    ))
+}
+
+/// Builds one collection per (`nlist`, `pq_m`, `pq_bits`) of `grid` (which must be
+/// [resolved](SweepGrid::resolve)) on the server and measures every (`nprobe`, `rerank`) on it
+/// with all queries. The report has `engine` = `shoal-rest`, the ingest rate and the client
+/// count; `index_bytes` is `null` because the server does not report index memory.
+pub fn run_remote_sweep(
+    workload: &Workload<'_>,
+    grid: &SweepGrid,
+    options: &RemoteOptions,
+    label: Option<String>,
+) -> Result<BenchReport, BenchError> {
+    if options.concurrency == 0 || options.batch_size == 0 {
+        return Err(BenchError::InvalidParameter(
+            "--concurrency and --batch-size must be at least 1".into(),
+        ));
+    }
+    let client = Client::new(&options.url, options.api_key.clone());
+    let builds = grid.builds();
+    let many = builds.len() > 1;
+    let total: usize = builds.iter().map(|b| grid.searches(b.nlist).len()).sum();
+    let multi = MultiProgress::new();
+    let query_bar = bar(&multi, total as u64, "search");
+    let mut results = Vec::with_capacity(total);
+    let (mut ingest_total, mut vectors_total) = (0.0f64, 0usize);
+    for config in builds {
+        let name = collection_name(workload.name, options.collection.as_deref(), config, many);
+        create(&client, workload, &name, config)?;
+        // From here on the collection is ours: dropping the guard deletes it, on error too.
+        let remote = Remote {
+            client: &client,
+            name,
+            keep: options.keep,
+        };
+        let ingested = fill(&client, workload, &remote.name, config, options, &multi)?;
+        ingest_total += ingested.ingest_seconds;
+        vectors_total += workload.n();
+        for search in grid.searches(config.nlist) {
+            query_bar.set_message(format!("nprobe={} rerank={}", search.nprobe, search.rerank));
+            let (recall, qps, latency) =
+                measure(&client, workload, &remote.name, search, options.concurrency)?;
+            results.push(QueryResult {
+                nprobe: search.nprobe,
+                rerank: search.rerank,
+                recall,
+                qps,
+                p50_ms: latency.p50_ms,
+                p95_ms: latency.p95_ms,
+                p99_ms: latency.p99_ms,
+                nlist: Some(config.nlist),
+                pq_m: Some(config.pq_m),
+                pq_bits: Some(config.pq_bits),
+                build_seconds: Some(ingested.build_seconds),
+                index_bytes: None,
+            });
+            query_bar.inc(1);
+        }
+        drop(remote);
+    }
+    query_bar.finish_and_clear();
+    let mut out = report(workload, results, label);
+    out.engine = "shoal-rest".to_string();
+    out.threads = options.concurrency;
+    out.concurrency = Some(options.concurrency);
+    out.index_bytes = None;
+    // The bench client's own memory says nothing about the server's.
+    out.peak_rss_bytes = None;
+    out.ingest_vectors_per_second =
+        (ingest_total > 0.0).then(|| vectors_total as f64 / ingest_total);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names_are_valid_and_distinct_per_build() {
+        let a = BuildConfig {
+            nlist: 16,
+            pq_m: 8,
+            pq_bits: 4,
+        };
+        let b = BuildConfig { nlist: 32, ..a };
+        assert_eq!(
+            collection_name("sift 1M.hdf5", None, a, false),
+            "shoal-bench-sift-1M-hdf5-16-8-4"
+        );
+        assert_eq!(collection_name("x", Some("mine"), a, false), "mine");
+        assert_ne!(
+            collection_name("x", Some("mine"), a, true),
+            collection_name("x", Some("mine"), b, true)
+        );
+        assert!(collection_name(&"d".repeat(400), None, a, false).len() <= 255);
+    }
+
+    #[test]
+    fn batches_serialise_as_the_api_reads_them() {
+        let v = [1.0f32, 2.5, -3.0, 0.1];
+        let body = BatchBody {
+            batch: BatchColumns {
+                ids: vec![7, 8],
+                vectors: v.chunks_exact(2).collect(),
+            },
+        };
+        let json: Value = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["batch"]["ids"], json!([7, 8]));
+        assert_eq!(json["batch"]["vectors"][1][1].as_f64().unwrap() as f32, 0.1);
+        assert_eq!(distance_name(Metric::L2), "Euclid");
+    }
+}
