@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::types::{
     CollectionConfig, CreateCollection, Distance, ResolvedIvfPq, ResolvedSearch, VectorParams,
 };
+use crate::index::ivfpq::IvfPqConfig;
 use crate::index::{Metric, fastscan};
 use crate::raft::{NodeInfo, RaftConfig, RaftGroup, RaftGroupError, RaftNode, StateMachineApp};
 use crate::shard::snapshot::write_atomic;
@@ -177,11 +178,7 @@ pub fn validate_name(name: &str) -> Result<(), ApiError> {
 /// largest divisor that leaves at least 2 dimensions per sub-space, at most 64.
 fn default_pq_m(dim: usize, pq_bits: u8) -> usize {
     if pq_bits == 4 {
-        let most = (dim / 2).clamp(1, fastscan::MAX_SUBSPACES);
-        return (1..=most)
-            .rev()
-            .find(|m| dim.is_multiple_of(*m))
-            .unwrap_or(1);
+        return IvfPqConfig::fastscan_pq_m(dim);
     }
     (1..=dim.min(64))
         .rev()

@@ -98,13 +98,18 @@ impl IvfPqConfig {
     /// `nlist 1024, pq 64x4` reaches recall@10 0.96 at `nprobe 2, rerank 2`; 58k × 384 MiniLM
     /// cosine with `nlist 256, pq 192x4` needs `nprobe ≈ nlist / 5, rerank 3-4` for 0.95.
     pub fn for_size(metric: Metric, dim: usize, n: usize) -> Self {
+        let nlist = ((n as f64).sqrt().round() as usize).clamp(1, n.max(1));
+        IvfPqConfig::new(metric, nlist, Self::fastscan_pq_m(dim), 4)
+    }
+
+    /// The recommended number of 4-bit sub-spaces for `dim`: the largest divisor of `dim` up to
+    /// `dim / 2` and the fast-scan limit (see [`IvfPqConfig::for_size`]).
+    pub fn fastscan_pq_m(dim: usize) -> usize {
         let half = (dim / 2).clamp(1, fastscan::MAX_SUBSPACES);
-        let pq_m = (1..=half)
+        (1..=half)
             .rev()
             .find(|m| dim.is_multiple_of(*m))
-            .unwrap_or(1);
-        let nlist = ((n as f64).sqrt().round() as usize).clamp(1, n.max(1));
-        IvfPqConfig::new(metric, nlist, pq_m, 4)
+            .unwrap_or(1)
     }
 }
 
