@@ -1,0 +1,285 @@
+//! shoal in a container: builds an image from the test's own `shoal` binary with
+//! `scripts/docker-image.sh` (`docker import` of a root file system, nothing pulled), starts it on
+//! a private docker network the way the Helm chart does (read-only root file system, non-root
+//! user, `/bin/sh` entry deriving the node id from a pod-style name, SHOAL_* environment), and
+//! drives a create-collection / upsert / search round trip against it.
+//!
+//! The REST port is published on 127.0.0.1 only, so the test talks to loopback. When `docker info`
+//! fails (no daemon, no permission) the test prints a SKIPPED line and passes. Containers, the
+//! network and the image are removed at the end, also when an assertion fails (`Docker`'s Drop).
+
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker")
+}
+
+/// Runs docker and returns trimmed stdout; panics with stderr on failure.
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn docker_available() -> bool {
+    Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Everything the test created in docker, removed on drop (containers, then network, then
+/// image). On a failing test the containers' logs are printed first.
+struct Docker {
+    prefix: String,
+    image: String,
+    network: String,
+    containers: Vec<String>,
+}
+
+impl Docker {
+    fn new() -> Docker {
+        let prefix = format!("shoal-test-{}", std::process::id());
+        Docker {
+            image: format!("shoal:{prefix}"),
+            network: prefix.clone(),
+            prefix,
+            containers: Vec::new(),
+        }
+    }
+
+    fn build_image(&self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-image.sh");
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_shoal"))
+            .arg(&self.image)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker-image.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "{} in {:.1}s",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Starts node `ordinal` as the chart would start pod `<prefix>-<ordinal>`; returns the
+    /// loopback address its REST port is published on.
+    fn start_node(&mut self, ordinal: u32, extra_env: &[(&str, String)]) -> String {
+        let name = format!("{}-{ordinal}", self.prefix);
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--name".into(),
+            name.clone(),
+            "--hostname".into(),
+            name.clone(),
+            "--network".into(),
+            self.network.clone(),
+            "--read-only".into(),
+            "--tmpfs".into(),
+            "/tmp".into(),
+            "--tmpfs".into(),
+            "/data:uid=10001,gid=10001,mode=0700".into(),
+            "--user".into(),
+            "10001:10001".into(),
+            "--publish".into(),
+            "127.0.0.1::6333".into(),
+            "--env".into(),
+            format!("POD_NAME={name}"),
+            "--env".into(),
+            "SHOAL_LISTEN=0.0.0.0:6333".into(),
+            "--env".into(),
+            "SHOAL_DATA_DIR=/data".into(),
+            "--env".into(),
+            "SHOAL_LOG_LEVEL=warn".into(),
+        ];
+        for (k, v) in extra_env {
+            args.push("--env".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend([
+            "--entrypoint".into(),
+            "/bin/sh".into(),
+            self.image.clone(),
+            "-c".into(),
+            // The chart's entry command: node id = ordinal + 1.
+            "ordinal=\"${POD_NAME##*-}\"; SHOAL_NODE_ID=$((ordinal + 1)); export SHOAL_NODE_ID; \
+             exec /usr/local/bin/shoal serve"
+                .into(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        docker_ok(&args);
+        self.containers.push(name.clone());
+        let port = docker_ok(&["port", &name, "6333/tcp"]);
+        // "127.0.0.1:49153" (possibly one line per address family).
+        port.lines()
+            .find(|l| l.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no loopback port for {name}: {port}"))
+            .to_string()
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for c in &self.containers {
+                let out = docker(&["logs", "--tail", "50", c]);
+                eprintln!(
+                    "--- logs of {c}:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        for c in &self.containers {
+            let _ = docker(&["rm", "-f", "-v", c]);
+        }
+        let _ = docker(&["network", "rm", &self.network]);
+        let _ = docker(&["rmi", "-f", &self.image]);
+    }
+}
+
+/// One JSON request to `addr` with an optional API key; returns status and body (Null when
+/// not JSON). `Err` when the connection fails.
+fn try_call(
+    addr: &str,
+    key: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
+    use std::io::{Read, Write};
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = key.map(|k| format!("api-key: {k}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: shoal\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    )?;
+    s.write_all(&bytes)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// A request that must answer 200; returns `result`.
+fn ok(addr: &str, key: Option<&str>, method: &str, path: &str, body: Value) -> Value {
+    let (status, v) = try_call(addr, key, method, path, Some(&body)).expect("request");
+    assert_eq!(status, 200, "{method} {path}: {v}");
+    v["result"].clone()
+}
+
+fn wait_healthy(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((200, _)) = try_call(addr, None, "GET", "/healthz", None)
+            && let Ok((200, _)) = try_call(addr, None, "GET", "/readyz", None)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container at {addr} never became healthy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn one_container_serves_a_round_trip() {
+    if !docker_available() {
+        println!("SKIPPED: docker is not available (`docker info` failed)");
+        return;
+    }
+    let mut d = Docker::new();
+    d.build_image();
+    docker_ok(&["network", "create", &d.network]);
+    let addr = d.start_node(0, &[("SHOAL_API_KEY", "container-key".into())]);
+    wait_healthy(&addr);
+
+    // The API key from the environment is in force (the probes stay open, as the chart needs).
+    let (status, _) = try_call(&addr, None, "GET", "/collections", None).unwrap();
+    assert_eq!(status, 401, "requests without the key must be refused");
+    let key = Some("container-key");
+
+    ok(
+        &addr,
+        key,
+        "PUT",
+        "/collections/docs",
+        json!({"vectors": {"size": 4, "distance": "Euclid"}}),
+    );
+    let points: Vec<Value> = (0..50u64)
+        .map(|i| {
+            let x = i as f32;
+            json!({"id": i, "vector": [x, x * 0.5, 1.0, -x], "payload": {"even": i % 2 == 0}})
+        })
+        .collect();
+    ok(
+        &addr,
+        key,
+        "PUT",
+        "/collections/docs/points?wait=true",
+        json!({ "points": points }),
+    );
+    let count = ok(
+        &addr,
+        key,
+        "POST",
+        "/collections/docs/points/count",
+        json!({"exact": true}),
+    );
+    assert_eq!(count["count"], 50);
+    // Nearest to point 17's vector among odd ids: 17 itself, then 15 and 19 (equally far).
+    let hits = ok(
+        &addr,
+        key,
+        "POST",
+        "/collections/docs/points/query",
+        json!({"query": [17.0, 8.5, 1.0, -17.0], "limit": 3,
+               "filter": {"must": [{"key": "even", "match": {"value": false}}]}}),
+    );
+    let ids: Vec<u64> = hits["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{hits}");
+    assert_eq!(ids[0], 17, "{hits}");
+    let mut rest = ids[1..].to_vec();
+    rest.sort_unstable();
+    assert_eq!(rest, vec![15, 19], "{hits}");
+}
