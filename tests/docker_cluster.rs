@@ -44,19 +44,31 @@ fn docker_available() -> bool {
 struct Docker {
     prefix: String,
     image: String,
+    /// The network the REST ports are published from (every container is on it).
     network: String,
+    /// Further networks created by the test.
+    networks: Vec<String>,
     containers: Vec<String>,
 }
 
 impl Docker {
-    fn new() -> Docker {
-        let prefix = format!("shoal-test-{}", std::process::id());
+    /// Names everything `shoal-test-<pid>-<test>` so parallel tests and runs never collide.
+    fn new(test: &str) -> Docker {
+        let prefix = format!("shoal-test-{}-{test}", std::process::id());
         Docker {
             image: format!("shoal:{prefix}"),
             network: prefix.clone(),
+            networks: Vec::new(),
             prefix,
             containers: Vec::new(),
         }
+    }
+
+    /// Creates a docker network, removed on drop.
+    fn create_network(&mut self, name: &str) -> String {
+        docker_ok(&["network", "create", name]);
+        self.networks.push(name.to_string());
+        name.to_string()
     }
 
     fn build_image(&self) {
@@ -80,13 +92,20 @@ impl Docker {
         );
     }
 
-    /// Starts node `ordinal` as the chart would start pod `<prefix>-<ordinal>`; returns the
-    /// loopback address its REST port is published on.
-    fn start_node(&mut self, ordinal: u32, extra_env: &[(&str, String)]) -> String {
+    /// Starts node `ordinal` as the chart would start pod `<prefix>-<ordinal>` (node id
+    /// `ordinal + 1`); returns the loopback address its REST port is published on. With
+    /// `cluster_net` the container is also attached to that network under the alias
+    /// `node<id>`, the name its peers dial (it resolves only there, so disconnecting the
+    /// container from that network cuts it off from its peers but not from the test).
+    fn start_node(
+        &mut self,
+        ordinal: u32,
+        extra_env: &[(&str, String)],
+        cluster_net: Option<&str>,
+    ) -> String {
         let name = format!("{}-{ordinal}", self.prefix);
         let mut args: Vec<String> = vec![
-            "run".into(),
-            "-d".into(),
+            "create".into(),
             "--name".into(),
             name.clone(),
             "--hostname".into(),
@@ -128,6 +147,11 @@ impl Docker {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         docker_ok(&args);
         self.containers.push(name.clone());
+        if let Some(net) = cluster_net {
+            let alias = format!("node{}", ordinal + 1);
+            docker_ok(&["network", "connect", "--alias", &alias, net, &name]);
+        }
+        docker_ok(&["start", &name]);
         let port = docker_ok(&["port", &name, "6333/tcp"]);
         // "127.0.0.1:49153" (possibly one line per address family).
         port.lines()
@@ -152,7 +176,9 @@ impl Drop for Docker {
         for c in &self.containers {
             let _ = docker(&["rm", "-f", "-v", c]);
         }
-        let _ = docker(&["network", "rm", &self.network]);
+        for n in &self.networks {
+            let _ = docker(&["network", "rm", n]);
+        }
         let _ = docker(&["rmi", "-f", &self.image]);
     }
 }
@@ -223,10 +249,11 @@ fn one_container_serves_a_round_trip() {
         println!("SKIPPED: docker is not available (`docker info` failed)");
         return;
     }
-    let mut d = Docker::new();
+    let mut d = Docker::new("one");
     d.build_image();
-    docker_ok(&["network", "create", &d.network]);
-    let addr = d.start_node(0, &[("SHOAL_API_KEY", "container-key".into())]);
+    let net = d.network.clone();
+    d.create_network(&net);
+    let addr = d.start_node(0, &[("SHOAL_API_KEY", "container-key".into())], None);
     wait_healthy(&addr);
 
     // The API key from the environment is in force (the probes stay open, as the chart needs).
