@@ -382,14 +382,17 @@ mod tests {
         assert!(ok(app.apply(4, &create("e", &[5]))).is_ok());
         assert!(!app.state().collections.contains_key("e"));
         // Centroids: first writer wins.
-        let c1 = CentroidPlacement {
-            centroids: vec![1.0],
-            shard_of_cluster: vec![0],
-        };
-        let c2 = CentroidPlacement {
-            centroids: vec![2.0],
-            shard_of_cluster: vec![1],
-        };
+        let sample = [0.0f32, 1.0, 5.0, 6.0];
+        let c1 = CentroidPlacement::train(&sample, 1, crate::index::Metric::L2, 2, 2, 1);
+        let c2 = CentroidPlacement::train(
+            &[10.0, 11.0, 50.0, 60.0],
+            1,
+            crate::index::Metric::L2,
+            2,
+            2,
+            2,
+        );
+        assert_ne!(c1, c2);
         let set = |i, c: &CentroidPlacement| {
             let out = ok(app.apply(
                 i,
