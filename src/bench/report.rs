@@ -111,6 +111,8 @@ pub struct QueryResult {
     pub index_bytes: Option<u64>,
     /// How the base was split into shards (`shoal bench --shards`); `None` for an unsharded
     /// index. Its fields sit beside the others in the row's JSON and are absent when `None`.
+    /// (Being flattened, it makes serde_json buffer each row when reading, which may change a
+    /// float's last digit; reports are measurements, so that is harmless.)
     #[serde(flatten)]
     pub sharding: Option<ShardingResult>,
 }
