@@ -65,14 +65,25 @@ impl Default for IndexDefaults {
 #[derive(Debug)]
 pub struct ShardApp {
     shard: RwLock<Shard>,
+    /// Where the shard keeps its sealed segment files (snapshots hard-link them).
+    data_dir: Option<PathBuf>,
 }
 
 impl ShardApp {
-    /// A state machine over an empty shard.
+    /// A state machine over an empty in-memory shard (snapshots write its segments out).
     pub fn new(config: ShardConfig) -> Self {
         ShardApp {
             shard: RwLock::new(Shard::new(config)),
+            data_dir: None,
         }
+    }
+
+    /// A state machine over an empty shard whose sealed segment files live in `data_dir`.
+    pub fn with_data_dir(config: ShardConfig, data_dir: &Path) -> std::io::Result<Self> {
+        Ok(ShardApp {
+            shard: RwLock::new(Shard::open(config, data_dir).map_err(std::io::Error::other)?),
+            data_dir: Some(data_dir.to_owned()),
+        })
     }
 
     /// The current engine (queries run on it; cheap clone).
@@ -104,7 +115,8 @@ impl StateMachineApp for ShardApp {
     }
 
     fn restore(&self, dir: &Path) -> std::io::Result<()> {
-        let shard = Shard::restore(dir, true).map_err(std::io::Error::other)?;
+        let shard = Shard::restore_into(dir, true, self.data_dir.as_deref())
+            .map_err(std::io::Error::other)?;
         *self.shard.write().unwrap_or_else(|e| e.into_inner()) = shard;
         Ok(())
     }
@@ -299,6 +311,7 @@ pub fn shard_config(c: &CollectionConfig) -> ShardConfig {
         pq_m: c.ivf_pq_config.pq_m,
         pq_bits: c.ivf_pq_config.pq_bits,
         seed: 0x5ba1 ^ c.group_id,
+        compaction: Default::default(),
     }
 }
 
@@ -367,7 +380,13 @@ impl Collections {
         name: &str,
         config: CollectionConfig,
     ) -> Result<Arc<Collection>, ApiError> {
-        let app = Arc::new(ShardApp::new(shard_config(&config)));
+        let segments = self
+            .data_dir
+            .join("collections")
+            .join(name)
+            .join("segments");
+        let app =
+            Arc::new(ShardApp::with_data_dir(shard_config(&config), &segments).map_err(io_err)?);
         let group = self
             .node
             .start_group(config.group_id, app.clone())
