@@ -205,10 +205,10 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn exact_answers(
-    shard: &Shard,
-    queries: &[Vec<f32>],
-) -> Vec<Vec<(PointId, f32, Option<Arc<Payload>>)>> {
+/// One hit as the answer comparison sees it.
+type Answer = (PointId, f32, Option<Arc<Payload>>);
+
+fn exact_answers(shard: &Shard, queries: &[Vec<f32>]) -> Vec<Vec<Answer>> {
     queries
         .iter()
         .map(|q| {
@@ -511,6 +511,6 @@ fn contents_of_model(model: &Model) -> Vec<(PointId, Vec<f32>)> {
         .iter()
         .map(|(id, (v, _))| (*id, v.clone()))
         .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.sort_by_key(|a| a.0);
     v
 }

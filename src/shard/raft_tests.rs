@@ -92,7 +92,18 @@ async fn group_snapshots_link_segment_files_and_purge_the_log() {
     drop(node);
 
     // Restart: the shard comes back from the linked files (and no log: it was purged).
-    let node = RaftNode::open_in_process(1, &raft_dir, &router, raft).unwrap();
+    // Retry while the previous incarnation's log database is still closing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let node = loop {
+        match RaftNode::open_in_process(1, &raft_dir, &router, raft.clone()) {
+            Ok(n) => break n,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot reopen the node: {e}"),
+        }
+    };
     let app = Arc::new(ShardApp::with_data_dir(config(dim, Metric::L2, 300), &data).unwrap());
     let group = node.start_group(7, app.clone()).await.unwrap();
     wait_until("leader", || group.metrics().role == Role::Leader).await;

@@ -263,7 +263,7 @@ impl Shard {
         // Sealed segments without an index (snapshotted mid-build, or from format 1): build them.
         let mut state = super::write(&shard.inner.state);
         for id in pending {
-            shard.start_build(&mut *state, id);
+            shard.start_build(&mut state, id);
         }
         drop(state);
         if !background {
