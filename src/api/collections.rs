@@ -258,6 +258,7 @@ pub fn shard_config(c: &CollectionConfig) -> ShardConfig {
         pq_m: c.ivf_pq_config.pq_m,
         pq_bits: c.ivf_pq_config.pq_bits,
         seed: 0x5ba1 ^ c.group_id,
+        compaction: Default::default(),
     }
 }
 

@@ -109,7 +109,7 @@ impl Metrics {
                 s.requests
             );
         }
-        let gauges: [Gauge; 4] = [
+        let gauges: [Gauge; 8] = [
             ("shoal_collection_points", "Live points.", |s| s.points),
             (
                 "shoal_collection_segments",
@@ -125,6 +125,26 @@ impl Metrics {
                 "shoal_collection_index_builds_running",
                 "IVF-PQ builds in progress.",
                 |s| s.building,
+            ),
+            (
+                "shoal_collection_deleted_rows",
+                "Deleted rows still stored, until a compaction drops them.",
+                |s| s.deleted_rows,
+            ),
+            (
+                "shoal_collection_compactions_running",
+                "Segment compactions in progress.",
+                |s| s.compacting,
+            ),
+            (
+                "shoal_collection_compacting_rows",
+                "Rows the running compactions are rewriting.",
+                |s| s.compacting_rows,
+            ),
+            (
+                "shoal_collection_compactions",
+                "Compactions finished since the collection was loaded.",
+                |s| s.compactions as usize,
             ),
         ];
         let stats: Vec<_> = collections

@@ -59,7 +59,16 @@ async fn reconcile_once(c: &Cluster, state: &ClusterState) {
         }
         let mut config = loc.config.clone();
         config.group_id = group;
-        let app = Arc::new(ShardApp::new(shard_config(&config)));
+        // Sealed segment files live beside the group's Raft snapshots (which hard-link them),
+        // so destroying the group removes them too.
+        let segments = c.node.groups_dir().join(group.to_string()).join("segments");
+        let app = match ShardApp::with_data_dir(shard_config(&config), &segments) {
+            Ok(app) => Arc::new(app),
+            Err(e) => {
+                tracing::warn!(group, error = %e, "cannot open shard segments");
+                continue;
+            }
+        };
         let raft = match c.node.start_group(group, app.clone()).await {
             Ok(g) => g,
             Err(e) => {

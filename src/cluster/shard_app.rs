@@ -2,7 +2,7 @@
 
 use crate::raft::StateMachineApp;
 use crate::shard::{Shard, ShardCommand, ShardConfig};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 /// The shard engine as a Raft state machine: decodes each command and applies it. `restore`
@@ -10,14 +10,25 @@ use std::sync::RwLock;
 #[derive(Debug)]
 pub struct ShardApp {
     shard: RwLock<Shard>,
+    /// Where the shard keeps its sealed segment files (snapshots hard-link them).
+    data_dir: Option<PathBuf>,
 }
 
 impl ShardApp {
-    /// A state machine over an empty shard.
+    /// A state machine over an empty in-memory shard (snapshots write its segments out).
     pub fn new(config: ShardConfig) -> Self {
         ShardApp {
             shard: RwLock::new(Shard::new(config)),
+            data_dir: None,
         }
+    }
+
+    /// A state machine over an empty shard whose sealed segment files live in `data_dir`.
+    pub fn with_data_dir(config: ShardConfig, data_dir: &Path) -> std::io::Result<Self> {
+        Ok(ShardApp {
+            shard: RwLock::new(Shard::open(config, data_dir).map_err(std::io::Error::other)?),
+            data_dir: Some(data_dir.to_owned()),
+        })
     }
 
     /// The current engine (queries run on it; cheap clone).
@@ -49,7 +60,8 @@ impl StateMachineApp for ShardApp {
     }
 
     fn restore(&self, dir: &Path) -> std::io::Result<()> {
-        let shard = Shard::restore(dir, true).map_err(std::io::Error::other)?;
+        let shard = Shard::restore_into(dir, true, self.data_dir.as_deref())
+            .map_err(std::io::Error::other)?;
         *self.shard.write().unwrap_or_else(|e| e.into_inner()) = shard;
         Ok(())
     }

@@ -38,6 +38,26 @@ pub enum ShardCommand {
         #[serde(with = "json_text")]
         filter: Filter,
     },
+    /// Insert or replace points, last writer wins: each point is applied only if `version` is
+    /// at least the version stored for its id (that of the last applied `UpsertAt` or `DeleteAt`
+    /// of the id, 0 if none), and then records `version`; otherwise that point is skipped.
+    /// Versions are hybrid-logical-clock values, so concurrent writers through different routers
+    /// resolve to one winner whatever order their commands reach the log in.
+    UpsertAt {
+        /// The points, with distinct ids.
+        points: Vec<PointWrite>,
+        /// The writer's version of every point in the batch.
+        version: u64,
+    },
+    /// Delete points by id, last writer wins: for each id whose stored version is at most
+    /// `version`, the point (if present) is deleted and `version` recorded, even for an absent
+    /// id, so that an older upsert arriving later loses.
+    DeleteAt {
+        /// The ids to delete.
+        ids: Vec<PointId>,
+        /// The deleter's version.
+        version: u64,
+    },
 }
 
 /// Why command bytes could not be decoded.
@@ -89,6 +109,18 @@ mod tests {
                 ids: vec![PointId::Num(3), PointId::Uuid(9)],
             },
             ShardCommand::DeleteByFilter { filter },
+            ShardCommand::UpsertAt {
+                points: vec![PointWrite {
+                    id: PointId::Num(4),
+                    vector: vec![0.5, 0.5],
+                    payload: None,
+                }],
+                version: u64::MAX - 1,
+            },
+            ShardCommand::DeleteAt {
+                ids: vec![PointId::Uuid(1)],
+                version: 17,
+            },
         ];
         for c in cmds {
             let bytes = c.encode();

@@ -5,15 +5,20 @@
 //! re-delivers entries) is harmless.
 //!
 //! ## Layout
-//! - One **mutable segment**: a [`FlatIndex`] (exact search) that new points are appended to.
+//! - One **mutable segment**: flat chunks (exact search) that new points are appended to
+//!   ([`segment`] explains the chunking).
 //! - Zero or more **sealed segments**. When the mutable segment reaches `seal_threshold` rows it is
 //!   frozen (it keeps answering queries, exactly), a fresh mutable segment takes the writes, and a
-//!   background thread builds an [`IvfPqIndex`] from the frozen rows (rayon-parallel). The built
-//!   index replaces the frozen one under the write lock in one pointer swap; the rows keep their
+//!   background thread builds an IVF-PQ index from the frozen rows (rayon-parallel), writes it to
+//!   a segment file in the shard's data directory (when it has one) and maps it back. The built
+//!   segment replaces the frozen one under the write lock in one pointer swap; the rows keep their
 //!   numbers, so tombstones and payloads written meanwhile stay valid.
 //! - An **id map** `PointId → (segment, row)` (a `BTreeMap`, which also gives `scroll` its order).
 //! - **Tombstones**: a live-row [`RowSet`] per segment. An update tombstones the old row and appends
 //!   a new one; a delete only tombstones.
+//! - **Versions**: `PointId → version` of the last [`ShardCommand::UpsertAt`] or
+//!   [`ShardCommand::DeleteAt`] applied to the id (deletes of absent ids included), so writes
+//!   ordered by a hybrid logical clock resolve last-writer-wins whatever order they arrive in.
 //!
 //! Inside a segment, the index's id of a row is the row number itself, so a hit maps straight back
 //! to the segment's point and payload arrays.
@@ -26,23 +31,32 @@
 //! scan of the matching rows.
 //!
 //! ## Concurrency
-//! All state sits behind one `RwLock`: commands take it for writing only while they append rows
-//! or flip tombstones; queries share it for reading. Index builds run outside the lock.
+//! All state sits behind one `RwLock`, but no query holds it while it searches: a query takes the
+//! read lock only to clone the segment list (an `Arc` per chunk, index and tombstone set) and then
+//! searches that immutable view. Writes take the write lock to append rows or flip tombstones and
+//! copy a shared chunk or tombstone set first (copy-on-write), so they never wait for a search.
+//! Index builds and compactions ([`compaction`]) run on background threads outside the lock and
+//! swap their result in atomically.
 
 pub mod command;
+pub mod compaction;
 pub mod filter;
 pub mod point;
+mod segment;
 pub mod snapshot;
 
 pub use command::{PointWrite, ShardCommand};
+pub use compaction::CompactionConfig;
 pub use filter::{CompiledFilter, Filter, FilterError};
 pub use point::{Payload, PointId};
 
 use crate::index::distance;
 use crate::index::ivfpq::{IvfPqConfig, IvfPqIndex, SearchParams};
 use crate::index::{FlatIndex, IndexError, Metric, Neighbor, RowSet, TopK};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use segment::{CHUNK_ROWS, Chunk, IvfSeg, Rows, SegBody, Segment};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A filter letting at most this many rows of a sealed segment through is answered by scanning
@@ -67,6 +81,10 @@ pub struct ShardConfig {
     pub pq_bits: u8,
     /// Seed for index training, so every replica and every rebuild gets the same index.
     pub seed: u64,
+    /// When sealed segments are merged and their deleted rows dropped (defaults when absent, so
+    /// configurations written before compaction existed still load).
+    #[serde(default)]
+    pub compaction: CompactionConfig,
 }
 
 impl ShardConfig {
@@ -176,68 +194,18 @@ pub struct ShardStats {
     pub building: usize,
     /// Last applied log index.
     pub last_applied: u64,
-}
-
-/// What a segment searches with.
-#[derive(Debug, Clone)]
-enum SegIndex {
-    Flat(FlatIndex),
-    IvfPq {
-        index: Box<IvfPqIndex>,
-        /// Segment row → index row (the inverse of `index.ids()`).
-        pos: Vec<u32>,
-    },
-}
-
-/// A segment's rows; frozen segments share it behind an `Arc`.
-#[derive(Debug, Clone)]
-struct SegmentData {
-    points: Vec<PointId>,
-    payloads: Vec<Option<Arc<Payload>>>,
-    index: SegIndex,
-}
-
-impl SegmentData {
-    fn empty(config: &ShardConfig) -> Self {
-        SegmentData {
-            points: Vec::new(),
-            payloads: Vec::new(),
-            index: SegIndex::Flat(FlatIndex::new(config.dim, config.metric)),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.points.len()
-    }
-
-    fn vector(&self, row: usize) -> Option<&[f32]> {
-        match &self.index {
-            SegIndex::Flat(f) => f.vector(row),
-            SegIndex::IvfPq { index, pos } => index.vector(*pos.get(row)? as usize),
-        }
-    }
-
-    /// The rows of the segment in row order, flattened (for index builds).
-    fn vectors(&self, dim: usize) -> Vec<f32> {
-        match &self.index {
-            SegIndex::Flat(f) => f.vectors().to_vec(),
-            SegIndex::IvfPq { .. } => {
-                let mut out = Vec::with_capacity(self.len() * dim);
-                for row in 0..self.len() {
-                    out.extend_from_slice(self.vector(row).unwrap_or(&[]));
-                }
-                out
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Segment {
-    id: u32,
-    data: Arc<SegmentData>,
-    live: RowSet,
-    live_count: usize,
+    /// Rows stored in segments, live or deleted (what disk and memory pay for).
+    pub stored_rows: usize,
+    /// Deleted (tombstoned) rows still stored, which a compaction would drop.
+    pub deleted_rows: usize,
+    /// Compactions in progress.
+    pub compacting: usize,
+    /// Rows the running compactions are rewriting (their progress unit).
+    pub compacting_rows: usize,
+    /// Compactions finished since the shard was loaded.
+    pub compactions: u64,
+    /// Deleted rows dropped by compactions since the shard was loaded.
+    pub compacted_deleted_rows: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,20 +221,18 @@ struct State {
     /// Sealed (frozen or indexed) segments, then the mutable one last.
     segments: Vec<Segment>,
     ids: BTreeMap<PointId, Loc>,
+    /// Version of the last versioned write of each id (deletes of absent ids included).
+    versions: HashMap<PointId, u64>,
 }
 
 impl State {
-    fn new(config: &ShardConfig) -> Self {
+    fn new() -> Self {
         State {
             last_applied: 0,
             next_segment: 1,
-            segments: vec![Segment {
-                id: 0,
-                data: Arc::new(SegmentData::empty(config)),
-                live: RowSet::new(0),
-                live_count: 0,
-            }],
+            segments: vec![empty_segment(0)],
             ids: BTreeMap::new(),
+            versions: HashMap::new(),
         }
     }
 
@@ -285,7 +251,8 @@ impl State {
         if let Some(seg) = self.segment_mut(loc.seg)
             && seg.live.contains(loc.row as usize)
         {
-            seg.live.remove(loc.row as usize);
+            // Copies the set only if a query still reads the old one.
+            Arc::make_mut(&mut seg.live).remove(loc.row as usize);
             seg.live_count -= 1;
         }
         true
@@ -298,57 +265,122 @@ impl State {
         with_payload: bool,
         with_vector: bool,
     ) -> Option<Record> {
-        let seg = self.segment(loc.seg)?;
-        let row = loc.row as usize;
-        Some(Record {
+        record_in(
+            self.segment(loc.seg)?,
             id,
-            payload: if with_payload {
-                seg.data.payloads.get(row).cloned().flatten()
-            } else {
-                None
-            },
-            vector: if with_vector {
-                seg.data.vector(row).map(<[f32]>::to_vec)
-            } else {
-                None
-            },
-        })
+            loc.row,
+            with_payload,
+            with_vector,
+        )
     }
 
-    /// Live rows of `seg` passing `filter`, as a set over segment rows.
-    fn allowed(seg: &Segment, filter: Option<&CompiledFilter>) -> RowSet {
-        match filter {
-            None => seg.live.clone(),
-            Some(f) if f.is_empty() => seg.live.clone(),
-            Some(f) => {
-                let mut set = RowSet::new(seg.data.len());
-                for row in seg.live.iter() {
-                    if f.matches(&seg.data.points[row], seg.data.payloads[row].as_deref()) {
-                        set.insert(row);
-                    }
-                }
-                set
-            }
-        }
+    /// Whether a versioned write of `id` at `version` wins over what was applied before.
+    fn wins(&self, id: &PointId, version: u64) -> bool {
+        version >= self.versions.get(id).copied().unwrap_or(0)
     }
 }
 
-/// Progress of background builds, so tests and shutdown can wait for them.
+fn empty_segment(id: u32) -> Segment {
+    Segment {
+        id,
+        body: SegBody::Flat(Vec::new()),
+        live: Arc::new(RowSet::new(0)),
+        live_count: 0,
+        rows: 0,
+        busy: false,
+    }
+}
+
+fn record_in(
+    seg: &Segment,
+    id: PointId,
+    row: u32,
+    with_payload: bool,
+    with_vector: bool,
+) -> Option<Record> {
+    let row = row as usize;
+    if row >= seg.rows {
+        return None;
+    }
+    Some(Record {
+        id,
+        payload: if with_payload {
+            seg.body.payload(row).cloned()
+        } else {
+            None
+        },
+        vector: if with_vector {
+            seg.body.vector(row).map(<[f32]>::to_vec)
+        } else {
+            None
+        },
+    })
+}
+
+/// Live rows of `seg` passing `filter`, as a set over segment rows.
+fn allowed(seg: &Segment, filter: Option<&CompiledFilter>) -> RowSet {
+    match filter {
+        Some(f) if !f.is_empty() => {
+            let mut set = RowSet::new(seg.rows);
+            for row in seg.live.iter() {
+                if let Some(p) = seg.body.point(row)
+                    && f.matches(&p, seg.body.payload(row).map(|p| &**p))
+                {
+                    set.insert(row);
+                }
+            }
+            set
+        }
+        _ => (*seg.live).clone(),
+    }
+}
+
+/// Background jobs (index builds, compactions) in flight, so tests, snapshots and shutdown can
+/// wait for them.
 #[derive(Debug, Default)]
-struct Builds {
+struct Jobs {
     running: Mutex<usize>,
     done: Condvar,
+}
+
+/// Test hooks: points where a background job or a search stops until the test lets it go.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Hooks {
+    /// A search, once it holds its view, sends on the first channel and waits on the second.
+    pub search: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+    /// A compaction, once it has gathered its rows, sends on the first and waits on the second.
+    pub compaction: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+}
+
+#[cfg(test)]
+fn pause_at(slot: &Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>) {
+    let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some((reached, go)) = taken {
+        let _ = reached.send(());
+        let _ = go.recv();
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
     config: ShardConfig,
     state: RwLock<State>,
-    builds: Builds,
-    /// Builds in flight (mirrors `builds.running` for lock-free reads).
+    jobs: Jobs,
+    /// Index builds in flight.
     building: AtomicUsize,
-    /// Whether sealing runs the build on a background thread (tests may build inline).
+    /// Compactions in flight, and the rows they rewrite.
+    compacting: AtomicUsize,
+    compacting_rows: AtomicUsize,
+    compactions: AtomicU64,
+    compacted_deleted_rows: AtomicU64,
+    /// Whether sealing and compaction run on background threads (tests may run them inline).
     background: bool,
+    /// Where sealed segment files are written (none: segments stay in memory and snapshots write
+    /// them out).
+    data_dir: Option<PathBuf>,
+    #[cfg(test)]
+    hooks: Hooks,
 }
 
 /// One shard replica's engine. Cheap to clone (an `Arc`).
@@ -380,25 +412,53 @@ pub fn check_vector(dim: usize, v: &[f32]) -> Result<(), ShardError> {
 }
 
 impl Shard {
-    /// An empty shard. Sealed segments are indexed on a background thread.
+    /// An empty shard without a data directory: sealed segments are indexed on a background
+    /// thread and stay in memory (snapshots write them out).
     pub fn new(config: ShardConfig) -> Self {
-        Self::with_state(config, None, true)
+        Self::with_state(config, None, true, None)
     }
 
-    /// An empty shard that builds sealed segments inline during `apply` (deterministic tests).
+    /// An empty shard that builds sealed segments and compacts inline during `apply`
+    /// (deterministic tests).
     pub fn new_inline_builds(config: ShardConfig) -> Self {
-        Self::with_state(config, None, false)
+        Self::with_state(config, None, false, None)
     }
 
-    fn with_state(config: ShardConfig, state: Option<State>, background: bool) -> Self {
-        let state = state.unwrap_or_else(|| State::new(&config));
+    /// An empty shard whose sealed segments are written to files in `data_dir` (created if
+    /// missing), so snapshots can hard-link them. Segment files left there by an earlier run are
+    /// removed: an empty shard refers to none (a restore brings back the ones it needs).
+    pub fn open(config: ShardConfig, data_dir: &Path) -> Result<Self, ShardError> {
+        std::fs::create_dir_all(data_dir)?;
+        snapshot::sweep_segment_dir(data_dir, &HashSet::new())?;
+        Ok(Self::with_state(
+            config,
+            None,
+            true,
+            Some(data_dir.to_path_buf()),
+        ))
+    }
+
+    fn with_state(
+        config: ShardConfig,
+        state: Option<State>,
+        background: bool,
+        data_dir: Option<PathBuf>,
+    ) -> Self {
+        let state = state.unwrap_or_else(State::new);
         Shard {
             inner: Arc::new(Inner {
                 config,
                 state: RwLock::new(state),
-                builds: Builds::default(),
+                jobs: Jobs::default(),
                 building: AtomicUsize::new(0),
+                compacting: AtomicUsize::new(0),
+                compacting_rows: AtomicUsize::new(0),
+                compactions: AtomicU64::new(0),
+                compacted_deleted_rows: AtomicU64::new(0),
                 background,
+                data_dir,
+                #[cfg(test)]
+                hooks: Hooks::default(),
             }),
         }
     }
@@ -408,16 +468,30 @@ impl Shard {
         &self.inner.config
     }
 
+    /// The directory sealed segment files are written to, if any.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.inner.data_dir.as_deref()
+    }
+
     /// The last log index applied.
     pub fn last_applied(&self) -> u64 {
         read(&self.inner.state).last_applied
+    }
+
+    /// The version recorded for `id` by versioned writes (0 if none touched it).
+    pub fn version(&self, id: &PointId) -> u64 {
+        read(&self.inner.state)
+            .versions
+            .get(id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Checks a command without applying it, so that callers can refuse bad input before it is
     /// logged. `apply` runs the same checks.
     pub fn validate(&self, command: &ShardCommand) -> Result<(), ShardError> {
         match command {
-            ShardCommand::Upsert { points } => {
+            ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => {
                 let mut seen = HashSet::with_capacity(points.len());
                 for p in points {
                     check_vector(self.inner.config.dim, &p.vector)?;
@@ -427,7 +501,7 @@ impl Shard {
                 }
                 Ok(())
             }
-            ShardCommand::Delete { .. } => Ok(()),
+            ShardCommand::Delete { .. } | ShardCommand::DeleteAt { .. } => Ok(()),
             ShardCommand::DeleteByFilter { filter } => {
                 filter.compile()?;
                 Ok(())
@@ -445,39 +519,32 @@ impl Shard {
         }
         state.last_applied = index;
         self.validate(command)?;
+        let mut tombstoned = false;
         match command {
             ShardCommand::Upsert { points } => {
                 for p in points {
-                    state.tombstone(&p.id);
-                    let Some(seg) = state.segments.last_mut() else {
-                        continue;
-                    };
-                    let seg_id = seg.id;
-                    let row = seg.data.len();
-                    // Only a snapshot in progress can share the mutable segment's data (queries
-                    // borrow it under the read lock we now exclude), so `make_mut` copies rarely.
-                    let data = Arc::make_mut(&mut seg.data);
-                    if let SegIndex::Flat(flat) = &mut data.index {
-                        flat.add(row as u64, &p.vector)?;
+                    tombstoned |= self.append(&mut state, p)?;
+                }
+            }
+            ShardCommand::UpsertAt { points, version } => {
+                for p in points {
+                    if state.wins(&p.id, *version) {
+                        state.versions.insert(p.id, *version);
+                        tombstoned |= self.append(&mut state, p)?;
                     }
-                    data.points.push(p.id);
-                    data.payloads.push(p.payload.clone().map(Arc::new));
-                    seg.live.resize(row + 1);
-                    seg.live.insert(row);
-                    seg.live_count += 1;
-                    state.ids.insert(
-                        p.id,
-                        Loc {
-                            seg: seg_id,
-                            row: row as u32,
-                        },
-                    );
-                    self.maybe_seal(&mut state);
                 }
             }
             ShardCommand::Delete { ids } => {
                 for id in ids {
-                    state.tombstone(id);
+                    tombstoned |= state.tombstone(id);
+                }
+            }
+            ShardCommand::DeleteAt { ids, version } => {
+                for id in ids {
+                    if state.wins(id, *version) {
+                        state.versions.insert(*id, *version);
+                        tombstoned |= state.tombstone(id);
+                    }
                 }
             }
             ShardCommand::DeleteByFilter { filter } => {
@@ -486,18 +553,83 @@ impl Shard {
                     .segments
                     .iter()
                     .flat_map(|seg| {
-                        State::allowed(seg, Some(&filter))
+                        allowed(seg, Some(&filter))
                             .iter()
-                            .map(|row| seg.data.points[row])
+                            .filter_map(|row| seg.body.point(row))
                             .collect::<Vec<_>>()
                     })
                     .collect();
                 for id in &doomed {
-                    state.tombstone(id);
+                    tombstoned |= state.tombstone(id);
                 }
             }
         }
+        if tombstoned {
+            self.maybe_compact(&mut state);
+        }
         Ok(true)
+    }
+
+    /// Appends one point to the mutable segment (tombstoning its old row); returns whether an
+    /// old row was tombstoned.
+    fn append(&self, state: &mut State, p: &PointWrite) -> Result<bool, ShardError> {
+        let replaced = state.tombstone(&p.id);
+        let config = &self.inner.config;
+        let Some(seg) = state.segments.last_mut() else {
+            return Ok(replaced);
+        };
+        let SegBody::Flat(chunks) = &mut seg.body else {
+            return Ok(replaced);
+        };
+        let row = seg.rows;
+        if chunks.last().is_none_or(|c| c.len() >= CHUNK_ROWS) {
+            chunks.push(Arc::new(Chunk::new(FlatIndex::new(
+                config.dim,
+                config.metric,
+            ))));
+        }
+        if let Some(last) = chunks.last_mut() {
+            // Copies the chunk only if a query still reads it (at most CHUNK_ROWS rows).
+            let chunk = Arc::make_mut(last);
+            chunk.flat.add(row as u64, &p.vector)?;
+            chunk.points.push(p.id);
+            chunk.payloads.push(p.payload.clone().map(Arc::new));
+        }
+        let live = Arc::make_mut(&mut seg.live);
+        live.resize(row + 1);
+        live.insert(row);
+        seg.rows += 1;
+        seg.live_count += 1;
+        let seg_id = seg.id;
+        state.ids.insert(
+            p.id,
+            Loc {
+                seg: seg_id,
+                row: row as u32,
+            },
+        );
+        self.maybe_seal(state);
+        Ok(replaced)
+    }
+
+    fn start_job(&self) {
+        *self
+            .inner
+            .jobs
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
+    fn end_job(&self) {
+        let mut running = self
+            .inner
+            .jobs
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *running -= 1;
+        self.inner.jobs.done.notify_all();
     }
 
     /// Freezes the mutable segment once it is full and starts its index build.
@@ -506,80 +638,139 @@ impl Shard {
         let full = state
             .segments
             .last()
-            .is_some_and(|s| threshold > 0 && s.data.len() >= threshold);
+            .is_some_and(|s| threshold > 0 && s.rows >= threshold);
         if !full {
             return;
         }
         let id = state.next_segment;
         state.next_segment += 1;
-        state.segments.push(Segment {
-            id,
-            data: Arc::new(SegmentData::empty(&self.inner.config)),
-            live: RowSet::new(0),
-            live_count: 0,
-        });
-        let frozen_idx = state.segments.len() - 2;
-        let frozen = Arc::clone(&state.segments[frozen_idx].data);
-        let frozen_id = state.segments[frozen_idx].id;
-        *self
-            .inner
-            .builds
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) += 1;
+        state.segments.push(empty_segment(id));
+        let frozen_id = state.segments[state.segments.len() - 2].id;
+        self.start_build(state, frozen_id);
+    }
+
+    /// Marks a sealed flat segment busy and builds its index (in the background or inline).
+    fn start_build(&self, state: &mut State, seg_id: u32) {
+        let Some(seg) = state.segment_mut(seg_id) else {
+            return;
+        };
+        let SegBody::Flat(chunks) = &seg.body else {
+            return;
+        };
+        let chunks = chunks.clone();
+        seg.busy = true;
+        self.start_job();
         self.inner.building.fetch_add(1, Ordering::SeqCst);
         if self.inner.background {
             let shard = self.clone();
-            std::thread::spawn(move || shard.finish_build(frozen_id, &frozen, None));
+            std::thread::spawn(move || shard.finish_build(seg_id, &chunks, None));
         } else {
-            self.finish_build(frozen_id, &frozen, Some(state));
+            self.finish_build(seg_id, &chunks, Some(state));
         }
     }
 
     /// Builds the IVF-PQ index of a frozen segment and swaps it in. `locked` is the state when the
     /// caller already holds the write lock (inline builds).
-    fn finish_build(&self, seg_id: u32, frozen: &SegmentData, locked: Option<&mut State>) {
-        let built = build_ivfpq(&self.inner.config, frozen);
+    fn finish_build(&self, seg_id: u32, chunks: &[Arc<Chunk>], locked: Option<&mut State>) {
+        let rows = Rows::from_chunks(chunks);
+        let built = self
+            .build_index(&rows)
+            .and_then(|index| IvfSeg::new(index, rows.points, rows.payloads))
+            .map(|seg| self.persist(seg_id, seg));
         let swap = |state: &mut State| {
-            if let (Some(index), Some(seg)) = (built, state.segment_mut(seg_id)) {
-                seg.data = Arc::new(SegmentData {
-                    points: frozen.points.clone(),
-                    payloads: frozen.payloads.clone(),
-                    index,
-                });
+            match state.segment_mut(seg_id) {
+                Some(seg) => {
+                    if let Some(built) = built {
+                        seg.body = SegBody::Ivf(Arc::new(built));
+                    }
+                    seg.busy = false;
+                }
+                None => {
+                    if let Some(f) = built.as_ref().and_then(|b| b.file.as_ref()) {
+                        f.retire();
+                    }
+                }
             }
+            self.maybe_compact(state);
         };
         match locked {
             Some(state) => swap(state),
             None => swap(&mut write(&self.inner.state)),
         }
         self.inner.building.fetch_sub(1, Ordering::SeqCst);
-        let mut running = self
-            .inner
-            .builds
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *running -= 1;
-        self.inner.builds.done.notify_all();
+        self.end_job();
     }
 
-    /// Blocks until no index build is running (tests, shutdown, snapshots).
+    /// Trains an IVF-PQ index over `rows` (ids = row numbers). `None` when the rows are too few
+    /// to train (the segment then stays flat and exact: correct, only slower).
+    fn build_index(&self, rows: &Rows) -> Option<IvfPqIndex> {
+        let config = &self.inner.config;
+        let n = rows.len();
+        if n == 0 {
+            return None;
+        }
+        let ids: Vec<u64> = (0..n as u64).collect();
+        match IvfPqIndex::build(config.dim, &rows.vectors, &ids, &config.ivf_config(n)) {
+            Ok(index) => Some(index),
+            Err(e) => {
+                tracing::warn!(rows = n, error = %e, "segment kept flat: IVF-PQ build refused");
+                None
+            }
+        }
+    }
+
+    /// Writes a built segment to its file in the data directory (if the shard has one) and maps
+    /// the index back from it, so the heap copy is freed and snapshots can hard-link the file.
+    /// On any failure the segment stays in memory (a snapshot then writes it out).
+    fn persist(&self, seg_id: u32, mut seg: IvfSeg) -> IvfSeg {
+        let Some(dir) = &self.inner.data_dir else {
+            return seg;
+        };
+        let path = dir.join(segment::segment_file_name(seg_id));
+        let mapped = segment::write_segment_file(&path, &seg).and_then(|()| {
+            let container = crate::storage::Container::open(&path)?;
+            let index = crate::storage::segment::index_from_container(&container)?;
+            let file = segment::SegFile::open(path.clone())
+                .map_err(|e| crate::storage::StorageError::io(&path, e))?;
+            Ok((index, file))
+        });
+        match mapped {
+            Ok((index, file)) if index.len() == seg.index.len() => {
+                seg.index = index;
+                seg.file = Some(file);
+            }
+            other => {
+                if let Err(e) = other {
+                    tracing::warn!(path = %path.display(), error = %e, "segment kept in memory: file not written");
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        seg
+    }
+
+    /// Blocks until no background job (index build, compaction) is running (tests, shutdown,
+    /// snapshots).
     pub fn wait_for_builds(&self) {
         let mut running = self
             .inner
-            .builds
+            .jobs
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         while *running > 0 {
             running = self
                 .inner
-                .builds
+                .jobs
                 .done
                 .wait(running)
                 .unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// The segments as they are now: an immutable view that queries search without the lock.
+    fn view(&self) -> Vec<Segment> {
+        read(&self.inner.state).segments.clone()
     }
 
     /// The nearest live points to the query, closest first (ties by id).
@@ -601,61 +792,43 @@ impl Shard {
             nprobe: req.nprobe,
             rerank: req.rerank,
         };
-        let state = read(&self.inner.state);
-        let mut all: Vec<(f32, PointId, u32, u32)> = Vec::new();
-        for seg in &state.segments {
+        let view = self.view();
+        #[cfg(test)]
+        pause_at(&self.inner.hooks.search);
+        let mut all: Vec<(f32, PointId, usize, u32)> = Vec::new();
+        for (i, seg) in view.iter().enumerate() {
             if seg.live_count == 0 {
                 continue;
             }
-            let allowed = State::allowed(seg, req.filter);
-            if allowed.count() == 0 {
+            let filtered = req.filter.is_some_and(|f| !f.is_empty());
+            let filtered_rows;
+            let pass: &RowSet = if filtered {
+                filtered_rows = allowed(seg, req.filter);
+                &filtered_rows
+            } else {
+                &seg.live
+            };
+            let matching = if filtered {
+                pass.count()
+            } else {
+                seg.live_count
+            };
+            if matching == 0 {
                 continue;
             }
-            let hits: Vec<Neighbor> = match &seg.data.index {
-                SegIndex::Flat(flat) => flat.search(&query, k, Some(&allowed)),
-                SegIndex::IvfPq { index, .. } => {
-                    let matching = allowed.count();
-                    let approx = if req.exact || matching <= EXACT_SCAN_ROWS {
-                        None
-                    } else if matching == index.len() {
-                        // Every row is live and passes: no row set to translate.
-                        Some(index.search(&query, k, &params, None))
-                    } else {
-                        // The index filters by its own rows, which are in list order.
-                        let rows = RowSet::from_rows(
-                            index.len(),
-                            index
-                                .ids()
-                                .iter()
-                                .enumerate()
-                                .filter(|(_, local)| allowed.contains(**local as usize))
-                                .map(|(r, _)| r),
-                        );
-                        Some(index.search(&query, k, &params, Some(&rows)))
-                    };
-                    match approx {
-                        // The probed lists held enough matching rows.
-                        Some(hits) if hits.len() >= k.min(matching) => hits,
-                        // Exact requested, a selective filter, or too few matches in the probed
-                        // lists: scan the allowed rows exactly so the limit is still filled.
-                        _ => {
-                            let mut top = TopK::new(k);
-                            for row in allowed.iter() {
-                                if let Some(v) = seg.data.vector(row) {
-                                    top.push(row as u64, distance::distance(metric, &query, v));
-                                }
-                            }
-                            top.into_sorted_vec()
-                        }
-                    }
+            let hits: Vec<Neighbor> = match &seg.body {
+                SegBody::Flat(chunks) => {
+                    search_chunks(chunks, &query, k, (matching < seg.rows).then_some(pass))
+                }
+                SegBody::Ivf(ivf) => {
+                    search_ivf(ivf, metric, &query, k, &params, pass, matching, req.exact)
                 }
             };
             all.extend(hits.into_iter().filter_map(|n| {
                 let row = n.id as usize;
-                seg.data
-                    .points
-                    .get(row)
-                    .map(|id| (n.distance, *id, seg.id, row as u32))
+                seg.body
+                    .point(row)
+                    .map(|id| (n.distance, id, i, row as u32))
             }));
         }
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -663,13 +836,11 @@ impl Shard {
             .into_iter()
             .skip(req.offset)
             .take(req.limit)
-            .filter_map(|(d, id, seg, row)| {
-                state
-                    .record(id, Loc { seg, row }, req.with_payload, req.with_vector)
-                    .map(|record| Hit {
-                        record,
-                        distance: d,
-                    })
+            .filter_map(|(d, id, i, row)| {
+                record_in(&view[i], id, row, req.with_payload, req.with_vector).map(|record| Hit {
+                    record,
+                    distance: d,
+                })
             })
             .collect())
     }
@@ -689,14 +860,13 @@ impl Shard {
 
     /// Live points passing the filter.
     pub fn count(&self, filter: Option<&CompiledFilter>) -> usize {
-        let state = read(&self.inner.state);
         match filter {
-            Some(f) if !f.is_empty() => state
-                .segments
+            Some(f) if !f.is_empty() => self
+                .view()
                 .iter()
-                .map(|s| State::allowed(s, Some(f)).count())
+                .map(|s| allowed(s, Some(f)).count())
                 .sum(),
-            _ => state.ids.len(),
+            _ => read(&self.inner.state).ids.len(),
         }
     }
 
@@ -722,7 +892,7 @@ impl Shard {
             };
             let row = loc.row as usize;
             if let Some(f) = filter
-                && !f.matches(id, seg.data.payloads[row].as_deref())
+                && !f.matches(id, seg.body.payload(row).map(|p| &**p))
             {
                 continue;
             }
@@ -744,10 +914,16 @@ impl Shard {
             segments: state.segments.len(),
             building: self.inner.building.load(Ordering::SeqCst),
             last_applied: state.last_applied,
+            compacting: self.inner.compacting.load(Ordering::SeqCst),
+            compacting_rows: self.inner.compacting_rows.load(Ordering::SeqCst),
+            compactions: self.inner.compactions.load(Ordering::SeqCst),
+            compacted_deleted_rows: self.inner.compacted_deleted_rows.load(Ordering::SeqCst),
             ..ShardStats::default()
         };
         for seg in &state.segments {
-            if matches!(seg.data.index, SegIndex::IvfPq { .. }) {
+            s.stored_rows += seg.rows;
+            s.deleted_rows += seg.rows - seg.live_count;
+            if seg.is_indexed() {
                 s.indexed_segments += 1;
                 s.indexed_points += seg.live_count;
             }
@@ -756,31 +932,86 @@ impl Shard {
     }
 }
 
-/// Trains an IVF-PQ index over a frozen segment. `None` when the segment is too small to train
-/// (it then stays a flat, exact segment — correct, only slower).
-fn build_ivfpq(config: &ShardConfig, frozen: &SegmentData) -> Option<SegIndex> {
-    let n = frozen.len();
-    let vectors = frozen.vectors(config.dim);
-    let ids: Vec<u64> = (0..n as u64).collect();
-    match IvfPqIndex::build(config.dim, &vectors, &ids, &config.ivf_config(n)) {
-        Ok(index) => {
-            let mut pos = vec![0u32; n];
-            for (r, local) in index.ids().iter().enumerate() {
-                if let Some(p) = pos.get_mut(*local as usize) {
-                    *p = r as u32;
+/// Exact search over a flat segment's chunks; `allowed` (over segment rows) limits the rows.
+fn search_chunks(
+    chunks: &[Arc<Chunk>],
+    query: &[f32],
+    k: usize,
+    allowed: Option<&RowSet>,
+) -> Vec<Neighbor> {
+    let mut top = TopK::new(k);
+    for (c, chunk) in chunks.iter().enumerate() {
+        match allowed {
+            None => chunk.flat.scan(query, None, &mut top),
+            Some(a) => {
+                let w0 = c * CHUNK_ROWS / 64;
+                let Some(words) = a.words().get(w0..w0 + chunk.len().div_ceil(64)) else {
+                    continue;
+                };
+                let Some(local) = RowSet::from_words(chunk.len(), words.to_vec()) else {
+                    continue;
+                };
+                if local.count() > 0 {
+                    chunk.flat.scan(query, Some(&local), &mut top);
                 }
             }
-            Some(SegIndex::IvfPq {
-                index: Box::new(index),
-                pos,
-            })
         }
-        Err(e) => {
-            tracing::warn!(rows = n, error = %e, "segment kept flat: IVF-PQ build refused");
-            None
+    }
+    top.into_sorted_vec()
+}
+
+/// Search of a built segment: the index with the allowed rows passed in, or an exact scan of
+/// them when asked, when the filter is selective or when the probed lists held too few.
+#[allow(clippy::too_many_arguments)]
+fn search_ivf(
+    ivf: &IvfSeg,
+    metric: Metric,
+    query: &[f32],
+    k: usize,
+    params: &SearchParams,
+    allowed: &RowSet,
+    matching: usize,
+    exact: bool,
+) -> Vec<Neighbor> {
+    let index = &ivf.index;
+    let approx = if exact || matching <= EXACT_SCAN_ROWS {
+        None
+    } else if matching == index.len() {
+        // Every row is live and passes: no row set to translate.
+        Some(index.search(query, k, params, None))
+    } else {
+        // The index filters by its own rows, which are in list order.
+        let rows = RowSet::from_rows(
+            index.len(),
+            index
+                .ids()
+                .iter()
+                .enumerate()
+                .filter(|(_, local)| allowed.contains(**local as usize))
+                .map(|(r, _)| r),
+        );
+        Some(index.search(query, k, params, Some(&rows)))
+    };
+    match approx {
+        // The probed lists held enough matching rows.
+        Some(hits) if hits.len() >= k.min(matching) => hits,
+        // Exact requested, a selective filter, or too few matches in the probed lists: scan the
+        // allowed rows exactly so the limit is still filled.
+        _ => {
+            let mut top = TopK::new(k);
+            for row in allowed.iter() {
+                if let Some(v) = ivf.vector(row) {
+                    top.push(row as u64, distance::distance(metric, query, v));
+                }
+            }
+            top.into_sorted_vec()
         }
     }
 }
 
+#[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
+mod raft_tests;
 #[cfg(test)]
 mod tests;

@@ -1,37 +1,55 @@
 //! Whole-shard snapshots: what Raft installs on a lagging replica, and what a restart loads
-//! before replaying the log.
+//! before replaying the log. **A snapshot is the segment files.**
 //!
-//! One file, `shard.snap`, written atomically (temporary file, fsync, rename, fsync of the
-//! directory): `b"SHOALSNP"`, format version (u32 LE), body length (u64 LE), the postcard body,
-//! and a CRC-32 of the body (u32 LE). The body holds the config, the last applied index and, per
-//! segment, its point ids, raw vectors (normalised for cosine), payloads (JSON text) and live-row
-//! bits; an indexed segment stores its IVF-PQ parts instead of raw vectors, so a restored shard
-//! answers exactly like the original. A segment sealed while its build was still running is
-//! rebuilt on restore with the shard's fixed seed. (Memory-mapped segment files from `storage`
-//! will replace this single file once wired in.)
+//! A snapshot directory holds:
+//! - every built (IVF-PQ) segment's file, `seg-<segment>-<nonce>.seg`, **hard-linked** from the
+//!   shard's data directory (sealed segment files are written once and never change, so a link
+//!   is a consistent copy in O(1)); copied when a link is impossible (another file system), and
+//!   written from memory when the shard has no file for the segment;
+//! - `shard.snap`, the manifest and the small mutable part, written atomically (temporary file,
+//!   fsync, rename, fsync of the directory): `b"SHOALSNP"`, format version (u32 LE), body length
+//!   (u64 LE), the postcard body, and a CRC-32 of the body (u32 LE). The body holds the config
+//!   (JSON text), the last applied index, the point versions, and per segment its live-row bits
+//!   and either `{file name, length, header CRC}` of its segment file or its rows inline (point
+//!   ids, raw vectors, payloads) for the mutable segment and a sealed segment still being
+//!   indexed. The id map is rebuilt from the live rows.
+//!
+//! A restore checks every segment file against the manifest (length, header CRC) and all its
+//! section checksums, links it into the shard's data directory under a fresh name, and maps it:
+//! nothing is parsed but payloads. A sealed segment snapshotted while its build was still running
+//! is built again (same seed). Format version 1 (one file holding everything) is still read.
+//!
+//! The snapshot takes the shard's lock only to clone its segment list, versions and applied
+//! index (one consistent instant); linking and writing run outside the lock, and a file that a
+//! compaction retires meanwhile stays on disk until the snapshot has let go of it.
 
 use super::point::{PointId, json_text};
-use super::{
-    Loc, SegIndex, Segment, SegmentData, Shard, ShardConfig, ShardError, State, build_ivfpq,
+use super::segment::{
+    Chunk, IvfSeg, Rows, SEGMENT_EXT, SegBody, SegFile, Segment, open_segment_file,
+    segment_file_name, write_segment_file,
 };
+use super::{Loc, Shard, ShardConfig, ShardError, State};
 use crate::index::ivfpq::{IvfPqIndex, IvfPqMeta, IvfPqParts};
-use crate::index::{FlatIndex, RowSet, Slab};
+use crate::index::{Metric, RowSet, Slab};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"SHOALSNP";
 /// Snapshot format version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
-/// The snapshot file's name inside the snapshot directory.
+pub const FORMAT_VERSION: u32 = 2;
+/// The manifest's name inside the snapshot directory.
 pub const FILE_NAME: &str = "shard.snap";
 
 #[derive(Serialize, Deserialize)]
 struct Body {
-    config: ShardConfig,
+    /// The `ShardConfig` as JSON, so fields added later load with their defaults.
+    config: String,
     last_applied: u64,
     next_segment: u32,
+    /// `(id, version)` sorted by id.
+    versions: Vec<(PointId, u64)>,
     segments: Vec<SnapSegment>,
 }
 
@@ -39,51 +57,22 @@ struct Body {
 struct SnapSegment {
     id: u32,
     sealed: bool,
-    points: Vec<PointId>,
-    vectors: Vec<f32>,
-    #[serde(with = "json_text")]
-    payloads: Vec<Option<super::Payload>>,
+    rows: u64,
     live: Vec<u64>,
-    /// The built IVF-PQ index's parts (then `vectors` is empty: the parts hold them).
-    ivf: Option<IvfParts>,
+    content: Content,
 }
 
 #[derive(Serialize, Deserialize)]
-struct IvfParts {
-    meta: IvfPqMeta,
-    centroids: Vec<f32>,
-    codebooks: Vec<f32>,
-    list_offsets: Vec<u64>,
-    codes: Vec<u8>,
-    ids: Vec<u64>,
-    vectors: Vec<f32>,
-}
-
-impl IvfParts {
-    fn from_index(index: &IvfPqIndex) -> Self {
-        let p = index.to_parts();
-        IvfParts {
-            meta: p.meta,
-            centroids: p.centroids.to_vec(),
-            codebooks: p.codebooks.to_vec(),
-            list_offsets: p.list_offsets.to_vec(),
-            codes: p.codes.to_vec(),
-            ids: p.ids.to_vec(),
-            vectors: p.vectors.to_vec(),
-        }
-    }
-
-    fn into_index(self) -> Result<IvfPqIndex, ShardError> {
-        Ok(IvfPqIndex::from_parts(IvfPqParts {
-            meta: self.meta,
-            centroids: Slab::from(self.centroids),
-            codebooks: Slab::from(self.codebooks),
-            list_offsets: Slab::from(self.list_offsets),
-            codes: Slab::from(self.codes),
-            ids: Slab::from(self.ids),
-            vectors: Slab::from(self.vectors),
-        })?)
-    }
+enum Content {
+    /// A segment file next to the manifest.
+    File { name: String, len: u64, crc: u32 },
+    /// Rows inline (vectors as stored: normalised for cosine).
+    Rows {
+        points: Vec<PointId>,
+        vectors: Vec<f32>,
+        #[serde(with = "json_text")]
+        payloads: Vec<Option<super::Payload>>,
+    },
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one (the storage
@@ -95,54 +84,129 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::storage::atomic::write_atomic(path, bytes).map_err(std::io::Error::other)
 }
 
+fn is_segment_file(name: &str) -> bool {
+    name.starts_with("seg-") && name.ends_with(&format!(".{SEGMENT_EXT}"))
+}
+
+/// Removes segment files (and interrupted writes) in `dir` whose names are not in `keep`.
+pub(super) fn sweep_segment_dir(dir: &Path, keep: &HashSet<String>) -> std::io::Result<()> {
+    crate::storage::atomic::remove_temp_files(dir).map_err(std::io::Error::other)?;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if is_segment_file(&name) && !keep.contains(&name) {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts a copy of `src` at `dst`: a hard link when the file system allows it, else a byte copy
+/// (fsynced). Returns whether it linked.
+fn link_or_copy(src: &Path, dst: &Path) -> std::io::Result<bool> {
+    match std::fs::hard_link(src, dst) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(e),
+        Err(e) => {
+            tracing::debug!(src = %src.display(), error = %e, "hard link refused, copying");
+            let _ = std::fs::remove_file(dst);
+            std::fs::copy(src, dst)?;
+            std::fs::File::open(dst)?.sync_all()?;
+            Ok(false)
+        }
+    }
+}
+
+/// Places a built segment's file in the snapshot directory and returns its manifest entry.
+fn snapshot_file(dir: &Path, seg_id: u32, ivf: &IvfSeg) -> Result<Content, ShardError> {
+    if let Some(f) = &ivf.file {
+        let name = f.name();
+        match link_or_copy(&f.path, &dir.join(&name)) {
+            Ok(_) => {
+                return Ok(Content::File {
+                    name,
+                    len: f.len,
+                    crc: f.crc,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(path = %f.path.display(), error = %e, "segment file unusable, writing it again")
+            }
+        }
+    }
+    let name = segment_file_name(seg_id);
+    let path = dir.join(&name);
+    write_segment_file(&path, ivf).map_err(std::io::Error::other)?;
+    let f = SegFile::open(path)?;
+    Ok(Content::File {
+        name,
+        len: f.len,
+        crc: f.crc,
+    })
+}
+
 impl Shard {
-    /// Writes the whole shard state into `dir` (atomically replacing an older snapshot).
-    /// Returns the last applied index the snapshot covers.
+    /// Writes the whole shard state into `dir` (created if missing; an older snapshot there is
+    /// replaced). Returns the last applied index the snapshot covers.
     pub fn snapshot(&self, dir: &Path) -> Result<u64, ShardError> {
-        let body = {
+        let (view, last_applied, next_segment, mut versions) = {
             let state = super::read(&self.inner.state);
-            let last = state.segments.len().saturating_sub(1);
-            Body {
-                config: self.inner.config.clone(),
-                last_applied: state.last_applied,
-                next_segment: state.next_segment,
-                segments: state
-                    .segments
+            (
+                state.segments.clone(),
+                state.last_applied,
+                state.next_segment,
+                state
+                    .versions
                     .iter()
-                    .enumerate()
-                    .map(|(i, seg)| SnapSegment {
-                        id: seg.id,
-                        sealed: i < last,
-                        points: seg.data.points.clone(),
-                        ivf: match &seg.data.index {
-                            SegIndex::IvfPq { index, .. } => Some(IvfParts::from_index(index)),
-                            SegIndex::Flat(_) => None,
-                        },
-                        vectors: match &seg.data.index {
-                            SegIndex::IvfPq { .. } => Vec::new(),
-                            SegIndex::Flat(f) => f.vectors().to_vec(),
-                        },
-                        payloads: seg
-                            .data
+                    .map(|(k, v)| (*k, *v))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        versions.sort_unstable();
+        std::fs::create_dir_all(dir)?;
+        let last = view.len().saturating_sub(1);
+        let mut segments = Vec::with_capacity(view.len());
+        let mut keep = HashSet::new();
+        for (i, seg) in view.iter().enumerate() {
+            let content = match &seg.body {
+                SegBody::Ivf(ivf) => snapshot_file(dir, seg.id, ivf)?,
+                SegBody::Flat(chunks) => {
+                    let rows = Rows::from_chunks(chunks);
+                    Content::Rows {
+                        points: rows.points,
+                        vectors: rows.vectors,
+                        payloads: rows
                             .payloads
                             .iter()
                             .map(|p| p.as_deref().cloned())
                             .collect(),
-                        live: seg.live.words().to_vec(),
-                    })
-                    .collect(),
+                    }
+                }
+            };
+            if let Content::File { name, .. } = &content {
+                keep.insert(name.clone());
             }
+            segments.push(SnapSegment {
+                id: seg.id,
+                sealed: i < last,
+                rows: seg.rows as u64,
+                live: seg.live.words().to_vec(),
+                content,
+            });
+        }
+        let body = Body {
+            config: serde_json::to_string(&self.inner.config)
+                .map_err(|e| ShardError::Corrupted(e.to_string()))?,
+            last_applied,
+            next_segment,
+            versions,
+            segments,
         };
         let encoded =
             postcard::to_stdvec(&body).map_err(|e| ShardError::Corrupted(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(encoded.len() + 24);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&encoded);
-        bytes.extend_from_slice(&crc32fast::hash(&encoded).to_le_bytes());
-        write_atomic(&dir.join(FILE_NAME), &bytes)?;
-        Ok(body.last_applied)
+        write_atomic(&dir.join(FILE_NAME), &frame(FORMAT_VERSION, &encoded))?;
+        sweep_segment_dir(dir, &keep)?;
+        Ok(last_applied)
     }
 
     /// Whether `dir` holds a snapshot.
@@ -150,103 +214,311 @@ impl Shard {
         dir.join(FILE_NAME).is_file()
     }
 
-    /// Loads a shard from a snapshot written by [`Shard::snapshot`]. Sealed segments are
-    /// re-indexed before this returns. `background` chooses how later seals are built.
+    /// Loads a shard from a snapshot written by [`Shard::snapshot`], mapping its segment files
+    /// where they are (the directory must then outlive the shard's use of them; use
+    /// [`Shard::restore_into`] to give the shard its own links). `background` chooses how later
+    /// seals and compactions run.
     pub fn restore(dir: &Path, background: bool) -> Result<Shard, ShardError> {
+        Self::restore_into(dir, background, None)
+    }
+
+    /// Loads a shard from a snapshot, hard-linking its segment files into `data_dir` (which then
+    /// holds exactly the restored shard's files) when given.
+    pub fn restore_into(
+        dir: &Path,
+        background: bool,
+        data_dir: Option<&Path>,
+    ) -> Result<Shard, ShardError> {
         let bytes = std::fs::read(dir.join(FILE_NAME))?;
-        let bad = |m: &str| ShardError::Corrupted(m.to_owned());
-        if bytes.len() < 24 || &bytes[..8] != MAGIC {
-            return Err(bad("not a shoal shard snapshot (bad magic)"));
+        let (version, encoded) = unframe(&bytes)?;
+        if let Some(d) = data_dir {
+            std::fs::create_dir_all(d)?;
         }
-        let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| bad("header"))?);
-        if version != FORMAT_VERSION {
-            return Err(ShardError::Corrupted(format!(
-                "snapshot format version {version}, this build reads {FORMAT_VERSION}"
-            )));
+        let (config, state, pending) = match version {
+            1 => v1::decode(encoded)?,
+            FORMAT_VERSION => decode(dir, encoded, data_dir)?,
+            v => {
+                return Err(ShardError::Corrupted(format!(
+                    "snapshot format version {v}, this build reads 1 and {FORMAT_VERSION}"
+                )));
+            }
+        };
+        if let Some(d) = data_dir {
+            let keep = state
+                .segments
+                .iter()
+                .filter_map(|s| match &s.body {
+                    SegBody::Ivf(ivf) => ivf.file.as_ref().map(SegFile::name),
+                    SegBody::Flat(_) => None,
+                })
+                .collect();
+            sweep_segment_dir(d, &keep)?;
         }
-        let len = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| bad("header"))?) as usize;
-        if bytes.len() != 24usize.saturating_add(len) {
-            return Err(bad("truncated snapshot"));
+        let shard = Shard::with_state(
+            config,
+            Some(state),
+            background,
+            data_dir.map(Path::to_path_buf),
+        );
+        // Sealed segments without an index (snapshotted mid-build, or from format 1): build them.
+        let mut state = super::write(&shard.inner.state);
+        for id in pending {
+            shard.start_build(&mut state, id);
         }
-        let encoded = &bytes[20..20 + len];
-        let crc = u32::from_le_bytes(bytes[20 + len..].try_into().map_err(|_| bad("footer"))?);
-        if crc32fast::hash(encoded) != crc {
-            return Err(bad("checksum mismatch"));
+        drop(state);
+        if !background {
+            shard.wait_for_builds();
         }
+        Ok(shard)
+    }
+}
+
+fn frame(version: u32, encoded: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(encoded.len() + 24);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&version.to_le_bytes());
+    bytes.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(encoded);
+    bytes.extend_from_slice(&crc32fast::hash(encoded).to_le_bytes());
+    bytes
+}
+
+fn bad(m: &str) -> ShardError {
+    ShardError::Corrupted(m.to_owned())
+}
+
+fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), ShardError> {
+    if bytes.len() < 24 || &bytes[..8] != MAGIC {
+        return Err(bad("not a shoal shard snapshot (bad magic)"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| bad("header"))?);
+    let len = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| bad("header"))?) as usize;
+    if bytes.len() != 24usize.saturating_add(len) {
+        return Err(bad("truncated snapshot"));
+    }
+    let encoded = &bytes[20..20 + len];
+    let crc = u32::from_le_bytes(bytes[20 + len..].try_into().map_err(|_| bad("footer"))?);
+    if crc32fast::hash(encoded) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    Ok((version, encoded))
+}
+
+/// A restored segment and whether it still needs its index built.
+fn assemble(
+    state: &mut State,
+    pending: &mut Vec<u32>,
+    id: u32,
+    sealed: bool,
+    rows: usize,
+    live: Vec<u64>,
+    body: SegBody,
+) -> Result<(), ShardError> {
+    let live = RowSet::from_words(rows, live).ok_or_else(|| bad("tombstone bits"))?;
+    let mut live_count = 0;
+    for row in live.iter() {
+        let point = body
+            .point(row)
+            .ok_or_else(|| bad("live row out of range"))?;
+        live_count += 1;
+        state.ids.insert(
+            point,
+            Loc {
+                seg: id,
+                row: row as u32,
+            },
+        );
+    }
+    if sealed && matches!(body, SegBody::Flat(_)) && rows > 0 {
+        pending.push(id);
+    }
+    state.segments.push(Segment {
+        id,
+        body,
+        live: Arc::new(live),
+        live_count,
+        rows,
+        busy: false,
+    });
+    Ok(())
+}
+
+fn flat_body(
+    config: &ShardConfig,
+    points: Vec<PointId>,
+    vectors: Vec<f32>,
+    payloads: Vec<Option<super::Payload>>,
+) -> Result<SegBody, ShardError> {
+    let n = points.len();
+    if payloads.len() != n || vectors.len() != n * config.dim {
+        return Err(bad("segment arrays disagree in length"));
+    }
+    let rows = Rows {
+        vectors,
+        points,
+        payloads: payloads.into_iter().map(|p| p.map(Arc::new)).collect(),
+    };
+    let chunks: Vec<Arc<Chunk>> = rows.into_chunks(config.dim, config.metric)?;
+    Ok(SegBody::Flat(chunks))
+}
+
+type Decoded = (ShardConfig, State, Vec<u32>);
+
+fn decode(dir: &Path, encoded: &[u8], data_dir: Option<&Path>) -> Result<Decoded, ShardError> {
+    let body: Body =
+        postcard::from_bytes(encoded).map_err(|e| ShardError::Corrupted(e.to_string()))?;
+    let config: ShardConfig =
+        serde_json::from_str(&body.config).map_err(|e| ShardError::Corrupted(e.to_string()))?;
+    let mut state = State {
+        last_applied: body.last_applied,
+        next_segment: body.next_segment,
+        segments: Vec::with_capacity(body.segments.len()),
+        ids: BTreeMap::new(),
+        versions: body.versions.into_iter().collect::<HashMap<_, _>>(),
+    };
+    let mut pending = Vec::new();
+    for s in body.segments {
+        let rows = usize::try_from(s.rows).map_err(|_| bad("row count"))?;
+        let body = match s.content {
+            Content::Rows {
+                points,
+                vectors,
+                payloads,
+            } => flat_body(&config, points, vectors, payloads)?,
+            Content::File { name, len, crc } => {
+                if !is_segment_file(&name) || name.contains(['/', '\\']) || name.contains("..") {
+                    return Err(bad("segment file name"));
+                }
+                let src = dir.join(&name);
+                let path = match data_dir {
+                    Some(d) => {
+                        let dst = d.join(segment_file_name(s.id));
+                        link_or_copy(&src, &dst)?;
+                        dst
+                    }
+                    None => src,
+                };
+                let ivf = open_segment_file(&path).map_err(|e| {
+                    if data_dir.is_some() {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    ShardError::Corrupted(e.to_string())
+                })?;
+                let f = ivf.file.as_ref().ok_or_else(|| bad("segment file"))?;
+                if f.len != len || f.crc != crc {
+                    return Err(bad("segment file does not match the manifest"));
+                }
+                if ivf.points.len() != rows || ivf.index.dim() != config.dim {
+                    return Err(bad("segment file does not match its segment"));
+                }
+                SegBody::Ivf(Arc::new(ivf))
+            }
+        };
+        assemble(&mut state, &mut pending, s.id, s.sealed, rows, s.live, body)?;
+    }
+    if state.segments.is_empty() {
+        return Err(bad("no segments"));
+    }
+    Ok((config, state, pending))
+}
+
+/// Format version 1: the whole shard in one file (read so older data directories still load).
+mod v1 {
+    use super::super::point::json_text;
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Config {
+        dim: usize,
+        metric: Metric,
+        seal_threshold: usize,
+        nlist: usize,
+        pq_m: usize,
+        pq_bits: u8,
+        seed: u64,
+    }
+
+    #[derive(Deserialize)]
+    struct Body {
+        config: Config,
+        last_applied: u64,
+        next_segment: u32,
+        segments: Vec<SnapSegment>,
+    }
+
+    #[derive(Deserialize)]
+    struct SnapSegment {
+        id: u32,
+        sealed: bool,
+        points: Vec<PointId>,
+        vectors: Vec<f32>,
+        #[serde(with = "json_text")]
+        payloads: Vec<Option<super::super::Payload>>,
+        live: Vec<u64>,
+        ivf: Option<IvfParts>,
+    }
+
+    #[derive(Deserialize)]
+    struct IvfParts {
+        meta: IvfPqMeta,
+        centroids: Vec<f32>,
+        codebooks: Vec<f32>,
+        list_offsets: Vec<u64>,
+        codes: Vec<u8>,
+        ids: Vec<u64>,
+        vectors: Vec<f32>,
+    }
+
+    pub(super) fn decode(encoded: &[u8]) -> Result<Decoded, ShardError> {
         let body: Body =
             postcard::from_bytes(encoded).map_err(|e| ShardError::Corrupted(e.to_string()))?;
-        let config = body.config;
+        let c = body.config;
+        let config = ShardConfig {
+            dim: c.dim,
+            metric: c.metric,
+            seal_threshold: c.seal_threshold,
+            nlist: c.nlist,
+            pq_m: c.pq_m,
+            pq_bits: c.pq_bits,
+            seed: c.seed,
+            compaction: Default::default(),
+        };
         let mut state = State {
             last_applied: body.last_applied,
             next_segment: body.next_segment,
             segments: Vec::with_capacity(body.segments.len()),
             ids: BTreeMap::new(),
+            versions: HashMap::new(),
         };
+        let mut pending = Vec::new();
         for s in body.segments {
             let n = s.points.len();
-            let expected_vectors = if s.ivf.is_some() { 0 } else { n * config.dim };
-            if s.payloads.len() != n || s.vectors.len() != expected_vectors {
-                return Err(bad("segment arrays disagree in length"));
-            }
-            let live = RowSet::from_words(n, s.live).ok_or_else(|| bad("tombstone bits"))?;
-            let index = match s.ivf {
-                Some(parts) => {
-                    let index = parts.into_index()?;
-                    if index.len() != n || index.dim() != config.dim {
+            let body = match s.ivf {
+                Some(p) => {
+                    let index = IvfPqIndex::from_parts(IvfPqParts {
+                        meta: p.meta,
+                        centroids: Slab::from(p.centroids),
+                        codebooks: Slab::from(p.codebooks),
+                        list_offsets: Slab::from(p.list_offsets),
+                        codes: Slab::from(p.codes),
+                        ids: Slab::from(p.ids),
+                        vectors: Slab::from(p.vectors),
+                    })?;
+                    if index.dim() != config.dim || s.payloads.len() != n {
                         return Err(bad("IVF-PQ index does not match its segment"));
                     }
-                    let mut pos = vec![u32::MAX; n];
-                    for (r, local) in index.ids().iter().enumerate() {
-                        match pos.get_mut(*local as usize) {
-                            Some(p) if *p == u32::MAX => *p = r as u32,
-                            _ => return Err(bad("IVF-PQ row ids are not a permutation")),
-                        }
-                    }
-                    SegIndex::IvfPq {
-                        index: Box::new(index),
-                        pos,
-                    }
+                    let payloads = s.payloads.into_iter().map(|p| p.map(Arc::new)).collect();
+                    let ivf = IvfSeg::new(index, s.points, payloads)
+                        .ok_or_else(|| bad("IVF-PQ row ids are not a permutation"))?;
+                    SegBody::Ivf(Arc::new(ivf))
                 }
-                None => {
-                    let mut flat = FlatIndex::new(config.dim, config.metric);
-                    let ids: Vec<u64> = (0..n as u64).collect();
-                    flat.add_batch(&ids, &s.vectors)?;
-                    SegIndex::Flat(flat)
-                }
+                None => flat_body(&config, s.points, s.vectors, s.payloads)?,
             };
-            let mut data = SegmentData {
-                points: s.points,
-                payloads: s.payloads.into_iter().map(|p| p.map(Arc::new)).collect(),
-                index,
-            };
-            // A segment sealed while its build was still running is built now.
-            if s.sealed
-                && matches!(data.index, SegIndex::Flat(_))
-                && let Some(index) = build_ivfpq(&config, &data)
-            {
-                data.index = index;
-            }
-            let mut live_count = 0;
-            for row in live.iter() {
-                live_count += 1;
-                state.ids.insert(
-                    data.points[row],
-                    Loc {
-                        seg: s.id,
-                        row: row as u32,
-                    },
-                );
-            }
-            state.segments.push(Segment {
-                id: s.id,
-                data: Arc::new(data),
-                live,
-                live_count,
-            });
+            assemble(&mut state, &mut pending, s.id, s.sealed, n, s.live, body)?;
         }
         if state.segments.is_empty() {
             return Err(bad("no segments"));
         }
-        Ok(Shard::with_state(config, Some(state), background))
+        Ok((config, state, pending))
     }
 }

@@ -1,0 +1,357 @@
+//! A shard's segments as the engine holds them, and the file a sealed segment is written to.
+//!
+//! - A **flat** segment (the mutable one, or a sealed one whose index is still being built) is a
+//!   list of [`Chunk`]s of at most [`CHUNK_ROWS`] rows behind `Arc`s. Full chunks never change;
+//!   only the last one takes appends. A query clones the list (a few `Arc`s) and searches it
+//!   without any lock; a write that finds the last chunk shared with such a query copies only
+//!   that chunk (`Arc::make_mut`), never the whole segment.
+//! - An **IVF-PQ** segment ([`IvfSeg`]) is immutable once built. With a data directory it lives in
+//!   one segment file (IVF-PQ sections + point ids + payloads), written once and memory-mapped;
+//!   snapshots hard-link that file.
+//!
+//! Tombstones are a live-row [`RowSet`] per segment behind an `Arc`, copied on write the same way.
+
+use super::point::{Payload, PointId};
+use crate::index::ivfpq::IvfPqIndex;
+use crate::index::{FlatIndex, RowSet};
+use crate::storage::records::{Records, write_records};
+use crate::storage::segment::{index_from_container, write_ivfpq_sections};
+use crate::storage::{Container, ContainerWriter, StorageError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Rows per chunk of a flat segment: what a write copies at most when a query still holds the
+/// chunk. A multiple of 64 so a chunk's rows are whole words of a [`RowSet`].
+pub(super) const CHUNK_ROWS: usize = 1024;
+
+/// File name extension of sealed segment files.
+pub(super) const SEGMENT_EXT: &str = "seg";
+
+/// Up to [`CHUNK_ROWS`] rows of a flat segment. The flat index's ids are segment rows.
+#[derive(Debug, Clone)]
+pub(super) struct Chunk {
+    pub flat: FlatIndex,
+    pub points: Vec<PointId>,
+    pub payloads: Vec<Option<Arc<Payload>>>,
+}
+
+impl Chunk {
+    pub fn new(flat: FlatIndex) -> Self {
+        Chunk {
+            flat,
+            points: Vec::new(),
+            payloads: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+}
+
+/// A sealed segment's file on disk. Deleted when the segment it belongs to has been replaced
+/// (compaction) and the last reader (query, snapshot) has let go of it.
+#[derive(Debug)]
+pub(super) struct SegFile {
+    pub path: PathBuf,
+    /// File length, recorded in snapshot manifests.
+    pub len: u64,
+    /// The container's header CRC (which covers the table CRC, which covers every section CRC):
+    /// identifies the content in a manifest without reading the file.
+    pub crc: u32,
+    obsolete: AtomicBool,
+}
+
+impl SegFile {
+    /// Describes an existing, complete segment file.
+    pub fn open(path: PathBuf) -> std::io::Result<SegFile> {
+        use std::io::Read;
+        let mut header = [0u8; 64];
+        std::fs::File::open(&path)?.read_exact(&mut header)?;
+        let len = std::fs::metadata(&path)?.len();
+        Ok(SegFile {
+            path,
+            len,
+            crc: u32::from_le_bytes([header[60], header[61], header[62], header[63]]),
+            obsolete: AtomicBool::new(false),
+        })
+    }
+
+    /// The file name (segment files live flat in one directory).
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Deletes the file once nothing holds the segment any more.
+    pub fn retire(&self) {
+        self.obsolete.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SegFile {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::SeqCst)
+            && let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "old segment file not removed");
+        }
+    }
+}
+
+/// A built IVF-PQ segment: the index, its rows' points and payloads, and its file if any.
+#[derive(Debug)]
+pub(super) struct IvfSeg {
+    pub index: IvfPqIndex,
+    /// Segment row → index row (the inverse of `index.ids()`).
+    pub pos: Vec<u32>,
+    pub points: Vec<PointId>,
+    pub payloads: Vec<Option<Arc<Payload>>>,
+    pub file: Option<SegFile>,
+}
+
+impl IvfSeg {
+    /// Wraps a built index whose ids are the segment rows `0..n`.
+    pub fn new(
+        index: IvfPqIndex,
+        points: Vec<PointId>,
+        payloads: Vec<Option<Arc<Payload>>>,
+    ) -> Option<IvfSeg> {
+        let n = points.len();
+        if index.len() != n || payloads.len() != n {
+            return None;
+        }
+        let mut pos = vec![u32::MAX; n];
+        for (r, local) in index.ids().iter().enumerate() {
+            match pos.get_mut(*local as usize) {
+                Some(p) if *p == u32::MAX => *p = r as u32,
+                _ => return None,
+            }
+        }
+        Some(IvfSeg {
+            index,
+            pos,
+            points,
+            payloads,
+            file: None,
+        })
+    }
+
+    pub fn vector(&self, row: usize) -> Option<&[f32]> {
+        self.index.vector(*self.pos.get(row)? as usize)
+    }
+}
+
+/// What a segment searches with.
+#[derive(Debug, Clone)]
+pub(super) enum SegBody {
+    /// Exact search over chunks (the mutable segment, or sealed and waiting for its index).
+    Flat(Vec<Arc<Chunk>>),
+    /// A built, immutable IVF-PQ segment.
+    Ivf(Arc<IvfSeg>),
+}
+
+impl SegBody {
+    fn chunk(chunks: &[Arc<Chunk>], row: usize) -> Option<(&Chunk, usize)> {
+        let c = chunks.get(row / CHUNK_ROWS)?;
+        let local = row % CHUNK_ROWS;
+        (local < c.len()).then_some((c, local))
+    }
+
+    pub fn point(&self, row: usize) -> Option<PointId> {
+        match self {
+            SegBody::Flat(chunks) => Self::chunk(chunks, row).map(|(c, r)| c.points[r]),
+            SegBody::Ivf(s) => s.points.get(row).copied(),
+        }
+    }
+
+    pub fn payload(&self, row: usize) -> Option<&Arc<Payload>> {
+        match self {
+            SegBody::Flat(chunks) => {
+                Self::chunk(chunks, row).and_then(|(c, r)| c.payloads[r].as_ref())
+            }
+            SegBody::Ivf(s) => s.payloads.get(row).and_then(Option::as_ref),
+        }
+    }
+
+    pub fn vector(&self, row: usize) -> Option<&[f32]> {
+        match self {
+            SegBody::Flat(chunks) => Self::chunk(chunks, row).and_then(|(c, r)| c.flat.vector(r)),
+            SegBody::Ivf(s) => s.vector(row),
+        }
+    }
+}
+
+/// One segment: its rows and which of them are live.
+#[derive(Debug, Clone)]
+pub(super) struct Segment {
+    pub id: u32,
+    pub body: SegBody,
+    /// Live rows (a cleared bit is a tombstone).
+    pub live: Arc<RowSet>,
+    pub live_count: usize,
+    /// Rows stored, live or not.
+    pub rows: usize,
+    /// Frozen for a background job (index build or compaction): no other job may take it.
+    pub busy: bool,
+}
+
+impl Segment {
+    pub fn is_indexed(&self) -> bool {
+        matches!(self.body, SegBody::Ivf(_))
+    }
+}
+
+/// Rows gathered for building a segment: vectors (row-major, as stored), points, payloads.
+#[derive(Debug, Default)]
+pub(super) struct Rows {
+    pub vectors: Vec<f32>,
+    pub points: Vec<PointId>,
+    pub payloads: Vec<Option<Arc<Payload>>>,
+}
+
+impl Rows {
+    /// All rows of a flat segment's chunks.
+    pub fn from_chunks(chunks: &[Arc<Chunk>]) -> Rows {
+        let mut rows = Rows::default();
+        for c in chunks {
+            rows.vectors.extend_from_slice(c.flat.vectors());
+            rows.points.extend_from_slice(&c.points);
+            rows.payloads.extend_from_slice(&c.payloads);
+        }
+        rows
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// Chunks for a flat segment over these rows (vectors taken as stored).
+    pub fn into_chunks(
+        self,
+        dim: usize,
+        metric: crate::index::Metric,
+    ) -> Result<Vec<Arc<Chunk>>, crate::index::IndexError> {
+        let mut out = Vec::new();
+        let n = self.points.len();
+        for start in (0..n).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(n);
+            let ids: Vec<u64> = (start as u64..end as u64).collect();
+            let flat = FlatIndex::from_parts(
+                dim,
+                metric,
+                self.vectors[start * dim..end * dim].to_vec(),
+                ids,
+            )?;
+            out.push(Arc::new(Chunk {
+                flat,
+                points: self.points[start..end].to_vec(),
+                payloads: self.payloads[start..end].to_vec(),
+            }));
+        }
+        Ok(out)
+    }
+}
+
+const POINT_KINDS: &str = "point_kinds";
+const POINT_VALUES: &str = "point_values";
+const PAYLOADS: &str = "payloads";
+
+/// A name no other segment file of this process (or, with overwhelming odds, of another
+/// replica whose snapshot lands here) has: segment id plus a nonce.
+pub(super) fn segment_file_name(seg_id: u32) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let nonce = nanos
+        ^ (u64::from(std::process::id()) << 40)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    format!("seg-{seg_id:08}-{nonce:016x}.{SEGMENT_EXT}")
+}
+
+/// Writes a built segment to `path` atomically: the IVF-PQ sections, then the point ids (a kind
+/// byte and two `u64` words a row) and the payloads (JSON bytes a row, empty for none).
+pub(super) fn write_segment_file(path: &Path, seg: &IvfSeg) -> Result<(), StorageError> {
+    let mut writer = ContainerWriter::create(path)?;
+    let mut meta = write_ivfpq_sections(&mut writer, &seg.index)?;
+    let mut kinds = Vec::with_capacity(seg.points.len());
+    let mut values = Vec::with_capacity(seg.points.len() * 2);
+    for p in &seg.points {
+        let (k, v) = match p {
+            PointId::Num(n) => (0u8, u128::from(*n)),
+            PointId::Uuid(u) => (1u8, *u),
+        };
+        kinds.push(k);
+        values.push(v as u64);
+        values.push((v >> 64) as u64);
+    }
+    writer.write_section(POINT_KINDS, &kinds)?;
+    writer.write_section(POINT_VALUES, &values)?;
+    let texts: Vec<Vec<u8>> = seg
+        .payloads
+        .iter()
+        .map(|p| {
+            p.as_deref()
+                .and_then(|m| serde_json::to_vec(m).ok())
+                .unwrap_or_default()
+        })
+        .collect();
+    write_records(&mut writer, PAYLOADS, texts.iter().map(Vec::as_slice))?;
+    if let Some(obj) = meta.as_object_mut() {
+        obj.insert("shard_rows".into(), seg.points.len().into());
+    }
+    writer.finish(meta.to_string().as_bytes())
+}
+
+/// Opens a segment file written by [`write_segment_file`], memory-mapped, after checking every
+/// checksum (a damaged file is refused rather than changing answers).
+pub(super) fn open_segment_file(path: &Path) -> Result<IvfSeg, StorageError> {
+    let container = Container::open(path)?;
+    container.verify()?;
+    let corrupted = |reason: String| StorageError::Corrupted {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let index = index_from_container(&container)?;
+    let kinds = container.section::<u8>(POINT_KINDS)?;
+    let values = container.section::<u64>(POINT_VALUES)?;
+    let records = Records::open(&container, PAYLOADS)?;
+    let n = kinds.len();
+    if values.len() != 2 * n || records.len() != n {
+        return Err(corrupted(
+            "point and payload columns disagree in length".into(),
+        ));
+    }
+    let mut points = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    for row in 0..n {
+        let v = u128::from(values[2 * row]) | (u128::from(values[2 * row + 1]) << 64);
+        points.push(match kinds[row] {
+            0 => PointId::Num(
+                u64::try_from(v).map_err(|_| corrupted(format!("row {row}: bad integer id")))?,
+            ),
+            1 => PointId::Uuid(v),
+            k => return Err(corrupted(format!("row {row}: point kind {k}"))),
+        });
+        let text = records.get(row).unwrap_or_default();
+        payloads.push(if text.is_empty() {
+            None
+        } else {
+            let map: Payload = serde_json::from_slice(text)
+                .map_err(|e| corrupted(format!("row {row}: payload: {e}")))?;
+            Some(Arc::new(map))
+        });
+    }
+    let mut seg = IvfSeg::new(index, points, payloads)
+        .ok_or_else(|| corrupted("index rows do not match the segment's points".into()))?;
+    seg.file = Some(SegFile::open(path.to_path_buf()).map_err(|e| StorageError::io(path, e))?);
+    Ok(seg)
+}
