@@ -31,6 +31,7 @@
 pub mod auth;
 pub mod collections;
 pub mod error;
+pub mod exec;
 pub mod handlers;
 pub mod metrics;
 pub mod parse;
