@@ -45,6 +45,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -279,6 +280,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     let ready = state.ready.clone();
+    // Answers go out without waiting for the peer's ACK of the previous segment (Nagle): with
+    // keep-alive connections and a client that delays its ACKs, a response split over two
+    // writes could otherwise wait up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
