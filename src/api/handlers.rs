@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use super::parse::{self, PayloadSelector};
 use super::types::*;
-use super::{AppState, JsonBody, MAX_OFFSET, MAX_RERANK, ok};
+use super::{AppState, JsonBody, MAX_OFFSET, MAX_RERANK, exec, ok};
 use crate::index::Metric;
 use crate::shard::{CompiledFilter, Filter, Hit, PointWrite, Record, SearchRequest, ShardCommand};
 use axum::extract::{Path, Query, State};
@@ -114,6 +114,21 @@ fn prepare(c: &super::Collection, s: SearchInput<'_>, what: &str) -> Result<Prep
         with_vector: parse::with_vector(s.with_vector)?,
         score_threshold: s.score_threshold,
     })
+}
+
+/// Whether the search can run on the worker thread (see [`exec`]).
+fn cost(c: &super::Collection, p: &Prepared) -> exec::Cost {
+    exec::search_cost(
+        &c.shard(),
+        exec::SearchShape {
+            exact: p.exact,
+            filtered: p.filter.is_some(),
+            nprobe: p.nprobe,
+            nlist: c.config.ivf_pq_config.nlist,
+            k: p.limit.saturating_add(p.offset),
+            rerank: p.rerank,
+        },
+    )
 }
 
 fn run(c: &super::Collection, p: &Prepared) -> Result<Vec<ScoredPoint>, ApiError> {
@@ -474,7 +489,8 @@ pub async fn search_points(
 ) -> Result<Response, ApiError> {
     let c = st.collections.get(&name)?;
     let p = prepare(&c, search_input(&req), "query vector")?;
-    Ok(ok(blocking(move || run(&c, &p)).await?))
+    let cost = cost(&c, &p);
+    Ok(ok(exec::run(cost, move || run(&c, &p)).await?))
 }
 
 /// Several searches; all are checked before any runs.
@@ -555,8 +571,9 @@ pub async fn query_points(
 ) -> Result<Response, ApiError> {
     let c = st.collections.get(&name)?;
     let p = prepare_query(&c, &req, "query")?;
+    let cost = cost(&c, &p);
     Ok(ok(QueryResponse {
-        points: blocking(move || run(&c, &p)).await?,
+        points: exec::run(cost, move || run(&c, &p)).await?,
     }))
 }
 

@@ -32,6 +32,7 @@ pub mod auth;
 pub mod cluster;
 pub mod collections;
 pub mod error;
+pub mod exec;
 pub mod handlers;
 pub mod metrics;
 pub mod parse;
@@ -45,6 +46,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -304,6 +306,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     let ready = state.ready.clone();
+    // Answers go out without waiting for the peer's ACK of the previous segment (Nagle): with
+    // keep-alive connections and a client that delays its ACKs, a response split over two
+    // writes could otherwise wait up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
