@@ -13,5 +13,6 @@ pub mod config;
 pub mod datasets;
 pub mod index;
 pub mod raft;
+pub mod router;
 pub mod shard;
 pub mod storage;
