@@ -43,6 +43,11 @@ macro_rules! knobs {
             #[arg(long, env = "SHOAL_CONFIG")]
             pub config: Option<PathBuf>,
             $( $(#[$doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
+            /// Tests only: expose `POST /debug/partition` to cut this node off from peers.
+            #[arg(long, env = "SHOAL_FAULT_INJECTION", num_args = 0..=1,
+                  default_missing_value = "true",
+                  value_parser = clap::builder::BoolishValueParser::new())]
+            pub fault_injection: Option<bool>,
         }
 
         /// The TOML file: the same keys as the flags, in snake case.
@@ -50,11 +55,16 @@ macro_rules! knobs {
         #[serde(deny_unknown_fields)]
         pub struct FileConfig {
             $( $(#[$doc])* pub $name: Option<$ty>, )*
+            /// Tests only: expose `POST /debug/partition`.
+            pub fault_injection: Option<bool>,
         }
 
         impl ServeArgs {
             fn merged(self, file: FileConfig) -> FileConfig {
-                FileConfig { $( $name: self.$name.or(file.$name), )* }
+                FileConfig {
+                    $( $name: self.$name.or(file.$name), )*
+                    fault_injection: self.fault_injection.or(file.fault_injection),
+                }
             }
         }
     };
@@ -91,6 +101,175 @@ knobs! {
     log_format: LogFormat = "SHOAL_LOG_FORMAT",
     /// Log filter (tracing env-filter syntax), e.g. `info` or `shoal=debug`.
     log_level: String = "SHOAL_LOG_LEVEL",
+    /// This node's id in the cluster (unique, never reused after a node is wiped; default 1).
+    node_id: u64 = "SHOAL_NODE_ID",
+    /// Node-to-node address (Raft, metadata, routing); default 127.0.0.1:6335 when clustering.
+    internal_listen: String = "SHOAL_INTERNAL_LISTEN",
+    /// Host (or host:port of the REST API) other nodes and clients use to reach this node.
+    advertise: String = "SHOAL_ADVERTISE",
+    /// Static cluster: `1=host1:6335,2=host2:6335,3=host3:6335` (internal addresses).
+    peers: String = "SHOAL_PEERS",
+    /// Join a running cluster through the internal address of any member.
+    join: String = "SHOAL_JOIN",
+    /// Shared secret of the internal port (required beyond loopback).
+    cluster_secret: String = "SHOAL_CLUSTER_SECRET",
+}
+
+/// Secret used when the internal port only listens on loopback and none is given.
+pub const LOOPBACK_SECRET: &str = "shoal-loopback-only";
+
+/// How this node takes part in a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// This node's id.
+    pub node_id: u64,
+    /// Address the internal port binds (None: a one-node cluster without an internal port).
+    pub internal_listen: Option<String>,
+    /// Internal address other nodes dial to reach this node.
+    pub advertise_internal: String,
+    /// REST address advertised to other nodes (for redirects and `/cluster`).
+    pub advertise_api: String,
+    /// Static membership: node id → internal address (empty without `--peers`).
+    pub peers: std::collections::BTreeMap<u64, String>,
+    /// Internal address of a member to join through.
+    pub join: Option<String>,
+    /// Secret presented and required on the internal port.
+    pub secret: Vec<u8>,
+    /// Whether `POST /debug/partition` is served.
+    pub fault_injection: bool,
+}
+
+impl ClusterSettings {
+    /// Whether this node talks to others (`--peers`, `--join` or `--internal-listen` given).
+    pub fn is_clustered(&self) -> bool {
+        self.internal_listen.is_some()
+    }
+}
+
+/// Parses `1=host1:6335,2=host2:6335`.
+pub fn parse_peers(text: &str) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "peers: {part:?} is not ID=HOST:PORT (e.g. 1=10.0.0.1:6335)"
+            ))
+        };
+        let (id, addr) = part.split_once('=').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        let addr = addr.trim();
+        if id == 0 || !addr.contains(':') {
+            return Err(bad());
+        }
+        if out.insert(id, addr.to_owned()).is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "peers: node {id} listed twice"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn is_loopback_addr(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_unspecified_addr(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
+fn port_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or("", |(_, p)| p)
+}
+
+fn cluster_settings(m: &FileConfig, listen: &str) -> Result<ClusterSettings, ConfigError> {
+    let node_id = m.node_id.unwrap_or(1);
+    if node_id == 0 {
+        return Err(ConfigError::Invalid("node_id must be at least 1".into()));
+    }
+    let peers = parse_peers(m.peers.as_deref().unwrap_or(""))?;
+    if !peers.is_empty() && !peers.contains_key(&node_id) {
+        return Err(ConfigError::Invalid(format!(
+            "node_id {node_id} is not in peers ({}): list every member, this one included",
+            m.peers.as_deref().unwrap_or("")
+        )));
+    }
+    let join = m.join.clone().filter(|j| !j.is_empty());
+    if join.is_some() && !peers.is_empty() {
+        return Err(ConfigError::Invalid(
+            "give either peers (static bootstrap) or join (add to a running cluster), not both"
+                .into(),
+        ));
+    }
+    let clustered = !peers.is_empty() || join.is_some() || m.internal_listen.is_some();
+    let internal_listen = if clustered {
+        Some(
+            m.internal_listen
+                .clone()
+                .or_else(|| peers.get(&node_id).cloned())
+                .unwrap_or_else(|| "127.0.0.1:6335".into()),
+        )
+    } else {
+        None
+    };
+    let advertise = m.advertise.clone().filter(|a| !a.is_empty());
+    let advertise_host = advertise.as_deref().map(|a| {
+        if a.contains(':') && !a.starts_with('[') {
+            a.rsplit_once(':').map_or(a, |(h, _)| h)
+        } else {
+            a
+        }
+    });
+    let advertise_internal = match (&internal_listen, peers.get(&node_id)) {
+        (_, Some(mine)) => mine.clone(),
+        (Some(bind), None) => match advertise_host {
+            Some(h) => format!("{h}:{}", port_of(bind)),
+            None if is_unspecified_addr(bind) => {
+                return Err(ConfigError::Invalid(format!(
+                    "internal_listen {bind} is a wildcard: set advertise to the host other nodes reach this one at"
+                )));
+            }
+            None => bind.clone(),
+        },
+        (None, None) => "local".into(),
+    };
+    let advertise_api = match advertise_host {
+        Some(h) => format!("{h}:{}", port_of(listen)),
+        None => listen.to_owned(),
+    };
+    let secret = m.cluster_secret.clone().filter(|s| !s.is_empty());
+    let beyond_loopback = internal_listen
+        .as_deref()
+        .is_some_and(|a| !is_loopback_addr(a))
+        || peers.values().any(|a| !is_loopback_addr(a))
+        || join.as_deref().is_some_and(|a| !is_loopback_addr(a));
+    let secret = match secret {
+        Some(s) => s.into_bytes(),
+        None if beyond_loopback => {
+            return Err(ConfigError::Invalid(
+                "cluster_secret is required when the internal port or a peer is beyond loopback: every member must share it".into(),
+            ));
+        }
+        None => LOOPBACK_SECRET.as_bytes().to_vec(),
+    };
+    Ok(ClusterSettings {
+        node_id,
+        internal_listen,
+        advertise_internal,
+        advertise_api,
+        peers,
+        join,
+        secret,
+        fault_injection: m.fault_injection.unwrap_or(false),
+    })
 }
 
 /// The resolved configuration.
@@ -112,6 +291,8 @@ pub struct ServeConfig {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_level: String,
+    /// Cluster membership and the internal port.
+    pub cluster: ClusterSettings,
 }
 
 impl ServeConfig {
@@ -160,8 +341,29 @@ impl ServeConfig {
             ));
         }
         let empty_to_none = |k: Option<String>| k.filter(|k| !k.is_empty());
+        let listen = m.listen.clone().unwrap_or_else(|| "127.0.0.1:6333".into());
+        let cluster = cluster_settings(&m, &listen)?;
+        let raft = if cluster.is_clustered() {
+            // Many groups per node: slow heartbeats (not coalesced across groups), 1.5-3 s
+            // elections, as RAFT-NOTES recommends.
+            crate::raft::RaftConfig {
+                snapshot_every_entries: snapshot_every,
+                keep_entries_behind_snapshot: snapshot_every.min(1000),
+                ..crate::raft::RaftConfig::default()
+            }
+        } else {
+            crate::raft::RaftConfig {
+                // One-member groups: elections only happen at start, keep them short.
+                heartbeat_ms: 100,
+                election_timeout_min_ms: 300,
+                election_timeout_max_ms: 600,
+                snapshot_every_entries: snapshot_every,
+                keep_entries_behind_snapshot: snapshot_every.min(1000),
+                ..crate::raft::RaftConfig::default()
+            }
+        };
         Ok(ServeConfig {
-            listen: m.listen.unwrap_or_else(|| "127.0.0.1:6333".into()),
+            listen,
             data_dir: m.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
             index,
             threads: m.threads.unwrap_or(0),
@@ -171,17 +373,10 @@ impl ServeConfig {
                 read_only_api_key: empty_to_none(m.read_only_api_key),
                 request_timeout: Duration::from_secs(timeout),
             },
-            raft: crate::raft::RaftConfig {
-                // One-member groups: elections only happen at start, keep them short.
-                heartbeat_ms: 100,
-                election_timeout_min_ms: 300,
-                election_timeout_max_ms: 600,
-                snapshot_every_entries: snapshot_every,
-                keep_entries_behind_snapshot: snapshot_every.min(1000),
-                ..crate::raft::RaftConfig::default()
-            },
+            raft,
             log_format: m.log_format.unwrap_or(LogFormat::Text),
             log_level: m.log_level.unwrap_or_else(|| "info,openraft=warn".into()),
+            cluster,
         })
     }
 
@@ -226,6 +421,49 @@ mod tests {
         ));
         let c = ServeConfig::load(ServeArgs::default()).unwrap();
         assert_eq!(c.listen, "127.0.0.1:6333");
+    }
+
+    #[test]
+    fn cluster_flags_resolve() {
+        let c = ServeConfig::load(ServeArgs::default()).unwrap();
+        assert!(!c.cluster.is_clustered());
+        assert_eq!(c.cluster.node_id, 1);
+        let args = ServeArgs {
+            node_id: Some(2),
+            peers: Some("1=127.0.0.1:7001, 2=127.0.0.1:7002,3=127.0.0.1:7003".into()),
+            ..Default::default()
+        };
+        let c = ServeConfig::load(args).unwrap();
+        assert_eq!(c.cluster.internal_listen.as_deref(), Some("127.0.0.1:7002"));
+        assert_eq!(c.cluster.advertise_internal, "127.0.0.1:7002");
+        assert_eq!(c.cluster.peers.len(), 3);
+        assert_eq!(c.cluster.secret, LOOPBACK_SECRET.as_bytes());
+        assert_eq!(c.raft.heartbeat_ms, 500);
+        // Not in its own peer list.
+        let args = ServeArgs {
+            node_id: Some(4),
+            peers: Some("1=127.0.0.1:7001".into()),
+            ..Default::default()
+        };
+        assert!(ServeConfig::load(args).is_err());
+        // Beyond loopback without a secret.
+        let args = ServeArgs {
+            internal_listen: Some("0.0.0.0:6335".into()),
+            advertise: Some("db1".into()),
+            join: Some("10.0.0.1:6335".into()),
+            ..Default::default()
+        };
+        assert!(ServeConfig::load(args.clone()).is_err());
+        let c = ServeConfig::load(ServeArgs {
+            cluster_secret: Some("s3cret".into()),
+            ..args
+        })
+        .unwrap();
+        assert_eq!(c.cluster.advertise_internal, "db1:6335");
+        assert_eq!(c.cluster.advertise_api, "db1:6333");
+        assert!(parse_peers("1=a").is_err());
+        assert!(parse_peers("x=a:1").is_err());
+        assert!(parse_peers("1=a:1,1=b:2").is_err());
     }
 
     #[test]

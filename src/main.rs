@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use shoal::api::{AppState, Collections, serve};
+use shoal::cluster::{Cluster, ClusterOptions};
 use shoal::config::{LogFormat, ServeArgs, ServeConfig};
 use std::sync::Arc;
 
@@ -21,8 +22,8 @@ enum Command {
     Dataset(shoal::datasets::cli::DatasetArgs),
     /// Measure recall, QPS and latency on a dataset, sweep or tune IVF-PQ settings, plot results.
     Bench(Box<shoal::bench::cli::BenchArgs>),
-    /// Serve the REST API (single node: every collection has one shard with a one-member Raft
-    /// group). With no flags: 127.0.0.1:6333, data in ./data.
+    /// Serve the REST API as a cluster member (`--peers` or `--join`), or as a cluster of one
+    /// with no cluster flags: 127.0.0.1:6333, data in ./data.
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document of the REST API.
     Openapi,
@@ -85,10 +86,26 @@ fn run_server(config: ServeConfig) -> anyhow::Result<()> {
         if !addr.ip().is_loopback() && config.api.api_key.is_none() {
             tracing::warn!(%addr, "listening beyond loopback without an API key: anyone who can reach this port can read and write");
         }
-        let collections =
-            Collections::open(&config.data_dir, config.index, config.raft.clone()).await?;
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), "shoal serving");
-        let state = AppState::new(Arc::new(collections), config.api.clone());
+        let mut settings = config.cluster.clone();
+        if settings.advertise_api == config.listen {
+            // `--listen 127.0.0.1:0`: advertise the port actually bound.
+            settings.advertise_api = addr.to_string();
+        }
+        let cluster = Cluster::start(ClusterOptions {
+            settings,
+            data_dir: config.data_dir.clone(),
+            raft: config.raft.clone(),
+            defaults: config.index,
+        })
+        .await?;
+        tracing::info!(
+            %addr,
+            node_id = cluster.node_id(),
+            internal = ?config.cluster.internal_listen,
+            data_dir = %config.data_dir.display(),
+            "shoal serving"
+        );
+        let state = AppState::new(Arc::new(Collections::new(cluster)), config.api.clone());
         serve(listener, state, shutdown_signal()).await?;
         Ok(())
     })

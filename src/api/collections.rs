@@ -1,32 +1,30 @@
-//! The collections of this node: their stored configuration, their shard engines and the
-//! one-member Raft group each shard's writes go through.
+//! The collections as the REST handlers see them: a facade over the [`Cluster`] metadata, plus
+//! the checks and defaults a create request goes through ([`resolve_config`]).
 //!
-//! Layout under `--data-dir`:
-//! - `collections/<name>/collection.json` — the [`CollectionConfig`], written atomically.
-//! - `raft/` — the node's Raft log (one redb file, fsynced group commits) and each group's
-//!   snapshots (`raft/groups/<group id>/snapshots/`), which hold the shard's snapshot files.
-//! - `meta.json` — the next Raft group id, so a deleted collection's id is never reused.
+//! Collections live in the cluster metadata (the metadata Raft group); each shard is a replica
+//! group the node's reconciler starts. Until the router serves every collection, the point and
+//! search handlers go through [`Collections::get`], which serves a single-shard collection from
+//! this node's replica (writes need this node to lead the shard group; a one-node cluster always
+//! does).
 //!
 //! A write is validated against the shard first (so bad input changes nothing and never reaches
-//! the log), then appended to the group's log (fsynced) and applied; only then is it answered. On
-//! start every collection's group is started again: openraft installs the latest snapshot and
-//! replays the log after it, so an acknowledged write survives a `kill -9`.
+//! the log), then appended to the group's log (fsynced on a majority) and applied; only then is
+//! it answered.
 
 use super::error::ApiError;
 use super::types::{
     CollectionConfig, CreateCollection, Distance, ResolvedIvfPq, ResolvedSearch, VectorParams,
 };
+use crate::cluster::Cluster;
+pub use crate::cluster::ShardApp;
 use crate::index::ivfpq::IvfPqConfig;
 use crate::index::{Metric, fastscan};
-use crate::raft::{NodeInfo, RaftConfig, RaftGroup, RaftGroupError, RaftNode, StateMachineApp};
-use crate::shard::snapshot::write_atomic;
+use crate::raft::{RaftGroup, RaftGroupError};
 use crate::shard::{Shard, ShardCommand, ShardConfig};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The node id of a single-node deployment.
+/// The node id of a single-node deployment (the default `--node-id`).
 pub const SINGLE_NODE_ID: u64 = 1;
 /// Longest accepted collection name.
 pub const MAX_NAME_LEN: usize = 255;
@@ -57,56 +55,6 @@ impl Default for IndexDefaults {
             nprobe: 16,
             rerank: 4,
         }
-    }
-}
-
-/// The shard engine as a Raft state machine: decodes each command and applies it. `restore`
-/// swaps in a whole new engine.
-#[derive(Debug)]
-pub struct ShardApp {
-    shard: RwLock<Shard>,
-}
-
-impl ShardApp {
-    /// A state machine over an empty shard.
-    pub fn new(config: ShardConfig) -> Self {
-        ShardApp {
-            shard: RwLock::new(Shard::new(config)),
-        }
-    }
-
-    /// The current engine (queries run on it; cheap clone).
-    pub fn shard(&self) -> Shard {
-        self.shard.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// Response bytes of `apply`: empty for success, else the error message.
-impl StateMachineApp for ShardApp {
-    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8> {
-        let result = ShardCommand::decode(command)
-            .map_err(|e| e.to_string())
-            .and_then(|cmd| self.shard().apply(index, &cmd).map_err(|e| e.to_string()));
-        match result {
-            Ok(_) => Vec::new(),
-            Err(msg) => {
-                tracing::warn!(index, error = %msg, "shard command refused at apply");
-                msg.into_bytes()
-            }
-        }
-    }
-
-    fn snapshot(&self, dir: &Path) -> std::io::Result<()> {
-        self.shard()
-            .snapshot(dir)
-            .map(|_| ())
-            .map_err(std::io::Error::other)
-    }
-
-    fn restore(&self, dir: &Path) -> std::io::Result<()> {
-        let shard = Shard::restore(dir, true).map_err(std::io::Error::other)?;
-        *self.shard.write().unwrap_or_else(|e| e.into_inner()) = shard;
-        Ok(())
     }
 }
 
@@ -147,7 +95,18 @@ impl Collection {
                         String::from_utf8_lossy(&out.response).into_owned(),
                     ));
                 }
-                // A single-node group is between start and its first election: wait for it.
+                Err(RaftGroupError::ForwardToLeader {
+                    leader_id: Some(l),
+                    leader,
+                    ..
+                }) if l != self.group.node_id() => {
+                    return Err(ApiError::Unavailable(format!(
+                        "this node does not lead collection `{}`'s shard: node {l} ({}) does",
+                        self.name,
+                        leader.map_or_else(String::new, |i| i.api_addr)
+                    )));
+                }
+                // The group is between start and its first election: wait for it.
                 Err(RaftGroupError::ForwardToLeader { .. }) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -212,14 +171,14 @@ pub fn resolve_config(
             "distance Manhattan is not supported: use Cosine, Euclid or Dot",
         ));
     }
-    let one = |v: Option<u32>, what: &str| match v {
-        None | Some(1) => Ok(1),
-        Some(n) => Err(ApiError::bad(format!(
-            "{what} = {n}: this single-node server holds exactly one shard replica per collection"
-        ))),
+    // The cluster checks these against its members when it places the shards.
+    let at_least_one = |v: Option<u32>, what: &str| match v {
+        None => Ok(1),
+        Some(0) => Err(ApiError::bad(format!("{what} must be at least 1"))),
+        Some(n) => Ok(n),
     };
-    let shard_number = one(req.shard_number, "shard_number")?;
-    let replication_factor = one(req.replication_factor, "replication_factor")?;
+    let shard_number = at_least_one(req.shard_number, "shard_number")?;
+    let replication_factor = at_least_one(req.replication_factor, "replication_factor")?;
     let placement = req.placement.clone().unwrap_or_else(|| "hash".into());
     if placement != "hash" && placement != "centroid" {
         return Err(ApiError::bad(format!(
@@ -302,179 +261,85 @@ pub fn shard_config(c: &CollectionConfig) -> ShardConfig {
     }
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Meta {
-    next_group_id: u64,
-}
-
-/// Every collection of the node.
+/// Every collection, as the REST handlers reach them.
 pub struct Collections {
-    data_dir: PathBuf,
-    node: RaftNode,
-    defaults: IndexDefaults,
-    map: RwLock<HashMap<String, Arc<Collection>>>,
-    /// Serialises create and delete (they touch files and the group id counter).
-    admin: tokio::sync::Mutex<()>,
-}
-
-fn io_err(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(e.to_string())
+    cluster: Arc<Cluster>,
 }
 
 impl Collections {
-    /// Opens the data directory and starts every stored collection's Raft group, waiting until
-    /// each has replayed its log and can serve.
-    pub async fn open(
-        data_dir: &Path,
-        defaults: IndexDefaults,
-        raft: RaftConfig,
-    ) -> Result<Self, ApiError> {
-        std::fs::create_dir_all(data_dir.join("collections")).map_err(io_err)?;
-        let router = crate::raft::InProcessRouter::new();
-        let node = RaftNode::open_in_process(SINGLE_NODE_ID, &data_dir.join("raft"), &router, raft)
-            .map_err(io_err)?;
-        let me = Collections {
-            data_dir: data_dir.to_owned(),
-            node,
-            defaults,
-            map: RwLock::new(HashMap::new()),
-            admin: tokio::sync::Mutex::new(()),
-        };
-        let mut entries: Vec<_> = std::fs::read_dir(data_dir.join("collections"))
-            .map_err(io_err)?
-            .filter_map(Result::ok)
-            .filter(|e| e.path().join("collection.json").is_file())
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(e.path().join("collection.json")).map_err(io_err)?;
-            let config: CollectionConfig = serde_json::from_str(&text).map_err(|err| {
-                ApiError::Internal(format!("collection {name}: bad collection.json: {err}"))
-            })?;
-            let c = me.start(&name, config).await?;
-            tracing::info!(collection = %name, points = c.shard().stats().points, "collection recovered");
-            me.map
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name, c);
-        }
-        Ok(me)
+    /// Collections over the cluster's metadata.
+    pub fn new(cluster: Arc<Cluster>) -> Self {
+        Collections { cluster }
     }
 
-    async fn start(
-        &self,
-        name: &str,
-        config: CollectionConfig,
-    ) -> Result<Arc<Collection>, ApiError> {
-        let app = Arc::new(ShardApp::new(shard_config(&config)));
-        let group = self
-            .node
-            .start_group(config.group_id, app.clone())
-            .await
-            .map_err(io_err)?;
-        let members = BTreeMap::from([(SINGLE_NODE_ID, NodeInfo::new("local", "local"))]);
-        match group.initialize(members).await {
-            Ok(()) | Err(RaftGroupError::AlreadyInitialized { .. }) => {}
-            Err(e) => return Err(io_err(e)),
-        }
-        // Wait for leadership and for the log to be applied up to the commit point.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match group.linearizable_read().await {
-                Ok(_) => break,
-                Err(e) if Instant::now() > deadline => {
-                    return Err(ApiError::Unavailable(e.to_string()));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
+    /// The cluster underneath.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// The collection served from this node's replica: 404 if unknown, 503 if it has several
+    /// shards or no replica here.
+    pub fn get(&self, name: &str) -> Result<Arc<Collection>, ApiError> {
+        let state = self.cluster.state();
+        let meta = state
+            .collections
+            .get(name)
+            .ok_or_else(|| ApiError::CollectionNotFound(name.to_owned()))?;
+        let [shard] = meta.shards.as_slice() else {
+            return Err(ApiError::Unavailable(format!(
+                "collection `{name}` has {} shards: this node serves single-shard collections only",
+                meta.shards.len()
+            )));
+        };
+        let local = self.cluster.local_shard(shard.group).ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "this node holds no replica of collection `{name}`: nodes {:?} do",
+                shard.replicas
+            ))
+        })?;
+        let mut config = meta.config.clone();
+        config.group_id = shard.group;
         Ok(Arc::new(Collection {
             name: name.to_owned(),
             config,
-            app,
-            group,
+            app: local.app,
+            group: local.group,
         }))
     }
 
-    /// The collection, or 404.
-    pub fn get(&self, name: &str) -> Result<Arc<Collection>, ApiError> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-            .ok_or_else(|| ApiError::CollectionNotFound(name.to_owned()))
+    /// Whether the collection exists (anywhere in the cluster).
+    pub fn exists(&self, name: &str) -> bool {
+        self.cluster.state().collections.contains_key(name)
     }
 
-    /// Every collection, by name.
+    /// Every collection name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.cluster.state().collections.keys().cloned().collect()
+    }
+
+    /// Every collection this node serves from a local replica, by name.
     pub fn all(&self) -> Vec<Arc<Collection>> {
-        let mut v: Vec<_> = self
-            .map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+        self.names()
+            .iter()
+            .filter_map(|n| self.get(n).ok())
+            .collect()
     }
 
-    /// Creates a collection (409 if it exists).
+    /// Creates a collection through the metadata leader (409 if it exists) and waits until its
+    /// shard groups have leaders and this node's replicas run.
     pub async fn create(&self, name: &str, req: &CreateCollection) -> Result<(), ApiError> {
         validate_name(name)?;
-        let _admin = self.admin.lock().await;
-        if self.get(name).is_ok() {
-            return Err(ApiError::CollectionExists(name.to_owned()));
-        }
-        let meta_path = self.data_dir.join("meta.json");
-        let next = std::fs::read_to_string(&meta_path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Meta>(&t).ok())
-            .map_or(1, |m| m.next_group_id);
-        let config = resolve_config(req, &self.defaults, next)?;
-        let meta = serde_json::to_vec(&Meta {
-            next_group_id: next + 1,
-        })
-        .map_err(io_err)?;
-        write_atomic(&meta_path, &meta).map_err(io_err)?;
-        let dir = self.data_dir.join("collections").join(name);
-        let text = serde_json::to_vec_pretty(&config).map_err(io_err)?;
-        write_atomic(&dir.join("collection.json"), &text).map_err(io_err)?;
-        let c = self.start(name, config).await?;
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), c);
-        tracing::info!(collection = %name, "collection created");
-        Ok(())
+        let body = serde_json::to_string(req).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.cluster.create_collection(name, body).await
     }
 
-    /// Deletes a collection and its data; `false` if it did not exist.
+    /// Deletes a collection everywhere; `false` if it did not exist.
     pub async fn delete(&self, name: &str) -> Result<bool, ApiError> {
-        let _admin = self.admin.lock().await;
-        let Some(c) = self
-            .map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name)
-        else {
-            return Ok(false);
-        };
-        // The config goes first: a crash after this leaves only orphaned Raft data, never a
-        // collection without its log.
-        std::fs::remove_dir_all(self.data_dir.join("collections").join(name)).map_err(io_err)?;
-        c.shard().wait_for_builds();
-        self.node
-            .destroy_group(c.config.group_id)
-            .await
-            .map_err(io_err)?;
-        tracing::info!(collection = %name, "collection deleted");
-        Ok(true)
+        self.cluster.delete_collection(name).await
     }
 
     /// Stops every Raft group (their logs are already durable).
     pub async fn shutdown(&self) {
-        self.node.shutdown().await;
+        self.cluster.shutdown().await;
     }
 }

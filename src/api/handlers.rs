@@ -161,11 +161,9 @@ pub async fn root() -> axum::Json<VersionInfo> {
 pub async fn list_collections(State(st): State<AppState>) -> Response {
     let collections = st
         .collections
-        .all()
-        .iter()
-        .map(|c| CollectionDescription {
-            name: c.name.clone(),
-        })
+        .names()
+        .into_iter()
+        .map(|name| CollectionDescription { name })
         .collect();
     ok(CollectionsList { collections })
 }
@@ -198,7 +196,7 @@ pub async fn delete_collection(
     params(("name" = String, Path)), responses((status = 200, body = Exists)))]
 pub async fn collection_exists(State(st): State<AppState>, Path(name): Path<String>) -> Response {
     ok(Exists {
-        exists: st.collections.get(&name).is_ok(),
+        exists: st.collections.exists(&name),
     })
 }
 
@@ -209,16 +207,47 @@ pub async fn get_collection(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let c = st.collections.get(&name)?;
-    let s = c.shard().stats();
-    let cfg = &c.config;
+    let state = st.cluster.state();
+    let meta = state
+        .collections
+        .get(&name)
+        .ok_or_else(|| ApiError::CollectionNotFound(name.clone()))?;
+    let cfg = &meta.config;
+    // Served from the local replica when this node holds the only shard, else summed over the
+    // shard leaders as they report themselves.
+    let (points, indexed, segments, building) = match st.collections.get(&name) {
+        Ok(c) => {
+            let s = c.shard().stats();
+            (s.points, s.indexed_points, s.segments, s.building)
+        }
+        Err(_) => {
+            let view = crate::cluster::status::cluster_view(&st.cluster).await;
+            let points: u64 = view
+                .collections
+                .get(&name)
+                .map(|c| {
+                    c.shards
+                        .iter()
+                        .map(|s| {
+                            s.replicas
+                                .iter()
+                                .filter_map(|r| r.points)
+                                .max()
+                                .unwrap_or(0)
+                        })
+                        .sum()
+                })
+                .unwrap_or(0);
+            (points as usize, 0, 0, 0)
+        }
+    };
     Ok(ok(json!({
-        "status": if s.building > 0 { "yellow" } else { "green" },
+        "status": if building > 0 { "yellow" } else { "green" },
         "optimizer_status": "ok",
-        "vectors_count": s.points,
-        "indexed_vectors_count": s.indexed_points,
-        "points_count": s.points,
-        "segments_count": s.segments,
+        "vectors_count": points,
+        "indexed_vectors_count": indexed,
+        "points_count": points,
+        "segments_count": segments,
         "config": {
             "params": {
                 "vectors": cfg.vectors,
@@ -561,13 +590,17 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: collections recovered and not shutting down.
+/// Readiness: joined the cluster, metadata caught up, replicas started, not shutting down.
 #[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, body = String), (status = 503)))]
 pub async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
-    if st.ready.load(std::sync::atomic::Ordering::SeqCst) {
-        Ok("ready")
-    } else {
+    if !st.ready.load(std::sync::atomic::Ordering::SeqCst) {
         Err(ApiError::Unavailable("shutting down".into()))
+    } else if !st.cluster.is_ready() {
+        Err(ApiError::Unavailable(
+            "joining the cluster and starting replicas".into(),
+        ))
+    } else {
+        Ok("ready")
     }
 }
 
@@ -575,7 +608,8 @@ pub async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, body = String, content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     use axum::response::IntoResponse;
-    let text = st.metrics.render(&st.collections);
+    let mut text = st.metrics.render(&st.collections);
+    text.push_str(&crate::cluster::status::render_metrics(&st.cluster));
     (
         [(
             axum::http::header::CONTENT_TYPE,

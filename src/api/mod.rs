@@ -18,7 +18,7 @@
 //! `write_consistency_factor`, `params.hnsw_ef`, `count.exact` (counts are exact), `wait` (every
 //! write is applied and durable in the Raft log before it is answered).
 //! Refused with a 400: named vectors, sparse vectors, `Manhattan`, `prefetch`, non-vector
-//! queries, `shard_number`/`replication_factor` other than 1 (single node).
+//! queries, a `replication_factor` above the number of cluster members.
 //!
 //! shoal's own fields: `ivf_pq_config` and `search_config` on create; `params.nprobe`,
 //! `params.rerank`, `params.shard_probe` on searches; `consistency_token` in write answers.
@@ -29,6 +29,7 @@
 //! requests in flight, then stops the Raft groups (whose logs are already fsynced).
 
 pub mod auth;
+pub mod cluster;
 pub mod collections;
 pub mod error;
 pub mod handlers;
@@ -103,6 +104,8 @@ impl Default for ApiConfig {
 pub struct AppState {
     /// The collections.
     pub collections: Arc<Collections>,
+    /// The cluster this node belongs to.
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// Settings.
     pub config: Arc<ApiConfig>,
     /// Request counters and latency histograms.
@@ -115,6 +118,7 @@ impl AppState {
     /// State over opened collections.
     pub fn new(collections: Arc<Collections>, config: ApiConfig) -> Self {
         AppState {
+            cluster: collections.cluster().clone(),
             collections,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
@@ -175,6 +179,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,
+        cluster::cluster_status,
+        cluster::move_replica,
+        cluster::partition,
     ),
     components(schemas(
         crate::shard::filter::Filter,
@@ -184,6 +191,14 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         types::ResolvedSearch,
         types::VectorParams,
         types::Distance,
+        crate::cluster::status::ClusterView,
+        crate::cluster::status::MetaView,
+        crate::cluster::status::MemberView,
+        crate::cluster::status::CollectionView,
+        crate::cluster::status::ShardView,
+        crate::cluster::status::ReplicaView,
+        cluster::MoveReplica,
+        cluster::Partition,
     ))
 )]
 pub struct ApiDoc;
@@ -261,6 +276,17 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/cluster", get(cluster::cluster_status))
+        .route(
+            "/cluster/collections/{name}/shards/{shard}/move",
+            post(cluster::move_replica),
+        );
+    let api = if state.cluster.settings().fault_injection {
+        api.route("/debug/partition", post(cluster::partition))
+    } else {
+        api
+    };
+    let api = api
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found);
     api.layer(middleware::from_fn_with_state(state.clone(), auth::check))

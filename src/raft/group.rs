@@ -569,7 +569,12 @@ impl RaftNode {
     }
 
     fn group_dir(&self, group: GroupId) -> PathBuf {
-        self.shared.data_dir.join("groups").join(group.to_string())
+        self.groups_dir().join(group.to_string())
+    }
+
+    /// The directory holding one sub-directory per group that ran here (named by group id).
+    pub fn groups_dir(&self) -> PathBuf {
+        self.shared.data_dir.join("groups")
     }
 
     /// Start this node's replica of `group`, applying to `app`. Recovers from the group's log

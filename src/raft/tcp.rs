@@ -14,14 +14,25 @@
 //!   a fresh incoming directory, checks every length and CRC, installs, and answers
 //!   `SnapshotDone`. Any error aborts the transfer; openraft retries it.
 //!
+//! - Application RPCs share the RPC connection: `AppRequest { id, service, payload }` is handed
+//!   to the [`AppService`] registered for `service` on the receiving node (1 = cluster metadata,
+//!   2 = router data plane), and answered with `AppResponse { id, ok, body }`. Payloads are
+//!   opaque bytes (postcard by convention); an unknown service is answered with an error.
+//!
 //! The secret keeps stray or misconfigured nodes out; it is sent in clear, so the internal
 //! network must be private (no TLS here).
+//!
+//! ## Fault injection
+//! [`TcpTransport::set_blocked`] cuts this node off from a set of peers for tests: outgoing calls
+//! to them fail as unreachable at once, and the server closes (and refuses) connections whose
+//! handshake named one of them, so a partition holds in both directions as long as every node
+//! blocks the other side.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::raft::SnapshotResponse;
@@ -104,6 +115,38 @@ pub enum WireMsg {
     SnapshotEnd,
     /// Outcome of the installation.
     SnapshotDone(Result<SnapshotResponse<TypeConfig>, String>),
+    /// An application RPC for the service registered under `service` on the receiver.
+    AppRequest {
+        /// Matches the response to the request.
+        id: u64,
+        /// Which [`AppService`] handles it.
+        service: u8,
+        /// Opaque request bytes.
+        #[serde(with = "serde_bytes_vec")]
+        payload: Vec<u8>,
+    },
+    /// The answer to `AppRequest` `id`.
+    AppResponse {
+        /// The request id.
+        id: u64,
+        /// Whether the service ran; if not, `body` is the error message.
+        ok: bool,
+        /// The service's answer bytes, or the error text.
+        #[serde(with = "serde_bytes_vec")]
+        body: Vec<u8>,
+    },
+}
+
+/// A boxed future as [`AppService`] handlers return it.
+pub type AppFuture = futures_util::future::BoxFuture<'static, Vec<u8>>;
+
+/// A node-to-node application service reached through [`TcpTransport::call_app`]: the cluster
+/// metadata service, the router's data plane. Registered per service byte on the node that
+/// serves the internal port, so every layer shares one authenticated connection per peer.
+pub trait AppService: Send + Sync + 'static {
+    /// Answer one request from node `from`. Errors are part of the answer bytes (the transport
+    /// only fails when the request cannot be delivered).
+    fn handle(&self, from: NodeId, payload: Vec<u8>) -> AppFuture;
 }
 
 mod serde_bytes_vec {
@@ -199,7 +242,13 @@ async fn client_handshake(
     }
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<RaftReply>>>>;
+/// What a pending request on a multiplexed connection waits for.
+enum Answer {
+    Raft(RaftReply),
+    App(Result<Vec<u8>, String>),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
 
 /// One live multiplexed RPC connection to a peer.
 struct Conn {
@@ -217,10 +266,14 @@ pub struct TcpTransport {
 }
 
 struct TcpInner {
+    /// This node's id, sent in handshakes (0 until [`TcpTransport::set_node_id`]).
+    node_id: AtomicU64,
     secret: Arc<Vec<u8>>,
     conns: tokio::sync::Mutex<HashMap<NodeId, Arc<Conn>>>,
     next_id: AtomicU64,
     connect_timeout: Duration,
+    services: RwLock<HashMap<u8, Arc<dyn AppService>>>,
+    blocked: RwLock<HashSet<NodeId>>,
 }
 
 impl TcpTransport {
@@ -229,16 +282,162 @@ impl TcpTransport {
     pub fn new(secret: impl Into<Vec<u8>>, connect_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(TcpInner {
+                node_id: AtomicU64::new(0),
                 secret: Arc::new(secret.into()),
                 conns: tokio::sync::Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 connect_timeout,
+                services: RwLock::new(HashMap::new()),
+                blocked: RwLock::new(HashSet::new()),
             }),
         }
+    }
+
+    /// Record this node's id: it is sent in handshakes (peers use it for fault injection and
+    /// logs) and used as the sender of [`Self::call_app`].
+    pub fn set_node_id(&self, id: NodeId) {
+        self.inner.node_id.store(id, Ordering::Release);
+    }
+
+    /// This node's id as set by [`Self::set_node_id`].
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id.load(Ordering::Acquire)
+    }
+
+    /// Serve incoming `AppRequest`s for `service` with `handler` (replaces an earlier one).
+    pub fn register_service(&self, service: u8, handler: Arc<dyn AppService>) {
+        self.inner
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service, handler);
+    }
+
+    /// The handler registered for `service`, if any (for calls a node makes to itself).
+    pub fn service(&self, service: u8) -> Option<Arc<dyn AppService>> {
+        self.inner
+            .services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&service)
+            .cloned()
+    }
+
+    /// Fault injection: drop all internal traffic to and from `nodes` (replacing the previous
+    /// set; empty heals). Open connections to them are closed.
+    pub async fn set_blocked(&self, nodes: HashSet<NodeId>) {
+        *self
+            .inner
+            .blocked
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = nodes.clone();
+        let mut conns = self.inner.conns.lock().await;
+        conns.retain(|id, _| !nodes.contains(id));
+    }
+
+    /// The nodes currently cut off by [`Self::set_blocked`].
+    pub fn blocked(&self) -> HashSet<NodeId> {
+        self.inner
+            .blocked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Call `service` on node `target` (reachable at `addr`, its internal address) with
+    /// `payload`, waiting at most `timeout`; shares the multiplexed connection Raft uses.
+    pub async fn call_app(
+        &self,
+        target: NodeId,
+        addr: &str,
+        service: u8,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, TransportError> {
+        let inner = self.inner.clone();
+        let from = self.node_id();
+        let answer = inner
+            .request(from, target, addr, timeout, |id| WireMsg::AppRequest {
+                id,
+                service,
+                payload,
+            })
+            .await?;
+        match answer {
+            Answer::App(Ok(body)) => Ok(body),
+            Answer::App(Err(e)) => Err(TransportError::Remote(target, e)),
+            Answer::Raft(_) => Err(TransportError::Remote(
+                target,
+                "raft reply to an app request".into(),
+            )),
+        }
+    }
+
+    /// Serve this node's internal port: Raft RPCs and snapshots for `node`, and the registered
+    /// app services, until `shutdown` resolves.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        node: RaftNode,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        serve_with(listener, node, self.inner.clone(), shutdown).await;
     }
 }
 
 impl TcpInner {
+    fn is_blocked(&self, node: NodeId) -> bool {
+        self.blocked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&node)
+    }
+
+    fn check_blocked(&self, target: NodeId) -> Result<(), TransportError> {
+        if self.is_blocked(target) {
+            return Err(TransportError::Unreachable(
+                target,
+                "cut off by fault injection".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Send one request frame (built from its id) on the shared connection to `target` and
+    /// wait for its answer, at most `timeout` in all.
+    async fn request(
+        self: Arc<Self>,
+        from: NodeId,
+        target: NodeId,
+        addr: &str,
+        timeout: Duration,
+        frame: impl FnOnce(u64) -> WireMsg,
+    ) -> Result<Answer, TransportError> {
+        self.check_blocked(target)?;
+        let work = async {
+            let conn = self.conn(from, target, addr, timeout).await?;
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            conn.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, tx);
+            let _guard = PendingGuard {
+                pending: conn.pending.clone(),
+                id,
+            };
+            conn.tx
+                .send(frame(id))
+                .await
+                .map_err(|_| TransportError::Unreachable(target, "connection closed".into()))?;
+            rx.await
+                .map_err(|_| TransportError::Unreachable(target, "connection lost".into()))
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| TransportError::Timeout(target, timeout))?
+    }
+
     async fn dial(
         &self,
         from: NodeId,
@@ -317,16 +516,24 @@ async fn conn_writer(
 async fn conn_reader(read: OwnedReadHalf, pending: Pending, alive: Arc<AtomicBool>) {
     let mut r = BufReader::new(read);
     while let Ok(msg) = read_frame(&mut r).await {
-        if let WireMsg::Response { id, reply } = msg {
-            let waiter = pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-            if let Some(w) = waiter {
-                let _ = w.send(reply);
-            }
-        } else {
-            break;
+        let (id, answer) = match msg {
+            WireMsg::Response { id, reply } => (id, Answer::Raft(reply)),
+            WireMsg::AppResponse { id, ok, body } => (
+                id,
+                Answer::App(if ok {
+                    Ok(body)
+                } else {
+                    Err(String::from_utf8_lossy(&body).into_owned())
+                }),
+            ),
+            _ => break,
+        };
+        let waiter = pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        if let Some(w) = waiter {
+            let _ = w.send(answer);
         }
     }
     alive.store(false, Ordering::Release);
@@ -361,28 +568,20 @@ impl Transport for TcpTransport {
         let this = self.inner.clone();
         let addr = node.internal_addr.clone();
         Box::pin(async move {
-            let work = async {
-                let conn = this.conn(from, target, &addr, timeout).await?;
-                let id = this.next_id.fetch_add(1, Ordering::Relaxed);
-                let (tx, rx) = oneshot::channel();
-                conn.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, tx);
-                let _guard = PendingGuard {
-                    pending: conn.pending.clone(),
+            let answer = this
+                .request(from, target, &addr, timeout, |id| WireMsg::Request {
                     id,
-                };
-                conn.tx
-                    .send(WireMsg::Request { id, group, rpc })
-                    .await
-                    .map_err(|_| TransportError::Unreachable(target, "connection closed".into()))?;
-                rx.await
-                    .map_err(|_| TransportError::Unreachable(target, "connection lost".into()))
-            };
-            tokio::time::timeout(timeout, work)
-                .await
-                .map_err(|_| TransportError::Timeout(target, timeout))?
+                    group,
+                    rpc,
+                })
+                .await?;
+            match answer {
+                Answer::Raft(reply) => Ok(reply),
+                Answer::App(_) => Err(TransportError::Remote(
+                    target,
+                    "app reply to a raft request".into(),
+                )),
+            }
         })
     }
 
@@ -400,6 +599,7 @@ impl Transport for TcpTransport {
         let this = self.inner.clone();
         let addr = node.internal_addr.clone();
         Box::pin(async move {
+            this.check_blocked(target)?;
             let work = async {
                 let stream = this.dial(from, target, &addr, timeout).await?;
                 stream_snapshot(stream, group, vote, meta, &dir)
@@ -555,7 +755,16 @@ pub async fn serve(
     secret: Vec<u8>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let secret = Arc::new(secret);
+    let ctx = TcpTransport::new(secret, HANDSHAKE_TIMEOUT).inner;
+    serve_with(listener, node, ctx, shutdown).await;
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    node: RaftNode,
+    ctx: Arc<TcpInner>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -564,9 +773,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let node = node.clone();
-                    let secret = secret.clone();
+                    let ctx = ctx.clone();
                     conns.spawn(async move {
-                        if let Err(e) = serve_conn(stream, node, &secret).await {
+                        if let Err(e) = serve_conn(stream, node, ctx).await {
                             tracing::debug!(%peer, error = %e, "internal connection closed");
                         }
                     });
@@ -582,7 +791,12 @@ pub async fn serve(
     conns.shutdown().await;
 }
 
-async fn serve_conn(stream: TcpStream, node: RaftNode, secret: &[u8]) -> Result<(), WireError> {
+async fn serve_conn(
+    stream: TcpStream,
+    node: RaftNode,
+    ctx: Arc<TcpInner>,
+) -> Result<(), WireError> {
+    let secret: &[u8] = &ctx.secret;
     stream.set_nodelay(true)?;
     let (read, write) = stream.into_split();
     let mut r = BufReader::new(read);
@@ -590,12 +804,19 @@ async fn serve_conn(stream: TcpStream, node: RaftNode, secret: &[u8]) -> Result<
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut r))
         .await
         .map_err(|_| WireError::Protocol("no handshake".into()))??;
-    let refusal = match hello {
-        WireMsg::Hello { version, .. } if version != PROTOCOL_VERSION => Some(format!(
+    let peer = match &hello {
+        WireMsg::Hello { from, .. } => *from,
+        _ => 0,
+    };
+    let refusal = match &hello {
+        WireMsg::Hello { version, .. } if *version != PROTOCOL_VERSION => Some(format!(
             "protocol version {version}, this node speaks {PROTOCOL_VERSION}"
         )),
-        WireMsg::Hello { secret: s, .. } if !secrets_equal(&s, secret) => {
+        WireMsg::Hello { secret: s, .. } if !secrets_equal(s, secret) => {
             Some("wrong cluster secret".to_owned())
+        }
+        WireMsg::Hello { from, .. } if ctx.is_blocked(*from) => {
+            Some(format!("node {from} is cut off by fault injection"))
         }
         WireMsg::Hello { .. } => None,
         _ => Some("expected Hello".to_owned()),
@@ -647,6 +868,10 @@ async fn serve_conn(stream: TcpStream, node: RaftNode, secret: &[u8]) -> Result<
                 Err(_) => break,
             },
         };
+        if ctx.is_blocked(peer) {
+            // Partitioned meanwhile: drop the connection without answering.
+            break;
+        }
         match msg {
             WireMsg::Request { id, group, rpc } => {
                 let node = node.clone();
@@ -654,6 +879,29 @@ async fn serve_conn(stream: TcpStream, node: RaftNode, secret: &[u8]) -> Result<
                 tokio::spawn(async move {
                     let reply = node.handle_rpc(group, rpc).await;
                     let _ = tx.send(WireMsg::Response { id, reply }).await;
+                });
+            }
+            WireMsg::AppRequest {
+                id,
+                service,
+                payload,
+            } => {
+                let handler = ctx
+                    .services
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&service)
+                    .cloned();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let (ok, body) = match handler {
+                        Some(h) => (true, h.handle(peer, payload).await),
+                        None => (
+                            false,
+                            format!("no service {service} on this node").into_bytes(),
+                        ),
+                    };
+                    let _ = tx.send(WireMsg::AppResponse { id, ok, body }).await;
                 });
             }
             other => {
@@ -684,6 +932,101 @@ mod tests {
         for bad in ["../x", "/etc/passwd", "a/../../x", "", "a//b", "."] {
             assert!(safe_join(root, bad).is_err(), "{bad:?} must be refused");
         }
+    }
+
+    struct Echo;
+
+    impl AppService for Echo {
+        fn handle(&self, from: NodeId, payload: Vec<u8>) -> AppFuture {
+            Box::pin(async move {
+                let mut out = from.to_le_bytes().to_vec();
+                out.extend_from_slice(&payload);
+                out
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn app_calls_share_the_connection_and_fault_injection_cuts_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TcpTransport::new(b"s".to_vec(), Duration::from_secs(1));
+        server.set_node_id(2);
+        server.register_service(7, Arc::new(Echo));
+        let node = RaftNode::open(
+            2,
+            dir.path(),
+            Arc::new(server.clone()),
+            crate::raft::RaftConfig::fast(),
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let served = tokio::spawn({
+            let server = server.clone();
+            async move {
+                server
+                    .serve(listener, node, async move {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            }
+        });
+        let client = TcpTransport::new(b"s".to_vec(), Duration::from_secs(1));
+        client.set_node_id(1);
+        let t = Duration::from_secs(2);
+        let call = |payload: &'static [u8], service: u8| {
+            let client = client.clone();
+            let addr = addr.clone();
+            async move {
+                client
+                    .call_app(2, &addr, service, payload.to_vec(), t)
+                    .await
+            }
+        };
+        let mut want = 1u64.to_le_bytes().to_vec();
+        want.extend_from_slice(b"hi");
+        assert_eq!(call(b"hi", 7).await.unwrap(), want);
+        // Many calls in flight on the one connection.
+        let many = futures_util::future::join_all((0..50).map(|_| call(b"hi", 7))).await;
+        assert!(many.iter().all(|r| r.as_ref().is_ok_and(|b| *b == want)));
+        assert!(matches!(
+            call(b"x", 9).await,
+            Err(TransportError::Remote(2, _))
+        ));
+
+        // Client side cut: fails at once, without dialling.
+        client.set_blocked([2].into()).await;
+        assert!(matches!(
+            call(b"hi", 7).await,
+            Err(TransportError::Unreachable(2, _))
+        ));
+        client.set_blocked(HashSet::new()).await;
+        assert!(call(b"hi", 7).await.is_ok());
+
+        // Server side cut: the open connection is dropped and new handshakes are refused.
+        server.set_blocked([1].into()).await;
+        assert!(call(b"hi", 7).await.is_err());
+        assert!(call(b"hi", 7).await.is_err());
+        server.set_blocked(HashSet::new()).await;
+        let healed = async {
+            loop {
+                if call(b"hi", 7).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), healed)
+            .await
+            .expect("calls work again after healing");
+
+        // A wrong secret is refused.
+        let stranger = TcpTransport::new(b"nope".to_vec(), Duration::from_secs(1));
+        assert!(stranger.call_app(2, &addr, 7, Vec::new(), t).await.is_err());
+
+        let _ = stop_tx.send(());
+        served.await.unwrap();
     }
 
     #[test]

@@ -1,0 +1,416 @@
+//! What the metadata leader does for the cluster (joins, collection create and delete,
+//! centroids, replica moves), and the shard-group membership changes a shard leader runs for a
+//! move. Leader-side operations hold the admin lock, so membership changes never overlap.
+
+use super::meta::{CollectionMeta, MetaCommand, ShardMeta};
+use super::rpc::{ClusterReply, ClusterRequest};
+use super::{Cluster, STATUS_TIMEOUT};
+use crate::api::ApiError;
+use crate::api::collections::{resolve_config, validate_name};
+use crate::api::types::CreateCollection;
+use crate::cluster::placement::CentroidPlacement;
+use crate::raft::{GroupId, NodeId, NodeInfo, RaftGroupError, Role};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Most voters of the metadata group; later nodes stay learners.
+pub const META_VOTERS: usize = 3;
+/// Largest shard count a collection may ask for.
+pub const MAX_SHARDS: u32 = 1024;
+/// How long a create waits for every new shard group to elect a leader.
+const LEADER_WAIT: Duration = Duration::from_secs(20);
+
+type Outcome = Result<(u64, Vec<u8>), ApiError>;
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(e.to_string())
+}
+
+/// Add node `id` to the metadata group (learner, then voter while there are fewer than three)
+/// and record its addresses.
+pub(crate) async fn join(c: &Cluster, id: NodeId, info: NodeInfo) -> Outcome {
+    let _admin = c.admin_lock.lock().await;
+    let m = c.meta_group.metrics();
+    if !m.voters.contains(&id) && !m.learners.contains(&id) {
+        tracing::info!(node = id, %info, "adding node to the metadata group");
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            c.meta_group.add_learner(id, info.clone(), true),
+        )
+        .await
+        .map_err(|_| unavailable(format!("node {id} did not catch up with the metadata")))?
+        .map_err(unavailable)?;
+    }
+    let m = c.meta_group.metrics();
+    if !m.voters.contains(&id) && m.voters.len() < META_VOTERS {
+        let mut voters: BTreeSet<NodeId> = m.voters.iter().copied().collect();
+        voters.insert(id);
+        c.meta_group
+            .change_membership(voters, false)
+            .await
+            .map_err(unavailable)?;
+    }
+    if c.state().members.get(&id) != Some(&info) {
+        return c.propose(MetaCommand::PutMember { id, info }).await;
+    }
+    let index = c
+        .meta_group
+        .linearizable_read()
+        .await
+        .map_err(unavailable)?;
+    Ok((index, Vec::new()))
+}
+
+/// Place `shards` shards of `rf` replicas on `members`: replicas of a shard on distinct nodes,
+/// first replicas (the initial leaders) round-robin from `start`.
+pub fn place(members: &[NodeId], shards: u32, rf: u32, start: usize) -> Vec<Vec<NodeId>> {
+    let n = members.len();
+    (0..shards as usize)
+        .map(|s| {
+            (0..rf as usize)
+                .map(|k| members[(start + s + k) % n])
+                .collect()
+        })
+        .collect()
+}
+
+pub(crate) async fn create_collection(c: &Cluster, name: &str, body: &str) -> Outcome {
+    validate_name(name)?;
+    let req: CreateCollection =
+        serde_json::from_str(body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
+    let _admin = c.admin_lock.lock().await;
+    let state = c.state();
+    if state.collections.contains_key(name) {
+        return Err(ApiError::CollectionExists(name.to_owned()));
+    }
+    // Place on the members that answer now: a group whose first replica is down could not
+    // even be initialised.
+    let members = live_members(c, &state).await;
+    let first = state.next_group.max(1);
+    let config = resolve_config(&req, &c.defaults, first)?;
+    if config.shard_number == 0 || config.shard_number > MAX_SHARDS {
+        return Err(ApiError::bad(format!(
+            "shard_number = {} must be in 1..={MAX_SHARDS}",
+            config.shard_number
+        )));
+    }
+    let rf = config.replication_factor;
+    if rf == 0 || rf as usize > members.len() {
+        return Err(ApiError::bad(format!(
+            "replication_factor = {rf} needs {rf} distinct nodes; the cluster has {} reachable member(s) of {}",
+            members.len(),
+            state.members.len()
+        )));
+    }
+    // Start the round-robin where the group ids are, so successive collections spread their
+    // leaders too.
+    let start = (first as usize) % members.len();
+    let shards: Vec<ShardMeta> = place(&members, config.shard_number, rf, start)
+        .into_iter()
+        .enumerate()
+        .map(|(i, replicas)| ShardMeta {
+            group: first + i as u64,
+            replicas,
+        })
+        .collect();
+    let (index, _) = c
+        .propose(MetaCommand::CreateCollection {
+            name: name.to_owned(),
+            meta: CollectionMeta {
+                config,
+                shards: shards.clone(),
+                centroids: None,
+            },
+        })
+        .await?;
+    tracing::info!(
+        collection = name,
+        shards = shards.len(),
+        "collection created"
+    );
+    let deadline = Instant::now() + LEADER_WAIT;
+    for s in &shards {
+        while group_leader(c, s.group, &s.replicas).await.is_none() {
+            if Instant::now() > deadline {
+                return Err(ApiError::Unavailable(format!(
+                    "collection `{name}` created, but shard group {} elected no leader within {LEADER_WAIT:?}",
+                    s.group
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok((index, Vec::new()))
+}
+
+pub(crate) async fn delete_collection(c: &Cluster, name: &str) -> Outcome {
+    let _admin = c.admin_lock.lock().await;
+    let Some(coll) = c.state().collections.get(name).cloned() else {
+        let index = c
+            .meta_group
+            .linearizable_read()
+            .await
+            .map_err(unavailable)?;
+        return Ok((index, Vec::new()));
+    };
+    let (index, _) = c
+        .propose(MetaCommand::DeleteCollection {
+            name: name.to_owned(),
+        })
+        .await?;
+    tracing::info!(collection = name, "collection deleted");
+    let groups = coll
+        .shards
+        .iter()
+        .flat_map(|s| s.group.to_le_bytes())
+        .collect();
+    Ok((index, groups))
+}
+
+pub(crate) async fn set_centroids(
+    c: &Cluster,
+    name: &str,
+    centroids: CentroidPlacement,
+) -> Outcome {
+    if !c.state().collections.contains_key(name) {
+        return Err(ApiError::CollectionNotFound(name.to_owned()));
+    }
+    c.propose(MetaCommand::SetCentroids {
+        name: name.to_owned(),
+        centroids,
+    })
+    .await
+}
+
+/// Members answering a status probe now, by id.
+async fn live_members(c: &Cluster, state: &super::ClusterState) -> Vec<NodeId> {
+    let probes = state.members.keys().map(|id| async move {
+        let r = c
+            .call_cluster(*id, None, &ClusterRequest::Status, STATUS_TIMEOUT)
+            .await;
+        matches!(r, Ok(ClusterReply::Status(_))).then_some(*id)
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The leader of shard group `group` as its replicas report it (None if none is known or
+/// none answers).
+pub(crate) async fn group_leader(
+    c: &Cluster,
+    group: GroupId,
+    replicas: &[NodeId],
+) -> Option<NodeId> {
+    for node in replicas {
+        let Ok(ClusterReply::Status(st)) = c
+            .call_cluster(*node, None, &ClusterRequest::Status, STATUS_TIMEOUT)
+            .await
+        else {
+            continue;
+        };
+        if let Some(r) = st.groups.iter().find(|g| g.group == group) {
+            if r.role == "leader" {
+                return Some(*node);
+            }
+            if let Some(l) = r.leader {
+                return Some(l);
+            }
+        }
+    }
+    None
+}
+
+/// Run a shard-group membership request on the group's leader, retrying while the leader is
+/// unknown or changes, until `timeout`.
+async fn on_shard_leader(
+    c: &Cluster,
+    group: GroupId,
+    replicas: &[NodeId],
+    req: ClusterRequest,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no leader");
+    loop {
+        if let Some(leader) = group_leader(c, group, replicas).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match c
+                .call_cluster(leader, None, &req, left.max(Duration::from_secs(1)))
+                .await
+            {
+                Ok(ClusterReply::Done { .. }) => return Ok(()),
+                Ok(ClusterReply::Failed(f)) => last = format!("{f:?}"),
+                Ok(other) => last = format!("{other:?}"),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(ApiError::Unavailable(format!(
+                "shard group {group}: {last}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub(crate) async fn move_replica(
+    c: &Cluster,
+    name: &str,
+    shard: u32,
+    from: NodeId,
+    to: NodeId,
+) -> Outcome {
+    let _admin = c.admin_lock.lock().await;
+    let state = c.state();
+    let coll = state
+        .collections
+        .get(name)
+        .ok_or_else(|| ApiError::CollectionNotFound(name.to_owned()))?;
+    let s = coll
+        .shards
+        .get(shard as usize)
+        .ok_or_else(|| ApiError::bad(format!("collection `{name}` has no shard {shard}")))?
+        .clone();
+    let to_info = state
+        .members
+        .get(&to)
+        .cloned()
+        .ok_or_else(|| ApiError::bad(format!("node {to} is not a member of the cluster")))?;
+    if !s.replicas.contains(&from) {
+        return Err(ApiError::bad(format!(
+            "node {from} holds no replica of shard {shard} (replicas: {:?})",
+            s.replicas
+        )));
+    }
+    if from == to {
+        return Err(ApiError::bad("from and to are the same node"));
+    }
+    // 1. Announce the new replica so `to` starts an (uninitialised) replica of the group. A
+    //    move that failed half-way finds `to` listed already and resumes.
+    if !s.replicas.contains(&to) {
+        let mut with_to = s.replicas.clone();
+        with_to.push(to);
+        let (index, _) = c
+            .propose(MetaCommand::SetReplicas {
+                name: name.to_owned(),
+                shard,
+                replicas: with_to,
+            })
+            .await?;
+        tracing::info!(collection = name, shard, from, to, index, "moving replica");
+    }
+    let others: Vec<NodeId> = s.replicas.iter().copied().filter(|n| *n != to).collect();
+    // 2. Learner, caught up from the log or a snapshot stream.
+    on_shard_leader(
+        c,
+        s.group,
+        &others,
+        ClusterRequest::ShardAddLearner {
+            group: s.group,
+            id: to,
+            info: to_info,
+        },
+        Duration::from_secs(240),
+    )
+    .await?;
+    // 3. Voter in place of `from`.
+    let voters: Vec<NodeId> = s
+        .replicas
+        .iter()
+        .map(|n| if *n == from { to } else { *n })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut ask: Vec<NodeId> = voters.clone();
+    ask.push(from);
+    on_shard_leader(
+        c,
+        s.group,
+        &ask,
+        ClusterRequest::ShardSetVoters {
+            group: s.group,
+            voters,
+        },
+        Duration::from_secs(60),
+    )
+    .await?;
+    // 4. Record the final replica set; `from`'s reconciler destroys its old replica.
+    let replicas: Vec<NodeId> = s
+        .replicas
+        .iter()
+        .filter(|n| **n != to)
+        .map(|n| if *n == from { to } else { *n })
+        .collect();
+    c.propose(MetaCommand::SetReplicas {
+        name: name.to_owned(),
+        shard,
+        replicas,
+    })
+    .await
+}
+
+fn leader_shard(c: &Cluster, group: GroupId) -> Result<crate::raft::RaftGroup, ApiError> {
+    let local = c
+        .local_shard(group)
+        .ok_or_else(|| ApiError::Unavailable(format!("group {group} does not run here")))?;
+    if local.group.metrics().role != Role::Leader {
+        return Err(ApiError::Unavailable(format!(
+            "node {} does not lead group {group}",
+            c.node_id
+        )));
+    }
+    Ok(local.group)
+}
+
+pub(crate) async fn shard_add_learner(
+    c: &Cluster,
+    group: GroupId,
+    id: NodeId,
+    info: NodeInfo,
+) -> Outcome {
+    let g = leader_shard(c, group)?;
+    let m = g.metrics();
+    if !m.voters.contains(&id) {
+        g.add_learner(id, info, true).await.map_err(unavailable)?;
+    }
+    Ok((0, Vec::new()))
+}
+
+pub(crate) async fn shard_set_voters(c: &Cluster, group: GroupId, voters: Vec<NodeId>) -> Outcome {
+    let g = leader_shard(c, group)?;
+    let want: BTreeSet<NodeId> = voters.into_iter().collect();
+    let m = g.metrics();
+    let now: BTreeSet<NodeId> = m.voters.iter().copied().collect();
+    if now != want {
+        match g.change_membership(want, false).await {
+            Ok(()) => {}
+            // The leader removed itself: the change committed before it stepped down.
+            Err(RaftGroupError::ForwardToLeader { .. }) => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    Ok((0, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_first_replicas_and_keeps_replicas_distinct() {
+        let p = place(&[1, 2, 3], 3, 3, 0);
+        assert_eq!(p, vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]);
+        let p = place(&[1, 2, 3, 4], 8, 2, 1);
+        for r in &p {
+            assert_ne!(r[0], r[1]);
+        }
+        let mut firsts = [0; 5];
+        for r in &p {
+            firsts[r[0] as usize] += 1;
+        }
+        assert_eq!(&firsts[1..], &[2, 2, 2, 2]);
+    }
+}

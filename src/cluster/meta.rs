@@ -1,0 +1,445 @@
+//! The cluster metadata: [`ClusterState`] (members, collections, shard → replica nodes) and the
+//! state machine of the metadata Raft group ([`META_GROUP`]) that replicates it.
+//!
+//! Every node runs a replica of the metadata group (up to three voters, the rest learners), so
+//! every node reads the latest applied state locally and its reconciler follows it. Commands are
+//! postcard-encoded [`MetaCommand`]s; the enum is append-only (its variant order is the log
+//! format). A snapshot is one file, `cluster-state.bin`: magic, version, postcard body, CRC32.
+
+use super::placement::CentroidPlacement;
+use crate::api::types::CollectionConfig;
+use crate::raft::{GroupId, NodeId, NodeInfo, StateMachineApp};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The Raft group id of the metadata group; shard groups start at 1.
+pub const META_GROUP: GroupId = 0;
+const STATE_FILE: &str = "cluster-state.bin";
+const STATE_MAGIC: &[u8; 8] = b"SHOALMET";
+const STATE_VERSION: u32 = 1;
+
+/// One shard of a collection: its Raft group and the nodes holding a replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardMeta {
+    /// The shard's replica group.
+    pub group: GroupId,
+    /// Nodes with a replica. `replicas[0]` initialises the group when the collection is created
+    /// (never again once the replica set changed, see [`ClusterState::reconfigured`]).
+    pub replicas: Vec<NodeId>,
+}
+
+/// A collection as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionMeta {
+    /// The resolved configuration (shard count, replication, index settings).
+    pub config: CollectionConfig,
+    /// Shard `i` at index `i`.
+    pub shards: Vec<ShardMeta>,
+    /// The centroid placement, once trained (first writer wins).
+    pub centroids: Option<CentroidPlacement>,
+}
+
+/// The replicated cluster metadata. Deterministic: only [`MetaCommand`]s change it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Every member node and its addresses.
+    pub members: BTreeMap<NodeId, NodeInfo>,
+    /// Every collection by name.
+    pub collections: BTreeMap<String, CollectionMeta>,
+    /// The next unused shard group id (group ids are never reused).
+    pub next_group: GroupId,
+    /// Groups whose replica set changed since creation: a reconciler must never initialise
+    /// them (a fresh replica there is a learner being caught up, not a new group).
+    pub reconfigured: BTreeSet<GroupId>,
+    /// Log index of the last applied command (replays of older ones are skipped).
+    pub applied_index: u64,
+}
+
+/// Where a shard group lives in the state.
+#[derive(Debug, Clone)]
+pub struct ShardLocation<'a> {
+    /// Collection name.
+    pub collection: &'a str,
+    /// Shard number.
+    pub shard: u32,
+    /// The shard.
+    pub meta: &'a ShardMeta,
+    /// The collection's configuration.
+    pub config: &'a CollectionConfig,
+}
+
+impl ClusterState {
+    /// Every shard group, with where it belongs.
+    pub fn shards(&self) -> impl Iterator<Item = ShardLocation<'_>> {
+        self.collections.iter().flat_map(|(name, c)| {
+            c.shards
+                .iter()
+                .enumerate()
+                .map(move |(i, s)| ShardLocation {
+                    collection: name,
+                    shard: i as u32,
+                    meta: s,
+                    config: &c.config,
+                })
+        })
+    }
+
+    /// The shard that runs as `group`.
+    pub fn find_group(&self, group: GroupId) -> Option<ShardLocation<'_>> {
+        self.shards().find(|s| s.meta.group == group)
+    }
+
+    /// Apply one command; `Err` is a refusal that changes nothing.
+    pub fn apply(&mut self, command: MetaCommand) -> Result<Vec<u8>, String> {
+        match command {
+            MetaCommand::PutMember { id, info } => {
+                self.members.insert(id, info);
+                Ok(Vec::new())
+            }
+            MetaCommand::RemoveMember { id } => {
+                self.members.remove(&id);
+                Ok(Vec::new())
+            }
+            MetaCommand::CreateCollection { name, meta } => {
+                if self.collections.contains_key(&name) {
+                    return Err(format!("collection `{name}` already exists"));
+                }
+                let used = meta.shards.iter().map(|s| s.group).max().unwrap_or(0);
+                if meta.shards.iter().any(|s| s.group < self.next_group.max(1)) {
+                    return Err("shard group ids must be fresh".into());
+                }
+                self.next_group = self.next_group.max(used + 1);
+                self.collections.insert(name, meta);
+                Ok(Vec::new())
+            }
+            MetaCommand::DeleteCollection { name } => {
+                self.collections
+                    .remove(&name)
+                    .ok_or_else(|| format!("collection `{name}` not found"))?;
+                Ok(Vec::new())
+            }
+            MetaCommand::SetCentroids { name, centroids } => {
+                let c = self
+                    .collections
+                    .get_mut(&name)
+                    .ok_or_else(|| format!("collection `{name}` not found"))?;
+                let stored = c.centroids.get_or_insert(centroids).clone();
+                postcard::to_allocvec(&stored).map_err(|e| e.to_string())
+            }
+            MetaCommand::SetReplicas {
+                name,
+                shard,
+                replicas,
+            } => {
+                let c = self
+                    .collections
+                    .get_mut(&name)
+                    .ok_or_else(|| format!("collection `{name}` not found"))?;
+                let s = c
+                    .shards
+                    .get_mut(shard as usize)
+                    .ok_or_else(|| format!("collection `{name}` has no shard {shard}"))?;
+                if replicas.is_empty() {
+                    return Err("a shard needs at least one replica".into());
+                }
+                s.replicas = replicas;
+                self.reconfigured.insert(s.group);
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+/// A change to the metadata. Append new variants at the end only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// Add or update a member's addresses.
+    PutMember {
+        /// The node.
+        id: NodeId,
+        /// Its addresses.
+        info: NodeInfo,
+    },
+    /// Forget a member.
+    RemoveMember {
+        /// The node.
+        id: NodeId,
+    },
+    /// Add a collection (refused if the name exists).
+    CreateCollection {
+        /// Name.
+        name: String,
+        /// Configuration and shards.
+        meta: CollectionMeta,
+    },
+    /// Remove a collection (its groups are destroyed by every node's reconciler).
+    DeleteCollection {
+        /// Name.
+        name: String,
+    },
+    /// Store the centroid placement unless one is stored already; answers the stored one.
+    SetCentroids {
+        /// Collection.
+        name: String,
+        /// The proposed placement.
+        centroids: CentroidPlacement,
+    },
+    /// Replace the replica list of a shard (moves, repairs).
+    SetReplicas {
+        /// Collection.
+        name: String,
+        /// Shard number.
+        shard: u32,
+        /// The new replica nodes.
+        replicas: Vec<NodeId>,
+    },
+}
+
+impl MetaCommand {
+    /// The log encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("metadata commands always encode")
+    }
+}
+
+/// What `apply` answers: postcard of `Result<bytes, refusal>`.
+pub fn decode_outcome(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    postcard::from_bytes::<Result<Vec<u8>, String>>(bytes)
+        .unwrap_or_else(|e| Err(format!("undecodable metadata answer: {e}")))
+}
+
+/// The metadata group's state machine; publishes every new state on a watch channel.
+pub struct MetaApp {
+    state: watch::Sender<Arc<ClusterState>>,
+}
+
+impl Default for MetaApp {
+    fn default() -> Self {
+        MetaApp {
+            state: watch::Sender::new(Arc::new(ClusterState::default())),
+        }
+    }
+}
+
+impl MetaApp {
+    /// The latest applied state.
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every new state.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterState>> {
+        self.state.subscribe()
+    }
+}
+
+fn encode_state(state: &ClusterState) -> std::io::Result<Vec<u8>> {
+    let body = postcard::to_allocvec(state).map_err(std::io::Error::other)?;
+    let mut out = Vec::with_capacity(body.len() + 20);
+    out.extend_from_slice(STATE_MAGIC);
+    out.extend_from_slice(&STATE_VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    Ok(out)
+}
+
+fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
+    let bad = |m: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{STATE_FILE}: {m}"),
+        )
+    };
+    if bytes.len() < 20 || &bytes[..8] != STATE_MAGIC {
+        return Err(bad("bad magic"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+    if version != STATE_VERSION {
+        return Err(bad(&format!("unsupported version {version}")));
+    }
+    let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize;
+    if bytes.len() != 16 + len + 4 {
+        return Err(bad("truncated"));
+    }
+    let body = &bytes[16..16 + len];
+    let crc = u32::from_le_bytes(bytes[16 + len..].try_into().unwrap_or_default());
+    if crc32fast::hash(body) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    postcard::from_bytes(body).map_err(|e| bad(&e.to_string()))
+}
+
+impl StateMachineApp for MetaApp {
+    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8> {
+        let current = self.state();
+        if index <= current.applied_index {
+            return postcard::to_allocvec(&Ok::<Vec<u8>, String>(Vec::new())).unwrap_or_default();
+        }
+        let mut next = (*current).clone();
+        next.applied_index = index;
+        let outcome = match postcard::from_bytes::<MetaCommand>(command) {
+            Ok(cmd) => {
+                let mut trial = next.clone();
+                match trial.apply(cmd) {
+                    Ok(out) => {
+                        next = trial;
+                        Ok(out)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(format!("undecodable metadata command: {e}")),
+        };
+        self.state.send_replace(Arc::new(next));
+        postcard::to_allocvec(&outcome).unwrap_or_default()
+    }
+
+    fn snapshot(&self, dir: &Path) -> std::io::Result<()> {
+        let bytes = encode_state(&self.state())?;
+        crate::shard::snapshot::write_atomic(&dir.join(STATE_FILE), &bytes)
+    }
+
+    fn restore(&self, dir: &Path) -> std::io::Result<()> {
+        let state = decode_state(&std::fs::read(dir.join(STATE_FILE))?)?;
+        self.state.send_replace(Arc::new(state));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::{Distance, ResolvedIvfPq, ResolvedSearch, VectorParams};
+
+    fn config() -> CollectionConfig {
+        CollectionConfig {
+            vectors: VectorParams {
+                size: 4,
+                distance: Distance::Cosine,
+            },
+            shard_number: 2,
+            replication_factor: 1,
+            placement: "hash".into(),
+            ivf_pq_config: ResolvedIvfPq {
+                nlist: 4,
+                pq_m: 2,
+                pq_bits: 4,
+                seal_threshold: 100,
+            },
+            search_config: ResolvedSearch {
+                nprobe: 2,
+                rerank: 4,
+                shard_probe: 1,
+            },
+            group_id: 1,
+        }
+    }
+
+    fn create(name: &str, groups: &[GroupId]) -> Vec<u8> {
+        MetaCommand::CreateCollection {
+            name: name.into(),
+            meta: CollectionMeta {
+                config: config(),
+                shards: groups
+                    .iter()
+                    .map(|g| ShardMeta {
+                        group: *g,
+                        replicas: vec![1],
+                    })
+                    .collect(),
+                centroids: None,
+            },
+        }
+        .encode()
+    }
+
+    #[test]
+    fn commands_apply_refuse_and_survive_snapshots() {
+        let app = MetaApp::default();
+        let ok = |b: Vec<u8>| decode_outcome(&b);
+        assert!(
+            ok(app.apply(
+                1,
+                &MetaCommand::PutMember {
+                    id: 1,
+                    info: NodeInfo::new("a:1", "a:2")
+                }
+                .encode()
+            ))
+            .is_ok()
+        );
+        assert!(ok(app.apply(2, &create("c", &[1, 2]))).is_ok());
+        assert_eq!(app.state().next_group, 3);
+        // Same name again, and reused group ids, are refused and change nothing.
+        assert!(ok(app.apply(3, &create("c", &[3]))).is_err());
+        assert!(ok(app.apply(4, &create("d", &[2]))).is_err());
+        assert!(!app.state().collections.contains_key("d"));
+        // A replayed index is skipped.
+        assert!(ok(app.apply(4, &create("e", &[5]))).is_ok());
+        assert!(!app.state().collections.contains_key("e"));
+        // Centroids: first writer wins.
+        let c1 = CentroidPlacement {
+            centroids: vec![1.0],
+            shard_of_cluster: vec![0],
+        };
+        let c2 = CentroidPlacement {
+            centroids: vec![2.0],
+            shard_of_cluster: vec![1],
+        };
+        let set = |i, c: &CentroidPlacement| {
+            let out = ok(app.apply(
+                i,
+                &MetaCommand::SetCentroids {
+                    name: "c".into(),
+                    centroids: c.clone(),
+                }
+                .encode(),
+            ))
+            .unwrap();
+            postcard::from_bytes::<CentroidPlacement>(&out).unwrap()
+        };
+        assert_eq!(set(5, &c1), c1);
+        assert_eq!(set(6, &c2), c1);
+        assert!(
+            ok(app.apply(
+                7,
+                &MetaCommand::SetReplicas {
+                    name: "c".into(),
+                    shard: 1,
+                    replicas: vec![2]
+                }
+                .encode()
+            ))
+            .is_ok()
+        );
+        assert!(app.state().reconfigured.contains(&2));
+        assert_eq!(app.state().find_group(2).unwrap().meta.replicas, vec![2]);
+
+        let dir = tempfile::tempdir().unwrap();
+        app.snapshot(dir.path()).unwrap();
+        let other = MetaApp::default();
+        other.restore(dir.path()).unwrap();
+        assert_eq!(*other.state(), *app.state());
+        // A corrupted snapshot is refused.
+        let path = dir.path().join(STATE_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 6] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(other.restore(dir.path()).is_err());
+
+        assert!(
+            ok(app.apply(
+                8,
+                &MetaCommand::DeleteCollection { name: "c".into() }.encode()
+            ))
+            .is_ok()
+        );
+        assert!(app.state().collections.is_empty());
+        assert_eq!(app.state().next_group, 3);
+    }
+}

@@ -1,0 +1,390 @@
+//! What `GET /cluster` and `/metrics` show: each node reports its own replicas
+//! ([`local_status`], served as the cluster service's `Status`), and [`cluster_view`] asks every
+//! member live, with a short deadline, so an unreachable node shows as such instead of stale.
+
+use super::rpc::{ClusterReply, ClusterRequest};
+use super::{Cluster, STATUS_TIMEOUT};
+use crate::raft::{GroupId, NodeId, RaftGroup, Role};
+use openraft::async_runtime::watch::WatchReceiver;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use utoipa::ToSchema;
+
+/// One replica as its node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// The group.
+    pub group: GroupId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader this replica believes in.
+    pub leader: Option<NodeId>,
+    /// Last index in the local log.
+    pub last_log: Option<u64>,
+    /// Highest index known committed.
+    pub committed: Option<u64>,
+    /// Highest index applied.
+    pub applied: Option<u64>,
+    /// Last index in the current snapshot.
+    pub snapshot: Option<u64>,
+    /// Last index purged from the log.
+    pub purged: Option<u64>,
+    /// Voting members.
+    pub voters: Vec<NodeId>,
+    /// Learners.
+    pub learners: Vec<NodeId>,
+    /// Live points in the replica (shard groups only).
+    pub points: Option<u64>,
+    /// On a leader: follower → entries it lags behind the leader's log.
+    pub follower_lag: BTreeMap<NodeId, u64>,
+}
+
+/// Every replica on one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node.
+    pub node_id: NodeId,
+    /// Whether the node is ready.
+    pub ready: bool,
+    /// Metadata group replica.
+    pub meta: ReplicaStatus,
+    /// Shard replicas.
+    pub groups: Vec<ReplicaStatus>,
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Learner => "learner",
+        Role::Shutdown => "shutdown",
+    }
+}
+
+fn replica_status(g: &RaftGroup, points: Option<u64>) -> ReplicaStatus {
+    let m = g.metrics();
+    let follower_lag = {
+        let rm = g.raft().metrics();
+        let rm = rm.borrow_watched();
+        let last = rm.last_log_index.unwrap_or(0);
+        rm.replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != m.node_id)
+                    .map(|(id, l)| (*id, last.saturating_sub(l.as_ref().map_or(0, |l| l.index))))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ReplicaStatus {
+        group: m.group_id,
+        role: role_name(m.role).to_owned(),
+        term: m.term,
+        leader: m.leader,
+        last_log: m.last_log_index,
+        committed: m.committed,
+        applied: m.applied,
+        snapshot: m.snapshot,
+        purged: m.purged,
+        voters: m.voters,
+        learners: m.learners,
+        points,
+        follower_lag,
+    }
+}
+
+/// The state of every replica on this node.
+pub fn local_status(c: &Cluster) -> NodeStatus {
+    NodeStatus {
+        node_id: c.node_id(),
+        ready: c.is_ready(),
+        meta: replica_status(c.meta_group(), None),
+        groups: c
+            .local_shards()
+            .iter()
+            .map(|(_, s)| replica_status(&s.group, Some(s.app.shard().stats().points as u64)))
+            .collect(),
+    }
+}
+
+/// The metadata group as `GET /cluster` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MetaView {
+    /// Current metadata leader.
+    pub leader: Option<NodeId>,
+    /// Current metadata term.
+    pub term: u64,
+    /// Voters of the metadata group.
+    pub voters: Vec<NodeId>,
+    /// Learners of the metadata group.
+    pub learners: Vec<NodeId>,
+    /// Metadata index applied on this node.
+    pub applied: u64,
+}
+
+/// A member node.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MemberView {
+    /// Node id.
+    pub id: NodeId,
+    /// Internal (Raft, node-to-node) address.
+    pub internal_addr: String,
+    /// REST address.
+    pub api_addr: String,
+    /// Whether it answered a status probe just now.
+    pub reachable: bool,
+    /// Whether it reports ready.
+    pub ready: bool,
+}
+
+/// One replica of a shard.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplicaView {
+    /// The node holding it.
+    pub node: NodeId,
+    /// Whether the node answered.
+    pub reachable: bool,
+    /// Role, when reachable and running.
+    pub role: Option<String>,
+    /// Term.
+    pub term: Option<u64>,
+    /// Commit index.
+    pub commit: Option<u64>,
+    /// Applied index.
+    pub applied: Option<u64>,
+    /// Entries behind the leader's commit index.
+    pub lag: Option<u64>,
+    /// Last index covered by the replica's snapshot.
+    pub snapshot: Option<u64>,
+    /// Last index purged from the replica's log.
+    pub purged: Option<u64>,
+    /// Live points in this replica.
+    pub points: Option<u64>,
+}
+
+/// One shard.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShardView {
+    /// Shard number.
+    pub shard: u32,
+    /// Raft group id.
+    pub group: GroupId,
+    /// Current leader, as the replicas report it.
+    pub leader: Option<NodeId>,
+    /// Replicas, in metadata order.
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One collection's shards.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CollectionView {
+    /// Shards.
+    pub shard_number: u32,
+    /// Replicas per shard.
+    pub replication_factor: u32,
+    /// `hash` or `centroid`.
+    pub placement: String,
+    /// Whether centroids are trained (centroid placement).
+    pub centroids_trained: bool,
+    /// Each shard.
+    pub shards: Vec<ShardView>,
+}
+
+/// `GET /cluster`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClusterView {
+    /// The node that answered.
+    pub node_id: NodeId,
+    /// The metadata group.
+    pub metadata: MetaView,
+    /// Members.
+    pub members: Vec<MemberView>,
+    /// Collections by name.
+    pub collections: BTreeMap<String, CollectionView>,
+}
+
+/// Ask every member for its replicas (in parallel, [`STATUS_TIMEOUT`] each) and assemble the
+/// cluster as this node sees it.
+pub async fn cluster_view(c: &Cluster) -> ClusterView {
+    let state = c.state();
+    let probes = state.members.keys().map(|id| async move {
+        let r = c
+            .call_cluster(*id, None, &ClusterRequest::Status, STATUS_TIMEOUT)
+            .await;
+        match r {
+            Ok(ClusterReply::Status(s)) => (*id, Some(*s)),
+            _ => (*id, None),
+        }
+    });
+    let statuses: BTreeMap<NodeId, Option<NodeStatus>> = futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .collect();
+    let meta = c.meta_group().metrics();
+    let members = state
+        .members
+        .iter()
+        .map(|(id, info)| {
+            let st = statuses.get(id).and_then(Option::as_ref);
+            MemberView {
+                id: *id,
+                internal_addr: info.internal_addr.clone(),
+                api_addr: info.api_addr.clone(),
+                reachable: st.is_some(),
+                ready: st.is_some_and(|s| s.ready),
+            }
+        })
+        .collect();
+    let find = |node: NodeId, group: GroupId| {
+        statuses
+            .get(&node)
+            .and_then(Option::as_ref)
+            .and_then(|s| s.groups.iter().find(|g| g.group == group))
+    };
+    let collections = state
+        .collections
+        .iter()
+        .map(|(name, coll)| {
+            let shards = coll
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let leader = s
+                        .replicas
+                        .iter()
+                        .find(|n| find(**n, s.group).is_some_and(|r| r.role == "leader"))
+                        .copied();
+                    let leader_commit = leader
+                        .and_then(|l| find(l, s.group))
+                        .and_then(|r| r.committed);
+                    let replicas = s
+                        .replicas
+                        .iter()
+                        .map(|n| {
+                            let reachable = statuses.get(n).is_some_and(Option::is_some);
+                            let r = find(*n, s.group);
+                            ReplicaView {
+                                node: *n,
+                                reachable,
+                                role: r.map(|r| r.role.clone()),
+                                term: r.map(|r| r.term),
+                                commit: r.and_then(|r| r.committed),
+                                applied: r.and_then(|r| r.applied),
+                                lag: leader_commit.and_then(|lc| {
+                                    r.map(|r| lc.saturating_sub(r.applied.unwrap_or(0)))
+                                }),
+                                snapshot: r.and_then(|r| r.snapshot),
+                                purged: r.and_then(|r| r.purged),
+                                points: r.and_then(|r| r.points),
+                            }
+                        })
+                        .collect();
+                    ShardView {
+                        shard: i as u32,
+                        group: s.group,
+                        leader,
+                        replicas,
+                    }
+                })
+                .collect();
+            (
+                name.clone(),
+                CollectionView {
+                    shard_number: coll.config.shard_number,
+                    replication_factor: coll.config.replication_factor,
+                    placement: coll.config.placement.clone(),
+                    centroids_trained: coll.centroids.is_some(),
+                    shards,
+                },
+            )
+        })
+        .collect();
+    ClusterView {
+        node_id: c.node_id(),
+        metadata: MetaView {
+            leader: meta.leader,
+            term: meta.term,
+            voters: meta.voters,
+            learners: meta.learners,
+            applied: state.applied_index,
+        },
+        members,
+        collections,
+    }
+}
+
+/// Prometheus lines for this node's replicas: role, term, commit and applied index, and on
+/// leaders the replication lag of each follower.
+pub fn render_metrics(c: &Cluster) -> String {
+    let state = c.state();
+    let mut rows: Vec<(String, String, ReplicaStatus)> = vec![(
+        "_metadata".into(),
+        "0".into(),
+        replica_status(c.meta_group(), None),
+    )];
+    for (group, s) in c.local_shards() {
+        let (coll, shard) = state.find_group(group).map_or_else(
+            || ("?".to_owned(), "?".to_owned()),
+            |l| (l.collection.to_owned(), l.shard.to_string()),
+        );
+        rows.push((coll, shard, replica_status(&s.group, None)));
+    }
+    let mut out = String::new();
+    type Gauge = (&'static str, &'static str, fn(&ReplicaStatus) -> u64);
+    let gauges: [Gauge; 5] = [
+        (
+            "shoal_shard_is_leader",
+            "1 if this replica leads its group.",
+            |r| u64::from(r.role == "leader"),
+        ),
+        (
+            "shoal_shard_is_voter",
+            "1 if this replica votes in its group.",
+            |r| u64::from(r.role != "learner"),
+        ),
+        ("shoal_shard_term", "Current Raft term.", |r| r.term),
+        (
+            "shoal_shard_commit_index",
+            "Highest log index known committed.",
+            |r| r.committed.unwrap_or(0),
+        ),
+        (
+            "shoal_shard_applied_index",
+            "Highest log index applied.",
+            |r| r.applied.unwrap_or(0),
+        ),
+    ];
+    for (name, help, f) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (coll, shard, r) in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{collection=\"{coll}\",shard=\"{shard}\",group=\"{}\",role=\"{}\"}} {}",
+                r.group,
+                r.role,
+                f(r)
+            );
+        }
+    }
+    let name = "shoal_shard_replication_lag";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Entries a follower lags behind the leader's log (reported by leaders).\n# TYPE {name} gauge"
+    );
+    for (coll, shard, r) in &rows {
+        for (follower, lag) in &r.follower_lag {
+            let _ = writeln!(
+                out,
+                "{name}{{collection=\"{coll}\",shard=\"{shard}\",group=\"{}\",follower=\"{follower}\"}} {lag}",
+                r.group
+            );
+        }
+    }
+    out
+}
