@@ -38,6 +38,24 @@ pub enum ShardCommand {
         #[serde(with = "json_text")]
         filter: Filter,
     },
+    /// Insert or replace points at a version: each point is applied only if `version` is at
+    /// least the version stored for its id (0 if never seen). (Minimal stand-in until the
+    /// `segments` branch lands its own, which also persists versions in snapshots.)
+    UpsertAt {
+        /// The points, with distinct ids.
+        points: Vec<PointWrite>,
+        /// Hybrid-logical-clock version of the write.
+        version: u64,
+    },
+    /// Delete ids at a version: for each id with `version` at least its stored version, delete
+    /// it if present and record `version` even if absent (so an older upsert arriving later
+    /// loses).
+    DeleteAt {
+        /// The ids.
+        ids: Vec<PointId>,
+        /// Hybrid-logical-clock version of the delete.
+        version: u64,
+    },
 }
 
 /// Why command bytes could not be decoded.

@@ -253,6 +253,8 @@ struct State {
     /// Sealed (frozen or indexed) segments, then the mutable one last.
     segments: Vec<Segment>,
     ids: BTreeMap<PointId, Loc>,
+    /// Version of the last `UpsertAt`/`DeleteAt` applied per id.
+    versions: std::collections::HashMap<PointId, u64>,
 }
 
 impl State {
@@ -267,6 +269,7 @@ impl State {
                 live_count: 0,
             }],
             ids: BTreeMap::new(),
+            versions: std::collections::HashMap::new(),
         }
     }
 
@@ -417,7 +420,7 @@ impl Shard {
     /// logged. `apply` runs the same checks.
     pub fn validate(&self, command: &ShardCommand) -> Result<(), ShardError> {
         match command {
-            ShardCommand::Upsert { points } => {
+            ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => {
                 let mut seen = HashSet::with_capacity(points.len());
                 for p in points {
                     check_vector(self.inner.config.dim, &p.vector)?;
@@ -427,7 +430,7 @@ impl Shard {
                 }
                 Ok(())
             }
-            ShardCommand::Delete { .. } => Ok(()),
+            ShardCommand::Delete { .. } | ShardCommand::DeleteAt { .. } => Ok(()),
             ShardCommand::DeleteByFilter { filter } => {
                 filter.compile()?;
                 Ok(())
@@ -445,8 +448,27 @@ impl Shard {
         }
         state.last_applied = index;
         self.validate(command)?;
+        let newer = |state: &State, id: &PointId, version: u64| {
+            version >= state.versions.get(id).copied().unwrap_or(0)
+        };
+        let versioned: Vec<PointWrite>;
+        let points: &[PointWrite] = match command {
+            ShardCommand::Upsert { points } => points,
+            ShardCommand::UpsertAt { points, version } => {
+                versioned = points
+                    .iter()
+                    .filter(|p| newer(&state, &p.id, *version))
+                    .cloned()
+                    .collect();
+                for p in &versioned {
+                    state.versions.insert(p.id, *version);
+                }
+                &versioned
+            }
+            _ => &[],
+        };
         match command {
-            ShardCommand::Upsert { points } => {
+            ShardCommand::Upsert { .. } | ShardCommand::UpsertAt { .. } => {
                 for p in points {
                     state.tombstone(&p.id);
                     let Some(seg) = state.segments.last_mut() else {
@@ -478,6 +500,14 @@ impl Shard {
             ShardCommand::Delete { ids } => {
                 for id in ids {
                     state.tombstone(id);
+                }
+            }
+            ShardCommand::DeleteAt { ids, version } => {
+                for id in ids {
+                    if newer(&state, id, *version) {
+                        state.versions.insert(*id, *version);
+                        state.tombstone(id);
+                    }
                 }
             }
             ShardCommand::DeleteByFilter { filter } => {

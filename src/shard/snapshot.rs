@@ -181,6 +181,7 @@ impl Shard {
             next_segment: body.next_segment,
             segments: Vec::with_capacity(body.segments.len()),
             ids: BTreeMap::new(),
+            versions: std::collections::HashMap::new(),
         };
         for s in body.segments {
             let n = s.points.len();
