@@ -9,6 +9,9 @@ use super::engine::Workload;
 use super::plot;
 use super::remote::{RemoteOptions, run_remote_sweep};
 use super::run::{run_sweep, run_tune};
+use super::sharded::{
+    PlacementKind, ShardedOptions, auto_shard_nlist, run_sharded_sweep, sharded_table,
+};
 use super::sweep::SweepGrid;
 use super::tune::TuneOptions;
 use super::{BenchError, BenchReport};
@@ -110,6 +113,24 @@ pub struct BenchArgs {
     /// Seed of the index builds.
     #[arg(long, default_value_t = 0x5ba1)]
     pub seed: u64,
+    /// Split the base into this many shards in process, each its own IVF-PQ index built with
+    /// the (per-shard) --nlist/--pq-m/--pq-bits [default nlist: the usual rule on the mean
+    /// shard size]; each query asks the shards the placement probes and merges their top-k.
+    #[arg(long, conflicts_with_all = ["server", "tune"])]
+    pub shards: Option<u32>,
+    /// How --shards places points: hash (consistent-hash ring over ids; queries ask every shard)
+    /// or centroid (nearest of a coarse quantiser's balanced clusters; queries ask --shard-probe).
+    #[arg(long, value_enum, default_value = "hash", requires = "shards")]
+    pub placement: PlacementKind,
+    /// Shards asked per query with --placement centroid, comma-separated [default: all].
+    #[arg(long = "shard-probe", value_delimiter = ',', requires = "shards")]
+    pub shard_probe: Vec<usize>,
+    /// Clusters of the centroid placement [default: 16 per shard].
+    #[arg(long, requires = "shards")]
+    pub placement_clusters: Option<usize>,
+    /// Base vectors (drawn at random) the centroid placement is trained on.
+    #[arg(long, default_value_t = 100_000, requires = "shards")]
+    pub placement_sample: usize,
 }
 
 /// `shoal bench` subcommands.
@@ -232,6 +253,11 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         if let Some(file) = &args.sweep {
             grid = grid.override_from_file(file)?;
         }
+        if let Some(shards) = args.shards
+            && grid.nlist.is_empty()
+        {
+            grid.nlist = vec![auto_shard_nlist(workload.n(), shards)];
+        }
         let grid = grid.resolve(workload.n(), workload.dim())?;
         let report = match &args.server {
             Some(url) => {
@@ -246,9 +272,24 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                 };
                 run_remote_sweep(&workload, &grid, &options, args.label.clone())?
             }
-            None => run_sweep(&workload, &grid, args.label.clone())?,
+            None => match args.shards {
+                Some(shards) => {
+                    let options = ShardedOptions {
+                        shard_probe: args.shard_probe.clone(),
+                        clusters: args.placement_clusters,
+                        sample: args.placement_sample,
+                        ..ShardedOptions::new(shards, args.placement)
+                    };
+                    run_sharded_sweep(&workload, &grid, &options, args.label.clone())?
+                }
+                None => run_sweep(&workload, &grid, args.label.clone())?,
+            },
         };
-        print!("{}", report.table());
+        if args.shards.is_some() {
+            print!("{}", sharded_table(&report));
+        } else {
+            print!("{}", report.table());
+        }
         report
     };
     finish(&report, &args)

@@ -177,6 +177,7 @@ pub fn measure(
         pq_bits: Some(built.config.pq_bits),
         build_seconds: Some(built.build_seconds),
         index_bytes: Some(built.index_bytes),
+        sharding: None,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod plot;
 pub mod remote;
 pub mod report;
 pub mod run;
+pub mod sharded;
 pub mod sweep;
 pub mod tune;
 

@@ -273,6 +273,7 @@ mod tests {
             pq_bits: Some(4),
             build_seconds: None,
             index_bytes: None,
+            sharding: None,
         }
     }
 

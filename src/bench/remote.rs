@@ -410,6 +410,7 @@ pub fn run_remote_sweep(
                 pq_bits: Some(config.pq_bits),
                 build_seconds: Some(ingested.build_seconds),
                 index_bytes: None,
+                sharding: None,
             });
             query_bar.inc(1);
         }

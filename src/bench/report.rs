@@ -109,6 +109,32 @@ pub struct QueryResult {
     /// Resident bytes of the index this row ran on.
     #[serde(default)]
     pub index_bytes: Option<u64>,
+    /// How the base was split into shards (`shoal bench --shards`); `None` for an unsharded
+    /// index. Its fields sit beside the others in the row's JSON and are absent when `None`.
+    /// (Being flattened, it makes serde_json buffer each row when reading, which may change a
+    /// float's last digit; reports are measurements, so that is harmless.)
+    #[serde(flatten)]
+    pub sharding: Option<ShardingResult>,
+}
+
+/// The sharding of one measured row (`shoal bench --shards N --placement P --shard-probe S`):
+/// the base was split into `shards` IVF-PQ indexes (the row's `nlist`, `build_seconds` and
+/// `index_bytes` are per shard, summed and summed), and each query searched `shard_probe` of
+/// them and merged their top-k.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardingResult {
+    /// Number of shards the base was split into.
+    pub shards: usize,
+    /// The placement that split it: `hash` or `centroid`.
+    pub placement: String,
+    /// Shards asked per query (all of them for `hash`).
+    pub shard_probe: usize,
+    /// Shards actually searched per query, on average (empty shards are skipped).
+    pub shards_touched_mean: f64,
+    /// Base vectors per shard, so that balance can be judged.
+    pub shard_sizes: Vec<usize>,
+    /// Seconds spent training the placement (k-means for `centroid`, 0 for `hash`).
+    pub placement_seconds: f64,
 }
 
 impl BenchReport {
@@ -236,6 +262,7 @@ mod tests {
                 pq_bits: Some(4),
                 build_seconds: Some(0.5),
                 index_bytes: Some(12345),
+                sharding: None,
             }],
         }
     }

@@ -370,6 +370,7 @@ mod tests {
                 pq_bits: Some(b.pq_bits),
                 build_seconds: None,
                 index_bytes: None,
+                sharding: None,
             })
         }
     }

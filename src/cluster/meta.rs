@@ -382,14 +382,22 @@ mod tests {
         assert!(ok(app.apply(4, &create("e", &[5]))).is_ok());
         assert!(!app.state().collections.contains_key("e"));
         // Centroids: first writer wins.
-        let c1 = CentroidPlacement {
-            centroids: vec![1.0],
-            shard_of_cluster: vec![0],
-        };
-        let c2 = CentroidPlacement {
-            centroids: vec![2.0],
-            shard_of_cluster: vec![1],
-        };
+        let c1 = CentroidPlacement::train(
+            &[1.0, 0.0, 0.0, 1.0],
+            2,
+            crate::index::Metric::L2,
+            2,
+            2,
+            1,
+        );
+        let c2 = CentroidPlacement::train(
+            &[5.0, 0.0, 0.0, 5.0],
+            2,
+            crate::index::Metric::L2,
+            2,
+            2,
+            2,
+        );
         let set = |i, c: &CentroidPlacement| {
             let out = ok(app.apply(
                 i,
