@@ -14,5 +14,6 @@ pub mod config;
 pub mod datasets;
 pub mod index;
 pub mod raft;
+pub mod router;
 pub mod shard;
 pub mod storage;

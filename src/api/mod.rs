@@ -36,6 +36,7 @@ pub mod exec;
 pub mod handlers;
 pub mod metrics;
 pub mod parse;
+pub mod points;
 pub mod types;
 
 pub use collections::{Collection, Collections, IndexDefaults};
@@ -114,6 +115,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
+    /// Routes point operations to the shards' replicas (and serves other nodes' routers).
+    pub router: Arc<crate::router::Router>,
 }
 
 impl AppState {
@@ -121,6 +124,10 @@ impl AppState {
     pub fn new(collections: Arc<Collections>, config: ApiConfig) -> Self {
         AppState {
             cluster: collections.cluster().clone(),
+            router: crate::router::Router::new(
+                collections.cluster().clone(),
+                crate::router::RouterConfig::default(),
+            ),
             collections,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
@@ -168,16 +175,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         handlers::get_collection,
         handlers::delete_collection,
         handlers::collection_exists,
-        handlers::upsert_points,
-        handlers::retrieve_points,
-        handlers::get_point,
-        handlers::delete_points,
-        handlers::count_points,
-        handlers::scroll_points,
-        handlers::search_points,
-        handlers::search_batch,
-        handlers::query_points,
-        handlers::query_batch,
+        points::upsert_points,
+        points::retrieve_points,
+        points::get_point,
+        points::delete_points,
+        points::count_points,
+        points::scroll_points,
+        points::search_points,
+        points::search_batch,
+        points::query_points,
+        points::query_batch,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,
@@ -193,6 +200,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         types::ResolvedSearch,
         types::VectorParams,
         types::Distance,
+        types::ReadFields,
         crate::cluster::status::ClusterView,
         crate::cluster::status::MetaView,
         crate::cluster::status::MemberView,
@@ -250,6 +258,7 @@ async fn not_found(req: Request) -> ApiError {
 /// The application: every route, the body limit, authentication, metrics.
 pub fn router(state: AppState) -> Router {
     use handlers::*;
+    use points::*;
     let api = Router::new()
         .route("/", get(root))
         .route("/collections", get(list_collections))

@@ -184,6 +184,9 @@ pub struct RetrieveRequest {
     /// Return vectors (default false).
     #[schema(value_type = Option<Object>)]
     pub with_vector: Option<Value>,
+    /// Read consistency and partial-answer options.
+    #[serde(flatten)]
+    pub read: ReadFields,
 }
 
 /// `POST /collections/{name}/points/delete`: `points` (ids) or `filter`.
@@ -203,6 +206,9 @@ pub struct CountRequest {
     pub filter: Option<Filter>,
     /// Accepted; counts are always exact.
     pub exact: Option<bool>,
+    /// Read consistency and partial-answer options.
+    #[serde(flatten)]
+    pub read: ReadFields,
 }
 
 /// `POST /collections/{name}/points/scroll`.
@@ -221,6 +227,9 @@ pub struct ScrollRequest {
     /// As in retrieve (default false).
     #[schema(value_type = Option<Object>)]
     pub with_vector: Option<Value>,
+    /// Read consistency and partial-answer options.
+    #[serde(flatten)]
+    pub read: ReadFields,
 }
 
 /// `POST /collections/{name}/points/search`.
@@ -245,6 +254,9 @@ pub struct SearchRequestBody {
     pub with_vector: Option<Value>,
     /// Drop hits worse than this score.
     pub score_threshold: Option<f32>,
+    /// Read consistency and partial-answer options.
+    #[serde(flatten)]
+    pub read: ReadFields,
 }
 
 /// `POST /collections/{name}/points/search/batch`.
@@ -252,6 +264,9 @@ pub struct SearchRequestBody {
 pub struct SearchBatch {
     /// The searches.
     pub searches: Vec<SearchRequestBody>,
+    /// Read consistency and partial-answer options.
+    #[serde(flatten)]
+    pub read: ReadFields,
 }
 
 /// `POST /collections/{name}/points/query`.
@@ -281,6 +296,9 @@ pub struct QueryRequest {
     /// Qdrant's multi-stage queries: not supported.
     #[schema(value_type = Option<Object>)]
     pub prefetch: Option<Value>,
+    /// Read consistency and partial-answer options.
+    #[serde(flatten)]
+    pub read: ReadFields,
 }
 
 /// `POST /collections/{name}/points/query/batch`.
@@ -288,6 +306,9 @@ pub struct QueryRequest {
 pub struct QueryBatch {
     /// The queries.
     pub searches: Vec<QueryRequest>,
+    /// Read consistency and partial-answer options.
+    #[serde(flatten)]
+    pub read: ReadFields,
 }
 
 /// A point as retrieve and scroll answer it.
@@ -351,12 +372,13 @@ pub struct CountResponse {
 /// The answer to a write.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UpdateResult {
-    /// The Raft log index of the write (also its consistency token).
+    /// The largest Raft log index the write reached on its shards.
     pub operation_id: u64,
     /// `completed`: applied and durable before the answer.
     pub status: String,
-    /// Pass back as `?consistency_token=` on a session read.
-    pub consistency_token: u64,
+    /// Per shard group, the log index this write reached: pass back as `?consistency_token=`
+    /// (or a body field) on a `session` read to see this write.
+    pub consistency_token: String,
 }
 
 /// `{"exists": bool}`.
@@ -394,4 +416,33 @@ pub struct VersionInfo {
 pub struct WriteQuery {
     /// Qdrant's `wait`; every write is applied and durable before the answer anyway.
     pub wait: Option<bool>,
+}
+
+/// Read options accepted in a read's body, beside Qdrant's fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReadFields {
+    /// `strong`, `session` or `eventual` (Qdrant's `majority`, `quorum`, `all` or a replica
+    /// count mean `strong`). Default: `session` with a token, else `eventual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub consistency: Option<Value>,
+    /// A token from a write answer: the read sees that write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency_token: Option<String>,
+    /// Answer from the reachable shards if some cannot be reached (flagged `partial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_partial: Option<bool>,
+}
+
+/// Query-string options of reads.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// `strong`, `session` or `eventual` (Qdrant's `majority`, `quorum`, `all` or a replica
+    /// count mean `strong`). Default: `session` with a token, else `eventual`.
+    pub consistency: Option<String>,
+    /// A token from a write answer: the read sees that write.
+    pub consistency_token: Option<String>,
+    /// Answer from the reachable shards if some cannot be reached (flagged `partial`).
+    pub allow_partial: Option<bool>,
 }

@@ -90,6 +90,9 @@ impl Model {
                 let f = filter.compile().unwrap();
                 self.points.retain(|id, (_, p)| !f.matches(id, Some(p)));
             }
+            ShardCommand::UpsertAt { .. } | ShardCommand::DeleteAt { .. } => {
+                unimplemented!("the model covers version-less commands")
+            }
         }
     }
 

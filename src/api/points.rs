@@ -1,0 +1,602 @@
+//! Point and search handlers: each parses and checks its whole request, then hands it to the
+//! [`Router`](crate::router::Router), which sends it to the shards that hold the points.
+//!
+//! Reads accept `?consistency=strong|session|eventual` (Qdrant's `majority`, `quorum`, `all` or
+//! a replica count mean `strong`), `?consistency_token=` (also a body field; a token without a
+//! level means `session`) and `?allow_partial=true` (also a body field). A partial answer adds
+//! `"partial": true` and `"missing_shards": [...]` beside `result`. Writes answer a
+//! `consistency_token` to pass back.
+
+use super::error::ApiError;
+use super::parse::{self, PayloadSelector};
+use super::types::*;
+use super::{AppState, JsonBody, MAX_OFFSET, MAX_RERANK, elapsed_now, ok};
+use crate::index::Metric;
+use crate::router::{
+    Answer, Consistency, ConsistencyToken, ReadOptions, SearchQuery, WriteAck, metric_of,
+};
+use crate::shard::{Filter, Hit, PointId, PointWrite, Record};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::join_all;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+fn check_filter(filter: Option<&Filter>) -> Result<(), ApiError> {
+    if let Some(f) = filter {
+        f.compile().map_err(|e| ApiError::bad(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn record_out(r: &Record, sel: &PayloadSelector) -> RecordOut {
+    RecordOut {
+        id: r.id.to_json(),
+        payload: sel.apply(r.payload.as_deref()),
+        vector: r.vector.clone(),
+    }
+}
+
+/// Qdrant's score from shoal's distance: cosine and dot similarities, euclidean distance.
+fn score(metric: Metric, distance: f32) -> f32 {
+    match metric {
+        Metric::L2 => distance.max(0.0).sqrt(),
+        Metric::Cosine => 1.0 - distance,
+        Metric::Dot => -distance,
+    }
+}
+
+/// Qdrant's envelope, plus `partial`/`missing_shards` when some shard did not answer.
+fn answer<T: Serialize>(result: T, missing: &BTreeSet<u32>) -> Response {
+    if missing.is_empty() {
+        return ok(result);
+    }
+    axum::Json(serde_json::json!({
+        "result": result,
+        "status": "ok",
+        "time": elapsed_now(),
+        "partial": true,
+        "missing_shards": missing,
+    }))
+    .into_response()
+}
+
+fn write_answer(ack: WriteAck) -> Response {
+    ok(UpdateResult {
+        operation_id: ack.operation_id,
+        status: "completed".into(),
+        consistency_token: ack.token.encode(),
+    })
+}
+
+/// Read options from the query string and the body (body fields win for the level; tokens
+/// from both are joined).
+fn read_options(q: &ReadQuery, body: &ReadFields) -> Result<ReadOptions, ApiError> {
+    let token = ConsistencyToken::decode_all(
+        q.consistency_token
+            .iter()
+            .chain(body.consistency_token.iter())
+            .map(String::as_str),
+    )?;
+    let level = match (&body.consistency, &q.consistency) {
+        (Some(v), _) if !v.is_null() => Some(Consistency::from_json(v)?),
+        (_, Some(s)) => Some(s.parse::<Consistency>()?),
+        _ => None,
+    };
+    let consistency = level.unwrap_or(if token.is_some() {
+        Consistency::Session
+    } else {
+        Consistency::Eventual
+    });
+    Ok(ReadOptions {
+        consistency,
+        token,
+        allow_partial: body.allow_partial.or(q.allow_partial).unwrap_or(false),
+    })
+}
+
+/// A search, fully checked, ready to route.
+struct Prepared {
+    query: SearchQuery,
+    payload: PayloadSelector,
+    score_threshold: Option<f32>,
+}
+
+struct SearchInput<'a> {
+    vector: &'a Value,
+    limit: usize,
+    offset: Option<usize>,
+    filter: Option<&'a Filter>,
+    params: Option<&'a SearchParamsReq>,
+    with_payload: Option<&'a Value>,
+    with_vector: Option<&'a Value>,
+    score_threshold: Option<f32>,
+}
+
+fn prepare(cfg: &CollectionConfig, s: SearchInput<'_>, what: &str) -> Result<Prepared, ApiError> {
+    let vector = parse::vector(s.vector, cfg.vectors.size as usize, what)?;
+    let limit = parse::limit(s.limit)?;
+    let offset = s.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::bad(format!(
+            "offset = {offset} must be at most {MAX_OFFSET}"
+        )));
+    }
+    let params = s.params.cloned().unwrap_or_default();
+    let nlist = cfg.ivf_pq_config.nlist;
+    let nprobe = params.nprobe.unwrap_or(cfg.search_config.nprobe);
+    if nprobe == 0 || nprobe > nlist {
+        return Err(ApiError::bad(format!(
+            "nprobe = {nprobe} must be in 1..=nlist ({nlist})"
+        )));
+    }
+    let rerank = params.rerank.unwrap_or(cfg.search_config.rerank);
+    if rerank > MAX_RERANK {
+        return Err(ApiError::bad(format!(
+            "rerank = {rerank} must be at most {MAX_RERANK}"
+        )));
+    }
+    if let Some(sp) = params.shard_probe
+        && sp == 0
+    {
+        return Err(ApiError::bad("shard_probe must be at least 1"));
+    }
+    if let Some(t) = s.score_threshold
+        && !t.is_finite()
+    {
+        return Err(ApiError::bad("score_threshold must be a finite number"));
+    }
+    check_filter(s.filter)?;
+    let payload = parse::with_payload(s.with_payload, false)?;
+    Ok(Prepared {
+        query: SearchQuery {
+            vector,
+            limit,
+            offset,
+            filter: s.filter.cloned(),
+            nprobe,
+            rerank,
+            exact: params.exact.unwrap_or(false),
+            shard_probe: params.shard_probe,
+            with_payload: payload.wants(),
+            with_vector: parse::with_vector(s.with_vector)?,
+        },
+        payload,
+        score_threshold: s.score_threshold,
+    })
+}
+
+fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<ScoredPoint> {
+    hits.into_iter()
+        .map(|h| ScoredPoint {
+            id: h.record.id.to_json(),
+            version: 0,
+            score: score(metric, h.distance),
+            payload: p.payload.apply(h.record.payload.as_deref()),
+            vector: h.record.vector,
+        })
+        .filter(|sp| match p.score_threshold {
+            None => true,
+            Some(t) if metric == Metric::L2 => sp.score <= t,
+            Some(t) => sp.score >= t,
+        })
+        .collect()
+}
+
+/// Runs prepared searches concurrently; every search's missing shards are collected.
+async fn run_all(
+    st: &AppState,
+    name: &str,
+    metric: Metric,
+    ps: &[Prepared],
+    read: &ReadOptions,
+) -> Result<(Vec<Vec<ScoredPoint>>, BTreeSet<u32>), ApiError> {
+    let answers = join_all(ps.iter().map(|p| st.router.search(name, &p.query, read))).await;
+    let mut missing = BTreeSet::new();
+    let mut out = Vec::with_capacity(ps.len());
+    for (p, a) in ps.iter().zip(answers) {
+        let a: Answer<Vec<Hit>> = a?;
+        missing.extend(a.missing_shards.iter().copied());
+        out.push(scored(metric, p, a.value));
+    }
+    Ok((out, missing))
+}
+
+/// Insert or replace points (`points` list or `batch` columns). Committed by a majority of
+/// every shard's replicas and applied on its leader before the answer, whatever `wait` says.
+#[utoipa::path(put, path = "/collections/{name}/points", tag = "points", request_body = UpsertPoints,
+    params(("name" = String, Path), ("wait" = Option<bool>, Query)),
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+pub async fn upsert_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(_q): Query<WriteQuery>,
+    JsonBody(req): JsonBody<UpsertPoints>,
+) -> Result<Response, ApiError> {
+    let cfg = st.router.collection_config(&name)?;
+    let dim = cfg.vectors.size as usize;
+    let points: Vec<PointWrite> = match (&req.points, &req.batch) {
+        (Some(points), None) => points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let what = format!("points[{i}]");
+                Ok(PointWrite {
+                    id: parse::id(&p.id).map_err(|e| ApiError::bad(format!("{what}: {e}")))?,
+                    vector: parse::vector(&p.vector, dim, &what)?,
+                    payload: parse::payload(p.payload.as_ref(), &what)?,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?,
+        (None, Some(b)) => {
+            if b.vectors.len() != b.ids.len()
+                || b.payloads.as_ref().is_some_and(|p| p.len() != b.ids.len())
+            {
+                return Err(ApiError::bad(
+                    "batch: ids, vectors and payloads must have the same length",
+                ));
+            }
+            (0..b.ids.len())
+                .map(|i| {
+                    let what = format!("batch item {i}");
+                    Ok(PointWrite {
+                        id: parse::id(&b.ids[i])
+                            .map_err(|e| ApiError::bad(format!("{what}: {e}")))?,
+                        vector: parse::vector(&b.vectors[i], dim, &what)?,
+                        payload: parse::payload(b.payloads.as_ref().map(|p| &p[i]), &what)?,
+                    })
+                })
+                .collect::<Result<_, ApiError>>()?
+        }
+        _ => return Err(ApiError::bad("give exactly one of `points` or `batch`")),
+    };
+    if points.is_empty() {
+        return Err(ApiError::bad("no points to upsert"));
+    }
+    // Checked here, before any shard sees a part of the batch.
+    let mut seen = std::collections::HashSet::new();
+    if let Some(p) = points.iter().find(|p| !seen.insert(p.id)) {
+        return Err(ApiError::bad(format!(
+            "duplicate point id {} in one request",
+            p.id
+        )));
+    }
+    Ok(write_answer(st.router.upsert(&name, points).await?))
+}
+
+/// Delete points by id (`points`) or by `filter`.
+#[utoipa::path(post, path = "/collections/{name}/points/delete", tag = "points", request_body = DeletePoints,
+    params(("name" = String, Path), ("wait" = Option<bool>, Query)),
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+pub async fn delete_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(_q): Query<WriteQuery>,
+    JsonBody(req): JsonBody<DeletePoints>,
+) -> Result<Response, ApiError> {
+    st.router.collection_config(&name)?;
+    let ack = match (&req.points, &req.filter) {
+        (Some(ids), None) => st.router.delete(&name, parse::ids(ids)?).await?,
+        (None, Some(f)) => {
+            check_filter(Some(f))?;
+            st.router.delete_by_filter(&name, f.clone()).await?
+        }
+        _ => {
+            return Err(ApiError::bad(
+                "give exactly one of `points` (ids) or `filter`",
+            ));
+        }
+    };
+    Ok(write_answer(ack))
+}
+
+/// Fetch points by id (missing ids are skipped).
+#[utoipa::path(post, path = "/collections/{name}/points", tag = "points", request_body = RetrieveRequest,
+    params(("name" = String, Path), ReadQuery),
+    responses((status = 200, body = Vec<RecordOut>), (status = 400), (status = 404), (status = 503)))]
+pub async fn retrieve_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+    JsonBody(req): JsonBody<RetrieveRequest>,
+) -> Result<Response, ApiError> {
+    st.router.collection_config(&name)?;
+    let read = read_options(&q, &req.read)?;
+    let ids = parse::ids(&req.ids)?;
+    let sel = parse::with_payload(req.with_payload.as_ref(), true)?;
+    let wv = parse::with_vector(req.with_vector.as_ref())?;
+    let a = st.router.get(&name, &ids, sel.wants(), wv, &read).await?;
+    let out: Vec<RecordOut> = a.value.iter().map(|r| record_out(r, &sel)).collect();
+    Ok(answer(out, &a.missing_shards.into_iter().collect()))
+}
+
+/// Fetch one point (404 if missing).
+#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points",
+    params(("name" = String, Path), ("id" = String, Path, description = "unsigned integer or UUID"), ReadQuery),
+    responses((status = 200, body = RecordOut), (status = 404), (status = 503)))]
+pub async fn get_point(
+    State(st): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    Query(q): Query<ReadQuery>,
+) -> Result<Response, ApiError> {
+    st.router.collection_config(&name)?;
+    let read = read_options(&q, &ReadFields::default())?;
+    let v = match id.parse::<u64>() {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::String(id.clone()),
+    };
+    let pid: PointId = parse::id(&v)?;
+    let a = st.router.get(&name, &[pid], true, true, &read).await?;
+    let r = a.value.first().ok_or(ApiError::PointNotFound(id))?;
+    Ok(answer(
+        record_out(r, &PayloadSelector::All),
+        &a.missing_shards.into_iter().collect(),
+    ))
+}
+
+/// Count points (optionally matching a filter).
+#[utoipa::path(post, path = "/collections/{name}/points/count", tag = "points", request_body = CountRequest,
+    params(("name" = String, Path), ReadQuery),
+    responses((status = 200, body = CountResponse), (status = 400), (status = 404), (status = 503)))]
+pub async fn count_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+    JsonBody(req): JsonBody<CountRequest>,
+) -> Result<Response, ApiError> {
+    st.router.collection_config(&name)?;
+    let read = read_options(&q, &req.read)?;
+    check_filter(req.filter.as_ref())?;
+    let a = st.router.count(&name, req.filter.clone(), &read).await?;
+    Ok(answer(
+        CountResponse {
+            count: a.value as usize,
+        },
+        &a.missing_shards.into_iter().collect(),
+    ))
+}
+
+/// Page through points in id order.
+#[utoipa::path(post, path = "/collections/{name}/points/scroll", tag = "points", request_body = ScrollRequest,
+    params(("name" = String, Path), ReadQuery),
+    responses((status = 200, body = ScrollResponse), (status = 400), (status = 404), (status = 503)))]
+pub async fn scroll_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+    JsonBody(req): JsonBody<ScrollRequest>,
+) -> Result<Response, ApiError> {
+    st.router.collection_config(&name)?;
+    let read = read_options(&q, &req.read)?;
+    let offset = match &req.offset {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse::id(v)?),
+    };
+    let limit = parse::limit(req.limit.unwrap_or(10))?;
+    check_filter(req.filter.as_ref())?;
+    let sel = parse::with_payload(req.with_payload.as_ref(), true)?;
+    let wv = parse::with_vector(req.with_vector.as_ref())?;
+    let a = st
+        .router
+        .scroll(
+            &name,
+            offset,
+            limit,
+            req.filter.clone(),
+            sel.wants(),
+            wv,
+            &read,
+        )
+        .await?;
+    Ok(answer(
+        ScrollResponse {
+            points: a
+                .value
+                .records
+                .iter()
+                .map(|r| record_out(r, &sel))
+                .collect(),
+            next_page_offset: a.value.next.map(|n| n.to_json()),
+        },
+        &a.missing_shards.into_iter().collect(),
+    ))
+}
+
+fn search_input(r: &SearchRequestBody) -> SearchInput<'_> {
+    SearchInput {
+        vector: &r.vector,
+        limit: r.limit,
+        offset: r.offset,
+        filter: r.filter.as_ref(),
+        params: r.params.as_ref(),
+        with_payload: r.with_payload.as_ref(),
+        with_vector: r.with_vector.as_ref(),
+        score_threshold: r.score_threshold,
+    }
+}
+
+/// Nearest neighbours (Qdrant's older search API).
+#[utoipa::path(post, path = "/collections/{name}/points/search", tag = "search", request_body = SearchRequestBody,
+    params(("name" = String, Path), ReadQuery),
+    responses((status = 200, body = Vec<ScoredPoint>), (status = 400), (status = 404), (status = 503)))]
+pub async fn search_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+    JsonBody(req): JsonBody<SearchRequestBody>,
+) -> Result<Response, ApiError> {
+    let cfg = st.router.collection_config(&name)?;
+    let read = read_options(&q, &req.read)?;
+    let p = prepare(&cfg, search_input(&req), "query vector")?;
+    let (mut out, missing) =
+        run_all(&st, &name, metric_of(&cfg), std::slice::from_ref(&p), &read).await?;
+    Ok(answer(out.pop().unwrap_or_default(), &missing))
+}
+
+/// Several searches; all are checked before any runs.
+#[utoipa::path(post, path = "/collections/{name}/points/search/batch", tag = "search", request_body = SearchBatch,
+    params(("name" = String, Path), ReadQuery),
+    responses((status = 200, body = Vec<Vec<ScoredPoint>>), (status = 400), (status = 404), (status = 503)))]
+pub async fn search_batch(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+    JsonBody(req): JsonBody<SearchBatch>,
+) -> Result<Response, ApiError> {
+    let cfg = st.router.collection_config(&name)?;
+    let read = read_options(&q, &req.read)?;
+    let ps = req
+        .searches
+        .iter()
+        .enumerate()
+        .map(|(i, r)| prepare(&cfg, search_input(r), &format!("searches[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (out, missing) = run_all(&st, &name, metric_of(&cfg), &ps, &read).await?;
+    Ok(answer(out, &missing))
+}
+
+fn query_vector(q: &QueryRequest) -> Result<&Value, ApiError> {
+    if q.prefetch.as_ref().is_some_and(|p| !p.is_null()) {
+        return Err(ApiError::bad(
+            "prefetch (multi-stage queries) is not supported",
+        ));
+    }
+    if let Some(u) = &q.using
+        && !u.is_empty()
+    {
+        return Err(ApiError::bad(format!(
+            "using = {u:?}: collections have one unnamed vector"
+        )));
+    }
+    match &q.query {
+        Some(Value::Object(m)) if m.contains_key("nearest") => Ok(&m["nearest"]),
+        Some(v @ Value::Array(_)) => Ok(v),
+        Some(_) => Err(ApiError::bad(
+            "query must be a vector or {\"nearest\": vector}; other query kinds are not supported",
+        )),
+        None => Err(ApiError::bad(
+            "missing `query` (queries without a vector are not supported)",
+        )),
+    }
+}
+
+fn prepare_query(
+    cfg: &CollectionConfig,
+    q: &QueryRequest,
+    what: &str,
+) -> Result<Prepared, ApiError> {
+    let vector = query_vector(q)?;
+    prepare(
+        cfg,
+        SearchInput {
+            vector,
+            limit: q.limit.unwrap_or(10),
+            offset: q.offset,
+            filter: q.filter.as_ref(),
+            params: q.params.as_ref(),
+            with_payload: q.with_payload.as_ref(),
+            with_vector: q.with_vector.as_ref(),
+            score_threshold: q.score_threshold,
+        },
+        what,
+    )
+}
+
+/// Nearest neighbours (Qdrant's universal query API, vector queries only).
+#[utoipa::path(post, path = "/collections/{name}/points/query", tag = "search", request_body = QueryRequest,
+    params(("name" = String, Path), ReadQuery),
+    responses((status = 200, body = QueryResponse), (status = 400), (status = 404), (status = 503)))]
+pub async fn query_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+    JsonBody(req): JsonBody<QueryRequest>,
+) -> Result<Response, ApiError> {
+    let cfg = st.router.collection_config(&name)?;
+    let read = read_options(&q, &req.read)?;
+    let p = prepare_query(&cfg, &req, "query")?;
+    let (mut out, missing) =
+        run_all(&st, &name, metric_of(&cfg), std::slice::from_ref(&p), &read).await?;
+    Ok(answer(
+        QueryResponse {
+            points: out.pop().unwrap_or_default(),
+        },
+        &missing,
+    ))
+}
+
+/// Several queries; all are checked before any runs.
+#[utoipa::path(post, path = "/collections/{name}/points/query/batch", tag = "search", request_body = QueryBatch,
+    params(("name" = String, Path), ReadQuery),
+    responses((status = 200, body = Vec<QueryResponse>), (status = 400), (status = 404), (status = 503)))]
+pub async fn query_batch(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReadQuery>,
+    JsonBody(req): JsonBody<QueryBatch>,
+) -> Result<Response, ApiError> {
+    let cfg = st.router.collection_config(&name)?;
+    let read = read_options(&q, &req.read)?;
+    let ps = req
+        .searches
+        .iter()
+        .enumerate()
+        .map(|(i, q)| prepare_query(&cfg, q, &format!("searches[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (out, missing) = run_all(&st, &name, metric_of(&cfg), &ps, &read).await?;
+    let out: Vec<QueryResponse> = out
+        .into_iter()
+        .map(|points| QueryResponse { points })
+        .collect();
+    Ok(answer(out, &missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_options_combine_query_and_body() {
+        let mut t = ConsistencyToken::new();
+        t.observe(4, 10);
+        let q = ReadQuery {
+            consistency: None,
+            consistency_token: Some(t.encode()),
+            allow_partial: Some(true),
+        };
+        let r = read_options(&q, &ReadFields::default()).unwrap();
+        assert_eq!(
+            r.consistency,
+            Consistency::Session,
+            "a token implies session"
+        );
+        assert_eq!(r.token, Some(t.clone()));
+        assert!(r.allow_partial);
+
+        let body = ReadFields {
+            consistency: Some(serde_json::json!("majority")),
+            consistency_token: None,
+            allow_partial: Some(false),
+        };
+        let r = read_options(&q, &body).unwrap();
+        assert_eq!(r.consistency, Consistency::Strong);
+        assert!(!r.allow_partial, "the body wins");
+
+        let r = read_options(&ReadQuery::default(), &ReadFields::default()).unwrap();
+        assert_eq!(r.consistency, Consistency::Eventual);
+        assert_eq!(r.token, None);
+
+        let bad = ReadQuery {
+            consistency_token: Some("garbage!".into()),
+            ..ReadQuery::default()
+        };
+        let e = read_options(&bad, &ReadFields::default()).unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        let bad = ReadQuery {
+            consistency: Some("sometimes".into()),
+            ..ReadQuery::default()
+        };
+        assert!(read_options(&bad, &ReadFields::default()).is_err());
+    }
+}

@@ -1,0 +1,541 @@
+//! The shard data plane between nodes: service [`SERVICE`] on the internal port.
+//!
+//! A router sends a [`ShardRequest`] (postcard) to a node holding a replica of the target group;
+//! the node runs it on its [`LocalShard`](execute) and answers a [`ShardResponse`]. The same
+//! [`execute`] serves calls the router makes to a replica on its own node, so local and remote
+//! replicas behave identically.
+//!
+//! Read requests carry their consistency level:
+//! - `strong`: only the leader answers, after a read-index round with a quorum
+//!   (`linearizable_read`); a follower answers [`ShardResponse::ForwardToLeader`].
+//! - `session`: the replica waits (bounded by `wait_ms`) until it has applied `min_applied`, and
+//!   answers [`ErrorKind::Stale`] if it cannot catch up in time — never stale data.
+//! - `eventual`: answered from local state at once.
+//!
+//! Writes carry encoded [`ShardCommand`] bytes; they are checked against the shard before they
+//! are proposed, so bad input never reaches the log.
+
+use crate::cluster::ShardApp;
+use crate::raft::{GroupId, NodeId, RaftGroup, RaftGroupError};
+use crate::router::token::Consistency;
+use crate::shard::{Filter, Hit, PointId, Record, SearchRequest, ShardCommand};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The app-service number of the router's data plane on the internal port.
+pub const SERVICE: u8 = 2;
+
+/// How fresh a read must be, as the replica checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReadSpec {
+    /// The level.
+    pub consistency: Consistency,
+    /// For `session`: the log index this replica must have applied first.
+    pub min_applied: u64,
+    /// For `session`: how long to wait for it, in milliseconds.
+    pub wait_ms: u64,
+}
+
+impl ReadSpec {
+    /// An eventual read (local state, no waiting).
+    pub fn eventual() -> Self {
+        ReadSpec {
+            consistency: Consistency::Eventual,
+            min_applied: 0,
+            wait_ms: 0,
+        }
+    }
+}
+
+/// A nearest-neighbour search on one shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardSearch {
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// Hits wanted from this shard (the router adds the offset: shards cannot skip).
+    pub limit: usize,
+    /// Only points passing this filter (checked by the router before fan-out).
+    #[serde(with = "crate::shard::point::json_text")]
+    pub filter: Option<Filter>,
+    /// IVF lists to probe.
+    pub nprobe: usize,
+    /// Re-rank factor.
+    pub rerank: usize,
+    /// Exact scan.
+    pub exact: bool,
+    /// Return payloads.
+    pub with_payload: bool,
+    /// Return vectors.
+    pub with_vector: bool,
+}
+
+/// A request to one replica of one shard group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShardRequest {
+    /// Propose a [`ShardCommand`] (encoded) on the group's leader.
+    Write {
+        /// The group.
+        group: GroupId,
+        /// `ShardCommand::encode()` bytes.
+        command: Vec<u8>,
+    },
+    /// Search.
+    Search {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// The search.
+        search: ShardSearch,
+    },
+    /// Points by id.
+    Get {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// Ids.
+        ids: Vec<PointId>,
+        /// Return payloads.
+        with_payload: bool,
+        /// Return vectors.
+        with_vector: bool,
+    },
+    /// Count points.
+    Count {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// Only matching points.
+        #[serde(with = "crate::shard::point::json_text")]
+        filter: Option<Filter>,
+    },
+    /// A page of points in id order.
+    Scroll {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// Start at this id (inclusive).
+        offset: Option<PointId>,
+        /// Page size.
+        limit: usize,
+        /// Only matching points.
+        #[serde(with = "crate::shard::point::json_text")]
+        filter: Option<Filter>,
+        /// Return payloads.
+        with_payload: bool,
+        /// Return vectors.
+        with_vector: bool,
+    },
+}
+
+impl ShardRequest {
+    /// The target group.
+    pub fn group(&self) -> GroupId {
+        match self {
+            ShardRequest::Write { group, .. }
+            | ShardRequest::Search { group, .. }
+            | ShardRequest::Get { group, .. }
+            | ShardRequest::Count { group, .. }
+            | ShardRequest::Scroll { group, .. } => *group,
+        }
+    }
+
+    /// The postcard bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes bytes from [`ShardRequest::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// A point on the wire (payload as JSON text: postcard cannot describe free-form JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireRecord {
+    /// The id.
+    pub id: PointId,
+    /// The payload as JSON text.
+    pub payload: Option<String>,
+    /// The vector.
+    pub vector: Option<Vec<f32>>,
+}
+
+impl From<&Record> for WireRecord {
+    fn from(r: &Record) -> Self {
+        WireRecord {
+            id: r.id,
+            payload: r
+                .payload
+                .as_ref()
+                .and_then(|p| serde_json::to_string(p.as_ref()).ok()),
+            vector: r.vector.clone(),
+        }
+    }
+}
+
+impl WireRecord {
+    /// Back to a [`Record`].
+    pub fn into_record(self) -> Record {
+        Record {
+            id: self.id,
+            payload: self
+                .payload
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .map(Arc::new),
+            vector: self.vector,
+        }
+    }
+}
+
+/// A search hit on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireHit {
+    /// The point.
+    pub record: WireRecord,
+    /// Its distance (shoal's convention: smaller is closer).
+    pub distance: f32,
+}
+
+/// Why a replica could not serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The request is invalid: do not retry.
+    BadRequest,
+    /// No replica of the group on that node (moved, or not started yet): try another.
+    NoShard,
+    /// A session read could not see the required index in time: try another replica.
+    Stale,
+    /// The group cannot serve now (no quorum, stopped, write outcome unknown): retry.
+    Unavailable,
+    /// A bug or I/O failure on the replica.
+    Internal,
+}
+
+/// The answer of a replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShardResponse {
+    /// The write is committed and applied at this log index.
+    Written {
+        /// The log index.
+        index: u64,
+    },
+    /// This replica is not the leader; `leader` is, if known.
+    ForwardToLeader {
+        /// The leader this replica believes in.
+        leader: Option<NodeId>,
+    },
+    /// Search hits, best first.
+    Hits(Vec<WireHit>),
+    /// Points by id.
+    Records(Vec<WireRecord>),
+    /// A count.
+    Count(u64),
+    /// A scroll page and where to continue.
+    Page {
+        /// Points in id order.
+        records: Vec<WireRecord>,
+        /// The next id, if any point remains.
+        next: Option<PointId>,
+    },
+    /// Failure.
+    Error {
+        /// What kind.
+        kind: ErrorKind,
+        /// The message.
+        message: String,
+    },
+}
+
+impl ShardResponse {
+    /// The postcard bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Decodes bytes from [`ShardResponse::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+
+    fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ShardResponse::Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The answer for a group this node does not hold.
+pub fn no_shard(group: GroupId, node: NodeId) -> ShardResponse {
+    ShardResponse::error(
+        ErrorKind::NoShard,
+        format!("node {node} holds no replica of shard group {group}"),
+    )
+}
+
+fn group_error(e: RaftGroupError) -> ShardResponse {
+    match e {
+        RaftGroupError::ForwardToLeader { leader_id, .. } => {
+            ShardResponse::ForwardToLeader { leader: leader_id }
+        }
+        RaftGroupError::Timeout { .. } => {
+            ShardResponse::error(ErrorKind::Unavailable, e.to_string())
+        }
+        other => ShardResponse::error(ErrorKind::Unavailable, other.to_string()),
+    }
+}
+
+/// Checks the read's freshness condition on this replica; `Err` is the answer to send instead.
+async fn ready(group: &RaftGroup, read: &ReadSpec) -> Result<(), ShardResponse> {
+    match read.consistency {
+        Consistency::Strong => group
+            .linearizable_read()
+            .await
+            .map(|_| ())
+            .map_err(group_error),
+        Consistency::Session if read.min_applied > 0 => group
+            .wait_applied(read.min_applied, Duration::from_millis(read.wait_ms))
+            .await
+            .map_err(|e| {
+                ShardResponse::error(
+                    ErrorKind::Stale,
+                    format!(
+                        "replica of group {} on node {} has not applied index {}: {e}",
+                        group.group_id(),
+                        group.node_id(),
+                        read.min_applied
+                    ),
+                )
+            }),
+        Consistency::Session | Consistency::Eventual => Ok(()),
+    }
+}
+
+async fn blocking(f: impl FnOnce() -> ShardResponse + Send + 'static) -> ShardResponse {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        ShardResponse::error(ErrorKind::Internal, format!("worker failed: {e}"))
+    })
+}
+
+fn compile(filter: Option<&Filter>) -> Result<Option<crate::shard::CompiledFilter>, ShardResponse> {
+    filter
+        .map(|f| {
+            f.compile()
+                .map_err(|e| ShardResponse::error(ErrorKind::BadRequest, e.to_string()))
+        })
+        .transpose()
+}
+
+/// Runs `req` on this node's replica (`group` and its state machine `app`).
+pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) -> ShardResponse {
+    match req {
+        ShardRequest::Write { command, .. } => {
+            let cmd = match ShardCommand::decode(&command) {
+                Ok(c) => c,
+                Err(e) => return ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
+            };
+            if let Err(e) = app.shard().validate(&cmd) {
+                return ShardResponse::error(ErrorKind::BadRequest, e.to_string());
+            }
+            match group.write(command).await {
+                Ok(out) if out.response.is_empty() => ShardResponse::Written { index: out.index },
+                Ok(out) => ShardResponse::error(
+                    ErrorKind::BadRequest,
+                    String::from_utf8_lossy(&out.response).into_owned(),
+                ),
+                Err(e) => group_error(e),
+            }
+        }
+        ShardRequest::Search { read, search, .. } => {
+            if let Err(r) = ready(group, &read).await {
+                return r;
+            }
+            let filter = match compile(search.filter.as_ref()) {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let shard = app.shard();
+            blocking(move || {
+                let req = SearchRequest {
+                    vector: &search.vector,
+                    limit: search.limit,
+                    offset: 0,
+                    filter: filter.as_ref(),
+                    nprobe: search.nprobe,
+                    rerank: search.rerank,
+                    exact: search.exact,
+                    with_payload: search.with_payload,
+                    with_vector: search.with_vector,
+                };
+                match shard.search(&req) {
+                    Ok(hits) => ShardResponse::Hits(
+                        hits.iter()
+                            .map(|h: &Hit| WireHit {
+                                record: WireRecord::from(&h.record),
+                                distance: h.distance,
+                            })
+                            .collect(),
+                    ),
+                    Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
+                }
+            })
+            .await
+        }
+        ShardRequest::Get {
+            read,
+            ids,
+            with_payload,
+            with_vector,
+            ..
+        } => {
+            if let Err(r) = ready(group, &read).await {
+                return r;
+            }
+            let shard = app.shard();
+            blocking(move || {
+                ShardResponse::Records(
+                    shard
+                        .get(&ids, with_payload, with_vector)
+                        .iter()
+                        .map(WireRecord::from)
+                        .collect(),
+                )
+            })
+            .await
+        }
+        ShardRequest::Count { read, filter, .. } => {
+            if let Err(r) = ready(group, &read).await {
+                return r;
+            }
+            let filter = match compile(filter.as_ref()) {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let shard = app.shard();
+            blocking(move || ShardResponse::Count(shard.count(filter.as_ref()) as u64)).await
+        }
+        ShardRequest::Scroll {
+            read,
+            offset,
+            limit,
+            filter,
+            with_payload,
+            with_vector,
+            ..
+        } => {
+            if let Err(r) = ready(group, &read).await {
+                return r;
+            }
+            let filter = match compile(filter.as_ref()) {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let shard = app.shard();
+            blocking(move || {
+                let (records, next) =
+                    shard.scroll(offset, limit, filter.as_ref(), with_payload, with_vector);
+                ShardResponse::Page {
+                    records: records.iter().map(WireRecord::from).collect(),
+                    next,
+                }
+            })
+            .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_responses_round_trip_in_postcard() {
+        let filter: Filter =
+            serde_json::from_str(r#"{"must":[{"key":"a","match":{"value":"x"}}]}"#).unwrap();
+        let session = ReadSpec {
+            consistency: Consistency::Session,
+            min_applied: 42,
+            wait_ms: 500,
+        };
+        let reqs = vec![
+            ShardRequest::Write {
+                group: 3,
+                command: ShardCommand::Delete {
+                    ids: vec![PointId::Num(1)],
+                }
+                .encode(),
+            },
+            ShardRequest::Search {
+                group: 4,
+                read: session,
+                search: ShardSearch {
+                    vector: vec![0.5, -1.0],
+                    limit: 10,
+                    filter: Some(filter.clone()),
+                    nprobe: 8,
+                    rerank: 4,
+                    exact: true,
+                    with_payload: true,
+                    with_vector: false,
+                },
+            },
+            ShardRequest::Get {
+                group: 5,
+                read: ReadSpec::eventual(),
+                ids: vec![PointId::Uuid(7), PointId::Num(2)],
+                with_payload: false,
+                with_vector: true,
+            },
+            ShardRequest::Count {
+                group: 6,
+                read: session,
+                filter: None,
+            },
+            ShardRequest::Scroll {
+                group: 7,
+                read: session,
+                offset: Some(PointId::Num(9)),
+                limit: 3,
+                filter: Some(filter),
+                with_payload: true,
+                with_vector: true,
+            },
+        ];
+        for r in reqs {
+            assert_eq!(ShardRequest::decode(&r.encode()).unwrap(), r);
+        }
+        let rec = WireRecord {
+            id: PointId::Num(1),
+            payload: Some(r#"{"k":[1,null,"v"]}"#.into()),
+            vector: Some(vec![1.0]),
+        };
+        let resps = vec![
+            ShardResponse::Written { index: 9 },
+            ShardResponse::ForwardToLeader { leader: Some(2) },
+            ShardResponse::ForwardToLeader { leader: None },
+            ShardResponse::Hits(vec![WireHit {
+                record: rec.clone(),
+                distance: 0.25,
+            }]),
+            ShardResponse::Records(vec![rec.clone()]),
+            ShardResponse::Count(12),
+            ShardResponse::Page {
+                records: vec![rec.clone()],
+                next: Some(PointId::Num(2)),
+            },
+            ShardResponse::error(ErrorKind::Stale, "behind"),
+        ];
+        for r in resps {
+            assert_eq!(ShardResponse::decode(&r.encode()).unwrap(), r);
+        }
+        let back = rec.into_record();
+        assert_eq!(back.payload.unwrap()["k"][2], "v");
+        assert!(ShardRequest::decode(&[0xff, 0x01]).is_err());
+    }
+}
