@@ -36,6 +36,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod parse;
 pub mod types;
+pub mod vector_input;
 
 pub use collections::{Collection, Collections, IndexDefaults};
 pub use error::ApiError;
