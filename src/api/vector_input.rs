@@ -251,9 +251,12 @@ mod tests {
             vector(r#"[1, 2, "x", 4]"#),
             VectorInput::Other(json!([1.0, 2.0, "x", 4]))
         );
-        // Finite as f64 but not as f32: kept with its original digits for the error message.
+        // Finite as f64 but not as f32: kept as the f64 that was sent, for the error message.
         match vector("[1, 1e39]") {
-            VectorInput::Other(Value::Array(a)) => assert_eq!(a[1].to_string(), "1e39"),
+            VectorInput::Other(Value::Array(a)) => {
+                assert_eq!(a[1], json!(1e39));
+                assert!(a[1].as_f64().is_some_and(|f| !(f as f32).is_finite()));
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(
