@@ -26,19 +26,30 @@ struct RouteStats {
     sum: f64,
 }
 
-/// Request statistics per (method, route).
+/// Request statistics per method, then per route.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    routes: Mutex<BTreeMap<(String, String), RouteStats>>,
+    // Nested by method so that a request finds its entry by `&str` without allocating a key;
+    // only the first request of a (method, route) inserts one.
+    routes: Mutex<BTreeMap<String, BTreeMap<String, RouteStats>>>,
 }
 
 impl Metrics {
     /// Records one answered request.
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let s = routes
-            .entry((method.to_owned(), route.to_owned()))
-            .or_default();
+        if !routes.contains_key(method) {
+            routes.insert(method.to_owned(), BTreeMap::new());
+        }
+        let Some(by_route) = routes.get_mut(method) else {
+            return;
+        };
+        if !by_route.contains_key(route) {
+            by_route.insert(route.to_owned(), RouteStats::default());
+        }
+        let Some(s) = by_route.get_mut(route) else {
+            return;
+        };
         s.requests += 1;
         if status >= 400 {
             s.errors += 1;
@@ -54,11 +65,17 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self, collections: &Collections) -> String {
         let mut out = String::new();
-        let routes = self
+        let routes: Vec<((String, String), RouteStats)> = self
             .routes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .iter()
+            .flat_map(|(m, by_route)| {
+                by_route
+                    .iter()
+                    .map(move |(r, s)| ((m.clone(), r.clone()), s.clone()))
+            })
+            .collect();
         let _ = writeln!(
             out,
             "# HELP shoal_http_requests_total HTTP requests answered.\n# TYPE shoal_http_requests_total counter"
@@ -107,6 +124,12 @@ impl Metrics {
                 out,
                 "shoal_http_request_duration_seconds_count{{method=\"{m}\",route=\"{r}\"}} {}",
                 s.requests
+            );
+        }
+        if let Some(cpu) = process_cpu_seconds() {
+            let _ = writeln!(
+                out,
+                "# HELP process_cpu_seconds_total User and system CPU time of the server process.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
             );
         }
         let gauges: [Gauge; 8] = [
@@ -159,5 +182,45 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`;
+/// `None` where there is no procfs. `shoal bench --server` reads it around a measurement to
+/// report the server's CPU per query, which the shared cores make more telling than QPS.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // field 3, utime and stime are fields 14 and 15, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ, which Linux fixes at 100 for every architecture's user-space ABI.
+    Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn process_cpu_time_is_read_and_grows() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        let before = super::process_cpu_seconds().expect("readable /proc/self/stat");
+        // Spin until 50 ms of CPU time show up (however busy the machine is), or fail.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut x = 0u64;
+        let after = loop {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+            let now = super::process_cpu_seconds().unwrap();
+            if now >= before + 0.05 || std::time::Instant::now() > deadline {
+                break now;
+            }
+        };
+        assert!(after >= before + 0.05, "{before} -> {after}");
     }
 }

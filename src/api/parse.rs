@@ -2,6 +2,7 @@
 //! Each error names the offending item so a client can fix its request.
 
 use super::error::ApiError;
+use super::types::{QueryInput, QueryRequest, VectorInput};
 use crate::shard::{Payload, PointId};
 use serde_json::Value;
 
@@ -18,14 +19,26 @@ pub fn ids(vs: &[Value]) -> Result<Vec<PointId>, ApiError> {
     vs.iter().map(id).collect()
 }
 
-/// A dense vector from JSON: a list of finite numbers of the collection's dimension. `what`
-/// names the vector in errors (e.g. "point 3").
-pub fn vector(v: &Value, dim: usize, what: &str) -> Result<Vec<f32>, ApiError> {
+/// A dense vector from a request: a list of finite numbers of the collection's dimension.
+/// `what` names the vector in errors (e.g. "point 3").
+pub fn vector(v: &VectorInput, dim: usize, what: &str) -> Result<Vec<f32>, ApiError> {
+    match v {
+        VectorInput::Dense(d) if d.len() == dim => Ok(d.clone()),
+        VectorInput::Dense(d) => Err(ApiError::bad(format!(
+            "{what}: wrong vector dimension: expected {dim}, got {}",
+            d.len()
+        ))),
+        VectorInput::Other(v) => vector_json(v, dim, what),
+    }
+}
+
+/// [`vector`] of a vector that was not a plain list of `f32`s: says what is wrong with it.
+fn vector_json(v: &Value, dim: usize, what: &str) -> Result<Vec<f32>, ApiError> {
     let list = match v {
         Value::Array(a) => a,
         // Qdrant's named-vector form with the unnamed (default) vector only.
         Value::Object(m) if m.len() == 1 && m.contains_key("") => {
-            return vector(&m[""], dim, what);
+            return vector_json(&m[""], dim, what);
         }
         _ => {
             return Err(ApiError::bad(format!(
@@ -53,6 +66,32 @@ pub fn vector(v: &Value, dim: usize, what: &str) -> Result<Vec<f32>, ApiError> {
         out.push(f32v);
     }
     Ok(out)
+}
+
+/// The vector of a universal query: a bare vector or `{"nearest": vector}`. Multi-stage and
+/// other kinds of queries are refused.
+pub fn query_vector(q: &QueryRequest) -> Result<&VectorInput, ApiError> {
+    if q.prefetch.as_ref().is_some_and(|p| !p.is_null()) {
+        return Err(ApiError::bad(
+            "prefetch (multi-stage queries) is not supported",
+        ));
+    }
+    if let Some(u) = &q.using
+        && !u.is_empty()
+    {
+        return Err(ApiError::bad(format!(
+            "using = {u:?}: collections have one unnamed vector"
+        )));
+    }
+    match &q.query {
+        Some(QueryInput::Vector(v) | QueryInput::Nearest(v)) => Ok(v),
+        Some(QueryInput::Other(_)) => Err(ApiError::bad(
+            "query must be a vector or {\"nearest\": vector}; other query kinds are not supported",
+        )),
+        None => Err(ApiError::bad(
+            "missing `query` (queries without a vector are not supported)",
+        )),
+    }
 }
 
 /// A payload from JSON: an object, or null/absent.

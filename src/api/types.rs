@@ -1,11 +1,12 @@
 //! Request and response bodies, in Qdrant's JSON shapes (plus shoal's own extra fields).
 //!
-//! Vectors and ids arrive as raw JSON values and are checked by hand in [`super::parse`], so a
-//! bad one is refused with a message naming the offending point rather than a generic serde
-//! error. Fields that Qdrant has and shoal does not use (`hnsw_config`, `optimizers_config`,
+//! Ids arrive as raw JSON values and vectors as [`VectorInput`] (numbers read straight into
+//! `f32`s, anything else kept as JSON); both are checked by hand in [`super::parse`], so a bad
+//! one is refused with a message naming the offending point rather than a generic serde error. Fields that Qdrant has and shoal does not use (`hnsw_config`, `optimizers_config`,
 //! `wal_config`, `quantization_config`, `on_disk_payload`, ...) are accepted and ignored on input,
 //! and reported with fixed, sensible values on output so that `qdrant-client` models parse.
 
+pub use super::vector_input::{QueryInput, VectorInput};
 use crate::shard::Filter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -150,7 +151,7 @@ pub struct PointStruct {
     pub id: Value,
     /// The vector (a list of numbers).
     #[schema(value_type = Vec<f32>)]
-    pub vector: Value,
+    pub vector: VectorInput,
     /// A JSON object, or null.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -165,7 +166,7 @@ pub struct Batch {
     pub ids: Vec<Value>,
     /// Vectors, one per id.
     #[schema(value_type = Vec<Vec<f32>>)]
-    pub vectors: Vec<Value>,
+    pub vectors: Vec<VectorInput>,
     /// Payloads, one per id (or absent).
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
@@ -237,7 +238,7 @@ pub struct ScrollRequest {
 pub struct SearchRequestBody {
     /// The query vector.
     #[schema(value_type = Vec<f32>)]
-    pub vector: Value,
+    pub vector: VectorInput,
     /// Hits, 1..=10000.
     pub limit: usize,
     /// Best hits to skip.
@@ -274,7 +275,7 @@ pub struct SearchBatch {
 pub struct QueryRequest {
     /// A vector, or `{"nearest": vector}`.
     #[schema(value_type = Option<Object>)]
-    pub query: Option<Value>,
+    pub query: Option<QueryInput>,
     /// Hits, 1..=10000 (default 10).
     pub limit: Option<usize>,
     /// Best hits to skip.

@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// Points per upsert request (with --server).
     #[arg(long, default_value_t = 1000, requires = "server")]
     pub batch_size: usize,
+    /// Concurrent upsert clients while loading the base (with --server), each with its own
+    /// connection; every upsert is sent with `wait=true`.
+    #[arg(long, default_value_t = 1, requires = "server")]
+    pub ingest_concurrency: usize,
     /// Collection name on the server [default: shoal-bench-<dataset>-<nlist>-<pq_m>-<pq_bits>];
     /// an existing collection is refused, never overwritten.
     #[arg(long, requires = "server")]
@@ -265,6 +269,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                     url: url.clone(),
                     concurrency: args.concurrency,
                     batch_size: args.batch_size,
+                    ingest_concurrency: args.ingest_concurrency,
                     collection: args.collection.clone(),
                     keep: args.keep,
                     index_timeout: Duration::from_secs(args.index_timeout),

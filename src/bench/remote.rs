@@ -16,6 +16,7 @@ use indicatif::MultiProgress;
 use ndarray::s;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::engine::Workload;
 use super::measure::{LatencySummary, recall_at_k, run_queries_with};
@@ -33,6 +34,9 @@ pub struct RemoteOptions {
     pub concurrency: usize,
     /// Points per upsert request.
     pub batch_size: usize,
+    /// Concurrent upsert clients, each with its own connection (what a loader would use: one
+    /// client waits on each batch's durable write while the others send theirs).
+    pub ingest_concurrency: usize,
     /// Collection name; `None` = `shoal-bench-<dataset>-<nlist>-<pq_m>-<pq_bits>`. With several
     /// builds in a sweep, a given name gets the build settings appended.
     pub collection: Option<String>,
@@ -67,11 +71,15 @@ impl Client {
         }
     }
 
-    /// One request; returns the `result` of a 2xx answer, or the status and body as an error.
-    fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Value, BenchError> {
-        let url = format!("{}{}", self.base, path);
+    /// One request; returns the body of a 2xx answer, or the status and body as an error.
+    fn call_bytes(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>, BenchError> {
         let err = |message: String| BenchError::Server {
-            url: url.clone(),
+            url: url.to_string(),
             message,
         };
         let with_key = |req: ureq::RequestBuilder<ureq::typestate::WithBody>| match &self.api_key {
@@ -80,43 +88,101 @@ impl Client {
         };
         let response = match (method, body) {
             ("GET", _) => {
-                let mut req = self.agent.get(&url);
+                let mut req = self.agent.get(url);
                 if let Some(k) = &self.api_key {
                     req = req.header("api-key", k);
                 }
                 req.call()
             }
             ("DELETE", _) => {
-                let mut req = self.agent.delete(&url);
+                let mut req = self.agent.delete(url);
                 if let Some(k) = &self.api_key {
                     req = req.header("api-key", k);
                 }
                 req.call()
             }
-            ("PUT", body) => with_key(self.agent.put(&url))
+            ("PUT", body) => with_key(self.agent.put(url))
                 .header("Content-Type", "application/json")
                 .send(body.unwrap_or_default()),
-            (_, body) => with_key(self.agent.post(&url))
+            (_, body) => with_key(self.agent.post(url))
                 .header("Content-Type", "application/json")
                 .send(body.unwrap_or_default()),
         }
         .map_err(|e| err(e.to_string()))?;
         let status = response.status().as_u16();
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         response
             .into_body()
             .into_reader()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .map_err(|e| err(format!("reading the answer: {e}")))?;
         if !(200..300).contains(&status) {
-            let mut shown = text.trim().to_string();
+            let mut shown = String::from_utf8_lossy(&bytes).trim().to_string();
             shown.truncate(500);
             return Err(err(format!("HTTP {status}: {shown}")));
         }
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| err(format!("answer is not JSON ({e}): {text:.200}")))?;
-        Ok(value.get("result").cloned().unwrap_or(Value::Null))
+        Ok(bytes)
     }
+
+    /// One request; returns the `result` of a 2xx answer, or the status and body as an error.
+    fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Value, BenchError> {
+        let url = format!("{}{}", self.base, path);
+        let bytes = self.call_bytes(method, &url, body.as_deref())?;
+        let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| BenchError::Server {
+            url: url.clone(),
+            message: format!(
+                "answer is not JSON ({e}): {:.200}",
+                String::from_utf8_lossy(&bytes)
+            ),
+        })?;
+        Ok(value
+            .get_mut("result")
+            .map(Value::take)
+            .unwrap_or(Value::Null))
+    }
+}
+
+/// A query as the bench sends it: the vector's components written as the shortest decimals
+/// that read back to the same `f32` (a `serde_json::Value` would widen them to `f64` and
+/// print about twice the digits, for the client to format and the server to parse).
+#[derive(Serialize)]
+struct QueryBody<'a> {
+    query: &'a [f32],
+    limit: usize,
+    params: QueryParams,
+}
+
+#[derive(Serialize)]
+struct QueryParams {
+    nprobe: usize,
+    rerank: usize,
+}
+
+/// The part of a query answer the bench reads: the ids, in order (scores and the rest of the
+/// envelope are skipped by the parser without being built).
+#[derive(serde::Deserialize)]
+struct QueryAnswer {
+    result: QueryPoints,
+}
+
+#[derive(serde::Deserialize)]
+struct QueryPoints {
+    points: Vec<QueryHit>,
+}
+
+#[derive(serde::Deserialize)]
+struct QueryHit {
+    id: u64,
+}
+
+/// The server's `process_cpu_seconds_total` from `/metrics` (`None` if it reports none).
+fn server_cpu_seconds(client: &Client) -> Option<f64> {
+    let url = format!("{}/metrics", client.base);
+    let text = client.call_bytes("GET", &url, None).ok()?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Qdrant's distance name for a metric.
@@ -244,22 +310,54 @@ fn fill(
         .ok_or_else(|| BenchError::InvalidParameter("base vectors are not contiguous".into()))?;
     let pb = bar(multi, n as u64, "upsert");
     let path = format!("/collections/{name}/points?wait=true");
+    let batches = n.div_ceil(options.batch_size);
+    let next = AtomicUsize::new(0);
     let start = Instant::now();
-    let mut row = 0usize;
-    while row < n {
-        let end = (row + options.batch_size).min(n);
-        let body = BatchBody {
-            batch: BatchColumns {
-                ids: (row as u64..end as u64).collect(),
-                vectors: flat[row * dim..end * dim].chunks_exact(dim).collect(),
-            },
-        };
-        let bytes = serde_json::to_vec(&body)
-            .map_err(|e| BenchError::InvalidParameter(format!("encoding a batch: {e}")))?;
-        client.call("PUT", &path, Some(bytes))?;
-        pb.inc((end - row) as u64);
-        row = end;
-    }
+    // Each ingest client takes the next batch until none is left; batches hold distinct ids,
+    // so the order in which they land does not matter.
+    let upload = |client: &Client| -> Result<(), BenchError> {
+        loop {
+            let b = next.fetch_add(1, Ordering::Relaxed);
+            if b >= batches {
+                return Ok(());
+            }
+            let row = b * options.batch_size;
+            let end = (row + options.batch_size).min(n);
+            let body = BatchBody {
+                batch: BatchColumns {
+                    ids: (row as u64..end as u64).collect(),
+                    vectors: flat[row * dim..end * dim].chunks_exact(dim).collect(),
+                },
+            };
+            let bytes = serde_json::to_vec(&body)
+                .map_err(|e| BenchError::InvalidParameter(format!("encoding a batch: {e}")))?;
+            if let Err(e) = client.call("PUT", &path, Some(bytes)) {
+                // Stop the other clients too.
+                next.store(batches, Ordering::Relaxed);
+                return Err(e);
+            }
+            pb.inc((end - row) as u64);
+        }
+    };
+    let clients = options.ingest_concurrency.clamp(1, batches.max(1));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|i| {
+                let upload = &upload;
+                scope.spawn(move || {
+                    if i == 0 {
+                        upload(client)
+                    } else {
+                        upload(&Client::new(&client.base, client.api_key.clone()))
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Result<Vec<()>, BenchError>>()
+    })?;
     let ingest_seconds = start.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let spinner = bar(multi, 0, "index");
@@ -313,24 +411,32 @@ fn measure(
     search: SearchConfig,
     concurrency: usize,
 ) -> Result<(f64, f64, LatencySummary), BenchError> {
-    let path = format!("/collections/{name}/points/query");
+    let url = format!("{}/collections/{name}/points/query", client.base);
     let k = workload.k;
     let first_error = std::sync::Mutex::new(None::<BenchError>);
-    let run_one = |c: &mut Client, q: &[f32]| -> Vec<u64> {
-        let body = json!({
-            "query": q,
-            "limit": k,
-            "params": {"nprobe": search.nprobe, "rerank": search.rerank},
-        });
-        let answer = c
-            .call("POST", &path, Some(body.to_string().into_bytes()))
-            .and_then(|result| {
-                result["points"]
-                    .as_array()
-                    .map(|points| points.iter().filter_map(|p| p["id"].as_u64()).collect())
-                    .ok_or_else(|| BenchError::Server {
-                        url: format!("{}{path}", c.base),
-                        message: format!("answer has no result.points: {result:.200}"),
+    let params = || QueryParams {
+        nprobe: search.nprobe,
+        rerank: search.rerank,
+    };
+    let run_one = |(c, body): &mut (Client, Vec<u8>), q: &[f32]| -> Vec<u64> {
+        body.clear();
+        let query = QueryBody {
+            query: q,
+            limit: k,
+            params: params(),
+        };
+        let answer = serde_json::to_writer(&mut *body, &query)
+            .map_err(|e| BenchError::InvalidParameter(format!("encoding a query: {e}")))
+            .and_then(|()| c.call_bytes("POST", &url, Some(body)))
+            .and_then(|bytes| {
+                serde_json::from_slice::<QueryAnswer>(&bytes)
+                    .map(|a| a.result.points.into_iter().map(|p| p.id).collect())
+                    .map_err(|e| BenchError::Server {
+                        url: url.clone(),
+                        message: format!(
+                            "answer has no result.points of integer ids ({e}): {:.200}",
+                            String::from_utf8_lossy(&bytes)
+                        ),
                     })
             });
         match answer {
@@ -342,14 +448,41 @@ fn measure(
             }
         }
     };
-    let init = || Client::new(&client.base, client.api_key.clone());
+    let init = || {
+        (
+            Client::new(&client.base, client.api_key.clone()),
+            Vec::with_capacity(4096),
+        )
+    };
     let nq = workload.queries.nrows();
     let warm = workload.queries.slice(s![..nq.min(64), ..]);
     run_queries_with(warm, concurrency, init, run_one);
+    let cpu_before = (
+        server_cpu_seconds(client),
+        crate::api::metrics::process_cpu_seconds(),
+    );
     let run = run_queries_with(workload.queries, concurrency, init, run_one);
+    let cpu_after = (
+        server_cpu_seconds(client),
+        crate::api::metrics::process_cpu_seconds(),
+    );
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
+    // Where the time went: CPU per query of the server and of this client, which share the
+    // machine's cores when both run on it.
+    let per_query = |a: Option<f64>, b: Option<f64>| {
+        a.zip(b)
+            .map(|(a, b)| format!("{:.1} µs", (b - a) * 1e6 / nq.max(1) as f64))
+            .unwrap_or_else(|| "?".into())
+    };
+    eprintln!(
+        "nprobe={} rerank={}: CPU per query: server {}, bench client {}",
+        search.nprobe,
+        search.rerank,
+        per_query(cpu_before.0, cpu_after.0),
+        per_query(cpu_before.1, cpu_after.1),
+    );
     let recall = recall_at_k(&run.ids, workload.groundtruth, k)?;
     Ok((
         recall,
@@ -368,9 +501,9 @@ pub fn run_remote_sweep(
     options: &RemoteOptions,
     label: Option<String>,
 ) -> Result<BenchReport, BenchError> {
-    if options.concurrency == 0 || options.batch_size == 0 {
+    if options.concurrency == 0 || options.batch_size == 0 || options.ingest_concurrency == 0 {
         return Err(BenchError::InvalidParameter(
-            "--concurrency and --batch-size must be at least 1".into(),
+            "--concurrency, --ingest-concurrency and --batch-size must be at least 1".into(),
         ));
     }
     let client = Client::new(&options.url, options.api_key.clone());
