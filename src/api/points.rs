@@ -104,7 +104,7 @@ struct Prepared {
 }
 
 struct SearchInput<'a> {
-    vector: &'a Value,
+    vector: &'a VectorInput,
     limit: usize,
     offset: Option<usize>,
     filter: Option<&'a Filter>,
@@ -456,37 +456,12 @@ pub async fn search_batch(
     Ok(answer(out, &missing))
 }
 
-fn query_vector(q: &QueryRequest) -> Result<&Value, ApiError> {
-    if q.prefetch.as_ref().is_some_and(|p| !p.is_null()) {
-        return Err(ApiError::bad(
-            "prefetch (multi-stage queries) is not supported",
-        ));
-    }
-    if let Some(u) = &q.using
-        && !u.is_empty()
-    {
-        return Err(ApiError::bad(format!(
-            "using = {u:?}: collections have one unnamed vector"
-        )));
-    }
-    match &q.query {
-        Some(Value::Object(m)) if m.contains_key("nearest") => Ok(&m["nearest"]),
-        Some(v @ Value::Array(_)) => Ok(v),
-        Some(_) => Err(ApiError::bad(
-            "query must be a vector or {\"nearest\": vector}; other query kinds are not supported",
-        )),
-        None => Err(ApiError::bad(
-            "missing `query` (queries without a vector are not supported)",
-        )),
-    }
-}
-
 fn prepare_query(
     cfg: &CollectionConfig,
     q: &QueryRequest,
     what: &str,
 ) -> Result<Prepared, ApiError> {
-    let vector = query_vector(q)?;
+    let vector = parse::query_vector(q)?;
     prepare(
         cfg,
         SearchInput {

@@ -32,6 +32,7 @@ fn shard_config() -> ShardConfig {
         pq_m: 1,
         pq_bits: 8,
         seed: 1,
+        compaction: Default::default(),
     }
 }
 

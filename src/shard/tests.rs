@@ -90,9 +90,6 @@ impl Model {
                 let f = filter.compile().unwrap();
                 self.points.retain(|id, (_, p)| !f.matches(id, Some(p)));
             }
-            ShardCommand::UpsertAt { .. } | ShardCommand::DeleteAt { .. } => {
-                unimplemented!("the model covers version-less commands")
-            }
         }
     }
 
