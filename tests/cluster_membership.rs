@@ -94,8 +94,8 @@ fn nodes_form_join_place_shards_and_survive_a_killed_metadata_leader() {
     );
     let s = c.status(0);
     assert_eq!(ids(&s["metadata"]["voters"]), BTreeSet::from([1, 2, 3]));
-    for v in (0..3).map(|i| c.status(i)) {
-        assert_eq!(v["node_id"].as_u64(), Some(v["node_id"].as_u64().unwrap()));
+    for i in 0..3 {
+        assert_eq!(c.status(i)["node_id"], i as u64 + 1);
     }
 
     // A fourth node joins through node 2 and becomes a learner of the metadata group.

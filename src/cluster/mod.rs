@@ -473,16 +473,17 @@ impl Cluster {
         }
     }
 
-    /// Wait until this node has applied metadata index `index`.
+    /// Wait until this node has applied metadata index `index` (Raft's applied index: a read
+    /// index may point at a membership or blank entry, which changes no [`ClusterState`]).
     pub async fn wait_meta_applied(&self, index: u64, timeout: Duration) -> Result<(), ApiError> {
-        let mut rx = self.meta.subscribe();
-        let wait = rx.wait_for(|s| s.applied_index >= index);
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(_)) => Ok(()),
-            _ => Err(ApiError::Unavailable(format!(
-                "this node has not applied metadata index {index} within {timeout:?}"
-            ))),
-        }
+        self.meta_group
+            .wait_applied(index, timeout)
+            .await
+            .map_err(|e| {
+                ApiError::Unavailable(format!(
+                    "this node has not applied metadata index {index} within {timeout:?}: {e}"
+                ))
+            })
     }
 
     /// Create a collection (through the metadata leader) and wait until this node's replicas of

@@ -22,10 +22,12 @@ pub async fn run(c: Arc<Cluster>) {
     let mut rx = c.subscribe();
     let mut cleaned = false;
     loop {
-        let state = rx.borrow_and_update().clone();
+        // Check the catch-up before reading the state, so the state read holds it.
         let joined = c.joined_index.load(Ordering::Acquire);
+        let caught_up = joined > 0 && c.meta_group.applied_index().unwrap_or(0) >= joined;
+        let state = rx.borrow_and_update().clone();
         reconcile_once(&c, &state).await;
-        if joined > 0 && state.applied_index >= joined {
+        if caught_up {
             if !cleaned {
                 cleanup_leftovers(&c, &state).await;
                 cleaned = true;
