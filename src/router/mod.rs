@@ -349,16 +349,15 @@ impl Router {
                 if let Some(l) = leader {
                     self.set_leader(group, l);
                 }
-                Err(CallError::Transient(format!(
+                Err(CallError::Declined(format!(
                     "node {node} is not the leader of group {group} (leader: {leader:?})"
                 )))
             }
             ShardResponse::Error { kind, message } => Err(match kind {
                 ErrorKind::BadRequest => CallError::Fatal(ApiError::bad(message)),
                 ErrorKind::Internal => CallError::Fatal(ApiError::Internal(message)),
-                ErrorKind::NoShard | ErrorKind::Stale | ErrorKind::Unavailable => {
-                    CallError::Transient(message)
-                }
+                ErrorKind::NoShard | ErrorKind::Stale => CallError::Declined(message),
+                ErrorKind::Unavailable => CallError::Transient(message),
             }),
             ok => Ok(ok),
         }
@@ -684,7 +683,7 @@ impl Router {
                     )));
                 }
                 Err(CallError::Fatal(e)) => return Err(e),
-                Err(CallError::Transient(msg)) => msg,
+                Err(CallError::Transient(msg) | CallError::Declined(msg)) => msg,
             };
             if Instant::now() >= deadline {
                 return Err(ApiError::Unavailable(format!(

@@ -65,8 +65,13 @@ impl Default for ResilienceConfig {
 /// How one attempt failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError<E> {
-    /// Worth trying another replica: unreachable, timed out, not the leader, not caught up.
+    /// Worth trying another replica: unreachable or timed out. Counts against the peer's
+    /// circuit breaker.
     Transient(String),
+    /// Worth trying another replica, but the peer is healthy: it answered that it cannot serve
+    /// this request (not the leader, not caught up with the session yet). Does not count
+    /// against its breaker, or one stale read would shut a live replica out.
+    Declined(String),
     /// The request itself is wrong, or the answer is final: no retry.
     Fatal(E),
 }
@@ -321,6 +326,10 @@ impl Resilience {
         };
         // A fatal answer is still an answer: the peer is healthy.
         permit.finish(!matches!(result, Err(CallError::Transient(_))));
+        let result = result.map_err(|e| match e {
+            CallError::Declined(msg) => CallError::Transient(msg),
+            other => other,
+        });
         Some(result)
     }
 
@@ -360,14 +369,17 @@ impl Resilience {
             {
                 Ok(v) => return Ok(v),
                 Err(CallError::Fatal(e)) => return Err(Failure::Fatal(e)),
-                Err(CallError::Transient(msg)) => last = msg,
+                Err(CallError::Transient(msg) | CallError::Declined(msg)) => last = msg,
             }
         }
         Err(Failure::Exhausted { tried, last })
     }
 
     /// The next candidate (round robin from `next`) whose breaker is not open, other than
-    /// `except`.
+    /// `except`. When every breaker is open the first other candidate is tried anyway, as the
+    /// probe: a shard whose replicas all failed recently (a partition that has healed, a
+    /// replica that answered "not caught up yet") must not stay unreachable until a cool-down
+    /// ends; one attempt under the call's deadline costs little.
     fn pick(
         &self,
         candidates: &[NodeId],
@@ -380,6 +392,11 @@ impl Resilience {
             if Some(n) != except && self.is_available(n) {
                 return Some(n);
             }
+        }
+        if except.is_none() {
+            let n = *candidates.get(*next % candidates.len().max(1))?;
+            *next += 1;
+            return Some(n);
         }
         None
     }
@@ -430,14 +447,16 @@ impl Resilience {
         match done {
             Ok(v) => Ok(v),
             Err(CallError::Fatal(e)) => Err(CallError::Fatal(e)),
-            Err(CallError::Transient(_)) if other_is_second => {
+            Err(CallError::Transient(_) | CallError::Declined(_)) if other_is_second => {
                 let r = second.await.unwrap_or_else(|| Err(refused(second_node)));
                 if r.is_ok() {
                     self.stats.hedge_wins.fetch_add(1, Ordering::Relaxed);
                 }
                 r
             }
-            Err(CallError::Transient(_)) => first.await.unwrap_or_else(|| Err(refused(primary))),
+            Err(CallError::Transient(_) | CallError::Declined(_)) => {
+                first.await.unwrap_or_else(|| Err(refused(primary)))
+            }
         }
     }
 }
