@@ -77,7 +77,11 @@ impl From<ShardError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // 503 is an expected state (a node joining, a shard between leaders, a cut-off
+        // replica): the client retries, so it is a warning, not an error.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, "request failed");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
         let body = serde_json::json!({
