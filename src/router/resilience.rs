@@ -376,10 +376,7 @@ impl Resilience {
     }
 
     /// The next candidate (round robin from `next`) whose breaker is not open, other than
-    /// `except`. When every breaker is open the first other candidate is tried anyway, as the
-    /// probe: a shard whose replicas all failed recently (a partition that has healed, a
-    /// replica that answered "not caught up yet") must not stay unreachable until a cool-down
-    /// ends; one attempt under the call's deadline costs little.
+    /// `except`.
     fn pick(
         &self,
         candidates: &[NodeId],
@@ -392,11 +389,6 @@ impl Resilience {
             if Some(n) != except && self.is_available(n) {
                 return Some(n);
             }
-        }
-        if except.is_none() {
-            let n = *candidates.get(*next % candidates.len().max(1))?;
-            *next += 1;
-            return Some(n);
         }
         None
     }
