@@ -153,7 +153,7 @@ macro_rules! step {
 }
 
 macro_rules! batch_kernel {
-    ($name:ident, $single:ident, $kind:ident, $doc:literal) => {
+    ($name:ident, $kind:ident, $doc:literal) => {
         #[doc = $doc]
         ///
         /// # Safety
@@ -170,12 +170,17 @@ macro_rules! batch_kernel {
             let pq = query.as_ptr();
             let tail = tail_mask(d % 16);
             let mut r = 0;
-            // SAFETY: rows r..r+4 lie inside `vectors` (r + 4 <= rows), and every load reads
-            // lanes i..i+16 with i + 16 <= d, or the masked tail inside 0..d.
+            // SAFETY: every row pointer is clamped to a row below `rows` (inside `vectors`), and
+            // every load reads lanes i..i+16 with i + 16 <= d, or the masked tail inside 0..d.
             unsafe {
-                while r + 4 <= rows {
-                    let base = vectors.as_ptr().add(r * dim);
-                    let p = [base, base.add(dim), base.add(2 * dim), base.add(3 * dim)];
+                // A last group of fewer than four rows repeats its last row in the spare lanes:
+                // every row goes through the same instructions wherever it sits, so a vector's
+                // distance never depends on its position (a sharded collection scores a point
+                // exactly as a single one does).
+                while r < rows {
+                    let row = |k: usize| vectors.as_ptr().add((r + k).min(rows - 1) * dim);
+                    let p = [row(0), row(1), row(2), row(3)];
+                    let valid = (rows - r).min(4);
                     let mut acc = [_mm512_setzero_ps(); 4];
                     let mut i = 0;
                     while i + 16 <= d {
@@ -193,12 +198,10 @@ macro_rules! batch_kernel {
                         step!($kind, q, _mm512_maskz_loadu_ps(tail, p[2].add(i)), acc[2]);
                         step!($kind, q, _mm512_maskz_loadu_ps(tail, p[3].add(i)), acc[3]);
                     }
-                    _mm_storeu_ps(out.as_mut_ptr().add(r), reduce4(acc));
-                    r += 4;
-                }
-                while r < rows {
-                    out[r] = $single(query, &vectors[r * dim..r * dim + d]);
-                    r += 1;
+                    let mut sums = [0.0f32; 4];
+                    _mm_storeu_ps(sums.as_mut_ptr(), reduce4(acc));
+                    out[r..r + valid].copy_from_slice(&sums[..valid]);
+                    r += valid;
                 }
             }
         }
@@ -207,13 +210,11 @@ macro_rules! batch_kernel {
 
 batch_kernel!(
     l2_sq_batch,
-    l2_sq,
     l2,
     "`out[r] = l2_sq(query, row r)` for every full row of `vectors` that fits in `out`."
 );
 batch_kernel!(
     dot_batch,
-    dot,
     dot,
     "`out[r] = dot(query, row r)` for every full row of `vectors` that fits in `out`."
 );
