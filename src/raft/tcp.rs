@@ -33,14 +33,14 @@ use std::future::Future;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::raft::SnapshotResponse;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::raft::group::RaftNode;
 use crate::raft::network::{BoxFuture, RaftReply, RaftRpc, Transport, TransportError};
@@ -256,6 +256,18 @@ struct Conn {
     tx: mpsc::Sender<WireMsg>,
     pending: Pending,
     alive: Arc<AtomicBool>,
+    /// When a frame last arrived on it, in [`TcpInner::now_ms`].
+    last_heard: Arc<AtomicU64>,
+    /// Stops the reader of a connection given up on.
+    closed: Arc<Notify>,
+}
+
+impl Conn {
+    /// Gives up on the connection: the next call dials afresh, resolving the name again.
+    fn close(&self) {
+        self.alive.store(false, Ordering::Release);
+        self.closed.notify_one();
+    }
 }
 
 /// The client side of the TCP transport: one RPC connection per peer, (re)dialled lazily and
@@ -274,6 +286,14 @@ struct TcpInner {
     connect_timeout: Duration,
     services: RwLock<HashMap<u8, Arc<dyn AppService>>>,
     blocked: RwLock<HashSet<NodeId>>,
+    /// Origin of the connections' `last_heard` clocks.
+    epoch: Instant,
+}
+
+impl TcpInner {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
 }
 
 impl TcpTransport {
@@ -289,6 +309,7 @@ impl TcpTransport {
                 connect_timeout,
                 services: RwLock::new(HashMap::new()),
                 blocked: RwLock::new(HashSet::new()),
+                epoch: Instant::now(),
             }),
         }
     }
@@ -414,8 +435,12 @@ impl TcpInner {
         frame: impl FnOnce(u64) -> WireMsg,
     ) -> Result<Answer, TransportError> {
         self.check_blocked(target)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let conn = tokio::time::timeout_at(deadline, self.conn(from, target, addr, timeout))
+            .await
+            .map_err(|_| TransportError::Timeout(target, timeout))??;
+        let sent = self.now_ms();
         let work = async {
-            let conn = self.conn(from, target, addr, timeout).await?;
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
             conn.pending
@@ -433,9 +458,18 @@ impl TcpInner {
             rx.await
                 .map_err(|_| TransportError::Unreachable(target, "connection lost".into()))
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| TransportError::Timeout(target, timeout))?
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                // Nothing at all came back on the connection while this call waited: the peer
+                // is presumed gone without a reset (a cut network, a frozen host, an address
+                // that moved), and a connection like that would swallow every later call.
+                if conn.last_heard.load(Ordering::Acquire) < sent {
+                    conn.close();
+                }
+                Err(TransportError::Timeout(target, timeout))
+            }
+        }
     }
 
     async fn dial(
@@ -481,13 +515,25 @@ impl TcpInner {
         let (tx, rx) = mpsc::channel(1024);
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
+        let last_heard = Arc::new(AtomicU64::new(self.now_ms()));
+        let closed = Arc::new(Notify::new());
         tokio::spawn(conn_writer(write, rx, alive.clone()));
-        tokio::spawn(conn_reader(read, pending.clone(), alive.clone()));
+        let clock = self.epoch;
+        tokio::spawn(conn_reader(
+            read,
+            pending.clone(),
+            alive.clone(),
+            Arc::clone(&last_heard),
+            Arc::clone(&closed),
+            clock,
+        ));
         let c = Arc::new(Conn {
             addr: addr.to_owned(),
             tx,
             pending,
             alive,
+            last_heard,
+            closed,
         });
         conns.insert(target, c.clone());
         Ok(c)
@@ -513,9 +559,24 @@ async fn conn_writer(
     alive.store(false, Ordering::Release);
 }
 
-async fn conn_reader(read: OwnedReadHalf, pending: Pending, alive: Arc<AtomicBool>) {
+async fn conn_reader(
+    read: OwnedReadHalf,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    last_heard: Arc<AtomicU64>,
+    closed: Arc<Notify>,
+    epoch: Instant,
+) {
     let mut r = BufReader::new(read);
-    while let Ok(msg) = read_frame(&mut r).await {
+    loop {
+        let msg = tokio::select! {
+            m = read_frame(&mut r) => match m {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+            () = closed.notified() => break,
+        };
+        last_heard.store(epoch.elapsed().as_millis() as u64, Ordering::Release);
         let (id, answer) = match msg {
             WireMsg::Response { id, reply } => (id, Answer::Raft(reply)),
             WireMsg::AppResponse { id, ok, body } => (
