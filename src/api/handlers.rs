@@ -83,24 +83,20 @@ pub async fn get_collection(
             (s.points, s.indexed_points, s.segments, s.building)
         }
         Err(_) => {
+            // Per shard, the largest figure any replica reports (replicas converge to the same
+            // state); a shard counts as building while any of its replicas builds.
             let view = crate::cluster::status::cluster_view(&st.cluster).await;
-            let points: u64 = view
-                .collections
-                .get(&name)
-                .map(|c| {
-                    c.shards
-                        .iter()
-                        .map(|s| {
-                            s.replicas
-                                .iter()
-                                .filter_map(|r| r.points)
-                                .max()
-                                .unwrap_or(0)
-                        })
-                        .sum()
-                })
-                .unwrap_or(0);
-            (points as usize, 0, 0, 0)
+            let (mut points, mut indexed, mut segments, mut building) = (0, 0, 0, 0);
+            for shard in view.collections.get(&name).iter().flat_map(|c| &c.shards) {
+                let best = |f: &dyn Fn(&crate::cluster::status::ReplicaView) -> Option<u64>| {
+                    shard.replicas.iter().filter_map(f).max().unwrap_or(0) as usize
+                };
+                points += best(&|r| r.points);
+                indexed += best(&|r| r.segments.map(|s| s.indexed_points));
+                segments += best(&|r| r.segments.map(|s| s.segments));
+                building += best(&|r| r.segments.map(|s| s.building));
+            }
+            (points, indexed, segments, building)
         }
     };
     Ok(ok(json!({

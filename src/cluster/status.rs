@@ -38,8 +38,31 @@ pub struct ReplicaStatus {
     pub learners: Vec<NodeId>,
     /// Live points in the replica (shard groups only).
     pub points: Option<u64>,
+    /// The replica's segments (shard groups only), for collection info.
+    pub segments: Option<SegmentCounts>,
     /// On a leader: follower → entries it lags behind the leader's log.
     pub follower_lag: BTreeMap<NodeId, u64>,
+}
+
+/// How far a shard replica's index is built: what `GET /collections/{name}` sums over shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SegmentCounts {
+    /// Live points in IVF-PQ segments.
+    pub indexed_points: u64,
+    /// Segments, mutable and sealed.
+    pub segments: u64,
+    /// Index builds running now.
+    pub building: u64,
+}
+
+impl SegmentCounts {
+    fn of(stats: &crate::shard::ShardStats) -> Self {
+        SegmentCounts {
+            indexed_points: stats.indexed_points as u64,
+            segments: stats.segments as u64,
+            building: stats.building as u64,
+        }
+    }
 }
 
 /// Every replica on one node.
@@ -65,7 +88,7 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
-fn replica_status(g: &RaftGroup, points: Option<u64>) -> ReplicaStatus {
+fn replica_status(g: &RaftGroup, stats: Option<&crate::shard::ShardStats>) -> ReplicaStatus {
     let m = g.metrics();
     let follower_lag = {
         let rm = g.raft().metrics();
@@ -93,7 +116,8 @@ fn replica_status(g: &RaftGroup, points: Option<u64>) -> ReplicaStatus {
         purged: m.purged,
         voters: m.voters,
         learners: m.learners,
-        points,
+        points: stats.map(|s| s.points as u64),
+        segments: stats.map(SegmentCounts::of),
         follower_lag,
     }
 }
@@ -107,7 +131,7 @@ pub fn local_status(c: &Cluster) -> NodeStatus {
         groups: c
             .local_shards()
             .iter()
-            .map(|(_, s)| replica_status(&s.group, Some(s.app.shard().stats().points as u64)))
+            .map(|(_, s)| replica_status(&s.group, Some(&s.app.shard().stats())))
             .collect(),
     }
 }
@@ -165,6 +189,8 @@ pub struct ReplicaView {
     pub purged: Option<u64>,
     /// Live points in this replica.
     pub points: Option<u64>,
+    /// Its segments and index builds.
+    pub segments: Option<SegmentCounts>,
 }
 
 /// One shard.
@@ -282,6 +308,7 @@ pub async fn cluster_view(c: &Cluster) -> ClusterView {
                                 snapshot: r.and_then(|r| r.snapshot),
                                 purged: r.and_then(|r| r.purged),
                                 points: r.and_then(|r| r.points),
+                                segments: r.and_then(|r| r.segments),
                             }
                         })
                         .collect();
