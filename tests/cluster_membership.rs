@@ -1,6 +1,7 @@
 //! Cluster membership end to end, with real `shoal serve` processes on loopback: forming with
 //! `--peers`, joining with `--join`, placing shard replicas, surviving a killed metadata
-//! leader, restoring a wiped replica from a snapshot stream and moving replicas.
+//! leader, restoring a wiped replica from a snapshot stream, moving replicas and removing a
+//! dead member (its metadata vote passing to a learner).
 
 mod common;
 
@@ -320,4 +321,51 @@ fn a_wiped_replica_is_restored_from_a_snapshot_stream_and_replicas_move() {
         Some(json!({"from": 5, "to": 1})),
     );
     assert_eq!(status, 400);
+
+    // The wiped node is gone for good: remove it from the cluster. A member that still holds a
+    // replica is refused; the wiped one holds none any more, and its metadata vote passes to a
+    // live learner (node 4 or 5), so the metadata group survives one more failure.
+    let (status, v) = c.call(five, "DELETE", "/cluster/members/4", None);
+    assert_eq!(status, 400, "node 4 holds a replica of c: {v}");
+    assert!(v.to_string().contains("move"), "{v}");
+    assert_eq!(c.call(five, "DELETE", "/cluster/members/99", None).0, 400);
+    assert_eq!(
+        c.ok(
+            five,
+            "DELETE",
+            &format!("/cluster/members/{wiped}"),
+            Value::Null
+        ),
+        json!(true)
+    );
+    let s = c.status(five);
+    assert!(!member_ids(&s).contains(&wiped), "{s}");
+    let voters = ids(&s["metadata"]["voters"]);
+    assert_eq!(voters.len(), 3, "{s}");
+    assert!(!voters.contains(&wiped), "{s}");
+    assert!(
+        voters.contains(&4) || voters.contains(&5),
+        "a learner was promoted: {s}"
+    );
+    // Kill -9 another of the first three voters: two of the three voters remain, so the
+    // metadata still changes (before the removal only one of three would have).
+    let second = c.index_of(leader);
+    c.kill9(second);
+    let via = c.index_of(*voters.iter().find(|v| **v != leader).unwrap());
+    wait_for(
+        "a collection created after two of the first voters died",
+        Duration::from_secs(40),
+        || {
+            let (status, v) = c.call(
+                via,
+                "PUT",
+                "/collections/after",
+                Some(json!({"vectors": {"size": 4, "distance": "Dot"}})),
+            );
+            (status == 200 || status == 409).then_some(()).or_else(|| {
+                eprintln!("create through node {}: {status} {v}", c.nodes[via].id);
+                None
+            })
+        },
+    );
 }

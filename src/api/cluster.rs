@@ -1,5 +1,6 @@
 //! Cluster routes: `GET /cluster` (members, metadata leader, every shard's replicas asked live),
-//! `POST /cluster/collections/{name}/shards/{shard}/move` (move a replica between nodes), and,
+//! `POST /cluster/collections/{name}/shards/{shard}/move` (move a replica between nodes),
+//! `DELETE /cluster/members/{id}` (remove a node for good), and,
 //! with `--fault-injection` only, `POST /debug/partition` (cut this node off from peers).
 
 use super::error::ApiError;
@@ -50,6 +51,20 @@ pub async fn move_replica(
     st.cluster
         .move_replica(&name, shard, req.from, req.to)
         .await?;
+    Ok(ok(true))
+}
+
+/// Remove a node from the cluster for good (it died, or was stopped and will not return):
+/// refused while it holds shard replicas (move them first); if it was a metadata voter, a live
+/// learner takes its vote. A removed node may not come back under the same id.
+#[utoipa::path(delete, path = "/cluster/members/{id}", tag = "cluster",
+    params(("id" = u64, Path)),
+    responses((status = 200, body = bool), (status = 400), (status = 503)))]
+pub async fn remove_member(
+    State(st): State<AppState>,
+    Path(id): Path<NodeId>,
+) -> Result<Response, ApiError> {
+    st.cluster.remove_member(id).await?;
     Ok(ok(true))
 }
 

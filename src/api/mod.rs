@@ -47,7 +47,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -204,6 +204,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         handlers::metrics,
         cluster::cluster_status,
         cluster::move_replica,
+        cluster::remove_member,
         cluster::partition,
     ),
     components(schemas(
@@ -303,7 +304,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/cluster/collections/{name}/shards/{shard}/move",
             post(cluster::move_replica),
-        );
+        )
+        .route("/cluster/members/{id}", delete(cluster::remove_member));
     let api = if state.cluster.settings().fault_injection {
         api.route("/debug/partition", post(cluster::partition))
     } else {

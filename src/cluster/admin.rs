@@ -61,6 +61,78 @@ pub(crate) async fn join(c: &Cluster, id: NodeId, info: NodeInfo) -> Outcome {
     Ok((index, Vec::new()))
 }
 
+/// Remove node `id` from the cluster for good: refused while it holds a shard replica (move
+/// them first, `POST /cluster/collections/{name}/shards/{shard}/move`); if it voted in the
+/// metadata group, a live learner is promoted in its place so that a replaced node restores the
+/// group's fault tolerance; then it leaves the metadata group and the member list.
+pub(crate) async fn remove_member(c: &Cluster, id: NodeId) -> Outcome {
+    let _admin = c.admin_lock.lock().await;
+    let state = c.state();
+    let m = c.meta_group.metrics();
+    let in_group = m.voters.contains(&id) || m.learners.contains(&id);
+    if !state.members.contains_key(&id) && !in_group {
+        return Err(ApiError::bad(format!(
+            "node {id} is not a member of the cluster"
+        )));
+    }
+    let held: Vec<String> = state
+        .collections
+        .iter()
+        .flat_map(|(name, coll)| {
+            coll.shards
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.replicas.contains(&id))
+                .map(move |(i, _)| format!("{name}/{i}"))
+        })
+        .collect();
+    if !held.is_empty() {
+        return Err(ApiError::bad(format!(
+            "node {id} still holds replicas of shards {}; move each to another node first \
+             (POST /cluster/collections/{{name}}/shards/{{shard}}/move)",
+            held.join(", ")
+        )));
+    }
+    if m.voters.contains(&id) {
+        let mut voters: BTreeSet<NodeId> = m.voters.iter().copied().filter(|v| *v != id).collect();
+        let reachable: BTreeSet<NodeId> = super::status::cluster_view(c)
+            .await
+            .members
+            .iter()
+            .filter(|m| m.reachable)
+            .map(|m| m.id)
+            .collect();
+        if let Some(learner) = m
+            .learners
+            .iter()
+            .copied()
+            .find(|l| *l != id && reachable.contains(l))
+        {
+            tracing::info!(
+                node = learner,
+                replacing = id,
+                "promoting a learner to metadata voter"
+            );
+            voters.insert(learner);
+        }
+        if voters.is_empty() {
+            return Err(ApiError::bad("cannot remove the last metadata voter"));
+        }
+        c.meta_group
+            .change_membership(voters, false)
+            .await
+            .map_err(unavailable)?;
+    }
+    if c.meta_group.metrics().learners.contains(&id) {
+        c.meta_group
+            .remove_nodes(BTreeSet::from([id]))
+            .await
+            .map_err(unavailable)?;
+    }
+    tracing::info!(node = id, "member removed");
+    c.propose(MetaCommand::RemoveMember { id }).await
+}
+
 /// Place `shards` shards of `rf` replicas on `members`: replicas of a shard on distinct nodes,
 /// first replicas (the initial leaders) round-robin from `start`.
 pub fn place(members: &[NodeId], shards: u32, rf: u32, start: usize) -> Vec<Vec<NodeId>> {

@@ -431,6 +431,7 @@ impl Cluster {
                 return ClusterReply::Status(Box::new(status::local_status(self)));
             }
             ClusterRequest::Join { id, info } => admin::join(self, id, info).await,
+            ClusterRequest::RemoveMember { id } => admin::remove_member(self, id).await,
             ClusterRequest::CreateCollection { name, body } => {
                 admin::create_collection(self, &name, &body).await
             }
@@ -568,6 +569,17 @@ impl Cluster {
                     to,
                 },
                 Duration::from_secs(300),
+            )
+            .await?;
+        self.wait_meta_applied(index, Duration::from_secs(10)).await
+    }
+
+    /// Remove member `id` (see `admin::remove_member`), through the metadata leader.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), ApiError> {
+        let (index, _) = self
+            .meta_request(
+                ClusterRequest::RemoveMember { id },
+                Duration::from_secs(120),
             )
             .await?;
         self.wait_meta_applied(index, Duration::from_secs(10)).await

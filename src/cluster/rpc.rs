@@ -78,6 +78,12 @@ pub enum ClusterRequest {
     /// A request a member already forwarded to the node it believes leads: run it here or
     /// answer `NotLeader`, never forward again (no forwarding loops during elections).
     Forwarded(Box<ClusterRequest>),
+    /// (Metadata leader) Remove a member that holds no shard replica: out of the metadata group
+    /// (a learner promoted in its place if it voted) and out of the member list.
+    RemoveMember {
+        /// The node.
+        id: NodeId,
+    },
 }
 
 impl ClusterRequest {

@@ -395,6 +395,16 @@ impl RaftGroup {
             .map_err(|e| write_error(self.group_id, e))
     }
 
+    /// Remove `ids` from the group, voters and learners alike (joint consensus for voters;
+    /// leader only). Membership changes of one group must be serialised by the caller.
+    pub async fn remove_nodes(&self, ids: BTreeSet<NodeId>) -> Result<(), RaftGroupError> {
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| write_error(self.group_id, e))
+    }
+
     /// Build a snapshot now (and purge the log behind it per the config).
     pub async fn trigger_snapshot(&self) -> Result<(), RaftGroupError> {
         self.raft
