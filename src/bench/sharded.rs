@@ -260,10 +260,19 @@ impl ShardedIndex {
         params: &SearchParams,
         shard_probe: usize,
     ) -> (Vec<Neighbor>, usize) {
+        let probed = placement.probe(query, shard_probe);
+        // As the router asks hash-placed shards (`hash_shard_rerank`).
+        let params = match placement {
+            Placement::Hash(_) => SearchParams {
+                rerank: crate::router::merge::hash_shard_rerank(params.rerank, probed.len()),
+                ..*params
+            },
+            Placement::Centroid(_) => *params,
+        };
         let mut lists = Vec::new();
-        for s in placement.probe(query, shard_probe) {
+        for s in probed {
             if let Some(Some(index)) = self.shards.get(s) {
-                lists.push(index.search(query, k, params, None));
+                lists.push(index.search(query, k, &params, None));
             }
         }
         let touched = lists.len();

@@ -12,6 +12,26 @@ use crate::shard::PointId;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
 
+/// The re-rank factor each of `shards` hash-placed shards is asked for when a query's factor is
+/// `rerank`.
+///
+/// A single shard re-ranks its `limit · rerank` best PQ candidates exactly. Asked as is, `shards`
+/// shards would re-rank `shards` times as many, and exact re-ranking (random reads of raw
+/// vectors) is the part of a search that grows with the shard count: 4 shards of 1M × 128 took
+/// 0.120 ms against 0.073 ms for one shard scanning as many codes. Hash placement spreads ids
+/// uniformly at random, so the collection's `limit · rerank` best candidates fall about evenly
+/// on the shards (binomially: for 40 candidates on 4 shards, 10 ± 2.7 each); asking each shard
+/// for twice its even share keeps virtually all of them (recall@10 0.9968 against 0.9974 for one
+/// shard on that set) at 0.097 ms. Never below 1 (a shard always re-ranks its own top `limit`);
+/// 0 (no re-ranking) stays 0. Centroid placement concentrates a query's neighbours in the nearest
+/// shards, so it keeps the factor unchanged.
+pub fn hash_shard_rerank(rerank: usize, shards: usize) -> usize {
+    if rerank == 0 || shards <= 1 {
+        return rerank;
+    }
+    (2 * rerank).div_ceil(shards).clamp(1, rerank)
+}
+
 /// Which end of the key is best.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
@@ -140,6 +160,18 @@ pub fn merge_top_k<T: Ranked>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_shards_share_the_rerank_budget_with_a_margin() {
+        assert_eq!(hash_shard_rerank(0, 4), 0);
+        assert_eq!(hash_shard_rerank(4, 1), 4);
+        assert_eq!(hash_shard_rerank(4, 2), 4);
+        assert_eq!(hash_shard_rerank(4, 4), 2);
+        assert_eq!(hash_shard_rerank(4, 8), 1);
+        assert_eq!(hash_shard_rerank(10, 4), 5);
+        assert_eq!(hash_shard_rerank(1, 3), 1);
+        assert_eq!(hash_shard_rerank(3, 3), 2);
+    }
 
     #[derive(Debug, Clone, PartialEq)]
     struct H(f32, u64);

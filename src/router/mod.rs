@@ -320,16 +320,27 @@ impl Router {
     // ---------------------------------------------------------------- one call
 
     /// Sends `req` to `node` (a local call when it is this node) and classifies the answer.
+    ///
+    /// `spread`: one of several calls a request makes to shards on this node; it then runs as its
+    /// own task, so that an idle worker takes it and the shards are searched in parallel (on a
+    /// busy runtime the task stays on the worker that spawned it).
     async fn send(
         &self,
         node: NodeId,
         req: &ShardRequest,
         timeout: Duration,
+        spread: bool,
     ) -> Result<ShardResponse, CallError<ApiError>> {
         let group = req.group();
         let resp = if node == self.cluster.node_id() {
             self.counters.local_calls.fetch_add(1, Ordering::Relaxed);
             match self.cluster.local_shard(group) {
+                Some(local) if spread => {
+                    let req = req.clone();
+                    tokio::spawn(async move { rpc::execute(&local.group, &local.app, req).await })
+                        .await
+                        .unwrap_or_else(|e| rpc::internal_error(format!("shard task failed: {e}")))
+                }
                 Some(local) => rpc::execute(&local.group, &local.app, req.clone()).await,
                 None => rpc::no_shard(group, node),
             }
@@ -386,7 +397,10 @@ impl Router {
                 .call_timeout
                 .saturating_sub(Duration::from_millis(200)),
         );
-        let calls = shards.iter().map(|&s| {
+        let calls = shards.iter().enumerate().map(|(i, &s)| {
+            // The last shard runs in this task; the others, spawned when `join_all` first polls
+            // them (before the last), may run beside it.
+            let spread = i + 1 < shards.len();
             let shard = &meta.shards[s as usize];
             let spec = ReadSpec {
                 consistency,
@@ -399,7 +413,7 @@ impl Router {
             async move {
                 let r: ShardResult = self
                     .resilience
-                    .call(&candidates, |node| self.send(node, &req, timeout))
+                    .call(&candidates, |node| self.send(node, &req, timeout, spread))
                     .await;
                 (s, r)
             }
@@ -470,7 +484,11 @@ impl Router {
             limit: q.limit.saturating_add(q.offset),
             filter: q.filter.clone(),
             nprobe: q.nprobe,
-            rerank: q.rerank,
+            rerank: if Self::is_centroid(&meta) {
+                q.rerank
+            } else {
+                merge::hash_shard_rerank(q.rerank, shards.len())
+            },
             exact: q.exact,
             with_payload: q.with_payload,
             with_vector: q.with_vector,
@@ -670,7 +688,7 @@ impl Router {
         loop {
             attempt += 1;
             let last = match self
-                .send(target, &req, self.config.write_call_timeout)
+                .send(target, &req, self.config.write_call_timeout, false)
                 .await
             {
                 Ok(ShardResponse::Written { index }) => {

@@ -15,6 +15,7 @@
 //! Writes carry encoded [`ShardCommand`] bytes; they are checked against the shard before they
 //! are proposed, so bad input never reaches the log.
 
+use crate::api::exec;
 use crate::cluster::ShardApp;
 use crate::raft::{GroupId, NodeId, RaftGroup, RaftGroupError};
 use crate::router::token::Consistency;
@@ -317,6 +318,11 @@ async fn ready(group: &RaftGroup, read: &ReadSpec) -> Result<(), ShardResponse> 
     }
 }
 
+/// An internal error answer (a worker or task failed).
+pub fn internal_error(message: String) -> ShardResponse {
+    ShardResponse::error(ErrorKind::Internal, message)
+}
+
 async fn blocking(f: impl FnOnce() -> ShardResponse + Send + 'static) -> ShardResponse {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
         ShardResponse::error(ErrorKind::Internal, format!("worker failed: {e}"))
@@ -361,7 +367,23 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
                 Err(r) => return r,
             };
             let shard = app.shard();
-            blocking(move || {
+            let cost = exec::search_cost(
+                &shard,
+                exec::SearchShape {
+                    exact: search.exact,
+                    filtered: filter.is_some(),
+                    nprobe: search.nprobe,
+                    // Segments sealed at the threshold get at most this many lists; merged
+                    // ones may have more, so the estimate errs towards the blocking pool.
+                    nlist: shard
+                        .config()
+                        .ivf_config(shard.config().seal_threshold)
+                        .nlist,
+                    k: search.limit,
+                    rerank: search.rerank,
+                },
+            );
+            let run = move || {
                 let req = SearchRequest {
                     vector: &search.vector,
                     limit: search.limit,
@@ -384,8 +406,13 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
                     ),
                     Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
                 }
-            })
-            .await
+            };
+            // A short search runs right here on the runtime worker: the blocking-pool hand-off
+            // costs more than the search at cheap operating points (see `api::exec`).
+            match cost {
+                exec::Cost::Short => run(),
+                exec::Cost::Long => blocking(run).await,
+            }
         }
         ShardRequest::Get {
             read,
