@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// Concurrent HTTP clients issuing queries (with --server), each with its own connection.
     #[arg(long, default_value_t = 1, requires = "server")]
     pub concurrency: usize,
+    /// Queries per search request (with --server): 1 sends each query alone to
+    /// `/points/query`; more sends them in batches to `/points/query/batch` (latencies are then
+    /// per batch).
+    #[arg(long, default_value_t = 1, requires = "server")]
+    pub query_batch: usize,
     /// Points per upsert request (with --server).
     #[arg(long, default_value_t = 1000, requires = "server")]
     pub batch_size: usize,
@@ -120,7 +125,9 @@ pub struct BenchArgs {
     /// Split the base into this many shards in process, each its own IVF-PQ index built with
     /// the (per-shard) --nlist/--pq-m/--pq-bits [default nlist: the usual rule on the mean
     /// shard size]; each query asks the shards the placement probes and merges their top-k.
-    #[arg(long, conflicts_with_all = ["server", "tune"])]
+    /// With --server: the collection's `shard_number` (hash placement; ids are chosen so that
+    /// every shard holds the same number of points), to measure the router's fan-out.
+    #[arg(long, conflicts_with = "tune")]
     pub shards: Option<u32>,
     /// How --shards places points: hash (consistent-hash ring over ids; queries ask every shard)
     /// or centroid (nearest of a coarse quantiser's balanced clusters; queries ask --shard-probe).
@@ -129,7 +136,7 @@ pub struct BenchArgs {
     /// Shards asked per query with --placement centroid, comma-separated [default: all].
     #[arg(long = "shard-probe", value_delimiter = ',', requires = "shards")]
     pub shard_probe: Vec<usize>,
-    /// Clusters of the centroid placement [default: 16 per shard].
+    /// Clusters of the centroid placement [default: 64 per shard, at least 39 sample points each].
     #[arg(long, requires = "shards")]
     pub placement_clusters: Option<usize>,
     /// Base vectors (drawn at random) the centroid placement is trained on.
@@ -274,7 +281,16 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                     keep: args.keep,
                     index_timeout: Duration::from_secs(args.index_timeout),
                     api_key: args.api_key.clone(),
+                    shards: args.shards.unwrap_or(1),
+                    query_batch: args.query_batch,
                 };
+                if args.shards.is_some() && args.placement != PlacementKind::Hash {
+                    return Err(BenchError::InvalidParameter(
+                        "--server with --shards measures hash placement only (the server trains \
+                         centroid placement itself when the collection first fills)"
+                            .into(),
+                    ));
+                }
                 run_remote_sweep(&workload, &grid, &options, args.label.clone())?
             }
             None => match args.shards {
@@ -290,7 +306,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                 None => run_sweep(&workload, &grid, args.label.clone())?,
             },
         };
-        if args.shards.is_some() {
+        if args.shards.is_some() && args.server.is_none() {
             print!("{}", sharded_table(&report));
         } else {
             print!("{}", report.table());

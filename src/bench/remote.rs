@@ -46,6 +46,39 @@ pub struct RemoteOptions {
     pub index_timeout: Duration,
     /// API key sent as `api-key` when the server requires one.
     pub api_key: Option<String>,
+    /// Shards of each collection (`shard_number`, hash placement). With more than one, ids are
+    /// chosen so that every shard holds the same number of points and seals them into one
+    /// IVF-PQ segment, as the single-shard collection does (see [`balanced_ids`]).
+    pub shards: u32,
+    /// Queries per request: 1 = `POST /points/query` per query; more = that many per
+    /// `POST /points/query/batch`, which spreads one request's HTTP and JSON cost over them.
+    pub query_batch: usize,
+}
+
+/// Point ids for `n` rows such that the server's hash ring puts the same number of them
+/// (±1) in each of `shards` shards: candidate ids 0, 1, 2, … go, in order, to the next row while
+/// their shard still has room. The ring spreads ids only roughly evenly (±6% with 256 virtual
+/// nodes), and a shard holding fewer points than the seal threshold would keep them in a flat
+/// segment searched exactly, so with row-number ids the sharded collection would be measured
+/// on a different segment layout than the single-shard one.
+fn balanced_ids(n: usize, shards: u32) -> Vec<u64> {
+    if shards <= 1 {
+        return (0..n as u64).collect();
+    }
+    let ring = crate::cluster::placement::HashRing::new(shards);
+    let quota = |s: usize| n / shards as usize + usize::from(s < n % shards as usize);
+    let mut held = vec![0usize; shards as usize];
+    let mut ids = Vec::with_capacity(n);
+    let mut candidate = 0u64;
+    while ids.len() < n {
+        let s = ring.shard_of(&crate::shard::PointId::Num(candidate)) as usize;
+        if held[s] < quota(s) {
+            held[s] += 1;
+            ids.push(candidate);
+        }
+        candidate += 1;
+    }
+    ids
 }
 
 /// A blocking HTTP client for one base URL. Each query thread makes its own, so that every
@@ -158,6 +191,18 @@ struct QueryParams {
     rerank: usize,
 }
 
+/// A batch of queries as `POST /points/query/batch` reads it.
+#[derive(Serialize)]
+struct BatchQueryBody<'a> {
+    searches: Vec<QueryBody<'a>>,
+}
+
+/// The part of a batch answer the bench reads: per query, the ids in order.
+#[derive(serde::Deserialize)]
+struct BatchAnswer {
+    result: Vec<QueryPoints>,
+}
+
 /// The part of a query answer the bench reads: the ids, in order (scores and the rest of the
 /// envelope are skipped by the parser without being built).
 #[derive(serde::Deserialize)]
@@ -261,16 +306,18 @@ fn create(
     workload: &Workload<'_>,
     name: &str,
     config: BuildConfig,
+    shards: u32,
 ) -> Result<(), BenchError> {
     let create = json!({
         "vectors": {"size": workload.dim(), "distance": distance_name(workload.metric)},
+        "shard_number": shards,
         "ivf_pq_config": {
             "nlist": config.nlist,
             "pq_m": config.pq_m,
             "pq_bits": config.pq_bits,
-            // The mutable segment seals when it holds the whole base: one IVF-PQ segment over
-            // everything, as the in-process engine builds.
-            "seal_threshold": workload.n(),
+            // The mutable segment seals when it holds the shard's whole part of the base (the
+            // ids are balanced): one IVF-PQ segment per shard, as the in-process engine builds.
+            "seal_threshold": workload.n() / shards.max(1) as usize,
         },
     });
     client
@@ -293,13 +340,14 @@ fn create(
     Ok(())
 }
 
-/// Upserts the base (ids = row numbers) and waits for the server's index builds.
+/// Upserts the base (row `i` under id `ids[i]`) and waits for the server's index builds.
 fn fill(
     client: &Client,
     workload: &Workload<'_>,
     name: &str,
     config: BuildConfig,
     options: &RemoteOptions,
+    ids: &[u64],
     multi: &MultiProgress,
 ) -> Result<Ingested, BenchError> {
     let n = workload.n();
@@ -325,7 +373,7 @@ fn fill(
             let end = (row + options.batch_size).min(n);
             let body = BatchBody {
                 batch: BatchColumns {
-                    ids: (row as u64..end as u64).collect(),
+                    ids: ids[row..end].to_vec(),
                     vectors: flat[row * dim..end * dim].chunks_exact(dim).collect(),
                 },
             };
@@ -388,11 +436,12 @@ fn fill(
              are searched exactly (segment too small to train?)"
         );
     }
-    if config.nlist > (n / 39).max(1) {
+    let rows = n / options.shards.max(1) as usize;
+    if config.nlist > (rows / 39).max(1) {
         eprintln!(
-            "warning: the server caps nlist at n/39 = {} for a segment of {n} rows, below \
+            "warning: the server caps nlist at rows/39 = {} for a segment of {rows} rows, below \
              nlist = {}",
-            (n / 39).max(1),
+            (rows / 39).max(1),
             config.nlist
         );
     }
@@ -410,27 +459,56 @@ fn measure(
     name: &str,
     search: SearchConfig,
     concurrency: usize,
+    row_of: &std::collections::HashMap<u64, u64>,
+    query_batch: usize,
 ) -> Result<(f64, f64, LatencySummary), BenchError> {
-    let url = format!("{}/collections/{name}/points/query", client.base);
+    let batch = query_batch.max(1);
+    let url = if batch == 1 {
+        format!("{}/collections/{name}/points/query", client.base)
+    } else {
+        format!("{}/collections/{name}/points/query/batch", client.base)
+    };
+    let dim = workload.dim();
     let k = workload.k;
     let first_error = std::sync::Mutex::new(None::<BenchError>);
     let params = || QueryParams {
         nprobe: search.nprobe,
         rerank: search.rerank,
     };
+    // With batches, each "query" the runner sees is `batch` queries side by side; the answer is
+    // their ids, each query's padded to `k` so they can be split again.
     let run_one = |(c, body): &mut (Client, Vec<u8>), q: &[f32]| -> Vec<u64> {
         body.clear();
-        let query = QueryBody {
-            query: q,
+        let one = |v| QueryBody {
+            query: v,
             limit: k,
             params: params(),
         };
-        let answer = serde_json::to_writer(&mut *body, &query)
+        let encoded = if batch == 1 {
+            serde_json::to_writer(&mut *body, &one(q))
+        } else {
+            let searches = q.chunks_exact(dim).map(one).collect();
+            serde_json::to_writer(&mut *body, &BatchQueryBody { searches })
+        };
+        let answer = encoded
             .map_err(|e| BenchError::InvalidParameter(format!("encoding a query: {e}")))
             .and_then(|()| c.call_bytes("POST", &url, Some(body)))
             .and_then(|bytes| {
-                serde_json::from_slice::<QueryAnswer>(&bytes)
-                    .map(|a| a.result.points.into_iter().map(|p| p.id).collect())
+                let lists = if batch == 1 {
+                    serde_json::from_slice::<QueryAnswer>(&bytes).map(|a| vec![a.result])
+                } else {
+                    serde_json::from_slice::<BatchAnswer>(&bytes).map(|a| a.result)
+                };
+                lists
+                    .map(|lists| {
+                        let mut ids = Vec::with_capacity(lists.len() * k);
+                        for l in lists {
+                            let n = l.points.len().min(k);
+                            ids.extend(l.points.into_iter().take(k).map(|p| p.id));
+                            ids.extend(std::iter::repeat_n(u64::MAX, k - n));
+                        }
+                        ids
+                    })
                     .map_err(|e| BenchError::Server {
                         url: url.clone(),
                         message: format!(
@@ -454,14 +532,21 @@ fn measure(
             Vec::with_capacity(4096),
         )
     };
-    let nq = workload.queries.nrows();
-    let warm = workload.queries.slice(s![..nq.min(64), ..]);
+    // `batch` queries per row (a remainder that does not fill a batch is left out).
+    let nq = workload.queries.nrows() / batch * batch;
+    let queries = workload.queries.slice(s![..nq, ..]);
+    let queries = queries.as_standard_layout();
+    let rows = queries
+        .view()
+        .into_shape_with_order((nq / batch, batch * dim))
+        .map_err(|e| BenchError::InvalidParameter(format!("batching the queries: {e}")))?;
+    let warm = rows.slice(s![..rows.nrows().min(64usize.div_ceil(batch)), ..]);
     run_queries_with(warm, concurrency, init, run_one);
     let cpu_before = (
         server_cpu_seconds(client),
         crate::api::metrics::process_cpu_seconds(),
     );
-    let run = run_queries_with(workload.queries, concurrency, init, run_one);
+    let run = run_queries_with(rows, concurrency, init, run_one);
     let cpu_after = (
         server_cpu_seconds(client),
         crate::api::metrics::process_cpu_seconds(),
@@ -483,12 +568,24 @@ fn measure(
         per_query(cpu_before.0, cpu_after.0),
         per_query(cpu_before.1, cpu_after.1),
     );
-    let recall = recall_at_k(&run.ids, workload.groundtruth, k)?;
-    Ok((
-        recall,
-        run.qps(),
-        LatencySummary::from_seconds(&run.latencies),
-    ))
+    let qps = nq as f64 / run.wall_seconds.max(f64::MIN_POSITIVE);
+    let to_row = |id: &u64| {
+        if row_of.is_empty() {
+            *id
+        } else {
+            row_of.get(id).copied().unwrap_or(u64::MAX)
+        }
+    };
+    let answered: Vec<Vec<u64>> = run
+        .ids
+        .iter()
+        .flat_map(|b| {
+            b.chunks(k)
+                .map(|q| q.iter().filter(|&&id| id != u64::MAX).map(to_row).collect())
+        })
+        .collect();
+    let recall = recall_at_k(&answered, workload.groundtruth.slice(s![..nq, ..]), k)?;
+    Ok((recall, qps, LatencySummary::from_seconds(&run.latencies)))
 }
 
 /// Builds one collection per (`nlist`, `pq_m`, `pq_bits`) of `grid` (which must be
@@ -507,6 +604,16 @@ pub fn run_remote_sweep(
         ));
     }
     let client = Client::new(&options.url, options.api_key.clone());
+    let ids = balanced_ids(workload.n(), options.shards);
+    // Answers carry ids; recall is computed over rows (empty map: ids are the rows).
+    let row_of: std::collections::HashMap<u64, u64> = if options.shards > 1 {
+        ids.iter()
+            .enumerate()
+            .map(|(row, &id)| (id, row as u64))
+            .collect()
+    } else {
+        Default::default()
+    };
     let builds = grid.builds();
     let many = builds.len() > 1;
     let total: usize = builds.iter().map(|b| grid.searches(b.nlist).len()).sum();
@@ -516,20 +623,35 @@ pub fn run_remote_sweep(
     let (mut ingest_total, mut vectors_total) = (0.0f64, 0usize);
     for config in builds {
         let name = collection_name(workload.name, options.collection.as_deref(), config, many);
-        create(&client, workload, &name, config)?;
+        create(&client, workload, &name, config, options.shards)?;
         // From here on the collection is ours: dropping the guard deletes it, on error too.
         let remote = Remote {
             client: &client,
             name,
             keep: options.keep,
         };
-        let ingested = fill(&client, workload, &remote.name, config, options, &multi)?;
+        let ingested = fill(
+            &client,
+            workload,
+            &remote.name,
+            config,
+            options,
+            &ids,
+            &multi,
+        )?;
         ingest_total += ingested.ingest_seconds;
         vectors_total += workload.n();
         for search in grid.searches(config.nlist) {
             query_bar.set_message(format!("nprobe={} rerank={}", search.nprobe, search.rerank));
-            let (recall, qps, latency) =
-                measure(&client, workload, &remote.name, search, options.concurrency)?;
+            let (recall, qps, latency) = measure(
+                &client,
+                workload,
+                &remote.name,
+                search,
+                options.concurrency,
+                &row_of,
+                options.query_batch,
+            )?;
             results.push(QueryResult {
                 nprobe: search.nprobe,
                 rerank: search.rerank,
@@ -584,6 +706,21 @@ mod tests {
             collection_name("x", Some("mine"), b, true)
         );
         assert!(collection_name(&"d".repeat(400), None, a, false).len() <= 255);
+    }
+
+    #[test]
+    fn balanced_ids_fill_every_shard_equally_on_the_servers_ring() {
+        let ring = crate::cluster::placement::HashRing::new(4);
+        let ids = balanced_ids(10_002, 4);
+        assert_eq!(ids.len(), 10_002);
+        let mut held = [0usize; 4];
+        for id in &ids {
+            held[ring.shard_of(&crate::shard::PointId::Num(*id)) as usize] += 1;
+        }
+        assert_eq!(held, [2501, 2501, 2500, 2500]);
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        assert_eq!(balanced_ids(5, 1), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]
