@@ -310,3 +310,149 @@ fn one_container_serves_a_round_trip() {
     rest.sort_unstable();
     assert_eq!(rest, vec![15, 19], "{hits}");
 }
+
+/// A request that may fail while the cluster forms or fails over: retried until it answers 200
+/// or `within` passes; returns `result`.
+fn ok_within(addr: &str, method: &str, path: &str, body: Value, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = try_call(addr, None, method, path, Some(&body));
+        if let Ok((200, v)) = &last {
+            return v["result"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{method} {path} on {addr} never answered 200 within {within:?}: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn points(ids: std::ops::Range<u64>) -> Value {
+    let points: Vec<Value> = ids
+        .map(|i| {
+            let x = i as f32;
+            json!({"id": i, "vector": [x, 1.0, -x, 0.5]})
+        })
+        .collect();
+    json!({ "points": points })
+}
+
+fn count(addr: &str, consistency: &str) -> std::io::Result<(u16, Value)> {
+    try_call(
+        addr,
+        None,
+        "POST",
+        &format!("/collections/docs/points/count?consistency={consistency}"),
+        Some(&json!({"exact": true})),
+    )
+}
+
+/// Three containers form a cluster over their own network with `SHOAL_PEERS`, as the Helm chart
+/// starts pods; a collection of 3 shards × 3 replicas takes writes; then node 3 is disconnected
+/// from that network (its REST port stays reachable from the test). The two others keep taking
+/// writes, node 3 takes none and gives no strong read; reconnected, node 3's own replicas
+/// (read with `eventual`, which asks the local replica first) catch up with every write.
+#[test]
+fn three_containers_keep_writing_through_a_cut_and_converge() {
+    if !docker_available() {
+        println!("SKIPPED: docker is not available (`docker info` failed)");
+        return;
+    }
+    let mut d = Docker::new("three");
+    d.build_image();
+    let net = d.network.clone();
+    d.create_network(&net);
+    let raft_net = d.create_network(&format!("{}-raft", d.prefix));
+    let peers = "1=node1:6335,2=node2:6335,3=node3:6335".to_string();
+    let addrs: Vec<String> = (0..3u32)
+        .map(|ordinal| {
+            let env = [
+                ("SHOAL_PEERS", peers.clone()),
+                ("SHOAL_INTERNAL_LISTEN", "0.0.0.0:6335".into()),
+                ("SHOAL_ADVERTISE", format!("node{}", ordinal + 1)),
+                ("SHOAL_CLUSTER_SECRET", "docker-test-secret".into()),
+            ];
+            d.start_node(ordinal, &env, Some(&raft_net))
+        })
+        .collect();
+    for a in &addrs {
+        wait_healthy(a);
+    }
+    let (n1, n2, n3) = (&addrs[0], &addrs[1], &addrs[2]);
+    let settle = Duration::from_secs(60);
+    ok_within(
+        n1,
+        "PUT",
+        "/collections/docs",
+        json!({"vectors": {"size": 4, "distance": "Euclid"},
+               "shard_number": 3, "replication_factor": 3}),
+        settle,
+    );
+    ok_within(
+        n2,
+        "PUT",
+        "/collections/docs/points?wait=true",
+        points(0..30),
+        settle,
+    );
+
+    // Cut node 3 off from its peers.
+    let node3 = format!("{}-2", d.prefix);
+    docker_ok(&["network", "disconnect", &raft_net, &node3]);
+
+    // The majority elects new leaders where node 3 led and keeps acknowledging writes.
+    ok_within(
+        n1,
+        "PUT",
+        "/collections/docs/points?wait=true",
+        points(30..60),
+        settle,
+    );
+    let strong = ok_within(
+        n2,
+        "POST",
+        "/collections/docs/points/count?consistency=strong",
+        json!({"exact": true}),
+        settle,
+    );
+    assert_eq!(strong["count"], 60, "{strong}");
+
+    // Node 3 acknowledges no write and answers no strong read.
+    let (status, v) = try_call(
+        n3,
+        None,
+        "PUT",
+        "/collections/docs/points?wait=true",
+        Some(&points(1000..1001)),
+    )
+    .expect("node 3's REST port is still reachable");
+    assert_ne!(status, 200, "the cut node acknowledged a write: {v}");
+    let (status, v) = count(n3, "strong").unwrap();
+    assert_ne!(status, 200, "the cut node answered a strong read: {v}");
+
+    // Healed, node 3's replicas catch up: its eventual reads (local replicas first) see all 60.
+    docker_ok(&["network", "connect", "--alias", "node3", &raft_net, &node3]);
+    let deadline = Instant::now() + settle;
+    loop {
+        let c = count(n3, "eventual");
+        if let Ok((200, v)) = &c
+            && v["result"]["count"] == 60
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 3 did not converge: {c:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let strong = ok_within(
+        n3,
+        "POST",
+        "/collections/docs/points/count?consistency=strong",
+        json!({"exact": true}),
+        settle,
+    );
+    assert_eq!(
+        strong["count"], 60,
+        "the write refused during the cut must not appear: {strong}"
+    );
+}
