@@ -11,7 +11,6 @@
 //! still goes to the blocking pool, so one slow request cannot stall the other connections on
 //! its worker for long.
 
-use super::ApiError;
 use crate::shard::Shard;
 
 /// How long a piece of request work is expected to take.
@@ -66,15 +65,14 @@ pub fn search_cost(shard: &Shard, s: SearchShape) -> Cost {
     }
 }
 
-/// Runs `f` on the current worker when `cost` is short, else on the blocking pool.
+/// Runs `f` on the current worker when `cost` is short, else on the blocking pool; `Err` only
+/// when `f` panicked on the pool.
 pub async fn run<T: Send + 'static>(
     cost: Cost,
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
     match cost {
-        Cost::Short => f(),
-        Cost::Long => tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?,
+        Cost::Short => Ok(f()),
+        Cost::Long => tokio::task::spawn_blocking(f).await,
     }
 }

@@ -518,14 +518,13 @@ impl TcpInner {
         let last_heard = Arc::new(AtomicU64::new(self.now_ms()));
         let closed = Arc::new(Notify::new());
         tokio::spawn(conn_writer(write, rx, alive.clone()));
-        let clock = self.epoch;
         tokio::spawn(conn_reader(
             read,
             pending.clone(),
             alive.clone(),
             Arc::clone(&last_heard),
             Arc::clone(&closed),
-            clock,
+            self.epoch,
         ));
         let c = Arc::new(Conn {
             addr: addr.to_owned(),

@@ -323,10 +323,26 @@ pub fn internal_error(message: String) -> ShardResponse {
     ShardResponse::error(ErrorKind::Internal, message)
 }
 
-async fn blocking(f: impl FnOnce() -> ShardResponse + Send + 'static) -> ShardResponse {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        ShardResponse::error(ErrorKind::Internal, format!("worker failed: {e}"))
-    })
+/// Runs `f` where `cost` says (`api::exec::run`): a short search on the runtime worker, where
+/// the blocking-pool hand-off would cost more than the search; everything else on the pool.
+async fn run_at(
+    cost: exec::Cost,
+    f: impl FnOnce() -> ShardResponse + Send + 'static,
+) -> ShardResponse {
+    exec::run(cost, f)
+        .await
+        .unwrap_or_else(|e| internal_error(format!("worker failed: {e}")))
+}
+
+/// The read's freshness check on this replica, then its filter compiled; `Err` is the answer to
+/// send instead.
+async fn prepare(
+    group: &RaftGroup,
+    read: &ReadSpec,
+    filter: Option<&Filter>,
+) -> Result<Option<crate::shard::CompiledFilter>, ShardResponse> {
+    ready(group, read).await?;
+    compile(filter)
 }
 
 fn compile(filter: Option<&Filter>) -> Result<Option<crate::shard::CompiledFilter>, ShardResponse> {
@@ -359,10 +375,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             }
         }
         ShardRequest::Search { read, search, .. } => {
-            if let Err(r) = ready(group, &read).await {
-                return r;
-            }
-            let filter = match compile(search.filter.as_ref()) {
+            let filter = match prepare(group, &read, search.filter.as_ref()).await {
                 Ok(f) => f,
                 Err(r) => return r,
             };
@@ -407,12 +420,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
                     Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
                 }
             };
-            // A short search runs right here on the runtime worker: the blocking-pool hand-off
-            // costs more than the search at cheap operating points (see `api::exec`).
-            match cost {
-                exec::Cost::Short => run(),
-                exec::Cost::Long => blocking(run).await,
-            }
+            run_at(cost, run).await
         }
         ShardRequest::Get {
             read,
@@ -425,7 +433,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
                 return r;
             }
             let shard = app.shard();
-            blocking(move || {
+            run_at(exec::Cost::Long, move || {
                 ShardResponse::Records(
                     shard
                         .get(&ids, with_payload, with_vector)
@@ -437,15 +445,15 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             .await
         }
         ShardRequest::Count { read, filter, .. } => {
-            if let Err(r) = ready(group, &read).await {
-                return r;
-            }
-            let filter = match compile(filter.as_ref()) {
+            let filter = match prepare(group, &read, filter.as_ref()).await {
                 Ok(f) => f,
                 Err(r) => return r,
             };
             let shard = app.shard();
-            blocking(move || ShardResponse::Count(shard.count(filter.as_ref()) as u64)).await
+            run_at(exec::Cost::Long, move || {
+                ShardResponse::Count(shard.count(filter.as_ref()) as u64)
+            })
+            .await
         }
         ShardRequest::Scroll {
             read,
@@ -456,15 +464,12 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             with_vector,
             ..
         } => {
-            if let Err(r) = ready(group, &read).await {
-                return r;
-            }
-            let filter = match compile(filter.as_ref()) {
+            let filter = match prepare(group, &read, filter.as_ref()).await {
                 Ok(f) => f,
                 Err(r) => return r,
             };
             let shard = app.shard();
-            blocking(move || {
+            run_at(exec::Cost::Long, move || {
                 let (records, next) =
                     shard.scroll(offset, limit, filter.as_ref(), with_payload, with_vector);
                 ShardResponse::Page {
