@@ -9,7 +9,7 @@ use super::meta::ClusterState;
 use super::shard_app::ShardApp;
 use crate::api::collections::shard_config;
 use crate::raft::{GroupId, NodeInfo, RaftGroupError};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,12 +21,14 @@ const PERIOD: Duration = Duration::from_secs(2);
 pub async fn run(c: Arc<Cluster>) {
     let mut rx = c.subscribe();
     let mut cleaned = false;
+    let mut snapshotted = HashMap::new();
     loop {
         // Check the catch-up before reading the state, so the state read holds it.
         let joined = c.joined_index.load(Ordering::Acquire);
         let caught_up = joined > 0 && c.meta_group.applied_index().unwrap_or(0) >= joined;
         let state = rx.borrow_and_update().clone();
         reconcile_once(&c, &state).await;
+        snapshot_new_segments(&c, &mut snapshotted);
         if caught_up {
             if !cleaned {
                 cleanup_leftovers(&c, &state).await;
@@ -119,6 +121,35 @@ async fn reconcile_once(c: &Cluster, state: &ClusterState) {
             continue;
         }
         destroy(c, group).await;
+    }
+}
+
+/// Asks for a Raft snapshot of every local replica whose engine swapped in a built or compacted
+/// segment since the last look (`seen`: group → [`Shard::segment_changes`]). Without it a
+/// replica only snapshots every `snapshot_every` entries, so after a bulk load of fewer entries
+/// a restart would replay the whole load and rebuild its indexes; with it the new segment files
+/// are the snapshot (hard links), and the log behind it is purged.
+///
+/// [`Shard::segment_changes`]: crate::shard::Shard::segment_changes
+fn snapshot_new_segments(c: &Cluster, seen: &mut HashMap<GroupId, u64>) {
+    let local = c.local_shards();
+    seen.retain(|group, _| local.iter().any(|(g, _)| g == group));
+    for (group, shard) in local {
+        let changes = shard.app.shard().segment_changes();
+        let last = seen.insert(group, changes);
+        // A restored engine counts from 0 again: only a count that moved and is not 0 is news.
+        if changes == 0 || last == Some(changes) {
+            continue;
+        }
+        let raft = shard.group.clone();
+        tokio::spawn(async move {
+            match raft.trigger_snapshot().await {
+                Ok(()) => tracing::debug!(group, "snapshot asked for after a segment change"),
+                Err(e) => {
+                    tracing::warn!(group, error = %e, "cannot snapshot after a segment change")
+                }
+            }
+        });
     }
 }
 
