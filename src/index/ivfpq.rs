@@ -24,7 +24,7 @@
 //!   disk; they are read only for these candidates).
 //!
 //! Rows are positions in list order: row `r` has id `ids()[r]`, and a [`RowSet`] filter is over
-//! rows. Filtered-out rows never become candidates, so a selective filter still yields `k` hits
+//! rows ([`IvfPqIndex::search_ids_in`] takes one over ids instead). Filtered-out rows never become candidates, so a selective filter still yields `k` hits
 //! when the probed lists hold them.
 //!
 //! Every part lives in a [`Slab`] so that [`IvfPqIndex::to_parts`] / [`IvfPqIndex::from_parts`]
@@ -629,14 +629,46 @@ impl IvfPqIndex {
             .collect()
     }
 
-    /// The `k` nearest rows' ids and distances, sorted by (distance, id). Returns nothing for a
-    /// query of the wrong dimension or with non-finite values (callers validate input first).
+    /// The `k` nearest rows' ids and distances, sorted by (distance, id), among the rows `filter`
+    /// admits (rows in list order; all rows without one). Returns nothing for a query of the
+    /// wrong dimension or with non-finite values (callers validate input first).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         params: &SearchParams,
         filter: Option<&RowSet>,
+    ) -> Vec<Neighbor> {
+        self.search_where(query, k, params, |row: usize| {
+            filter.is_none_or(|f| row < f.len() && f.contains(row))
+        })
+    }
+
+    /// [`search`](Self::search) among the rows whose *id* is in `ids` (ids below `ids.len()`).
+    ///
+    /// A shard segment's index uses its segment rows as ids, and its tombstones are a set of
+    /// segment rows: this checks a candidate's id against them as it is met, where translating
+    /// the set into list order first would cost a pass over every row of the segment per query
+    /// (one deleted point in a 1M-row segment made every search ~15x slower).
+    pub fn search_ids_in(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        ids: &RowSet,
+    ) -> Vec<Neighbor> {
+        self.search_where(query, k, params, |row: usize| {
+            let id = self.ids[row];
+            id < ids.len() as u64 && ids.contains(id as usize)
+        })
+    }
+
+    fn search_where(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        allowed: impl Fn(usize) -> bool,
     ) -> Vec<Neighbor> {
         if query.len() != self.dim || k == 0 || self.n == 0 || query.iter().any(|v| !v.is_finite())
         {
@@ -658,7 +690,6 @@ impl IvfPqIndex {
         });
         // Without re-ranking the pool holds ids directly; with it, rows (mapped to ids after).
         let key = |row: usize| if rerank { row as u64 } else { self.ids[row] };
-        let allowed = |row: usize| filter.is_none_or(|f| row < f.len() && f.contains(row));
         if self.pq.bits() == 4 {
             self.scan4(&q, &probes, &mut pool, key, allowed);
         } else {
@@ -1166,6 +1197,39 @@ mod tests {
                     )
                     .is_empty()
             );
+        }
+    }
+
+    #[test]
+    fn an_id_filter_admits_what_the_same_rows_admit() {
+        // As a shard segment builds it: ids are the segment's rows, tombstones a set of them.
+        let f = fixture();
+        let n = f.data.len() / DIM;
+        let ids: Vec<u64> = (0..n as u64).collect();
+        for bits in [4u8, 8] {
+            let index = IvfPqIndex::build(DIM, &f.data, &ids, &config(Metric::L2, bits)).unwrap();
+            let live = RowSet::from_rows(n, (0..n).filter(|i| i % 5 != 3));
+            let rows = RowSet::from_rows(
+                n,
+                (0..n).filter(|&r| live.contains(index.ids()[r] as usize)),
+            );
+            for q in f.queries.chunks_exact(DIM).take(10) {
+                for rerank in [0, 4] {
+                    let p = SearchParams { nprobe: 8, rerank };
+                    let by_id = index.search_ids_in(q, 10, &p, &live);
+                    assert_eq!(by_id.len(), 10);
+                    assert!(by_id.iter().all(|nb| live.contains(nb.id as usize)));
+                    assert_eq!(by_id, index.search(q, 10, &p, Some(&rows)));
+                }
+            }
+            // A set shorter than the ids admits none of those beyond it.
+            let short = RowSet::from_rows(10, 0..10);
+            let p = SearchParams {
+                nprobe: 64,
+                rerank: 0,
+            };
+            let got = index.search_ids_in(&f.queries[..DIM], 20, &p, &short);
+            assert!(got.iter().all(|nb| nb.id < 10), "{got:?}");
         }
     }
 

@@ -995,17 +995,8 @@ fn search_ivf(
         // Every row is live and passes: no row set to translate.
         Some(index.search(query, k, params, None))
     } else {
-        // The index filters by its own rows, which are in list order.
-        let rows = RowSet::from_rows(
-            index.len(),
-            index
-                .ids()
-                .iter()
-                .enumerate()
-                .filter(|(_, local)| allowed.contains(**local as usize))
-                .map(|(r, _)| r),
-        );
-        Some(index.search(query, k, params, Some(&rows)))
+        // The index's ids are segment rows: it checks each candidate against the allowed rows.
+        Some(index.search_ids_in(query, k, params, allowed))
     };
     match approx {
         // The probed lists held enough matching rows.
