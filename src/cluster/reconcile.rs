@@ -135,12 +135,20 @@ fn snapshot_new_segments(c: &Cluster, seen: &mut HashMap<GroupId, u64>) {
     let local = c.local_shards();
     seen.retain(|group, _| local.iter().any(|(g, _)| g == group));
     for (group, shard) in local {
-        let changes = shard.app.shard().segment_changes();
-        let last = seen.insert(group, changes);
+        let engine = shard.app.shard();
+        let changes = engine.segment_changes();
         // A restored engine counts from 0 again: only a count that moved and is not 0 is news.
-        if changes == 0 || last == Some(changes) {
+        if changes == 0 || seen.get(&group) == Some(&changes) {
+            seen.insert(group, changes);
             continue;
         }
+        // A segment still being built or compacted would go into the snapshot as raw rows (up
+        // to `seal_threshold` vectors written out): wait until the engine's jobs are done.
+        let stats = engine.stats();
+        if stats.building > 0 || stats.compacting > 0 {
+            continue;
+        }
+        seen.insert(group, changes);
         let raft = shard.group.clone();
         tokio::spawn(async move {
             match raft.trigger_snapshot().await {
