@@ -992,7 +992,7 @@ fn search_ivf(
     let approx = if exact || matching <= EXACT_SCAN_ROWS {
         None
     } else if matching == index.len() {
-        // Every row is live and passes: no row set to translate.
+        // Every row is live and passes: nothing to check per candidate.
         Some(index.search(query, k, params, None))
     } else {
         // The index's ids are segment rows: it checks each candidate against the allowed rows.
