@@ -64,6 +64,20 @@ impl Docker {
         }
     }
 
+    /// What every test begins with: the image built from this build's binary and the network the
+    /// REST ports are published from. `None` (the test is skipped, saying so) without docker.
+    fn start(test: &str) -> Option<Docker> {
+        if !docker_available() {
+            println!("SKIPPED: docker is not available (`docker info` failed)");
+            return None;
+        }
+        let mut d = Docker::new(test);
+        d.build_image();
+        let net = d.network.clone();
+        d.create_network(&net);
+        Some(d)
+    }
+
     /// Creates a docker network, removed on drop.
     fn create_network(&mut self, name: &str) -> String {
         docker_ok(&["network", "create", name]);
@@ -245,14 +259,9 @@ fn wait_healthy(addr: &str) {
 
 #[test]
 fn one_container_serves_a_round_trip() {
-    if !docker_available() {
-        println!("SKIPPED: docker is not available (`docker info` failed)");
+    let Some(mut d) = Docker::start("one") else {
         return;
-    }
-    let mut d = Docker::new("one");
-    d.build_image();
-    let net = d.network.clone();
-    d.create_network(&net);
+    };
     let addr = d.start_node(0, &[("SHOAL_API_KEY", "container-key".into())], None);
     wait_healthy(&addr);
 
@@ -355,14 +364,9 @@ fn count(addr: &str, consistency: &str) -> std::io::Result<(u16, Value)> {
 /// (read with `eventual`, which asks the local replica first) catch up with every write.
 #[test]
 fn three_containers_keep_writing_through_a_cut_and_converge() {
-    if !docker_available() {
-        println!("SKIPPED: docker is not available (`docker info` failed)");
+    let Some(mut d) = Docker::start("three") else {
         return;
-    }
-    let mut d = Docker::new("three");
-    d.build_image();
-    let net = d.network.clone();
-    d.create_network(&net);
+    };
     let raft_net = d.create_network(&format!("{}-raft", d.prefix));
     let peers = "1=node1:6335,2=node2:6335,3=node3:6335".to_string();
     let addrs: Vec<String> = (0..3u32)
