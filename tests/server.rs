@@ -257,26 +257,28 @@ fn acknowledged_upserts_survive_kill_9() {
     }
 }
 
+/// The names in a directory (none if it cannot be read).
+fn file_names(dir: &std::path::Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Waits until the newest Raft snapshot of the group in `group_dir` holds every sealed segment
 /// file the shard has (a built segment triggers a snapshot within a couple of seconds).
 fn wait_snapshot_of_segments(group_dir: &std::path::Path) {
-    let names = |dir: &std::path::Path| -> BTreeSet<String> {
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let mut last = (Default::default(), Default::default());
     for _ in 0..300 {
-        let segments = names(&group_dir.join("segments"));
-        let newest = names(&group_dir.join("snapshots"))
+        let segments = file_names(&group_dir.join("segments"));
+        let newest = file_names(&group_dir.join("snapshots"))
             .into_iter()
             .filter(|n| n.starts_with("snap-"))
             .max()
-            .map(|n| names(&group_dir.join("snapshots").join(n)))
+            .map(|n| file_names(&group_dir.join("snapshots").join(n)))
             .unwrap_or_default();
         if !segments.is_empty() && segments.is_subset(&newest) {
             return;
@@ -423,10 +425,9 @@ fn raft_snapshots_and_log_replay_restore_everything_after_kill_9() {
     let count = s.ok("POST", "/collections/c/points/count", json!({}))["count"].clone();
     assert_eq!(count, 887);
     s.kill9();
-    let snapshots = std::fs::read_dir(dir.path().join("raft/groups/1/snapshots"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("snap-"))
+    let snapshots = file_names(&dir.path().join("raft/groups/1/snapshots"))
+        .iter()
+        .filter(|n| n.starts_with("snap-"))
         .count();
     assert!(snapshots >= 1, "no Raft snapshot was taken");
     let s = Server::start(dir.path(), &flags);

@@ -24,8 +24,8 @@
 //!   disk; they are read only for these candidates).
 //!
 //! Rows are positions in list order: row `r` has id `ids()[r]`, and a [`RowSet`] filter is over
-//! rows ([`IvfPqIndex::search_ids_in`] takes one over ids instead). Filtered-out rows never become candidates, so a selective filter still yields `k` hits
-//! when the probed lists hold them.
+//! rows ([`IvfPqIndex::search_ids_in`] takes one over ids instead). Filtered-out rows never
+//! become candidates, so a selective filter still yields `k` hits when the probed lists hold them.
 //!
 //! Every part lives in a [`Slab`] so that [`IvfPqIndex::to_parts`] / [`IvfPqIndex::from_parts`]
 //! move an index to and from storage without copies; `from_parts` validates all sizes, so a search
