@@ -11,6 +11,7 @@
 //!
 //! Tombstones are a live-row [`RowSet`] per segment behind an `Arc`, copied on write the same way.
 
+use super::payload_index::PayloadIndex;
 use super::point::{Payload, PointId};
 use crate::index::ivfpq::IvfPqIndex;
 use crate::index::{FlatIndex, RowSet};
@@ -18,8 +19,8 @@ use crate::storage::records::{Records, write_records};
 use crate::storage::segment::{index_from_container, write_ivfpq_sections};
 use crate::storage::{Container, ContainerWriter, StorageError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Rows per chunk of a flat segment: what a write copies at most when a query still holds the
 /// chunk. A multiple of 64 so a chunk's rows are whole words of a [`RowSet`].
@@ -34,6 +35,8 @@ pub(super) struct Chunk {
     pub flat: FlatIndex,
     pub points: Vec<PointId>,
     pub payloads: Vec<Option<Arc<Payload>>>,
+    /// Payload indexes of the chunk's rows (local row numbers), updated on every append.
+    pub index: PayloadIndex,
 }
 
 impl Chunk {
@@ -42,6 +45,7 @@ impl Chunk {
             flat,
             points: Vec::new(),
             payloads: Vec::new(),
+            index: PayloadIndex::default(),
         }
     }
 
@@ -112,6 +116,9 @@ pub(super) struct IvfSeg {
     pub points: Vec<PointId>,
     pub payloads: Vec<Option<Arc<Payload>>>,
     pub file: Option<SegFile>,
+    /// Payload indexes over the segment's rows: built in memory after the segment is built or
+    /// loaded, replaced whole when the schema changes (queries keep the one they took).
+    payload_index: RwLock<Arc<PayloadIndex>>,
 }
 
 impl IvfSeg {
@@ -138,7 +145,21 @@ impl IvfSeg {
             points,
             payloads,
             file: None,
+            payload_index: RwLock::default(),
         })
+    }
+
+    /// The payload indexes as they are now.
+    pub fn payload_index(&self) -> Arc<PayloadIndex> {
+        Arc::clone(&self.payload_index.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the payload indexes.
+    pub fn set_payload_index(&self, index: Arc<PayloadIndex>) {
+        *self
+            .payload_index
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = index;
     }
 
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
@@ -251,6 +272,7 @@ impl Rows {
                 flat,
                 points: self.points[start..end].to_vec(),
                 payloads: self.payloads[start..end].to_vec(),
+                index: PayloadIndex::default(),
             }));
         }
         Ok(out)
