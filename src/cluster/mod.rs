@@ -21,6 +21,9 @@ pub mod rpc;
 pub mod shard_app;
 pub mod status;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use meta::{ClusterState, CollectionMeta, META_GROUP, MetaApp, MetaCommand, ShardMeta};
 pub use placement::CentroidPlacement;
 pub use rpc::{CLUSTER_SERVICE, ClusterReply, ClusterRequest, ROUTER_SERVICE};
