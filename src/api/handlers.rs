@@ -99,6 +99,16 @@ pub async fn get_collection(
             (points, indexed, segments, building)
         }
     };
+    // Qdrant's shape: field -> {data_type, params, points}.
+    let payload_schema: serde_json::Map<String, serde_json::Value> = st
+        .router
+        .payload_schema(&name)?
+        .into_iter()
+        .map(|(field, info)| {
+            let v = json!({"data_type": info.data_type, "params": null, "points": info.points});
+            (field, v)
+        })
+        .collect();
     Ok(ok(json!({
         "status": if building > 0 { "yellow" } else { "green" },
         "optimizer_status": "ok",
@@ -127,7 +137,7 @@ pub async fn get_collection(
             "ivf_pq_config": cfg.ivf_pq_config,
             "search_config": cfg.search_config,
         },
-        "payload_schema": {},
+        "payload_schema": payload_schema,
     })))
 }
 

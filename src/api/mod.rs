@@ -8,9 +8,13 @@
 //! ## Compatibility with Qdrant
 //! Supported: collections (create, list, get, exists, delete), points (upsert as `points` or
 //! `batch`, retrieve, get one, delete by ids or filter, count, scroll), search (`query`,
-//! `query/batch`, `search`, `search/batch`) with filters (`must`/`should`/`must_not`, `match`
-//! value/any/except, `range`, `has_id`, `is_empty`, `is_null`, nested). Ids are unsigned integers
-//! or UUIDs. Scores follow Qdrant: cosine and dot are similarities (higher is closer), Euclid is
+//! `query/batch`, `search`, `search/batch`) with filters (every Qdrant condition: `must`/
+//! `should`/`must_not`/`min_should`, `match` value/any/except/text/phrase, `range` over numbers and
+//! date-times, `has_id`, `has_vector`, `is_empty`, `is_null`, `values_count`, `nested`, geo
+//! radius/box/polygon; an unknown condition is a 400 naming it), payload indexes
+//! (`PUT /collections/{name}/index`, `DELETE .../index/{field}`, reported in `payload_schema`),
+//! payload updates (set, overwrite, delete keys, clear; by ids or filter) and scroll `order_by`
+//! on an indexed numeric or date-time field ([`payload`]). Ids are unsigned integers or UUIDs. Scores follow Qdrant: cosine and dot are similarities (higher is closer), Euclid is
 //! the distance (lower is closer).
 //!
 //! Accepted and ignored (reported with fixed values by `GET /collections/{name}`):
@@ -36,6 +40,7 @@ pub mod exec;
 pub mod handlers;
 pub mod metrics;
 pub mod parse;
+pub mod payload;
 pub mod points;
 pub mod types;
 pub mod vector_input;
@@ -47,7 +52,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::serve::ListenerExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -199,6 +204,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         points::search_batch,
         points::query_points,
         points::query_batch,
+        payload::create_field_index,
+        payload::delete_field_index,
+        payload::set_payload,
+        payload::overwrite_payload,
+        payload::delete_payload,
+        payload::clear_payload,
         handlers::healthz,
         handlers::readyz,
         handlers::metrics,
@@ -287,6 +298,26 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(upsert_points).post(retrieve_points),
         )
         .route("/collections/{name}/points/delete", post(delete_points))
+        .route(
+            "/collections/{name}/index",
+            put(payload::create_field_index),
+        )
+        .route(
+            "/collections/{name}/index/{field}",
+            delete(payload::delete_field_index),
+        )
+        .route(
+            "/collections/{name}/points/payload",
+            post(payload::set_payload).put(payload::overwrite_payload),
+        )
+        .route(
+            "/collections/{name}/points/payload/delete",
+            post(payload::delete_payload),
+        )
+        .route(
+            "/collections/{name}/points/payload/clear",
+            post(payload::clear_payload),
+        )
         .route("/collections/{name}/points/count", post(count_points))
         .route("/collections/{name}/points/scroll", post(scroll_points))
         .route("/collections/{name}/points/search", post(search_points))

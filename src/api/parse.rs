@@ -203,3 +203,61 @@ pub fn limit(l: usize) -> Result<usize, ApiError> {
     }
     Ok(l)
 }
+
+/// Qdrant's scroll `order_by`: a key, or `{"key", "direction": "asc"|"desc", "start_from"}` with
+/// a number or an RFC 3339 date-time (microseconds since the epoch, as the shard orders them).
+pub fn order_by(v: &Value) -> Result<crate::router::rpc::WireOrderBy, ApiError> {
+    let (key, direction, start) = match v {
+        Value::String(k) => (k.clone(), None, None),
+        Value::Object(o) => {
+            if let Some(k) = o
+                .keys()
+                .find(|k| !matches!(k.as_str(), "key" | "direction" | "start_from"))
+            {
+                return Err(ApiError::bad(format!("unknown `order_by` field `{k}`")));
+            }
+            let key = o
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad("`order_by.key` must be a string"))?;
+            (key.to_owned(), o.get("direction"), o.get("start_from"))
+        }
+        other => {
+            return Err(ApiError::bad(format!(
+                "`order_by` must be a key or an object, got {other}"
+            )));
+        }
+    };
+    if key.is_empty() {
+        return Err(ApiError::bad("`order_by.key` must not be empty"));
+    }
+    let descending = match direction {
+        None | Some(Value::Null) => false,
+        Some(Value::String(d)) if d.eq_ignore_ascii_case("asc") => false,
+        Some(Value::String(d)) if d.eq_ignore_ascii_case("desc") => true,
+        Some(d) => {
+            return Err(ApiError::bad(format!(
+                "`order_by.direction` must be \"asc\" or \"desc\", got {d}"
+            )));
+        }
+    };
+    let start_from = match start {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(t)) => Some(crate::shard::parse_datetime(t).ok_or_else(|| {
+            ApiError::bad(format!(
+                "`order_by.start_from` {t:?} is not an RFC 3339 date-time"
+            ))
+        })? as f64),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "`order_by.start_from` must be a number or a date-time, got {other}"
+            )));
+        }
+    };
+    Ok(crate::router::rpc::WireOrderBy {
+        key,
+        descending,
+        start_from,
+    })
+}

@@ -62,7 +62,7 @@ fn answer<T: Serialize>(result: T, missing: &BTreeSet<u32>) -> Response {
     .into_response()
 }
 
-fn write_answer(ack: WriteAck) -> Response {
+pub(super) fn write_answer(ack: WriteAck) -> Response {
     ok(UpdateResult {
         operation_id: ack.operation_id,
         status: "completed".into(),
@@ -377,6 +377,34 @@ pub async fn scroll_points(
     check_filter(req.filter.as_ref())?;
     let sel = parse::with_payload(req.with_payload.as_ref(), true)?;
     let wv = parse::with_vector(req.with_vector.as_ref())?;
+    if let Some(order_by) = &req.order_by {
+        if offset.is_some() {
+            return Err(ApiError::bad(
+                "`offset` cannot be used with `order_by`: page with `order_by.start_from`",
+            ));
+        }
+        let order = parse::order_by(order_by)?;
+        let a = st
+            .router
+            .scroll_ordered(
+                &name,
+                order,
+                limit,
+                req.filter.clone(),
+                sel.wants(),
+                wv,
+                &read,
+            )
+            .await?;
+        let points = a.value.iter().map(|r| record_out(r, &sel)).collect();
+        return Ok(answer(
+            ScrollResponse {
+                points,
+                next_page_offset: None,
+            },
+            &a.missing_shards.into_iter().collect(),
+        ));
+    }
     let a = st
         .router
         .scroll(

@@ -228,6 +228,11 @@ pub struct ScrollRequest {
     /// As in retrieve (default false).
     #[schema(value_type = Option<Object>)]
     pub with_vector: Option<Value>,
+    /// Order by an indexed integer, float or datetime payload field: the key, or
+    /// `{"key", "direction": "asc"|"desc", "start_from": number or RFC 3339 date-time}`.
+    /// Pages by `start_from`, not `offset`.
+    #[schema(value_type = Option<Object>)]
+    pub order_by: Option<Value>,
     /// Read consistency and partial-answer options.
     #[serde(flatten)]
     pub read: ReadFields,

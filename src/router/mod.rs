@@ -41,7 +41,7 @@ use crate::cluster::{Cluster, CollectionMeta, ShardMeta};
 use crate::index::Metric;
 use crate::raft::tcp::{AppFuture, AppService};
 use crate::raft::{GroupId, NodeId, TransportError};
-use crate::shard::{Filter, Hit, PointId, PointWrite, Record, ShardCommand};
+use crate::shard::{Filter, Hit, PayloadFieldInfo, PointId, PointWrite, Record, ShardCommand};
 use futures_util::future::join_all;
 use merge::{Order, Ranked};
 use resilience::{CallError, Failure, Resilience};
@@ -912,6 +912,99 @@ impl Router {
             })
             .collect();
         self.write_all(collection, &meta, per_shard).await
+    }
+
+    /// The first `limit` matching points ordered by an indexed payload field, across shards:
+    /// each shard returns its own first `limit` with their values, merged here by value (in the
+    /// asked direction), then id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scroll_ordered(
+        &self,
+        collection: &str,
+        order: rpc::WireOrderBy,
+        limit: usize,
+        filter: Option<Filter>,
+        with_payload: bool,
+        with_vector: bool,
+        read: &ReadOptions,
+    ) -> Result<Answer<Vec<Record>>, ApiError> {
+        let meta = self.meta(collection)?;
+        let descending = order.descending;
+        let out = self
+            .fan_out(
+                collection,
+                &meta,
+                &Self::all_shards(&meta),
+                read,
+                |group, read| ShardRequest::ScrollOrdered {
+                    group,
+                    read,
+                    order: order.clone(),
+                    limit,
+                    filter: filter.clone(),
+                    with_payload,
+                    with_vector,
+                },
+            )
+            .await?;
+        let mut rows: Vec<(f64, Record)> = Vec::new();
+        for r in out.value {
+            if let ShardResponse::OrderedPage(page) = r {
+                rows.extend(page.into_iter().map(|(v, w)| (v, w.into_record())));
+            }
+        }
+        rows.sort_by(|a, b| {
+            let by = if descending {
+                b.0.total_cmp(&a.0)
+            } else {
+                a.0.total_cmp(&b.0)
+            };
+            by.then(a.1.id.cmp(&b.1.id))
+        });
+        rows.dedup_by(|a, b| a.1.id == b.1.id);
+        rows.truncate(limit);
+        Ok(Answer {
+            value: rows.into_iter().map(|(_, r)| r).collect(),
+            missing_shards: out.missing_shards,
+        })
+    }
+
+    /// Sends one command to every shard of the collection: payload-index changes and payload
+    /// updates. A shard ignores ids it does not hold, so an update by ids needs no placement and
+    /// stays right under centroid placement, where a point's shard follows its vector.
+    pub async fn write_every_shard(
+        &self,
+        collection: &str,
+        command: ShardCommand,
+    ) -> Result<WriteAck, ApiError> {
+        let meta = self.meta(collection)?;
+        let per_shard = Self::all_shards(&meta)
+            .into_iter()
+            .map(|s| (s, vec![command.clone()]))
+            .collect();
+        self.write_all(collection, &meta, per_shard).await
+    }
+
+    /// The collection's payload indexes as this node's replicas hold them: every shard applies
+    /// the same index commands, so the field types agree; indexed points are summed over the
+    /// shards held here. Empty when this node holds no replica of the collection.
+    pub fn payload_schema(
+        &self,
+        collection: &str,
+    ) -> Result<BTreeMap<String, PayloadFieldInfo>, ApiError> {
+        let meta = self.meta(collection)?;
+        let mut out: BTreeMap<String, PayloadFieldInfo> = BTreeMap::new();
+        for shard in &meta.shards {
+            let Some(local) = self.cluster.local_shard(shard.group) else {
+                continue;
+            };
+            for (field, info) in local.app.shard().payload_schema() {
+                out.entry(field)
+                    .and_modify(|o| o.points += info.points)
+                    .or_insert(info);
+            }
+        }
+        Ok(out)
     }
 
     // ---------------------------------------------------------------- metrics

@@ -131,6 +131,36 @@ pub enum ShardRequest {
         /// Return vectors.
         with_vector: bool,
     },
+    /// The first `limit` points ordered by an indexed numeric or date-time payload field
+    /// (appended after `Scroll`: variants are numbered by position on the wire).
+    ScrollOrdered {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// The field, its direction and where to start.
+        order: WireOrderBy,
+        /// Page size.
+        limit: usize,
+        /// Only matching points.
+        #[serde(with = "crate::shard::point::json_text")]
+        filter: Option<Filter>,
+        /// Return payloads.
+        with_payload: bool,
+        /// Return vectors.
+        with_vector: bool,
+    },
+}
+
+/// [`crate::shard::OrderBy`] on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireOrderBy {
+    /// The indexed key.
+    pub key: String,
+    /// Largest values first.
+    pub descending: bool,
+    /// Start from this value (inclusive; date-times as microseconds since the epoch).
+    pub start_from: Option<f64>,
 }
 
 impl ShardRequest {
@@ -141,7 +171,8 @@ impl ShardRequest {
             | ShardRequest::Search { group, .. }
             | ShardRequest::Get { group, .. }
             | ShardRequest::Count { group, .. }
-            | ShardRequest::Scroll { group, .. } => *group,
+            | ShardRequest::Scroll { group, .. }
+            | ShardRequest::ScrollOrdered { group, .. } => *group,
         }
     }
 
@@ -251,6 +282,8 @@ pub enum ShardResponse {
         /// The message.
         message: String,
     },
+    /// Points ordered by a payload field, each with its value (appended after `Error`).
+    OrderedPage(Vec<(f64, WireRecord)>),
 }
 
 impl ShardResponse {
@@ -479,6 +512,43 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             })
             .await
         }
+        ShardRequest::ScrollOrdered {
+            read,
+            order,
+            limit,
+            filter,
+            with_payload,
+            with_vector,
+            ..
+        } => {
+            let filter = match prepare(group, &read, filter.as_ref()).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let shard = app.shard();
+            run_at(exec::Cost::Long, move || {
+                let order = crate::shard::OrderBy {
+                    key: order.key,
+                    descending: order.descending,
+                    start_from: order.start_from,
+                };
+                match shard.scroll_ordered(
+                    &order,
+                    limit,
+                    filter.as_ref(),
+                    with_payload,
+                    with_vector,
+                ) {
+                    Ok(rows) => ShardResponse::OrderedPage(
+                        rows.iter()
+                            .map(|r| (r.value, WireRecord::from(&r.record)))
+                            .collect(),
+                    ),
+                    Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
+                }
+            })
+            .await
+        }
     }
 }
 
@@ -538,6 +608,19 @@ mod tests {
                 with_payload: true,
                 with_vector: true,
             },
+            ShardRequest::ScrollOrdered {
+                group: 8,
+                read: session,
+                order: WireOrderBy {
+                    key: "price".into(),
+                    descending: true,
+                    start_from: Some(2.5),
+                },
+                limit: 4,
+                filter: None,
+                with_payload: false,
+                with_vector: false,
+            },
         ];
         for r in reqs {
             assert_eq!(ShardRequest::decode(&r.encode()).unwrap(), r);
@@ -562,6 +645,7 @@ mod tests {
                 next: Some(PointId::Num(2)),
             },
             ShardResponse::error(ErrorKind::Stale, "behind"),
+            ShardResponse::OrderedPage(vec![(1.5, rec.clone())]),
         ];
         for r in resps {
             assert_eq!(ShardResponse::decode(&r.encode()).unwrap(), r);

@@ -1028,7 +1028,7 @@ mod tests {
         no(
             json!({"must": [{"key": "loc", "geo_polygon": {"exterior": {"points": [
             {"lon": 2.0, "lat": 48.0}, {"lon": 3.0, "lat": 48.0}, {"lon": 3.0, "lat": 49.0}, {"lon": 2.0, "lat": 49.0}, {"lon": 2.0, "lat": 48.0}]},
-            "interiors": [{"points": [{"lon": 2.3, "lat": 48.8}, {"lon": 2.4, "lat": 48.8}, {"lon": 2.4, "lat": 48.9}, {"lon": 2.3, "lat": 48.8}]}]}}]}),
+            "interiors": [{"points": [{"lon": 2.3, "lat": 48.8}, {"lon": 2.4, "lat": 48.8}, {"lon": 2.4, "lat": 48.9}, {"lon": 2.3, "lat": 48.9}, {"lon": 2.3, "lat": 48.8}]}]}}]}),
         );
         // The JSON written back parses to the same filter (commands carry filters as JSON).
         let f: Filter = serde_json::from_value(ms(2)).unwrap();

@@ -57,6 +57,7 @@ pub use filter::{CompiledFilter, Filter, FilterError};
 pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
 pub use payload_ops::{OrderBy, OrderedRecord};
 pub use point::{Payload, PointId};
+pub use values::parse_datetime;
 
 use crate::index::distance;
 use crate::index::ivfpq::{IvfPqConfig, IvfPqIndex, SearchParams};
