@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use super::db::{DbOptions, ShardDefaults, filtered_workloads, run_shard_db};
 use super::engine::Workload;
+use super::filters::selectivities;
 use super::plot;
-use super::remote::{RemoteOptions, run_remote_sweep};
+use super::remote::{RemoteOptions, run_remote_defaults, run_remote_sweep};
 use super::run::{run_sweep, run_tune};
 use super::sharded::{
     PlacementKind, ShardedOptions, auto_shard_nlist, run_sharded_sweep, sharded_table,
@@ -69,8 +71,8 @@ pub struct BenchArgs {
     /// per batch).
     #[arg(long, default_value_t = 1, requires = "server")]
     pub query_batch: usize,
-    /// Points per upsert request (with --server).
-    #[arg(long, default_value_t = 1000, requires = "server")]
+    /// Points per upsert request (with --server) or per upsert command (--engine shard).
+    #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
     /// Concurrent upsert clients while loading the base (with --server), each with its own
     /// connection; every upsert is sent with `wait=true`.
@@ -83,6 +85,45 @@ pub struct BenchArgs {
     /// Keep the collections on the server after measuring (default: delete them).
     #[arg(long, requires = "server")]
     pub keep: bool,
+    /// With --server: create the collection with only `size` and `distance`, load it through
+    /// the REST API and send every query without `params`, as a user does (the sweep flags
+    /// --nlist, --pq-m, --pq-bits, --nprobe and --rerank do not apply).
+    #[arg(long, requires = "server", conflicts_with_all = ["shards", "tune", "sweep"])]
+    pub defaults: bool,
+    /// What runs in process: `index` (IVF-PQ indexes built directly, the sweep) or `shard`
+    /// (shoal's shard engine as the database uses it: writes through its write path, sealing and
+    /// merging as the server does, queries without params; see the "Shard engine" flags).
+    #[arg(long, value_enum, default_value = "index", conflicts_with_all = ["server", "tune", "shards"])]
+    pub engine: EngineKind,
+    /// Filtered workloads to measure after the unfiltered one (--engine shard or --server
+    /// --defaults): selectivities as fractions, comma-separated, e.g. 0.001,0.01,0.1,0.5. Each
+    /// point gets an integer payload field per selectivity and each query filters on one value.
+    #[arg(long, value_delimiter = ',')]
+    pub filters: Vec<f64>,
+    /// Longest wait, after the last write (--engine shard) or once the server reports no build
+    /// running (--server --defaults), for the database to index every point; points still
+    /// unindexed then are searched exactly, and the report says how many.
+    #[arg(long, default_value_t = 10.0)]
+    pub settle: f64,
+    /// Rows of the mutable segment before it seals (--engine shard; the server's default).
+    #[arg(long, default_value_t = 50_000, help_heading = "Shard engine")]
+    pub seal_threshold: usize,
+    /// Inverted lists per sealed segment (--engine shard; the server's default).
+    #[arg(long, default_value_t = 256, help_heading = "Shard engine")]
+    pub shard_nlist: usize,
+    /// PQ sub-spaces (--engine shard) [default: the 4-bit fast-scan rule for the dimension, as
+    /// the server's].
+    #[arg(long, help_heading = "Shard engine")]
+    pub shard_pq_m: Option<usize>,
+    /// PQ bits per code (--engine shard; the server's default).
+    #[arg(long, default_value_t = 4, help_heading = "Shard engine")]
+    pub shard_pq_bits: u8,
+    /// Lists probed by a query without params (--engine shard; the server's default).
+    #[arg(long, default_value_t = 16, help_heading = "Shard engine")]
+    pub shard_nprobe: usize,
+    /// Re-rank factor of a query without params (--engine shard; the server's default).
+    #[arg(long, default_value_t = 4, help_heading = "Shard engine")]
+    pub shard_rerank: usize,
     /// Seconds to wait for the server's index builds after the last upsert (with --server).
     #[arg(long, default_value_t = 3600, requires = "server")]
     pub index_timeout: u64,
@@ -142,6 +183,15 @@ pub struct BenchArgs {
     /// Base vectors (drawn at random) the centroid placement is trained on.
     #[arg(long, default_value_t = 100_000, requires = "shards")]
     pub placement_sample: usize,
+}
+
+/// What `shoal bench` runs in process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// IVF-PQ indexes built directly on the whole base, swept over settings.
+    Index,
+    /// Shoal's shard engine used as the database uses it, with the collection defaults.
+    Shard,
 }
 
 /// `shoal bench` subcommands.
@@ -229,6 +279,17 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let mut workload = Workload::new(&dataset, args.k, clients)?;
     workload.seed = args.seed;
     workload.sample_queries = args.tune_queries.max(1);
+    let database = args.engine == EngineKind::Shard || args.defaults;
+    if !args.filters.is_empty() && !database {
+        return Err(BenchError::InvalidParameter(
+            "--filters needs --engine shard or --server URL --defaults".into(),
+        ));
+    }
+    if database {
+        let report = run_database(&workload, &args)?;
+        print!("{}", report.table());
+        return finish(&report, &args);
+    }
 
     let report = if args.tune {
         let mut options = TuneOptions::for_dataset(workload.n(), workload.dim(), args.recall);
@@ -283,6 +344,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                     api_key: args.api_key.clone(),
                     shards: args.shards.unwrap_or(1),
                     query_batch: args.query_batch,
+                    settle: Duration::from_secs_f64(args.settle.max(0.0)),
                 };
                 if args.shards.is_some() && args.placement != PlacementKind::Hash {
                     return Err(BenchError::InvalidParameter(
@@ -314,6 +376,54 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         report
     };
     finish(&report, &args)
+}
+
+/// `--engine shard` or `--server URL --defaults`: one database loaded with the defaults and
+/// queried without params, unfiltered and under each `--filters` selectivity.
+fn run_database(workload: &Workload<'_>, args: &BenchArgs) -> Result<BenchReport, BenchError> {
+    if !(args.settle >= 0.0 && args.settle.is_finite()) {
+        return Err(BenchError::InvalidParameter(format!(
+            "--settle {}: give seconds, 0 or more",
+            args.settle
+        )));
+    }
+    let settle = Duration::from_secs_f64(args.settle);
+    let filters = selectivities(&args.filters)?;
+    match &args.server {
+        Some(url) => {
+            let filtered = filtered_workloads(workload, &filters)?;
+            let options = RemoteOptions {
+                url: url.clone(),
+                concurrency: args.concurrency,
+                batch_size: args.batch_size,
+                ingest_concurrency: args.ingest_concurrency,
+                collection: args.collection.clone(),
+                keep: args.keep,
+                index_timeout: Duration::from_secs(args.index_timeout),
+                api_key: args.api_key.clone(),
+                shards: 1,
+                query_batch: args.query_batch,
+                settle,
+            };
+            run_remote_defaults(workload, &options, &filtered, args.label.clone())
+        }
+        None => {
+            let options = DbOptions {
+                defaults: ShardDefaults {
+                    seal_threshold: args.seal_threshold,
+                    nlist: args.shard_nlist,
+                    pq_m: args.shard_pq_m,
+                    pq_bits: args.shard_pq_bits,
+                    nprobe: args.shard_nprobe,
+                    rerank: args.shard_rerank,
+                },
+                batch_size: args.batch_size,
+                settle,
+                filters,
+            };
+            run_shard_db(workload, &options, args.label.clone())
+        }
+    }
 }
 
 fn finish(report: &BenchReport, args: &BenchArgs) -> Result<(), BenchError> {

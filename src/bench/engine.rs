@@ -178,6 +178,7 @@ pub fn measure(
         build_seconds: Some(built.build_seconds),
         index_bytes: Some(built.index_bytes),
         sharding: None,
+        selectivity: None,
     })
 }
 

@@ -43,6 +43,9 @@ pub enum BenchError {
     /// The index refused its parameters or input.
     #[error("index: {0}")]
     Index(#[from] crate::index::IndexError),
+    /// The shard engine (`--engine shard`) refused a write, a filter or a search.
+    #[error("shard: {0}")]
+    Shard(#[from] crate::shard::ShardError),
     /// The dataset could not be loaded or its ground truth computed.
     #[error("dataset: {0}")]
     Dataset(#[from] crate::datasets::DatasetError),

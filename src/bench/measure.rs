@@ -135,6 +135,21 @@ where
     I: Fn() -> S + Sync,
     F: Fn(&mut S, &[f32]) -> Vec<u64> + Sync,
 {
+    run_queries_indexed(queries, threads, init, |state, _, q| search(state, q))
+}
+
+/// [`run_queries_with`] where `search` is also told the query's number, for workloads in which
+/// each query carries its own filter.
+pub fn run_queries_indexed<S, I, F>(
+    queries: ArrayView2<'_, f32>,
+    threads: usize,
+    init: I,
+    search: F,
+) -> QueryRun
+where
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, usize, &[f32]) -> Vec<u64> + Sync,
+{
     let n = queries.nrows();
     let threads = threads.clamp(1, n.max(1));
     let cursor = AtomicUsize::new(0);
@@ -161,7 +176,7 @@ where
                             }
                         };
                         let t = Instant::now();
-                        let ids = search(&mut state, query);
+                        let ids = search(&mut state, q, query);
                         done.push((q, ids, t.elapsed().as_secs_f64()));
                     }
                     done

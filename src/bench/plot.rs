@@ -87,7 +87,8 @@ pub fn series_from_reports(reports: &[BenchReport]) -> Vec<Series> {
             let points = report
                 .results
                 .iter()
-                .filter(|r| (r.nlist, r.pq_m, r.pq_bits) == *key)
+                // Recall vs QPS of unfiltered search: filtered rows answer another question.
+                .filter(|r| (r.nlist, r.pq_m, r.pq_bits) == *key && r.selectivity.is_none())
                 .map(|r| (r.recall, r.qps))
                 .collect();
             let mut name = name;
@@ -274,6 +275,7 @@ mod tests {
             build_seconds: None,
             index_bytes: None,
             sharding: None,
+            selectivity: None,
         }
     }
 
@@ -295,6 +297,9 @@ mod tests {
             peak_rss_bytes: None,
             ingest_vectors_per_second: None,
             concurrency: None,
+            segments: None,
+            indexed_points: None,
+            index_wait_seconds: None,
             results: rows,
         }
     }

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::engine::Workload;
-use super::measure::{LatencySummary, recall_at_k, run_queries_with};
+use super::filters::{FilteredWorkload, Selectivity, filtered_recall, payload};
+use super::measure::{LatencySummary, recall_at_k, run_queries_indexed};
 use super::run::{bar, report};
 use super::sweep::{BuildConfig, SearchConfig, SweepGrid};
 use super::{BenchError, BenchReport, QueryResult};
@@ -53,6 +54,9 @@ pub struct RemoteOptions {
     /// Queries per request: 1 = `POST /points/query` per query; more = that many per
     /// `POST /points/query/batch`, which spreads one request's HTTP and JSON cost over them.
     pub query_batch: usize,
+    /// Longest wait, once the server reports no build running, for it to index every point
+    /// (`--defaults`: the collection's own sealing decides when the tail is indexed).
+    pub settle: Duration,
 }
 
 /// Point ids for `n` rows such that the server's hash ring puts the same number of them
@@ -182,10 +186,14 @@ impl Client {
 struct QueryBody<'a> {
     query: &'a [f32],
     limit: usize,
-    params: QueryParams,
+    /// Absent for a query "without params", as a user sends it (`--defaults`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<QueryParams>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filter: Option<&'a Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy)]
 struct QueryParams {
     nprobe: usize,
     rerank: usize,
@@ -247,6 +255,12 @@ fn collection_name(dataset: &str, given: Option<&str>, config: BuildConfig, many
         Some(name) => name.to_string(),
         None => format!("shoal-bench-{dataset}-{suffix}"),
     };
+    valid_name(&raw)
+}
+
+/// `raw` with every character the server refuses in a collection name replaced by `-`, cut to
+/// 255 characters.
+fn valid_name(raw: &str) -> String {
     let mut name: String = raw
         .chars()
         .map(|c| {
@@ -270,6 +284,9 @@ struct BatchBody<'a> {
 struct BatchColumns<'a> {
     ids: Vec<u64>,
     vectors: Vec<&'a [f32]>,
+    /// The filtered workloads' payload fields, when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payloads: Option<Vec<crate::shard::Payload>>,
 }
 
 /// A collection on the server, deleted when dropped unless it is to be kept (so that a failed
@@ -341,13 +358,15 @@ fn create(
 }
 
 /// Upserts the base (row `i` under id `ids[i]`) and waits for the server's index builds.
+#[allow(clippy::too_many_arguments)]
 fn fill(
     client: &Client,
     workload: &Workload<'_>,
     name: &str,
-    config: BuildConfig,
+    config: Option<BuildConfig>,
     options: &RemoteOptions,
     ids: &[u64],
+    filters: &[Selectivity],
     multi: &MultiProgress,
 ) -> Result<Ingested, BenchError> {
     let n = workload.n();
@@ -375,6 +394,8 @@ fn fill(
                 batch: BatchColumns {
                     ids: ids[row..end].to_vec(),
                     vectors: flat[row * dim..end * dim].chunks_exact(dim).collect(),
+                    payloads: (!filters.is_empty())
+                        .then(|| (row..end).map(|r| payload(r as u64, filters)).collect()),
                 },
             };
             let bytes = serde_json::to_vec(&body)
@@ -430,6 +451,14 @@ fn fill(
     let build_seconds = start.elapsed().as_secs_f64();
     spinner.finish_and_clear();
     let indexed = info["indexed_vectors_count"].as_u64().unwrap_or(0);
+    let Some(config) = config else {
+        // A collection with the server's defaults: whether and when the tail is indexed is the
+        // server's business, which `settle_remote` measures.
+        return Ok(Ingested {
+            ingest_seconds,
+            build_seconds,
+        });
+    };
     if indexed < n as u64 {
         eprintln!(
             "warning: the server reports {indexed} of {n} points in IVF-PQ segments; the rest \
@@ -453,11 +482,13 @@ fn fill(
 
 /// Runs every query once through `POST /points/query` with `search` settings and summarises
 /// recall, throughput and latency, after a short untimed warm-up pass.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     client: &Client,
     workload: &Workload<'_>,
     name: &str,
-    search: SearchConfig,
+    search: Option<SearchConfig>,
+    filtered: Option<&FilteredWorkload>,
     concurrency: usize,
     row_of: &std::collections::HashMap<u64, u64>,
     query_batch: usize,
@@ -471,23 +502,32 @@ fn measure(
     let dim = workload.dim();
     let k = workload.k;
     let first_error = std::sync::Mutex::new(None::<BenchError>);
-    let params = || QueryParams {
+    let params = search.map(|search| QueryParams {
         nprobe: search.nprobe,
         rerank: search.rerank,
-    };
+    });
+    // One filter per bucket the queries ask (query q asks bucket q % buckets).
+    let filters: Vec<Value> = filtered.map_or_else(Vec::new, |f| {
+        (0..workload.queries.nrows().min(f.selectivity.buckets as usize))
+            .map(|q| f.selectivity.filter_json(q))
+            .collect()
+    });
+    let filter_of =
+        |q: usize| filtered.map(|f| &filters[f.selectivity.value_for_query(q) as usize]);
     // With batches, each "query" the runner sees is `batch` queries side by side; the answer is
     // their ids, each query's padded to `k` so they can be split again.
-    let run_one = |(c, body): &mut (Client, Vec<u8>), q: &[f32]| -> Vec<u64> {
+    let run_one = |(c, body): &mut (Client, Vec<u8>), row: usize, q: &[f32]| -> Vec<u64> {
         body.clear();
-        let one = |v| QueryBody {
+        let one = |(i, v)| QueryBody {
             query: v,
             limit: k,
-            params: params(),
+            params,
+            filter: filter_of(row * batch + i),
         };
         let encoded = if batch == 1 {
-            serde_json::to_writer(&mut *body, &one(q))
+            serde_json::to_writer(&mut *body, &one((0, q)))
         } else {
-            let searches = q.chunks_exact(dim).map(one).collect();
+            let searches = q.chunks_exact(dim).enumerate().map(one).collect();
             serde_json::to_writer(&mut *body, &BatchQueryBody { searches })
         };
         let answer = encoded
@@ -541,12 +581,12 @@ fn measure(
         .into_shape_with_order((nq / batch, batch * dim))
         .map_err(|e| BenchError::InvalidParameter(format!("batching the queries: {e}")))?;
     let warm = rows.slice(s![..rows.nrows().min(64usize.div_ceil(batch)), ..]);
-    run_queries_with(warm, concurrency, init, run_one);
+    run_queries_indexed(warm, concurrency, init, run_one);
     let cpu_before = (
         server_cpu_seconds(client),
         crate::api::metrics::process_cpu_seconds(),
     );
-    let run = run_queries_with(rows, concurrency, init, run_one);
+    let run = run_queries_indexed(rows, concurrency, init, run_one);
     let cpu_after = (
         server_cpu_seconds(client),
         crate::api::metrics::process_cpu_seconds(),
@@ -562,9 +602,15 @@ fn measure(
             .unwrap_or_else(|| "?".into())
     };
     eprintln!(
-        "nprobe={} rerank={}: CPU per query: server {}, bench client {}",
-        search.nprobe,
-        search.rerank,
+        "{}{}: CPU per query: server {}, bench client {}",
+        search.map_or_else(
+            || "no params".to_string(),
+            |s| format!("nprobe={} rerank={}", s.nprobe, s.rerank)
+        ),
+        filtered.map_or_else(String::new, |f| format!(
+            ", filter {}",
+            f.selectivity.field()
+        )),
         per_query(cpu_before.0, cpu_after.0),
         per_query(cpu_before.1, cpu_after.1),
     );
@@ -584,7 +630,10 @@ fn measure(
                 .map(|q| q.iter().filter(|&&id| id != u64::MAX).map(to_row).collect())
         })
         .collect();
-    let recall = recall_at_k(&answered, workload.groundtruth.slice(s![..nq, ..]), k)?;
+    let recall = match filtered {
+        Some(f) => filtered_recall(&answered, f.groundtruth.slice(s![..nq, ..]), k)?,
+        None => recall_at_k(&answered, workload.groundtruth.slice(s![..nq, ..]), k)?,
+    };
     Ok((recall, qps, LatencySummary::from_seconds(&run.latencies)))
 }
 
@@ -634,9 +683,10 @@ pub fn run_remote_sweep(
             &client,
             workload,
             &remote.name,
-            config,
+            Some(config),
             options,
             &ids,
+            &[],
             &multi,
         )?;
         ingest_total += ingested.ingest_seconds;
@@ -647,7 +697,8 @@ pub fn run_remote_sweep(
                 &client,
                 workload,
                 &remote.name,
-                search,
+                Some(search),
+                None,
                 options.concurrency,
                 &row_of,
                 options.query_batch,
@@ -666,6 +717,7 @@ pub fn run_remote_sweep(
                 build_seconds: Some(ingested.build_seconds),
                 index_bytes: None,
                 sharding: None,
+                selectivity: None,
             });
             query_bar.inc(1);
         }
@@ -681,6 +733,134 @@ pub fn run_remote_sweep(
     out.peak_rss_bytes = None;
     out.ingest_vectors_per_second =
         (ingest_total > 0.0).then(|| vectors_total as f64 / ingest_total);
+    Ok(out)
+}
+
+/// After the server reports no build running, waits until it has indexed every point, or until
+/// `settle` has passed with points still unindexed. Returns the seconds waited, the segments and
+/// the indexed points at the end.
+fn settle_remote(
+    client: &Client,
+    name: &str,
+    settle: Duration,
+) -> Result<(f64, usize, usize), BenchError> {
+    let start = Instant::now();
+    loop {
+        let info = client.call("GET", &format!("/collections/{name}"), None)?;
+        let count = |key: &str| info[key].as_u64().unwrap_or(0) as usize;
+        let (points, indexed) = (count("points_count"), count("indexed_vectors_count"));
+        let idle = info["status"] == "green";
+        if idle && (indexed >= points || start.elapsed() >= settle) {
+            return Ok((
+                start.elapsed().as_secs_f64(),
+                count("segments_count"),
+                indexed,
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `shoal bench --server URL --defaults`: what a user gets. The collection is created with only
+/// `size` and `distance`, the base is upserted through the REST API (with the filtered
+/// workloads' payload fields when `filtered` is not empty), the bench waits for the server to
+/// settle (see [`settle_remote`]), and the queries are sent without `params`: unfiltered, then
+/// under each filter. The report has `engine` = `shoal-rest` and one row per workload.
+pub fn run_remote_defaults(
+    workload: &Workload<'_>,
+    options: &RemoteOptions,
+    filtered: &[FilteredWorkload],
+    label: Option<String>,
+) -> Result<BenchReport, BenchError> {
+    if options.concurrency == 0 || options.batch_size == 0 || options.ingest_concurrency == 0 {
+        return Err(BenchError::InvalidParameter(
+            "--concurrency, --ingest-concurrency and --batch-size must be at least 1".into(),
+        ));
+    }
+    let client = Client::new(&options.url, options.api_key.clone());
+    let name = valid_name(
+        &options
+            .collection
+            .clone()
+            .unwrap_or_else(|| format!("shoal-bench-{}-defaults", workload.name)),
+    );
+    let create = json!({
+        "vectors": {"size": workload.dim(), "distance": distance_name(workload.metric)},
+    });
+    client.call(
+        "PUT",
+        &format!("/collections/{name}"),
+        Some(create.to_string().into_bytes()),
+    )?;
+    let remote = Remote {
+        client: &client,
+        name,
+        keep: options.keep,
+    };
+    let multi = MultiProgress::new();
+    let ids: Vec<u64> = (0..workload.n() as u64).collect();
+    let selectivities: Vec<Selectivity> = filtered.iter().map(|f| f.selectivity).collect();
+    let ingested = fill(
+        &client,
+        workload,
+        &remote.name,
+        None,
+        options,
+        &ids,
+        &selectivities,
+        &multi,
+    )?;
+    let (waited, segments, indexed) = settle_remote(&client, &remote.name, options.settle)?;
+    eprintln!(
+        "loaded {} points in {:.2}s; {:.2}s after the builds: {segments} segments, {indexed} \
+         points indexed",
+        workload.n(),
+        ingested.ingest_seconds,
+        waited
+    );
+    let no_map = std::collections::HashMap::new();
+    let mut results = Vec::with_capacity(1 + filtered.len());
+    for f in std::iter::once(None).chain(filtered.iter().map(Some)) {
+        let (recall, qps, latency) = measure(
+            &client,
+            workload,
+            &remote.name,
+            None,
+            f,
+            options.concurrency,
+            &no_map,
+            options.query_batch,
+        )?;
+        results.push(QueryResult {
+            nprobe: 0,
+            rerank: 0,
+            recall,
+            qps,
+            p50_ms: latency.p50_ms,
+            p95_ms: latency.p95_ms,
+            p99_ms: latency.p99_ms,
+            nlist: None,
+            pq_m: None,
+            pq_bits: None,
+            build_seconds: Some(ingested.build_seconds + waited),
+            index_bytes: None,
+            sharding: None,
+            selectivity: f.map(|f| f.selectivity.fraction()),
+        });
+    }
+    drop(remote);
+    let mut out = report(workload, results, label);
+    out.engine = "shoal-rest".to_string();
+    out.build_seconds = ingested.build_seconds + waited;
+    out.threads = options.concurrency;
+    out.concurrency = Some(options.concurrency);
+    out.index_bytes = None;
+    out.peak_rss_bytes = None;
+    out.ingest_vectors_per_second =
+        (ingested.ingest_seconds > 0.0).then(|| workload.n() as f64 / ingested.ingest_seconds);
+    out.segments = Some(segments);
+    out.indexed_points = Some(indexed);
+    out.index_wait_seconds = Some(ingested.build_seconds - ingested.ingest_seconds + waited);
     Ok(out)
 }
 
@@ -730,6 +910,7 @@ mod tests {
             batch: BatchColumns {
                 ids: vec![7, 8],
                 vectors: v.chunks_exact(2).collect(),
+                payloads: None,
             },
         };
         let json: Value = serde_json::to_value(&body).unwrap();

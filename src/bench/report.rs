@@ -64,6 +64,18 @@ pub struct BenchReport {
     /// Concurrent HTTP clients issuing queries (`shoal bench --server` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
+    /// Segments of the database after the load settled (`--engine shard`, `--server
+    /// --defaults`, the Qdrant peer), so that the layout the queries met is on record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<usize>,
+    /// Points in indexed segments after the load settled (database modes); the rest were
+    /// searched exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_points: Option<usize>,
+    /// Seconds from the last write until the database had indexed every point, or until it
+    /// stopped building without doing so (database modes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_wait_seconds: Option<f64>,
     /// One row per measured search setting.
     pub results: Vec<QueryResult>,
 }
@@ -115,6 +127,10 @@ pub struct QueryResult {
     /// float's last digit; reports are measurements, so that is harmless.)
     #[serde(flatten)]
     pub sharding: Option<ShardingResult>,
+    /// The fraction of points the row's filters let through (the stated selectivity of a
+    /// filtered workload, see `bench::filters`); absent for unfiltered queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selectivity: Option<f64>,
 }
 
 /// The sharding of one measured row (`shoal bench --shards N --placement P --shard-probe S`):
@@ -191,6 +207,22 @@ impl BenchReport {
             "p95_ms",
             "p99_ms"
         ));
+        if let (Some(segments), Some(indexed)) = (self.segments, self.indexed_points) {
+            out.insert_str(
+                out.find('\n').map_or(out.len(), |i| i + 1),
+                &format!(
+                    "segments={segments} indexed_points={indexed}/{} index_wait={}\n",
+                    self.n,
+                    self.index_wait_seconds
+                        .map_or_else(|| "?".to_string(), |s| format!("{s:.2}s"))
+                ),
+            );
+        }
+        if self.results.iter().any(|r| r.selectivity.is_some()) {
+            out.truncate(out.trim_end().rfind('\n').map_or(0, |i| i + 1));
+            out.push_str(&self.filtered_rows());
+            return out;
+        }
         let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
         for r in &self.results {
             out.push_str(&format!(
@@ -204,6 +236,50 @@ impl BenchReport {
                 r.qps,
                 r.p50_ms,
                 r.p95_ms,
+                r.p99_ms,
+            ));
+        }
+        out
+    }
+}
+
+impl BenchReport {
+    /// The unfiltered row this filtered row compares with: the one with the same index and
+    /// search settings and no filter.
+    pub fn unfiltered_twin(&self, row: &QueryResult) -> Option<&QueryResult> {
+        self.results.iter().find(|u| {
+            u.selectivity.is_none()
+                && u.nprobe == row.nprobe
+                && u.rerank == row.rerank
+                && u.nlist == row.nlist
+                && u.pq_m == row.pq_m
+                && u.pq_bits == row.pq_bits
+        })
+    }
+
+    /// Header and rows of a report with filtered workloads: the selectivity and each row's QPS
+    /// as a multiple of the same settings' unfiltered QPS.
+    fn filtered_rows(&self) -> String {
+        let mut out = format!(
+            "{:>9} {:>6} {:>6} {:>7} {:>10} {:>9} {:>9} {:>9}\n",
+            "filter", "nprobe", "rerank", "recall", "qps", "x_unfilt", "p50_ms", "p99_ms"
+        );
+        for r in &self.results {
+            let ratio = match (r.selectivity, self.unfiltered_twin(r)) {
+                (Some(_), Some(u)) if u.qps > 0.0 => format!("{:.2}", r.qps / u.qps),
+                (None, _) => "1.00".to_string(),
+                _ => "-".to_string(),
+            };
+            out.push_str(&format!(
+                "{:>9} {:>6} {:>6} {:>7.4} {:>10.1} {:>9} {:>9.3} {:>9.3}\n",
+                r.selectivity
+                    .map_or_else(|| "none".to_string(), |s| format!("{:.3}%", s * 100.0)),
+                r.nprobe,
+                r.rerank,
+                r.recall,
+                r.qps,
+                ratio,
+                r.p50_ms,
                 r.p99_ms,
             ));
         }
@@ -249,6 +325,9 @@ mod tests {
             peak_rss_bytes: Some(1 << 20),
             ingest_vectors_per_second: None,
             concurrency: None,
+            segments: None,
+            indexed_points: None,
+            index_wait_seconds: None,
             results: vec![QueryResult {
                 nprobe: 4,
                 rerank: 2,
@@ -263,6 +342,7 @@ mod tests {
                 build_seconds: Some(0.5),
                 index_bytes: Some(12345),
                 sharding: None,
+                selectivity: None,
             }],
         }
     }

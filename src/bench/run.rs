@@ -66,6 +66,9 @@ pub(super) fn report(
         peak_rss_bytes: peak_rss_bytes(),
         ingest_vectors_per_second: None,
         concurrency: None,
+        segments: None,
+        indexed_points: None,
+        index_wait_seconds: None,
         results,
     }
 }

@@ -350,6 +350,7 @@ pub fn measure_sharded(
             shard_sizes: built.sizes.clone(),
             placement_seconds,
         }),
+        selectivity: None,
     })
 }
 

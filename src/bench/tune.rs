@@ -371,6 +371,7 @@ mod tests {
                 build_seconds: None,
                 index_bytes: None,
                 sharding: None,
+                selectivity: None,
             })
         }
     }

@@ -3,6 +3,7 @@
 //! versioned by the enum's variant order, so new variants are only ever appended.
 
 use super::filter::Filter;
+use super::payload_index::PayloadFieldType;
 use super::point::{Payload, PointId, json_text, payload_text};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,62 @@ pub enum ShardCommand {
         /// The deleter's version.
         version: u64,
     },
+    /// Index a payload field (replacing an index of another type on it). Every segment builds
+    /// the index; later writes keep it up to date.
+    CreateFieldIndex {
+        /// The payload key (a filter key: `a.b`, `items[].sku`).
+        field: String,
+        /// The index type.
+        field_type: PayloadFieldType,
+    },
+    /// Drop a payload field's index (nothing if the field has none).
+    DeleteFieldIndex {
+        /// The payload key.
+        field: String,
+    },
+    /// Merge `payload` into the payload of the selected points (keys given replace those
+    /// present; others stay). With `key`, merge it into the object at that dotted path instead,
+    /// creating the objects on the way.
+    SetPayload {
+        /// The keys to set.
+        #[serde(with = "json_text")]
+        payload: Payload,
+        /// The points.
+        points: PointSelector,
+        /// A dotted path of object keys to set the payload under.
+        key: Option<String>,
+    },
+    /// Replace the whole payload of the selected points.
+    OverwritePayload {
+        /// The new payload.
+        #[serde(with = "json_text")]
+        payload: Payload,
+        /// The points.
+        points: PointSelector,
+    },
+    /// Remove keys (top-level, or dotted paths into nested objects) from the selected points'
+    /// payloads.
+    DeletePayload {
+        /// The keys to remove.
+        keys: Vec<String>,
+        /// The points.
+        points: PointSelector,
+    },
+    /// Remove the whole payload of the selected points.
+    ClearPayload {
+        /// The points.
+        points: PointSelector,
+    },
+}
+
+/// Which points a payload update applies to, as of the moment the command is applied. Unknown
+/// ids are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PointSelector {
+    /// These ids.
+    Ids(Vec<PointId>),
+    /// Every point the filter matches (compiled successfully before the command was logged).
+    Filter(#[serde(with = "json_text")] Filter),
 }
 
 /// Why command bytes could not be decoded.
@@ -108,7 +165,9 @@ mod tests {
             ShardCommand::Delete {
                 ids: vec![PointId::Num(3), PointId::Uuid(9)],
             },
-            ShardCommand::DeleteByFilter { filter },
+            ShardCommand::DeleteByFilter {
+                filter: filter.clone(),
+            },
             ShardCommand::UpsertAt {
                 points: vec![PointWrite {
                     id: PointId::Num(4),
@@ -121,11 +180,48 @@ mod tests {
                 ids: vec![PointId::Uuid(1)],
                 version: 17,
             },
+            ShardCommand::CreateFieldIndex {
+                field: "items[].sku".into(),
+                field_type: PayloadFieldType::Datetime,
+            },
+            ShardCommand::DeleteFieldIndex { field: "a".into() },
+            ShardCommand::SetPayload {
+                payload: payload.as_object().cloned().unwrap(),
+                points: PointSelector::Ids(vec![PointId::Num(1)]),
+                key: Some("x.y".into()),
+            },
+            ShardCommand::OverwritePayload {
+                payload: Payload::new(),
+                points: PointSelector::Filter(filter.clone()),
+            },
+            ShardCommand::DeletePayload {
+                keys: vec!["a".into(), "b.c".into()],
+                points: PointSelector::Filter(filter.clone()),
+            },
+            ShardCommand::ClearPayload {
+                points: PointSelector::Ids(vec![]),
+            },
         ];
         for c in cmds {
             let bytes = c.encode();
             assert_eq!(ShardCommand::decode(&bytes).unwrap(), c);
         }
         assert!(ShardCommand::decode(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    /// Entries logged before the payload commands existed still decode the same (postcard
+    /// numbers variants by position: new ones are only appended).
+    #[test]
+    fn old_entries_still_decode() {
+        let delete = ShardCommand::Delete {
+            ids: vec![PointId::Num(7)],
+        };
+        assert_eq!(delete.encode(), vec![1, 1, 0, 7]);
+        assert_eq!(ShardCommand::decode(&[1, 1, 0, 7]).unwrap(), delete);
+        let at = ShardCommand::DeleteAt {
+            ids: vec![],
+            version: 5,
+        };
+        assert_eq!(ShardCommand::decode(&[4, 0, 5]).unwrap(), at);
     }
 }

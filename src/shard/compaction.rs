@@ -213,17 +213,16 @@ impl Shard {
                         }
                     }
                     let at = at.min(state.segments.len().saturating_sub(1));
-                    state.segments.insert(
-                        at,
-                        Segment {
-                            id: new_id,
-                            body,
-                            live: Arc::new(live),
-                            live_count,
-                            rows: n,
-                            busy: false,
-                        },
-                    );
+                    let mut seg = Segment {
+                        id: new_id,
+                        body,
+                        live: Arc::new(live),
+                        live_count,
+                        rows: n,
+                        busy: false,
+                    };
+                    super::payload_ops::sync_segment(&mut seg, &state.schema);
+                    state.segments.insert(at, seg);
                 }
                 Some(SegBody::Ivf(ivf)) => {
                     if let Some(f) = &ivf.file {

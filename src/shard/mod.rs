@@ -29,11 +29,13 @@
 //! to the segment's point and payload arrays.
 //!
 //! ## Filters
-//! A filter is evaluated into a [`RowSet`] per segment (live rows that match) which is passed
+//! A filter is evaluated into a [`RowSet`] per segment (live rows that match), through the
+//! segment's payload indexes where the field has one ([`payload_index`], [`planner`]), and passed
 //! **into** the index search, so a filtered query returns `limit` hits whenever that many points
-//! match — no post-filtering. A sealed segment answers a selective filter (at most
-//! [`EXACT_SCAN_ROWS`] matching rows), or one whose probed lists held too few matches, by an exact
-//! scan of the matching rows.
+//! match — no post-filtering. The planner searches a selective filter's matches exactly and
+//! widens `nprobe` for the rest; a segment whose probed lists held too few matches is also
+//! scanned exactly over its matching rows. Payload updates and the payload schema are
+//! `payload_ops`.
 //!
 //! ## Concurrency
 //! All state sits behind one `RwLock`, but no query holds it while it searches: a query takes the
@@ -49,15 +51,21 @@ pub mod command;
 pub mod compaction;
 pub mod filter;
 pub mod merge_policy;
+pub mod payload_index;
+mod payload_ops;
+mod planner;
 pub mod point;
 pub mod seal;
 mod segment;
 pub mod snapshot;
 pub mod tuning;
+mod values;
 
-pub use command::{PointWrite, ShardCommand};
+pub use command::{PointSelector, PointWrite, ShardCommand};
 pub use compaction::CompactionConfig;
 pub use filter::{CompiledFilter, Filter, FilterError};
+pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
+pub use payload_ops::{OrderBy, OrderedRecord};
 pub use point::{Payload, PointId};
 pub use seal::MIN_SEAL_THRESHOLD;
 pub use tuning::{SegmentCalibration, Tuning};
@@ -161,6 +169,9 @@ pub enum ShardError {
     /// The index refused an operation.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// A payload index or payload update request is invalid.
+    #[error("invalid payload request: {0}")]
+    Payload(String),
 }
 
 /// A point as `get` and `scroll` return it.
@@ -253,6 +264,8 @@ struct State {
     ids: BTreeMap<PointId, Loc>,
     /// Version of the last versioned write of each id (deletes of absent ids included).
     versions: HashMap<PointId, u64>,
+    /// Indexed payload fields ([`payload_ops`]).
+    schema: PayloadSchema,
 }
 
 impl State {
@@ -263,6 +276,7 @@ impl State {
             segments: vec![empty_segment(0)],
             ids: BTreeMap::new(),
             versions: HashMap::new(),
+            schema: PayloadSchema::new(),
         }
     }
 
@@ -347,23 +361,7 @@ fn record_in(
     })
 }
 
-/// Live rows of `seg` passing `filter`, as a set over segment rows.
-fn allowed(seg: &Segment, filter: Option<&CompiledFilter>) -> RowSet {
-    match filter {
-        Some(f) if !f.is_empty() => {
-            let mut set = RowSet::new(seg.rows);
-            for row in seg.live.iter() {
-                if let Some(p) = seg.body.point(row)
-                    && f.matches(&p, seg.body.payload(row).map(|p| &**p))
-                {
-                    set.insert(row);
-                }
-            }
-            set
-        }
-        _ => (*seg.live).clone(),
-    }
-}
+use planner::allowed;
 
 /// Background jobs (index builds, compactions) in flight, so tests, snapshots and shutdown can
 /// wait for them.
@@ -560,6 +558,7 @@ impl Shard {
                 filter.compile()?;
                 Ok(())
             }
+            _ => payload_ops::validate(command),
         }
     }
 
@@ -623,6 +622,7 @@ impl Shard {
                     tombstoned |= state.tombstone(id);
                 }
             }
+            _ => tombstoned |= self.apply_payload(&mut state, command)?,
         }
         if tombstoned {
             self.maybe_compact(&mut state);
@@ -643,15 +643,15 @@ impl Shard {
         };
         let row = seg.rows;
         if chunks.last().is_none_or(|c| c.len() >= CHUNK_ROWS) {
-            chunks.push(Arc::new(Chunk::new(FlatIndex::new(
-                config.dim,
-                config.metric,
-            ))));
+            let mut chunk = Chunk::new(FlatIndex::new(config.dim, config.metric));
+            chunk.index.sync(&state.schema, 0, |_| None);
+            chunks.push(Arc::new(chunk));
         }
         if let Some(last) = chunks.last_mut() {
             // Copies the chunk only if a query still reads it (at most CHUNK_ROWS rows).
             let chunk = Arc::make_mut(last);
             chunk.flat.add(row as u64, &p.vector)?;
+            chunk.index.add_row(chunk.points.len(), p.payload.as_ref());
             chunk.points.push(p.id);
             chunk.payloads.push(p.payload.clone().map(Arc::new));
         }
@@ -716,10 +716,17 @@ impl Shard {
     /// caller already holds the write lock (inline builds).
     fn finish_build(&self, seg_id: u32, chunks: &[Arc<Chunk>], locked: Option<&mut State>) {
         let rows = Rows::from_chunks(chunks);
+        let schema = match &locked {
+            Some(state) => state.schema.clone(),
+            None => read(&self.inner.state).schema.clone(),
+        };
         let built = self
             .build_index(&rows)
             .and_then(|index| IvfSeg::new(index, rows.points, rows.payloads))
             .map(|seg| self.persist(seg_id, self.calibrated(seg)));
+        if let Some(b) = &built {
+            payload_ops::index_ivf(b, &schema);
+        }
         let swap = |state: &mut State| {
             match state.segment_mut(seg_id) {
                 Some(seg) => {
@@ -734,6 +741,13 @@ impl Shard {
                         f.retire();
                     }
                 }
+            }
+            // The schema may have changed during the build.
+            let State {
+                segments, schema, ..
+            } = &mut *state;
+            if let Some(seg) = segments.iter_mut().find(|s| s.id == seg_id) {
+                payload_ops::sync_segment(seg, schema);
             }
             self.maybe_compact(state);
         };
@@ -886,7 +900,17 @@ impl Shard {
                 }
                 SegBody::Ivf(ivf) => {
                     let params = tuning.params_for(ivf, params);
-                    search_ivf(ivf, metric, &query, k, &params, pass, matching, req.exact)
+                    search_ivf(
+                        ivf,
+                        metric,
+                        &query,
+                        k,
+                        &params,
+                        pass,
+                        matching,
+                        req.exact,
+                        self.inner.config.pq_m,
+                    )
                 }
             };
             all.extend(hits.into_iter().filter_map(|n| {
@@ -946,19 +970,60 @@ impl Shard {
         with_vector: bool,
     ) -> (Vec<Record>, Option<PointId>) {
         let state = read(&self.inner.state);
+        let filter = filter.filter(|f| !f.is_empty());
+        // The matching rows of each segment, through the payload indexes.
+        let sets: HashMap<u32, RowSet> = match filter {
+            Some(f) => state
+                .segments
+                .iter()
+                .map(|s| (s.id, allowed(s, Some(f))))
+                .collect(),
+            None => HashMap::new(),
+        };
+        let passes = |loc: &Loc| {
+            filter.is_none()
+                || sets
+                    .get(&loc.seg)
+                    .is_some_and(|s| s.contains(loc.row as usize))
+        };
+        let matching: usize = sets.values().map(RowSet::count).sum();
+        if filter.is_some() && matching.saturating_mul(8) < state.ids.len() {
+            // Few matches: sort their ids instead of walking every id.
+            let mut ids: Vec<(PointId, Loc)> = state
+                .segments
+                .iter()
+                .flat_map(|seg| {
+                    let set = sets.get(&seg.id);
+                    set.into_iter().flat_map(move |s| {
+                        s.iter().filter_map(move |row| {
+                            let id = seg.body.point(row)?;
+                            (offset.is_none_or(|o| id >= o)).then_some((
+                                id,
+                                Loc {
+                                    seg: seg.id,
+                                    row: row as u32,
+                                },
+                            ))
+                        })
+                    })
+                })
+                .collect();
+            ids.sort_unstable_by_key(|p| p.0);
+            let next = ids.get(limit).map(|p| p.0);
+            let out = ids
+                .into_iter()
+                .take(limit)
+                .filter_map(|(id, loc)| state.record(id, loc, with_payload, with_vector))
+                .collect();
+            return (out, next);
+        }
         let mut out = Vec::new();
         let range = match offset {
             Some(o) => state.ids.range(o..),
             None => state.ids.range(..),
         };
         for (id, loc) in range {
-            let Some(seg) = state.segment(loc.seg) else {
-                continue;
-            };
-            let row = loc.row as usize;
-            if let Some(f) = filter
-                && !f.matches(id, seg.body.payload(row).map(|p| &**p))
-            {
+            if !passes(loc) {
                 continue;
             }
             if out.len() == limit {
@@ -1038,16 +1103,25 @@ fn search_ivf(
     allowed: &RowSet,
     matching: usize,
     exact: bool,
+    pq_m: usize,
 ) -> Vec<Neighbor> {
     let index = &ivf.index;
-    let approx = if exact || matching <= EXACT_SCAN_ROWS {
-        None
-    } else if matching == index.len() {
+    let plan = planner::plan_ivf(
+        params,
+        k,
+        matching,
+        index.len(),
+        index.nlist(),
+        index.dim(),
+        pq_m,
+    );
+    let approx = match plan {
+        _ if exact => None,
+        planner::Plan::Exact => None,
         // Every row is live and passes: nothing to check per candidate.
-        Some(index.search(query, k, params, None))
-    } else {
+        planner::Plan::Ivf(p) if matching == index.len() => Some(index.search(query, k, &p, None)),
         // The index's ids are segment rows: it checks each candidate against the allowed rows.
-        Some(index.search_ids_in(query, k, params, allowed))
+        planner::Plan::Ivf(p) => Some(index.search_ids_in(query, k, &p, allowed)),
     };
     match approx {
         // The probed lists held enough matching rows.
@@ -1068,6 +1142,8 @@ fn search_ivf(
 
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(test)]
+mod payload_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]

@@ -325,8 +325,11 @@ fn a_calibrated_segment_meets_its_target_on_held_out_queries() {
             };
             let got = recall(&shard, &queries, &tuning);
             let chosen = cal.at(target).unwrap();
+            // The target is met, and the curve predicted the held-out recall of the point it
+            // chose (which may lie well above the target when the cheapest measured point
+            // already exceeds it, as nprobe 1 does on some data).
             assert!(
-                (got - target).abs() <= 0.02,
+                got >= target - 0.02 && (got - chosen.recall).abs() <= 0.02,
                 "{kind:?} target {target}: held-out recall {got:.3} at {chosen:?}"
             );
         }

@@ -16,6 +16,7 @@
 //! open uncalibrated (searches then use the request's `nprobe`/`rerank`).
 
 use super::calibrate::Calibration;
+use super::payload_index::PayloadIndex;
 use super::point::{Payload, PointId};
 use crate::index::ivfpq::IvfPqIndex;
 use crate::index::{FlatIndex, RowSet};
@@ -23,8 +24,8 @@ use crate::storage::records::{Records, write_records};
 use crate::storage::segment::{index_from_container, write_ivfpq_sections};
 use crate::storage::{Container, ContainerWriter, StorageError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Rows per chunk of a flat segment: what a write copies at most when a query still holds the
 /// chunk. A multiple of 64 so a chunk's rows are whole words of a [`RowSet`].
@@ -39,6 +40,8 @@ pub(super) struct Chunk {
     pub flat: FlatIndex,
     pub points: Vec<PointId>,
     pub payloads: Vec<Option<Arc<Payload>>>,
+    /// Payload indexes of the chunk's rows (local row numbers), updated on every append.
+    pub index: PayloadIndex,
 }
 
 impl Chunk {
@@ -47,6 +50,7 @@ impl Chunk {
             flat,
             points: Vec::new(),
             payloads: Vec::new(),
+            index: PayloadIndex::default(),
         }
     }
 
@@ -120,6 +124,9 @@ pub(super) struct IvfSeg {
     /// What the segment measured about its recall when it was built (none: built before
     /// calibration existed, or too small to measure).
     pub calibration: Option<Arc<Calibration>>,
+    /// Payload indexes over the segment's rows: built in memory after the segment is built or
+    /// loaded, replaced whole when the schema changes (queries keep the one they took).
+    payload_index: RwLock<Arc<PayloadIndex>>,
 }
 
 impl IvfSeg {
@@ -147,7 +154,21 @@ impl IvfSeg {
             payloads,
             file: None,
             calibration: None,
+            payload_index: RwLock::default(),
         })
+    }
+
+    /// The payload indexes as they are now.
+    pub fn payload_index(&self) -> Arc<PayloadIndex> {
+        Arc::clone(&self.payload_index.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the payload indexes.
+    pub fn set_payload_index(&self, index: Arc<PayloadIndex>) {
+        *self
+            .payload_index
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = index;
     }
 
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
@@ -260,6 +281,7 @@ impl Rows {
                 flat,
                 points: self.points[start..end].to_vec(),
                 payloads: self.payloads[start..end].to_vec(),
+                index: PayloadIndex::default(),
             }));
         }
         Ok(out)

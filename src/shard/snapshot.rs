@@ -17,7 +17,9 @@
 //! A restore checks every segment file against the manifest (length, header CRC) and all its
 //! section checksums, links it into the shard's data directory under a fresh name, and maps it:
 //! nothing is parsed but payloads. A sealed segment snapshotted while its build was still running
-//! is built again (same seed). Format version 1 (one file holding everything) is still read.
+//! is built again (same seed). Format version 3 appends the payload schema (JSON text, after the
+//! version 2 body, inside the checksummed region); payload indexes are not stored but rebuilt
+//! from the payloads on restore. Versions 2 and 1 (one file holding everything) are still read.
 //!
 //! The snapshot takes the shard's lock only to clone its segment list, versions and applied
 //! index (one consistent instant); linking and writing run outside the lock, and a file that a
@@ -38,7 +40,7 @@ use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"SHOALSNP";
 /// Snapshot format version written by this build.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The manifest's name inside the snapshot directory.
 pub const FILE_NAME: &str = "shard.snap";
 
@@ -51,6 +53,13 @@ struct Body {
     /// `(id, version)` sorted by id.
     versions: Vec<(PointId, u64)>,
     segments: Vec<SnapSegment>,
+}
+
+/// What format 3 appends to the body.
+#[derive(Serialize, Deserialize)]
+struct Extra {
+    /// The payload schema as JSON text.
+    schema: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,7 +158,7 @@ impl Shard {
     /// Writes the whole shard state into `dir` (created if missing; an older snapshot there is
     /// replaced). Returns the last applied index the snapshot covers.
     pub fn snapshot(&self, dir: &Path) -> Result<u64, ShardError> {
-        let (view, last_applied, next_segment, mut versions) = {
+        let (view, last_applied, next_segment, mut versions, schema) = {
             let state = super::read(&self.inner.state);
             (
                 state.segments.clone(),
@@ -160,6 +169,7 @@ impl Shard {
                     .iter()
                     .map(|(k, v)| (*k, *v))
                     .collect::<Vec<_>>(),
+                state.schema.clone(),
             )
         };
         versions.sort_unstable();
@@ -202,8 +212,14 @@ impl Shard {
             versions,
             segments,
         };
-        let encoded =
+        let extra = Extra {
+            schema: serde_json::to_string(&schema)
+                .map_err(|e| ShardError::Corrupted(e.to_string()))?,
+        };
+        let mut encoded =
             postcard::to_stdvec(&body).map_err(|e| ShardError::Corrupted(e.to_string()))?;
+        encoded
+            .extend(postcard::to_stdvec(&extra).map_err(|e| ShardError::Corrupted(e.to_string()))?);
         write_atomic(&dir.join(FILE_NAME), &frame(FORMAT_VERSION, &encoded))?;
         sweep_segment_dir(dir, &keep)?;
         Ok(last_applied)
@@ -236,10 +252,10 @@ impl Shard {
         }
         let (config, state, pending) = match version {
             1 => v1::decode(encoded)?,
-            FORMAT_VERSION => decode(dir, encoded, data_dir)?,
+            2 | FORMAT_VERSION => decode(dir, encoded, data_dir, version)?,
             v => {
                 return Err(ShardError::Corrupted(format!(
-                    "snapshot format version {v}, this build reads 1 and {FORMAT_VERSION}"
+                    "snapshot format version {v}, this build reads 1 to {FORMAT_VERSION}"
                 )));
             }
         };
@@ -262,6 +278,7 @@ impl Shard {
         );
         // Sealed segments without an index (snapshotted mid-build, or from format 1): build them.
         let mut state = super::write(&shard.inner.state);
+        shard.sync_indexes(&mut state);
         for id in pending {
             shard.start_build(&mut state, id);
         }
@@ -364,9 +381,24 @@ fn flat_body(
 
 type Decoded = (ShardConfig, State, Vec<u32>);
 
-fn decode(dir: &Path, encoded: &[u8], data_dir: Option<&Path>) -> Result<Decoded, ShardError> {
-    let body: Body =
-        postcard::from_bytes(encoded).map_err(|e| ShardError::Corrupted(e.to_string()))?;
+fn decode(
+    dir: &Path,
+    encoded: &[u8],
+    data_dir: Option<&Path>,
+    version: u32,
+) -> Result<Decoded, ShardError> {
+    let (body, rest): (Body, &[u8]) =
+        postcard::take_from_bytes(encoded).map_err(|e| ShardError::Corrupted(e.to_string()))?;
+    let schema = match version {
+        2 if rest.is_empty() => super::PayloadSchema::new(),
+        2 => return Err(bad("trailing bytes after the snapshot body")),
+        _ => {
+            let extra: Extra =
+                postcard::from_bytes(rest).map_err(|e| ShardError::Corrupted(e.to_string()))?;
+            serde_json::from_str(&extra.schema)
+                .map_err(|e| ShardError::Corrupted(format!("payload schema: {e}")))?
+        }
+    };
     let config: ShardConfig =
         serde_json::from_str(&body.config).map_err(|e| ShardError::Corrupted(e.to_string()))?;
     let mut state = State {
@@ -375,6 +407,7 @@ fn decode(dir: &Path, encoded: &[u8], data_dir: Option<&Path>) -> Result<Decoded
         segments: Vec::with_capacity(body.segments.len()),
         ids: BTreeMap::new(),
         versions: body.versions.into_iter().collect::<HashMap<_, _>>(),
+        schema,
     };
     let mut pending = Vec::new();
     for s in body.segments {
@@ -489,6 +522,7 @@ mod v1 {
             segments: Vec::with_capacity(body.segments.len()),
             ids: BTreeMap::new(),
             versions: HashMap::new(),
+            schema: Default::default(),
         };
         let mut pending = Vec::new();
         for s in body.segments {

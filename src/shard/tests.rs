@@ -96,6 +96,7 @@ impl Model {
                 let f = filter.compile().unwrap();
                 self.points.retain(|id, (_, p)| !f.matches(id, Some(p)));
             }
+            other => panic!("not modelled here (see payload_tests): {other:?}"),
         }
     }
 
