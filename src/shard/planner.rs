@@ -76,7 +76,7 @@ impl<S: RowSource> Ctx<'_, S> {
             _ => {}
         }
         if let Some(ans) = ans {
-            return self.from_answer(c, ans, cand);
+            return self.rows_of_answer(c, ans, cand);
         }
         let mut out = RowSet::new(cand.len());
         for r in cand.iter() {
@@ -89,7 +89,7 @@ impl<S: RowSource> Ctx<'_, S> {
         out
     }
 
-    fn from_answer(&self, c: &Cond, ans: &Answer, cand: &RowSet) -> RowSet {
+    fn rows_of_answer(&self, c: &Cond, ans: &Answer, cand: &RowSet) -> RowSet {
         let mut out = RowSet::new(cand.len());
         let n = cand.len() as u32;
         match &ans.sure {
