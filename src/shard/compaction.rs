@@ -1,22 +1,25 @@
-//! Compaction: rewriting sealed segments so deleted rows stop costing disk, memory and scan time,
-//! and small segments stop costing a probe each.
+//! Compaction: merging sealed segments so a shard holds `O(log N)` of them, and rewriting them
+//! so deleted rows stop costing disk, memory and scan time.
 //!
-//! **Policy** ([`CompactionConfig`], [`pick`]): among sealed segments that no other job holds,
-//! a segment is *dirty* when more than `deleted_fraction` of its rows are tombstoned, and *small*
-//! when it has fewer live rows than `small_fraction × seal_threshold`. A run of dirty or small
-//! segments (up to `max_rows` live rows) is compacted when it holds a dirty segment or at least
-//! two small ones; one clean small segment alone is left as it is, so the policy settles.
+//! **Policy**: [`super::merge_policy`], a pure function over segment metadata (log-structured
+//! tiers of `seal_threshold × 2^t` live rows; a segment with more than `deleted_fraction` of its
+//! rows deleted is rewritten alone). [`CompactionConfig`] holds its settings, with the idle
+//! sealing delay ([`super::seal`]).
 //!
 //! **Job** ([`super::Shard::maybe_compact`]): under the write lock the chosen segments are marked
 //! busy and cloned (their rows are immutable; their tombstone sets are copy-on-write snapshots).
-//! Outside the lock, on a background thread, their live rows are gathered and a new IVF-PQ segment
-//! is built (rayon inside the build) and written to its file. Back under the write lock the new
-//! segment replaces the old ones in one step, and every row is live in it only if it is **still**
-//! live in the old segment: a delete or an update that landed on an old segment during the merge
-//! is carried over, and nothing deleted is resurrected. Writes meanwhile go to the mutable segment
-//! and are untouched. The old segment files are deleted once the last query or snapshot holding
-//! them lets go. One compaction runs at a time per shard; another is considered when it ends.
+//! Outside the lock, on the build pool ([`super::build_pool`]), their live rows are gathered and a
+//! new IVF-PQ segment is built (rayon inside the build, `nlist` for its size), calibrated and
+//! written to its file. Back under the write lock the new segment replaces the old ones in one
+//! step, and every row is live in it only if it is **still** live in the old segment: a delete or
+//! an update that landed on an old segment during the merge is carried over, and nothing deleted
+//! is resurrected. Writes meanwhile go to the mutable segment and are untouched. Searches hold
+//! their own clone of the segment list, so a search running across the swap sees either the old
+//! segments or the new one, never both or neither. The old segment files are deleted once the
+//! last query or snapshot holding them lets go. One merge runs at a time per shard; the policy is
+//! asked again when it (or any build) ends.
 
+use super::merge_policy::{MergePolicy, SegmentMeta, compute_merge_candidates};
 use super::segment::{Rows, SegBody, Segment};
 use super::{IvfSeg, Loc, Shard, State};
 use crate::index::RowSet;
@@ -24,19 +27,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// When a shard compacts its sealed segments.
+/// Default cap on a merged segment's live rows: past it, a segment is only purged, never merged
+/// (a rebuild of 4M rows already takes minutes; one IVF segment searches that many well).
+pub const DEFAULT_MAX_SEGMENT_ROWS: usize = 1 << 22;
+
+/// How a shard maintains its segments in the background.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct CompactionConfig {
-    /// Compact at all (background, never blocking writes or searches).
+    /// Merge and purge at all (background, never blocking writes or searches).
     pub enabled: bool,
     /// A sealed segment with more than this fraction of its rows deleted is rewritten.
     pub deleted_fraction: f64,
-    /// Sealed segments with fewer live rows than this fraction of `seal_threshold` are merged
-    /// with their small neighbours.
-    pub small_fraction: f64,
-    /// Most live rows one compaction writes (0 = 4 × `seal_threshold`).
+    /// Most live rows one merge writes (0 = [`DEFAULT_MAX_SEGMENT_ROWS`]); larger segments are
+    /// only purged.
     pub max_rows: usize,
+    /// Merge sealed segments of the same size tier (off: only purge deleted rows).
+    pub tiers: bool,
+    /// Seal the mutable segment after this long without writes, so a load leaves no unindexed
+    /// tail (0 = only at `seal_threshold`). Local to each replica: see [`super::seal`].
+    pub idle_seal_ms: u64,
 }
 
 impl Default for CompactionConfig {
@@ -44,14 +54,26 @@ impl Default for CompactionConfig {
         CompactionConfig {
             enabled: true,
             deleted_fraction: 0.2,
-            small_fraction: 0.5,
             max_rows: 0,
+            tiers: true,
+            idle_seal_ms: super::seal::DEFAULT_IDLE_SEAL_MS,
         }
     }
 }
 
-fn is_dirty(seg: &Segment, cfg: &CompactionConfig) -> bool {
-    seg.rows > 0 && (seg.rows - seg.live_count) as f64 > cfg.deleted_fraction * seg.rows as f64
+impl CompactionConfig {
+    /// The merge policy these settings give a shard sealing at `seal_threshold`.
+    pub fn policy(&self, seal_threshold: usize) -> MergePolicy {
+        MergePolicy {
+            base_rows: seal_threshold.max(super::MIN_SEAL_THRESHOLD),
+            max_rows: match self.max_rows {
+                0 => DEFAULT_MAX_SEGMENT_ROWS,
+                m => m,
+            },
+            deleted_fraction: self.deleted_fraction,
+            tiers: self.tiers,
+        }
+    }
 }
 
 /// The ids of the sealed segments to compact next, if the policy finds work. `segments` is the
@@ -64,29 +86,16 @@ pub(super) fn pick(
     if !cfg.enabled {
         return None;
     }
-    let sealed = &segments[..segments.len().saturating_sub(1)];
-    let small_rows = (cfg.small_fraction * seal_threshold as f64) as usize;
-    let max_rows = match cfg.max_rows {
-        0 if seal_threshold == 0 => usize::MAX,
-        0 => seal_threshold.saturating_mul(4),
-        m => m,
-    };
-    let mut group = Vec::new();
-    let mut total = 0usize;
-    let mut dirty = false;
-    for seg in sealed.iter().filter(|s| !s.busy) {
-        let d = is_dirty(seg, cfg);
-        if !d && seg.live_count >= small_rows {
-            continue;
-        }
-        if !group.is_empty() && total.saturating_add(seg.live_count) > max_rows {
-            break;
-        }
-        group.push(seg.id);
-        total += seg.live_count;
-        dirty |= d;
-    }
-    (dirty || group.len() >= 2).then_some(group)
+    let sealed: Vec<SegmentMeta> = segments[..segments.len().saturating_sub(1)]
+        .iter()
+        .map(|s| SegmentMeta {
+            id: s.id,
+            rows: s.rows,
+            live: s.live_count,
+            busy: s.busy,
+        })
+        .collect();
+    compute_merge_candidates(&sealed, &cfg.policy(seal_threshold))
 }
 
 impl Shard {
@@ -97,7 +106,11 @@ impl Shard {
         if self.inner.compacting.load(Ordering::SeqCst) > 0 {
             return;
         }
-        let Some(ids) = pick(&state.segments, &config.compaction, config.seal_threshold) else {
+        let Some(ids) = pick(
+            &state.segments,
+            &config.compaction,
+            config.effective_seal_threshold(),
+        ) else {
             return;
         };
         let new_id = state.next_segment;
@@ -111,11 +124,12 @@ impl Shard {
         }
         let rows: usize = sources.iter().map(|s| s.rows).sum();
         self.inner.compacting.fetch_add(1, Ordering::SeqCst);
+        self.inner.building.fetch_add(1, Ordering::SeqCst);
         self.inner.compacting_rows.fetch_add(rows, Ordering::SeqCst);
         self.start_job();
         if self.inner.background {
             let shard = self.clone();
-            std::thread::spawn(move || shard.run_compaction(new_id, sources, None));
+            super::build_pool::submit(move || shard.run_compaction(new_id, sources, None));
         } else {
             self.run_compaction(new_id, sources, Some(state));
         }
@@ -146,7 +160,7 @@ impl Shard {
             None
         } else if let Some(index) = self.build_index(&rows) {
             IvfSeg::new(index, rows.points, rows.payloads)
-                .map(|seg| SegBody::Ivf(Arc::new(self.persist(new_id, seg))))
+                .map(|seg| SegBody::Ivf(Arc::new(self.persist(new_id, self.calibrated(seg)))))
         } else {
             rows.into_chunks(config.dim, config.metric)
                 .ok()
@@ -222,6 +236,7 @@ impl Shard {
                 .compacted_deleted_rows
                 .fetch_add((stored - live_count) as u64, Ordering::SeqCst);
             self.inner.compacting.fetch_sub(1, Ordering::SeqCst);
+            self.inner.building.fetch_sub(1, Ordering::SeqCst);
             self.inner
                 .compacting_rows
                 .fetch_sub(stored, Ordering::SeqCst);
@@ -254,59 +269,42 @@ mod tests {
     }
 
     #[test]
-    fn policy_picks_dirty_and_runs_of_small_segments() {
+    fn the_shard_asks_the_policy_about_its_sealed_segments_only() {
         let cfg = CompactionConfig::default();
-        let mutable = seg(99, 10, 10);
-        // Clean, full segments: nothing to do.
+        // Two segments of one tier merge; the mutable segment (last) is never part of it.
         assert_eq!(
             pick(
-                &[seg(1, 1000, 1000), seg(2, 1000, 950), mutable.clone()],
+                &[seg(1, 1000, 1000), seg(2, 1000, 990), seg(9, 1000, 1000)],
                 &cfg,
                 1000
             ),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            pick(&[seg(1, 1000, 1000), seg(9, 1000, 1000)], &cfg, 1000),
             None
         );
         // 30% deleted: rewritten alone.
         assert_eq!(
             pick(
-                &[seg(1, 1000, 700), seg(2, 1000, 1000), mutable.clone()],
+                &[seg(1, 1000, 700), seg(2, 4000, 4000), seg(9, 10, 10)],
                 &cfg,
                 1000
             ),
             Some(vec![1])
         );
-        // One small clean segment alone stays; two are merged.
+        // Busy segments are never chosen; disabled: nothing.
+        let mut busy = seg(1, 1000, 1000);
+        busy.busy = true;
         assert_eq!(
-            pick(
-                &[seg(1, 300, 300), seg(2, 1000, 1000), mutable.clone()],
-                &cfg,
-                1000
-            ),
+            pick(&[busy, seg(2, 1000, 1000), seg(9, 0, 0)], &cfg, 1000),
             None
         );
-        assert_eq!(
-            pick(
-                &[
-                    seg(1, 300, 300),
-                    seg(2, 1000, 1000),
-                    seg(3, 200, 200),
-                    mutable.clone()
-                ],
-                &cfg,
-                1000
-            ),
-            Some(vec![1, 3])
-        );
-        // The mutable segment and busy segments are never chosen.
-        let mut busy = seg(1, 1000, 100);
-        busy.busy = true;
-        assert_eq!(pick(&[busy, seg(5, 10, 0)], &cfg, 1000), None);
-        // Disabled: nothing.
         let off = CompactionConfig {
             enabled: false,
             ..CompactionConfig::default()
         };
-        assert_eq!(pick(&[seg(1, 1000, 0), mutable], &off, 1000), None);
+        assert_eq!(pick(&[seg(1, 1000, 0), seg(9, 0, 0)], &off, 1000), None);
     }
 
     #[test]
@@ -314,9 +312,14 @@ mod tests {
         let old = r#"{"dim":4,"metric":"l2","seal_threshold":10,"nlist":2,"pq_m":2,"pq_bits":8,"seed":1}"#;
         let c: crate::shard::ShardConfig = serde_json::from_str(old).unwrap();
         assert_eq!(c.compaction, CompactionConfig::default());
+        // Written before tiers and idle sealing existed (with a field since removed).
         let partial: CompactionConfig =
-            serde_json::from_str(r#"{"deleted_fraction":0.5}"#).unwrap();
+            serde_json::from_str(r#"{"deleted_fraction":0.5,"small_fraction":0.5}"#).unwrap();
         assert_eq!(partial.deleted_fraction, 0.5);
-        assert!(partial.enabled);
+        assert!(partial.enabled && partial.tiers);
+        assert_eq!(
+            partial.idle_seal_ms,
+            crate::shard::seal::DEFAULT_IDLE_SEAL_MS
+        );
     }
 }

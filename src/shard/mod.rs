@@ -7,12 +7,17 @@
 //! ## Layout
 //! - One **mutable segment**: flat chunks (exact search) that new points are appended to
 //!   ([`segment`] explains the chunking).
-//! - Zero or more **sealed segments**. When the mutable segment reaches `seal_threshold` rows it is
-//!   frozen (it keeps answering queries, exactly), a fresh mutable segment takes the writes, and a
-//!   background thread builds an IVF-PQ index from the frozen rows (rayon-parallel), writes it to
-//!   a segment file in the shard's data directory (when it has one) and maps it back. The built
-//!   segment replaces the frozen one under the write lock in one pointer swap; the rows keep their
-//!   numbers, so tombstones and payloads written meanwhile stay valid.
+//! - Zero or more **sealed segments**. When the mutable segment reaches `seal_threshold` rows, or
+//!   has been idle for `compaction.idle_seal_ms` ([`seal`] explains why that is safe under Raft),
+//!   it is frozen (it keeps answering queries, exactly), a fresh mutable segment takes the writes,
+//!   and a job on the process's bounded [`build_pool`] builds an IVF-PQ index from the frozen rows
+//!   (rayon-parallel, `nlist` following the segment's size), measures its recall curve
+//!   ([`calibrate`]), writes it to a segment file in the shard's data directory (when it has one)
+//!   and maps it back. The built segment replaces the frozen one under the write lock in one
+//!   pointer swap; the rows keep their numbers, so tombstones and payloads written meanwhile stay
+//!   valid. Sealed segments are merged in log-structured tiers ([`merge_policy`], [`compaction`]).
+//! - A search without explicit `nprobe`/`rerank` uses each segment's calibrated choice for its
+//!   recall target ([`tuning`]).
 //! - An **id map** `PointId → (segment, row)` (a `BTreeMap`, which also gives `scroll` its order).
 //! - **Tombstones**: a live-row [`RowSet`] per segment. An update tombstones the old row and appends
 //!   a new one; a delete only tombstones.
@@ -40,15 +45,20 @@
 //! Index builds and compactions ([`compaction`]) run on background threads outside the lock and
 //! swap their result in atomically.
 
+pub mod build_pool;
+pub mod calibrate;
 pub mod command;
 pub mod compaction;
 pub mod filter;
+pub mod merge_policy;
 pub mod payload_index;
 mod payload_ops;
 mod planner;
 pub mod point;
+pub mod seal;
 mod segment;
 pub mod snapshot;
+pub mod tuning;
 mod values;
 
 pub use command::{PointSelector, PointWrite, ShardCommand};
@@ -57,6 +67,8 @@ pub use filter::{CompiledFilter, Filter, FilterError};
 pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
 pub use payload_ops::{OrderBy, OrderedRecord};
 pub use point::{Payload, PointId};
+pub use seal::MIN_SEAL_THRESHOLD;
+pub use tuning::{SegmentCalibration, Tuning};
 pub use values::parse_datetime;
 
 use crate::index::distance;
@@ -80,9 +92,11 @@ pub struct ShardConfig {
     pub dim: usize,
     /// Distance metric.
     pub metric: Metric,
-    /// Rows after which the mutable segment is sealed into an IVF-PQ segment (0 = never seal).
+    /// Rows after which the mutable segment is sealed into an IVF-PQ segment (0 = never seal;
+    /// otherwise at least [`MIN_SEAL_THRESHOLD`], see [`ShardConfig::validate`]).
     pub seal_threshold: usize,
-    /// Inverted lists of sealed segments (lowered for a small segment so training has data).
+    /// Inverted lists of a sealed segment of `seal_threshold` rows; other sizes scale it by
+    /// `sqrt(rows / seal_threshold)` (see [`ShardConfig::ivf_config`]).
     pub nlist: usize,
     /// PQ sub-spaces; divides `dim`.
     pub pq_m: usize,
@@ -90,19 +104,29 @@ pub struct ShardConfig {
     pub pq_bits: u8,
     /// Seed for index training, so every replica and every rebuild gets the same index.
     pub seed: u64,
-    /// When sealed segments are merged and their deleted rows dropped (defaults when absent, so
-    /// configurations written before compaction existed still load).
+    /// Background segment maintenance: idle sealing, tier merges, purging deleted rows (defaults
+    /// when absent, so configurations written before compaction existed still load).
     #[serde(default)]
     pub compaction: CompactionConfig,
 }
 
 impl ShardConfig {
-    /// The IVF-PQ build configuration for a sealed segment of `n` rows: `nlist` is capped so that
-    /// each list gets training data (about 39 points per list, as FAISS recommends).
+    /// The IVF-PQ build configuration for a sealed segment of `n` rows. `nlist` follows the
+    /// segment's size: `nlist × sqrt(n / seal_threshold)`, the usual `nlist ∝ sqrt(n)` that keeps
+    /// coarse search and list scans in proportion as merges grow segments (a segment of
+    /// `seal_threshold` rows gets `nlist`, one four times larger twice as many lists). It is
+    /// capped so that each list gets training data (about 39 points per list, as FAISS
+    /// recommends).
     pub fn ivf_config(&self, n: usize) -> IvfPqConfig {
+        let base = self.effective_seal_threshold();
+        let scaled = if base == 0 {
+            self.nlist
+        } else {
+            (self.nlist as f64 * (n as f64 / base as f64).sqrt()).round() as usize
+        };
         let mut c = IvfPqConfig::new(
             self.metric,
-            self.nlist.min((n / 39).max(1)),
+            scaled.clamp(1, 1 << 20).min((n / 39).max(1)),
             self.pq_m,
             self.pq_bits,
         );
@@ -134,6 +158,9 @@ pub enum ShardError {
     /// A search parameter is out of range.
     #[error("invalid search parameter: {0}")]
     Param(String),
+    /// A shard configuration is out of range.
+    #[error("invalid shard configuration: {0}")]
+    Config(String),
     /// Snapshot or restore I/O failed.
     #[error("snapshot I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -179,9 +206,10 @@ pub struct SearchRequest<'a> {
     pub offset: usize,
     /// Only points passing this filter.
     pub filter: Option<&'a CompiledFilter>,
-    /// IVF lists to probe in sealed segments.
+    /// IVF lists to probe in sealed segments ([`Shard::search_tuned`]: only in segments without
+    /// a calibration, unless its [`Tuning`] fixes it).
     pub nprobe: usize,
-    /// Re-rank factor in sealed segments (0 = ADC distances).
+    /// Re-rank factor in sealed segments, 0 = ADC distances (as `nprobe` for `search_tuned`).
     pub rerank: usize,
     /// Scan every row exactly instead of using the IVF-PQ index.
     pub exact: bool,
@@ -192,7 +220,7 @@ pub struct SearchRequest<'a> {
 }
 
 /// Counters for `/metrics` and collection info.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ShardStats {
     /// Live points.
     pub points: usize,
@@ -202,7 +230,7 @@ pub struct ShardStats {
     pub indexed_segments: usize,
     /// Live points in IVF-PQ segments.
     pub indexed_points: usize,
-    /// Index builds in progress.
+    /// Index builds in progress: seals and merges.
     pub building: usize,
     /// Last applied log index.
     pub last_applied: u64,
@@ -218,6 +246,8 @@ pub struct ShardStats {
     pub compactions: u64,
     /// Deleted rows dropped by compactions since the shard was loaded.
     pub compacted_deleted_rows: u64,
+    /// Per calibrated segment: the choice at the default recall target and the measured curve.
+    pub calibrations: Vec<SegmentCalibration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,8 +405,10 @@ struct Inner {
     compacted_deleted_rows: AtomicU64,
     /// Index builds swapped in (see [`Shard::segment_changes`]).
     builds_swapped: AtomicU64,
-    /// Whether sealing and compaction run on background threads (tests may run them inline).
+    /// Whether sealing and compaction run on the build pool (tests may run them inline).
     background: bool,
+    /// When the mutable segment was last written ([`seal::now_ms`]), for idle sealing.
+    last_write_ms: AtomicU64,
     /// Where sealed segment files are written (none: segments stay in memory and snapshots write
     /// them out).
     data_dir: Option<PathBuf>,
@@ -446,7 +478,12 @@ impl Shard {
         data_dir: Option<PathBuf>,
     ) -> Self {
         let state = state.unwrap_or_else(State::new);
-        Shard {
+        if let Err(e) = config.validate() {
+            // Refused when a collection is created; a shard persisted before the minimum existed
+            // still opens, sealing at the minimum.
+            tracing::warn!(error = %e, seal_threshold = config.effective_seal_threshold(), "sealing at the minimum");
+        }
+        let shard = Shard {
             inner: Arc::new(Inner {
                 config,
                 state: RwLock::new(state),
@@ -458,11 +495,14 @@ impl Shard {
                 compacted_deleted_rows: AtomicU64::new(0),
                 builds_swapped: AtomicU64::new(0),
                 background,
+                last_write_ms: AtomicU64::new(seal::now_ms()),
                 data_dir,
                 #[cfg(test)]
                 hooks: Hooks::default(),
             }),
-        }
+        };
+        shard.watch_idle();
+        shard
     }
 
     /// The shard's shape.
@@ -533,6 +573,12 @@ impl Shard {
         }
         state.last_applied = index;
         self.validate(command)?;
+        if matches!(
+            command,
+            ShardCommand::Upsert { .. } | ShardCommand::UpsertAt { .. }
+        ) {
+            self.touch();
+        }
         let mut tombstoned = false;
         match command {
             ShardCommand::Upsert { points } => {
@@ -647,23 +693,6 @@ impl Shard {
         self.inner.jobs.done.notify_all();
     }
 
-    /// Freezes the mutable segment once it is full and starts its index build.
-    fn maybe_seal(&self, state: &mut State) {
-        let threshold = self.inner.config.seal_threshold;
-        let full = state
-            .segments
-            .last()
-            .is_some_and(|s| threshold > 0 && s.rows >= threshold);
-        if !full {
-            return;
-        }
-        let id = state.next_segment;
-        state.next_segment += 1;
-        state.segments.push(empty_segment(id));
-        let frozen_id = state.segments[state.segments.len() - 2].id;
-        self.start_build(state, frozen_id);
-    }
-
     /// Marks a sealed flat segment busy and builds its index (in the background or inline).
     fn start_build(&self, state: &mut State, seg_id: u32) {
         let Some(seg) = state.segment_mut(seg_id) else {
@@ -678,7 +707,7 @@ impl Shard {
         self.inner.building.fetch_add(1, Ordering::SeqCst);
         if self.inner.background {
             let shard = self.clone();
-            std::thread::spawn(move || shard.finish_build(seg_id, &chunks, None));
+            build_pool::submit(move || shard.finish_build(seg_id, &chunks, None));
         } else {
             self.finish_build(seg_id, &chunks, Some(state));
         }
@@ -695,7 +724,7 @@ impl Shard {
         let built = self
             .build_index(&rows)
             .and_then(|index| IvfSeg::new(index, rows.points, rows.payloads))
-            .map(|seg| self.persist(seg_id, seg));
+            .map(|seg| self.persist(seg_id, self.calibrated(seg)));
         if let Some(b) = &built {
             payload_ops::index_ivf(b, &schema);
         }
@@ -747,6 +776,13 @@ impl Shard {
                 None
             }
         }
+    }
+
+    /// `seg` with its recall curve measured (see [`calibrate`]), before it is written out.
+    fn calibrated(&self, mut seg: IvfSeg) -> IvfSeg {
+        let c = &self.inner.config;
+        seg.calibration = calibrate::calibrate(&seg.index, c.pq_m, c.pq_bits, c.seed).map(Arc::new);
+        seg
     }
 
     /// Writes a built segment to its file in the data directory (if the shard has one) and maps
@@ -803,9 +839,22 @@ impl Shard {
         read(&self.inner.state).segments.clone()
     }
 
-    /// The nearest live points to the query, closest first (ties by id).
+    /// The nearest live points to the query, closest first (ties by id), searching sealed
+    /// segments with exactly `req.nprobe` and `req.rerank`.
     pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<Hit>, ShardError> {
+        self.search_tuned(req, &Tuning::explicit(req.nprobe, req.rerank))
+    }
+
+    /// The nearest live points to the query, closest first (ties by id), each sealed segment
+    /// searched with the parameters `tuning` picks for it (see [`tuning`]); `req.nprobe` and
+    /// `req.rerank` serve segments that have no calibration.
+    pub fn search_tuned(
+        &self,
+        req: &SearchRequest<'_>,
+        tuning: &Tuning,
+    ) -> Result<Vec<Hit>, ShardError> {
         check_vector(self.inner.config.dim, req.vector)?;
+        tuning.check()?;
         if req.nprobe == 0 {
             return Err(ShardError::Param("nprobe must be at least 1".into()));
         }
@@ -850,17 +899,20 @@ impl Shard {
                 SegBody::Flat(chunks) => {
                     search_chunks(chunks, &query, k, (matching < seg.rows).then_some(pass))
                 }
-                SegBody::Ivf(ivf) => search_ivf(
-                    ivf,
-                    metric,
-                    &query,
-                    k,
-                    &params,
-                    pass,
-                    matching,
-                    req.exact,
-                    self.inner.config.pq_m,
-                ),
+                SegBody::Ivf(ivf) => {
+                    let params = tuning.params_for(ivf, params);
+                    search_ivf(
+                        ivf,
+                        metric,
+                        &query,
+                        k,
+                        &params,
+                        pass,
+                        matching,
+                        req.exact,
+                        self.inner.config.pq_m,
+                    )
+                }
             };
             all.extend(hits.into_iter().filter_map(|n| {
                 let row = n.id as usize;
@@ -997,6 +1049,7 @@ impl Shard {
             compacting_rows: self.inner.compacting_rows.load(Ordering::SeqCst),
             compactions: self.inner.compactions.load(Ordering::SeqCst),
             compacted_deleted_rows: self.inner.compacted_deleted_rows.load(Ordering::SeqCst),
+            calibrations: tuning::calibrations_of(&state.segments),
             ..ShardStats::default()
         };
         for seg in &state.segments {
@@ -1092,6 +1145,8 @@ fn search_ivf(
 mod lifecycle_tests;
 #[cfg(test)]
 mod payload_tests;
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod raft_tests;
 #[cfg(test)]

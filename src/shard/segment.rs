@@ -10,7 +10,12 @@
 //!   snapshots hard-link that file.
 //!
 //! Tombstones are a live-row [`RowSet`] per segment behind an `Arc`, copied on write the same way.
+//!
+//! A built segment's [`Calibration`] (see [`super::calibrate`]) is stored in its file's metadata
+//! JSON under `"calibration"`; files written before calibration existed have no such key and
+//! open uncalibrated (searches then use the request's `nprobe`/`rerank`).
 
+use super::calibrate::Calibration;
 use super::payload_index::PayloadIndex;
 use super::point::{Payload, PointId};
 use crate::index::ivfpq::IvfPqIndex;
@@ -116,6 +121,9 @@ pub(super) struct IvfSeg {
     pub points: Vec<PointId>,
     pub payloads: Vec<Option<Arc<Payload>>>,
     pub file: Option<SegFile>,
+    /// What the segment measured about its recall when it was built (none: built before
+    /// calibration existed, or too small to measure).
+    pub calibration: Option<Arc<Calibration>>,
     /// Payload indexes over the segment's rows: built in memory after the segment is built or
     /// loaded, replaced whole when the schema changes (queries keep the one they took).
     payload_index: RwLock<Arc<PayloadIndex>>,
@@ -145,6 +153,7 @@ impl IvfSeg {
             points,
             payloads,
             file: None,
+            calibration: None,
             payload_index: RwLock::default(),
         })
     }
@@ -282,6 +291,8 @@ impl Rows {
 const POINT_KINDS: &str = "point_kinds";
 const POINT_VALUES: &str = "point_values";
 const PAYLOADS: &str = "payloads";
+/// Key of the calibration in a segment file's metadata JSON.
+const CALIBRATION: &str = "calibration";
 
 /// A name no other segment file of this process (or, with overwhelming odds, of another
 /// replica whose snapshot lands here) has: segment id plus a nonce.
@@ -329,6 +340,11 @@ pub(super) fn write_segment_file(path: &Path, seg: &IvfSeg) -> Result<(), Storag
     write_records(&mut writer, PAYLOADS, texts.iter().map(Vec::as_slice))?;
     if let Some(obj) = meta.as_object_mut() {
         obj.insert("shard_rows".into(), seg.points.len().into());
+        if let Some(c) = &seg.calibration
+            && let Ok(value) = serde_json::to_value(&**c)
+        {
+            obj.insert(CALIBRATION.into(), value);
+        }
     }
     writer.finish(meta.to_string().as_bytes())
 }
@@ -374,6 +390,28 @@ pub(super) fn open_segment_file(path: &Path) -> Result<IvfSeg, StorageError> {
     }
     let mut seg = IvfSeg::new(index, points, payloads)
         .ok_or_else(|| corrupted("index rows do not match the segment's points".into()))?;
+    seg.calibration = read_calibration(&container);
     seg.file = Some(SegFile::open(path.to_path_buf()).map_err(|e| StorageError::io(path, e))?);
     Ok(seg)
+}
+
+/// The calibration stored in a segment file's metadata, if any. One this build cannot read (a
+/// newer version) is dropped with a warning: the segment stays usable, only uncalibrated.
+pub(super) fn read_calibration(container: &Container) -> Option<Arc<Calibration>> {
+    let meta: serde_json::Value = container.metadata_json().ok()?;
+    let value = meta.get(CALIBRATION)?;
+    match serde_json::from_value::<Calibration>(value.clone()) {
+        Ok(c) if c.version <= super::calibrate::CALIBRATION_VERSION => Some(Arc::new(c)),
+        Ok(c) => {
+            tracing::warn!(
+                version = c.version,
+                "segment calibration from a newer build ignored"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "segment calibration unreadable, ignored");
+            None
+        }
+    }
 }

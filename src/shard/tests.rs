@@ -6,6 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::collections::HashMap;
 
+/// A shard shape whose segment layout only changes at `seal` rows and on purges, so tests can
+/// assert it: no tier merges, no idle sealing (`policy_tests` covers those, on the defaults).
 pub(super) fn config(dim: usize, metric: Metric, seal: usize) -> ShardConfig {
     ShardConfig {
         dim,
@@ -15,7 +17,11 @@ pub(super) fn config(dim: usize, metric: Metric, seal: usize) -> ShardConfig {
         pq_m: dim / 2,
         pq_bits: 8,
         seed: 7,
-        compaction: CompactionConfig::default(),
+        compaction: CompactionConfig {
+            tiers: false,
+            idle_seal_ms: 0,
+            ..CompactionConfig::default()
+        },
     }
 }
 

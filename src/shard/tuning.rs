@@ -1,0 +1,128 @@
+//! How a search picks `nprobe` and `rerank` in each sealed segment: what the caller fixed, and
+//! for the rest the segment's own [`Calibration`] at the recall the caller targets.
+//!
+//! Precedence, per coordinate: an explicit `nprobe`/`rerank` always wins; otherwise the cheapest
+//! point of the segment's calibration curve that reaches `recall_target` (default
+//! [`DEFAULT_RECALL_TARGET`]) given the fixed coordinate; a segment without a calibration (a file
+//! written before calibration existed) uses the request's fallback values. Segments differ in
+//! size and `nlist`, so each gets its own choice: a recall target means the same in all of them,
+//! a fixed `nprobe` does not.
+
+use super::calibrate::{Calibration, CurvePoint, DEFAULT_RECALL_TARGET};
+use super::segment::{IvfSeg, SegBody, Segment};
+use super::{Shard, ShardError};
+use crate::index::ivfpq::SearchParams;
+use std::sync::Arc;
+
+/// A search's choice of IVF-PQ parameters (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Tuning {
+    /// Lists probed in every sealed segment; `None`: from each segment's calibration.
+    pub nprobe: Option<usize>,
+    /// Re-rank factor in every sealed segment; `None`: from each segment's calibration.
+    pub rerank: Option<usize>,
+    /// Recall@10 the calibrated choices aim for, in `(0, 1]`; `None`: 0.95.
+    pub recall_target: Option<f64>,
+}
+
+impl Tuning {
+    /// Both parameters fixed: no calibration consulted (what [`Shard::search`] does).
+    pub fn explicit(nprobe: usize, rerank: usize) -> Self {
+        Tuning {
+            nprobe: Some(nprobe),
+            rerank: Some(rerank),
+            recall_target: None,
+        }
+    }
+
+    /// Refuses values out of range (nothing else can go wrong later).
+    pub fn check(&self) -> Result<(), ShardError> {
+        if self.nprobe == Some(0) {
+            return Err(ShardError::Param("nprobe must be at least 1".into()));
+        }
+        if let Some(t) = self.recall_target
+            && !(t > 0.0 && t <= 1.0)
+        {
+            return Err(ShardError::Param(format!(
+                "recall_target = {t} must be in (0, 1]"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The target the calibrated choices aim for.
+    pub fn target(&self) -> f64 {
+        self.recall_target.unwrap_or(DEFAULT_RECALL_TARGET)
+    }
+
+    /// The parameters to search `seg` with; `fallback` serves a segment without calibration.
+    pub(super) fn params_for(&self, seg: &IvfSeg, fallback: SearchParams) -> SearchParams {
+        if let (Some(nprobe), Some(rerank)) = (self.nprobe, self.rerank) {
+            return SearchParams { nprobe, rerank };
+        }
+        let chosen = seg
+            .calibration
+            .as_deref()
+            .and_then(|c| c.choose(self.target(), self.nprobe, self.rerank));
+        match chosen {
+            Some(p) => SearchParams {
+                nprobe: self.nprobe.unwrap_or(p.nprobe),
+                rerank: self.rerank.unwrap_or(p.rerank),
+            },
+            None => SearchParams {
+                nprobe: self.nprobe.unwrap_or(fallback.nprobe),
+                rerank: self.rerank.unwrap_or(fallback.rerank),
+            },
+        }
+    }
+}
+
+/// One sealed segment's calibration as stats report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentCalibration {
+    /// The segment.
+    pub segment: u32,
+    /// Rows stored in it.
+    pub rows: usize,
+    /// Its inverted lists.
+    pub nlist: usize,
+    /// The choice at the default target (0.95): `nprobe`, `rerank`, and the recall measured there.
+    pub chosen: CurvePoint,
+    /// The whole measured curve (shared, not copied).
+    pub calibration: Arc<Calibration>,
+}
+
+impl SegmentCalibration {
+    /// The choice this segment makes for `target` (the REST layer reports it at the collection's
+    /// own target).
+    pub fn at(&self, target: f64) -> Option<CurvePoint> {
+        self.calibration.choose(target, None, None)
+    }
+}
+
+impl Shard {
+    /// Per sealed, calibrated segment: the calibrated choice at the default target and the curve.
+    pub fn calibrations(&self) -> Vec<SegmentCalibration> {
+        calibrations_of(&super::read(&self.inner.state).segments)
+    }
+}
+
+/// [`Shard::calibrations`] of a segment list.
+pub(super) fn calibrations_of(segments: &[Segment]) -> Vec<SegmentCalibration> {
+    segments
+        .iter()
+        .filter_map(|s| match &s.body {
+            SegBody::Ivf(ivf) => {
+                let c = ivf.calibration.clone()?;
+                Some(SegmentCalibration {
+                    segment: s.id,
+                    rows: s.rows,
+                    nlist: ivf.index.nlist(),
+                    chosen: c.choose(DEFAULT_RECALL_TARGET, None, None)?,
+                    calibration: c,
+                })
+            }
+            SegBody::Flat(_) => None,
+        })
+        .collect()
+}
