@@ -4,7 +4,7 @@
 //! `shoal serve` is a single node on `127.0.0.1:6333` with its data in `./data`.
 //! `src/config.example.toml` lists every key with its default.
 
-use crate::api::{ApiConfig, IndexDefaults};
+use crate::collection::IndexDefaults;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +21,30 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid setting: {0}")]
     Invalid(String),
+}
+
+/// Settings of the REST server.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Key allowed to do everything (none: no authentication).
+    pub api_key: Option<String>,
+    /// Key allowed to read only.
+    pub read_only_api_key: Option<String>,
+    /// Deadline of one request (answered with 503 when passed; a write may still complete).
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_limit: 32 * 1024 * 1024,
+            api_key: None,
+            read_only_api_key: None,
+            request_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// Log output format.

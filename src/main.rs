@@ -1,10 +1,10 @@
 //! The `shoal` binary: one executable for every role (`serve`, `bench`, `dataset`, `openapi`).
 
 use clap::{Parser, Subcommand};
-use shoal::api::{AppState, Collections, serve};
-use shoal::cluster::{Cluster, ClusterOptions};
+use shoal::cluster::ClusterOptions;
 use shoal::config::{LogFormat, ServeArgs, ServeConfig};
-use std::sync::Arc;
+use shoal::node::NodeOptions;
+use shoal::router::RouterConfig;
 
 /// mimalloc instead of glibc's malloc: a search request allocates and frees a few dozen small
 /// buffers (request body, look-up tables, heaps, the answer) across two worker threads, and
@@ -98,22 +98,17 @@ fn run_server(config: ServeConfig) -> anyhow::Result<()> {
             // `--listen 127.0.0.1:0`: advertise the port actually bound.
             settings.advertise_api = addr.to_string();
         }
-        let cluster = Cluster::start(ClusterOptions {
-            settings,
-            data_dir: config.data_dir.clone(),
-            raft: config.raft.clone(),
-            defaults: config.index,
-        })
-        .await?;
-        tracing::info!(
-            %addr,
-            node_id = cluster.node_id(),
-            internal = ?config.cluster.internal_listen,
-            data_dir = %config.data_dir.display(),
-            "shoal serving"
-        );
-        let state = AppState::new(Arc::new(Collections::new(cluster)), config.api.clone());
-        serve(listener, state, shutdown_signal()).await?;
+        let options = NodeOptions {
+            cluster: ClusterOptions {
+                settings,
+                data_dir: config.data_dir.clone(),
+                raft: config.raft.clone(),
+                defaults: config.index,
+            },
+            router: RouterConfig::default(),
+            api: config.api.clone(),
+        };
+        shoal::node::run(listener, options, shutdown_signal()).await?;
         Ok(())
     })
 }

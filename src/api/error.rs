@@ -1,6 +1,7 @@
 //! [`ApiError`]: every way a request can fail, mapped once to an HTTP status and Qdrant's error
 //! body `{"status": {"error": "..."}, "time": seconds}`.
 
+use crate::collection::Error as CoreError;
 use crate::shard::ShardError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -60,6 +61,25 @@ impl ApiError {
     /// A 400 with this message.
     pub fn bad(msg: impl Into<String>) -> Self {
         ApiError::BadRequest(msg.into())
+    }
+}
+
+/// The one mapping of the core's errors to HTTP: 400, 404, 409, 503, 500.
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::BadRequest(m) => ApiError::BadRequest(m),
+            CoreError::NotFound(n) => ApiError::CollectionNotFound(n),
+            CoreError::Exists(n) => ApiError::CollectionExists(n),
+            CoreError::Unavailable(m) => ApiError::Unavailable(m),
+            CoreError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<crate::router::TokenError> for ApiError {
+    fn from(e: crate::router::TokenError) -> Self {
+        ApiError::bad(e.to_string())
     }
 }
 

@@ -22,10 +22,11 @@ pub async fn root() -> axum::Json<VersionInfo> {
 #[utoipa::path(get, path = "/collections", tag = "collections", responses((status = 200, body = CollectionsList)))]
 pub async fn list_collections(State(st): State<AppState>) -> Response {
     let collections = st
+        .cluster
+        .state()
         .collections
-        .names()
-        .into_iter()
-        .map(|name| CollectionDescription { name })
+        .keys()
+        .map(|name| CollectionDescription { name: name.clone() })
         .collect();
     ok(CollectionsList { collections })
 }
@@ -39,7 +40,8 @@ pub async fn create_collection(
     Path(name): Path<String>,
     JsonBody(req): JsonBody<CreateCollection>,
 ) -> Result<Response, ApiError> {
-    st.collections.create(&name, &req).await?;
+    let spec = super::collections::spec_of(&req)?;
+    st.cluster.create_collection(&name, spec).await?;
     Ok(ok(true))
 }
 
@@ -50,7 +52,7 @@ pub async fn delete_collection(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(ok(st.collections.delete(&name).await?))
+    Ok(ok(st.cluster.delete_collection(&name).await?))
 }
 
 /// Whether a collection exists.
@@ -58,7 +60,7 @@ pub async fn delete_collection(
     params(("name" = String, Path)), responses((status = 200, body = Exists)))]
 pub async fn collection_exists(State(st): State<AppState>, Path(name): Path<String>) -> Response {
     ok(Exists {
-        exists: st.collections.exists(&name),
+        exists: st.cluster.state().collections.contains_key(&name),
     })
 }
 
@@ -74,31 +76,16 @@ pub async fn get_collection(
         .collections
         .get(&name)
         .ok_or_else(|| ApiError::CollectionNotFound(name.clone()))?;
-    let cfg = &meta.config;
-    // Served from the local replica when this node holds the only shard, else summed over the
-    // shard leaders as they report themselves.
-    let (points, indexed, segments, building) = match st.collections.get(&name) {
-        Ok(c) => {
-            let s = c.shard().stats();
-            (s.points, s.indexed_points, s.segments, s.building)
-        }
-        Err(_) => {
-            // Per shard, the largest figure any replica reports (replicas converge to the same
-            // state); a shard counts as building while any of its replicas builds.
-            let view = crate::cluster::status::cluster_view(&st.cluster).await;
-            let (mut points, mut indexed, mut segments, mut building) = (0, 0, 0, 0);
-            for shard in view.collections.get(&name).iter().flat_map(|c| &c.shards) {
-                let best = |f: &dyn Fn(&crate::cluster::status::ReplicaView) -> Option<u64>| {
-                    shard.replicas.iter().filter_map(f).max().unwrap_or(0) as usize
-                };
-                points += best(&|r| r.points);
-                indexed += best(&|r| r.segments.map(|s| s.indexed_points));
-                segments += best(&|r| r.segments.map(|s| s.segments));
-                building += best(&|r| r.segments.map(|s| s.building));
-            }
-            (points, indexed, segments, building)
-        }
-    };
+    let cfg = CollectionConfig::from(&meta.config);
+    // One path for every collection, one shard or many: per shard the largest figures any
+    // replica reports, summed over the shards.
+    let counts = crate::cluster::status::collection_counts(&st.cluster, &name).await;
+    let (points, indexed, segments, building) = (
+        counts.points,
+        counts.indexed_points,
+        counts.segments,
+        counts.building,
+    );
     // Qdrant's shape: field -> {data_type, params, points}.
     let payload_schema: serde_json::Map<String, serde_json::Value> = st
         .router
@@ -165,7 +152,9 @@ pub async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, body = String, content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     use axum::response::IntoResponse;
-    let mut text = st.metrics.render(&st.collections);
+    let mut text = st
+        .metrics
+        .render(&crate::cluster::status::local_collection_stats(&st.cluster));
     text.push_str(&crate::cluster::status::render_metrics(&st.cluster));
     text.push_str(&st.router.render_metrics());
     (

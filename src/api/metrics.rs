@@ -2,17 +2,14 @@
 //! counts, error counts and latency histograms per route, and per collection the points,
 //! segments, indexed segments and index builds in progress.
 
-use super::Collections;
+use crate::process::cpu_seconds as process_cpu_seconds;
+use crate::shard::ShardStats;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
 /// A per-collection gauge: name, help text, and how to read it from the shard's stats.
-type Gauge = (
-    &'static str,
-    &'static str,
-    fn(&crate::shard::ShardStats) -> usize,
-);
+type Gauge = (&'static str, &'static str, fn(&ShardStats) -> usize);
 
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -62,8 +59,9 @@ impl Metrics {
         s.sum += seconds;
     }
 
-    /// The exposition text.
-    pub fn render(&self, collections: &Collections) -> String {
+    /// The exposition text; `collections` holds, per collection, the stats of this node's
+    /// replicas of its shards (each gauge is their sum).
+    pub fn render(&self, collections: &BTreeMap<String, Vec<ShardStats>>) -> String {
         let mut out = String::new();
         let routes: Vec<((String, String), RouteStats)> = self
             .routes
@@ -170,57 +168,13 @@ impl Metrics {
                 |s| s.compactions as usize,
             ),
         ];
-        let stats: Vec<_> = collections
-            .all()
-            .iter()
-            .map(|c| (c.name.clone(), c.shard().stats()))
-            .collect();
         for (name, help, f) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (c, s) in &stats {
-                let _ = writeln!(out, "{name}{{collection=\"{c}\"}} {}", f(s));
+            for (c, shards) in collections {
+                let v: usize = shards.iter().map(f).sum();
+                let _ = writeln!(out, "{name}{{collection=\"{c}\"}} {v}");
             }
         }
         out
-    }
-}
-
-/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`;
-/// `None` where there is no procfs. `shoal bench --server` reads it around a measurement to
-/// report the server's CPU per query, which the shared cores make more telling than QPS.
-pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may hold spaces): state is
-    // field 3, utime and stime are fields 14 and 15, in clock ticks.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // USER_HZ, which Linux fixes at 100 for every architecture's user-space ABI.
-    Some((utime + stime) / 100.0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn process_cpu_time_is_read_and_grows() {
-        if !std::path::Path::new("/proc/self/stat").exists() {
-            return;
-        }
-        let before = super::process_cpu_seconds().expect("readable /proc/self/stat");
-        // Spin until 50 ms of CPU time show up (however busy the machine is), or fail.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut x = 0u64;
-        let after = loop {
-            for _ in 0..100_000 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-            }
-            std::hint::black_box(x);
-            let now = super::process_cpu_seconds().unwrap();
-            if now >= before + 0.05 || std::time::Instant::now() > deadline {
-                break now;
-            }
-        };
-        assert!(after >= before + 0.05, "{before} -> {after}");
     }
 }

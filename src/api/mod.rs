@@ -29,14 +29,17 @@
 //!
 //! ## Serving
 //! [`serve`] takes a bound listener and a shutdown future, as mini-redis does: the binary passes
-//! ctrl-c/SIGTERM, tests bind `127.0.0.1:0`. On shutdown the server stops accepting, finishes the
-//! requests in flight, then stops the Raft groups (whose logs are already fsynced).
+//! ctrl-c/SIGTERM, tests bind `127.0.0.1:0`. On shutdown the server stops accepting and finishes
+//! the requests in flight; [`crate::node`] then stops the node under it.
+//!
+//! This layer holds only Qdrant's wire types ([`types`]), their conversion into the collection
+//! model ([`collections`], [`parse`]) and the one mapping of core errors to HTTP ([`error`]); every
+//! check of a value lives in [`crate::collection`].
 
 pub mod auth;
 pub mod cluster;
 pub mod collections;
 pub mod error;
-pub mod exec;
 pub mod handlers;
 pub mod metrics;
 pub mod parse;
@@ -45,7 +48,7 @@ pub mod points;
 pub mod types;
 pub mod vector_input;
 
-pub use collections::{Collection, Collections, IndexDefaults};
+pub use crate::config::ApiConfig;
 pub use error::ApiError;
 
 use axum::Router;
@@ -61,11 +64,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use utoipa::OpenApi;
-
-/// Largest re-rank factor a search accepts.
-pub const MAX_RERANK: usize = 100;
-/// Largest `offset` a search accepts.
-pub const MAX_OFFSET: usize = 100_000;
 
 tokio::task_local! {
     static REQUEST_START: Instant;
@@ -97,57 +95,31 @@ pub fn ok<T: Serialize>(result: T) -> Response {
     .into_response()
 }
 
-/// Server settings the API needs.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    /// Largest accepted request body, in bytes.
-    pub body_limit: usize,
-    /// Key allowed to do everything (none: no authentication).
-    pub api_key: Option<String>,
-    /// Key allowed to read only.
-    pub read_only_api_key: Option<String>,
-    /// Deadline of one request (answered with 503 when passed; a write may still complete).
-    pub request_timeout: std::time::Duration,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig {
-            body_limit: 32 * 1024 * 1024,
-            api_key: None,
-            read_only_api_key: None,
-            request_timeout: std::time::Duration::from_secs(60),
-        }
-    }
-}
-
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The collections.
-    pub collections: Arc<Collections>,
-    /// The cluster this node belongs to.
+    /// The cluster this node belongs to (collections live in its metadata).
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// Routes point operations to the shards' replicas.
+    pub router: Arc<crate::router::Router>,
     /// Settings.
     pub config: Arc<ApiConfig>,
     /// Request counters and latency histograms.
     pub metrics: Arc<metrics::Metrics>,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
-    /// Routes point operations to the shards' replicas (and serves other nodes' routers).
-    pub router: Arc<crate::router::Router>,
 }
 
 impl AppState {
-    /// State over opened collections.
-    pub fn new(collections: Arc<Collections>, config: ApiConfig) -> Self {
+    /// State over a started node's cluster and router.
+    pub fn new(
+        cluster: Arc<crate::cluster::Cluster>,
+        router: Arc<crate::router::Router>,
+        config: ApiConfig,
+    ) -> Self {
         AppState {
-            cluster: collections.cluster().clone(),
-            router: crate::router::Router::new(
-                collections.cluster().clone(),
-                crate::router::RouterConfig::default(),
-            ),
-            collections,
+            cluster,
+            router,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
             ready: Arc::new(AtomicBool::new(true)),
@@ -351,8 +323,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in flight
-/// and stops the collections' Raft groups.
+/// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in
+/// flight. Stopping the node underneath is the caller's ([`crate::node`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -375,7 +347,6 @@ pub async fn serve(
             tracing::info!("shutting down: finishing requests in flight");
         })
         .await;
-    state.collections.shutdown().await;
-    tracing::info!("stopped");
+    tracing::info!("HTTP drained");
     result
 }

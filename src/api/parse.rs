@@ -1,13 +1,10 @@
-//! Hand-checked parts of request bodies: ids, vectors, payloads, payload selectors, limits.
+//! Hand-checked parts of request bodies: ids, vectors, payloads, payload selectors.
 //! Each error names the offending item so a client can fix its request.
 
 use super::error::ApiError;
 use super::types::{QueryInput, QueryRequest, VectorInput};
 use crate::shard::{Payload, PointId};
 use serde_json::Value;
-
-/// Largest `limit` a search, query or scroll accepts.
-pub const MAX_LIMIT: usize = 10_000;
 
 /// A point id from JSON.
 pub fn id(v: &Value) -> Result<PointId, ApiError> {
@@ -192,16 +189,6 @@ pub fn with_vector(v: Option<&Value>) -> Result<bool, ApiError> {
             "with_vector must be a bool or a list of vector names",
         )),
     }
-}
-
-/// Checks a `limit`.
-pub fn limit(l: usize) -> Result<usize, ApiError> {
-    if l == 0 || l > MAX_LIMIT {
-        return Err(ApiError::bad(format!(
-            "limit = {l} must be in 1..={MAX_LIMIT}"
-        )));
-    }
-    Ok(l)
 }
 
 /// Qdrant's scroll `order_by`: a key, or `{"key", "direction": "asc"|"desc", "start_from"}` with

@@ -10,11 +10,9 @@
 use super::error::ApiError;
 use super::parse::{self, PayloadSelector};
 use super::types::*;
-use super::{AppState, JsonBody, MAX_OFFSET, MAX_RERANK, elapsed_now, ok};
-use crate::index::Metric;
-use crate::router::{
-    Answer, Consistency, ConsistencyToken, ReadOptions, SearchQuery, WriteAck, metric_of,
-};
+use super::{AppState, JsonBody, elapsed_now, ok};
+use crate::collection::{CollectionConfig, Metric, SearchQuery};
+use crate::router::{Answer, Consistency, ConsistencyToken, ReadOptions, WriteAck};
 use crate::shard::{Filter, Hit, PointId, PointWrite, Record};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -115,53 +113,31 @@ struct SearchInput<'a> {
 }
 
 fn prepare(cfg: &CollectionConfig, s: SearchInput<'_>, what: &str) -> Result<Prepared, ApiError> {
-    let vector = parse::vector(s.vector, cfg.vectors.size as usize, what)?;
-    let limit = parse::limit(s.limit)?;
-    let offset = s.offset.unwrap_or(0);
-    if offset > MAX_OFFSET {
-        return Err(ApiError::bad(format!(
-            "offset = {offset} must be at most {MAX_OFFSET}"
-        )));
-    }
+    let vector = parse::vector(s.vector, cfg.dim(), what)?;
     let params = s.params.cloned().unwrap_or_default();
-    let nlist = cfg.ivf_pq_config.nlist;
-    let nprobe = params.nprobe.unwrap_or(cfg.search_config.nprobe);
-    if nprobe == 0 || nprobe > nlist {
-        return Err(ApiError::bad(format!(
-            "nprobe = {nprobe} must be in 1..=nlist ({nlist})"
-        )));
-    }
-    let rerank = params.rerank.unwrap_or(cfg.search_config.rerank);
-    if rerank > MAX_RERANK {
-        return Err(ApiError::bad(format!(
-            "rerank = {rerank} must be at most {MAX_RERANK}"
-        )));
-    }
-    if let Some(sp) = params.shard_probe
-        && sp == 0
-    {
-        return Err(ApiError::bad("shard_probe must be at least 1"));
-    }
+    let payload = parse::with_payload(s.with_payload, false)?;
+    let query = SearchQuery {
+        vector,
+        limit: s.limit,
+        offset: s.offset.unwrap_or(0),
+        filter: s.filter.cloned(),
+        nprobe: params.nprobe.unwrap_or(cfg.search.nprobe),
+        rerank: params.rerank.unwrap_or(cfg.search.rerank),
+        exact: params.exact.unwrap_or(false),
+        shard_probe: params.shard_probe,
+        with_payload: payload.wants(),
+        with_vector: parse::with_vector(s.with_vector)?,
+    };
+    // The model's checks (the router runs them again), here so a batch is refused whole.
+    query.check_params(cfg)?;
     if let Some(t) = s.score_threshold
         && !t.is_finite()
     {
         return Err(ApiError::bad("score_threshold must be a finite number"));
     }
     check_filter(s.filter)?;
-    let payload = parse::with_payload(s.with_payload, false)?;
     Ok(Prepared {
-        query: SearchQuery {
-            vector,
-            limit,
-            offset,
-            filter: s.filter.cloned(),
-            nprobe,
-            rerank,
-            exact: params.exact.unwrap_or(false),
-            shard_probe: params.shard_probe,
-            with_payload: payload.wants(),
-            with_vector: parse::with_vector(s.with_vector)?,
-        },
+        query,
         payload,
         score_threshold: s.score_threshold,
     })
@@ -215,7 +191,7 @@ pub async fn upsert_points(
     JsonBody(req): JsonBody<UpsertPoints>,
 ) -> Result<Response, ApiError> {
     let cfg = st.router.collection_config(&name)?;
-    let dim = cfg.vectors.size as usize;
+    let dim = cfg.dim();
     let points: Vec<PointWrite> = match (&req.points, &req.batch) {
         (Some(points), None) => points
             .iter()
@@ -373,7 +349,7 @@ pub async fn scroll_points(
         None | Some(Value::Null) => None,
         Some(v) => Some(parse::id(v)?),
     };
-    let limit = parse::limit(req.limit.unwrap_or(10))?;
+    let limit = crate::collection::limits::check_limit(req.limit.unwrap_or(10))?;
     check_filter(req.filter.as_ref())?;
     let sel = parse::with_payload(req.with_payload.as_ref(), true)?;
     let wv = parse::with_vector(req.with_vector.as_ref())?;
@@ -458,7 +434,7 @@ pub async fn search_points(
     let read = read_options(&q, &req.read)?;
     let p = prepare(&cfg, search_input(&req), "query vector")?;
     let (mut out, missing) =
-        run_all(&st, &name, metric_of(&cfg), std::slice::from_ref(&p), &read).await?;
+        run_all(&st, &name, cfg.metric(), std::slice::from_ref(&p), &read).await?;
     Ok(answer(out.pop().unwrap_or_default(), &missing))
 }
 
@@ -480,7 +456,7 @@ pub async fn search_batch(
         .enumerate()
         .map(|(i, r)| prepare(&cfg, search_input(r), &format!("searches[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let (out, missing) = run_all(&st, &name, metric_of(&cfg), &ps, &read).await?;
+    let (out, missing) = run_all(&st, &name, cfg.metric(), &ps, &read).await?;
     Ok(answer(out, &missing))
 }
 
@@ -520,7 +496,7 @@ pub async fn query_points(
     let read = read_options(&q, &req.read)?;
     let p = prepare_query(&cfg, &req, "query")?;
     let (mut out, missing) =
-        run_all(&st, &name, metric_of(&cfg), std::slice::from_ref(&p), &read).await?;
+        run_all(&st, &name, cfg.metric(), std::slice::from_ref(&p), &read).await?;
     Ok(answer(
         QueryResponse {
             points: out.pop().unwrap_or_default(),
@@ -547,7 +523,7 @@ pub async fn query_batch(
         .enumerate()
         .map(|(i, q)| prepare_query(&cfg, q, &format!("searches[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    let (out, missing) = run_all(&st, &name, metric_of(&cfg), &ps, &read).await?;
+    let (out, missing) = run_all(&st, &name, cfg.metric(), &ps, &read).await?;
     let out: Vec<QueryResponse> = out
         .into_iter()
         .map(|points| QueryResponse { points })

@@ -54,7 +54,7 @@ pub struct SearchConfig {
     pub nprobe: Option<usize>,
     /// Re-rank factor (0 = PQ distances only).
     pub rerank: Option<usize>,
-    /// Shards probed under centroid placement (single node: always 1).
+    /// Shards probed under centroid placement (default 1).
     pub shard_probe: Option<usize>,
 }
 

@@ -582,15 +582,9 @@ fn measure(
         .map_err(|e| BenchError::InvalidParameter(format!("batching the queries: {e}")))?;
     let warm = rows.slice(s![..rows.nrows().min(64usize.div_ceil(batch)), ..]);
     run_queries_indexed(warm, concurrency, init, run_one);
-    let cpu_before = (
-        server_cpu_seconds(client),
-        crate::api::metrics::process_cpu_seconds(),
-    );
+    let cpu_before = (server_cpu_seconds(client), crate::process::cpu_seconds());
     let run = run_queries_indexed(rows, concurrency, init, run_one);
-    let cpu_after = (
-        server_cpu_seconds(client),
-        crate::api::metrics::process_cpu_seconds(),
-    );
+    let cpu_after = (server_cpu_seconds(client), crate::process::cpu_seconds());
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }

@@ -5,25 +5,21 @@
 use super::meta::{CollectionMeta, MetaCommand, ShardMeta};
 use super::rpc::{ClusterReply, ClusterRequest};
 use super::{Cluster, STATUS_TIMEOUT};
-use crate::api::ApiError;
-use crate::api::collections::{resolve_config, validate_name};
-use crate::api::types::CreateCollection;
 use crate::cluster::placement::CentroidPlacement;
+use crate::collection::{CollectionSpec, Error, validate_name};
 use crate::raft::{GroupId, NodeId, NodeInfo, RaftGroupError, Role};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Most voters of the metadata group; later nodes stay learners.
 pub const META_VOTERS: usize = 3;
-/// Largest shard count a collection may ask for.
-pub const MAX_SHARDS: u32 = 1024;
 /// How long a create waits for every new shard group to elect a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(20);
 
-type Outcome = Result<(u64, Vec<u8>), ApiError>;
+type Outcome = Result<(u64, Vec<u8>), Error>;
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable(e.to_string())
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(e.to_string())
 }
 
 /// Add node `id` to the metadata group (learner, then voter while there are fewer than three)
@@ -71,7 +67,7 @@ pub(crate) async fn remove_member(c: &Cluster, id: NodeId) -> Outcome {
     let m = c.meta_group.metrics();
     let in_group = m.voters.contains(&id) || m.learners.contains(&id);
     if !state.members.contains_key(&id) && !in_group {
-        return Err(ApiError::bad(format!(
+        return Err(Error::bad(format!(
             "node {id} is not a member of the cluster"
         )));
     }
@@ -87,7 +83,7 @@ pub(crate) async fn remove_member(c: &Cluster, id: NodeId) -> Outcome {
         })
         .collect();
     if !held.is_empty() {
-        return Err(ApiError::bad(format!(
+        return Err(Error::bad(format!(
             "node {id} still holds replicas of shards {}; move each to another node first \
              (POST /cluster/collections/{{name}}/shards/{{shard}}/move)",
             held.join(", ")
@@ -116,7 +112,7 @@ pub(crate) async fn remove_member(c: &Cluster, id: NodeId) -> Outcome {
             voters.insert(learner);
         }
         if voters.is_empty() {
-            return Err(ApiError::bad("cannot remove the last metadata voter"));
+            return Err(Error::bad("cannot remove the last metadata voter"));
         }
         c.meta_group
             .change_membership(voters, false)
@@ -146,29 +142,23 @@ pub fn place(members: &[NodeId], shards: u32, rf: u32, start: usize) -> Vec<Vec<
         .collect()
 }
 
-pub(crate) async fn create_collection(c: &Cluster, name: &str, body: &str) -> Outcome {
+/// Create collection `name` as `spec` asks: the one place a create's name is checked and its
+/// spec resolved (with this leader's defaults and the next free group ids).
+pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &CollectionSpec) -> Outcome {
     validate_name(name)?;
-    let req: CreateCollection =
-        serde_json::from_str(body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
     let _admin = c.admin_lock.lock().await;
     let state = c.state();
     if state.collections.contains_key(name) {
-        return Err(ApiError::CollectionExists(name.to_owned()));
+        return Err(Error::Exists(name.to_owned()));
     }
     // Place on the members that answer now: a group whose first replica is down could not
     // even be initialised.
     let members = live_members(c, &state).await;
     let first = state.next_group.max(1);
-    let config = resolve_config(&req, &c.defaults, first)?;
-    if config.shard_number == 0 || config.shard_number > MAX_SHARDS {
-        return Err(ApiError::bad(format!(
-            "shard_number = {} must be in 1..={MAX_SHARDS}",
-            config.shard_number
-        )));
-    }
+    let config = spec.resolve(&c.defaults, first)?;
     let rf = config.replication_factor;
     if rf == 0 || rf as usize > members.len() {
-        return Err(ApiError::bad(format!(
+        return Err(Error::bad(format!(
             "replication_factor = {rf} needs {rf} distinct nodes; the cluster has {} reachable member(s) of {}",
             members.len(),
             state.members.len()
@@ -204,7 +194,7 @@ pub(crate) async fn create_collection(c: &Cluster, name: &str, body: &str) -> Ou
     for s in &shards {
         while group_leader(c, s.group, &s.replicas).await.is_none() {
             if Instant::now() > deadline {
-                return Err(ApiError::Unavailable(format!(
+                return Err(Error::Unavailable(format!(
                     "collection `{name}` created, but shard group {} elected no leader within {LEADER_WAIT:?}",
                     s.group
                 )));
@@ -245,7 +235,7 @@ pub(crate) async fn set_centroids(
     centroids: CentroidPlacement,
 ) -> Outcome {
     if !c.state().collections.contains_key(name) {
-        return Err(ApiError::CollectionNotFound(name.to_owned()));
+        return Err(Error::NotFound(name.to_owned()));
     }
     c.propose(MetaCommand::SetCentroids {
         name: name.to_owned(),
@@ -303,7 +293,7 @@ async fn on_shard_leader(
     replicas: &[NodeId],
     req: ClusterRequest,
     timeout: Duration,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no leader");
     loop {
@@ -320,9 +310,7 @@ async fn on_shard_leader(
             }
         }
         if Instant::now() > deadline {
-            return Err(ApiError::Unavailable(format!(
-                "shard group {group}: {last}"
-            )));
+            return Err(Error::Unavailable(format!("shard group {group}: {last}")));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -340,25 +328,25 @@ pub(crate) async fn move_replica(
     let coll = state
         .collections
         .get(name)
-        .ok_or_else(|| ApiError::CollectionNotFound(name.to_owned()))?;
+        .ok_or_else(|| Error::NotFound(name.to_owned()))?;
     let s = coll
         .shards
         .get(shard as usize)
-        .ok_or_else(|| ApiError::bad(format!("collection `{name}` has no shard {shard}")))?
+        .ok_or_else(|| Error::bad(format!("collection `{name}` has no shard {shard}")))?
         .clone();
     let to_info = state
         .members
         .get(&to)
         .cloned()
-        .ok_or_else(|| ApiError::bad(format!("node {to} is not a member of the cluster")))?;
+        .ok_or_else(|| Error::bad(format!("node {to} is not a member of the cluster")))?;
     if !s.replicas.contains(&from) {
-        return Err(ApiError::bad(format!(
+        return Err(Error::bad(format!(
             "node {from} holds no replica of shard {shard} (replicas: {:?})",
             s.replicas
         )));
     }
     if from == to {
-        return Err(ApiError::bad("from and to are the same node"));
+        return Err(Error::bad("from and to are the same node"));
     }
     // 1. Announce the new replica so `to` starts an (uninitialised) replica of the group. A
     //    move that failed half-way finds `to` listed already and resumes.
@@ -424,12 +412,12 @@ pub(crate) async fn move_replica(
     .await
 }
 
-fn leader_shard(c: &Cluster, group: GroupId) -> Result<crate::raft::RaftGroup, ApiError> {
+fn leader_shard(c: &Cluster, group: GroupId) -> Result<crate::raft::RaftGroup, Error> {
     let local = c
         .local_shard(group)
-        .ok_or_else(|| ApiError::Unavailable(format!("group {group} does not run here")))?;
+        .ok_or_else(|| Error::Unavailable(format!("group {group} does not run here")))?;
     if local.group.metrics().role != Role::Leader {
-        return Err(ApiError::Unavailable(format!(
+        return Err(Error::Unavailable(format!(
             "node {} does not lead group {group}",
             c.node_id
         )));

@@ -6,8 +6,9 @@
 
 use super::meta::{ClusterState, CollectionMeta, MetaCommand, ShardMeta};
 use super::placement::CentroidPlacement;
-use crate::api::types::{CollectionConfig, Distance, ResolvedIvfPq, ResolvedSearch, VectorParams};
-use crate::index::Metric;
+use crate::collection::{
+    CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
+};
 use crate::raft::NodeInfo;
 use std::path::PathBuf;
 
@@ -30,20 +31,20 @@ fn check(name: &str, bytes: &[u8]) -> Vec<u8> {
 
 fn config() -> CollectionConfig {
     CollectionConfig {
-        vectors: VectorParams {
-            size: 8,
-            distance: Distance::Dot,
+        vectors: VectorSpace {
+            dim: 8,
+            metric: Metric::Dot,
         },
         shard_number: 2,
         replication_factor: 2,
-        placement: "centroid".into(),
-        ivf_pq_config: ResolvedIvfPq {
+        placement: Placement::Centroid,
+        ivf_pq: IvfPqSettings {
             nlist: 64,
             pq_m: 4,
             pq_bits: 8,
             seal_threshold: 50_000,
         },
-        search_config: ResolvedSearch {
+        search: SearchSettings {
             nprobe: 16,
             rerank: 4,
             shard_probe: 1,

@@ -7,7 +7,7 @@
 //! format). A snapshot is one file, `cluster-state.bin`: magic, version, postcard body, CRC32.
 
 use super::placement::CentroidPlacement;
-use crate::api::types::CollectionConfig;
+use crate::collection::CollectionConfig;
 use crate::raft::{GroupId, NodeId, NodeInfo, StateMachineApp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,7 +34,9 @@ pub struct ShardMeta {
 /// A collection as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionMeta {
-    /// The resolved configuration (shard count, replication, index settings).
+    /// The resolved configuration (shard count, replication, index settings), stored in the
+    /// persisted layout of [`super::persisted`] (version 1).
+    #[serde(with = "super::persisted::config_v1")]
     pub config: CollectionConfig,
     /// Shard `i` at index `i`.
     pub shards: Vec<ShardMeta>,
@@ -313,30 +315,19 @@ impl StateMachineApp for MetaApp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::{Distance, ResolvedIvfPq, ResolvedSearch, VectorParams};
+    use crate::collection::{CollectionSpec, IndexDefaults, IvfPqSpec, Metric};
 
     fn config() -> CollectionConfig {
-        CollectionConfig {
-            vectors: VectorParams {
-                size: 4,
-                distance: Distance::Cosine,
-            },
-            shard_number: 2,
-            replication_factor: 1,
-            placement: "hash".into(),
-            ivf_pq_config: ResolvedIvfPq {
-                nlist: 4,
-                pq_m: 2,
-                pq_bits: 4,
-                seal_threshold: 100,
-            },
-            search_config: ResolvedSearch {
-                nprobe: 2,
-                rerank: 4,
-                shard_probe: 1,
-            },
-            group_id: 1,
-        }
+        let mut spec = CollectionSpec::new(4, Metric::Cosine);
+        spec.shard_number = Some(2);
+        spec.ivf_pq = IvfPqSpec {
+            nlist: Some(4),
+            pq_m: Some(2),
+            pq_bits: Some(4),
+            seal_threshold: Some(100),
+        };
+        spec.search.nprobe = Some(2);
+        spec.resolve(&IndexDefaults::default(), 1).unwrap()
     }
 
     fn create(name: &str, groups: &[GroupId]) -> Vec<u8> {

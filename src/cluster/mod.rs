@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod bootstrap;
 pub mod meta;
+mod persisted;
 pub mod placement;
 pub mod reconcile;
 pub mod rpc;
@@ -26,10 +27,10 @@ mod fixtures;
 
 pub use meta::{ClusterState, CollectionMeta, META_GROUP, MetaApp, MetaCommand, ShardMeta};
 pub use placement::CentroidPlacement;
-pub use rpc::{CLUSTER_SERVICE, ClusterReply, ClusterRequest, ROUTER_SERVICE};
+pub use rpc::{CLUSTER_SERVICE, ClusterReply, ClusterRequest};
 pub use shard_app::ShardApp;
 
-use crate::api::{ApiError, IndexDefaults};
+use crate::collection::{CollectionSpec, Error, IndexDefaults};
 use crate::config::ClusterSettings;
 use crate::raft::tcp::{AppService, TcpTransport};
 use crate::raft::{
@@ -348,7 +349,7 @@ impl Cluster {
         &self,
         req: ClusterRequest,
         timeout: Duration,
-    ) -> Result<(u64, Vec<u8>), ApiError> {
+    ) -> Result<(u64, Vec<u8>), Error> {
         let deadline = Instant::now() + timeout;
         let mut hint: Option<NodeId> = None;
         let mut attempt = 0usize;
@@ -404,16 +405,16 @@ impl Cluster {
             };
             match reply {
                 ClusterReply::Done { index, body } => return Ok((index, body)),
-                ClusterReply::Failed(f) => return Err(f.into()),
+                ClusterReply::Failed(e) => return Err(e),
                 ClusterReply::Status(_) => {
-                    return Err(ApiError::Internal("unexpected status answer".into()));
+                    return Err(Error::Internal("unexpected status answer".into()));
                 }
                 ClusterReply::NotLeader { leader } => {
                     hint = leader.filter(|l| *l != self.node_id);
                 }
             }
             if Instant::now() > deadline {
-                return Err(ApiError::Unavailable(format!(
+                return Err(Error::Unavailable(format!(
                     "no metadata leader answered within {timeout:?}: {last_err}"
                 )));
             }
@@ -435,8 +436,8 @@ impl Cluster {
             }
             ClusterRequest::Join { id, info } => admin::join(self, id, info).await,
             ClusterRequest::RemoveMember { id } => admin::remove_member(self, id).await,
-            ClusterRequest::CreateCollection { name, body } => {
-                admin::create_collection(self, &name, &body).await
+            ClusterRequest::CreateCollection { name, spec } => {
+                admin::create_collection(self, &name, &spec).await
             }
             ClusterRequest::DeleteCollection { name } => {
                 admin::delete_collection(self, &name).await
@@ -459,46 +460,45 @@ impl Cluster {
         };
         match result {
             Ok((index, body)) => ClusterReply::Done { index, body },
-            Err(e) => ClusterReply::Failed(e.into()),
+            Err(e) => ClusterReply::Failed(e),
         }
     }
 
     /// Append a metadata command (this node must lead the metadata group); returns its index
     /// and the state machine's answer.
-    pub(crate) async fn propose(&self, cmd: MetaCommand) -> Result<(u64, Vec<u8>), ApiError> {
+    pub(crate) async fn propose(&self, cmd: MetaCommand) -> Result<(u64, Vec<u8>), Error> {
         let out = self
             .meta_group
             .write(cmd.encode())
             .await
-            .map_err(|e| ApiError::Unavailable(format!("metadata write failed: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("metadata write failed: {e}")))?;
         match meta::decode_outcome(&out.response) {
             Ok(body) => Ok((out.index, body)),
-            Err(refusal) => Err(ApiError::bad(refusal)),
+            Err(refusal) => Err(Error::bad(refusal)),
         }
     }
 
     /// Wait until this node has applied metadata index `index` (Raft's applied index: a read
     /// index may point at a membership or blank entry, which changes no [`ClusterState`]).
-    pub async fn wait_meta_applied(&self, index: u64, timeout: Duration) -> Result<(), ApiError> {
+    pub async fn wait_meta_applied(&self, index: u64, timeout: Duration) -> Result<(), Error> {
         self.meta_group
             .wait_applied(index, timeout)
             .await
             .map_err(|e| {
-                ApiError::Unavailable(format!(
+                Error::Unavailable(format!(
                     "this node has not applied metadata index {index} within {timeout:?}: {e}"
                 ))
             })
     }
 
-    /// Create a collection (through the metadata leader) and wait until this node's replicas of
-    /// it run.
-    pub async fn create_collection(&self, name: &str, body: String) -> Result<(), ApiError> {
-        crate::api::collections::validate_name(name)?;
+    /// Create a collection (through the metadata leader, which checks the name and resolves
+    /// the spec) and wait until this node's replicas of it run.
+    pub async fn create_collection(&self, name: &str, spec: CollectionSpec) -> Result<(), Error> {
         let (index, _) = self
             .meta_request(
                 ClusterRequest::CreateCollection {
                     name: name.to_owned(),
-                    body,
+                    spec,
                 },
                 FORWARD_TIMEOUT,
             )
@@ -510,7 +510,7 @@ impl Cluster {
     }
 
     /// Delete a collection (through the metadata leader); `false` if it did not exist.
-    pub async fn delete_collection(&self, name: &str) -> Result<bool, ApiError> {
+    pub async fn delete_collection(&self, name: &str) -> Result<bool, Error> {
         let (index, body) = self
             .meta_request(
                 ClusterRequest::DeleteCollection {
@@ -539,7 +539,7 @@ impl Cluster {
         &self,
         collection: &str,
         c: CentroidPlacement,
-    ) -> Result<CentroidPlacement, ApiError> {
+    ) -> Result<CentroidPlacement, Error> {
         let (index, body) = self
             .meta_request(
                 ClusterRequest::SetCentroids {
@@ -551,7 +551,7 @@ impl Cluster {
             .await?;
         self.wait_meta_applied(index, Duration::from_secs(10))
             .await?;
-        postcard::from_bytes(&body).map_err(|e| ApiError::Internal(e.to_string()))
+        postcard::from_bytes(&body).map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Move the replica of shard `shard` of `collection` from node `from` to node `to`: learner,
@@ -562,7 +562,7 @@ impl Cluster {
         shard: u32,
         from: NodeId,
         to: NodeId,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let (index, _) = self
             .meta_request(
                 ClusterRequest::MoveReplica {
@@ -578,7 +578,7 @@ impl Cluster {
     }
 
     /// Remove member `id` (see `admin::remove_member`), through the metadata leader.
-    pub async fn remove_member(&self, id: NodeId) -> Result<(), ApiError> {
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), Error> {
         let (index, _) = self
             .meta_request(
                 ClusterRequest::RemoveMember { id },
@@ -588,7 +588,7 @@ impl Cluster {
         self.wait_meta_applied(index, Duration::from_secs(10)).await
     }
 
-    async fn wait_local_replicas(&self, name: &str, timeout: Duration) -> Result<(), ApiError> {
+    async fn wait_local_replicas(&self, name: &str, timeout: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + timeout;
         loop {
             let state = self.state();
@@ -606,7 +606,7 @@ impl Cluster {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(ApiError::Unavailable(format!(
+                return Err(Error::Unavailable(format!(
                     "collection `{name}` created, but this node's replicas did not start within {timeout:?}"
                 )));
             }

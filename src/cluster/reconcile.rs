@@ -7,7 +7,6 @@ use super::Cluster;
 use super::LocalShard;
 use super::meta::ClusterState;
 use super::shard_app::ShardApp;
-use crate::api::collections::shard_config;
 use crate::raft::{GroupId, NodeInfo, RaftGroupError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -61,12 +60,10 @@ async fn reconcile_once(c: &Cluster, state: &ClusterState) {
         if c.local_shard(group).is_some() {
             continue;
         }
-        let mut config = loc.config.clone();
-        config.group_id = group;
         // Sealed segment files live beside the group's Raft snapshots (which hard-link them),
         // so destroying the group removes them too.
         let segments = c.node.groups_dir().join(group.to_string()).join("segments");
-        let app = match ShardApp::with_data_dir(shard_config(&config), &segments) {
+        let app = match ShardApp::with_data_dir(loc.config.shard_config(group), &segments) {
             Ok(app) => Arc::new(app),
             Err(e) => {
                 tracing::warn!(group, error = %e, "cannot open shard segments");

@@ -6,7 +6,7 @@
 use super::Cluster;
 use super::placement::CentroidPlacement;
 use super::status::NodeStatus;
-use crate::api::ApiError;
+use crate::collection::{CollectionSpec, Error};
 use crate::raft::tcp::{AppFuture, AppService};
 use crate::raft::{GroupId, NodeId, NodeInfo};
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,6 @@ use std::sync::Weak;
 
 /// Service byte of the cluster service.
 pub const CLUSTER_SERVICE: u8 = 1;
-/// Service byte reserved for the router's data plane.
-pub const ROUTER_SERVICE: u8 = 2;
 
 /// A request to the cluster service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,12 +25,12 @@ pub enum ClusterRequest {
         /// Its addresses.
         info: NodeInfo,
     },
-    /// (Metadata leader) Create a collection from a `PUT /collections/{name}` JSON body.
+    /// (Metadata leader) Create a collection; the leader resolves the spec with its defaults.
     CreateCollection {
         /// Name.
         name: String,
-        /// The request body as JSON text.
-        body: String,
+        /// What the collection asks for.
+        spec: CollectionSpec,
     },
     /// (Metadata leader) Delete a collection.
     DeleteCollection {
@@ -99,45 +97,6 @@ impl ClusterRequest {
     }
 }
 
-/// Why a request failed, carried across nodes and turned back into an [`ApiError`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Failure {
-    /// 400.
-    Bad(String),
-    /// 404 collection.
-    NotFound(String),
-    /// 409 collection.
-    Exists(String),
-    /// 503.
-    Unavailable(String),
-    /// 500.
-    Internal(String),
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::BadRequest(m) => Failure::Bad(m),
-            ApiError::CollectionNotFound(n) => Failure::NotFound(n),
-            ApiError::CollectionExists(n) => Failure::Exists(n),
-            ApiError::Unavailable(m) => Failure::Unavailable(m),
-            other => Failure::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<Failure> for ApiError {
-    fn from(f: Failure) -> Self {
-        match f {
-            Failure::Bad(m) => ApiError::BadRequest(m),
-            Failure::NotFound(n) => ApiError::CollectionNotFound(n),
-            Failure::Exists(n) => ApiError::CollectionExists(n),
-            Failure::Unavailable(m) => ApiError::Unavailable(m),
-            Failure::Internal(m) => ApiError::Internal(m),
-        }
-    }
-}
-
 /// The answer of the cluster service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ClusterReply {
@@ -153,8 +112,8 @@ pub enum ClusterReply {
         /// The leader this node believes in.
         leader: Option<NodeId>,
     },
-    /// Refused or failed.
-    Failed(Failure),
+    /// Refused or failed: the core error as the serving node raised it.
+    Failed(Error),
     /// Answer to [`ClusterRequest::Status`].
     Status(Box<NodeStatus>),
 }
@@ -168,9 +127,7 @@ impl ClusterReply {
     /// Decode from the wire.
     pub fn decode(bytes: &[u8]) -> Self {
         postcard::from_bytes(bytes).unwrap_or_else(|e| {
-            ClusterReply::Failed(Failure::Internal(format!(
-                "undecodable cluster answer: {e}"
-            )))
+            ClusterReply::Failed(Error::Internal(format!("undecodable cluster answer: {e}")))
         })
     }
 }
@@ -185,7 +142,7 @@ impl AppService for ClusterService {
         let cluster = self.cluster.clone();
         Box::pin(async move {
             let Some(cluster) = cluster.upgrade() else {
-                return ClusterReply::Failed(Failure::Unavailable("shutting down".into())).encode();
+                return ClusterReply::Failed(Error::unavailable("shutting down")).encode();
             };
             let reply = match postcard::from_bytes::<ClusterRequest>(&payload) {
                 Ok(ClusterRequest::Forwarded(req)) => cluster.handle_here(*req).await,
@@ -204,7 +161,7 @@ impl AppService for ClusterService {
                     }
                 }
                 Ok(req) => cluster.handle_here(req).await,
-                Err(e) => ClusterReply::Failed(Failure::Bad(format!("bad cluster request: {e}"))),
+                Err(e) => ClusterReply::Failed(Error::bad(format!("bad cluster request: {e}"))),
             };
             reply.encode()
         })

@@ -234,6 +234,52 @@ pub struct ClusterView {
     pub collections: BTreeMap<String, CollectionView>,
 }
 
+/// A collection's data summed over its shards, as `GET /collections/{name}` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CollectionCounts {
+    /// Live points.
+    pub points: usize,
+    /// Live points in IVF-PQ segments.
+    pub indexed_points: usize,
+    /// Segments, mutable and sealed.
+    pub segments: usize,
+    /// Index builds running now.
+    pub building: usize,
+}
+
+/// The counts of collection `name`, for every collection the same way: per shard the largest
+/// figure any replica reports (replicas converge to the same state; a shard counts as building
+/// while any replica builds), summed over the shards. Zero for an unknown collection.
+pub async fn collection_counts(c: &Cluster, name: &str) -> CollectionCounts {
+    let view = cluster_view(c).await;
+    let mut counts = CollectionCounts::default();
+    for shard in view.collections.get(name).iter().flat_map(|c| &c.shards) {
+        let best = |f: &dyn Fn(&ReplicaView) -> Option<u64>| {
+            shard.replicas.iter().filter_map(f).max().unwrap_or(0) as usize
+        };
+        counts.points += best(&|r| r.points);
+        counts.indexed_points += best(&|r| r.segments.map(|s| s.indexed_points));
+        counts.segments += best(&|r| r.segments.map(|s| s.segments));
+        counts.building += best(&|r| r.segments.map(|s| s.building));
+    }
+    counts
+}
+
+/// The engine statistics of this node's replicas, by collection (every collection with a
+/// replica here, one shard or many): what the per-collection `/metrics` gauges sum.
+pub fn local_collection_stats(c: &Cluster) -> BTreeMap<String, Vec<crate::shard::ShardStats>> {
+    let state = c.state();
+    let mut out: BTreeMap<String, Vec<crate::shard::ShardStats>> = BTreeMap::new();
+    for (group, local) in c.local_shards() {
+        if let Some(loc) = state.find_group(group) {
+            out.entry(loc.collection.to_owned())
+                .or_default()
+                .push(local.app.shard().stats());
+        }
+    }
+    out
+}
+
 /// Ask every member for its replicas (in parallel, [`STATUS_TIMEOUT`] each) and assemble the
 /// cluster as this node sees it.
 pub async fn cluster_view(c: &Cluster) -> ClusterView {
@@ -325,7 +371,7 @@ pub async fn cluster_view(c: &Cluster) -> ClusterView {
                 CollectionView {
                     shard_number: coll.config.shard_number,
                     replication_factor: coll.config.replication_factor,
-                    placement: coll.config.placement.clone(),
+                    placement: coll.config.placement.as_str().to_owned(),
                     centroids_trained: coll.centroids.is_some(),
                     shards,
                 },

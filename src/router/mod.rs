@@ -22,6 +22,7 @@
 //! by distance then id ([`merge`]). A shard that cannot be reached fails the read with a 503
 //! naming it, unless the caller allows partial answers, which then list the missing shards.
 
+pub mod exec;
 pub mod hlc;
 pub mod merge;
 pub mod resilience;
@@ -31,14 +32,13 @@ pub mod token;
 #[cfg(test)]
 mod tests;
 
+pub use crate::collection::SearchQuery;
 pub use resilience::{ResilienceConfig, RoutingStats};
 pub use token::{Consistency, ConsistencyToken, TokenError};
 
-use crate::api::ApiError;
-use crate::api::types::CollectionConfig;
 use crate::cluster::placement::{CentroidPlacement, HashRing};
 use crate::cluster::{Cluster, CollectionMeta, ShardMeta};
-use crate::index::Metric;
+use crate::collection::{CollectionConfig, Error};
 use crate::raft::tcp::{AppFuture, AppService};
 use crate::raft::{GroupId, NodeId, TransportError};
 use crate::shard::{Filter, Hit, PayloadFieldInfo, PointId, PointWrite, Record, ShardCommand};
@@ -52,12 +52,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
-
-impl From<TokenError> for ApiError {
-    fn from(e: TokenError) -> Self {
-        ApiError::bad(e.to_string())
-    }
-}
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -122,31 +116,6 @@ impl<T> Answer<T> {
     }
 }
 
-/// A search as the router runs it (checked by the REST layer first).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SearchQuery {
-    /// The query vector.
-    pub vector: Vec<f32>,
-    /// Hits wanted.
-    pub limit: usize,
-    /// Best hits skipped.
-    pub offset: usize,
-    /// Only matching points (already checked to compile).
-    pub filter: Option<Filter>,
-    /// IVF lists probed per sealed segment.
-    pub nprobe: usize,
-    /// Re-rank factor.
-    pub rerank: usize,
-    /// Exact scan.
-    pub exact: bool,
-    /// Shards probed under centroid placement (`None`: the collection default).
-    pub shard_probe: Option<usize>,
-    /// Return payloads.
-    pub with_payload: bool,
-    /// Return vectors.
-    pub with_vector: bool,
-}
-
 /// A scroll page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -178,11 +147,6 @@ struct Counters {
     leader_redirects: AtomicU64,
 }
 
-/// The metric a collection's config implies.
-pub fn metric_of(config: &CollectionConfig) -> Metric {
-    crate::api::collections::shard_config(config).metric
-}
-
 /// Routes point operations of every collection to shard replicas. One per node.
 pub struct Router {
     cluster: Arc<Cluster>,
@@ -204,13 +168,13 @@ impl std::fmt::Debug for Router {
 }
 
 /// How one shard call ended, for the fan-out.
-type ShardResult = Result<ShardResponse, Failure<ApiError>>;
+type ShardResult = Result<ShardResponse, Failure<Error>>;
 
 impl Router {
-    /// A router over `cluster`; registers the shard data-plane service (service 2) so other
-    /// nodes' routers can reach this node's replicas.
+    /// A router over `cluster`. Other nodes' routers reach this node's replicas through
+    /// [`ShardService`], which the node registers beside it.
     pub fn new(cluster: Arc<Cluster>, config: RouterConfig) -> Arc<Self> {
-        let router = Arc::new(Router {
+        Arc::new(Router {
             hlc: hlc::Hlc::new(cluster.node_id()),
             resilience: Resilience::new(config.resilience.clone()),
             cluster: cluster.clone(),
@@ -219,14 +183,7 @@ impl Router {
             rings: Mutex::new(HashMap::new()),
             training: tokio::sync::Mutex::new(()),
             counters: Counters::default(),
-        });
-        cluster.register_service(
-            rpc::SERVICE,
-            Arc::new(ShardService {
-                cluster: Arc::downgrade(&cluster),
-            }),
-        );
-        router
+        })
     }
 
     /// Routing counters (fan-out, retries, hedges, breakers, partial answers).
@@ -234,17 +191,17 @@ impl Router {
         &self.resilience.stats
     }
 
-    fn meta(&self, collection: &str) -> Result<CollectionMeta, ApiError> {
+    fn meta(&self, collection: &str) -> Result<CollectionMeta, Error> {
         self.cluster
             .state()
             .collections
             .get(collection)
             .cloned()
-            .ok_or_else(|| ApiError::CollectionNotFound(collection.to_owned()))
+            .ok_or_else(|| Error::NotFound(collection.to_owned()))
     }
 
     /// The configuration of a collection (404 if unknown).
-    pub fn collection_config(&self, collection: &str) -> Result<CollectionConfig, ApiError> {
+    pub fn collection_config(&self, collection: &str) -> Result<CollectionConfig, Error> {
         Ok(self.meta(collection)?.config)
     }
 
@@ -258,7 +215,7 @@ impl Router {
     }
 
     fn is_centroid(meta: &CollectionMeta) -> bool {
-        meta.config.placement == "centroid" && meta.shards.len() > 1
+        meta.config.is_centroid(meta.shards.len())
     }
 
     // ---------------------------------------------------------------- replica choice
@@ -330,7 +287,7 @@ impl Router {
         req: &ShardRequest,
         timeout: Duration,
         spread: bool,
-    ) -> Result<ShardResponse, CallError<ApiError>> {
+    ) -> Result<ShardResponse, CallError<Error>> {
         let group = req.group();
         let resp = if node == self.cluster.node_id() {
             self.counters.local_calls.fetch_add(1, Ordering::Relaxed);
@@ -365,8 +322,8 @@ impl Router {
                 )))
             }
             ShardResponse::Error { kind, message } => Err(match kind {
-                ErrorKind::BadRequest => CallError::Fatal(ApiError::bad(message)),
-                ErrorKind::Internal => CallError::Fatal(ApiError::Internal(message)),
+                ErrorKind::BadRequest => CallError::Fatal(Error::bad(message)),
+                ErrorKind::Internal => CallError::Fatal(Error::Internal(message)),
                 ErrorKind::NoShard | ErrorKind::Stale => CallError::Declined(message),
                 ErrorKind::Unavailable => CallError::Transient(message),
             }),
@@ -385,7 +342,7 @@ impl Router {
         shards: &[u32],
         read: &ReadOptions,
         make: impl Fn(GroupId, ReadSpec) -> ShardRequest,
-    ) -> Result<Answer<Vec<ShardResponse>>, ApiError> {
+    ) -> Result<Answer<Vec<ShardResponse>>, Error> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let consistency = match (read.consistency, &read.token) {
             (Consistency::Session, None) => Consistency::Eventual,
@@ -438,7 +395,7 @@ impl Router {
         if !missing.is_empty() {
             if !read.allow_partial {
                 self.counters.failed_reads.fetch_add(1, Ordering::Relaxed);
-                return Err(ApiError::Unavailable(format!(
+                return Err(Error::Unavailable(format!(
                     "collection `{collection}`: {} (pass allow_partial=true to accept answers from the other shards)",
                     reasons.join("; ")
                 )));
@@ -464,14 +421,15 @@ impl Router {
         collection: &str,
         q: &SearchQuery,
         read: &ReadOptions,
-    ) -> Result<Answer<Vec<Hit>>, ApiError> {
+    ) -> Result<Answer<Vec<Hit>>, Error> {
         let meta = self.meta(collection)?;
+        q.check(&meta.config)?;
         // An exact search is exhaustive: every shard, whatever the placement.
         let shards = match (&meta.centroids, Self::is_centroid(&meta)) {
             (Some(c), true) if !q.exact => {
                 let probe = q
                     .shard_probe
-                    .unwrap_or(meta.config.search_config.shard_probe)
+                    .unwrap_or(meta.config.search.shard_probe)
                     .max(1);
                 let mut v = c.probe(&q.vector, probe);
                 v.retain(|s| (*s as usize) < meta.shards.len());
@@ -531,7 +489,7 @@ impl Router {
         with_payload: bool,
         with_vector: bool,
         read: &ReadOptions,
-    ) -> Result<Answer<Vec<Record>>, ApiError> {
+    ) -> Result<Answer<Vec<Record>>, Error> {
         let meta = self.meta(collection)?;
         // Hash placement: each id only on its owner; centroid: an id may be on any shard.
         let mut per_shard: BTreeMap<u32, Vec<PointId>> = BTreeMap::new();
@@ -588,7 +546,7 @@ impl Router {
         collection: &str,
         filter: Option<Filter>,
         read: &ReadOptions,
-    ) -> Result<Answer<u64>, ApiError> {
+    ) -> Result<Answer<u64>, Error> {
         let meta = self.meta(collection)?;
         let out = self
             .fan_out(
@@ -628,7 +586,7 @@ impl Router {
         with_payload: bool,
         with_vector: bool,
         read: &ReadOptions,
-    ) -> Result<Answer<Page>, ApiError> {
+    ) -> Result<Answer<Page>, Error> {
         let meta = self.meta(collection)?;
         let out = self
             .fan_out(
@@ -677,7 +635,7 @@ impl Router {
         shard_no: u32,
         shard: &ShardMeta,
         command: &ShardCommand,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, Error> {
         let req = ShardRequest::Write {
             group: shard.group,
             command: command.encode(),
@@ -696,7 +654,7 @@ impl Router {
                     return Ok(index);
                 }
                 Ok(other) => {
-                    return Err(ApiError::Internal(format!(
+                    return Err(Error::Internal(format!(
                         "unexpected answer to a write: {other:?}"
                     )));
                 }
@@ -704,7 +662,7 @@ impl Router {
                 Err(CallError::Transient(msg) | CallError::Declined(msg)) => msg,
             };
             if Instant::now() >= deadline {
-                return Err(ApiError::Unavailable(format!(
+                return Err(Error::Unavailable(format!(
                     "collection `{collection}`: shard {shard_no} (group {}) accepted no write within {:?}: {last}",
                     shard.group, self.config.write_deadline
                 )));
@@ -738,7 +696,7 @@ impl Router {
         collection: &str,
         meta: &CollectionMeta,
         per_shard: BTreeMap<u32, Vec<ShardCommand>>,
-    ) -> Result<WriteAck, ApiError> {
+    ) -> Result<WriteAck, Error> {
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         let calls = per_shard.into_iter().map(|(s, cmds)| {
             let shard = &meta.shards[s as usize];
@@ -747,7 +705,7 @@ impl Router {
                 for c in &cmds {
                     indexes.push(self.write_shard(collection, s, shard, c).await?);
                 }
-                Ok::<_, ApiError>((shard.group, indexes))
+                Ok::<_, Error>((shard.group, indexes))
             }
         });
         let mut token = ConsistencyToken::new();
@@ -779,7 +737,7 @@ impl Router {
         collection: &str,
         meta: &CollectionMeta,
         points: &[PointWrite],
-    ) -> Result<CentroidPlacement, ApiError> {
+    ) -> Result<CentroidPlacement, Error> {
         if let Some(c) = &meta.centroids {
             return Ok(c.clone());
         }
@@ -787,8 +745,8 @@ impl Router {
         if let Some(c) = self.meta(collection)?.centroids {
             return Ok(c);
         }
-        let dim = meta.config.vectors.size as usize;
-        let metric = metric_of(&meta.config);
+        let dim = meta.config.dim();
+        let metric = meta.config.metric();
         let shards = meta.shards.len() as u32;
         let step = points
             .len()
@@ -806,17 +764,19 @@ impl Router {
             CentroidPlacement::train(&sample, dim, metric, shards, clusters, seed)
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("centroid training failed: {e}")))?;
+        .map_err(|e| Error::Internal(format!("centroid training failed: {e}")))?;
         self.cluster.set_centroids(collection, trained).await
     }
 
-    /// Inserts or replaces points (checked by the REST layer: dimension, finiteness, ids).
+    /// Inserts or replaces points: each vector of the collection's dimension with finite
+    /// components, each id once (checked here before any shard sees a part of the batch).
     pub async fn upsert(
         &self,
         collection: &str,
         points: Vec<PointWrite>,
-    ) -> Result<WriteAck, ApiError> {
+    ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
+        check_points(&points, meta.config.dim())?;
         let n = meta.shards.len() as u32;
         let mut owned: BTreeMap<u32, Vec<PointWrite>> = BTreeMap::new();
         let centroid = Self::is_centroid(&meta);
@@ -865,7 +825,7 @@ impl Router {
     }
 
     /// Deletes points by id.
-    pub async fn delete(&self, collection: &str, ids: Vec<PointId>) -> Result<WriteAck, ApiError> {
+    pub async fn delete(&self, collection: &str, ids: Vec<PointId>) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
         let n = meta.shards.len() as u32;
         let version = self.hlc.tick();
@@ -898,7 +858,7 @@ impl Router {
         &self,
         collection: &str,
         filter: Filter,
-    ) -> Result<WriteAck, ApiError> {
+    ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
         let per_shard = Self::all_shards(&meta)
             .into_iter()
@@ -927,7 +887,7 @@ impl Router {
         with_payload: bool,
         with_vector: bool,
         read: &ReadOptions,
-    ) -> Result<Answer<Vec<Record>>, ApiError> {
+    ) -> Result<Answer<Vec<Record>>, Error> {
         let meta = self.meta(collection)?;
         let descending = order.descending;
         let out = self
@@ -976,7 +936,7 @@ impl Router {
         &self,
         collection: &str,
         command: ShardCommand,
-    ) -> Result<WriteAck, ApiError> {
+    ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
         let per_shard = Self::all_shards(&meta)
             .into_iter()
@@ -991,7 +951,7 @@ impl Router {
     pub fn payload_schema(
         &self,
         collection: &str,
-    ) -> Result<BTreeMap<String, PayloadFieldInfo>, ApiError> {
+    ) -> Result<BTreeMap<String, PayloadFieldInfo>, Error> {
         let meta = self.meta(collection)?;
         let mut out: BTreeMap<String, PayloadFieldInfo> = BTreeMap::new();
         for shard in &meta.shards {
@@ -1091,6 +1051,25 @@ impl Router {
     }
 }
 
+/// The router's own checks of an upsert: at least one point, every vector of dimension `dim`
+/// with finite components, no id twice.
+fn check_points(points: &[PointWrite], dim: usize) -> Result<(), Error> {
+    if points.is_empty() {
+        return Err(Error::bad("no points to upsert"));
+    }
+    let mut seen = HashSet::with_capacity(points.len());
+    for (i, p) in points.iter().enumerate() {
+        crate::collection::limits::check_vector(&p.vector, dim, &format!("points[{i}]"))?;
+        if !seen.insert(p.id) {
+            return Err(Error::bad(format!(
+                "duplicate point id {} in one request",
+                p.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Joins per-shard scroll pages: the first `limit` ids overall, and where the next page starts
 /// (the first id not returned: either one fetched beyond the limit, or the smallest id a shard
 /// still had).
@@ -1105,9 +1084,23 @@ fn merge_pages(all: BTreeMap<PointId, Record>, shard_next: Option<PointId>, limi
     Page { records, next }
 }
 
-/// Service 2: runs shard requests from other nodes' routers on this node's replicas.
-struct ShardService {
+/// Service [`rpc::SERVICE`]: runs shard requests from other nodes' routers on this node's
+/// replicas.
+pub struct ShardService {
     cluster: Weak<Cluster>,
+}
+
+impl ShardService {
+    /// The service byte to register it under.
+    pub const SERVICE: u8 = rpc::SERVICE;
+
+    /// The data-plane service over `cluster`'s replicas (holding the cluster weakly: it answers
+    /// "shutting down" once the node is gone).
+    pub fn new(cluster: &Arc<Cluster>) -> Arc<Self> {
+        Arc::new(ShardService {
+            cluster: Arc::downgrade(cluster),
+        })
+    }
 }
 
 impl AppService for ShardService {

@@ -15,7 +15,7 @@
 //! Writes carry encoded [`ShardCommand`] bytes; they are checked against the shard before they
 //! are proposed, so bad input never reaches the log.
 
-use crate::api::exec;
+use super::exec;
 use crate::cluster::ShardApp;
 use crate::raft::{GroupId, NodeId, RaftGroup, RaftGroupError};
 use crate::router::token::Consistency;
@@ -356,7 +356,7 @@ pub fn internal_error(message: String) -> ShardResponse {
     ShardResponse::error(ErrorKind::Internal, message)
 }
 
-/// Runs `f` where `cost` says (`api::exec::run`): a short search on the runtime worker, where
+/// Runs `f` where `cost` says (`exec::run`): a short search on the runtime worker, where
 /// the blocking-pool hand-off would cost more than the search; everything else on the pool.
 async fn run_at(
     cost: exec::Cost,

@@ -3,7 +3,7 @@
 
 use super::tests::{config, point, random_vec};
 use super::*;
-use crate::api::collections::ShardApp;
+use crate::cluster::ShardApp;
 use crate::raft::{InProcessRouter, NodeInfo, RaftConfig, RaftNode, Role};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -1,0 +1,199 @@
+//! The persisted form of a collection's configuration inside the metadata formats (the Raft
+//! log's [`MetaCommand`](super::MetaCommand)s and `cluster-state.bin`), kept apart from the
+//! in-memory model ([`crate::collection::CollectionConfig`]) so that neither the model nor the
+//! REST types can change these bytes by accident.
+//!
+//! Version 1 is the layout the metadata had when the configuration was the REST layer's
+//! `CollectionConfig`: postcard is positional, so the field order, the distance names (Qdrant's,
+//! `Manhattan` included) and the placement as a string are the format. The fixtures under
+//! `tests/fixtures/meta/` hold its bytes. [`config_v1`] maps the model to and from it for
+//! `#[serde(with)]`.
+
+use crate::collection::{
+    CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
+};
+use serde::{Deserialize, Serialize};
+
+/// Version 1's distance enum: Qdrant's names, in Qdrant's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum DistanceV1 {
+    Cosine,
+    Euclid,
+    Dot,
+    /// Never written (creates refuse it); decoding it fails.
+    Manhattan,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct VectorsV1 {
+    size: u64,
+    distance: DistanceV1,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct IvfPqV1 {
+    nlist: u64,
+    pq_m: u64,
+    pq_bits: u8,
+    seal_threshold: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SearchV1 {
+    nprobe: u64,
+    rerank: u64,
+    shard_probe: u64,
+}
+
+/// Version 1 of a stored collection configuration (`usize` fields are postcard varints, the
+/// same bytes as these `u64`s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ConfigV1 {
+    vectors: VectorsV1,
+    shard_number: u32,
+    replication_factor: u32,
+    placement: String,
+    ivf_pq_config: IvfPqV1,
+    search_config: SearchV1,
+    group_id: u64,
+}
+
+impl From<&CollectionConfig> for ConfigV1 {
+    fn from(c: &CollectionConfig) -> Self {
+        ConfigV1 {
+            vectors: VectorsV1 {
+                size: c.vectors.dim,
+                distance: match c.vectors.metric {
+                    Metric::Cosine => DistanceV1::Cosine,
+                    Metric::L2 => DistanceV1::Euclid,
+                    Metric::Dot => DistanceV1::Dot,
+                },
+            },
+            shard_number: c.shard_number,
+            replication_factor: c.replication_factor,
+            placement: c.placement.as_str().to_owned(),
+            ivf_pq_config: IvfPqV1 {
+                nlist: c.ivf_pq.nlist as u64,
+                pq_m: c.ivf_pq.pq_m as u64,
+                pq_bits: c.ivf_pq.pq_bits,
+                seal_threshold: c.ivf_pq.seal_threshold as u64,
+            },
+            search_config: SearchV1 {
+                nprobe: c.search.nprobe as u64,
+                rerank: c.search.rerank as u64,
+                shard_probe: c.search.shard_probe as u64,
+            },
+            group_id: c.group_id,
+        }
+    }
+}
+
+impl TryFrom<ConfigV1> for CollectionConfig {
+    type Error = String;
+
+    fn try_from(c: ConfigV1) -> Result<Self, String> {
+        let metric = match c.vectors.distance {
+            DistanceV1::Cosine => Metric::Cosine,
+            DistanceV1::Euclid => Metric::L2,
+            DistanceV1::Dot => Metric::Dot,
+            DistanceV1::Manhattan => {
+                return Err(
+                    "stored collection config has distance Manhattan, which shoal does not serve"
+                        .into(),
+                );
+            }
+        };
+        let placement = Placement::from_name(&c.placement).ok_or_else(|| {
+            format!(
+                "stored collection config has unknown placement {:?}",
+                c.placement
+            )
+        })?;
+        let size = |v: u64, what: &str| {
+            usize::try_from(v)
+                .map_err(|_| format!("stored {what} = {v} does not fit this platform"))
+        };
+        Ok(CollectionConfig {
+            vectors: VectorSpace {
+                dim: c.vectors.size,
+                metric,
+            },
+            shard_number: c.shard_number,
+            replication_factor: c.replication_factor,
+            placement,
+            ivf_pq: IvfPqSettings {
+                nlist: size(c.ivf_pq_config.nlist, "nlist")?,
+                pq_m: size(c.ivf_pq_config.pq_m, "pq_m")?,
+                pq_bits: c.ivf_pq_config.pq_bits,
+                seal_threshold: size(c.ivf_pq_config.seal_threshold, "seal_threshold")?,
+            },
+            search: SearchSettings {
+                nprobe: size(c.search_config.nprobe, "nprobe")?,
+                rerank: size(c.search_config.rerank, "rerank")?,
+                shard_probe: size(c.search_config.shard_probe, "shard_probe")?,
+            },
+            group_id: c.group_id,
+        })
+    }
+}
+
+/// `#[serde(with = "config_v1")]`: a [`CollectionConfig`] in version 1's layout.
+pub(crate) mod config_v1 {
+    use super::ConfigV1;
+    use crate::collection::CollectionConfig;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes `c` as version 1.
+    pub(crate) fn serialize<S: Serializer>(c: &CollectionConfig, s: S) -> Result<S::Ok, S::Error> {
+        ConfigV1::from(c).serialize(s)
+    }
+
+    /// Reads version 1; a distance or placement the model does not have is an error.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<CollectionConfig, D::Error> {
+        CollectionConfig::try_from(ConfigV1::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manhattan_and_unknown_placements_do_not_decode() {
+        let mut c = ConfigV1 {
+            vectors: VectorsV1 {
+                size: 4,
+                distance: DistanceV1::Manhattan,
+            },
+            shard_number: 1,
+            replication_factor: 1,
+            placement: "hash".into(),
+            ivf_pq_config: IvfPqV1 {
+                nlist: 4,
+                pq_m: 2,
+                pq_bits: 4,
+                seal_threshold: 10,
+            },
+            search_config: SearchV1 {
+                nprobe: 1,
+                rerank: 0,
+                shard_probe: 1,
+            },
+            group_id: 1,
+        };
+        let err = CollectionConfig::try_from(c.clone()).unwrap_err();
+        assert!(err.contains("Manhattan"), "{err}");
+        c.vectors.distance = DistanceV1::Euclid;
+        let model = CollectionConfig::try_from(c.clone()).unwrap();
+        assert_eq!(model.vectors.metric, Metric::L2);
+        assert_eq!(ConfigV1::from(&model), c);
+        c.placement = "random".into();
+        assert!(
+            CollectionConfig::try_from(c)
+                .unwrap_err()
+                .contains("random")
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! [`SearchQuery`]: a nearest-neighbour search as the router runs it, and
+//! [`SearchQuery::check`], which the router runs itself before fanning out (a front end may
+//! check earlier for better messages, but the router never trusts that it did).
+
+use super::Error;
+use super::config::CollectionConfig;
+use super::limits::{MAX_OFFSET, MAX_RERANK, check_limit, check_vector};
+use crate::shard::Filter;
+
+/// A search of one collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchQuery {
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// Hits wanted (1..=[`MAX_LIMIT`](super::limits::MAX_LIMIT)).
+    pub limit: usize,
+    /// Best hits skipped (at most [`MAX_OFFSET`]).
+    pub offset: usize,
+    /// Only matching points.
+    pub filter: Option<Filter>,
+    /// IVF lists probed per sealed segment (1..=nlist).
+    pub nprobe: usize,
+    /// Re-rank factor (at most [`MAX_RERANK`]).
+    pub rerank: usize,
+    /// Exact scan.
+    pub exact: bool,
+    /// Shards probed under centroid placement (`None`: the collection default; else at least 1).
+    pub shard_probe: Option<usize>,
+    /// Return payloads.
+    pub with_payload: bool,
+    /// Return vectors.
+    pub with_vector: bool,
+}
+
+impl SearchQuery {
+    /// Checks the search knobs against the collection: limit, offset, nprobe, rerank and
+    /// shard_probe, in that order (the first bad one is reported).
+    pub fn check_params(&self, config: &CollectionConfig) -> Result<(), Error> {
+        check_limit(self.limit)?;
+        if self.offset > MAX_OFFSET {
+            return Err(Error::bad(format!(
+                "offset = {} must be at most {MAX_OFFSET}",
+                self.offset
+            )));
+        }
+        let nlist = config.ivf_pq.nlist;
+        if self.nprobe == 0 || self.nprobe > nlist {
+            return Err(Error::bad(format!(
+                "nprobe = {} must be in 1..=nlist ({nlist})",
+                self.nprobe
+            )));
+        }
+        if self.rerank > MAX_RERANK {
+            return Err(Error::bad(format!(
+                "rerank = {} must be at most {MAX_RERANK}",
+                self.rerank
+            )));
+        }
+        if self.shard_probe == Some(0) {
+            return Err(Error::bad("shard_probe must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Every check: [`Self::check_params`], then the vector (dimension, finite components) and
+    /// the filter (it compiles).
+    pub fn check(&self, config: &CollectionConfig) -> Result<(), Error> {
+        self.check_params(config)?;
+        check_vector(&self.vector, config.dim(), "query")?;
+        if let Some(f) = &self.filter {
+            f.compile().map_err(|e| Error::bad(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collection::{CollectionSpec, IndexDefaults, Metric};
+
+    #[test]
+    fn searches_out_of_range_are_refused() {
+        let mut spec = CollectionSpec::new(2, Metric::L2);
+        spec.ivf_pq.nlist = Some(8);
+        spec.ivf_pq.pq_m = Some(1);
+        let config = spec.resolve(&IndexDefaults::default(), 1).unwrap();
+        let ok = SearchQuery {
+            vector: vec![0.5, 1.0],
+            limit: 10,
+            offset: 0,
+            filter: None,
+            nprobe: 8,
+            rerank: 4,
+            exact: false,
+            shard_probe: None,
+            with_payload: false,
+            with_vector: false,
+        };
+        assert!(ok.check(&config).is_ok());
+        let bad: Vec<(SearchQuery, &str)> = vec![
+            (
+                SearchQuery {
+                    limit: 0,
+                    ..ok.clone()
+                },
+                "limit",
+            ),
+            (
+                SearchQuery {
+                    offset: MAX_OFFSET + 1,
+                    ..ok.clone()
+                },
+                "offset",
+            ),
+            (
+                SearchQuery {
+                    nprobe: 0,
+                    ..ok.clone()
+                },
+                "nprobe",
+            ),
+            (
+                SearchQuery {
+                    nprobe: 9,
+                    ..ok.clone()
+                },
+                "nprobe",
+            ),
+            (
+                SearchQuery {
+                    rerank: MAX_RERANK + 1,
+                    ..ok.clone()
+                },
+                "rerank",
+            ),
+            (
+                SearchQuery {
+                    shard_probe: Some(0),
+                    ..ok.clone()
+                },
+                "shard_probe",
+            ),
+            (
+                SearchQuery {
+                    vector: vec![1.0],
+                    ..ok.clone()
+                },
+                "dimension",
+            ),
+            (
+                SearchQuery {
+                    vector: vec![1.0, f32::NAN],
+                    ..ok.clone()
+                },
+                "finite",
+            ),
+        ];
+        for (q, what) in bad {
+            match q.check(&config) {
+                Err(Error::BadRequest(m)) => assert!(m.contains(what), "{m} should name {what}"),
+                other => panic!("expected a refusal naming {what}, got {other:?}"),
+            }
+        }
+    }
+}
