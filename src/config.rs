@@ -105,10 +105,13 @@ knobs! {
     pq_bits: u8 = "SHOAL_PQ_BITS",
     /// Default rows of the mutable segment before it is sealed and indexed.
     seal_threshold: usize = "SHOAL_SEAL_THRESHOLD",
-    /// Default lists probed per search.
+    /// Lists probed per search, fixed for new collections (unset: each sealed segment's
+    /// calibrated choice for the recall target).
     nprobe: usize = "SHOAL_NPROBE",
-    /// Default re-rank factor.
+    /// Re-rank factor, fixed for new collections (unset: calibrated, as nprobe).
     rerank: usize = "SHOAL_RERANK",
+    /// Default recall@10 target of new collections, in (0, 1] (default 0.95).
+    recall_target: f64 = "SHOAL_RECALL_TARGET",
     /// Worker threads for searches and index builds (0 = one per core).
     threads: usize = "SHOAL_THREADS",
     /// Seconds a request may take before it is answered with 503.
@@ -332,16 +335,19 @@ impl ServeConfig {
             nlist: m.nlist.unwrap_or(d.nlist),
             pq_bits: m.pq_bits.unwrap_or(d.pq_bits),
             seal_threshold: m.seal_threshold.unwrap_or(d.seal_threshold),
-            nprobe: m.nprobe.unwrap_or(d.nprobe),
-            rerank: m.rerank.unwrap_or(d.rerank),
+            nprobe: m.nprobe.or(d.nprobe),
+            rerank: m.rerank.or(d.rerank),
+            recall_target: m.recall_target.unwrap_or(d.recall_target),
         };
+        crate::collection::check_recall_target(index.recall_target, "recall_target")
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if index.pq_bits != 4 && index.pq_bits != 8 {
             return Err(ConfigError::Invalid(format!(
                 "pq_bits = {}: use 4 or 8",
                 index.pq_bits
             )));
         }
-        if index.nlist == 0 || index.nprobe == 0 {
+        if index.nlist == 0 || index.nprobe == Some(0) {
             return Err(ConfigError::Invalid(
                 "nlist and nprobe must be at least 1".into(),
             ));
@@ -495,5 +501,11 @@ mod tests {
         let text = include_str!("config.example.toml");
         let f: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(f.listen.as_deref(), Some("127.0.0.1:6333"));
+        // The example's values are the defaults: nothing fixed, the default recall target.
+        assert_eq!((f.nprobe, f.rerank), (None, None));
+        assert_eq!(
+            f.recall_target,
+            Some(crate::collection::IndexDefaults::default().recall_target)
+        );
     }
 }

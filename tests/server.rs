@@ -529,3 +529,95 @@ fn api_keys_separate_admin_and_read_only() {
         "{metrics}"
     );
 }
+
+/// A collection created with only size and distance: a query without params uses each sealed
+/// segment's own calibration at the recall target (0.95), reported in the collection info, and
+/// reaches it against brute force; a query's own target and bad targets behave.
+#[test]
+fn queries_without_params_reach_the_recall_target_through_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let dim = 16;
+    let n = 3000u64;
+    create(
+        &s,
+        "c",
+        dim,
+        json!({"ivf_pq_config": {"nlist": 32, "seal_threshold": 1000}}),
+    );
+    for start in (0..n).step_by(500) {
+        upsert_range(&s, "c", start..start + 500, dim);
+    }
+    let mut info = Value::Null;
+    for _ in 0..600 {
+        info = s.ok("GET", "/collections/c", json!(null));
+        if info["status"] == "green" && info["indexed_vectors_count"].as_u64() == Some(n) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(info["indexed_vectors_count"], n, "not all indexed: {info}");
+    let search = &info["config"]["search_config"];
+    assert_eq!(search["nprobe"], Value::Null, "{search}");
+    assert_eq!(search["rerank"], Value::Null, "{search}");
+    assert_eq!(search["recall_target"], 0.95);
+    let calibration = info["calibration"].as_array().unwrap();
+    assert!(!calibration.is_empty(), "no calibration reported: {info}");
+    let covered: u64 = calibration
+        .iter()
+        .map(|c| c["points"].as_u64().unwrap())
+        .sum();
+    assert!(
+        covered >= n,
+        "calibrated segments hold {covered} of {n} points"
+    );
+    for c in calibration {
+        let reached = c["measured_recall"].as_f64().unwrap() >= 0.95;
+        assert!(reached || c["nprobe"] == c["nlist"], "{c}");
+    }
+    // Recall@10 against brute force over 40 queries, no params.
+    let base: Vec<Vec<f32>> = (0..n).map(|i| vec_for(i, dim)).collect();
+    let recall_at = |params: Value| {
+        let mut found = 0usize;
+        for qi in 0..40u64 {
+            let q = vec_for(90_000 + qi, dim);
+            let mut body = json!({"query": q, "limit": 10});
+            if !params.is_null() {
+                body["params"] = params.clone();
+            }
+            let got = ids_of(&s.ok("POST", "/collections/c/points/query", body)["points"]);
+            let mut want: Vec<(f32, u64)> =
+                base.iter().zip(0..).map(|(v, i)| (l2(&q, v), i)).collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let want: BTreeSet<u64> = want.iter().take(10).map(|w| w.1).collect();
+            found += got.iter().filter(|i| want.contains(i)).count();
+        }
+        found as f64 / 400.0
+    };
+    let default_recall = recall_at(Value::Null);
+    assert!(
+        default_recall >= 0.9,
+        "recall@10 {default_recall} with defaults"
+    );
+    let strict = recall_at(json!({"recall_target": 1.0}));
+    assert!(
+        strict >= default_recall - 0.02,
+        "target 1.0: {strict} < {default_recall}"
+    );
+    // Bad targets are refused, on the query and on create.
+    for bad in [json!(0.0), json!(1.5), json!(-1)] {
+        let (code, body) = s.call(
+            "POST",
+            "/collections/c/points/query",
+            Some(json!({"query": vec_for(1, dim), "params": {"recall_target": bad}})),
+        );
+        assert_eq!(code, 400, "recall_target {bad}: {body}");
+    }
+    let (code, body) = s.call(
+        "PUT",
+        "/collections/d",
+        Some(json!({"vectors": {"size": 4, "distance": "Dot"}, "search_config": {"recall_target": 2}})),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.to_string().contains("recall_target"), "{body}");
+}

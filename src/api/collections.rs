@@ -77,6 +77,7 @@ pub fn spec_of(req: &CreateCollection) -> Result<CollectionSpec, ApiError> {
             nprobe: search.nprobe,
             rerank: search.rerank,
             shard_probe: search.shard_probe,
+            recall_target: search.recall_target,
         },
     })
 }
@@ -101,6 +102,7 @@ impl From<&collection::CollectionConfig> for types::CollectionConfig {
                 nprobe: c.search.nprobe,
                 rerank: c.search.rerank,
                 shard_probe: c.search.shard_probe,
+                recall_target: c.search.recall_target,
             },
             group_id: c.group_id,
         }

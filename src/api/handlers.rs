@@ -96,6 +96,29 @@ pub async fn get_collection(
             (field, v)
         })
         .collect();
+    // Each sealed segment's own choice at the collection's recall target, measured when it was
+    // built on held-out points of its own (replicas on this node).
+    let target = cfg.search_config.recall_target;
+    let calibration: Vec<serde_json::Value> = st
+        .router
+        .calibrations(&name)?
+        .into_iter()
+        .flat_map(|(shard, segs)| {
+            segs.into_iter().map(move |c| {
+                let at = c.at(target);
+                json!({
+                    "shard": shard,
+                    "segment": c.segment,
+                    "points": c.rows,
+                    "nlist": c.nlist,
+                    "recall_target": target,
+                    "nprobe": at.map(|p| p.nprobe),
+                    "rerank": at.map(|p| p.rerank),
+                    "measured_recall": at.map(|p| p.recall),
+                })
+            })
+        })
+        .collect();
     Ok(ok(json!({
         "status": if building > 0 { "yellow" } else { "green" },
         "optimizer_status": "ok",
@@ -125,6 +148,7 @@ pub async fn get_collection(
             "search_config": cfg.search_config,
         },
         "payload_schema": payload_schema,
+        "calibration": calibration,
     })))
 }
 

@@ -50,12 +50,15 @@ pub struct IvfPqParams {
 /// shoal's default search settings of a collection.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchConfig {
-    /// Lists probed per sealed segment.
+    /// Lists probed per sealed segment; unset: each segment's calibrated choice.
     pub nprobe: Option<usize>,
-    /// Re-rank factor (0 = PQ distances only).
+    /// Re-rank factor (0 = PQ distances only); unset: each segment's calibrated choice.
     pub rerank: Option<usize>,
     /// Shards probed under centroid placement (default 1).
     pub shard_probe: Option<usize>,
+    /// Recall@10 a query without `nprobe`/`rerank` aims for, in (0, 1] (default 0.95): each
+    /// sealed segment uses the cheapest setting its own calibration measured to reach it.
+    pub recall_target: Option<f64>,
 }
 
 /// `PUT /collections/{name}`.
@@ -111,12 +114,14 @@ pub struct ResolvedIvfPq {
 /// Search settings with defaults filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResolvedSearch {
-    /// Lists probed.
-    pub nprobe: usize,
-    /// Re-rank factor.
-    pub rerank: usize,
+    /// Lists probed, if fixed (null: each segment's calibrated choice).
+    pub nprobe: Option<usize>,
+    /// Re-rank factor, if fixed (null: each segment's calibrated choice).
+    pub rerank: Option<usize>,
     /// Shards probed.
     pub shard_probe: usize,
+    /// Recall@10 the calibrated choices aim for.
+    pub recall_target: f64,
 }
 
 /// Per-request search knobs (`params`): Qdrant's `exact`, `hnsw_ef` (ignored) and shoal's own.
@@ -126,12 +131,14 @@ pub struct SearchParamsReq {
     pub exact: Option<bool>,
     /// Qdrant's HNSW knob; accepted and ignored.
     pub hnsw_ef: Option<u64>,
-    /// Lists probed per sealed segment (1..=nlist).
+    /// Lists probed per sealed segment (1..=nlist); wins over the calibration.
     pub nprobe: Option<usize>,
-    /// Re-rank factor (0..=100).
+    /// Re-rank factor (0..=100); wins over the calibration.
     pub rerank: Option<usize>,
     /// Shards probed under centroid placement.
     pub shard_probe: Option<usize>,
+    /// Recall@10 this query aims for, in (0, 1] (default: the collection's `recall_target`).
+    pub recall_target: Option<f64>,
 }
 
 /// `PUT /collections/{name}/points`: `points` or `batch`.

@@ -118,12 +118,16 @@ pub struct BenchArgs {
     /// PQ bits per code (--engine shard; the server's default).
     #[arg(long, default_value_t = 4, help_heading = "Shard engine")]
     pub shard_pq_bits: u8,
-    /// Lists probed by a query without params (--engine shard; the server's default).
-    #[arg(long, default_value_t = 16, help_heading = "Shard engine")]
-    pub shard_nprobe: usize,
-    /// Re-rank factor of a query without params (--engine shard; the server's default).
-    #[arg(long, default_value_t = 4, help_heading = "Shard engine")]
-    pub shard_rerank: usize,
+    /// Lists probed by a query without params, fixed (--engine shard) [default: as the
+    /// server, each sealed segment's calibrated choice].
+    #[arg(long, help_heading = "Shard engine")]
+    pub shard_nprobe: Option<usize>,
+    /// Re-rank factor of a query without params, fixed (--engine shard) [default: calibrated].
+    #[arg(long, help_heading = "Shard engine")]
+    pub shard_rerank: Option<usize>,
+    /// Recall@10 the calibrated choices aim for (--engine shard; the server's default).
+    #[arg(long, default_value_t = 0.95, help_heading = "Shard engine")]
+    pub shard_recall_target: f64,
     /// Seconds to wait for the server's index builds after the last upsert (with --server).
     #[arg(long, default_value_t = 3600, requires = "server")]
     pub index_timeout: u64,
@@ -416,6 +420,7 @@ fn run_database(workload: &Workload<'_>, args: &BenchArgs) -> Result<BenchReport
                     pq_bits: args.shard_pq_bits,
                     nprobe: args.shard_nprobe,
                     rerank: args.shard_rerank,
+                    recall_target: args.shard_recall_target,
                 },
                 batch_size: args.batch_size,
                 settle,

@@ -12,14 +12,14 @@
 //! - **Settling**: after the last write the bench waits until every point is in an indexed
 //!   segment and no build or compaction runs, or until `settle` has passed with the engine idle
 //!   and points still unindexed (those are then searched exactly, and the report says so).
-//! - **Queries** go through [`Shard::search`] with the collection's search defaults
-//!   ([`default_request`]), one query per call; with filters, each query carries its own
+//! - **Queries** go through [`Shard::search_tuned`] with the collection's search defaults
+//!   ([`default_request`], [`default_tuning`]: each sealed segment's calibration at the recall
+//!   target unless `nprobe`/`rerank` are fixed), one query per call; with filters, each query carries its own
 //!   compiled filter ([`super::filters`]).
 //!
-//! The collection defaults (`seal_threshold`, `nlist`, `pq_bits`, `nprobe`, `rerank`) are the
-//! server's (`[index]` in its config); they live beside the REST layer, which the bench does
-//! not import, so they arrive here as flags whose defaults are the same values
-//! ([`ShardDefaults`]).
+//! The collection defaults (`seal_threshold`, `nlist`, `pq_bits`, `nprobe`, `rerank`,
+//! `recall_target`) are the server's; they arrive here as flags whose defaults are the same
+//! values ([`ShardDefaults`]).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -33,10 +33,11 @@ use super::measure::{LatencySummary, recall_at_k, run_queries_indexed};
 use super::report::BenchReport;
 use super::run::report;
 use super::{BenchError, QueryResult};
+use crate::collection::config::{UNCALIBRATED_NPROBE, UNCALIBRATED_RERANK};
 use crate::index::ivfpq::IvfPqConfig;
 use crate::shard::{
     CompactionConfig, CompiledFilter, Filter, PointId, PointWrite, SearchRequest, Shard,
-    ShardCommand, ShardConfig, ShardStats,
+    ShardCommand, ShardConfig, ShardStats, Tuning,
 };
 
 /// The collection defaults a database created with only `size` and `distance` gets; each field's
@@ -51,10 +52,13 @@ pub struct ShardDefaults {
     pub pq_m: Option<usize>,
     /// PQ bits per code (server default 4).
     pub pq_bits: u8,
-    /// Lists probed by a query without params (server default 16, at most `nlist`).
-    pub nprobe: usize,
-    /// Re-rank factor of a query without params (server default 4).
-    pub rerank: usize,
+    /// Lists probed by a query without params, if fixed (server default: unset, each sealed
+    /// segment's calibrated choice).
+    pub nprobe: Option<usize>,
+    /// Re-rank factor of a query without params, if fixed (server default: unset).
+    pub rerank: Option<usize>,
+    /// Recall@10 the calibrated choices aim for (server default 0.95).
+    pub recall_target: f64,
 }
 
 impl Default for ShardDefaults {
@@ -64,8 +68,9 @@ impl Default for ShardDefaults {
             nlist: 256,
             pq_m: None,
             pq_bits: 4,
-            nprobe: 16,
-            rerank: 4,
+            nprobe: None,
+            rerank: None,
+            recall_target: crate::shard::DEFAULT_RECALL_TARGET,
         }
     }
 }
@@ -110,7 +115,7 @@ pub fn shard_config(
             "PQ sub-spaces {pq_m} must divide the dimension {dim}"
         )));
     }
-    if defaults.nlist == 0 || defaults.nprobe == 0 {
+    if defaults.nlist == 0 || defaults.nprobe == Some(0) {
         return Err(BenchError::InvalidParameter(
             "--shard-nlist and --shard-nprobe must be at least 1".into(),
         ));
@@ -127,9 +132,19 @@ pub fn shard_config(
     })
 }
 
-/// The search a query without params becomes: `limit` nearest, the collection's default
-/// `nprobe` (capped at `nlist`, as the server resolves it) and `rerank`, no payload or vector
-/// returned. The one place the bench decides what "no params" means.
+/// What a query without params fixes and aims for, as the router resolves it: the collection's
+/// fixed `nprobe`/`rerank` if any, else each segment's calibration at the recall target.
+pub fn default_tuning(defaults: &ShardDefaults) -> Tuning {
+    Tuning {
+        nprobe: defaults.nprobe.map(|n| n.min(defaults.nlist)),
+        rerank: defaults.rerank,
+        recall_target: Some(defaults.recall_target),
+    }
+}
+
+/// The search a query without params becomes: `limit` nearest, no payload or vector returned;
+/// its `nprobe`/`rerank` serve segments without calibration ([`default_tuning`] decides the
+/// rest). The one place the bench decides what "no params" means.
 pub fn default_request<'a>(
     vector: &'a [f32],
     limit: usize,
@@ -141,8 +156,11 @@ pub fn default_request<'a>(
         limit,
         offset: 0,
         filter,
-        nprobe: defaults.nprobe.min(defaults.nlist),
-        rerank: defaults.rerank,
+        nprobe: defaults
+            .nprobe
+            .unwrap_or(UNCALIBRATED_NPROBE)
+            .min(defaults.nlist),
+        rerank: defaults.rerank.unwrap_or(UNCALIBRATED_RERANK),
         exact: false,
         with_payload: false,
         with_vector: false,
@@ -246,10 +264,11 @@ fn measure(
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
+    let tuning = default_tuning(defaults);
     let first_error = Mutex::new(None::<BenchError>);
     let run_one = |_: &mut (), q: usize, vector: &[f32]| -> Vec<u64> {
         let filter = filtered.map(|f| &compiled[f.selectivity.value_for_query(q) as usize]);
-        match shard.search(&default_request(vector, k, filter, defaults)) {
+        match shard.search_tuned(&default_request(vector, k, filter, defaults), &tuning) {
             Ok(hits) => hits
                 .iter()
                 .map(|h| match h.record.id {
@@ -275,9 +294,20 @@ fn measure(
         None => recall_at_k(&run.ids, workload.groundtruth, k)?,
     };
     let latency = LatencySummary::from_seconds(&run.latencies);
+    // Reported: what the largest segment searches with (the calibrated choice, or the fixed
+    // value), since every segment may choose differently.
+    let fallback = default_request(&[], k, None, defaults);
+    let largest = shard.calibrations().into_iter().max_by_key(|c| c.rows);
+    let chosen = largest.and_then(|c| c.at(defaults.recall_target));
     Ok(QueryResult {
-        nprobe: defaults.nprobe.min(defaults.nlist),
-        rerank: defaults.rerank,
+        nprobe: tuning
+            .nprobe
+            .or(chosen.map(|p| p.nprobe))
+            .unwrap_or(fallback.nprobe),
+        rerank: tuning
+            .rerank
+            .or(chosen.map(|p| p.rerank))
+            .unwrap_or(fallback.rerank),
         recall,
         qps: run.qps(),
         p50_ms: latency.p50_ms,

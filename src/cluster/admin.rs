@@ -176,7 +176,7 @@ pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &Collection
         })
         .collect();
     let (index, _) = c
-        .propose(MetaCommand::CreateCollection {
+        .propose(MetaCommand::CreateCollectionV2 {
             name: name.to_owned(),
             meta: CollectionMeta {
                 config,

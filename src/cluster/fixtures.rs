@@ -1,10 +1,12 @@
-//! Byte fixtures of the metadata formats: a [`MetaCommand`] log entry and a [`ClusterState`]
-//! snapshot body (the postcard body inside `cluster-state.bin`'s envelope), as version 1 wrote
-//! them. A change that alters either encoding fails here; old logs and snapshots must still
-//! decode. `SHOAL_WRITE_FIXTURES=1 cargo test --lib cluster::fixtures` rewrites the files, which
-//! is only right when a new version is added beside them.
+//! Byte fixtures of the metadata formats: a [`MetaCommand`] log entry, a [`ClusterState`]
+//! snapshot body (the postcard body inside `cluster-state.bin`'s envelope) and a whole
+//! `cluster-state.bin`, of every version. Version 1's bytes are only read (nothing writes them
+//! any more): they must decode to the model they meant. Version 2's are what this build writes:
+//! a change that alters them fails here. `SHOAL_WRITE_FIXTURES=1 cargo test --lib
+//! cluster::fixtures` writes the files of the current version, which is only right when that
+//! version is new.
 
-use super::meta::{ClusterState, CollectionMeta, MetaCommand, ShardMeta};
+use super::meta::{self, ClusterState, CollectionMeta, MetaCommand, ShardMeta};
 use super::placement::CentroidPlacement;
 use crate::collection::{
     CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
@@ -18,6 +20,11 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+fn read(name: &str) -> Vec<u8> {
+    let path = fixture(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Compares `bytes` with the fixture `name` (writing it first under `SHOAL_WRITE_FIXTURES`).
 fn check(name: &str, bytes: &[u8]) -> Vec<u8> {
     let path = fixture(name);
@@ -29,6 +36,8 @@ fn check(name: &str, bytes: &[u8]) -> Vec<u8> {
     stored
 }
 
+/// The configuration the fixtures hold. Version 1 stored nprobe 16 and rerank 4, the built-in
+/// defaults then, which read as "not fixed" with the default recall target.
 fn config() -> CollectionConfig {
     CollectionConfig {
         vectors: VectorSpace {
@@ -45,9 +54,10 @@ fn config() -> CollectionConfig {
             seal_threshold: 50_000,
         },
         search: SearchSettings {
-            nprobe: 16,
-            rerank: 4,
+            nprobe: None,
+            rerank: None,
             shard_probe: 1,
+            recall_target: 0.95,
         },
         group_id: 3,
     }
@@ -86,28 +96,76 @@ fn state() -> ClusterState {
     s
 }
 
+/// Version 2 fixes what version 1 could not say: a fixed rerank and a recall target.
+fn config_v2() -> CollectionConfig {
+    let mut c = config();
+    c.search.rerank = Some(8);
+    c.search.recall_target = 0.9;
+    c
+}
+
+fn state_v2() -> ClusterState {
+    let mut s = state();
+    let mut c = collection();
+    c.config = config_v2();
+    s.collections.insert("tuned".into(), c);
+    s
+}
+
 #[test]
 fn meta_command_v1_fixture_decodes() {
-    let cmd = MetaCommand::CreateCollection {
-        name: "docs".into(),
-        meta: collection(),
-    };
-    let stored = check("create_collection_v1.bin", &cmd.encode());
-    let decoded: MetaCommand = postcard::from_bytes(&stored).unwrap();
-    match &decoded {
+    let stored = read("create_collection_v1.bin");
+    match postcard::from_bytes::<MetaCommand>(&stored).unwrap() {
         MetaCommand::CreateCollection { name, meta } => {
             assert_eq!(name, "docs");
-            assert_eq!(*meta, collection());
+            assert_eq!(CollectionMeta::from(meta.clone()), collection());
+            // Read and written back as version 1, the bytes are the same.
+            let again = MetaCommand::CreateCollection { name, meta };
+            assert_eq!(again.encode(), stored);
         }
         other => panic!("decoded {other:?}"),
     }
-    assert_eq!(decoded.encode(), stored);
 }
 
 #[test]
 fn cluster_state_v1_fixture_decodes() {
-    let body = postcard::to_allocvec(&state()).unwrap();
-    let stored = check("cluster_state_v1.bin", &body);
-    let decoded: ClusterState = postcard::from_bytes(&stored).unwrap();
-    assert_eq!(decoded, state());
+    let stored = read("cluster_state_v1.bin");
+    let decoded: meta::ClusterStateV1 = postcard::from_bytes(&stored).unwrap();
+    assert_eq!(ClusterState::from(decoded), state());
+}
+
+#[test]
+fn meta_command_v2_fixture_decodes() {
+    let cmd = MetaCommand::CreateCollectionV2 {
+        name: "tuned".into(),
+        meta: CollectionMeta {
+            config: config_v2(),
+            ..collection()
+        },
+    };
+    let stored = check("create_collection_v2.bin", &cmd.encode());
+    match postcard::from_bytes::<MetaCommand>(&stored).unwrap() {
+        MetaCommand::CreateCollectionV2 { name, meta } => {
+            assert_eq!(name, "tuned");
+            assert_eq!(meta.config, config_v2());
+        }
+        other => panic!("decoded {other:?}"),
+    }
+}
+
+#[test]
+fn cluster_state_file_v2_fixture_decodes_and_v1_still_reads() {
+    let bytes = meta::encode_state(&state_v2()).unwrap();
+    let stored = check("cluster_state_v2.bin", &bytes);
+    assert_eq!(meta::decode_state(&stored).unwrap(), state_v2());
+    // A whole version 1 file, as a node of the previous release wrote it.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cluster_state_v1/cluster-state.bin");
+    let v1 = meta::decode_state(&std::fs::read(path).unwrap()).unwrap();
+    assert!(v1.applied_index > 0 || !v1.members.is_empty(), "{v1:?}");
+    // Newer versions are refused by name, not misread.
+    let mut newer = stored.clone();
+    newer[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let err = meta::decode_state(&newer).unwrap_err().to_string();
+    assert!(err.contains("version 3"), "{err}");
 }

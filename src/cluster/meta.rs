@@ -6,6 +6,7 @@
 //! postcard-encoded [`MetaCommand`]s; the enum is append-only (its variant order is the log
 //! format). A snapshot is one file, `cluster-state.bin`: magic, version, postcard body, CRC32.
 
+use super::persisted::CollectionMetaV1;
 use super::placement::CentroidPlacement;
 use crate::collection::CollectionConfig;
 use crate::raft::{GroupId, NodeId, NodeInfo, StateMachineApp};
@@ -19,7 +20,9 @@ use tokio::sync::watch;
 pub const META_GROUP: GroupId = 0;
 const STATE_FILE: &str = "cluster-state.bin";
 const STATE_MAGIC: &[u8; 8] = b"SHOALMET";
-const STATE_VERSION: u32 = 1;
+/// Version 2 stores collection configurations in [`super::persisted`]'s version 2 layout;
+/// version 1 is still read.
+const STATE_VERSION: u32 = 2;
 
 /// One shard of a collection: its Raft group and the nodes holding a replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,8 +38,8 @@ pub struct ShardMeta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionMeta {
     /// The resolved configuration (shard count, replication, index settings), stored in the
-    /// persisted layout of [`super::persisted`] (version 1).
-    #[serde(with = "super::persisted::config_v1")]
+    /// persisted layout of [`super::persisted`] (version 2).
+    #[serde(with = "super::persisted::config_v2")]
     pub config: CollectionConfig,
     /// Shard `i` at index `i`.
     pub shards: Vec<ShardMeta>,
@@ -106,6 +109,12 @@ impl ClusterState {
                 Ok(Vec::new())
             }
             MetaCommand::CreateCollection { name, meta } => {
+                self.apply(MetaCommand::CreateCollectionV2 {
+                    name,
+                    meta: meta.into(),
+                })
+            }
+            MetaCommand::CreateCollectionV2 { name, meta } => {
                 if self.collections.contains_key(&name) {
                     return Err(format!("collection `{name}` already exists"));
                 }
@@ -170,12 +179,13 @@ pub enum MetaCommand {
         /// The node.
         id: NodeId,
     },
-    /// Add a collection (refused if the name exists).
+    /// Add a collection (refused if the name exists), its configuration in version 1's layout.
+    /// Only read (logs written before version 2); new entries are [`Self::CreateCollectionV2`].
     CreateCollection {
         /// Name.
         name: String,
         /// Configuration and shards.
-        meta: CollectionMeta,
+        meta: CollectionMetaV1,
     },
     /// Remove a collection (its groups are destroyed by every node's reconciler).
     DeleteCollection {
@@ -197,6 +207,13 @@ pub enum MetaCommand {
         shard: u32,
         /// The new replica nodes.
         replicas: Vec<NodeId>,
+    },
+    /// Add a collection (refused if the name exists).
+    CreateCollectionV2 {
+        /// Name.
+        name: String,
+        /// Configuration and shards.
+        meta: CollectionMeta,
     },
 }
 
@@ -238,7 +255,7 @@ impl MetaApp {
     }
 }
 
-fn encode_state(state: &ClusterState) -> std::io::Result<Vec<u8>> {
+pub(super) fn encode_state(state: &ClusterState) -> std::io::Result<Vec<u8>> {
     let body = postcard::to_allocvec(state).map_err(std::io::Error::other)?;
     let mut out = Vec::with_capacity(body.len() + 20);
     out.extend_from_slice(STATE_MAGIC);
@@ -249,7 +266,7 @@ fn encode_state(state: &ClusterState) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
+pub(super) fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
     let bad = |m: &str| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -260,8 +277,10 @@ fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
         return Err(bad("bad magic"));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-    if version != STATE_VERSION {
-        return Err(bad(&format!("unsupported version {version}")));
+    if version == 0 || version > STATE_VERSION {
+        return Err(bad(&format!(
+            "version {version} is not one this build reads (1..={STATE_VERSION})"
+        )));
     }
     let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize;
     if bytes.len() != 16 + len + 4 {
@@ -272,7 +291,38 @@ fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
     if crc32fast::hash(body) != crc {
         return Err(bad("checksum mismatch"));
     }
+    if version == 1 {
+        let v1: ClusterStateV1 = postcard::from_bytes(body).map_err(|e| bad(&e.to_string()))?;
+        return Ok(v1.into());
+    }
     postcard::from_bytes(body).map_err(|e| bad(&e.to_string()))
+}
+
+/// [`ClusterState`] as `cluster-state.bin` version 1 held it (configurations in version 1's
+/// layout); only read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ClusterStateV1 {
+    pub(crate) members: BTreeMap<NodeId, NodeInfo>,
+    pub(crate) collections: BTreeMap<String, CollectionMetaV1>,
+    pub(crate) next_group: GroupId,
+    pub(crate) reconfigured: BTreeSet<GroupId>,
+    pub(crate) applied_index: u64,
+}
+
+impl From<ClusterStateV1> for ClusterState {
+    fn from(s: ClusterStateV1) -> Self {
+        ClusterState {
+            members: s.members,
+            collections: s
+                .collections
+                .into_iter()
+                .map(|(name, c)| (name, c.into()))
+                .collect(),
+            next_group: s.next_group,
+            reconfigured: s.reconfigured,
+            applied_index: s.applied_index,
+        }
+    }
 }
 
 impl StateMachineApp for MetaApp {
@@ -331,7 +381,7 @@ mod tests {
     }
 
     fn create(name: &str, groups: &[GroupId]) -> Vec<u8> {
-        MetaCommand::CreateCollection {
+        MetaCommand::CreateCollectionV2 {
             name: name.into(),
             meta: CollectionMeta {
                 config: config(),

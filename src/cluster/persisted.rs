@@ -5,13 +5,24 @@
 //!
 //! Version 1 is the layout the metadata had when the configuration was the REST layer's
 //! `CollectionConfig`: postcard is positional, so the field order, the distance names (Qdrant's,
-//! `Manhattan` included) and the placement as a string are the format. The fixtures under
-//! `tests/fixtures/meta/` hold its bytes. [`config_v1`] maps the model to and from it for
-//! `#[serde(with)]`.
+//! `Manhattan` included) and the placement as a string are the format. It stored `nprobe` and
+//! `rerank` always; read today, the values that were the built-in defaults then (16, at most
+//! nlist, and 4) mean "not fixed" (each segment's calibration decides) and the recall target is
+//! the default 0.95, so old collections get what new ones get unless they chose otherwise.
+//!
+//! Version 2 is typed: the model's metric and placement as enums, `nprobe`/`rerank` optional,
+//! and the recall target. New log entries and snapshots are written as version 2; version 1 is
+//! still read (the log's `CreateCollection` entries, `cluster-state.bin` version 1). The
+//! fixtures under `tests/fixtures/meta/` hold the bytes of both. [`config_v1`] and
+//! [`config_v2`] map the model to and from them for `#[serde(with)]`.
 
+use super::meta::{CollectionMeta, ShardMeta};
+use super::placement::CentroidPlacement;
+use crate::collection::config::{UNCALIBRATED_NPROBE, UNCALIBRATED_RERANK};
 use crate::collection::{
     CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
 };
+use crate::shard::DEFAULT_RECALL_TARGET;
 use serde::{Deserialize, Serialize};
 
 /// Version 1's distance enum: Qdrant's names, in Qdrant's order.
@@ -79,8 +90,8 @@ impl From<&CollectionConfig> for ConfigV1 {
                 seal_threshold: c.ivf_pq.seal_threshold as u64,
             },
             search_config: SearchV1 {
-                nprobe: c.search.nprobe as u64,
-                rerank: c.search.rerank as u64,
+                nprobe: c.search.fallback_nprobe(c.ivf_pq.nlist) as u64,
+                rerank: c.search.fallback_rerank() as u64,
                 shard_probe: c.search.shard_probe as u64,
             },
             group_id: c.group_id,
@@ -127,10 +138,16 @@ impl TryFrom<ConfigV1> for CollectionConfig {
                 pq_bits: c.ivf_pq_config.pq_bits,
                 seal_threshold: size(c.ivf_pq_config.seal_threshold, "seal_threshold")?,
             },
-            search: SearchSettings {
-                nprobe: size(c.search_config.nprobe, "nprobe")?,
-                rerank: size(c.search_config.rerank, "rerank")?,
-                shard_probe: size(c.search_config.shard_probe, "shard_probe")?,
+            search: {
+                let nlist = size(c.ivf_pq_config.nlist, "nlist")?;
+                let nprobe = size(c.search_config.nprobe, "nprobe")?;
+                let rerank = size(c.search_config.rerank, "rerank")?;
+                SearchSettings {
+                    nprobe: (nprobe != UNCALIBRATED_NPROBE.min(nlist.max(1))).then_some(nprobe),
+                    rerank: (rerank != UNCALIBRATED_RERANK).then_some(rerank),
+                    shard_probe: size(c.search_config.shard_probe, "shard_probe")?,
+                    recall_target: DEFAULT_RECALL_TARGET,
+                }
             },
             group_id: c.group_id,
         })
@@ -153,6 +170,164 @@ pub(crate) mod config_v1 {
         d: D,
     ) -> Result<CollectionConfig, D::Error> {
         CollectionConfig::try_from(ConfigV1::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Version 2's metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum MetricV2 {
+    Cosine,
+    L2,
+    Dot,
+}
+
+/// Version 2's placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum PlacementV2 {
+    Hash,
+    Centroid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SearchV2 {
+    nprobe: Option<u64>,
+    rerank: Option<u64>,
+    shard_probe: u64,
+    recall_target: f64,
+}
+
+/// Version 2 of a stored collection configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ConfigV2 {
+    dim: u64,
+    metric: MetricV2,
+    shard_number: u32,
+    replication_factor: u32,
+    placement: PlacementV2,
+    ivf_pq: IvfPqV1,
+    search: SearchV2,
+    group_id: u64,
+}
+
+impl From<&CollectionConfig> for ConfigV2 {
+    fn from(c: &CollectionConfig) -> Self {
+        ConfigV2 {
+            dim: c.vectors.dim,
+            metric: match c.vectors.metric {
+                Metric::Cosine => MetricV2::Cosine,
+                Metric::L2 => MetricV2::L2,
+                Metric::Dot => MetricV2::Dot,
+            },
+            shard_number: c.shard_number,
+            replication_factor: c.replication_factor,
+            placement: match c.placement {
+                Placement::Hash => PlacementV2::Hash,
+                Placement::Centroid => PlacementV2::Centroid,
+            },
+            ivf_pq: IvfPqV1 {
+                nlist: c.ivf_pq.nlist as u64,
+                pq_m: c.ivf_pq.pq_m as u64,
+                pq_bits: c.ivf_pq.pq_bits,
+                seal_threshold: c.ivf_pq.seal_threshold as u64,
+            },
+            search: SearchV2 {
+                nprobe: c.search.nprobe.map(|n| n as u64),
+                rerank: c.search.rerank.map(|n| n as u64),
+                shard_probe: c.search.shard_probe as u64,
+                recall_target: c.search.recall_target,
+            },
+            group_id: c.group_id,
+        }
+    }
+}
+
+impl TryFrom<ConfigV2> for CollectionConfig {
+    type Error = String;
+
+    fn try_from(c: ConfigV2) -> Result<Self, String> {
+        let size = |v: u64, what: &str| {
+            usize::try_from(v)
+                .map_err(|_| format!("stored {what} = {v} does not fit this platform"))
+        };
+        let opt = |v: Option<u64>, what: &str| v.map(|v| size(v, what)).transpose();
+        Ok(CollectionConfig {
+            vectors: VectorSpace {
+                dim: c.dim,
+                metric: match c.metric {
+                    MetricV2::Cosine => Metric::Cosine,
+                    MetricV2::L2 => Metric::L2,
+                    MetricV2::Dot => Metric::Dot,
+                },
+            },
+            shard_number: c.shard_number,
+            replication_factor: c.replication_factor,
+            placement: match c.placement {
+                PlacementV2::Hash => Placement::Hash,
+                PlacementV2::Centroid => Placement::Centroid,
+            },
+            ivf_pq: IvfPqSettings {
+                nlist: size(c.ivf_pq.nlist, "nlist")?,
+                pq_m: size(c.ivf_pq.pq_m, "pq_m")?,
+                pq_bits: c.ivf_pq.pq_bits,
+                seal_threshold: size(c.ivf_pq.seal_threshold, "seal_threshold")?,
+            },
+            search: SearchSettings {
+                nprobe: opt(c.search.nprobe, "nprobe")?,
+                rerank: opt(c.search.rerank, "rerank")?,
+                shard_probe: size(c.search.shard_probe, "shard_probe")?,
+                recall_target: c.search.recall_target,
+            },
+            group_id: c.group_id,
+        })
+    }
+}
+
+/// `#[serde(with = "config_v2")]`: a [`CollectionConfig`] in version 2's layout.
+pub(crate) mod config_v2 {
+    use super::ConfigV2;
+    use crate::collection::CollectionConfig;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes `c` as version 2.
+    pub(crate) fn serialize<S: Serializer>(c: &CollectionConfig, s: S) -> Result<S::Ok, S::Error> {
+        ConfigV2::from(c).serialize(s)
+    }
+
+    /// Reads version 2.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<CollectionConfig, D::Error> {
+        CollectionConfig::try_from(ConfigV2::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A [`CollectionMeta`] as version 1 stored it (the configuration in [`config_v1`]'s layout):
+/// what the log's `CreateCollection` entries and `cluster-state.bin` version 1 hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionMetaV1 {
+    #[serde(with = "config_v1")]
+    config: CollectionConfig,
+    shards: Vec<ShardMeta>,
+    centroids: Option<CentroidPlacement>,
+}
+
+impl From<CollectionMetaV1> for CollectionMeta {
+    fn from(m: CollectionMetaV1) -> Self {
+        CollectionMeta {
+            config: m.config,
+            shards: m.shards,
+            centroids: m.centroids,
+        }
+    }
+}
+
+impl From<CollectionMeta> for CollectionMetaV1 {
+    fn from(m: CollectionMeta) -> Self {
+        CollectionMetaV1 {
+            config: m.config,
+            shards: m.shards,
+            centroids: m.centroids,
+        }
     }
 }
 
@@ -188,6 +363,16 @@ mod tests {
         c.vectors.distance = DistanceV1::Euclid;
         let model = CollectionConfig::try_from(c.clone()).unwrap();
         assert_eq!(model.vectors.metric, Metric::L2);
+        assert_eq!(ConfigV1::from(&model), c);
+        // The defaults version 1 always wrote mean "not fixed" today; the bytes stay the same.
+        c.search_config = SearchV1 {
+            nprobe: 4,
+            rerank: 4,
+            shard_probe: 1,
+        };
+        let model = CollectionConfig::try_from(c.clone()).unwrap();
+        assert_eq!((model.search.nprobe, model.search.rerank), (None, None));
+        assert_eq!(model.search.recall_target, DEFAULT_RECALL_TARGET);
         assert_eq!(ConfigV1::from(&model), c);
         c.placement = "random".into();
         assert!(

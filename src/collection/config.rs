@@ -63,19 +63,44 @@ pub struct IvfPqSettings {
     pub seal_threshold: usize,
 }
 
+/// `nprobe` in a sealed segment that has no calibration (one written before calibration
+/// existed) when nothing fixes it: the pre-calibration default.
+pub const UNCALIBRATED_NPROBE: usize = 16;
+/// `rerank` in a sealed segment without a calibration when nothing fixes it.
+pub const UNCALIBRATED_RERANK: usize = 4;
+
 /// Default search settings with defaults filled in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `nprobe` and `rerank` are `None` unless the collection fixed them: then every sealed segment
+/// picks its own from its calibration, the cheapest that reaches `recall_target`
+/// ([`crate::shard::Tuning`]). A fixed value always wins over the calibration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SearchSettings {
-    /// Lists probed per sealed segment (1..=nlist).
-    pub nprobe: usize,
-    /// Re-rank factor (0 = PQ distances only).
-    pub rerank: usize,
+    /// Lists probed per sealed segment (1..=nlist); `None`: each segment's calibrated choice.
+    pub nprobe: Option<usize>,
+    /// Re-rank factor (0 = PQ distances only); `None`: each segment's calibrated choice.
+    pub rerank: Option<usize>,
     /// Shards probed under centroid placement.
     pub shard_probe: usize,
+    /// Recall@10 the calibrated choices aim for, in `(0, 1]`.
+    pub recall_target: f64,
+}
+
+impl SearchSettings {
+    /// `nprobe` in a segment without calibration: the fixed value, else
+    /// [`UNCALIBRATED_NPROBE`] (at most `nlist`).
+    pub fn fallback_nprobe(&self, nlist: usize) -> usize {
+        self.nprobe.unwrap_or(UNCALIBRATED_NPROBE.min(nlist.max(1)))
+    }
+
+    /// `rerank` in a segment without calibration: the fixed value, else [`UNCALIBRATED_RERANK`].
+    pub fn fallback_rerank(&self) -> usize {
+        self.rerank.unwrap_or(UNCALIBRATED_RERANK)
+    }
 }
 
 /// A collection's resolved configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CollectionConfig {
     /// The vector space.
     pub vectors: VectorSpace,

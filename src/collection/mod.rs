@@ -23,7 +23,9 @@ pub use config::{CollectionConfig, IvfPqSettings, Placement, SearchSettings, Vec
 pub use error::Error;
 pub use limits::validate_name;
 pub use query::SearchQuery;
-pub use spec::{CollectionSpec, IndexDefaults, IvfPqSpec, SearchSpec, VectorSpec};
+pub use spec::{
+    CollectionSpec, IndexDefaults, IvfPqSpec, SearchSpec, VectorSpec, check_recall_target,
+};
 
 /// The distance a collection's vectors are compared by (the index's own enum: the model adds
 /// no variant the shards could not serve).

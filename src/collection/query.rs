@@ -5,7 +5,9 @@
 use super::Error;
 use super::config::CollectionConfig;
 use super::limits::{MAX_OFFSET, MAX_RERANK, check_limit, check_vector};
+use super::spec::check_recall_target;
 use crate::shard::Filter;
+use crate::shard::Tuning;
 
 /// A search of one collection.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,10 +20,13 @@ pub struct SearchQuery {
     pub offset: usize,
     /// Only matching points.
     pub filter: Option<Filter>,
-    /// IVF lists probed per sealed segment (1..=nlist).
-    pub nprobe: usize,
-    /// Re-rank factor (at most [`MAX_RERANK`]).
-    pub rerank: usize,
+    /// IVF lists probed per sealed segment (1..=nlist); `None`: the collection's setting, else
+    /// each segment's calibrated choice.
+    pub nprobe: Option<usize>,
+    /// Re-rank factor (at most [`MAX_RERANK`]); `None` as for `nprobe`.
+    pub rerank: Option<usize>,
+    /// Recall@10 the calibrated choices aim for (`None`: the collection's `recall_target`).
+    pub recall_target: Option<f64>,
     /// Exact scan.
     pub exact: bool,
     /// Shards probed under centroid placement (`None`: the collection default; else at least 1).
@@ -33,8 +38,8 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
-    /// Checks the search knobs against the collection: limit, offset, nprobe, rerank and
-    /// shard_probe, in that order (the first bad one is reported).
+    /// Checks the search knobs against the collection: limit, offset, nprobe, rerank,
+    /// recall_target and shard_probe, in that order (the first bad one is reported).
     pub fn check_params(&self, config: &CollectionConfig) -> Result<(), Error> {
         check_limit(self.limit)?;
         if self.offset > MAX_OFFSET {
@@ -44,22 +49,38 @@ impl SearchQuery {
             )));
         }
         let nlist = config.ivf_pq.nlist;
-        if self.nprobe == 0 || self.nprobe > nlist {
+        if let Some(nprobe) = self.nprobe
+            && (nprobe == 0 || nprobe > nlist)
+        {
             return Err(Error::bad(format!(
-                "nprobe = {} must be in 1..=nlist ({nlist})",
-                self.nprobe
+                "nprobe = {nprobe} must be in 1..=nlist ({nlist})"
             )));
         }
-        if self.rerank > MAX_RERANK {
+        if let Some(rerank) = self.rerank
+            && rerank > MAX_RERANK
+        {
             return Err(Error::bad(format!(
-                "rerank = {} must be at most {MAX_RERANK}",
-                self.rerank
+                "rerank = {rerank} must be at most {MAX_RERANK}"
             )));
+        }
+        if let Some(t) = self.recall_target {
+            check_recall_target(t, "recall_target")?;
         }
         if self.shard_probe == Some(0) {
             return Err(Error::bad("shard_probe must be at least 1"));
         }
         Ok(())
+    }
+
+    /// The IVF-PQ choice for each sealed segment: what the query fixes, else what the
+    /// collection fixes, else each segment's calibration at the query's (or the collection's)
+    /// recall target.
+    pub fn tuning(&self, config: &CollectionConfig) -> Tuning {
+        Tuning {
+            nprobe: self.nprobe.or(config.search.nprobe),
+            rerank: self.rerank.or(config.search.rerank),
+            recall_target: Some(self.recall_target.unwrap_or(config.search.recall_target)),
+        }
     }
 
     /// Every check: [`Self::check_params`], then the vector (dimension, finite components) and
@@ -90,8 +111,9 @@ mod tests {
             limit: 10,
             offset: 0,
             filter: None,
-            nprobe: 8,
-            rerank: 4,
+            nprobe: Some(8),
+            rerank: Some(4),
+            recall_target: None,
             exact: false,
             shard_probe: None,
             with_payload: false,
@@ -115,24 +137,31 @@ mod tests {
             ),
             (
                 SearchQuery {
-                    nprobe: 0,
+                    nprobe: Some(0),
                     ..ok.clone()
                 },
                 "nprobe",
             ),
             (
                 SearchQuery {
-                    nprobe: 9,
+                    nprobe: Some(9),
                     ..ok.clone()
                 },
                 "nprobe",
             ),
             (
                 SearchQuery {
-                    rerank: MAX_RERANK + 1,
+                    rerank: Some(MAX_RERANK + 1),
                     ..ok.clone()
                 },
                 "rerank",
+            ),
+            (
+                SearchQuery {
+                    recall_target: Some(0.0),
+                    ..ok.clone()
+                },
+                "recall_target",
             ),
             (
                 SearchQuery {
@@ -156,6 +185,28 @@ mod tests {
                 "finite",
             ),
         ];
+        let calibrated = SearchQuery {
+            nprobe: None,
+            rerank: None,
+            ..ok.clone()
+        };
+        assert!(calibrated.check(&config).is_ok());
+        // Nothing fixed: each segment's calibration at the collection's target; a query's own
+        // target and fixed values win.
+        let t = calibrated.tuning(&config);
+        assert_eq!(
+            (t.nprobe, t.rerank, t.recall_target),
+            (None, None, Some(0.95))
+        );
+        let t = SearchQuery {
+            recall_target: Some(0.9),
+            ..ok.clone()
+        }
+        .tuning(&config);
+        assert_eq!(
+            (t.nprobe, t.rerank, t.recall_target),
+            (Some(8), Some(4), Some(0.9))
+        );
         for (q, what) in bad {
             match q.check(&config) {
                 Err(Error::BadRequest(m)) => assert!(m.contains(what), "{m} should name {what}"),

@@ -21,10 +21,12 @@ pub struct IndexDefaults {
     pub pq_bits: u8,
     /// Rows of the mutable segment before it is sealed.
     pub seal_threshold: usize,
-    /// Lists probed per search.
-    pub nprobe: usize,
-    /// Re-rank factor.
-    pub rerank: usize,
+    /// Lists probed per search; `None`: each segment's calibrated choice.
+    pub nprobe: Option<usize>,
+    /// Re-rank factor; `None`: each segment's calibrated choice.
+    pub rerank: Option<usize>,
+    /// Recall@10 a search without fixed `nprobe`/`rerank` aims for.
+    pub recall_target: f64,
 }
 
 impl Default for IndexDefaults {
@@ -33,8 +35,9 @@ impl Default for IndexDefaults {
             nlist: 256,
             pq_bits: 4,
             seal_threshold: 50_000,
-            nprobe: 16,
-            rerank: 4,
+            nprobe: None,
+            rerank: None,
+            recall_target: crate::shard::DEFAULT_RECALL_TARGET,
         }
     }
 }
@@ -62,7 +65,7 @@ pub struct IvfPqSpec {
 }
 
 /// Default search settings asked for (`None`: the default).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchSpec {
     /// Lists probed per sealed segment.
     pub nprobe: Option<usize>,
@@ -70,10 +73,12 @@ pub struct SearchSpec {
     pub rerank: Option<usize>,
     /// Shards probed under centroid placement.
     pub shard_probe: Option<usize>,
+    /// Recall@10 aimed for where `nprobe`/`rerank` are not fixed, in `(0, 1]`.
+    pub recall_target: Option<f64>,
 }
 
 /// A request to create a collection. Serialisable: it is sent to the metadata leader as it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSpec {
     /// The vector space.
     pub vectors: VectorSpec,
@@ -101,6 +106,15 @@ fn default_pq_m(dim: usize, pq_bits: u8) -> usize {
         .rev()
         .find(|m| dim.is_multiple_of(*m) && dim / m >= 2)
         .unwrap_or(1)
+}
+
+/// Refuses a recall target outside `(0, 1]` (NaN included), naming the setting.
+pub fn check_recall_target(t: f64, what: &str) -> Result<(), Error> {
+    if t > 0.0 && t <= 1.0 {
+        Ok(())
+    } else {
+        Err(Error::bad(format!("{what} = {t} must be in (0, 1]")))
+    }
 }
 
 impl CollectionSpec {
@@ -167,18 +181,29 @@ impl CollectionSpec {
             )));
         }
         let seal_threshold = ivf.seal_threshold.unwrap_or(defaults.seal_threshold);
-        let nprobe = self.search.nprobe.unwrap_or(defaults.nprobe.min(nlist));
-        if nprobe == 0 || nprobe > nlist {
+        // A node-wide default nprobe is a ceiling for a small nlist; one the collection asks
+        // for must fit its own nlist.
+        let nprobe = match self.search.nprobe {
+            Some(n) => Some(n),
+            None => defaults.nprobe.map(|n| n.min(nlist)),
+        };
+        if let Some(nprobe) = nprobe
+            && (nprobe == 0 || nprobe > nlist)
+        {
             return Err(Error::bad(format!(
                 "search_config.nprobe = {nprobe} must be in 1..=nlist ({nlist})"
             )));
         }
-        let rerank = self.search.rerank.unwrap_or(defaults.rerank);
-        if rerank > MAX_RERANK {
+        let rerank = self.search.rerank.or(defaults.rerank);
+        if let Some(rerank) = rerank
+            && rerank > MAX_RERANK
+        {
             return Err(Error::bad(format!(
                 "search_config.rerank must be at most {MAX_RERANK}"
             )));
         }
+        let recall_target = self.search.recall_target.unwrap_or(defaults.recall_target);
+        check_recall_target(recall_target, "search_config.recall_target")?;
         let shard_probe = self.search.shard_probe.unwrap_or(1);
         if shard_probe == 0 {
             return Err(Error::bad("search_config.shard_probe must be at least 1"));
@@ -201,6 +226,7 @@ impl CollectionSpec {
                 nprobe,
                 rerank,
                 shard_probe,
+                recall_target,
             },
             group_id,
         })
@@ -231,17 +257,23 @@ mod tests {
         assert_eq!(c.ivf_pq.nlist, d.nlist);
         assert_eq!(c.ivf_pq.pq_bits, d.pq_bits);
         assert_eq!(c.ivf_pq.pq_m, IvfPqConfig::fastscan_pq_m(128));
-        assert_eq!(c.search.nprobe, d.nprobe);
+        assert_eq!(c.search.nprobe, None, "calibrated unless fixed");
+        assert_eq!(c.search.rerank, None);
+        assert_eq!(c.search.recall_target, d.recall_target);
         assert_eq!(c.search.shard_probe, 1);
         assert_eq!(c.group_id, 7);
         // 8-bit codes: the largest divisor up to 64 leaving two dimensions per sub-space.
         let mut s = CollectionSpec::new(100, Metric::L2);
         s.ivf_pq.pq_bits = Some(8);
         assert_eq!(resolve(s).unwrap().ivf_pq.pq_m, 50);
-        // nprobe defaults to at most nlist.
+        // A node-wide nprobe is capped at a small nlist.
         let mut s = CollectionSpec::new(8, Metric::Dot);
         s.ivf_pq.nlist = Some(4);
-        assert_eq!(resolve(s).unwrap().search.nprobe, 4);
+        let d = IndexDefaults {
+            nprobe: Some(16),
+            ..IndexDefaults::default()
+        };
+        assert_eq!(s.resolve(&d, 7).unwrap().search.nprobe, Some(4));
     }
 
     #[test]
@@ -330,6 +362,26 @@ mod tests {
                     ..base
                 },
                 "shard_probe",
+            ),
+            (
+                CollectionSpec {
+                    search: SearchSpec {
+                        recall_target: Some(1.5),
+                        ..Default::default()
+                    },
+                    ..base
+                },
+                "recall_target",
+            ),
+            (
+                CollectionSpec {
+                    search: SearchSpec {
+                        recall_target: Some(f64::NAN),
+                        ..Default::default()
+                    },
+                    ..base
+                },
+                "recall_target",
             ),
         ];
         for (spec, field) in cases {

@@ -41,7 +41,9 @@ use crate::cluster::{Cluster, CollectionMeta, ShardMeta};
 use crate::collection::{CollectionConfig, Error};
 use crate::raft::tcp::{AppFuture, AppService};
 use crate::raft::{GroupId, NodeId, TransportError};
-use crate::shard::{Filter, Hit, PayloadFieldInfo, PointId, PointWrite, Record, ShardCommand};
+use crate::shard::{
+    Filter, Hit, PayloadFieldInfo, PointId, PointWrite, Record, SegmentCalibration, ShardCommand,
+};
 use futures_util::future::join_all;
 use merge::{Order, Ranked};
 use resilience::{CallError, Failure, Resilience};
@@ -437,26 +439,47 @@ impl Router {
             }
             _ => Self::all_shards(&meta),
         };
+        // What the query or the collection fixes; the rest each sealed segment takes from its
+        // calibration. A fixed rerank is widened for hash placement (each shard returns its own
+        // top-k), as is the fallback of segments without calibration.
+        let mut tuning = q.tuning(&meta.config);
+        let widen = |r: usize| {
+            if Self::is_centroid(&meta) {
+                r
+            } else {
+                merge::hash_shard_rerank(r, shards.len())
+            }
+        };
+        tuning.rerank = tuning.rerank.map(widen);
         let search = ShardSearch {
             vector: q.vector.clone(),
             limit: q.limit.saturating_add(q.offset),
             filter: q.filter.clone(),
-            nprobe: q.nprobe,
-            rerank: if Self::is_centroid(&meta) {
-                q.rerank
-            } else {
-                merge::hash_shard_rerank(q.rerank, shards.len())
-            },
+            nprobe: meta.config.search.fallback_nprobe(meta.config.ivf_pq.nlist),
+            rerank: widen(meta.config.search.fallback_rerank()),
             exact: q.exact,
             with_payload: q.with_payload,
             with_vector: q.with_vector,
         };
         let out = self
             .fan_out(collection, &meta, &shards, read, |group, read| {
-                ShardRequest::Search {
-                    group,
-                    read,
-                    search: search.clone(),
+                match (tuning.nprobe, tuning.rerank) {
+                    // Both fixed: the request every node version understands.
+                    (Some(nprobe), Some(rerank)) => ShardRequest::Search {
+                        group,
+                        read,
+                        search: ShardSearch {
+                            nprobe,
+                            rerank,
+                            ..search.clone()
+                        },
+                    },
+                    _ => ShardRequest::SearchTuned {
+                        group,
+                        read,
+                        search: search.clone(),
+                        tuning: tuning.into(),
+                    },
                 }
             })
             .await?;
@@ -965,6 +988,25 @@ impl Router {
             }
         }
         Ok(out)
+    }
+
+    /// Per shard held on this node (shard number, the local replica's calibrations): what each
+    /// sealed segment measured about itself when it was built. Replicas build their own
+    /// segments, so another node's replica of the same shard may have chosen differently.
+    pub fn calibrations(
+        &self,
+        collection: &str,
+    ) -> Result<Vec<(u32, Vec<SegmentCalibration>)>, Error> {
+        let meta = self.meta(collection)?;
+        Ok(meta
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, shard)| {
+                let local = self.cluster.local_shard(shard.group)?;
+                Some((i as u32, local.app.shard().calibrations()))
+            })
+            .collect())
     }
 
     // ---------------------------------------------------------------- metrics

@@ -19,7 +19,7 @@ use super::exec;
 use crate::cluster::ShardApp;
 use crate::raft::{GroupId, NodeId, RaftGroup, RaftGroupError};
 use crate::router::token::Consistency;
-use crate::shard::{Filter, Hit, PointId, Record, SearchRequest, ShardCommand};
+use crate::shard::{Filter, Hit, PointId, Record, SearchRequest, ShardCommand, Tuning};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,6 +150,50 @@ pub enum ShardRequest {
         /// Return vectors.
         with_vector: bool,
     },
+    /// Search with `nprobe`/`rerank` chosen per sealed segment from its calibration where the
+    /// tuning leaves them open (`search.nprobe`/`rerank` serve segments without one). Appended
+    /// after `ScrollOrdered`; `Search` stays for fully fixed parameters.
+    SearchTuned {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// The search.
+        search: ShardSearch,
+        /// What the query fixes and the recall it aims for.
+        tuning: WireTuning,
+    },
+}
+
+/// [`crate::shard::Tuning`] on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WireTuning {
+    /// Fixed lists probed per sealed segment.
+    pub nprobe: Option<usize>,
+    /// Fixed re-rank factor.
+    pub rerank: Option<usize>,
+    /// Recall@10 the calibrated choices aim for.
+    pub recall_target: Option<f64>,
+}
+
+impl From<Tuning> for WireTuning {
+    fn from(t: Tuning) -> Self {
+        WireTuning {
+            nprobe: t.nprobe,
+            rerank: t.rerank,
+            recall_target: t.recall_target,
+        }
+    }
+}
+
+impl From<WireTuning> for Tuning {
+    fn from(t: WireTuning) -> Self {
+        Tuning {
+            nprobe: t.nprobe,
+            rerank: t.rerank,
+            recall_target: t.recall_target,
+        }
+    }
 }
 
 /// [`crate::shard::OrderBy`] on the wire.
@@ -172,7 +216,8 @@ impl ShardRequest {
             | ShardRequest::Get { group, .. }
             | ShardRequest::Count { group, .. }
             | ShardRequest::Scroll { group, .. }
-            | ShardRequest::ScrollOrdered { group, .. } => *group,
+            | ShardRequest::ScrollOrdered { group, .. }
+            | ShardRequest::SearchTuned { group, .. } => *group,
         }
     }
 
@@ -387,6 +432,64 @@ fn compile(filter: Option<&Filter>) -> Result<Option<crate::shard::CompiledFilte
         .transpose()
 }
 
+/// Searches this node's replica: the read's freshness, the filter compiled, then the search on
+/// the runtime worker or the blocking pool as its estimated cost says. `tuning` fixes what the
+/// query fixed; the rest each sealed segment takes from its calibration.
+async fn search_replica(
+    app: &Arc<ShardApp>,
+    group: &RaftGroup,
+    read: ReadSpec,
+    search: ShardSearch,
+    tuning: Tuning,
+) -> ShardResponse {
+    let filter = match prepare(group, &read, search.filter.as_ref()).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let shard = app.shard();
+    let cost = exec::search_cost(
+        &shard,
+        exec::SearchShape {
+            exact: search.exact,
+            filtered: filter.is_some(),
+            nprobe: tuning.nprobe.unwrap_or(search.nprobe),
+            // Segments sealed at the threshold get at most this many lists; merged
+            // ones may have more, so the estimate errs towards the blocking pool.
+            nlist: shard
+                .config()
+                .ivf_config(shard.config().seal_threshold)
+                .nlist,
+            k: search.limit,
+            rerank: tuning.rerank.unwrap_or(search.rerank),
+        },
+    );
+    let run = move || {
+        let req = SearchRequest {
+            vector: &search.vector,
+            limit: search.limit,
+            offset: 0,
+            filter: filter.as_ref(),
+            nprobe: search.nprobe,
+            rerank: search.rerank,
+            exact: search.exact,
+            with_payload: search.with_payload,
+            with_vector: search.with_vector,
+        };
+        match shard.search_tuned(&req, &tuning) {
+            Ok(hits) => ShardResponse::Hits(
+                hits.iter()
+                    .map(|h: &Hit| WireHit {
+                        record: WireRecord::from(&h.record),
+                        distance: h.distance,
+                    })
+                    .collect(),
+            ),
+            Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
+        }
+    };
+    run_at(cost, run).await
+}
+
 /// Runs `req` on this node's replica (`group` and its state machine `app`).
 pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) -> ShardResponse {
     match req {
@@ -408,53 +511,15 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             }
         }
         ShardRequest::Search { read, search, .. } => {
-            let filter = match prepare(group, &read, search.filter.as_ref()).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            let shard = app.shard();
-            let cost = exec::search_cost(
-                &shard,
-                exec::SearchShape {
-                    exact: search.exact,
-                    filtered: filter.is_some(),
-                    nprobe: search.nprobe,
-                    // Segments sealed at the threshold get at most this many lists; merged
-                    // ones may have more, so the estimate errs towards the blocking pool.
-                    nlist: shard
-                        .config()
-                        .ivf_config(shard.config().seal_threshold)
-                        .nlist,
-                    k: search.limit,
-                    rerank: search.rerank,
-                },
-            );
-            let run = move || {
-                let req = SearchRequest {
-                    vector: &search.vector,
-                    limit: search.limit,
-                    offset: 0,
-                    filter: filter.as_ref(),
-                    nprobe: search.nprobe,
-                    rerank: search.rerank,
-                    exact: search.exact,
-                    with_payload: search.with_payload,
-                    with_vector: search.with_vector,
-                };
-                match shard.search(&req) {
-                    Ok(hits) => ShardResponse::Hits(
-                        hits.iter()
-                            .map(|h: &Hit| WireHit {
-                                record: WireRecord::from(&h.record),
-                                distance: h.distance,
-                            })
-                            .collect(),
-                    ),
-                    Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
-                }
-            };
-            run_at(cost, run).await
+            let tuning = Tuning::explicit(search.nprobe, search.rerank);
+            search_replica(app, group, read, search, tuning).await
         }
+        ShardRequest::SearchTuned {
+            read,
+            search,
+            tuning,
+            ..
+        } => search_replica(app, group, read, search, tuning.into()).await,
         ShardRequest::Get {
             read,
             ids,
@@ -585,6 +650,25 @@ mod tests {
                     exact: true,
                     with_payload: true,
                     with_vector: false,
+                },
+            },
+            ShardRequest::SearchTuned {
+                group: 4,
+                read: session,
+                search: ShardSearch {
+                    vector: vec![0.5],
+                    limit: 3,
+                    filter: None,
+                    nprobe: 16,
+                    rerank: 4,
+                    exact: false,
+                    with_payload: false,
+                    with_vector: false,
+                },
+                tuning: WireTuning {
+                    nprobe: None,
+                    rerank: Some(2),
+                    recall_target: Some(0.9),
                 },
             },
             ShardRequest::Get {

@@ -61,6 +61,7 @@ pub mod snapshot;
 pub mod tuning;
 mod values;
 
+pub use calibrate::DEFAULT_RECALL_TARGET;
 pub use command::{PointSelector, PointWrite, ShardCommand};
 pub use compaction::CompactionConfig;
 pub use filter::{CompiledFilter, Filter, FilterError};
