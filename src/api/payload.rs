@@ -86,6 +86,21 @@ fn selector(target: &PayloadTarget) -> Result<PointSelector, ApiError> {
     }
 }
 
+/// Builds a command from the request (once the collection is known to exist: a missing
+/// collection is a 404 before anything in the body is judged), sends it to every shard and
+/// answers as every write does.
+async fn write_to_every_shard(
+    st: &AppState,
+    name: &str,
+    command: impl FnOnce() -> Result<ShardCommand, ApiError>,
+) -> Result<Response, ApiError> {
+    st.router.collection_config(name)?;
+    let command = command()?;
+    Ok(write_answer(
+        st.router.write_every_shard(name, command).await?,
+    ))
+}
+
 /// Create a payload index on a field of every shard.
 #[utoipa::path(put, path = "/collections/{name}/index", tag = "payload", request_body = CreateFieldIndex,
     params(("name" = String, Path), ("wait" = Option<bool>, Query)),
@@ -96,11 +111,11 @@ pub async fn create_field_index(
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<CreateFieldIndex>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
-    if req.field_name.is_empty() {
-        return Err(ApiError::bad("`field_name` must not be empty"));
-    }
-    let schema = req
+    write_to_every_shard(&st, &name, move || {
+        if req.field_name.is_empty() {
+            return Err(ApiError::bad("`field_name` must not be empty"));
+        }
+        let schema = req
         .field_schema
         .as_ref()
         .or(req.field_type.as_ref())
@@ -109,14 +124,14 @@ pub async fn create_field_index(
                 "`field_schema` is required: keyword, integer, float, bool, uuid, datetime or text",
             )
         })?;
-    let field_type = PayloadFieldType::from_schema(schema).map_err(ApiError::BadRequest)?;
-    let command = ShardCommand::CreateFieldIndex {
-        field: req.field_name,
-        field_type,
-    };
-    Ok(write_answer(
-        st.router.write_every_shard(&name, command).await?,
-    ))
+        let field_type = PayloadFieldType::from_schema(schema).map_err(ApiError::BadRequest)?;
+        let command = ShardCommand::CreateFieldIndex {
+            field: req.field_name,
+            field_type,
+        };
+        Ok(command)
+    })
+    .await
 }
 
 /// Drop a field's payload index (nothing happens if it has none).
@@ -128,11 +143,11 @@ pub async fn delete_field_index(
     Path((name, field)): Path<(String, String)>,
     Query(_q): Query<WriteQuery>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
-    let command = ShardCommand::DeleteFieldIndex { field };
-    Ok(write_answer(
-        st.router.write_every_shard(&name, command).await?,
-    ))
+    write_to_every_shard(&st, &name, move || {
+        let command = ShardCommand::DeleteFieldIndex { field };
+        Ok(command)
+    })
+    .await
 }
 
 /// Merge keys into the payload of the selected points.
@@ -145,18 +160,18 @@ pub async fn set_payload(
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<SetPayload>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
-    if req.key.as_deref() == Some("") {
-        return Err(ApiError::bad("`key` must not be empty"));
-    }
-    let command = ShardCommand::SetPayload {
-        points: selector(&req.target)?,
-        payload: req.payload,
-        key: req.key,
-    };
-    Ok(write_answer(
-        st.router.write_every_shard(&name, command).await?,
-    ))
+    write_to_every_shard(&st, &name, move || {
+        if req.key.as_deref() == Some("") {
+            return Err(ApiError::bad("`key` must not be empty"));
+        }
+        let command = ShardCommand::SetPayload {
+            points: selector(&req.target)?,
+            payload: req.payload,
+            key: req.key,
+        };
+        Ok(command)
+    })
+    .await
 }
 
 /// Replace the whole payload of the selected points.
@@ -169,19 +184,19 @@ pub async fn overwrite_payload(
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<SetPayload>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
-    if req.key.is_some() {
-        return Err(ApiError::bad(
-            "`key` applies to set_payload only: overwrite replaces the whole payload",
-        ));
-    }
-    let command = ShardCommand::OverwritePayload {
-        points: selector(&req.target)?,
-        payload: req.payload,
-    };
-    Ok(write_answer(
-        st.router.write_every_shard(&name, command).await?,
-    ))
+    write_to_every_shard(&st, &name, move || {
+        if req.key.is_some() {
+            return Err(ApiError::bad(
+                "`key` applies to set_payload only: overwrite replaces the whole payload",
+            ));
+        }
+        let command = ShardCommand::OverwritePayload {
+            points: selector(&req.target)?,
+            payload: req.payload,
+        };
+        Ok(command)
+    })
+    .await
 }
 
 /// Remove keys from the payload of the selected points.
@@ -194,17 +209,17 @@ pub async fn delete_payload(
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<DeletePayload>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
-    if req.keys.iter().any(String::is_empty) {
-        return Err(ApiError::bad("payload keys must not be empty"));
-    }
-    let command = ShardCommand::DeletePayload {
-        points: selector(&req.target)?,
-        keys: req.keys,
-    };
-    Ok(write_answer(
-        st.router.write_every_shard(&name, command).await?,
-    ))
+    write_to_every_shard(&st, &name, move || {
+        if req.keys.iter().any(String::is_empty) {
+            return Err(ApiError::bad("payload keys must not be empty"));
+        }
+        let command = ShardCommand::DeletePayload {
+            points: selector(&req.target)?,
+            keys: req.keys,
+        };
+        Ok(command)
+    })
+    .await
 }
 
 /// Remove the whole payload of the selected points.
@@ -217,11 +232,11 @@ pub async fn clear_payload(
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<PayloadTarget>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
-    let command = ShardCommand::ClearPayload {
-        points: selector(&req)?,
-    };
-    Ok(write_answer(
-        st.router.write_every_shard(&name, command).await?,
-    ))
+    write_to_every_shard(&st, &name, move || {
+        let command = ShardCommand::ClearPayload {
+            points: selector(&req)?,
+        };
+        Ok(command)
+    })
+    .await
 }

@@ -17,6 +17,7 @@ use super::sharded::{
 use super::sweep::SweepGrid;
 use super::tune::TuneOptions;
 use super::{BenchError, BenchReport};
+use crate::collection::IndexDefaults;
 use crate::datasets::{self, LoadOptions};
 use crate::index::Metric;
 
@@ -105,19 +106,20 @@ pub struct BenchArgs {
     /// unindexed then are searched exactly, and the report says how many.
     #[arg(long, default_value_t = 10.0)]
     pub settle: f64,
-    /// Rows of the mutable segment before it seals (--engine shard; the server's default).
-    #[arg(long, default_value_t = 50_000, help_heading = "Shard engine")]
-    pub seal_threshold: usize,
-    /// Inverted lists per sealed segment (--engine shard; the server's default).
-    #[arg(long, default_value_t = 256, help_heading = "Shard engine")]
-    pub shard_nlist: usize,
+    /// Rows of the mutable segment before it seals (--engine shard) [default: the server's,
+    /// 50000].
+    #[arg(long, help_heading = "Shard engine")]
+    pub seal_threshold: Option<usize>,
+    /// Inverted lists per sealed segment (--engine shard) [default: the server's, 256].
+    #[arg(long, help_heading = "Shard engine")]
+    pub shard_nlist: Option<usize>,
     /// PQ sub-spaces (--engine shard) [default: the 4-bit fast-scan rule for the dimension, as
     /// the server's].
     #[arg(long, help_heading = "Shard engine")]
     pub shard_pq_m: Option<usize>,
-    /// PQ bits per code (--engine shard; the server's default).
-    #[arg(long, default_value_t = 4, help_heading = "Shard engine")]
-    pub shard_pq_bits: u8,
+    /// PQ bits per code (--engine shard) [default: the server's, 4].
+    #[arg(long, help_heading = "Shard engine")]
+    pub shard_pq_bits: Option<u8>,
     /// Lists probed by a query without params, fixed (--engine shard) [default: as the
     /// server, each sealed segment's calibrated choice].
     #[arg(long, help_heading = "Shard engine")]
@@ -125,9 +127,9 @@ pub struct BenchArgs {
     /// Re-rank factor of a query without params, fixed (--engine shard) [default: calibrated].
     #[arg(long, help_heading = "Shard engine")]
     pub shard_rerank: Option<usize>,
-    /// Recall@10 the calibrated choices aim for (--engine shard; the server's default).
-    #[arg(long, default_value_t = 0.95, help_heading = "Shard engine")]
-    pub shard_recall_target: f64,
+    /// Recall@10 the calibrated choices aim for (--engine shard) [default: the server's, 0.95].
+    #[arg(long, help_heading = "Shard engine")]
+    pub shard_recall_target: Option<f64>,
     /// Seconds to wait for the server's index builds after the last upsert (with --server).
     #[arg(long, default_value_t = 3600, requires = "server")]
     pub index_timeout: u64,
@@ -413,14 +415,20 @@ fn run_database(workload: &Workload<'_>, args: &BenchArgs) -> Result<BenchReport
         }
         None => {
             let options = DbOptions {
-                defaults: ShardDefaults {
-                    seal_threshold: args.seal_threshold,
-                    nlist: args.shard_nlist,
-                    pq_m: args.shard_pq_m,
-                    pq_bits: args.shard_pq_bits,
-                    nprobe: args.shard_nprobe,
-                    rerank: args.shard_rerank,
-                    recall_target: args.shard_recall_target,
+                defaults: {
+                    // Unset flags: the server's own defaults.
+                    let d = IndexDefaults::default();
+                    ShardDefaults {
+                        index: IndexDefaults {
+                            seal_threshold: args.seal_threshold.unwrap_or(d.seal_threshold),
+                            nlist: args.shard_nlist.unwrap_or(d.nlist),
+                            pq_bits: args.shard_pq_bits.unwrap_or(d.pq_bits),
+                            nprobe: args.shard_nprobe,
+                            rerank: args.shard_rerank,
+                            recall_target: args.shard_recall_target.unwrap_or(d.recall_target),
+                        },
+                        pq_m: args.shard_pq_m,
+                    }
                 },
                 batch_size: args.batch_size,
                 settle,

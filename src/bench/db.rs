@@ -18,8 +18,8 @@
 //!   compiled filter ([`super::filters`]).
 //!
 //! The collection defaults (`seal_threshold`, `nlist`, `pq_bits`, `nprobe`, `rerank`,
-//! `recall_target`) are the server's; they arrive here as flags whose defaults are the same
-//! values ([`ShardDefaults`]).
+//! `recall_target`) are the server's own [`IndexDefaults`]; flags override them
+//! ([`ShardDefaults`]).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -33,6 +33,7 @@ use super::measure::{LatencySummary, recall_at_k, run_queries_indexed};
 use super::report::BenchReport;
 use super::run::report;
 use super::{BenchError, QueryResult};
+use crate::collection::IndexDefaults;
 use crate::collection::config::{UNCALIBRATED_NPROBE, UNCALIBRATED_RERANK};
 use crate::index::ivfpq::IvfPqConfig;
 use crate::shard::{
@@ -40,39 +41,15 @@ use crate::shard::{
     ShardCommand, ShardConfig, ShardStats, Tuning,
 };
 
-/// The collection defaults a database created with only `size` and `distance` gets; each field's
-/// default is the server's.
-#[derive(Debug, Clone, PartialEq)]
+/// The collection defaults a database created with only `size` and `distance` gets: the
+/// server's own [`IndexDefaults`] (what `shoal serve` uses without flags), and the PQ sub-spaces
+/// the server derives from the dimension unless `pq_m` fixes them.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShardDefaults {
-    /// Rows of the mutable segment before it is sealed (server default 50,000).
-    pub seal_threshold: usize,
-    /// Inverted lists per sealed segment (server default 256).
-    pub nlist: usize,
+    /// `nlist`, `pq_bits`, `seal_threshold`, fixed `nprobe`/`rerank`, `recall_target`.
+    pub index: IndexDefaults,
     /// PQ sub-spaces; `None` = the 4-bit fast-scan default for the dimension.
     pub pq_m: Option<usize>,
-    /// PQ bits per code (server default 4).
-    pub pq_bits: u8,
-    /// Lists probed by a query without params, if fixed (server default: unset, each sealed
-    /// segment's calibrated choice).
-    pub nprobe: Option<usize>,
-    /// Re-rank factor of a query without params, if fixed (server default: unset).
-    pub rerank: Option<usize>,
-    /// Recall@10 the calibrated choices aim for (server default 0.95).
-    pub recall_target: f64,
-}
-
-impl Default for ShardDefaults {
-    fn default() -> Self {
-        ShardDefaults {
-            seal_threshold: 50_000,
-            nlist: 256,
-            pq_m: None,
-            pq_bits: 4,
-            nprobe: None,
-            rerank: None,
-            recall_target: crate::shard::DEFAULT_RECALL_TARGET,
-        }
-    }
 }
 
 /// How `--engine shard` loads and waits.
@@ -95,7 +72,7 @@ pub fn shard_config(
     defaults: &ShardDefaults,
 ) -> Result<ShardConfig, BenchError> {
     let dim = workload.dim();
-    let pq_m = match (defaults.pq_m, defaults.pq_bits) {
+    let pq_m = match (defaults.pq_m, defaults.index.pq_bits) {
         (Some(m), _) => m,
         (None, 4) => IvfPqConfig::fastscan_pq_m(dim),
         (None, bits) => {
@@ -104,10 +81,10 @@ pub fn shard_config(
             )));
         }
     };
-    if defaults.pq_bits != 4 && defaults.pq_bits != 8 {
+    if defaults.index.pq_bits != 4 && defaults.index.pq_bits != 8 {
         return Err(BenchError::InvalidParameter(format!(
             "--shard-pq-bits {}: use 4 or 8",
-            defaults.pq_bits
+            defaults.index.pq_bits
         )));
     }
     if pq_m == 0 || !dim.is_multiple_of(pq_m) {
@@ -115,7 +92,7 @@ pub fn shard_config(
             "PQ sub-spaces {pq_m} must divide the dimension {dim}"
         )));
     }
-    if defaults.nlist == 0 || defaults.nprobe == Some(0) {
+    if defaults.index.nlist == 0 || defaults.index.nprobe == Some(0) {
         return Err(BenchError::InvalidParameter(
             "--shard-nlist and --shard-nprobe must be at least 1".into(),
         ));
@@ -123,10 +100,10 @@ pub fn shard_config(
     Ok(ShardConfig {
         dim,
         metric: workload.metric,
-        seal_threshold: defaults.seal_threshold,
-        nlist: defaults.nlist,
+        seal_threshold: defaults.index.seal_threshold,
+        nlist: defaults.index.nlist,
         pq_m,
-        pq_bits: defaults.pq_bits,
+        pq_bits: defaults.index.pq_bits,
         seed: workload.seed,
         compaction: CompactionConfig::default(),
     })
@@ -136,9 +113,9 @@ pub fn shard_config(
 /// fixed `nprobe`/`rerank` if any, else each segment's calibration at the recall target.
 pub fn default_tuning(defaults: &ShardDefaults) -> Tuning {
     Tuning {
-        nprobe: defaults.nprobe.map(|n| n.min(defaults.nlist)),
-        rerank: defaults.rerank,
-        recall_target: Some(defaults.recall_target),
+        nprobe: defaults.index.nprobe.map(|n| n.min(defaults.index.nlist)),
+        rerank: defaults.index.rerank,
+        recall_target: Some(defaults.index.recall_target),
     }
 }
 
@@ -157,10 +134,11 @@ pub fn default_request<'a>(
         offset: 0,
         filter,
         nprobe: defaults
+            .index
             .nprobe
             .unwrap_or(UNCALIBRATED_NPROBE)
-            .min(defaults.nlist),
-        rerank: defaults.rerank.unwrap_or(UNCALIBRATED_RERANK),
+            .min(defaults.index.nlist),
+        rerank: defaults.index.rerank.unwrap_or(UNCALIBRATED_RERANK),
         exact: false,
         with_payload: false,
         with_vector: false,
@@ -298,7 +276,7 @@ fn measure(
     // value), since every segment may choose differently.
     let fallback = default_request(&[], k, None, defaults);
     let largest = shard.calibrations().into_iter().max_by_key(|c| c.rows);
-    let chosen = largest.and_then(|c| c.at(defaults.recall_target));
+    let chosen = largest.and_then(|c| c.at(defaults.index.recall_target));
     Ok(QueryResult {
         nprobe: tuning
             .nprobe

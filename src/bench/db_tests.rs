@@ -12,6 +12,7 @@ use super::filters::{
     FilteredWorkload, NO_NEIGHBOUR, Selectivity, bucket, filtered_recall, selectivities,
 };
 use super::{BenchReport, QueryResult};
+use crate::collection::IndexDefaults;
 use crate::datasets::{Dataset, exact_knn};
 use crate::index::Metric;
 use crate::shard::{Filter, PointId, SearchRequest, Shard};
@@ -149,8 +150,11 @@ fn the_shard_filters_on_the_payloads_the_ground_truth_assumes() {
     let data = uniform(2500, 30, 16, Metric::L2);
     let workload = Workload::new(&data, 10, 1).unwrap();
     let defaults = ShardDefaults {
-        seal_threshold: 1000,
-        nlist: 8,
+        index: IndexDefaults {
+            seal_threshold: 1000,
+            nlist: 8,
+            ..IndexDefaults::default()
+        },
         ..ShardDefaults::default()
     };
     let shard = Shard::new_inline_builds(shard_config(&workload, &defaults).unwrap());
@@ -212,8 +216,11 @@ fn shard_engine_reports_a_row_per_workload() {
     let workload = Workload::new(&data, 10, 1).unwrap();
     let options = DbOptions {
         defaults: ShardDefaults {
-            seal_threshold: 1000,
-            nlist: 16,
+            index: IndexDefaults {
+                seal_threshold: 1000,
+                nlist: 16,
+                ..IndexDefaults::default()
+            },
             ..ShardDefaults::default()
         },
         batch_size: 256,
@@ -281,8 +288,11 @@ fn an_unindexed_tail_is_reported_not_waited_for() {
     let workload = Workload::new(&data, 10, 1).unwrap();
     let options = DbOptions {
         defaults: ShardDefaults {
-            seal_threshold: 1000,
-            nlist: 8,
+            index: IndexDefaults {
+                seal_threshold: 1000,
+                nlist: 8,
+                ..IndexDefaults::default()
+            },
             ..ShardDefaults::default()
         },
         batch_size: 500,
