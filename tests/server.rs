@@ -193,6 +193,10 @@ fn bad_input_is_refused_and_changes_nothing() {
         ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Manhattan"}})).unwrap()),
         ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Cosine"}, "ivf_pq_config": {"pq_m": 3}})).unwrap()),
         ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 1024, "distance": "Cosine"}, "ivf_pq_config": {"pq_m": 512, "pq_bits": 4}})).unwrap()),
+        ("PUT", "/collections/d", serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Cosine"}, "search_config": {"recall_target": 0}})).unwrap()),
+        // A method shoal does not serve on a known path: a JSON 405, not an empty one.
+        ("DELETE", "/collections/c/points/count", Vec::new()),
+        ("POST", "/healthz", Vec::new()),
     ];
     for (method, path, body) in &cases {
         let (status, out) = s.try_request(method, path, Some(body)).unwrap();

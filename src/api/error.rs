@@ -33,6 +33,16 @@ pub enum ApiError {
     /// The route does not exist (404).
     #[error("no such route: {0}")]
     NoRoute(String),
+    /// The route exists but shoal does not serve this method on it (405).
+    #[error(
+        "{method} {path} is not an operation shoal serves (see GET /openapi.json for the ones it does)"
+    )]
+    MethodNotAllowed {
+        /// The method asked.
+        method: String,
+        /// The path asked.
+        path: String,
+    },
     /// The server cannot serve the request now: starting, shutting down, no leader (503).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -50,6 +60,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::CollectionExists(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,

@@ -9,12 +9,19 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::json;
 
-/// Version banner, unwrapped as Qdrant answers it (qdrant-client's version check reads it).
+/// The Qdrant REST API level shoal's routes and shapes follow (the operations it serves are
+/// those in `api/openapi.json`): what `GET /` reports as `version`, since qdrant-client compares
+/// it with its own version and warns when the minor versions are more than one apart.
+pub const QDRANT_API_LEVEL: &str = "1.20.0";
+
+/// Version banner, unwrapped as Qdrant answers it (qdrant-client's version check reads it):
+/// `version` is the Qdrant API level, `shoal_version` shoal's own.
 #[utoipa::path(get, path = "/", tag = "service", responses((status = 200, body = VersionInfo)))]
 pub async fn root() -> axum::Json<VersionInfo> {
     axum::Json(VersionInfo {
         title: "shoal".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: QDRANT_API_LEVEL.into(),
+        shoal_version: env!("CARGO_PKG_VERSION").into(),
     })
 }
 

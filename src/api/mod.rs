@@ -251,6 +251,15 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::NoRoute(req.uri().path().to_owned())
 }
 
+/// A known path with a method shoal does not serve on it: Qdrant's JSON error naming both, not
+/// an empty 405.
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+    }
+}
+
 /// The application: every route, the body limit, authentication, metrics.
 pub fn router(state: AppState) -> Router {
     use handlers::*;
@@ -316,7 +325,8 @@ pub fn router(state: AppState) -> Router {
     };
     let api = api
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
-        .fallback(not_found);
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
     api.layer(middleware::from_fn_with_state(state.clone(), auth::check))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(state.config.body_limit))

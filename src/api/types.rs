@@ -420,8 +420,10 @@ pub struct CollectionsList {
 pub struct VersionInfo {
     /// "shoal".
     pub title: String,
-    /// The crate version.
+    /// The Qdrant REST API level shoal follows (what qdrant-client's version check reads).
     pub version: String,
+    /// shoal's own version.
+    pub shoal_version: String,
 }
 
 /// Query-string options of writes.

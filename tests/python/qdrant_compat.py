@@ -7,11 +7,19 @@ Run by tests/qdrant_client.rs, which starts the server and provides the virtuale
 import math
 import sys
 import uuid
+import warnings
 
+import httpx
 from qdrant_client import QdrantClient, models
 
 url = sys.argv[1]
-client = QdrantClient(url=url, prefer_grpc=False, timeout=30)
+# A client with default settings connects without the "incompatible server version" warning.
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    client = QdrantClient(url=url, prefer_grpc=False, timeout=30)
+assert not caught, [str(w.message) for w in caught]
+root = httpx.get(url + "/").json()
+assert root["title"] == "shoal" and root["shoal_version"], root
 name = "compat"
 dim = 4
 
