@@ -249,8 +249,10 @@ fn shard_engine_reports_a_row_per_workload() {
     let selectivity: Vec<Option<f64>> = report.results.iter().map(|r| r.selectivity).collect();
     assert_eq!(selectivity, [None, Some(0.01), Some(0.1), Some(0.5)]);
     for r in &report.results {
-        // The server's defaults: nprobe 16 (all 16 lists here) and rerank 4.
-        assert_eq!((r.nprobe, r.rerank), (16, 4));
+        // The server's defaults: nothing fixed, so the largest segment's calibrated choice at
+        // recall 0.95 is reported: within its 16 lists, a measured rerank.
+        assert!((1..=16).contains(&r.nprobe), "{r:?}");
+        assert!(crate::shard::calibrate::RERANKS.contains(&r.rerank), "{r:?}");
         assert!(
             r.qps > 0.0 && r.p50_ms > 0.0 && r.p99_ms >= r.p50_ms,
             "{r:?}"
