@@ -252,7 +252,10 @@ fn shard_engine_reports_a_row_per_workload() {
         // The server's defaults: nothing fixed, so the largest segment's calibrated choice at
         // recall 0.95 is reported: within its 16 lists, a measured rerank.
         assert!((1..=16).contains(&r.nprobe), "{r:?}");
-        assert!(crate::shard::calibrate::RERANKS.contains(&r.rerank), "{r:?}");
+        assert!(
+            crate::shard::calibrate::RERANKS.contains(&r.rerank),
+            "{r:?}"
+        );
         assert!(
             r.qps > 0.0 && r.p50_ms > 0.0 && r.p99_ms >= r.p50_ms,
             "{r:?}"

@@ -794,6 +794,16 @@ pub fn run_remote_defaults(
     let multi = MultiProgress::new();
     let ids: Vec<u64> = (0..workload.n() as u64).collect();
     let selectivities: Vec<Selectivity> = filtered.iter().map(|f| f.selectivity).collect();
+    // One integer payload index per filtered field, created before the load as Qdrant's
+    // documentation advises (and as the Qdrant peer does).
+    for s in &selectivities {
+        let index = json!({"field_name": s.field(), "field_schema": "integer"});
+        client.call(
+            "PUT",
+            &format!("/collections/{}/index?wait=true", remote.name),
+            Some(index.to_string().into_bytes()),
+        )?;
+    }
     let ingested = fill(
         &client,
         workload,
