@@ -94,14 +94,10 @@ impl From<crate::router::TokenError> for ApiError {
     }
 }
 
+/// Through the core's own classification of shard errors (one place decides which are 400s).
 impl From<ShardError> for ApiError {
     fn from(e: ShardError) -> Self {
-        match e {
-            ShardError::Io(_) | ShardError::Corrupted(_) | ShardError::Index(_) => {
-                ApiError::Internal(e.to_string())
-            }
-            other => ApiError::BadRequest(other.to_string()),
-        }
+        CoreError::from(e).into()
     }
 }
 
