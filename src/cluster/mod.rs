@@ -430,7 +430,10 @@ impl Cluster {
             };
         }
         let result = match req {
-            ClusterRequest::Forwarded(inner) => return Box::pin(self.handle_here(*inner)).await,
+            ClusterRequest::Forwarded(bytes) => match rpc::unwrap_forwarded(&bytes) {
+                Ok(inner) => return Box::pin(self.handle_here(inner)).await,
+                Err(e) => Err(e),
+            },
             ClusterRequest::Status => {
                 return ClusterReply::Status(Box::new(status::local_status(self)));
             }

@@ -74,8 +74,11 @@ pub enum ClusterRequest {
         voters: Vec<NodeId>,
     },
     /// A request a member already forwarded to the node it believes leads: run it here or
-    /// answer `NotLeader`, never forward again (no forwarding loops during elections).
-    Forwarded(Box<ClusterRequest>),
+    /// answer `NotLeader`, never forward again (no forwarding loops during elections). It holds
+    /// the request's postcard bytes, decoded by [`unwrap_forwarded`] once and refused if it is
+    /// itself `Forwarded`: the type does not recurse, so no message can drive the decoder's
+    /// stack (a 1 MB payload of nested `Forwarded(Box<..>)` tags overflowed it before).
+    Forwarded(Vec<u8>),
     /// (Metadata leader) Remove a member that holds no shard replica: out of the metadata group
     /// (a learner promoted in its place if it voted) and out of the member list.
     RemoveMember {
@@ -91,7 +94,8 @@ impl ClusterRequest {
             ClusterRequest::Status
             | ClusterRequest::ShardAddLearner { .. }
             | ClusterRequest::ShardSetVoters { .. } => false,
-            ClusterRequest::Forwarded(inner) => inner.needs_meta_leader(),
+            // Unwrapped (and judged) before it is run.
+            ClusterRequest::Forwarded(_) => false,
             _ => true,
         }
     }
@@ -132,6 +136,18 @@ impl ClusterReply {
     }
 }
 
+/// The request inside a [`ClusterRequest::Forwarded`]: one decode, and never another forwarded
+/// request (a member forwards at most once).
+pub fn unwrap_forwarded(bytes: &[u8]) -> Result<ClusterRequest, Error> {
+    match postcard::from_bytes::<ClusterRequest>(bytes) {
+        Ok(ClusterRequest::Forwarded(_)) => Err(Error::bad(
+            "a forwarded cluster request may not carry another forwarded request",
+        )),
+        Ok(req) => Ok(req),
+        Err(e) => Err(Error::bad(format!("bad forwarded cluster request: {e}"))),
+    }
+}
+
 /// The server side: decodes a request and runs it on this node.
 pub(crate) struct ClusterService {
     pub(crate) cluster: Weak<Cluster>,
@@ -145,13 +161,18 @@ impl AppService for ClusterService {
                 return ClusterReply::Failed(Error::unavailable("shutting down")).encode();
             };
             let reply = match postcard::from_bytes::<ClusterRequest>(&payload) {
-                Ok(ClusterRequest::Forwarded(req)) => cluster.handle_here(*req).await,
+                Ok(ClusterRequest::Forwarded(bytes)) => match unwrap_forwarded(&bytes) {
+                    Ok(req) => cluster.handle_here(req).await,
+                    Err(e) => ClusterReply::Failed(e),
+                },
                 Ok(req) if req.needs_meta_leader() && !cluster.is_meta_leader() => {
                     // One forwarding hop to the leader this node believes in (joins arrive
                     // at whichever member `--join` named).
                     match cluster.meta_group().metrics().leader {
                         Some(l) if l != cluster.node_id() => {
-                            let fwd = ClusterRequest::Forwarded(Box::new(req));
+                            let fwd = ClusterRequest::Forwarded(
+                                postcard::to_allocvec(&req).unwrap_or_default(),
+                            );
                             cluster
                                 .call_cluster(l, None, &fwd, super::FORWARD_TIMEOUT)
                                 .await
@@ -165,5 +186,50 @@ impl AppService for ClusterService {
             };
             reply.encode()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message that aborted a node with a stack overflow: a megabyte of `Forwarded` tags.
+    /// Today it decodes (or fails to) in one flat pass, and a forwarded request that carries
+    /// another is refused.
+    #[test]
+    fn nested_forwarded_requests_neither_recurse_nor_run() {
+        let tag = ClusterRequest::Forwarded(Vec::new()).encode_for_test()[0];
+        let attack = vec![tag; 1 << 20];
+        let _ = postcard::from_bytes::<ClusterRequest>(&attack);
+        // Forwarded inside Forwarded, a thousand deep, built the honest way.
+        let mut bytes = ClusterRequest::Status.encode_for_test();
+        for _ in 0..1000 {
+            bytes = ClusterRequest::Forwarded(bytes).encode_for_test();
+        }
+        match postcard::from_bytes::<ClusterRequest>(&bytes).unwrap() {
+            ClusterRequest::Forwarded(inner) => match unwrap_forwarded(&inner) {
+                Err(Error::BadRequest(m)) => assert!(m.contains("may not carry"), "{m}"),
+                other => panic!("nested forward accepted: {other:?}"),
+            },
+            other => panic!("decoded {other:?}"),
+        }
+        // One level is what members send, and it unwraps to the request.
+        let once = ClusterRequest::Forwarded(ClusterRequest::Status.encode_for_test());
+        match once {
+            ClusterRequest::Forwarded(inner) => {
+                assert!(matches!(
+                    unwrap_forwarded(&inner),
+                    Ok(ClusterRequest::Status)
+                ));
+                assert!(unwrap_forwarded(&[0xff, 0xff]).is_err());
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    impl ClusterRequest {
+        fn encode_for_test(&self) -> Vec<u8> {
+            postcard::to_allocvec(self).unwrap()
+        }
     }
 }
