@@ -89,9 +89,11 @@ enum DatasetCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Describe a dataset: sizes, dimension, metric, element types, ground truth.
+    /// Describe a dataset (sizes, dimension, metric, element types, ground truth) or one vector
+    /// file (rows, dimension, element type).
     Info {
-        /// Dataset: `.hdf5`, `.npz` or a folder.
+        /// Dataset: `.hdf5`, `.npz` or a folder; or one vector file (`.fvecs`, `.ivecs`, `.bvecs`,
+        /// `.fbin`, `.u8bin`, `.i8bin`, `.ibin`, `.npy`).
         path: PathBuf,
     },
     /// List the catalog's datasets.
@@ -228,7 +230,11 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
             let s = super::load::summarize(&path)?;
             println!("dataset:   {}", path.display());
             println!("stored as: {:?}", s.container);
-            println!("metric:    {:?}", s.metric);
+            let single = s.container == super::load::Container::File;
+            if !single {
+                // A lone vector file names no metric; a dataset's default is L2.
+                println!("metric:    {:?}", s.metric);
+            }
             if s.container != super::load::Container::Folder {
                 let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 println!("file size: {size} bytes");
@@ -255,6 +261,7 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
             }
             match s.parts.iter().find(|p| p.role == "groundtruth") {
                 Some(gt) => println!("groundtruth: yes, k = {}", gt.shape.1),
+                None if single => {}
                 None => println!("groundtruth: no (compute it with `shoal dataset groundtruth`)"),
             }
             Ok(())

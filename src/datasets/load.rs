@@ -255,6 +255,10 @@ pub enum Container {
     Npz,
     /// A folder of base/query/groundtruth files.
     Folder,
+    /// One vector file ([`Format`]: `.fvecs`, `.bvecs`, `.ivecs`, `.fbin`, `.npy`, ...): a part
+    /// of a dataset, which `shoal dataset info` describes but [`load`](super::load) cannot use
+    /// alone (a dataset needs base and queries).
+    File,
 }
 
 /// Decides how `path` is stored from what it is and its extension.
@@ -267,23 +271,34 @@ pub fn container_of(path: &Path) -> Result<Container, DatasetError> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
-        Some("hdf5" | "h5") => Ok(Container::Hdf5),
-        Some("npz") => Ok(Container::Npz),
         _ if !path.exists() => Err(DatasetError::io(
             path,
             std::io::Error::from(std::io::ErrorKind::NotFound),
         )),
+        Some("hdf5" | "h5") => Ok(Container::Hdf5),
+        Some("npz") => Ok(Container::Npz),
+        _ if Format::from_path(path).is_some() => Ok(Container::File),
         _ => Err(DatasetError::unsupported(
             path,
-            "not a folder, an .hdf5 file or an .npz archive",
+            "not a folder, an .hdf5 file, an .npz archive or a vector file \
+             (.fvecs, .ivecs, .bvecs, .fbin, .u8bin, .i8bin, .ibin, .npy)",
         )),
     }
+}
+
+/// The error for loading one vector file as a whole dataset.
+pub fn single_file_error(path: &Path) -> DatasetError {
+    DatasetError::unsupported(
+        path,
+        "one vector file is not a dataset (it needs base and query vectors): give the folder \
+         holding it, an .hdf5 file or an .npz archive (`shoal dataset info` describes the file)",
+    )
 }
 
 /// One file of a dataset as `shoal dataset info` reports it.
 #[derive(Debug, Clone)]
 pub struct PartSummary {
-    /// `base`, `query` or `groundtruth`.
+    /// `base`, `query`, `groundtruth`, or `vectors` for a file whose name gives no role.
     pub role: &'static str,
     /// File (or archive member).
     pub path: PathBuf,
@@ -366,6 +381,24 @@ pub fn summarize(path: &Path) -> Result<Summary, DatasetError> {
                 parts: out,
             })
         }
+        Container::File => {
+            let f = VectorFile::open(path)?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let role = match role_of(&name) {
+                Some(Role::Base) => "base",
+                Some(Role::Query) => "query",
+                Some(Role::GroundTruth) => "groundtruth",
+                None => "vectors",
+            };
+            Ok(Summary {
+                container: Container::File,
+                metric: metric_from_file_name(path).unwrap_or(Metric::L2),
+                parts: vec![part(role, &f, file_size(path))],
+            })
+        }
         Container::Hdf5 => summarize_hdf5_container(path),
     }
 }
@@ -379,30 +412,43 @@ fn summarize_hdf5_container(path: &Path) -> Result<Summary, DatasetError> {
             .ok_or_else(|| DatasetError::unsupported(path, format!("distance `{d}`")))?,
         None => Metric::L2,
     };
-    let mut parts = vec![
-        PartSummary {
-            role: "base",
-            path: path.join("train"),
-            shape: s.base,
-            dtype: s.dtype.clone(),
-            bytes: size,
-        },
-        PartSummary {
-            role: "query",
-            path: path.join("test"),
-            shape: s.queries,
-            dtype: s.dtype.clone(),
-            bytes: size,
-        },
+    let ann_benchmarks = [
+        ("train", "base"),
+        ("test", "query"),
+        ("neighbors", "groundtruth"),
     ];
-    if let Some(n) = s.neighbors {
-        parts.push(PartSummary {
-            role: "groundtruth",
-            path: path.join("neighbors"),
-            shape: n,
-            dtype: "int".into(),
-            bytes: size,
-        });
+    let mut parts: Vec<PartSummary> = ann_benchmarks
+        .iter()
+        .filter_map(|&(name, role)| {
+            let (_, shape, dtype) = s.datasets.iter().find(|(n, ..)| n == name)?;
+            Some(PartSummary {
+                role,
+                path: path.join(name),
+                shape: *shape,
+                dtype: dtype.clone(),
+                bytes: size,
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        // Not the ann-benchmarks layout: one file of vectors under other names.
+        parts = s
+            .datasets
+            .iter()
+            .map(|(name, shape, dtype)| PartSummary {
+                role: "vectors",
+                path: path.join(name),
+                shape: *shape,
+                dtype: dtype.clone(),
+                bytes: size,
+            })
+            .collect();
+    }
+    if parts.is_empty() {
+        return Err(DatasetError::inconsistent(
+            path,
+            "no two-dimensional numeric dataset in the root group",
+        ));
     }
     Ok(Summary {
         container: Container::Hdf5,

@@ -2,7 +2,7 @@
 //! to measure the engine on the sets people know (ann-benchmarks HDF5, texmex, big-ann, npy).
 //!
 //! - [`load`] / [`load_with`]: one entry point for an `.hdf5` file, an `.npz` archive or a folder
-//!   of `base`/`query`/`groundtruth` files.
+//!   of `base`/`query`/`groundtruth` files; [`load::summarize`] also describes one vector file.
 //! - [`VectorFile`]: validated, memory-mapped row readers for `.fvecs`/`.ivecs`/`.bvecs`,
 //!   `.fbin`/`.u8bin`/`.i8bin`/`.ibin` and `.npy`, with a pure-bytes entry point for fuzzing.
 //! - [`writer`] and [`hdf5`]: the same formats back out.
@@ -72,6 +72,7 @@ pub fn load_with(path: &Path, options: LoadOptions) -> Result<Dataset, DatasetEr
         load::Container::Folder => load::load_folder(path, &options),
         load::Container::Npz => load::load_npz(path, &options),
         load::Container::Hdf5 => load_hdf5(path, &options),
+        load::Container::File => Err(load::single_file_error(path)),
     }
 }
 

@@ -800,33 +800,229 @@ fn generated_folder_round_trips_through_load() {
     assert_eq!(ds.groundtruth.unwrap(), gt);
 }
 
+/// `tests/fixtures/hdf5/NAME`, written by h5py (`make_fixtures.py` there).
+#[cfg(feature = "hdf5")]
+fn h5py_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hdf5")
+        .join(name)
+}
+
+/// The values `make_fixtures.py` writes into every fixture: train, test, neighbors, distances.
+#[cfg(feature = "hdf5")]
+fn h5py_values() -> (Array2<f32>, Array2<f32>, Array2<u32>, Array2<f32>) {
+    let train = Array2::from_shape_fn((20, 4), |(i, j)| (i * 4 + j) as f32 / 8.0 - 3.0);
+    let test = Array2::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f32 / 4.0 + 0.5);
+    let neighbors = Array2::from_shape_fn((3, 5), |(i, j)| ((7 * i + 3 * j) % 20) as u32);
+    let distances = Array2::from_shape_fn((3, 5), |(i, j)| i as f32 + j as f32 / 2.0);
+    (train, test, neighbors, distances)
+}
+
 #[cfg(feature = "hdf5")]
 #[test]
-fn hdf5_converts_float64_vectors_and_reads_a_fixed_length_distance_attribute() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("f64.hdf5");
-    {
-        let f = ::hdf5::File::create(&p).unwrap();
-        let train = Array2::from_shape_fn((8, 3), |(i, j)| (i * 3 + j) as f64 / 4.0);
-        let test = Array2::from_shape_fn((2, 3), |(i, j)| (i + j) as f64);
-        f.new_dataset_builder()
-            .with_data(&train)
-            .create("train")
+fn hdf5_reads_every_storage_kind_h5py_writes() {
+    let (train, test, neighbors, distances) = h5py_values();
+    for (file, metric, dtype) in [
+        ("contiguous.hdf5", Metric::L2, "f32"),
+        ("chunked.hdf5", Metric::Cosine, "f32"),
+        ("chunked_gzip.hdf5", Metric::Dot, "f32"),
+        ("latest_gzip.hdf5", Metric::L2, "f32"),
+        ("float64.hdf5", Metric::Cosine, "f64"),
+    ] {
+        let p = h5py_fixture(file);
+        let ds = load(&p).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(ds.metric, metric, "{file}");
+        assert_eq!(ds.base, train, "{file}");
+        assert_eq!(ds.queries, test, "{file}");
+        assert_eq!(ds.groundtruth.as_ref(), Some(&neighbors), "{file}");
+        let stored = ::hdf5_pure::File::open(&p)
+            .and_then(|f| f.dataset("distances")?.read_f32())
             .unwrap();
-        f.new_dataset_builder()
-            .with_data(&test)
-            .create("test")
-            .unwrap();
-        let name = ::hdf5::types::FixedAscii::<9>::from_ascii(b"euclidean").unwrap();
-        f.new_attr::<::hdf5::types::FixedAscii<9>>()
-            .create("distance")
+        assert_eq!(
+            stored,
+            distances.iter().copied().collect::<Vec<_>>(),
+            "{file}"
+        );
+
+        let s = load::summarize(&p).unwrap();
+        assert_eq!(s.container, load::Container::Hdf5);
+        assert_eq!(s.metric, metric);
+        let shapes: Vec<_> = s.parts.iter().map(|p| (p.role, p.shape)).collect();
+        assert_eq!(
+            shapes,
+            [
+                ("base", (20, 4)),
+                ("query", (3, 4)),
+                ("groundtruth", (3, 5))
+            ],
+            "{file}"
+        );
+        assert_eq!(s.parts[0].dtype, dtype, "{file}");
+
+        // Windows of rows cross chunk boundaries (chunks are 8 or 6 rows by 3 columns).
+        let chunks: Vec<Array2<f32>> = hdf5::hdf5_chunks(&p, "train", 7)
             .unwrap()
-            .write_scalar(&name)
+            .collect::<Result<_, _>>()
             .unwrap();
+        let views: Vec<_> = chunks.iter().map(|c| c.view()).collect();
+        assert_eq!(
+            chunks.iter().map(|c| c.nrows()).collect::<Vec<_>>(),
+            [7, 7, 6]
+        );
+        assert_eq!(
+            ndarray::concatenate(ndarray::Axis(0), &views).unwrap(),
+            train
+        );
+        let prefix = load_with(
+            &p,
+            LoadOptions {
+                metric: None,
+                max_base: Some(11),
+            },
+        )
+        .unwrap();
+        assert_eq!(prefix.base, train.slice(ndarray::s![..11, ..]));
+        assert!(prefix.groundtruth.is_none());
     }
-    let ds = load(&p).unwrap();
-    assert_eq!(ds.metric, Metric::L2);
-    assert_eq!(ds.base[[7, 2]], 23.0 / 4.0);
-    assert_eq!(ds.queries.dim(), (2, 3));
-    assert!(ds.groundtruth.is_none());
+}
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn hdf5_files_missing_parts_or_holding_text_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, build: &dyn Fn(&mut ::hdf5_pure::FileBuilder)| {
+        let mut b = ::hdf5_pure::FileBuilder::new();
+        build(&mut b);
+        let p = dir.path().join(name);
+        b.write(&p).unwrap();
+        p
+    };
+    let no_test = write("no-test.hdf5", &|b| {
+        b.create_dataset("train")
+            .with_f32_data(&[0.0; 8])
+            .with_shape(&[2, 4]);
+    });
+    match load(&no_test) {
+        Err(DatasetError::Inconsistent {
+            reason: message, ..
+        }) => {
+            assert!(message.contains("no dataset `test`"), "{message}")
+        }
+        other => panic!("expected a missing-dataset error, got {other:?}"),
+    }
+    let flat = write("flat.hdf5", &|b| {
+        b.create_dataset("train")
+            .with_f32_data(&[0.0; 8])
+            .with_shape(&[8]);
+        b.create_dataset("test")
+            .with_f32_data(&[0.0; 8])
+            .with_shape(&[8]);
+    });
+    assert!(matches!(load(&flat), Err(DatasetError::Unsupported { .. })));
+    let bad_metric = write("bad-metric.hdf5", &|b| {
+        b.set_attr("distance", ::hdf5_pure::AttrValue::I64(3));
+        b.create_dataset("train")
+            .with_f32_data(&[0.0; 8])
+            .with_shape(&[2, 4]);
+        b.create_dataset("test")
+            .with_f32_data(&[0.0; 8])
+            .with_shape(&[2, 4]);
+    });
+    match load(&bad_metric) {
+        Err(DatasetError::Unsupported {
+            reason: message, ..
+        }) => {
+            assert!(message.contains("not a string"), "{message}")
+        }
+        other => panic!("expected an attribute error, got {other:?}"),
+    }
+}
+
+#[test]
+fn info_describes_one_vector_file_of_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = sample(9, 6, 1.0);
+    let ids = Array2::from_shape_fn((9, 6), |(i, j)| (i * 6 + j) as u32);
+    let fvecs = dir.path().join("base.fvecs");
+    write_fvecs(&fvecs, data.view()).unwrap();
+    let ivecs = dir.path().join("sift_groundtruth.ivecs");
+    write_ivecs(&ivecs, ids.view()).unwrap();
+    let fbin = dir.path().join("query.public.fbin");
+    write_fbin(&fbin, data.view()).unwrap();
+    let ibin = dir.path().join("gt.ibin");
+    write_ibin(&ibin, ids.view(), None).unwrap();
+    let npy_path = dir.path().join("embeddings.npy");
+    npy::write_npy_f32(&npy_path, 9, 6, data.as_slice().unwrap()).unwrap();
+    let bvecs = dir.path().join("learn.bvecs");
+    let mut bytes = Vec::new();
+    for i in 0..9u8 {
+        bytes.extend_from_slice(&6i32.to_le_bytes());
+        bytes.extend((0..6).map(|j| i * 6 + j));
+    }
+    std::fs::write(&bvecs, &bytes).unwrap();
+    for (p, role, dtype) in [
+        (&fvecs, "base", "f32"),
+        (&ivecs, "groundtruth", "i32"),
+        (&fbin, "query", "f32"),
+        (&ibin, "groundtruth", "i32"),
+        (&npy_path, "vectors", "f32"),
+        (&bvecs, "vectors", "u8"),
+    ] {
+        let s = load::summarize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(s.container, load::Container::File, "{}", p.display());
+        assert_eq!(s.parts.len(), 1);
+        let part = &s.parts[0];
+        assert_eq!(
+            (part.role, part.shape, part.dtype.as_str(), &part.path),
+            (role, (9, 6), dtype, p),
+            "{}",
+            p.display()
+        );
+        assert_eq!(part.bytes, std::fs::metadata(p).unwrap().len());
+        // One file is not a whole dataset: loading it says so instead of guessing.
+        match load(p) {
+            Err(DatasetError::Unsupported {
+                reason: message, ..
+            }) => {
+                assert!(message.contains("not a dataset"), "{message}")
+            }
+            other => panic!("{}: expected an error, got {other:?}", p.display()),
+        }
+    }
+    let txt = dir.path().join("notes.txt");
+    std::fs::write(&txt, "hello").unwrap();
+    match load::summarize(&txt) {
+        Err(DatasetError::Unsupported {
+            reason: message, ..
+        }) => {
+            assert!(message.contains(".fvecs"), "{message}")
+        }
+        other => panic!("expected an unsupported-file error, got {other:?}"),
+    }
+    assert!(matches!(
+        load::summarize(&dir.path().join("missing.fvecs")),
+        Err(DatasetError::Io { .. })
+    ));
+}
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn info_describes_an_hdf5_file_of_vectors_under_other_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("embeddings.h5");
+    let mut b = ::hdf5_pure::FileBuilder::new();
+    b.create_dataset("vectors")
+        .with_f64_data(&[0.5; 12])
+        .with_shape(&[3, 4]);
+    b.create_dataset("labels")
+        .with_vlen_strings(&["a", "b", "c"]);
+    b.write(&p).unwrap();
+    let s = load::summarize(&p).unwrap();
+    assert_eq!(s.container, load::Container::Hdf5);
+    let parts: Vec<_> = s
+        .parts
+        .iter()
+        .map(|p| (p.role, p.shape, p.dtype.as_str()))
+        .collect();
+    assert_eq!(parts, [("vectors", (3, 4), "f64")]);
 }
