@@ -178,6 +178,22 @@ fn nodes_form_join_place_shards_and_survive_a_killed_metadata_leader() {
         .unwrap()
         .clone();
     assert_eq!(down["reachable"], false);
+    // Four members, three answer: a create that needs all four is a state that passes (503,
+    // retry), not a bad request; one that needs more than the cluster has stays a 400.
+    let (status, v) = c.call(
+        survivor,
+        "PUT",
+        "/collections/e",
+        Some(json!({"vectors": {"size": 4, "distance": "Dot"}, "replication_factor": 4})),
+    );
+    assert_eq!(status, 503, "{v}");
+    assert!(
+        v["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("3 of the cluster's 4"),
+        "{v}"
+    );
     assert_eq!(
         c.ok(survivor, "DELETE", "/collections/d", Value::Null),
         json!(true)

@@ -627,3 +627,52 @@ fn queries_without_params_reach_the_recall_target_through_calibration() {
     assert_eq!(code, 400, "{body}");
     assert!(body.to_string().contains("recall_target"), "{body}");
 }
+
+#[test]
+fn a_create_sent_while_the_node_starts_gets_503_then_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::spawn(dir.path(), &[]);
+    let body = serde_json::to_vec(&json!({"vectors": {"size": 4, "distance": "Dot"}})).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut unavailable = 0;
+    loop {
+        match s.try_request("PUT", "/collections/early", Some(&body)) {
+            Err(_) => {} // not listening yet
+            Ok((200, _)) => break,
+            Ok((503, out)) => {
+                // Never a 400 such as "the cluster has 0 reachable member(s)": a state that
+                // passes, which the client is told to retry.
+                let v: Value = serde_json::from_slice(&out).unwrap();
+                assert!(
+                    v["status"]["error"].as_str().unwrap().contains("retry"),
+                    "{v}"
+                );
+                unavailable += 1;
+            }
+            Ok((status, out)) => panic!(
+                "a create during start-up answered {status}: {}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+        assert!(std::time::Instant::now() < deadline, "never created");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (status, out) = s.try_request("GET", "/collections/early", None).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    eprintln!("{unavailable} create(s) answered 503 before the node was ready");
+}
+
+#[test]
+fn cli_errors_are_one_line_without_a_backtrace() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["dataset", "info", "/nonexistent/base.fvecs"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("/nonexistent/base.fvecs"), "{err}");
+    assert!(!err.contains("backtrace"), "{err}");
+}

@@ -6,10 +6,14 @@
 //! the collection model when the metadata leader resolves the spec.
 
 use super::error::ApiError;
-use super::types::{self, CreateCollection, Distance, ResolvedIvfPq, ResolvedSearch, VectorParams};
-use crate::collection::{
-    self, CollectionSpec, IvfPqSpec, Metric, Placement, SearchSpec, VectorSpec,
+use super::types::{
+    self, CreateCollection, Distance, IvfPqParams, ResolvedIvfPq, ResolvedSearch, UpdateCollection,
+    VectorParams,
 };
+use crate::collection::{
+    self, CollectionSpec, IvfPqSpec, Metric, Placement, SearchSpec, SearchUpdate, VectorSpec,
+};
+use serde_json::Value;
 
 impl TryFrom<Distance> for Metric {
     type Error = ApiError;
@@ -50,6 +54,25 @@ pub fn spec_of(req: &CreateCollection) -> Result<CollectionSpec, ApiError> {
             "invalid `vectors` ({e}): shoal supports one unnamed vector {{\"size\": N, \"distance\": \"Cosine\"|\"Euclid\"|\"Dot\"}}"
         ))
     })?;
+    // A setting serde would drop silently (multivectors, another datatype) is refused by name:
+    // a collection must never be created without what it asked for.
+    if let Some(fields) = req.vectors.as_ref().and_then(Value::as_object) {
+        for (field, value) in fields {
+            match field.as_str() {
+                "size" | "distance" | "on_disk" | "hnsw_config" | "quantization_config" => {}
+                "datatype" if value.is_null() || value == "float32" => {}
+                "multivector_config" if value.is_null() => {}
+                other => {
+                    return Err(ApiError::bad(format!(
+                        "vectors.{other} = {value} is not supported by shoal (one dense float32 vector per point)"
+                    )));
+                }
+            }
+        }
+    }
+    if !is_blank(&req.sparse_vectors) {
+        return Err(ApiError::bad("sparse_vectors are not supported by shoal"));
+    }
     let metric = Metric::try_from(vectors.distance)?;
     let placement = match req.placement.as_deref() {
         None => None,
@@ -79,6 +102,116 @@ pub fn spec_of(req: &CreateCollection) -> Result<CollectionSpec, ApiError> {
             shard_probe: search.shard_probe,
             recall_target: search.recall_target,
         },
+    })
+}
+
+/// Whether a JSON value asks for nothing (absent, `null`, `{}` or `[]`).
+fn is_blank(v: &Option<Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// The search-settings change a `PATCH /collections/{name}` body asks of a collection now
+/// configured as `current`, or a 400 naming the first setting shoal cannot change live (see
+/// [`UpdateCollection`]). Settings restated with their current value are not changes.
+pub fn update_of(
+    req: &UpdateCollection,
+    current: &collection::CollectionConfig,
+) -> Result<SearchUpdate, ApiError> {
+    for (field, value) in [
+        ("sparse_vectors", &req.sparse_vectors),
+        ("strict_mode_config", &req.strict_mode_config),
+        ("metadata", &req.metadata),
+    ] {
+        if !is_blank(value) {
+            return Err(ApiError::bad(format!("{field} is not supported by shoal")));
+        }
+    }
+    if !is_blank(&req.ivf_pq_config) {
+        let asked: IvfPqParams =
+            serde_json::from_value(req.ivf_pq_config.clone().unwrap_or_default())
+                .map_err(|e| ApiError::bad(format!("invalid `ivf_pq_config`: {e}")))?;
+        let now = &current.ivf_pq;
+        for (field, asked, now) in [
+            ("nlist", asked.nlist, now.nlist),
+            ("pq_m", asked.pq_m, now.pq_m),
+            (
+                "pq_bits",
+                asked.pq_bits.map(usize::from),
+                usize::from(now.pq_bits),
+            ),
+            ("seal_threshold", asked.seal_threshold, now.seal_threshold),
+        ] {
+            if asked.is_some_and(|a| a != now) {
+                return Err(ApiError::bad(format!(
+                    "ivf_pq_config.{field} cannot change on a live collection (it is {now}; its segments are built with it): create a new collection and load it"
+                )));
+            }
+        }
+    }
+    if let Some(params) = req.params.as_ref().filter(|p| !p.is_null()) {
+        let params = params
+            .as_object()
+            .ok_or_else(|| ApiError::bad("`params` must be an object"))?;
+        for (key, value) in params {
+            match key.as_str() {
+                "replication_factor" | "shard_number" => {
+                    let now = if key == "replication_factor" {
+                        current.replication_factor
+                    } else {
+                        current.shard_number
+                    };
+                    if !value.is_null() && value.as_u64() != Some(u64::from(now)) {
+                        return Err(ApiError::bad(format!(
+                            "params.{key} cannot change on a live collection yet (it is {now}): move replicas with POST /cluster/collections/{{name}}/shards/{{shard}}/move, or create a new collection"
+                        )));
+                    }
+                }
+                // Qdrant's write and read fan-out and payload storage: no effect in shoal.
+                "write_consistency_factor" | "read_fan_out_factor" | "on_disk_payload" => {}
+                other => {
+                    return Err(ApiError::bad(format!(
+                        "params.{other} is not a collection parameter shoal knows"
+                    )));
+                }
+            }
+        }
+    }
+    if let Some(vectors) = req.vectors.as_ref().filter(|v| !v.is_null()) {
+        let vectors = vectors
+            .as_object()
+            .ok_or_else(|| ApiError::bad("`vectors` must be an object"))?;
+        for (name, diff) in vectors {
+            if !name.is_empty() {
+                return Err(ApiError::bad(format!(
+                    "vectors.{name}: named vectors are not supported (the collection has one unnamed vector)"
+                )));
+            }
+            let fields = diff
+                .as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>());
+            for field in fields.unwrap_or_default() {
+                if !matches!(
+                    field.as_str(),
+                    "hnsw_config" | "quantization_config" | "on_disk"
+                ) {
+                    return Err(ApiError::bad(format!(
+                        "vectors.\"\".{field} cannot be changed by shoal"
+                    )));
+                }
+            }
+        }
+    }
+    let search = req.search_config.clone().unwrap_or_default();
+    Ok(SearchUpdate {
+        nprobe: search.nprobe,
+        rerank: search.rerank,
+        shard_probe: search.shard_probe,
+        recall_target: search.recall_target,
     })
 }
 
@@ -158,8 +291,86 @@ mod tests {
                 json!({"vectors": {"size": 8, "distance": "Dot"}, "placement": "random"}),
                 "placement",
             ),
+            (
+                json!({"vectors": {"size": 8, "distance": "Dot",
+                    "multivector_config": {"comparator": "max_sim"}}}),
+                "vectors.multivector_config",
+            ),
+            (
+                json!({"vectors": {"size": 8, "distance": "Dot", "datatype": "uint8"}}),
+                "vectors.datatype",
+            ),
+            (
+                json!({"vectors": {"size": 8, "distance": "Dot"},
+                    "sparse_vectors": {"text": {}}}),
+                "sparse_vectors",
+            ),
         ] {
             match spec(body) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains(needle), "{m}"),
+                other => panic!("expected a 400 naming {needle}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn what_qdrant_client_sends_with_defaults_still_creates() {
+        let s = spec(json!({
+            "vectors": {"size": 8, "distance": "Cosine", "on_disk": null, "datatype": null,
+                "multivector_config": null, "hnsw_config": null},
+            "sparse_vectors": null, "hnsw_config": {"m": 16}
+        }));
+        assert!(s.is_ok(), "{s:?}");
+    }
+
+    #[test]
+    fn updates_apply_search_settings_and_name_what_cannot_change() {
+        let c = CollectionSpec::new(8, Metric::Dot)
+            .resolve(&collection::IndexDefaults::default(), 3)
+            .unwrap();
+        let update =
+            |body: serde_json::Value| update_of(&serde_json::from_value(body).unwrap(), &c);
+        let u = update(json!({
+            "search_config": {"nprobe": 8, "rerank": null, "recall_target": 0.99},
+            "optimizers_config": {"indexing_threshold": 10000},
+            "hnsw_config": {"m": 32},
+            "params": {"replication_factor": 1, "on_disk_payload": true},
+            "vectors": {"": {"on_disk": true}}
+        }))
+        .unwrap();
+        assert_eq!(u.nprobe, Some(Some(8)));
+        assert_eq!(u.rerank, Some(None), "null: back to the calibration");
+        assert_eq!(u.recall_target, Some(0.99));
+        assert_eq!(u.shard_probe, None, "absent: unchanged");
+        assert!(update(json!({})).unwrap().is_empty());
+        let nlist = c.ivf_pq.nlist;
+        assert!(
+            update(json!({"ivf_pq_config": {"nlist": nlist}}))
+                .unwrap()
+                .is_empty()
+        );
+        for (body, needle) in [
+            (
+                json!({"params": {"replication_factor": 3}}),
+                "params.replication_factor",
+            ),
+            (
+                json!({"params": {"shard_number": 2}}),
+                "params.shard_number",
+            ),
+            (json!({"params": {"wal": 1}}), "params.wal"),
+            (
+                json!({"ivf_pq_config": {"nlist": nlist + 1}}),
+                "ivf_pq_config.nlist",
+            ),
+            (
+                json!({"vectors": {"text": {"on_disk": true}}}),
+                "named vectors",
+            ),
+            (json!({"sparse_vectors": {"text": {}}}), "sparse_vectors"),
+            (json!({"metadata": {"owner": "me"}}), "metadata"),
+        ] {
+            match update(body) {
                 Err(ApiError::BadRequest(m)) => assert!(m.contains(needle), "{m}"),
                 other => panic!("expected a 400 naming {needle}, got {other:?}"),
             }

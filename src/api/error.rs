@@ -101,6 +101,9 @@ impl From<ShardError> for ApiError {
     }
 }
 
+/// `Retry-After` of every 503, in seconds: long enough for a leader election or a node's start.
+const RETRY_AFTER_SECS: &str = "1";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -115,6 +118,32 @@ impl IntoResponse for ApiError {
             "status": {"error": self.to_string()},
             "time": super::elapsed_now(),
         });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // What a client can act on: every 503 is a state that passes (a node starting, a
+            // shard between leaders), so say when to try again.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_503_says_when_to_retry() {
+        let r = ApiError::Unavailable("starting".into()).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers()[axum::http::header::RETRY_AFTER],
+            RETRY_AFTER_SECS
+        );
+        let r = ApiError::bad("no").into_response();
+        assert!(r.headers().get(axum::http::header::RETRY_AFTER).is_none());
     }
 }

@@ -52,6 +52,29 @@ pub async fn create_collection(
     Ok(ok(true))
 }
 
+/// Change a collection's settings (qdrant-client's `update_collection`): shoal's
+/// `search_config` takes effect on the next query; Qdrant's engine tunings are accepted with no
+/// effect, as on create; what cannot change on a live collection is a 400 naming it.
+#[utoipa::path(patch, path = "/collections/{name}", tag = "collections", request_body = UpdateCollection,
+    params(("name" = String, Path)),
+    responses((status = 200, body = bool), (status = 400), (status = 404)))]
+pub async fn update_collection(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<UpdateCollection>,
+) -> Result<Response, ApiError> {
+    let current = st
+        .cluster
+        .state()
+        .collections
+        .get(&name)
+        .map(|c| c.config)
+        .ok_or_else(|| ApiError::CollectionNotFound(name.clone()))?;
+    let update = super::collections::update_of(&req, &current)?;
+    st.cluster.update_collection(&name, update).await?;
+    Ok(ok(true))
+}
+
 /// Delete a collection (answers `false` if it did not exist, as Qdrant does).
 #[utoipa::path(delete, path = "/collections/{name}", tag = "collections",
     params(("name" = String, Path)), responses((status = 200, body = bool)))]

@@ -45,6 +45,7 @@ pub mod metrics;
 pub mod parse;
 pub mod payload;
 pub mod points;
+pub mod readiness;
 pub mod types;
 pub mod vector_input;
 
@@ -163,6 +164,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         handlers::root,
         handlers::list_collections,
         handlers::create_collection,
+        handlers::update_collection,
         handlers::get_collection,
         handlers::delete_collection,
         handlers::collection_exists,
@@ -271,6 +273,7 @@ pub fn router(state: AppState) -> Router {
             "/collections/{name}",
             get(get_collection)
                 .put(create_collection)
+                .patch(update_collection)
                 .delete(delete_collection),
         )
         .route("/collections/{name}/exists", get(collection_exists))
@@ -327,10 +330,14 @@ pub fn router(state: AppState) -> Router {
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    api.layer(middleware::from_fn_with_state(state.clone(), auth::check))
-        .route_layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .with_state(state)
+    api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        readiness::gate,
+    ))
+    .layer(middleware::from_fn_with_state(state.clone(), auth::check))
+    .route_layer(middleware::from_fn_with_state(state.clone(), track))
+    .layer(DefaultBodyLimit::max(state.config.body_limit))
+    .with_state(state)
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in

@@ -76,6 +76,65 @@ pub struct CreateCollection {
     pub ivf_pq_config: Option<IvfPqParams>,
     /// Default search settings.
     pub search_config: Option<SearchConfig>,
+    /// Sparse vectors: refused unless empty (shoal has none).
+    pub sparse_vectors: Option<Value>,
+}
+
+/// `Some(None)` for an explicit `null`, `None` when the field is absent (with `#[serde(default)]`).
+fn null_or_value<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// shoal's search settings in `PATCH /collections/{name}`: an absent field stays as it is;
+/// `"nprobe": null` / `"rerank": null` go back to each segment's calibrated choice.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchConfigUpdate {
+    /// Lists probed per sealed segment; `null`: each segment's calibrated choice.
+    #[serde(default, deserialize_with = "null_or_value")]
+    #[schema(value_type = Option<usize>)]
+    pub nprobe: Option<Option<usize>>,
+    /// Re-rank factor; `null`: each segment's calibrated choice.
+    #[serde(default, deserialize_with = "null_or_value")]
+    #[schema(value_type = Option<usize>)]
+    pub rerank: Option<Option<usize>>,
+    /// Shards probed under centroid placement.
+    pub shard_probe: Option<usize>,
+    /// Recall@10 a query without `nprobe`/`rerank` aims for, in (0, 1].
+    pub recall_target: Option<f64>,
+}
+
+/// `PATCH /collections/{name}` (qdrant-client's `update_collection`). shoal applies
+/// `search_config`; Qdrant's engine tunings (`optimizers_config`, `hnsw_config`,
+/// `quantization_config`, per-vector `hnsw_config`/`quantization_config`/`on_disk`, and
+/// `params.write_consistency_factor`/`read_fan_out_factor`/`on_disk_payload`) are accepted and
+/// have no effect, as on create; anything that would change what the collection stores or
+/// answers and that shoal cannot change live is refused with a 400 naming it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpdateCollection {
+    /// shoal's default search settings.
+    pub search_config: Option<SearchConfigUpdate>,
+    /// Qdrant's collection parameters (`replication_factor` must stay as it is).
+    pub params: Option<Value>,
+    /// Qdrant's per-vector updates.
+    pub vectors: Option<Value>,
+    /// shoal's IVF-PQ settings: fixed at create (segments are built with them).
+    pub ivf_pq_config: Option<Value>,
+    /// Qdrant's optimizer settings: accepted, no effect.
+    pub optimizers_config: Option<Value>,
+    /// Qdrant's HNSW settings: accepted, no effect.
+    pub hnsw_config: Option<Value>,
+    /// Qdrant's quantization settings: accepted, no effect.
+    pub quantization_config: Option<Value>,
+    /// Sparse vectors: not supported.
+    pub sparse_vectors: Option<Value>,
+    /// Qdrant's strict mode: not supported.
+    pub strict_mode_config: Option<Value>,
+    /// Collection metadata: not supported.
+    pub metadata: Option<Value>,
 }
 
 /// A collection's stored configuration (also what `GET /collections/{name}` reports under

@@ -6,7 +6,7 @@ use super::meta::{CollectionMeta, MetaCommand, ShardMeta};
 use super::rpc::{ClusterReply, ClusterRequest};
 use super::{Cluster, STATUS_TIMEOUT};
 use crate::cluster::placement::CentroidPlacement;
-use crate::collection::{CollectionSpec, Error, validate_name};
+use crate::collection::{CollectionSpec, Error, SearchUpdate, validate_name};
 use crate::raft::{GroupId, NodeId, NodeInfo, RaftGroupError, Role};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -49,12 +49,7 @@ pub(crate) async fn join(c: &Cluster, id: NodeId, info: NodeInfo) -> Outcome {
     if c.state().members.get(&id) != Some(&info) {
         return c.propose(MetaCommand::PutMember { id, info }).await;
     }
-    let index = c
-        .meta_group
-        .linearizable_read()
-        .await
-        .map_err(unavailable)?;
-    Ok((index, Vec::new()))
+    nothing_changed(c).await
 }
 
 /// Remove node `id` from the cluster for good: refused while it holds a shard replica (move
@@ -157,6 +152,15 @@ pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &Collection
     let first = state.next_group.max(1);
     let config = spec.resolve(&c.defaults, first)?;
     let rf = config.replication_factor;
+    if rf as usize > members.len() && rf as usize <= state.members.len() {
+        // Enough members exist but some do not answer now (starting, restarting, cut off):
+        // a state that passes, so a client should retry rather than change its request.
+        return Err(Error::Unavailable(format!(
+            "replication_factor = {rf} needs {rf} reachable nodes; {} of the cluster's {} member(s) answer now",
+            members.len(),
+            state.members.len()
+        )));
+    }
     if rf == 0 || rf as usize > members.len() {
         return Err(Error::bad(format!(
             "replication_factor = {rf} needs {rf} distinct nodes; the cluster has {} reachable member(s) of {}",
@@ -205,15 +209,42 @@ pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &Collection
     Ok((index, Vec::new()))
 }
 
+/// The answer of a request that changed nothing: the leader's read index, so the caller waits
+/// until its node has applied everything the leader had when it answered.
+async fn nothing_changed(c: &Cluster) -> Outcome {
+    let index = c
+        .meta_group
+        .linearizable_read()
+        .await
+        .map_err(unavailable)?;
+    Ok((index, Vec::new()))
+}
+
+/// Change `name`'s default search settings as `update` asks, checked against its configuration
+/// as on create. An update that changes nothing is still answered (and logs nothing).
+pub(crate) async fn update_collection(c: &Cluster, name: &str, update: &SearchUpdate) -> Outcome {
+    let _admin = c.admin_lock.lock().await;
+    let Some(coll) = c.state().collections.get(name).cloned() else {
+        return Err(Error::NotFound(name.to_owned()));
+    };
+    let config = update.apply(&coll.config)?;
+    if config == coll.config {
+        return nothing_changed(c).await;
+    }
+    let (index, _) = c
+        .propose(MetaCommand::UpdateConfig {
+            name: name.to_owned(),
+            config,
+        })
+        .await?;
+    tracing::info!(collection = name, search = ?config.search, "collection search settings changed");
+    Ok((index, Vec::new()))
+}
+
 pub(crate) async fn delete_collection(c: &Cluster, name: &str) -> Outcome {
     let _admin = c.admin_lock.lock().await;
     let Some(coll) = c.state().collections.get(name).cloned() else {
-        let index = c
-            .meta_group
-            .linearizable_read()
-            .await
-            .map_err(unavailable)?;
-        return Ok((index, Vec::new()));
+        return nothing_changed(c).await;
     };
     let (index, _) = c
         .propose(MetaCommand::DeleteCollection {

@@ -169,3 +169,19 @@ fn cluster_state_file_v2_fixture_decodes_and_v1_still_reads() {
     let err = meta::decode_state(&newer).unwrap_err().to_string();
     assert!(err.contains("version 3"), "{err}");
 }
+
+#[test]
+fn update_config_v2_fixture_decodes() {
+    let cmd = MetaCommand::UpdateConfig {
+        name: "tuned".into(),
+        config: config_v2(),
+    };
+    let stored = check("update_config_v2.bin", &cmd.encode());
+    match postcard::from_bytes::<MetaCommand>(&stored).unwrap() {
+        MetaCommand::UpdateConfig { name, config } => {
+            assert_eq!(name, "tuned");
+            assert_eq!(config, config_v2());
+        }
+        other => panic!("decoded {other:?}"),
+    }
+}

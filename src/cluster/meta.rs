@@ -126,6 +126,21 @@ impl ClusterState {
                 self.collections.insert(name, meta);
                 Ok(Vec::new())
             }
+            MetaCommand::UpdateConfig { name, config } => {
+                let c = self
+                    .collections
+                    .get_mut(&name)
+                    .ok_or_else(|| format!("collection `{name}` not found"))?;
+                let mut unchanged = config;
+                unchanged.search = c.config.search;
+                if unchanged != c.config {
+                    return Err(format!(
+                        "collection `{name}`: only search settings can change on a live collection"
+                    ));
+                }
+                c.config = config;
+                Ok(Vec::new())
+            }
             MetaCommand::DeleteCollection { name } => {
                 self.collections
                     .remove(&name)
@@ -214,6 +229,15 @@ pub enum MetaCommand {
         name: String,
         /// Configuration and shards.
         meta: CollectionMeta,
+    },
+    /// Replace a collection's configuration (`PATCH /collections/{name}`). Refused unless only
+    /// what can change on a live collection differs: today its default search settings.
+    UpdateConfig {
+        /// Name.
+        name: String,
+        /// The new configuration, in version 2's layout.
+        #[serde(with = "super::persisted::config_v2")]
+        config: CollectionConfig,
     },
 }
 
@@ -396,6 +420,42 @@ mod tests {
             },
         }
         .encode()
+    }
+
+    #[test]
+    fn an_update_changes_only_search_settings() {
+        let app = MetaApp::default();
+        let ok = |b: Vec<u8>| decode_outcome(&b);
+        assert!(ok(app.apply(1, &create("c", &[1, 2]))).is_ok());
+        let update = |i, config: CollectionConfig| {
+            ok(app.apply(
+                i,
+                &MetaCommand::UpdateConfig {
+                    name: "c".into(),
+                    config,
+                }
+                .encode(),
+            ))
+        };
+        let mut tuned = config();
+        tuned.search.recall_target = 0.99;
+        tuned.search.nprobe = None;
+        assert!(update(2, tuned).is_ok());
+        assert_eq!(app.state().collections["c"].config, tuned);
+        // Anything else is refused and changes nothing.
+        let mut resharded = tuned;
+        resharded.ivf_pq.nlist = 8;
+        assert!(update(3, resharded).is_err());
+        assert_eq!(app.state().collections["c"].config, tuned);
+        let missing = ok(app.apply(
+            4,
+            &MetaCommand::UpdateConfig {
+                name: "nope".into(),
+                config: tuned,
+            }
+            .encode(),
+        ));
+        assert!(missing.unwrap_err().contains("not found"));
     }
 
     #[test]

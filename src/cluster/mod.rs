@@ -30,7 +30,7 @@ pub use placement::CentroidPlacement;
 pub use rpc::{CLUSTER_SERVICE, ClusterReply, ClusterRequest};
 pub use shard_app::ShardApp;
 
-use crate::collection::{CollectionSpec, Error, IndexDefaults};
+use crate::collection::{CollectionSpec, Error, IndexDefaults, SearchUpdate};
 use crate::config::ClusterSettings;
 use crate::raft::tcp::{AppService, TcpTransport};
 use crate::raft::{
@@ -445,6 +445,9 @@ impl Cluster {
             ClusterRequest::DeleteCollection { name } => {
                 admin::delete_collection(self, &name).await
             }
+            ClusterRequest::UpdateCollection { name, update } => {
+                admin::update_collection(self, &name, &update).await
+            }
             ClusterRequest::SetCentroids { name, centroids } => {
                 admin::set_centroids(self, &name, centroids).await
             }
@@ -510,6 +513,21 @@ impl Cluster {
             .await?;
         self.wait_local_replicas(name, Duration::from_secs(15))
             .await
+    }
+
+    /// Change a collection's default search settings (through the metadata leader); they take
+    /// effect on this node's next query once this returns, on the others as they apply it.
+    pub async fn update_collection(&self, name: &str, update: SearchUpdate) -> Result<(), Error> {
+        let (index, _) = self
+            .meta_request(
+                ClusterRequest::UpdateCollection {
+                    name: name.to_owned(),
+                    update,
+                },
+                FORWARD_TIMEOUT,
+            )
+            .await?;
+        self.wait_meta_applied(index, Duration::from_secs(10)).await
     }
 
     /// Delete a collection (through the metadata leader); `false` if it did not exist.

@@ -6,7 +6,7 @@
 use super::Cluster;
 use super::placement::CentroidPlacement;
 use super::status::NodeStatus;
-use crate::collection::{CollectionSpec, Error};
+use crate::collection::{CollectionSpec, Error, SearchUpdate};
 use crate::raft::tcp::{AppFuture, AppService};
 use crate::raft::{GroupId, NodeId, NodeInfo};
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,13 @@ pub enum ClusterRequest {
     RemoveMember {
         /// The node.
         id: NodeId,
+    },
+    /// (Metadata leader) Change a collection's default search settings.
+    UpdateCollection {
+        /// Name.
+        name: String,
+        /// What changes.
+        update: SearchUpdate,
     },
 }
 

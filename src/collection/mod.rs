@@ -24,7 +24,8 @@ pub use error::Error;
 pub use limits::validate_name;
 pub use query::SearchQuery;
 pub use spec::{
-    CollectionSpec, IndexDefaults, IvfPqSpec, SearchSpec, VectorSpec, check_recall_target,
+    CollectionSpec, IndexDefaults, IvfPqSpec, SearchSpec, SearchUpdate, VectorSpec,
+    check_recall_target,
 };
 
 /// The distance a collection's vectors are compared by (the index's own enum: the model adds

@@ -4,8 +4,8 @@
 
 use super::Error;
 use super::config::CollectionConfig;
-use super::limits::{MAX_OFFSET, MAX_RERANK, check_limit, check_vector};
-use super::spec::check_recall_target;
+use super::limits::{MAX_OFFSET, check_limit, check_vector};
+use super::spec::check_search_values;
 use crate::shard::Filter;
 use crate::shard::Tuning;
 
@@ -48,27 +48,14 @@ impl SearchQuery {
                 self.offset
             )));
         }
-        let nlist = config.ivf_pq.nlist;
-        if let Some(nprobe) = self.nprobe
-            && (nprobe == 0 || nprobe > nlist)
-        {
-            return Err(Error::bad(format!(
-                "nprobe = {nprobe} must be in 1..=nlist ({nlist})"
-            )));
-        }
-        if let Some(rerank) = self.rerank
-            && rerank > MAX_RERANK
-        {
-            return Err(Error::bad(format!(
-                "rerank = {rerank} must be at most {MAX_RERANK}"
-            )));
-        }
-        if let Some(t) = self.recall_target {
-            check_recall_target(t, "recall_target")?;
-        }
-        if self.shard_probe == Some(0) {
-            return Err(Error::bad("shard_probe must be at least 1"));
-        }
+        check_search_values(
+            self.nprobe,
+            self.rerank,
+            self.recall_target,
+            self.shard_probe,
+            config.ivf_pq.nlist,
+            "",
+        )?;
         Ok(())
     }
 
@@ -98,6 +85,7 @@ impl SearchQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collection::limits::MAX_RERANK;
     use crate::collection::{CollectionSpec, IndexDefaults, Metric};
 
     #[test]

@@ -183,31 +183,16 @@ impl CollectionSpec {
         let seal_threshold = ivf.seal_threshold.unwrap_or(defaults.seal_threshold);
         // A node-wide default nprobe is a ceiling for a small nlist; one the collection asks
         // for must fit its own nlist.
-        let nprobe = match self.search.nprobe {
-            Some(n) => Some(n),
-            None => defaults.nprobe.map(|n| n.min(nlist)),
+        let search = SearchSettings {
+            nprobe: match self.search.nprobe {
+                Some(n) => Some(n),
+                None => defaults.nprobe.map(|n| n.min(nlist)),
+            },
+            rerank: self.search.rerank.or(defaults.rerank),
+            shard_probe: self.search.shard_probe.unwrap_or(1),
+            recall_target: self.search.recall_target.unwrap_or(defaults.recall_target),
         };
-        if let Some(nprobe) = nprobe
-            && (nprobe == 0 || nprobe > nlist)
-        {
-            return Err(Error::bad(format!(
-                "search_config.nprobe = {nprobe} must be in 1..=nlist ({nlist})"
-            )));
-        }
-        let rerank = self.search.rerank.or(defaults.rerank);
-        if let Some(rerank) = rerank
-            && rerank > MAX_RERANK
-        {
-            return Err(Error::bad(format!(
-                "search_config.rerank must be at most {MAX_RERANK}"
-            )));
-        }
-        let recall_target = self.search.recall_target.unwrap_or(defaults.recall_target);
-        check_recall_target(recall_target, "search_config.recall_target")?;
-        let shard_probe = self.search.shard_probe.unwrap_or(1);
-        if shard_probe == 0 {
-            return Err(Error::bad("search_config.shard_probe must be at least 1"));
-        }
+        check_search(&search, nlist)?;
         Ok(CollectionConfig {
             vectors: VectorSpace {
                 dim: dim as u64,
@@ -222,14 +207,100 @@ impl CollectionSpec {
                 pq_bits,
                 seal_threshold,
             },
-            search: SearchSettings {
-                nprobe,
-                rerank,
-                shard_probe,
-                recall_target,
-            },
+            search,
             group_id,
         })
+    }
+}
+
+/// Refuses search settings a collection with `nlist` lists cannot use, naming the setting.
+fn check_search(s: &SearchSettings, nlist: usize) -> Result<(), Error> {
+    check_search_values(
+        s.nprobe,
+        s.rerank,
+        Some(s.recall_target),
+        Some(s.shard_probe),
+        nlist,
+        "search_config.",
+    )
+}
+
+/// The one check of search values, on create, update and per query (`prefix` names where they
+/// were given, e.g. `search_config.`): a fixed `nprobe` in `1..=nlist`, `rerank` at most
+/// [`MAX_RERANK`], a recall target in `(0, 1]`, `shard_probe` at least 1.
+pub(super) fn check_search_values(
+    nprobe: Option<usize>,
+    rerank: Option<usize>,
+    recall_target: Option<f64>,
+    shard_probe: Option<usize>,
+    nlist: usize,
+    prefix: &str,
+) -> Result<(), Error> {
+    if let Some(nprobe) = nprobe
+        && (nprobe == 0 || nprobe > nlist)
+    {
+        return Err(Error::bad(format!(
+            "{prefix}nprobe = {nprobe} must be in 1..=nlist ({nlist})"
+        )));
+    }
+    if let Some(rerank) = rerank
+        && rerank > MAX_RERANK
+    {
+        return Err(Error::bad(format!(
+            "{prefix}rerank = {rerank} must be at most {MAX_RERANK}"
+        )));
+    }
+    if let Some(t) = recall_target {
+        check_recall_target(t, &format!("{prefix}recall_target"))?;
+    }
+    if shard_probe == Some(0) {
+        return Err(Error::bad(format!(
+            "{prefix}shard_probe must be at least 1"
+        )));
+    }
+    Ok(())
+}
+
+/// A change of a collection's default search settings (`PATCH /collections/{name}`): what is
+/// `None` stays as it is; `nprobe`/`rerank` set to `Some(None)` go back to each segment's
+/// calibrated choice. Search settings are read by the router at every query, so a change takes
+/// effect on the next query, on every node, once the metadata entry is applied there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchUpdate {
+    /// Lists probed per sealed segment: fixed, or back to the calibration.
+    pub nprobe: Option<Option<usize>>,
+    /// Re-rank factor: fixed, or back to the calibration.
+    pub rerank: Option<Option<usize>>,
+    /// Shards probed under centroid placement.
+    pub shard_probe: Option<usize>,
+    /// Recall@10 aimed for where `nprobe`/`rerank` are not fixed, in `(0, 1]`.
+    pub recall_target: Option<f64>,
+}
+
+impl SearchUpdate {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == SearchUpdate::default()
+    }
+
+    /// `config` with this change made, every value checked as on create.
+    pub fn apply(&self, config: &CollectionConfig) -> Result<CollectionConfig, Error> {
+        let mut out = *config;
+        let s = &mut out.search;
+        if let Some(n) = self.nprobe {
+            s.nprobe = n;
+        }
+        if let Some(r) = self.rerank {
+            s.rerank = r;
+        }
+        if let Some(p) = self.shard_probe {
+            s.shard_probe = p;
+        }
+        if let Some(t) = self.recall_target {
+            s.recall_target = t;
+        }
+        check_search(&out.search, out.ivf_pq.nlist)?;
+        Ok(out)
     }
 }
 
@@ -390,5 +461,64 @@ mod tests {
                 other => panic!("{spec:?}: expected a refusal naming {field}, got {other:?}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+
+    #[test]
+    fn an_update_changes_what_it_names_and_is_checked_as_on_create() {
+        let c = CollectionSpec::new(16, Metric::L2)
+            .resolve(&IndexDefaults::default(), 1)
+            .unwrap();
+        let fixed = SearchUpdate {
+            nprobe: Some(Some(32)),
+            recall_target: Some(0.99),
+            ..SearchUpdate::default()
+        }
+        .apply(&c)
+        .unwrap();
+        assert_eq!(fixed.search.nprobe, Some(32));
+        assert_eq!(fixed.search.recall_target, 0.99);
+        assert_eq!(fixed.search.rerank, c.search.rerank, "not named, unchanged");
+        assert_eq!(
+            (fixed.vectors, fixed.ivf_pq, fixed.group_id),
+            (c.vectors, c.ivf_pq, c.group_id)
+        );
+        let back = SearchUpdate {
+            nprobe: Some(None),
+            ..SearchUpdate::default()
+        }
+        .apply(&fixed)
+        .unwrap();
+        assert_eq!(back.search.nprobe, None, "back to the calibration");
+        for bad in [
+            SearchUpdate {
+                nprobe: Some(Some(c.ivf_pq.nlist + 1)),
+                ..SearchUpdate::default()
+            },
+            SearchUpdate {
+                nprobe: Some(Some(0)),
+                ..SearchUpdate::default()
+            },
+            SearchUpdate {
+                recall_target: Some(1.5),
+                ..SearchUpdate::default()
+            },
+            SearchUpdate {
+                shard_probe: Some(0),
+                ..SearchUpdate::default()
+            },
+            SearchUpdate {
+                rerank: Some(Some(MAX_RERANK + 1)),
+                ..SearchUpdate::default()
+            },
+        ] {
+            let err = bad.apply(&c).unwrap_err().to_string();
+            assert!(err.contains("search_config."), "{err}");
+        }
+        assert!(SearchUpdate::default().is_empty());
     }
 }

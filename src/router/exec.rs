@@ -11,7 +11,7 @@
 //! still goes to the blocking pool, so one slow request cannot stall the other connections on
 //! its worker for long.
 
-use crate::shard::Shard;
+use crate::shard::SearchWork;
 
 /// How long a piece of request work is expected to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,26 +38,22 @@ pub struct SearchShape {
     pub exact: bool,
     /// A filter is given: it is evaluated over the segments' rows.
     pub filtered: bool,
-    /// Lists probed per indexed segment.
-    pub nprobe: usize,
-    /// Lists of the collection's IVF-PQ segments.
-    pub nlist: usize,
+    /// Rows scanned and re-ranked under the parameters each segment will use
+    /// ([`crate::shard::Shard::search_work`]).
+    pub work: SearchWork,
     /// `limit + offset`.
     pub k: usize,
-    /// Re-rank factor.
-    pub rerank: usize,
 }
 
-/// The expected cost of one search on `shard`.
-pub fn search_cost(shard: &Shard, s: SearchShape) -> Cost {
+/// The expected cost of one search.
+pub fn search_cost(s: SearchShape) -> Cost {
     if s.exact || s.filtered {
         return Cost::Long;
     }
-    let stats = shard.stats();
-    let flat_rows = stats.points.saturating_sub(stats.indexed_points);
-    let scanned = stats.indexed_points.saturating_mul(s.nprobe) / s.nlist.max(1);
-    let reranked = s.k.saturating_mul(s.rerank.max(1));
-    if flat_rows > SHORT_FLAT_ROWS || scanned > SHORT_SCANNED_CODES || reranked > SHORT_RERANK_ROWS
+    let reranked = s.k.saturating_mul(s.work.rerank.max(1));
+    if s.work.flat_rows > SHORT_FLAT_ROWS
+        || s.work.scanned_codes > SHORT_SCANNED_CODES
+        || reranked > SHORT_RERANK_ROWS
     {
         Cost::Long
     } else {

@@ -447,22 +447,25 @@ async fn search_replica(
         Err(r) => return r,
     };
     let shard = app.shard();
-    let cost = exec::search_cost(
-        &shard,
-        exec::SearchShape {
-            exact: search.exact,
-            filtered: filter.is_some(),
-            nprobe: tuning.nprobe.unwrap_or(search.nprobe),
-            // Segments sealed at the threshold get at most this many lists; merged
-            // ones may have more, so the estimate errs towards the blocking pool.
-            nlist: shard
-                .config()
-                .ivf_config(shard.config().seal_threshold)
-                .nlist,
-            k: search.limit,
-            rerank: tuning.rerank.unwrap_or(search.rerank),
-        },
-    );
+    // Filtered and exact searches go to the pool whatever their shape, so only an unfiltered
+    // one pays for the walk over the segments' calibrations.
+    let work = if search.exact || filter.is_some() {
+        crate::shard::SearchWork::default()
+    } else {
+        shard.search_work(
+            &tuning,
+            crate::index::ivfpq::SearchParams {
+                nprobe: search.nprobe,
+                rerank: search.rerank,
+            },
+        )
+    };
+    let cost = exec::search_cost(exec::SearchShape {
+        exact: search.exact,
+        filtered: filter.is_some(),
+        work,
+        k: search.limit,
+    });
     let run = move || {
         let req = SearchRequest {
             vector: &search.vector,

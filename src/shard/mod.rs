@@ -69,7 +69,7 @@ pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
 pub use payload_ops::{OrderBy, OrderedRecord};
 pub use point::{Payload, PointId};
 pub use seal::MIN_SEAL_THRESHOLD;
-pub use tuning::{SegmentCalibration, Tuning};
+pub use tuning::{SearchWork, SegmentCalibration, Tuning};
 pub use values::parse_datetime;
 
 use crate::index::distance;

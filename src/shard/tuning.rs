@@ -107,6 +107,41 @@ impl Shard {
     }
 }
 
+/// What one search will touch in a shard under a [`Tuning`]: the router's cost estimate uses it
+/// to choose between the async worker and the blocking pool, so it must follow the calibrated
+/// choices (a recall target often probes three times the uncalibrated `nprobe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SearchWork {
+    /// Rows of the mutable (flat) segments, scanned exactly.
+    pub flat_rows: usize,
+    /// PQ codes scanned over every sealed segment (rows × nprobe / nlist).
+    pub scanned_codes: usize,
+    /// The largest re-rank factor any sealed segment uses.
+    pub rerank: usize,
+}
+
+impl Shard {
+    /// What a search with `tuning` touches now (`fallback` serves uncalibrated segments).
+    pub fn search_work(&self, tuning: &Tuning, fallback: SearchParams) -> SearchWork {
+        let segments = &super::read(&self.inner.state).segments;
+        let mut work = SearchWork::default();
+        for seg in segments {
+            match &seg.body {
+                SegBody::Flat(_) => work.flat_rows += seg.live_count,
+                SegBody::Ivf(ivf) => {
+                    let p = tuning.params_for(ivf, fallback);
+                    let nlist = ivf.index.nlist().max(1);
+                    work.scanned_codes = work
+                        .scanned_codes
+                        .saturating_add(seg.rows.saturating_mul(p.nprobe.min(nlist)) / nlist);
+                    work.rerank = work.rerank.max(p.rerank);
+                }
+            }
+        }
+        work
+    }
+}
+
 /// [`Shard::calibrations`] of a segment list.
 pub(super) fn calibrations_of(segments: &[Segment]) -> Vec<SegmentCalibration> {
     segments

@@ -30,6 +30,20 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts the server on `data_dir` with extra flags and waits until it answers.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let s = Server::spawn(data_dir, extra);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = s.try_request("GET", "/readyz", None) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server on `data_dir` with extra flags and returns at once (it may not even
+    /// listen yet).
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["serve", "--listen", &addr, "--data-dir"])
@@ -40,18 +54,10 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn shoal");
-        let s = Server {
+        Server {
             child,
             addr,
             data_dir: data_dir.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _)) = s.try_request("GET", "/readyz", None) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "server did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

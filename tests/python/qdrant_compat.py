@@ -106,6 +106,32 @@ while True:
         break
 assert seen == sorted(remaining), seen
 
+# update_collection: Qdrant's engine tunings are accepted (no effect), shoal's search settings
+# take effect, and what cannot change on a live collection is a 400 naming it.
+assert client.update_collection(
+    collection_name=name,
+    optimizers_config=models.OptimizersConfigDiff(indexing_threshold=10000),
+    hnsw_config=models.HnswConfigDiff(m=16),
+    collection_params=models.CollectionParamsDiff(on_disk_payload=True),
+)
+raw = httpx.patch(url + f"/collections/{name}",
+                  json={"search_config": {"nprobe": 1, "recall_target": 0.9}})
+assert raw.status_code == 200, raw.text
+search = httpx.get(url + f"/collections/{name}").json()["result"]["config"]["search_config"]
+assert search["nprobe"] == 1 and search["recall_target"] == 0.9, search
+try:
+    client.update_collection(collection_name=name,
+                             collection_params=models.CollectionParamsDiff(replication_factor=3))
+    raise AssertionError("a replication factor change was accepted")
+except Exception as e:  # qdrant_client's UnexpectedResponse
+    assert "replication_factor" in str(e), e
+try:
+    client.update_collection(collection_name="no_such_collection",
+                             optimizers_config=models.OptimizersConfigDiff(indexing_threshold=1))
+    raise AssertionError("an update of a missing collection was accepted")
+except Exception as e:
+    assert "404" in str(e) or "not found" in str(e).lower(), e
+
 assert client.delete_collection(name)
 assert not client.collection_exists(name)
 print("qdrant-client compatibility: ok")
