@@ -374,26 +374,22 @@ fn raft_snapshots_and_log_replay_restore_everything_after_kill_9() {
     let dim = 8;
     let flags = ["--snapshot-every", "10"];
     let queries: Vec<Vec<f32>> = (0..5).map(|i| vec_for(70_000 + i, dim)).collect();
+    // Exact answers: they depend only on which points and payloads exist, so any lost write or
+    // resurrected delete changes them. Approximate answers depend on how the segments are laid
+    // out, which legitimately differs after a restart (idle seals and merges are background work
+    // that may or may not have run before the kill); restoring the index files themselves is
+    // `restart_with_sealed_segments_serves_the_same_answers`'s job.
     let ask = |s: &Server| -> Vec<Value> {
         queries
             .iter()
-            .map(|q| {
-                s.ok(
-                    "POST",
-                    "/collections/c/points/search",
-                    // Both fixed: the segments after a restart may be laid out differently (merges
-                    // are background work), and a calibrated rerank follows the layout.
-                    json!({"vector": q, "limit": 5, "params": {"nprobe": 2, "rerank": 4}}),
-                )
+            .flat_map(|q| {
+                [
+                    json!({"vector": q, "limit": 5, "params": {"exact": true}, "with_payload": true}),
+                    json!({"vector": q, "limit": 5, "params": {"exact": true},
+                           "filter": {"must": [{"key": "group", "match": {"value": 1}}]}}),
+                ]
             })
-            .chain(queries.iter().map(|q| {
-                s.ok(
-                    "POST",
-                    "/collections/c/points/search",
-                    json!({"vector": q, "limit": 5}),
-                )
-                .clone()
-            }))
+            .map(|body| s.ok("POST", "/collections/c/points/search", body))
             .collect()
     };
     let wait_green = |s: &Server| {
@@ -675,4 +671,132 @@ fn cli_errors_are_one_line_without_a_backtrace() {
     assert!(err.starts_with("error: "), "{err}");
     assert!(err.contains("/nonexistent/base.fvecs"), "{err}");
     assert!(!err.contains("backtrace"), "{err}");
+}
+
+/// The ids nearest to `q` by exact L2 among `0..n`, `exclude` left out.
+fn brute_force(q: &[f32], n: u64, dim: usize, exclude: &[u64], k: usize) -> Vec<u64> {
+    let mut all: Vec<(f32, u64)> = (0..n)
+        .filter(|i| !exclude.contains(i))
+        .map(|i| (l2(q, &vec_for(i, dim)), i))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(k).map(|(_, i)| i).collect()
+}
+
+#[test]
+fn queries_by_example_match_brute_force_and_leave_the_examples_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let (dim, n) = (8, 300);
+    create(&s, "ex", dim, json!({}));
+    upsert_range(&s, "ex", 0..n, dim);
+    let query = |body: Value| {
+        let mut body = body;
+        body["params"] = json!({"exact": true});
+        ids_of(&s.ok("POST", "/collections/ex/points/query", body)["points"])
+    };
+
+    // A point id, bare or as qdrant-client sends it: its nearest other points.
+    assert_eq!(
+        query(json!({"query": 5, "limit": 10})),
+        brute_force(&vec_for(5, dim), n, dim, &[5], 10)
+    );
+    assert_eq!(
+        query(json!({"query": {"nearest": 5}, "limit": 10})),
+        brute_force(&vec_for(5, dim), n, dim, &[5], 10)
+    );
+    // With an offset, the window is taken after the example is left out.
+    assert_eq!(
+        query(json!({"query": 5, "limit": 4, "offset": 3})),
+        brute_force(&vec_for(5, dim), n, dim, &[5], 7)[3..].to_vec()
+    );
+    // Recommend, average vector: 2·avg(positive) − avg(negative), examples left out.
+    let (a, b, c) = (vec_for(5, dim), vec_for(9, dim), vec_for(11, dim));
+    let target: Vec<f32> = (0..dim)
+        .map(|j| {
+            let p = (a[j] + b[j]) / 2.0;
+            p + (p - c[j])
+        })
+        .collect();
+    assert_eq!(
+        query(json!({"query": {"recommend": {"positive": [5, 9], "negative": [11]}}, "limit": 10})),
+        brute_force(&target, n, dim, &[5, 9, 11], 10)
+    );
+    // A vector is an example too, and a filter still applies.
+    let got = query(json!({
+        "query": {"recommend": {"positive": [vec_for(7, dim)]}},
+        "filter": {"must": [{"key": "group", "match": {"value": 1}}]},
+        "limit": 5
+    }));
+    let expected: Vec<u64> = brute_force(&vec_for(7, dim), n, dim, &[], n as usize)
+        .into_iter()
+        .filter(|i| i % 4 == 1)
+        .take(5)
+        .collect();
+    assert_eq!(got, expected);
+
+    // lookup_from: the example is read from another collection and not left out here.
+    create(&s, "other", dim, json!({}));
+    s.ok(
+        "PUT",
+        "/collections/other/points?wait=true",
+        json!({"points": [{"id": 5, "vector": vec_for(100, dim)}]}),
+    );
+    assert_eq!(
+        query(json!({"query": 5, "lookup_from": {"collection": "other"}, "limit": 3})),
+        brute_force(&vec_for(100, dim), n, dim, &[], 3)
+    );
+
+    // Batches take examples too.
+    let batch = s.ok(
+        "POST",
+        "/collections/ex/points/query/batch",
+        json!({"searches": [{"query": 5, "limit": 3, "params": {"exact": true}},
+                            {"query": vec_for(5, dim), "limit": 3, "params": {"exact": true}}]}),
+    );
+    assert_eq!(
+        ids_of(&batch[0]["points"]),
+        brute_force(&vec_for(5, dim), n, dim, &[5], 3)
+    );
+    assert_eq!(
+        ids_of(&batch[1]["points"])[0],
+        5,
+        "a vector query keeps the point"
+    );
+
+    // What cannot be answered is named: a missing example, another strategy, other kinds.
+    for (body, status, needle) in [
+        (json!({"query": 100_000}), 404, "100000"),
+        (
+            json!({"query": {"recommend": {"positive": [1], "strategy": "best_score"}}}),
+            400,
+            "best_score",
+        ),
+        (
+            json!({"query": {"discover": {"target": 1}}}),
+            400,
+            "discover",
+        ),
+        (
+            json!({"query": 5, "lookup_from": {"collection": "nope"}}),
+            404,
+            "nope",
+        ),
+        (
+            json!({"query": vec![0.0f32; 8], "lookup_from": {"collection": "other"}}),
+            400,
+            "lookup_from",
+        ),
+    ] {
+        let (got, out) = s
+            .try_request(
+                "POST",
+                "/collections/ex/points/query",
+                Some(&serde_json::to_vec(&body).unwrap()),
+            )
+            .unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(got, status, "{body}: {text}");
+        assert!(text.contains(needle), "{body}: {text}");
+    }
 }

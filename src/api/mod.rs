@@ -40,6 +40,7 @@ pub mod auth;
 pub mod cluster;
 pub mod collections;
 pub mod error;
+pub mod examples;
 pub mod handlers;
 pub mod metrics;
 pub mod parse;

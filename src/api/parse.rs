@@ -65,9 +65,8 @@ fn vector_json(v: &Value, dim: usize, what: &str) -> Result<Vec<f32>, ApiError> 
     Ok(out)
 }
 
-/// The vector of a universal query: a bare vector or `{"nearest": vector}`. Multi-stage and
-/// other kinds of queries are refused.
-pub fn query_vector(q: &QueryRequest) -> Result<&VectorInput, ApiError> {
+/// What every universal query must be: single-stage, on the unnamed vector.
+pub fn query_shape(q: &QueryRequest) -> Result<(), ApiError> {
     if q.prefetch.as_ref().is_some_and(|p| !p.is_null()) {
         return Err(ApiError::bad(
             "prefetch (multi-stage queries) is not supported",
@@ -80,10 +79,17 @@ pub fn query_vector(q: &QueryRequest) -> Result<&VectorInput, ApiError> {
             "using = {u:?}: collections have one unnamed vector"
         )));
     }
+    Ok(())
+}
+
+/// The vector of a universal query: a bare vector or `{"nearest": vector}` (a query by example
+/// is [`super::examples`]'s). Multi-stage queries are refused.
+pub fn query_vector(q: &QueryRequest) -> Result<&VectorInput, ApiError> {
+    query_shape(q)?;
     match &q.query {
         Some(QueryInput::Vector(v) | QueryInput::Nearest(v)) => Ok(v),
         Some(QueryInput::Other(_)) => Err(ApiError::bad(
-            "query must be a vector or {\"nearest\": vector}; other query kinds are not supported",
+            "query must be a vector or {\"nearest\": vector} here; queries by example are resolved first",
         )),
         None => Err(ApiError::bad(
             "missing `query` (queries without a vector are not supported)",

@@ -8,6 +8,7 @@
 //! `consistency_token` to pass back.
 
 use super::error::ApiError;
+use super::examples;
 use super::parse::{self, PayloadSelector};
 use super::types::*;
 use super::{AppState, JsonBody, elapsed_now, ok};
@@ -99,6 +100,11 @@ struct Prepared {
     query: SearchQuery,
     payload: PayloadSelector,
     score_threshold: Option<f32>,
+    /// Example points of a query by example, left out of the answer; the query then asks for
+    /// `offset + limit + exclude.len()` hits from 0 and `window` cuts the answer after.
+    exclude: Vec<PointId>,
+    /// `(offset, limit)` applied after the exclusion (only for a query by example).
+    window: Option<(usize, usize)>,
 }
 
 struct SearchInput<'a> {
@@ -141,11 +147,17 @@ fn prepare(cfg: &CollectionConfig, s: SearchInput<'_>, what: &str) -> Result<Pre
         query,
         payload,
         score_threshold: s.score_threshold,
+        exclude: Vec::new(),
+        window: None,
     })
 }
 
 fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<ScoredPoint> {
+    let (skip, take) = p.window.unwrap_or((0, usize::MAX));
     hits.into_iter()
+        .filter(|h| !p.exclude.contains(&h.record.id))
+        .skip(skip)
+        .take(take)
         .map(|h| ScoredPoint {
             id: h.record.id.to_json(),
             version: 0,
@@ -461,26 +473,68 @@ pub async fn search_batch(
     Ok(answer(out, &missing))
 }
 
-fn prepare_query(
+/// A universal query checked and ready: a vector query as it is; a query by example
+/// ([`examples`]) once its examples are read and averaged into a vector.
+async fn prepare_query(
+    st: &AppState,
+    name: &str,
     cfg: &CollectionConfig,
     q: &QueryRequest,
+    read: &ReadOptions,
     what: &str,
 ) -> Result<Prepared, ApiError> {
-    let vector = parse::query_vector(q)?;
-    prepare(
-        cfg,
-        SearchInput {
-            vector,
-            limit: q.limit.unwrap_or(10),
-            offset: q.offset,
-            filter: q.filter.as_ref(),
-            params: q.params.as_ref(),
-            with_payload: q.with_payload.as_ref(),
-            with_vector: q.with_vector.as_ref(),
-            score_threshold: q.score_threshold,
-        },
-        what,
-    )
+    // `{"nearest": <point id>}` is how qdrant-client sends `query=<id>`.
+    let example = match &q.query {
+        Some(QueryInput::Other(query)) => Some(query),
+        Some(QueryInput::Nearest(VectorInput::Other(id))) if id.is_number() || id.is_string() => {
+            Some(id)
+        }
+        _ => None,
+    };
+    let Some(query) = example else {
+        if q.lookup_from.as_ref().is_some_and(|l| !l.is_null()) {
+            return Err(ApiError::bad(
+                "lookup_from applies to queries by example (a point id or recommend)",
+            ));
+        }
+        return prepare(cfg, query_input(q, parse::query_vector(q)?), what);
+    };
+    parse::query_shape(q)?;
+    let ex = examples::parse_query(query).map_err(|e| in_query(e, what))?;
+    let lookup = examples::lookup_collection(q.lookup_from.as_ref(), name)?;
+    let (vector, exclude) =
+        examples::resolve(st, name, lookup, &ex, cfg.metric(), cfg.dim(), read).await?;
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(10));
+    // Enough hits that `limit` remain once the examples are left out.
+    let mut p = prepare(cfg, query_input(q, &VectorInput::Dense(vector)), what)?;
+    p.query.offset = 0;
+    p.query.limit = offset.saturating_add(limit).saturating_add(exclude.len());
+    p.query.check_params(cfg)?;
+    p.exclude = exclude;
+    p.window = Some((offset, limit));
+    Ok(p)
+}
+
+/// The search a universal query asks for, with `vector` as its vector.
+fn query_input<'a>(q: &'a QueryRequest, vector: &'a VectorInput) -> SearchInput<'a> {
+    SearchInput {
+        vector,
+        limit: q.limit.unwrap_or(10),
+        offset: q.offset,
+        filter: q.filter.as_ref(),
+        params: q.params.as_ref(),
+        with_payload: q.with_payload.as_ref(),
+        with_vector: q.with_vector.as_ref(),
+        score_threshold: q.score_threshold,
+    }
+}
+
+/// `e` with `what` (e.g. `searches[2]`) in front when it is a 400.
+fn in_query(e: ApiError, what: &str) -> ApiError {
+    match e {
+        ApiError::BadRequest(m) => ApiError::BadRequest(format!("{what}: {m}")),
+        other => other,
+    }
 }
 
 /// Nearest neighbours (Qdrant's universal query API, vector queries only).
@@ -495,7 +549,7 @@ pub async fn query_points(
 ) -> Result<Response, ApiError> {
     let cfg = st.router.collection_config(&name)?;
     let read = read_options(&q, &req.read)?;
-    let p = prepare_query(&cfg, &req, "query")?;
+    let p = prepare_query(&st, &name, &cfg, &req, &read, "query").await?;
     let (mut out, missing) =
         run_all(&st, &name, cfg.metric(), std::slice::from_ref(&p), &read).await?;
     Ok(answer(
@@ -518,12 +572,10 @@ pub async fn query_batch(
 ) -> Result<Response, ApiError> {
     let cfg = st.router.collection_config(&name)?;
     let read = read_options(&q, &req.read)?;
-    let ps = req
-        .searches
-        .iter()
-        .enumerate()
-        .map(|(i, q)| prepare_query(&cfg, q, &format!("searches[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut ps = Vec::with_capacity(req.searches.len());
+    for (i, q) in req.searches.iter().enumerate() {
+        ps.push(prepare_query(&st, &name, &cfg, q, &read, &format!("searches[{i}]")).await?);
+    }
     let (out, missing) = run_all(&st, &name, cfg.metric(), &ps, &read).await?;
     let out: Vec<QueryResponse> = out
         .into_iter()

@@ -344,7 +344,9 @@ pub struct SearchBatch {
 /// `POST /collections/{name}/points/query`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct QueryRequest {
-    /// A vector, or `{"nearest": vector}`.
+    /// A vector, `{"nearest": vector}`, a point id (its nearest other points), or
+    /// `{"recommend": {"positive": [...], "negative": [...]}}` (ids or vectors, average-vector
+    /// strategy).
     #[schema(value_type = Option<Object>)]
     pub query: Option<QueryInput>,
     /// Hits, 1..=10000 (default 10).
@@ -368,6 +370,10 @@ pub struct QueryRequest {
     /// Qdrant's multi-stage queries: not supported.
     #[schema(value_type = Option<Object>)]
     pub prefetch: Option<Value>,
+    /// Where a query by example reads its example ids: `{"collection": name}` (default: this
+    /// collection).
+    #[schema(value_type = Option<Object>)]
+    pub lookup_from: Option<Value>,
     /// Read consistency and partial-answer options.
     #[serde(flatten)]
     pub read: ReadFields,

@@ -84,6 +84,24 @@ batch = client.query_batch_points(name, requests=[
 ])
 assert len(batch) == 2 and len(batch[0].points) == 3 and len(batch[1].points) == 2
 
+# Queries by example: a point id (its nearest other points) and recommend (average vector of
+# the normalised examples, 2*avg(positive) - avg(negative)); the examples are left out.
+points = [(i, vec(i)) for i in range(60)] + [(u, vec(99))]
+def unit(v):
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
+def nearest(target, leave_out, k):
+    ranked = sorted(((cos(target, v), str(i)) for i, v in points if i not in leave_out),
+                    key=lambda t: -t[0])
+    return [i for _, i in ranked[:k]]
+hits = client.query_points(name, query=7, limit=5).points
+assert [str(h.id) for h in hits] == nearest(vec(7), {7}, 5), hits
+pos = [(a + b) / 2 for a, b in zip(unit(vec(7)), unit(vec(8)))]
+target = [p + (p - n) for p, n in zip(pos, unit(vec(20)))]
+hits = client.query_points(name, query=models.RecommendQuery(
+    recommend=models.RecommendInput(positive=[7, 8], negative=[20])), limit=5).points
+assert [str(h.id) for h in hits] == nearest(target, {7, 8, 20}, 5), hits
+
 got = client.retrieve(name, ids=[1, u, 1000], with_vectors=True, with_payload=True)
 assert sorted(str(p.id) for p in got) == sorted(["1", u]), got
 one = [p for p in got if p.id == 1][0]
