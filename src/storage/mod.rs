@@ -204,8 +204,9 @@
 //!   for byte.
 //! - `tests/fixtures/cluster_state_v1/cluster-state.bin`, `tests/fixtures/meta/cluster_state_v2.bin`
 //!   and `tests/fixtures/shard_snapshot_v2/` are the envelope kinds as written before the
-//!   envelope, `tests/fixtures/meta/cluster_state_v3.bin` one written in it; they decode, and
-//!   their owners (cluster metadata, shard snapshot) restore them completely.
+//!   envelope, `tests/fixtures/meta/cluster_state_v3.bin` and `tests/fixtures/shard_snapshot_v4/`
+//!   written in it; they decode, and their owners (cluster metadata, shard snapshot) restore them
+//!   completely.
 //! - Every prefix of a file is reported `Truncated`; every single-bit flip anywhere is reported at
 //!   open or by `verify`; a forged newer version is `UpgradeRequired`.
 //! - A child process that rewrites a container in a loop is SIGKILLed at random points: the
