@@ -138,12 +138,10 @@ knobs! {
     peers: String = "SHOAL_PEERS",
     /// Join a running cluster through the internal address of any member.
     join: String = "SHOAL_JOIN",
-    /// Shared secret of the internal port (required beyond loopback).
+    /// Shared secret of the internal port (required beyond loopback; on loopback without it,
+    /// a per-user key generated into `~/.shoal/cluster.key`).
     cluster_secret: String = "SHOAL_CLUSTER_SECRET",
 }
-
-/// Secret used when the internal port only listens on loopback and none is given.
-pub const LOOPBACK_SECRET: &str = "shoal-loopback-only";
 
 /// How this node takes part in a cluster.
 #[derive(Debug, Clone)]
@@ -285,7 +283,15 @@ fn cluster_settings(m: &FileConfig, listen: &str) -> Result<ClusterSettings, Con
                 "cluster_secret is required when the internal port or a peer is beyond loopback: every member must share it".into(),
             ));
         }
-        None => LOOPBACK_SECRET.as_bytes().to_vec(),
+        // Not clustered: no internal port is served and no peer is dialled, so nothing ever
+        // authenticates; a random key (no file written) keeps it so.
+        None if internal_listen.is_none() => rand::random::<[u8; 32]>().to_vec(),
+        // No public default: this user's generated loopback key (raft::tcp::secret).
+        None => crate::raft::tcp::secret::loopback_secret().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "no cluster_secret and no loopback cluster key: {e}"
+            ))
+        })?,
     };
     Ok(ClusterSettings {
         node_id,
@@ -467,7 +473,10 @@ mod tests {
         assert_eq!(c.cluster.internal_listen.as_deref(), Some("127.0.0.1:7002"));
         assert_eq!(c.cluster.advertise_internal, "127.0.0.1:7002");
         assert_eq!(c.cluster.peers.len(), 3);
-        assert_eq!(c.cluster.secret, LOOPBACK_SECRET.as_bytes());
+        assert_eq!(
+            c.cluster.secret,
+            crate::raft::tcp::secret::loopback_secret().unwrap()
+        );
         assert_eq!(c.raft.heartbeat_ms, 500);
         // Not in its own peer list.
         let args = ServeArgs {
@@ -494,6 +503,50 @@ mod tests {
         assert!(parse_peers("1=a").is_err());
         assert!(parse_peers("x=a:1").is_err());
         assert!(parse_peers("1=a:1,1=b:2").is_err());
+    }
+
+    /// Issue 14, finding 4: with API keys set and no cluster secret, the internal port (which
+    /// API keys do not guard) is never served beyond loopback, and the loopback secret is not a
+    /// public constant.
+    #[test]
+    fn api_keys_without_a_cluster_secret_keep_the_internal_port_on_loopback() {
+        let keyed = ServeArgs {
+            api_key: Some("admin-key".into()),
+            read_only_api_key: Some("read-key".into()),
+            ..Default::default()
+        };
+        for beyond in [
+            ServeArgs {
+                internal_listen: Some("0.0.0.0:6335".into()),
+                advertise: Some("db1".into()),
+                ..keyed.clone()
+            },
+            ServeArgs {
+                internal_listen: Some("10.1.2.3:6335".into()),
+                ..keyed.clone()
+            },
+            ServeArgs {
+                peers: Some("1=127.0.0.1:6335,2=10.1.2.3:6335".into()),
+                ..keyed.clone()
+            },
+        ] {
+            let err = ServeConfig::load(beyond.clone()).unwrap_err().to_string();
+            assert!(err.contains("cluster_secret"), "{beyond:?}: {err}");
+        }
+        // On loopback it starts, with this user's generated key: not the old public default.
+        let c = ServeConfig::load(ServeArgs {
+            internal_listen: Some("127.0.0.1:6335".into()),
+            ..keyed.clone()
+        })
+        .unwrap();
+        assert_eq!(c.cluster.internal_listen.as_deref(), Some("127.0.0.1:6335"));
+        assert_ne!(c.cluster.secret, b"shoal-loopback-only");
+        assert!(c.cluster.secret.len() >= 32);
+        // Unclustered: no port, and a random key that nobody else holds.
+        let a = ServeConfig::load(keyed.clone()).unwrap();
+        let b = ServeConfig::load(keyed).unwrap();
+        assert!(a.cluster.internal_listen.is_none());
+        assert_ne!(a.cluster.secret, b.cluster.secret);
     }
 
     #[test]

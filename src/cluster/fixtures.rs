@@ -1,10 +1,12 @@
 //! Byte fixtures of the metadata formats: a [`MetaCommand`] log entry, a [`ClusterState`]
 //! snapshot body (the postcard body inside `cluster-state.bin`'s envelope) and a whole
 //! `cluster-state.bin`, of every version. Version 1's bytes are only read (nothing writes them
-//! any more): they must decode to the model they meant. Version 2's are what this build writes:
-//! a change that alters them fails here. `SHOAL_WRITE_FIXTURES=1 cargo test --lib
-//! cluster::fixtures` writes the files of the current version, which is only right when that
-//! version is new.
+//! any more): they must decode to the model they meant. Version 2's log entry and snapshot body
+//! are what this build writes: a change that alters them fails here. `cluster-state.bin`
+//! version 2 is the hand-written layout before the storage envelope (`SHOALMET`), rebuilt here
+//! by hand from the same body; version 3 is the envelope this build writes.
+//! `SHOAL_WRITE_FIXTURES=1 cargo test --lib cluster::fixtures` writes the files of the current
+//! version, which is only right when that version is new.
 
 use super::meta::{self, ClusterState, CollectionMeta, MetaCommand, ShardMeta};
 use super::placement::CentroidPlacement;
@@ -153,20 +155,47 @@ fn meta_command_v2_fixture_decodes() {
     }
 }
 
+/// `cluster-state.bin` version 2 as the builds before the storage envelope wrote it: `SHOALMET`,
+/// u32 version 2, u32 body length, the postcard body, CRC-32 of the body (little-endian).
+fn legacy_v2_file(state: &ClusterState) -> Vec<u8> {
+    let body = postcard::to_allocvec(state).unwrap();
+    let mut out = b"SHOALMET".to_vec();
+    out.extend_from_slice(&2u32.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out
+}
+
 #[test]
-fn cluster_state_file_v2_fixture_decodes_and_v1_still_reads() {
+fn cluster_state_file_v3_fixture_decodes_and_v2_and_v1_still_read() {
+    // Version 3: the storage envelope, what this build writes.
     let bytes = meta::encode_state(&state_v2()).unwrap();
-    let stored = check("cluster_state_v2.bin", &bytes);
+    let stored = check("cluster_state_v3.bin", &bytes);
+    assert_eq!(&stored[..8], &crate::storage::envelope::CLUSTER_STATE.magic);
     assert_eq!(meta::decode_state(&stored).unwrap(), state_v2());
+    // Version 2, as a node of the previous release wrote it.
+    let v2 = check("cluster_state_v2.bin", &legacy_v2_file(&state_v2()));
+    assert_eq!(meta::decode_state(&v2).unwrap(), state_v2());
     // A whole version 1 file, as a node of the previous release wrote it.
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/cluster_state_v1/cluster-state.bin");
     let v1 = meta::decode_state(&std::fs::read(path).unwrap()).unwrap();
     assert!(v1.applied_index > 0 || !v1.members.is_empty(), "{v1:?}");
-    // Newer versions are refused by name, not misread.
+    // Newer versions are refused by name, not misread (the header checksum forged to match).
     let mut newer = stored.clone();
-    newer[8..12].copy_from_slice(&3u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&4u32.to_le_bytes());
+    let crc = crc32fast::hash(&newer[..28]);
+    newer[28..32].copy_from_slice(&crc.to_le_bytes());
     let err = meta::decode_state(&newer).unwrap_err().to_string();
+    assert!(
+        err.contains("version 4") && err.contains("upgrade"),
+        "{err}"
+    );
+    // A version past 2 in the old layout is damage, not a newer format.
+    let mut bad = v2.clone();
+    bad[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let err = meta::decode_state(&bad).unwrap_err().to_string();
     assert!(err.contains("version 3"), "{err}");
 }
 

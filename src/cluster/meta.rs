@@ -4,12 +4,14 @@
 //! Every node runs a replica of the metadata group (up to three voters, the rest learners), so
 //! every node reads the latest applied state locally and its reconciler follows it. Commands are
 //! postcard-encoded [`MetaCommand`]s; the enum is append-only (its variant order is the log
-//! format). A snapshot is one file, `cluster-state.bin`: magic, version, postcard body, CRC32.
+//! format). A snapshot is one file, `cluster-state.bin`: a storage envelope
+//! ([`envelope::CLUSTER_STATE`]) around the postcard [`ClusterState`].
 
 use super::persisted::CollectionMetaV1;
 use super::placement::CentroidPlacement;
 use crate::collection::CollectionConfig;
 use crate::raft::{GroupId, NodeId, NodeInfo, StateMachineApp};
+use crate::storage::envelope;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -19,10 +21,6 @@ use tokio::sync::watch;
 /// The Raft group id of the metadata group; shard groups start at 1.
 pub const META_GROUP: GroupId = 0;
 const STATE_FILE: &str = "cluster-state.bin";
-const STATE_MAGIC: &[u8; 8] = b"SHOALMET";
-/// Version 2 stores collection configurations in [`super::persisted`]'s version 2 layout;
-/// version 1 is still read.
-const STATE_VERSION: u32 = 2;
 
 /// One shard of a collection: its Raft group and the nodes holding a replica.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,45 +279,28 @@ impl MetaApp {
 
 pub(super) fn encode_state(state: &ClusterState) -> std::io::Result<Vec<u8>> {
     let body = postcard::to_allocvec(state).map_err(std::io::Error::other)?;
-    let mut out = Vec::with_capacity(body.len() + 20);
-    out.extend_from_slice(STATE_MAGIC);
-    out.extend_from_slice(&STATE_VERSION.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    Ok(out)
+    Ok(envelope::encode(&envelope::CLUSTER_STATE, &body))
 }
 
+/// Reads `cluster-state.bin` of any version this build knows. Versions 1 and 2 are the
+/// hand-written layout before the storage envelope (`SHOALMET`, version, `u32` length, body,
+/// CRC-32); version 3 is the envelope. Version 1's body holds configurations in version 1's
+/// layout ([`ClusterStateV1`]); versions 2 and 3 hold the same body, [`ClusterState`].
 pub(super) fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
-    let bad = |m: &str| {
+    let bad = |m: String| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("{STATE_FILE}: {m}"),
         )
     };
-    if bytes.len() < 20 || &bytes[..8] != STATE_MAGIC {
-        return Err(bad("bad magic"));
-    }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-    if version == 0 || version > STATE_VERSION {
-        return Err(bad(&format!(
-            "version {version} is not one this build reads (1..={STATE_VERSION})"
-        )));
-    }
-    let len = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize;
-    if bytes.len() != 16 + len + 4 {
-        return Err(bad("truncated"));
-    }
-    let body = &bytes[16..16 + len];
-    let crc = u32::from_le_bytes(bytes[16 + len..].try_into().unwrap_or_default());
-    if crc32fast::hash(body) != crc {
-        return Err(bad("checksum mismatch"));
-    }
-    if version == 1 {
-        let v1: ClusterStateV1 = postcard::from_bytes(body).map_err(|e| bad(&e.to_string()))?;
+    let decoded =
+        envelope::decode(&envelope::CLUSTER_STATE, bytes).map_err(|e| bad(e.to_string()))?;
+    if decoded.version == 1 {
+        let v1: ClusterStateV1 =
+            postcard::from_bytes(decoded.body).map_err(|e| bad(e.to_string()))?;
         return Ok(v1.into());
     }
-    postcard::from_bytes(body).map_err(|e| bad(&e.to_string()))
+    postcard::from_bytes(decoded.body).map_err(|e| bad(e.to_string()))
 }
 
 /// [`ClusterState`] as `cluster-state.bin` version 1 held it (configurations in version 1's
@@ -376,7 +357,8 @@ impl StateMachineApp for MetaApp {
 
     fn snapshot(&self, dir: &Path) -> std::io::Result<()> {
         let bytes = encode_state(&self.state())?;
-        crate::shard::snapshot::write_atomic(&dir.join(STATE_FILE), &bytes)
+        std::fs::create_dir_all(dir)?;
+        crate::storage::write_atomic(dir.join(STATE_FILE), &bytes).map_err(std::io::Error::other)
     }
 
     fn restore(&self, dir: &Path) -> std::io::Result<()> {
@@ -545,5 +527,34 @@ mod tests {
         );
         assert!(app.state().collections.is_empty());
         assert_eq!(app.state().next_group, 3);
+    }
+
+    /// `tests/fixtures/cluster_state_v1` is `cluster-state.bin` as written before the storage
+    /// envelope (never regenerate it): it must restore completely in every later build.
+    #[test]
+    fn cluster_state_v1_fixture_restores() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/cluster_state_v1");
+        let app = MetaApp::default();
+        app.restore(&fixture).unwrap();
+        let state = app.state();
+        assert_eq!(state.applied_index, 5);
+        assert_eq!(state.members.len(), 2);
+        assert_eq!(state.members[&2].api_addr, "127.0.0.1:6334");
+        assert_eq!(state.next_group, 3);
+        assert!(state.reconfigured.contains(&2));
+        let c = &state.collections["c"];
+        assert_eq!(c.config, config());
+        assert_eq!(c.shards.len(), 2);
+        assert_eq!(c.shards[1].replicas, vec![2]);
+        assert!(c.centroids.is_some());
+        // Written again, it is an envelope of the current version that restores the same.
+        let dir = tempfile::tempdir().unwrap();
+        app.snapshot(dir.path()).unwrap();
+        let bytes = std::fs::read(dir.path().join(STATE_FILE)).unwrap();
+        assert_eq!(&bytes[..8], &envelope::CLUSTER_STATE.magic);
+        let other = MetaApp::default();
+        other.restore(dir.path()).unwrap();
+        assert_eq!(*other.state(), *state);
     }
 }

@@ -334,6 +334,17 @@ impl RaftGroup {
             })
     }
 
+    /// `Some(answer)` when a snapshot sent under `vote` must be refused unread because this
+    /// replica has seen a newer vote: the answer carries that vote, as openraft answers a stale
+    /// leader, so the sender steps down instead of retrying.
+    pub fn stale_snapshot_vote(&self, vote: &Vote) -> Option<SnapshotResponse<TypeConfig>> {
+        let current = self.raft.metrics().borrow_watched().vote;
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        // openraft's own test: a vote is partially ordered
+        let stale = !(*vote >= current);
+        stale.then(|| SnapshotResponse::new(current))
+    }
+
     /// Index applied to the application on this replica.
     pub fn applied_index(&self) -> Option<u64> {
         self.sm.last_applied_index()
@@ -473,6 +484,22 @@ impl NodeShared {
         r.unwrap_or_else(|e| RaftReply::Error(e.to_string()))
     }
 
+    /// Checks `vote` for a snapshot about to be received for `group`: `Ok(Some(answer))` refuses
+    /// it unread (stale vote), `Err` when the group does not run here.
+    pub(crate) fn stale_snapshot_vote(
+        &self,
+        group: GroupId,
+        vote: &Vote,
+    ) -> Result<Option<SnapshotResponse<TypeConfig>>, String> {
+        match self.group(group) {
+            Some(g) => Ok(g.stale_snapshot_vote(vote)),
+            None => Err(format!(
+                "group {group} is not running on node {}",
+                self.node_id
+            )),
+        }
+    }
+
     /// A fresh directory where a transport writes a snapshot it receives for `group`.
     pub(crate) fn incoming_snapshot_dir(&self, group: GroupId) -> std::io::Result<PathBuf> {
         match self.group(group) {
@@ -499,6 +526,11 @@ impl NodeShared {
                 node.node_id
             ));
         };
+        // The vote first, before the manifest or any received file is looked at.
+        if let Some(stale) = g.stale_snapshot_vote(&vote) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(stale);
+        }
         // A torn copy (the sender's snapshot was replaced mid-transfer) must be refused here:
         // a failed install inside openraft stops the group.
         let check_dir = dir.clone();
@@ -713,6 +745,17 @@ impl RaftNode {
     /// Serve an RPC a peer sent to `group` (server side of a transport).
     pub async fn handle_rpc(&self, group: GroupId, rpc: RaftRpc) -> RaftReply {
         NodeShared::handle_rpc(&self.shared, group, rpc).await
+    }
+
+    /// Checked by a transport when a snapshot transfer begins, before it receives any file:
+    /// `Ok(Some(answer))` means `vote` is older than this replica's and the transfer is answered
+    /// with `answer` unread; `Err` when `group` does not run here.
+    pub fn stale_snapshot_vote(
+        &self,
+        group: GroupId,
+        vote: &Vote,
+    ) -> Result<Option<SnapshotResponse<TypeConfig>>, String> {
+        self.shared.stale_snapshot_vote(group, vote)
     }
 
     /// A fresh directory where a transport writes the files of a snapshot it receives for

@@ -15,13 +15,17 @@
 //!
 //! ## Snapshot layout
 //! `<group dir>/snapshots/snap-<last index>-<seq>/` holds the application's files plus
-//! `MANIFEST` (magic, format version, postcard(last_log_id, membership, file list with
-//! lengths), CRC32). A snapshot is
+//! `MANIFEST` (magic `SHOALSNP`, format version, length, postcard(last_log_id, membership, file
+//! list with lengths), CRC32; framed here rather than by `storage::envelope` because `raft` is a
+//! leaf that names no other module of the crate). A snapshot is
 //! built or received in a `tmp-*`/`incoming-*` directory, fsynced, then renamed into place and the
 //! parent directory fsynced; on open the valid snapshot with the greatest last log id wins and
 //! leftovers are deleted, so a crash never leaves a half-installed snapshot in use. Received
 //! snapshots are checked against their manifest ([`verify_snapshot_dir`]) before openraft sees
-//! them, since a failed install stops the group.
+//! them, since a failed install stops the group: every path in a manifest must be a plain
+//! relative path inside the snapshot directory ([`check_snapshot_path`], checked when the
+//! manifest is decoded, before any file is touched), and the directory must hold exactly the
+//! listed files.
 //!
 //! Building a snapshot holds the apply lock while [`StateMachineApp::snapshot`] runs, so the files
 //! match the recorded `last_applied` exactly; applications should make `snapshot` cheap (hard
@@ -29,7 +33,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -67,6 +71,8 @@ pub const MANIFEST_FILE: &str = "MANIFEST";
 const MANIFEST_MAGIC: &[u8; 8] = b"SHOALSNP";
 /// Format version of the snapshot manifest.
 pub const MANIFEST_VERSION: u32 = 1;
+/// Largest manifest read: a manifest lists file names and lengths, never data.
+pub const MAX_MANIFEST_LEN: u64 = 16 << 20;
 
 /// What a snapshot directory holds, recorded in its `MANIFEST`: the Raft position it covers and
 /// every application file with its length, so a receiver can tell a complete copy from a torn
@@ -79,53 +85,68 @@ pub struct Manifest {
     pub files: Vec<(String, u64)>,
 }
 
+fn invalid(m: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("snapshot manifest: {m}"),
+    )
+}
+
 /// Serialise a snapshot manifest: magic, version, length, postcard body, CRC32 of the body.
 pub fn encode_manifest(m: &Manifest) -> io::Result<Vec<u8>> {
     let body = postcard::to_allocvec(&(&m.meta.last_log_id, &m.meta.last_membership, &m.files))
         .map_err(|e| io::Error::other(e.to_string()))?;
+    let len = u32::try_from(body.len()).map_err(|_| invalid("too long"))?;
     let mut out = Vec::with_capacity(body.len() + 20);
     out.extend_from_slice(MANIFEST_MAGIC);
     out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&body);
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     Ok(out)
 }
 
-/// Parse and verify a manifest written by [`encode_manifest`].
-pub fn decode_manifest(bytes: &[u8]) -> io::Result<Manifest> {
-    let bad = |m: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("snapshot manifest: {m}"),
-        )
-    };
+/// The CRC-checked body of a manifest's bytes.
+fn manifest_body(bytes: &[u8]) -> io::Result<&[u8]> {
+    let u32_at =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     if bytes.len() < 20 || &bytes[..8] != MANIFEST_MAGIC {
-        return Err(bad("bad magic"));
+        return Err(invalid("bad magic"));
     }
-    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let version = u32_at(8);
     if version != MANIFEST_VERSION {
-        return Err(bad(&format!("unsupported version {version}")));
+        return Err(invalid(format!(
+            "format version {version}, this build reads {MANIFEST_VERSION}"
+        )));
     }
-    let len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
-    if bytes.len() != 16 + len + 4 {
-        return Err(bad("truncated"));
+    let len = u32_at(12) as usize;
+    if bytes.len() as u64 != 20 + len as u64 {
+        return Err(invalid("truncated or trailing bytes"));
     }
     let body = &bytes[16..16 + len];
-    let crc = u32::from_le_bytes([
-        bytes[16 + len],
-        bytes[17 + len],
-        bytes[18 + len],
-        bytes[19 + len],
-    ]);
-    if crc32fast::hash(body) != crc {
-        return Err(bad("checksum mismatch"));
+    if crc32fast::hash(body) != u32_at(16 + len) {
+        return Err(invalid("checksum mismatch"));
     }
+    Ok(body)
+}
+
+/// Parse and verify a manifest written by [`encode_manifest`]. Every listed path is checked
+/// with [`check_snapshot_path`] here, before any caller touches the file system with it, and
+/// the list must be sorted without duplicates. Pure and panic-free on any input (fuzzed by the
+/// `raft_manifest` target).
+pub fn decode_manifest(bytes: &[u8]) -> io::Result<Manifest> {
+    let body = manifest_body(bytes)?;
     let (last_log_id, last_membership, files): (
         Option<LogId>,
         StoredMembership,
         Vec<(String, u64)>,
-    ) = postcard::from_bytes(body).map_err(|e| bad(&e.to_string()))?;
+    ) = postcard::from_bytes(body).map_err(invalid)?;
+    for (path, _) in &files {
+        check_snapshot_path(path)?;
+    }
+    if files.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(invalid("file list is not sorted and unique"));
+    }
     Ok(Manifest {
         meta: SnapshotMeta {
             last_log_id,
@@ -135,43 +156,87 @@ pub fn decode_manifest(bytes: &[u8]) -> io::Result<Manifest> {
     })
 }
 
-/// Read and verify the manifest of the snapshot in `dir`.
-pub fn read_manifest(dir: &Path) -> io::Result<Manifest> {
-    let mut bytes = Vec::new();
-    File::open(dir.join(MANIFEST_FILE))?.read_to_end(&mut bytes)?;
-    decode_manifest(&bytes)
-}
-
-/// Check that `dir` holds a complete snapshot for `meta`: a valid manifest for the same log id
-/// and every listed file with its recorded length. Run before handing a received snapshot to
-/// openraft, because a failed install stops the group.
-pub fn verify_snapshot_dir(dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
-    let m = read_manifest(dir)?;
-    if m.meta.last_log_id != meta.last_log_id {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "snapshot manifest is for another log id",
-        ));
+/// Checks a path named by a manifest or a sender: relative, `/`-separated, every component a
+/// plain name (no `..`, `.`, empty part, root, drive prefix or backslash), and not the manifest
+/// itself. Pure: it touches no file.
+pub fn check_snapshot_path(rel: &str) -> io::Result<()> {
+    let refuse = |why: &str| invalid(format!("refused path {rel:?}: {why}"));
+    if rel.is_empty() {
+        return Err(refuse("empty"));
     }
-    for (rel, len) in &m.files {
-        let found = fs::metadata(dir.join(rel))?.len();
-        if found != *len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("snapshot file {rel}: {found} bytes, manifest says {len}"),
-            ));
+    if rel == MANIFEST_FILE {
+        return Err(refuse("the manifest is not an application file"));
+    }
+    for part in rel.split('/') {
+        let mut components = Path::new(part).components();
+        let plain = matches!(components.next(), Some(Component::Normal(c)) if c == part)
+            && components.next().is_none();
+        if !plain || part.contains('\\') || part.contains('\0') {
+            return Err(refuse("not a plain relative path"));
         }
     }
     Ok(())
 }
 
-/// Application files under `dir` (everything but the manifest) with their lengths, sorted.
+/// `root` joined with a checked relative path ([`check_snapshot_path`]).
+pub fn snapshot_path(root: &Path, rel: &str) -> io::Result<PathBuf> {
+    if rel != MANIFEST_FILE {
+        check_snapshot_path(rel)?;
+    }
+    let mut out = root.to_owned();
+    out.extend(rel.split('/'));
+    Ok(out)
+}
+
+/// Read and verify the manifest of the snapshot in `dir`.
+pub fn read_manifest(dir: &Path) -> io::Result<Manifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let file = File::open(&path)?;
+    if file.metadata()?.len() > MAX_MANIFEST_LEN {
+        return Err(invalid(format!("longer than {MAX_MANIFEST_LEN} bytes")));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_LEN + 1).read_to_end(&mut bytes)?;
+    decode_manifest(&bytes)
+}
+
+/// Check that `dir` holds exactly a complete snapshot for `meta`: a valid manifest for the same
+/// log id (its paths checked before anything else is read) and, besides the manifest, exactly
+/// the listed files with their recorded lengths, nothing missing and nothing more. Run before
+/// handing a received snapshot to openraft, because a failed install stops the group.
+pub fn verify_snapshot_dir(dir: &Path, meta: &SnapshotMeta) -> io::Result<()> {
+    let m = read_manifest(dir)?;
+    if m.meta.last_log_id != meta.last_log_id {
+        return Err(invalid("it is for another log id"));
+    }
+    let present = list_app_files(dir)?;
+    if present != m.files {
+        let listed: std::collections::BTreeMap<_, _> = m.files.iter().cloned().collect();
+        let found: std::collections::BTreeMap<_, _> = present.into_iter().collect();
+        let missing = listed.keys().find(|p| !found.contains_key(*p));
+        let extra = found.keys().find(|p| !listed.contains_key(*p));
+        let why = match (missing, extra) {
+            (Some(p), _) => format!("listed file {p} is missing"),
+            (None, Some(p)) => format!("file {p} is not in the manifest"),
+            (None, None) => match listed.iter().find(|(p, len)| found.get(*p) != Some(len)) {
+                Some((p, len)) => format!("file {p}: {} bytes, manifest says {len}", found[p]),
+                None => "file list differs".to_owned(),
+            },
+        };
+        return Err(invalid(why));
+    }
+    Ok(())
+}
+
+/// Application files under `dir` (everything but the manifest and interrupted writes) with
+/// their lengths, sorted. Symbolic links are not followed (and a snapshot never holds any).
 fn list_app_files(dir: &Path) -> io::Result<Vec<(String, u64)>> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> io::Result<()> {
         for e in fs::read_dir(dir)? {
             let e = e?;
             let p = e.path();
-            if e.file_type()?.is_dir() {
+            let kind = e.file_type()?;
+            if kind.is_dir() {
                 walk(root, &p, out)?;
             } else if let Ok(rel) = p.strip_prefix(root) {
                 let parts: Vec<String> = rel
@@ -179,7 +244,7 @@ fn list_app_files(dir: &Path) -> io::Result<Vec<(String, u64)>> {
                     .map(|c| c.as_os_str().to_string_lossy().into_owned())
                     .collect();
                 let rel = parts.join("/");
-                if rel != MANIFEST_FILE && rel != "MANIFEST.tmp" {
+                if rel != MANIFEST_FILE && rel != MANIFEST_TMP {
                     out.push((rel, e.metadata()?.len()));
                 }
             }
@@ -192,8 +257,12 @@ fn list_app_files(dir: &Path) -> io::Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
+/// The manifest while it is written (never listed as an application file).
+const MANIFEST_TMP: &str = "MANIFEST.tmp";
+
+/// Writes the manifest crash-safely: temporary file, fsync, rename, fsync of the directory.
 fn write_manifest(dir: &Path, m: &Manifest) -> io::Result<()> {
-    let tmp = dir.join("MANIFEST.tmp");
+    let tmp = dir.join(MANIFEST_TMP);
     {
         let mut f = File::create(&tmp)?;
         f.write_all(&encode_manifest(m)?)?;

@@ -653,3 +653,188 @@ async fn measure_write_throughput() {
         }
     }
 }
+
+/// Last log index of `tests/fixtures/raft_snapshot_v1` (a one-node group after five writes).
+const FIXTURE_INDEX: u64 = 6;
+
+/// `tests/fixtures/raft_snapshot_v1` is a snapshot directory (manifest format version 1, written
+/// before the path checks; never regenerate it): it must open and restore in every later build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_fixture_v1_opens_and_restores() {
+    use crate::raft::state_machine::{MANIFEST_FILE, read_manifest, verify_snapshot_dir};
+    use openraft::storage::RaftStateMachine;
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/raft_snapshot_v1");
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir
+        .path()
+        .join("snap-00000000000000000007-00000000000000000001");
+    std::fs::create_dir(&snap).unwrap();
+    for f in [MANIFEST_FILE, "list.bin"] {
+        std::fs::copy(fixture.join(f), snap.join(f)).unwrap();
+    }
+    let m = read_manifest(&snap).unwrap();
+    assert_eq!(m.meta.last_log_id.map(|l| l.index), Some(FIXTURE_INDEX));
+    assert_eq!(m.files.len(), 1);
+    assert_eq!(m.files[0].0, "list.bin");
+    verify_snapshot_dir(&snap, &m.meta).unwrap();
+    let app = Arc::new(ListApp::default());
+    let mut sm = GroupStateMachine::open(app.clone(), dir.path()).unwrap();
+    let cur = sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(cur.meta, m.meta);
+    sm.install_snapshot(&cur.meta, cur.snapshot).await.unwrap();
+    assert_eq!(app.values(), (0..5).collect::<Vec<_>>());
+}
+
+/// Issue 14, finding 5: a manifest naming a path outside the snapshot directory (relative
+/// escape or absolute) is refused when it is decoded, before any file system access; the file
+/// set must equal the manifest.
+#[test]
+fn hostile_manifests_are_refused_before_any_file_is_touched() {
+    use crate::raft::state_machine::{
+        MANIFEST_FILE, Manifest, check_snapshot_path, decode_manifest, encode_manifest,
+        verify_snapshot_dir,
+    };
+    use crate::raft::types::{SnapshotMeta, StoredMembership};
+
+    let meta = SnapshotMeta {
+        last_log_id: None,
+        last_membership: StoredMembership::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "a/../../x",
+        "a//b",
+        ".",
+        "",
+        "a\\..\\b",
+        MANIFEST_FILE,
+    ] {
+        assert!(check_snapshot_path(bad).is_err(), "{bad:?} must be refused");
+        let bytes = encode_manifest(&Manifest {
+            meta: meta.clone(),
+            files: vec![(bad.to_owned(), 1234)],
+        })
+        .unwrap();
+        let err = decode_manifest(&bytes).unwrap_err();
+        assert!(err.to_string().contains("refused path"), "{bad:?}: {err}");
+        std::fs::write(dir.path().join(MANIFEST_FILE), &bytes).unwrap();
+        let err = verify_snapshot_dir(dir.path(), &meta)
+            .unwrap_err()
+            .to_string();
+        // Nothing about the named file leaks (finding 5 answered with its size).
+        assert!(
+            err.contains("refused path") && !err.contains("bytes"),
+            "{err}"
+        );
+    }
+    check_snapshot_path("a/b.seg").unwrap();
+    check_snapshot_path("list.bin").unwrap();
+
+    // The directory must hold exactly the listed files.
+    std::fs::write(dir.path().join("list.bin"), b"12345").unwrap();
+    let write = |files: Vec<(String, u64)>| {
+        let bytes = encode_manifest(&Manifest {
+            meta: meta.clone(),
+            files,
+        })
+        .unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), bytes).unwrap();
+    };
+    write(vec![("list.bin".into(), 5)]);
+    verify_snapshot_dir(dir.path(), &meta).unwrap();
+    std::fs::write(dir.path().join("extra.bin"), b"x").unwrap();
+    let err = verify_snapshot_dir(dir.path(), &meta).unwrap_err();
+    assert!(err.to_string().contains("not in the manifest"), "{err}");
+    std::fs::remove_file(dir.path().join("extra.bin")).unwrap();
+    write(vec![("list.bin".into(), 5), ("more.bin".into(), 1)]);
+    assert!(verify_snapshot_dir(dir.path(), &meta).is_err());
+    write(vec![("list.bin".into(), 4)]);
+    assert!(verify_snapshot_dir(dir.path(), &meta).is_err());
+    // Unsorted or duplicated lists are refused too.
+    let bytes = encode_manifest(&Manifest {
+        meta: meta.clone(),
+        files: vec![("b".into(), 1), ("a".into(), 1)],
+    })
+    .unwrap();
+    assert!(decode_manifest(&bytes).is_err());
+}
+
+/// Issue 14, finding 5, on a running group: a received snapshot is checked vote first, then its
+/// manifest's paths, and only then its files. With a stale vote it is answered with this
+/// replica's newer vote and removed unread (the hostile manifest is never looked at); with a
+/// current vote the manifest's escaping paths refuse it before any listed file is touched.
+/// Either way the group keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_snapshot_is_checked_vote_first_then_manifest_paths() {
+    use crate::raft::state_machine::{MANIFEST_FILE, Manifest, encode_manifest};
+    use crate::raft::types::{SnapshotMeta, StoredMembership};
+
+    let dir = tempfile::tempdir().unwrap();
+    let router = InProcessRouter::new();
+    let node = open_node(1, dir.path(), &router, &RaftConfig::fast()).await;
+    let app = Arc::new(ListApp::default());
+    let group = node.start_group(9, app.clone()).await.unwrap();
+    group
+        .initialize(BTreeMap::from([(1, info(1))]))
+        .await
+        .unwrap();
+    wait_leader(&[&group]).await;
+    group.write(cmd(1)).await.unwrap();
+
+    // A file outside the snapshot directory, named by the manifest both ways.
+    let outside = dir.path().join("outside.bin");
+    std::fs::write(&outside, b"not yours").unwrap();
+    let meta = SnapshotMeta {
+        last_log_id: None,
+        last_membership: StoredMembership::default(),
+    };
+    let hostile = |incoming: &Path, escape: String| {
+        let bytes = encode_manifest(&Manifest {
+            meta: meta.clone(),
+            files: vec![(escape, 9)],
+        })
+        .unwrap();
+        std::fs::write(incoming.join(MANIFEST_FILE), bytes).unwrap();
+    };
+    let escapes = [
+        // incoming-* → snapshots → 9 → groups → the data directory.
+        "../../../../outside.bin".to_owned(),
+        outside.to_str().unwrap().to_owned(),
+    ];
+
+    // A stale vote: answered with the current one, the directory removed unread.
+    let stale: crate::raft::types::Vote = openraft::Vote::new(0, 2);
+    let incoming = node.incoming_snapshot_dir(9).unwrap();
+    hostile(&incoming, escapes[0].clone());
+    let answer = node
+        .install_snapshot(9, stale, meta.clone(), incoming.clone())
+        .await
+        .expect("a stale vote is answered, not refused as an error");
+    assert!(answer.vote > stale, "{:?} vs {stale:?}", answer.vote);
+    assert!(!incoming.exists());
+    let current = answer.vote;
+    assert!(node.stale_snapshot_vote(9, &current).unwrap().is_none());
+    assert!(node.stale_snapshot_vote(9, &stale).unwrap().is_some());
+    assert!(node.stale_snapshot_vote(77, &stale).is_err());
+
+    // A current vote: the manifest's paths are refused, nothing about the named file leaks.
+    for escape in escapes {
+        let incoming = node.incoming_snapshot_dir(9).unwrap();
+        hostile(&incoming, escape.clone());
+        let err = node
+            .install_snapshot(9, current, meta.clone(), incoming.clone())
+            .await
+            .unwrap_err();
+        assert!(err.contains("refused path"), "{escape}: {err}");
+        assert!(!err.contains("bytes"), "{escape}: {err}");
+        assert!(!incoming.exists());
+    }
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
+    // The group was never stopped by any of it.
+    group.write(cmd(2)).await.unwrap();
+    assert_eq!(app.values(), vec![1, 2]);
+    node.shutdown().await;
+}

@@ -7,9 +7,11 @@
 //!   is a consistent copy in O(1)); copied when a link is impossible (another file system), and
 //!   written from memory when the shard has no file for the segment;
 //! - `shard.snap`, the manifest and the small mutable part, written atomically (temporary file,
-//!   fsync, rename, fsync of the directory): `b"SHOALSNP"`, format version (u32 LE), body length
-//!   (u64 LE), the postcard body, and a CRC-32 of the body (u32 LE). The body holds the config
-//!   (JSON text), the last applied index, the point versions, and per segment its live-row bits
+//!   fsync, rename, fsync of the directory): a storage envelope ([`envelope::SHARD_SNAPSHOT`],
+//!   magic `\x89SHS\r\n\x1a\n`, specified in the storage module doc) around a postcard body.
+//!   Before the envelope (format versions 1 to 3) the body was framed by hand as `b"SHOALSNP"`,
+//!   version (u32 LE), body length (u64 LE), body, CRC-32; those files still load. The body
+//!   holds the config (JSON text), the last applied index, the point versions, and per segment its live-row bits
 //!   and either `{file name, length, header CRC}` of its segment file or its rows inline (point
 //!   ids, raw vectors, payloads) for the mutable segment and a sealed segment still being
 //!   indexed. The id map is rebuilt from the live rows.
@@ -19,7 +21,9 @@
 //! nothing is parsed but payloads. A sealed segment snapshotted while its build was still running
 //! is built again (same seed). Format version 3 appends the payload schema (JSON text, after the
 //! version 2 body, inside the checksummed region); payload indexes are not stored but rebuilt
-//! from the payloads on restore. Versions 2 and 1 (one file holding everything) are still read.
+//! from the payloads on restore. Version 4 is version 3's body inside the envelope. Versions 3,
+//! 2 and 1 (one file holding everything) are still read; `tests/fixtures/shard_snapshot_v2` is
+//! a version-2 snapshot every build must restore.
 //!
 //! The snapshot takes the shard's lock only to clone its segment list, versions and applied
 //! index (one consistent instant); linking and writing run outside the lock, and a file that a
@@ -33,14 +37,15 @@ use super::segment::{
 use super::{Loc, Shard, ShardConfig, ShardError, State};
 use crate::index::ivfpq::{IvfPqIndex, IvfPqMeta, IvfPqParts};
 use crate::index::{Metric, RowSet, Slab};
+use crate::storage::envelope;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-const MAGIC: &[u8; 8] = b"SHOALSNP";
-/// Snapshot format version written by this build.
-pub const FORMAT_VERSION: u32 = 3;
+/// Snapshot format version written by this build (the envelope's version,
+/// [`envelope::SHARD_SNAPSHOT`]).
+pub const FORMAT_VERSION: u32 = envelope::SHARD_SNAPSHOT.version;
 /// The manifest's name inside the snapshot directory.
 pub const FILE_NAME: &str = "shard.snap";
 
@@ -82,15 +87,6 @@ enum Content {
         #[serde(with = "json_text")]
         payloads: Vec<Option<super::Payload>>,
     },
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one (the storage
-/// layer's protocol), creating the parent directory first.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    crate::storage::atomic::write_atomic(path, bytes).map_err(std::io::Error::other)
 }
 
 fn is_segment_file(name: &str) -> bool {
@@ -220,7 +216,8 @@ impl Shard {
             postcard::to_stdvec(&body).map_err(|e| ShardError::Corrupted(e.to_string()))?;
         encoded
             .extend(postcard::to_stdvec(&extra).map_err(|e| ShardError::Corrupted(e.to_string()))?);
-        write_atomic(&dir.join(FILE_NAME), &frame(FORMAT_VERSION, &encoded))?;
+        envelope::write_envelope(dir.join(FILE_NAME), &envelope::SHARD_SNAPSHOT, &encoded)
+            .map_err(std::io::Error::other)?;
         sweep_segment_dir(dir, &keep)?;
         Ok(last_applied)
     }
@@ -246,18 +243,17 @@ impl Shard {
         data_dir: Option<&Path>,
     ) -> Result<Shard, ShardError> {
         let bytes = std::fs::read(dir.join(FILE_NAME))?;
-        let (version, encoded) = unframe(&bytes)?;
+        let decoded = envelope::decode(&envelope::SHARD_SNAPSHOT, &bytes)
+            .map_err(|e| ShardError::Corrupted(format!("{FILE_NAME}: {e}")))?;
+        let (version, encoded) = (decoded.version, decoded.body);
         if let Some(d) = data_dir {
             std::fs::create_dir_all(d)?;
         }
         let (config, state, pending) = match version {
             1 => v1::decode(encoded)?,
-            2 | FORMAT_VERSION => decode(dir, encoded, data_dir, version)?,
-            v => {
-                return Err(ShardError::Corrupted(format!(
-                    "snapshot format version {v}, this build reads 1 to {FORMAT_VERSION}"
-                )));
-            }
+            // 2 and 3 are the layout before the envelope, 4 the envelope; 3 and 4 hold the same
+            // body. The envelope refused every version outside 1..=FORMAT_VERSION.
+            _ => decode(dir, encoded, data_dir, version)?,
         };
         if let Some(d) = data_dir {
             let keep = state
@@ -290,35 +286,8 @@ impl Shard {
     }
 }
 
-fn frame(version: u32, encoded: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(encoded.len() + 24);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&version.to_le_bytes());
-    bytes.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(encoded);
-    bytes.extend_from_slice(&crc32fast::hash(encoded).to_le_bytes());
-    bytes
-}
-
 fn bad(m: &str) -> ShardError {
     ShardError::Corrupted(m.to_owned())
-}
-
-fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), ShardError> {
-    if bytes.len() < 24 || &bytes[..8] != MAGIC {
-        return Err(bad("not a shoal shard snapshot (bad magic)"));
-    }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| bad("header"))?);
-    let len = u64::from_le_bytes(bytes[12..20].try_into().map_err(|_| bad("header"))?) as usize;
-    if bytes.len() != 24usize.saturating_add(len) {
-        return Err(bad("truncated snapshot"));
-    }
-    let encoded = &bytes[20..20 + len];
-    let crc = u32::from_le_bytes(bytes[20 + len..].try_into().map_err(|_| bad("footer"))?);
-    if crc32fast::hash(encoded) != crc {
-        return Err(bad("checksum mismatch"));
-    }
-    Ok((version, encoded))
 }
 
 /// A restored segment and whether it still needs its index built.
@@ -554,5 +523,65 @@ mod v1 {
             return Err(bad("no segments"));
         }
         Ok((config, state, pending))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tests/fixtures/shard_snapshot_v2` is a shard snapshot as written before the storage
+    /// envelope (format version 2, rows inline in `shard.snap`; never regenerate
+    /// it). It must restore completely in every later build.
+    #[test]
+    fn v2_fixture_restores_and_rewrites_as_the_current_version() {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shard_snapshot_v2");
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let shard = Shard::restore_into(&fixture, false, Some(&data)).unwrap();
+        assert_eq!(shard.last_applied(), 4);
+        // Points 0..24 were written, 3 and 20 deleted.
+        let ids: Vec<PointId> = (0..24).map(PointId::Num).collect();
+        let records = shard.get(&ids, true, true);
+        assert_eq!(records.len(), 22);
+        for r in &records {
+            let PointId::Num(id) = r.id else { panic!() };
+            assert!(id != 3 && id != 20);
+            let payload = r.payload.as_ref().unwrap();
+            assert_eq!(payload["n"], serde_json::json!(id));
+            assert_eq!(payload["name"], serde_json::json!(format!("p{id}")));
+        }
+        // Snapshotted again: an envelope of the current version that restores the same points.
+        let again = root.path().join("again");
+        shard.snapshot(&again).unwrap();
+        let bytes = std::fs::read(again.join(FILE_NAME)).unwrap();
+        assert_eq!(&bytes[..8], &envelope::SHARD_SNAPSHOT.magic);
+        assert_eq!(
+            envelope::decode(&envelope::SHARD_SNAPSHOT, &bytes)
+                .unwrap()
+                .version,
+            FORMAT_VERSION
+        );
+        let restored = Shard::restore(&again, false).unwrap();
+        assert_eq!(restored.get(&ids, true, true), records);
+        // Version 3, the same body in the layout before the envelope (what the previous release
+        // wrote: `SHOALSNP`, u32 version, u64 length, body, CRC-32), still restores.
+        let body = envelope::decode(&envelope::SHARD_SNAPSHOT, &bytes)
+            .unwrap()
+            .body
+            .to_vec();
+        let mut legacy = b"SHOALSNP".to_vec();
+        legacy.extend_from_slice(&3u32.to_le_bytes());
+        legacy.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        legacy.extend_from_slice(&body);
+        legacy.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        std::fs::write(again.join(FILE_NAME), &legacy).unwrap();
+        let restored = Shard::restore(&again, false).unwrap();
+        assert_eq!(restored.get(&ids, true, true), records);
+        // A version past 3 in the old layout is refused.
+        legacy[8..12].copy_from_slice(&4u32.to_le_bytes());
+        std::fs::write(again.join(FILE_NAME), &legacy).unwrap();
+        assert!(Shard::restore(&again, false).is_err());
     }
 }

@@ -58,7 +58,7 @@ pub enum FormatError {
         actual: u64,
     },
     /// The file does not start with [`MAGIC`]: it is not a shoal container at all.
-    #[error("not a shoal container (bad magic number)")]
+    #[error("not a shoal file of the expected kind (bad magic number)")]
     BadMagic,
     /// The file was written by a newer shoal.
     #[error(

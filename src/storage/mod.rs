@@ -1,4 +1,4 @@
-//! On-disk formats: sealed-segment files, crash-safe writes.
+//! On-disk formats: sealed-segment files, the envelope of small framed files, crash-safe writes.
 //!
 //! This module doc is shoal's storage specification (what redb keeps in `docs/design.md`): byte
 //! layouts, the commit protocol, what a crash leaves behind, and what we assume of the disk. It
@@ -12,18 +12,20 @@
 //!   `tests/fuzz`, property-tested in the normal suite).
 //! - [`container`]: [`ContainerWriter`] streams named sections into a new file;
 //!   [`Container`] maps it and hands out zero-copy [`crate::index::Slab`] views.
-//! - [`document`]: small JSON documents (manifests, node state) as section-less containers.
+//! - [`envelope`]: the envelope of small framed files (cluster state, shard snapshots): kind
+//!   magic, format version, length, CRCs, typed version errors.
 //! - [`records`]: variable-length records (point payloads) as an offsets + bytes section pair.
 //! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`])
 //!   and flat segment files ([`write_flat_segment`], [`open_flat_segment`]).
-//! - [`tombstone`]: per-segment deletion files `<segment-stem>.<opstamp>.del`.
 //!
 //! Fuzzing (cargo-fuzz, nightly; a separate workspace the main build never compiles):
 //! `cargo +nightly fuzz run --fuzz-dir tests/fuzz container_open -- -max_total_time=60
 //! -seed_inputs=tests/fixtures/container_v1.shoal`, and likewise `segment_open` seeded with
 //! `tests/fixtures/ivfpq_segment_v1.shoal`. Both also try every input with forged header
 //! checksums, to reach the structural checks behind them; the normal suite carries a seeded
-//! randomised version of the container target (`random_damage_never_panics`).
+//! randomised version of the container target (`random_damage_never_panics`). `envelope_decode`
+//! does the same for the envelope (seeds: the fixture directories below), with its own in-suite
+//! variant (`envelope::tests::random_damage_never_panics`).
 //!
 //! # Container layout, format version 1
 //! All integers are little-endian and fixed-width; no `usize` is ever written. Offsets are from
@@ -156,25 +158,55 @@
 //! `vectors` (`f32`, `N * D`, normalised for cosine). [`open_flat_segment`] verifies every CRC
 //! and copies them into a heap-owned, appendable `FlatIndex`.
 //!
-//! # Tombstone files
-//! A sealed segment is never rewritten to delete points. Deletions of segment `seg-7.ivfpq` as of
-//! operation stamp 12 live in `seg-7.12.del`: a container (same header, checksums and commit
-//! protocol) with metadata `{"kind":"tombstones","rows":N,"opstamp":12}` and one `u64` section
-//! `deleted_rows` holding a complete [`crate::index::RowSet`] bitmap (row `r` = bit `r % 64` of
-//! word `r / 64`; bits past `N` must be zero). Each write is a full set, not a delta, so only the
-//! file with the highest opstamp matters; older ones are removed after it is committed. A crash
-//! between the two leaves an extra older file, which is harmless. Tombstone files are verified
-//! completely when read (one bit per row).
+//! # Envelope files
+//! Small files that are read whole (the cluster state `cluster-state.bin`, a shard snapshot's
+//! `shard.snap`) are not containers: they hold one opaque body (postcard by convention), framed
+//! by [`envelope`]. (A Raft snapshot's `MANIFEST` is framed by `raft` itself, which names no
+//! other module of the crate: `SHOALSNP`, u32 version 1, u32 length, body, CRC-32.) Layout,
+//! little-endian:
 //!
-//! # Documents
-//! Small JSON files (a shard's manifest, a node's state) are containers with no sections and
-//! metadata `{"kind": K, "value": V}`; [`read_document`] checks every CRC and the kind.
+//! | bytes    | field      | meaning |
+//! |----------|------------|---------|
+//! | 0..8     | magic      | `89 53 48 k 0D 0A 1A 0A` = `"\x89SH" k "\r\n\x1a\n"`, `k` names the kind |
+//! | 8..12    | version    | u32, the kind's format version |
+//! | 12..16   | reserved   | zero |
+//! | 16..24   | body_len   | u64 |
+//! | 24..28   | body_crc   | u32, CRC-32 of the body |
+//! | 28..32   | header_crc | u32, CRC-32 of bytes 0..28 |
+//! | 32..     | body       | exactly `body_len` bytes; nothing follows |
+//!
+//! Kinds (every magic is distinct from the others and from the container's `\x89SHL`):
+//!
+//! | kind | `k` | file | current version | body |
+//! |------|-----|------|-----------------|------|
+//! | [`envelope::CLUSTER_STATE`] | `C` | `cluster-state.bin` | 3 | postcard `ClusterState` |
+//! | [`envelope::SHARD_SNAPSHOT`] | `S` | `<snapshot>/shard.snap` | 4 | postcard shard snapshot body |
+//!
+//! Reading checks, in order: the magic (another kind's file is [`StorageError::BadMagic`]), the
+//! header CRC (so a damaged header is never taken for a newer version), the version
+//! ([`StorageError::UpgradeRequired`] above the kind's current version, [`StorageError::TooOld`]
+//! below its oldest), the reserved field, the exact length, the body CRC. The decoder
+//! ([`envelope::decode`]) is pure, allocates nothing and returns the body as a slice of its
+//! input. Writing uses the commit protocol below ([`envelope::write_envelope`]).
+//!
+//! **Before the envelope** each kind had a hand-written layout, still read as its old versions:
+//! old magic (`SHOALMET` for the cluster state, `SHOALSNP` for the shard snapshot), u32
+//! version, body length (u32 for the cluster state, u64 for the shard snapshot), body, u32
+//! CRC-32 of the body. The cluster state was versions 1 and 2 in that layout, the shard snapshot
+//! versions 1 to 3; the envelope versions (3 and 4) hold the bodies of the last legacy versions
+//! unchanged, so they only change the framing. A legacy file has no header checksum, so an
+//! unknown version in it is reported as corrupted, never as "upgrade required".
 //!
 //! # Tests that pin this specification
 //! - `tests/fixtures/container_v1.shoal` and `tests/fixtures/ivfpq_segment_v1.shoal` are
 //!   version-1 files that must open in every later build (never regenerate them; add one per new
 //!   version). While the writer is at version 1 its output must equal the container fixture byte
 //!   for byte.
+//! - `tests/fixtures/cluster_state_v1/cluster-state.bin`, `tests/fixtures/meta/cluster_state_v2.bin`
+//!   and `tests/fixtures/shard_snapshot_v2/` are the envelope kinds as written before the
+//!   envelope, `tests/fixtures/meta/cluster_state_v3.bin` and `tests/fixtures/shard_snapshot_v4/`
+//!   written in it; they decode, and their owners (cluster metadata, shard snapshot) restore them
+//!   completely.
 //! - Every prefix of a file is reported `Truncated`; every single-bit flip anywhere is reported at
 //!   open or by `verify`; a forged newer version is `UpgradeRequired`.
 //! - A child process that rewrites a container in a loop is SIGKILLed at random points: the
@@ -182,20 +214,21 @@
 //!
 //! # Version log
 //! - 1: first format (header, section table with CRC-32 per section, metadata blob).
+//!
+//! Envelope: the layout above is the first; the kinds' versions are listed with them.
 
 pub mod atomic;
 pub mod container;
-pub mod document;
+pub mod envelope;
 pub mod format;
 pub mod records;
 pub mod segment;
-pub mod tombstone;
 
 use std::path::{Path, PathBuf};
 
 pub use atomic::{AtomicFile, remove_temp_files, sync_dir, write_atomic};
 pub use container::{Container, ContainerWriter, SectionInfo, SectionWriter};
-pub use document::{read_document, write_document};
+pub use envelope::{FileKind, read_envelope, write_envelope};
 pub use format::{FORMAT_VERSION, FormatError, MAGIC, OLDEST_SUPPORTED_VERSION};
 pub use segment::{
     Verify, open_flat_segment, open_ivfpq_segment, open_ivfpq_segment_with, write_flat_segment,
@@ -229,8 +262,9 @@ pub enum StorageError {
         /// Length it has.
         actual: u64,
     },
-    /// The file does not start with [`MAGIC`]: it is not a shoal file.
-    #[error("{}: not a shoal container (bad magic number)", path.display())]
+    /// The file does not start with the expected magic ([`MAGIC`] for containers, the kind's for
+    /// [`envelope`] files): it is not a shoal file of that kind.
+    #[error("{}: not a shoal file of the expected kind (bad magic number)", path.display())]
     BadMagic {
         /// The file.
         path: PathBuf,

@@ -325,10 +325,14 @@ mod tests {
             5
         );
 
-        // A tombstone file (a valid container of another kind) is not a segment.
-        let del = crate::storage::tombstone::write_tombstones(&path, 1, &RowSet::new(10)).unwrap();
+        // A valid container of another kind is not a segment.
+        let other = dir.path().join("other.shoal");
+        ContainerWriter::create(&other)
+            .unwrap()
+            .finish(br#"{"kind":"tombstones","rows":10}"#)
+            .unwrap();
         assert!(matches!(
-            open_ivfpq_segment(&del),
+            open_ivfpq_segment(&other),
             Err(StorageError::Corrupted { .. })
         ));
 
