@@ -224,11 +224,12 @@ fn a_wiped_replica_is_restored_from_a_snapshot_stream_and_replicas_move() {
         upsert(&c, "c", b * 10..b * 10 + 10);
     }
     let leader = c.shard_leader(0, "c", 0).unwrap();
-    let s = c.status(0);
-    let purged = replica(&s, "c", leader).unwrap()["purged"]
-        .as_u64()
-        .unwrap_or(0);
-    assert!(purged > 0, "the leader purged its log: {s}");
+    // Snapshots and the purge after them are background work: wait for the leader's purge.
+    let purged = wait_for("the leader purges its log", Duration::from_secs(20), || {
+        let s = c.status(0);
+        let purged = replica(&s, "c", leader)?["purged"].as_u64().unwrap_or(0);
+        (purged > 0).then_some(purged)
+    });
 
     // Wipe a follower; a fresh node (new id: a wiped node never reuses its Raft identity)
     // joins and takes over its replica, caught up by a snapshot stream.
