@@ -34,7 +34,7 @@ fn is_write(method: &Method, path: &str) -> bool {
         Method::PUT | Method::PATCH | Method::DELETE => true,
         Method::POST => {
             let op = rest.split_once('/').map_or("", |(_, op)| op);
-            op == "points/delete" || op.starts_with("points/payload") || op.starts_with("index")
+            op == "points/delete" || op.starts_with("points/payload")
         }
         _ => false,
     }

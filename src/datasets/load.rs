@@ -417,32 +417,20 @@ fn summarize_hdf5_container(path: &Path) -> Result<Summary, DatasetError> {
         ("test", "query"),
         ("neighbors", "groundtruth"),
     ];
+    let part = |role, (name, shape, dtype): &(String, _, String)| PartSummary {
+        role,
+        path: path.join(name),
+        shape: *shape,
+        dtype: dtype.clone(),
+        bytes: size,
+    };
     let mut parts: Vec<PartSummary> = ann_benchmarks
         .iter()
-        .filter_map(|&(name, role)| {
-            let (_, shape, dtype) = s.datasets.iter().find(|(n, ..)| n == name)?;
-            Some(PartSummary {
-                role,
-                path: path.join(name),
-                shape: *shape,
-                dtype: dtype.clone(),
-                bytes: size,
-            })
-        })
+        .filter_map(|&(name, role)| Some(part(role, s.datasets.iter().find(|(n, ..)| n == name)?)))
         .collect();
     if parts.is_empty() {
         // Not the ann-benchmarks layout: one file of vectors under other names.
-        parts = s
-            .datasets
-            .iter()
-            .map(|(name, shape, dtype)| PartSummary {
-                role: "vectors",
-                path: path.join(name),
-                shape: *shape,
-                dtype: dtype.clone(),
-                bytes: size,
-            })
-            .collect();
+        parts = s.datasets.iter().map(|d| part("vectors", d)).collect();
     }
     if parts.is_empty() {
         return Err(DatasetError::inconsistent(

@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use super::format::FormatError;
+use super::format::{FormatError, u32_at, u64_at};
 use super::{StorageError, write_atomic};
 
 /// Length of the envelope header.
@@ -97,18 +97,6 @@ pub struct Decoded<'a> {
     pub version: u32,
     /// The body bytes, CRC-checked.
     pub body: &'a [u8],
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(b)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(b)
 }
 
 /// Frames `body` as a file of `kind` at its current version.

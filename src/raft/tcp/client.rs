@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::wire::{WireError, WireMsg, read_message, write_message};
+use super::wire::{WireError, WireMsg, read_message, write_message, write_queued};
 use super::{SNAPSHOT_CHUNK, TcpInner, TcpTransport, handshake};
 use crate::raft::network::{BoxFuture, RaftReply, RaftRpc, Transport, TransportError};
 use crate::raft::state_machine::{MANIFEST_FILE, read_manifest};
@@ -186,17 +186,7 @@ async fn conn_writer(
     mut rx: mpsc::Receiver<WireMsg>,
     alive: Arc<AtomicBool>,
 ) {
-    let mut w = BufWriter::new(write);
-    while let Some(msg) = rx.recv().await {
-        let mut ok = write_message(&mut w, &msg).await.is_ok();
-        // Coalesce what is already queued into one flush.
-        while ok && let Ok(more) = rx.try_recv() {
-            ok = write_message(&mut w, &more).await.is_ok();
-        }
-        if !ok || w.flush().await.is_err() {
-            break;
-        }
-    }
+    write_queued(&mut BufWriter::new(write), &mut rx).await;
     alive.store(false, Ordering::Release);
 }
 

@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::wire::MAX_HANDSHAKE_FRAME;
 use super::wire::{
     MAX_FRAME, WireError, WireMsg, decode_message, read_frame_body, read_frame_len, read_message,
-    write_message,
+    write_message, write_queued,
 };
 use super::{HANDSHAKE_TIMEOUT, SNAPSHOT_IDLE_TIMEOUT, TcpInner, handshake};
 use crate::raft::group::RaftNode;
@@ -120,17 +120,7 @@ async fn serve_conn(
 
     // An RPC connection: answer requests concurrently, one writer task serialises replies.
     let (tx, mut rx) = mpsc::channel::<WireMsg>(1024);
-    let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            let mut ok = write_message(&mut w, &msg).await.is_ok();
-            while ok && let Ok(more) = rx.try_recv() {
-                ok = write_message(&mut w, &more).await.is_ok();
-            }
-            if !ok || w.flush().await.is_err() {
-                break;
-            }
-        }
-    });
+    let writer = tokio::spawn(async move { write_queued(&mut w, &mut rx).await });
     let budget = Arc::new(Semaphore::new(MAX_CONNECTION_INFLIGHT));
     let mut next = Some((first, None));
     loop {

@@ -275,6 +275,23 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
     write_frame(w, msg, MAX_FRAME).await
 }
 
+/// Writes every message `rx` yields until it closes or a write fails: what is already queued
+/// goes out in one flush. The one writer loop of both ends of a connection.
+pub async fn write_queued<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    rx: &mut tokio::sync::mpsc::Receiver<WireMsg>,
+) {
+    while let Some(msg) = rx.recv().await {
+        let mut ok = write_message(w, &msg).await.is_ok();
+        while ok && let Ok(more) = rx.try_recv() {
+            ok = write_message(w, &more).await.is_ok();
+        }
+        if !ok || w.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
