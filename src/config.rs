@@ -3,11 +3,59 @@
 //! (`seal_threshold` in the file, `SHOAL_SEAL_THRESHOLD`, `--seal-threshold`). With nothing set,
 //! `shoal serve` is a single node on `127.0.0.1:6333` with its data in `./data`.
 //! `src/config.example.toml` lists every key with its default.
+//!
+//! Secrets (API keys, the cluster secret) are [`Secret`]s: `Debug` prints `"***"`, so a logged
+//! or panicking configuration never shows them. They can be read from a file
+//! (`api_key_file`, ...) or the environment; given as a flag they are visible to every local
+//! user in `ps`, and [`ServeConfig::warnings`] says so.
 
 use crate::collection::IndexDefaults;
+use crate::collection::limits::RequestLimits;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// A secret string (an API key, the cluster secret). `Debug` prints `"***"`; read it with
+/// [`Secret::expose`].
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it is the empty string (an unset key in a file or the environment).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +77,18 @@ pub struct ApiConfig {
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
     /// Key allowed to do everything (none: no authentication).
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
     /// Key allowed to read only.
-    pub read_only_api_key: Option<String>,
+    pub read_only_api_key: Option<Secret>,
     /// Deadline of one request (answered with 503 when passed; a write may still complete).
     pub request_timeout: std::time::Duration,
+    /// Caps on one request (also given to the router, which checks them itself).
+    pub limits: RequestLimits,
+    /// Heavy reads (searches, batches, counts, scrolls, retrieves) running at once; 0: eight
+    /// per core, at least 16.
+    pub search_concurrency: usize,
+    /// Heavy reads waiting for a slot beyond those; more are answered 503 at once.
+    pub search_queue: usize,
 }
 
 impl Default for ApiConfig {
@@ -43,7 +98,23 @@ impl Default for ApiConfig {
             api_key: None,
             read_only_api_key: None,
             request_timeout: std::time::Duration::from_secs(60),
+            limits: RequestLimits::default(),
+            search_concurrency: 0,
+            search_queue: 1024,
         }
+    }
+}
+
+impl ApiConfig {
+    /// `search_concurrency` with 0 resolved to its default.
+    pub fn search_concurrency(&self) -> usize {
+        if self.search_concurrency > 0 {
+            return self.search_concurrency;
+        }
+        std::thread::available_parallelism()
+            .map_or(2, usize::from)
+            .saturating_mul(8)
+            .max(16)
     }
 }
 
@@ -66,7 +137,7 @@ macro_rules! knobs {
             /// TOML configuration file.
             #[arg(long, env = "SHOAL_CONFIG")]
             pub config: Option<PathBuf>,
-            $( $(#[$doc])* #[arg(long, env = $env)] pub $name: Option<$ty>, )*
+            $( $(#[$doc])* #[arg(long, env = $env, hide_env_values = true)] pub $name: Option<$ty>, )*
             /// Tests only: expose `POST /debug/partition` to cut this node off from peers.
             #[arg(long, env = "SHOAL_FAULT_INJECTION", num_args = 0..=1,
                   default_missing_value = "true",
@@ -118,10 +189,34 @@ knobs! {
     request_timeout_secs: u64 = "SHOAL_REQUEST_TIMEOUT_SECS",
     /// Largest request body in bytes.
     body_limit: usize = "SHOAL_BODY_LIMIT",
-    /// Admin API key (everything allowed).
-    api_key: String = "SHOAL_API_KEY",
-    /// Read-only API key.
-    read_only_api_key: String = "SHOAL_READ_ONLY_API_KEY",
+    /// Admin API key (everything allowed). As a flag it is visible in `ps`: prefer
+    /// `SHOAL_API_KEY` or `--api-key-file`.
+    api_key: Secret = "SHOAL_API_KEY",
+    /// File holding the admin API key (surrounding whitespace ignored).
+    api_key_file: PathBuf = "SHOAL_API_KEY_FILE",
+    /// Read-only API key (as a flag visible in `ps`, as `--api-key`).
+    read_only_api_key: Secret = "SHOAL_READ_ONLY_API_KEY",
+    /// File holding the read-only API key.
+    read_only_api_key_file: PathBuf = "SHOAL_READ_ONLY_API_KEY_FILE",
+    /// Most conditions in one filter, at every depth (default 1000).
+    max_filter_conditions: usize = "SHOAL_MAX_FILTER_CONDITIONS",
+    /// Most ids in `has_id` plus values in `match.any`/`match.except` in one filter (default
+    /// 100000).
+    max_filter_values: usize = "SHOAL_MAX_FILTER_VALUES",
+    /// Most points in one upsert, ids in one retrieve, delete or payload update (default 10000).
+    max_batch_points: usize = "SHOAL_MAX_BATCH_POINTS",
+    /// Most searches in one `search/batch` or `query/batch` (default 1000).
+    max_batch_queries: usize = "SHOAL_MAX_BATCH_QUERIES",
+    /// Largest scroll `limit` (default 10000, also the most allowed).
+    max_scroll_limit: usize = "SHOAL_MAX_SCROLL_LIMIT",
+    /// Heavy reads (searches, batches, counts, scrolls, retrieves) running at once (0 = eight per
+    /// core, at least 16).
+    search_concurrency: usize = "SHOAL_SEARCH_CONCURRENCY",
+    /// Heavy reads waiting for a slot; beyond that they are answered 503 (default 1024).
+    search_queue: usize = "SHOAL_SEARCH_QUEUE",
+    /// Shard reads on the blocking pool at once, for this node's and other nodes' requests
+    /// (0 = four per core, at least 8).
+    blocking_reads: usize = "SHOAL_BLOCKING_READS",
     /// Raft: build a shard snapshot after this many log entries (the log before it is dropped).
     snapshot_every: u64 = "SHOAL_SNAPSHOT_EVERY",
     /// Log format: text or json.
@@ -139,12 +234,15 @@ knobs! {
     /// Join a running cluster through the internal address of any member.
     join: String = "SHOAL_JOIN",
     /// Shared secret of the internal port (required beyond loopback; on loopback without it,
-    /// a per-user key generated into `~/.shoal/cluster.key`).
-    cluster_secret: String = "SHOAL_CLUSTER_SECRET",
+    /// a per-user key generated into `~/.shoal/cluster.key`). As a flag it is visible in `ps`:
+    /// prefer `SHOAL_CLUSTER_SECRET` or `--cluster-secret-file`.
+    cluster_secret: Secret = "SHOAL_CLUSTER_SECRET",
+    /// File holding the cluster secret.
+    cluster_secret_file: PathBuf = "SHOAL_CLUSTER_SECRET_FILE",
 }
 
-/// How this node takes part in a cluster.
-#[derive(Debug, Clone)]
+/// How this node takes part in a cluster (`Debug` hides the secret).
+#[derive(Clone)]
 pub struct ClusterSettings {
     /// This node's id.
     pub node_id: u64,
@@ -162,6 +260,21 @@ pub struct ClusterSettings {
     pub secret: Vec<u8>,
     /// Whether `POST /debug/partition` is served.
     pub fault_injection: bool,
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("node_id", &self.node_id)
+            .field("internal_listen", &self.internal_listen)
+            .field("advertise_internal", &self.advertise_internal)
+            .field("advertise_api", &self.advertise_api)
+            .field("peers", &self.peers)
+            .field("join", &self.join)
+            .field("secret", &"***")
+            .field("fault_injection", &self.fault_injection)
+            .finish()
+    }
 }
 
 impl ClusterSettings {
@@ -271,6 +384,7 @@ fn cluster_settings(m: &FileConfig, listen: &str) -> Result<ClusterSettings, Con
         None => listen.to_owned(),
     };
     let secret = m.cluster_secret.clone().filter(|s| !s.is_empty());
+    let secret = secret.map(|s| s.expose().to_owned());
     let beyond_loopback = internal_listen
         .as_deref()
         .is_some_and(|a| !is_loopback_addr(a))
@@ -326,6 +440,81 @@ pub struct ServeConfig {
     pub log_level: String,
     /// Cluster membership and the internal port.
     pub cluster: ClusterSettings,
+    /// Shard reads on the blocking pool at once (the router's `blocking_reads`; 0 = four per
+    /// core, at least 8).
+    pub blocking_reads: usize,
+    /// What the operator should know about how the configuration was given (a key on the
+    /// command line); logged once logging is set up.
+    pub warnings: Vec<String>,
+}
+
+/// A secret from `value` or `file` (not both); `key` names them in errors.
+fn secret_from(
+    value: Option<Secret>,
+    file: Option<&Path>,
+    key: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let value = value.filter(|v| !v.is_empty());
+    let Some(path) = file.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(value);
+    };
+    if value.is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "give either {key} or {key}_file, not both"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "{key}_file {}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{key}_file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Some(Secret::new(s)))
+}
+
+/// Warnings for secrets given as flags: clap fills a field from the environment only when the
+/// flag is absent, so a value that differs from the variable's came from the command line.
+fn flag_warnings(args: &ServeArgs) -> Vec<String> {
+    let given = [
+        (
+            "--api-key",
+            "SHOAL_API_KEY",
+            "--api-key-file",
+            &args.api_key,
+        ),
+        (
+            "--read-only-api-key",
+            "SHOAL_READ_ONLY_API_KEY",
+            "--read-only-api-key-file",
+            &args.read_only_api_key,
+        ),
+        (
+            "--cluster-secret",
+            "SHOAL_CLUSTER_SECRET",
+            "--cluster-secret-file",
+            &args.cluster_secret,
+        ),
+    ];
+    given
+        .into_iter()
+        .filter(|(_, env, _, v)| {
+            v.as_ref().is_some_and(|v| {
+                !v.is_empty() && std::env::var(env).ok().as_deref() != Some(v.expose())
+            })
+        })
+        .map(|(flag, env, file, _)| {
+            format!(
+                "{flag} was given on the command line, where every local user can read it (ps, /proc): use {file} or {env} instead"
+            )
+        })
+        .collect()
 }
 
 impl ServeConfig {
@@ -335,6 +524,7 @@ impl ServeConfig {
             Some(path) => Self::read_file(path)?,
             None => FileConfig::default(),
         };
+        let warnings = flag_warnings(&args);
         let m = args.merged(file);
         let d = IndexDefaults::default();
         let index = IndexDefaults {
@@ -376,9 +566,30 @@ impl ServeConfig {
                 "snapshot_every must be at least 1".into(),
             ));
         }
-        let empty_to_none = |k: Option<String>| k.filter(|k| !k.is_empty());
         let listen = m.listen.clone().unwrap_or_else(|| "127.0.0.1:6333".into());
+        let mut m = m;
+        m.cluster_secret = secret_from(
+            m.cluster_secret.take(),
+            m.cluster_secret_file.as_deref(),
+            "cluster_secret",
+        )?;
         let cluster = cluster_settings(&m, &listen)?;
+        let api_key = secret_from(m.api_key.take(), m.api_key_file.as_deref(), "api_key")?;
+        let read_only_api_key = secret_from(
+            m.read_only_api_key.take(),
+            m.read_only_api_key_file.as_deref(),
+            "read_only_api_key",
+        )?;
+        let d = RequestLimits::default();
+        let limits = RequestLimits {
+            max_filter_conditions: m.max_filter_conditions.unwrap_or(d.max_filter_conditions),
+            max_filter_values: m.max_filter_values.unwrap_or(d.max_filter_values),
+            max_batch_points: m.max_batch_points.unwrap_or(d.max_batch_points),
+            max_batch_queries: m.max_batch_queries.unwrap_or(d.max_batch_queries),
+            max_scroll_limit: m.max_scroll_limit.unwrap_or(d.max_scroll_limit),
+        };
+        limits.validate().map_err(ConfigError::Invalid)?;
+        let api_defaults = ApiConfig::default();
         let raft = if cluster.is_clustered() {
             // Many groups per node: slow heartbeats (not coalesced across groups), 1.5-3 s
             // elections, as RAFT-NOTES recommends.
@@ -405,14 +616,21 @@ impl ServeConfig {
             threads: m.threads.unwrap_or(0),
             api: ApiConfig {
                 body_limit,
-                api_key: empty_to_none(m.api_key),
-                read_only_api_key: empty_to_none(m.read_only_api_key),
+                api_key,
+                read_only_api_key,
                 request_timeout: Duration::from_secs(timeout),
+                limits,
+                search_concurrency: m
+                    .search_concurrency
+                    .unwrap_or(api_defaults.search_concurrency),
+                search_queue: m.search_queue.unwrap_or(api_defaults.search_queue),
             },
             raft,
             log_format: m.log_format.unwrap_or(LogFormat::Text),
             log_level: m.log_level.unwrap_or_else(|| "info,openraft=warn".into()),
             cluster,
+            blocking_reads: m.blocking_reads.unwrap_or(0),
+            warnings,
         })
     }
 
@@ -547,6 +765,128 @@ mod tests {
         let b = ServeConfig::load(keyed).unwrap();
         assert!(a.cluster.internal_listen.is_none());
         assert_ne!(a.cluster.secret, b.cluster.secret);
+    }
+
+    /// Issue 14, finding 10: keys come from files or the environment, never show in `Debug`,
+    /// and a key on the command line is warned about.
+    #[test]
+    fn secrets_load_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path().join("admin.key");
+        std::fs::write(&admin, "admin-from-file-1234\n").unwrap();
+        let ro = dir.path().join("ro.key");
+        std::fs::write(&ro, "  ro-from-file-5678 \n").unwrap();
+        let c = ServeConfig::load(ServeArgs {
+            api_key_file: Some(admin.clone()),
+            read_only_api_key_file: Some(ro.clone()),
+            cluster_secret: Some("cluster-secret-9012".into()),
+            internal_listen: Some("127.0.0.1:7009".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.api.api_key.as_ref().map(Secret::expose),
+            Some("admin-from-file-1234")
+        );
+        assert_eq!(
+            c.api.read_only_api_key.as_ref().map(Secret::expose),
+            Some("ro-from-file-5678")
+        );
+        assert_eq!(c.cluster.secret, b"cluster-secret-9012");
+        let shown = format!("{c:?} {:?} {:?}", c.api, c.cluster);
+        for key in [
+            "admin-from-file-1234",
+            "ro-from-file-5678",
+            "cluster-secret-9012",
+        ] {
+            assert!(!shown.contains(key), "{key} printed by Debug: {shown}");
+        }
+        assert!(shown.contains("***"), "{shown}");
+        // The flag structs too.
+        let args = ServeArgs {
+            api_key: Some("flag-key-3456".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{args:?}").contains("flag-key-3456"));
+        let file: FileConfig = toml::from_str("api_key = \"file-key-7890\"").unwrap();
+        assert!(!format!("{file:?}").contains("file-key-7890"));
+        // A key given as a flag (not through SHOAL_API_KEY) is warned about, without the key.
+        let c = ServeConfig::load(args).unwrap();
+        assert_eq!(
+            c.api.api_key.as_ref().map(Secret::expose),
+            Some("flag-key-3456")
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("--api-key") && w.contains("ps")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(!format!("{:?}", c.warnings).contains("flag-key-3456"));
+        assert!(
+            ServeConfig::load(ServeArgs::default())
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
+        // A key and a key file, an empty or missing file: refused.
+        for args in [
+            ServeArgs {
+                api_key: Some("k".into()),
+                api_key_file: Some(admin),
+                ..Default::default()
+            },
+            ServeArgs {
+                api_key_file: Some(dir.path().join("missing")),
+                ..Default::default()
+            },
+            ServeArgs {
+                read_only_api_key_file: Some({
+                    let empty = dir.path().join("empty");
+                    std::fs::write(&empty, "\n").unwrap();
+                    empty
+                }),
+                ..Default::default()
+            },
+        ] {
+            assert!(ServeConfig::load(args).is_err());
+        }
+    }
+
+    #[test]
+    fn request_limits_are_configurable() {
+        let c = ServeConfig::load(ServeArgs::default()).unwrap();
+        assert_eq!(c.api.limits, RequestLimits::default());
+        let c = ServeConfig::load(ServeArgs {
+            max_filter_conditions: Some(5),
+            max_batch_points: Some(7),
+            max_scroll_limit: Some(100),
+            search_concurrency: Some(3),
+            search_queue: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.api.limits.max_filter_conditions, 5);
+        assert_eq!(c.api.limits.max_batch_points, 7);
+        assert_eq!(c.api.limits.max_scroll_limit, 100);
+        assert_eq!(c.api.limits.max_batch_queries, 1000);
+        assert_eq!((c.api.search_concurrency(), c.api.search_queue), (3, 0));
+        for bad in [
+            ServeArgs {
+                max_batch_queries: Some(0),
+                ..Default::default()
+            },
+            ServeArgs {
+                max_scroll_limit: Some(10_001),
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(
+                ServeConfig::load(bad),
+                Err(ConfigError::Invalid(_))
+            ));
+        }
     }
 
     #[test]

@@ -78,6 +78,9 @@ async fn shutdown_signal() {
 
 fn run_server(config: ServeConfig) -> anyhow::Result<()> {
     init_logs(&config);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     if config.threads > 0 {
         rayon::ThreadPoolBuilder::new()
             .num_threads(config.threads)
@@ -105,7 +108,11 @@ fn run_server(config: ServeConfig) -> anyhow::Result<()> {
                 raft: config.raft.clone(),
                 defaults: config.index,
             },
-            router: RouterConfig::default(),
+            router: RouterConfig {
+                limits: config.api.limits,
+                blocking_reads: config.blocking_reads,
+                ..RouterConfig::default()
+            },
             api: config.api.clone(),
         };
         shoal::node::run(listener, options, shutdown_signal()).await?;

@@ -92,4 +92,11 @@ fn helm_chart_lints_renders_and_validates() {
     assert_eq!(loaded.index.seal_threshold, 50_000);
     assert_eq!(loaded.log_format, shoal::config::LogFormat::Json);
     assert_eq!(loaded.api.body_limit, 33_554_432);
+    // The chart's request caps are shoal's defaults.
+    assert_eq!(
+        loaded.api.limits,
+        shoal::collection::limits::RequestLimits::default()
+    );
+    // No key in the config file: the chart passes keys through its Secret, into the environment.
+    assert!(loaded.api.api_key.is_none());
 }

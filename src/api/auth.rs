@@ -54,9 +54,9 @@ pub async fn check(State(st): State<AppState>, req: Request, next: Next) -> Resp
     let Some(given) = given else {
         return ApiError::Unauthorized.into_response();
     };
-    let matches = |k: &Option<String>| {
+    let matches = |k: &Option<crate::config::Secret>| {
         k.as_ref()
-            .is_some_and(|k| constant_time_eq(k.as_bytes(), given.as_bytes()))
+            .is_some_and(|k| constant_time_eq(k.expose().as_bytes(), given.as_bytes()))
     };
     if matches(admin) {
         return next.run(req).await;

@@ -42,7 +42,7 @@ pub async fn cluster_status(State(st): State<AppState>) -> Response {
 #[utoipa::path(post, path = "/cluster/collections/{name}/shards/{shard}/move", tag = "cluster",
     request_body = MoveReplica,
     params(("name" = String, Path), ("shard" = u32, Path)),
-    responses((status = 200, body = bool), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = bool), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn move_replica(
     State(st): State<AppState>,
     Path((name, shard)): Path<(String, u32)>,
@@ -71,7 +71,7 @@ pub async fn remove_member(
 /// Tests only (`--fault-injection`): drop internal traffic to and from `blocked` nodes until
 /// called again with `[]`.
 #[utoipa::path(post, path = "/debug/partition", tag = "cluster", request_body = Partition,
-    responses((status = 200, body = bool)))]
+    responses((status = 200, body = bool), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn partition(
     State(st): State<AppState>,
     JsonBody(req): JsonBody<Partition>,

@@ -21,9 +21,13 @@ pub enum ApiError {
     /// The collection exists already (409).
     #[error("collection `{0}` already exists")]
     CollectionExists(String),
-    /// The body exceeds the configured limit (413).
-    #[error("request body too large: the limit is {0} bytes")]
-    TooLarge(usize),
+    /// A body of a media type other than JSON on a method that can change something (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body exceeds the configured limit, or one write exceeds what a replicated log entry
+    /// may carry (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// Missing or wrong API key (401).
     #[error("missing or invalid API key")]
     Unauthorized,
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::CollectionExists(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -75,7 +80,7 @@ impl ApiError {
     }
 }
 
-/// The one mapping of the core's errors to HTTP: 400, 404, 409, 503, 500.
+/// The one mapping of the core's errors to HTTP: 400, 404, 409, 413, 503, 500.
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
@@ -84,6 +89,7 @@ impl From<CoreError> for ApiError {
             CoreError::Exists(n) => ApiError::CollectionExists(n),
             CoreError::Unavailable(m) => ApiError::Unavailable(m),
             CoreError::Internal(m) => ApiError::Internal(m),
+            CoreError::TooLarge(m) => ApiError::TooLarge(m),
         }
     }
 }

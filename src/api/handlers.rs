@@ -41,7 +41,7 @@ pub async fn list_collections(State(st): State<AppState>) -> Response {
 /// Create a collection.
 #[utoipa::path(put, path = "/collections/{name}", tag = "collections", request_body = CreateCollection,
     params(("name" = String, Path, description = "1-255 characters of A-Z a-z 0-9 _ -")),
-    responses((status = 200, body = bool), (status = 400), (status = 409)))]
+    responses((status = 200, body = bool), (status = 400), (status = 409), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn create_collection(
     State(st): State<AppState>,
     Path(name): Path<String>,

@@ -3,7 +3,15 @@
 //! Every answer is `{"result": ..., "status": "ok", "time": seconds}`; every error is
 //! `{"status": {"error": "..."}, "time": seconds}` with a 4xx/5xx status ([`ApiError`]).
 //! Bodies are read as bytes under a size limit and parsed by hand, so empty, oversized and
-//! malformed bodies get a clear 4xx too.
+//! malformed bodies get a clear 4xx too; a body over [`PARSE_OFF_WORKER`] bytes is parsed on the
+//! blocking pool (a few at a time), not on the runtime worker that serves other connections.
+//! A body on POST/PUT/PATCH/DELETE must be `Content-Type: application/json` (415 otherwise) and
+//! heavy reads wait for a slot ([`guard`]); each request has a deadline (`request_timeout`),
+//! after which it is answered 503 and its handler dropped: what that cancels is said in
+//! [`crate::router::exec`] (shard reads not yet running are dropped; running ones finish;
+//! a write already proposed to Raft is still applied). The caps on one request (filter size,
+//! batch length, scroll page) are [`crate::collection::limits::RequestLimits`], checked by the
+//! router and, earlier for whole batches, here.
 //!
 //! ## Compatibility with Qdrant
 //! Supported: collections (create, list, get, exists, delete), points (upsert as `points` or
@@ -41,6 +49,7 @@ pub mod cluster;
 pub mod collections;
 pub mod error;
 pub mod examples;
+pub mod guard;
 pub mod handlers;
 pub mod metrics;
 pub mod parse;
@@ -110,6 +119,10 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// False once shutdown has begun.
     pub ready: Arc<AtomicBool>,
+    /// Slots of heavy reads ([`guard::Admission`]).
+    pub admission: Arc<guard::Admission>,
+    /// Large bodies parsed at once on the blocking pool.
+    pub parses: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -119,9 +132,15 @@ impl AppState {
         router: Arc<crate::router::Router>,
         config: ApiConfig,
     ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         AppState {
             cluster,
             router,
+            admission: Arc::new(guard::Admission::new(
+                config.search_concurrency(),
+                config.search_queue,
+            )),
+            parses: Arc::new(tokio::sync::Semaphore::new(cores)),
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
             ready: Arc::new(AtomicBool::new(true)),
@@ -129,10 +148,19 @@ impl AppState {
     }
 }
 
+/// Bodies larger than this are parsed on the blocking pool (at most one per core at once):
+/// parsing 1 MiB of JSON takes milliseconds, 32 MiB a good fraction of a second, which would
+/// otherwise stall every connection served by the same runtime worker.
+pub const PARSE_OFF_WORKER: usize = 1 << 20;
+
 /// A JSON body read under the size limit; every failure is a Qdrant-style 4xx.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+}
+
+impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -140,7 +168,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .await
             .map_err(|e| {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge(state.config.body_limit)
+                    ApiError::TooLarge(format!(
+                        "request body too large: the limit is {} bytes",
+                        state.config.body_limit
+                    ))
                 } else {
                     ApiError::bad(format!("cannot read body: {}", e.body_text()))
                 }
@@ -148,9 +179,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad("empty body: expected a JSON object"));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+        if bytes.len() <= PARSE_OFF_WORKER {
+            return parse_json(&bytes).map(JsonBody);
+        }
+        // The permit goes with the parse: one still running after its request timed out keeps
+        // counting against the bound until it is done.
+        let permit = state
+            .parses
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            parse_json(&bytes)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("parsing the body failed: {e}")))?
+        .map(JsonBody)
     }
 }
 
@@ -331,14 +377,18 @@ pub fn router(state: AppState) -> Router {
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        readiness::gate,
-    ))
-    .layer(middleware::from_fn_with_state(state.clone(), auth::check))
-    .route_layer(middleware::from_fn_with_state(state.clone(), track))
-    .layer(DefaultBodyLimit::max(state.config.body_limit))
-    .with_state(state)
+    // Innermost first: a heavy read's slot, the body's media type, the start-up gate for writes,
+    // API keys (every route and the fallbacks), then the deadline and metrics around all of it.
+    api.route_layer(middleware::from_fn_with_state(state.clone(), guard::admit))
+        .route_layer(middleware::from_fn(guard::content_type))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            readiness::gate,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::check))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .with_state(state)
 }
 
 /// Serves `state` on `listener` until `shutdown` completes, then finishes the requests in

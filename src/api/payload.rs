@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::points::write_answer;
 use super::types::{UpdateResult, WriteQuery};
 use super::{AppState, JsonBody, parse};
+use crate::collection::limits::RequestLimits;
 use crate::shard::{Filter, Payload, PayloadFieldType, PointSelector, ShardCommand};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -73,10 +74,14 @@ pub struct DeletePayload {
     pub target: PayloadTarget,
 }
 
-fn selector(target: &PayloadTarget) -> Result<PointSelector, ApiError> {
+fn selector(limits: &RequestLimits, target: &PayloadTarget) -> Result<PointSelector, ApiError> {
     match (&target.points, &target.filter) {
-        (Some(ids), None) => Ok(PointSelector::Ids(parse::ids(ids)?)),
+        (Some(ids), None) => {
+            limits.check_points(ids.len(), "ids")?;
+            Ok(PointSelector::Ids(parse::ids(ids)?))
+        }
         (None, Some(f)) => {
+            limits.check_filter(f)?;
             f.compile().map_err(|e| ApiError::bad(e.to_string()))?;
             Ok(PointSelector::Filter(f.clone()))
         }
@@ -104,7 +109,7 @@ async fn write_to_every_shard(
 /// Create a payload index on a field of every shard.
 #[utoipa::path(put, path = "/collections/{name}/index", tag = "payload", request_body = CreateFieldIndex,
     params(("name" = String, Path), ("wait" = Option<bool>, Query)),
-    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn create_field_index(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -153,19 +158,20 @@ pub async fn delete_field_index(
 /// Merge keys into the payload of the selected points.
 #[utoipa::path(post, path = "/collections/{name}/points/payload", tag = "payload", request_body = SetPayload,
     params(("name" = String, Path), ("wait" = Option<bool>, Query)),
-    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn set_payload(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<SetPayload>,
 ) -> Result<Response, ApiError> {
+    let limits = st.config.limits;
     write_to_every_shard(&st, &name, move || {
         if req.key.as_deref() == Some("") {
             return Err(ApiError::bad("`key` must not be empty"));
         }
         let command = ShardCommand::SetPayload {
-            points: selector(&req.target)?,
+            points: selector(&limits, &req.target)?,
             payload: req.payload,
             key: req.key,
         };
@@ -177,13 +183,14 @@ pub async fn set_payload(
 /// Replace the whole payload of the selected points.
 #[utoipa::path(put, path = "/collections/{name}/points/payload", tag = "payload", request_body = SetPayload,
     params(("name" = String, Path), ("wait" = Option<bool>, Query)),
-    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn overwrite_payload(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<SetPayload>,
 ) -> Result<Response, ApiError> {
+    let limits = st.config.limits;
     write_to_every_shard(&st, &name, move || {
         if req.key.is_some() {
             return Err(ApiError::bad(
@@ -191,7 +198,7 @@ pub async fn overwrite_payload(
             ));
         }
         let command = ShardCommand::OverwritePayload {
-            points: selector(&req.target)?,
+            points: selector(&limits, &req.target)?,
             payload: req.payload,
         };
         Ok(command)
@@ -202,19 +209,20 @@ pub async fn overwrite_payload(
 /// Remove keys from the payload of the selected points.
 #[utoipa::path(post, path = "/collections/{name}/points/payload/delete", tag = "payload", request_body = DeletePayload,
     params(("name" = String, Path), ("wait" = Option<bool>, Query)),
-    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn delete_payload(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<DeletePayload>,
 ) -> Result<Response, ApiError> {
+    let limits = st.config.limits;
     write_to_every_shard(&st, &name, move || {
         if req.keys.iter().any(String::is_empty) {
             return Err(ApiError::bad("payload keys must not be empty"));
         }
         let command = ShardCommand::DeletePayload {
-            points: selector(&req.target)?,
+            points: selector(&limits, &req.target)?,
             keys: req.keys,
         };
         Ok(command)
@@ -225,16 +233,17 @@ pub async fn delete_payload(
 /// Remove the whole payload of the selected points.
 #[utoipa::path(post, path = "/collections/{name}/points/payload/clear", tag = "payload", request_body = PayloadTarget,
     params(("name" = String, Path), ("wait" = Option<bool>, Query)),
-    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn clear_payload(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<PayloadTarget>,
 ) -> Result<Response, ApiError> {
+    let limits = st.config.limits;
     write_to_every_shard(&st, &name, move || {
         let command = ShardCommand::ClearPayload {
-            points: selector(&req)?,
+            points: selector(&limits, &req)?,
         };
         Ok(command)
     })

@@ -12,18 +12,21 @@ use super::examples;
 use super::parse::{self, PayloadSelector};
 use super::types::*;
 use super::{AppState, JsonBody, elapsed_now, ok};
+use crate::collection::limits::RequestLimits;
 use crate::collection::{CollectionConfig, Metric, SearchQuery};
 use crate::router::{Answer, Consistency, ConsistencyToken, ReadOptions, WriteAck};
 use crate::shard::{Filter, Hit, PointId, PointWrite, Record};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-fn check_filter(filter: Option<&Filter>) -> Result<(), ApiError> {
+/// The filter's size against the caps (before anything is compiled), then the filter compiled.
+fn check_filter(limits: &RequestLimits, filter: Option<&Filter>) -> Result<(), ApiError> {
     if let Some(f) = filter {
+        limits.check_filter(f)?;
         f.compile().map_err(|e| ApiError::bad(e.to_string()))?;
     }
     Ok(())
@@ -118,8 +121,15 @@ struct SearchInput<'a> {
     score_threshold: Option<f32>,
 }
 
-fn prepare(cfg: &CollectionConfig, s: SearchInput<'_>, what: &str) -> Result<Prepared, ApiError> {
+fn prepare(
+    limits: &RequestLimits,
+    cfg: &CollectionConfig,
+    s: SearchInput<'_>,
+    what: &str,
+) -> Result<Prepared, ApiError> {
     let vector = parse::vector(s.vector, cfg.dim(), what)?;
+    // Its squared norm too: a finite vector can still overflow the distances.
+    crate::collection::limits::check_vector(&vector, cfg.dim(), what)?;
     let params = s.params.cloned().unwrap_or_default();
     let payload = parse::with_payload(s.with_payload, false)?;
     let query = SearchQuery {
@@ -142,7 +152,7 @@ fn prepare(cfg: &CollectionConfig, s: SearchInput<'_>, what: &str) -> Result<Pre
     {
         return Err(ApiError::bad("score_threshold must be a finite number"));
     }
-    check_filter(s.filter)?;
+    check_filter(limits, s.filter)?;
     Ok(Prepared {
         query,
         payload,
@@ -173,7 +183,16 @@ fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<ScoredPoint> {
         .collect()
 }
 
-/// Runs prepared searches concurrently; every search's missing shards are collected.
+/// Searches of one batch in flight at once: a batch of a thousand takes its turn at the shards'
+/// permits a few searches at a time instead of queueing all of them ahead of other requests.
+fn batch_parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .saturating_mul(2)
+}
+
+/// Runs prepared searches, a few at a time, answers in order; every search's missing shards
+/// are collected.
 async fn run_all(
     st: &AppState,
     name: &str,
@@ -181,7 +200,16 @@ async fn run_all(
     ps: &[Prepared],
     read: &ReadOptions,
 ) -> Result<(Vec<Vec<ScoredPoint>>, BTreeSet<u32>), ApiError> {
-    let answers = join_all(ps.iter().map(|p| st.router.search(name, &p.query, read))).await;
+    // The futures are made before the first await: a closure kept in the stream would make the
+    // handler's future not `Send` for every lifetime (a known rustc limitation).
+    let searches: Vec<_> = ps
+        .iter()
+        .map(|p| st.router.search(name, &p.query, read))
+        .collect();
+    let answers: Vec<_> = stream::iter(searches)
+        .buffered(batch_parallelism())
+        .collect()
+        .await;
     let mut missing = BTreeSet::new();
     let mut out = Vec::with_capacity(ps.len());
     for (p, a) in ps.iter().zip(answers) {
@@ -196,7 +224,7 @@ async fn run_all(
 /// every shard's replicas and applied on its leader before the answer, whatever `wait` says.
 #[utoipa::path(put, path = "/collections/{name}/points", tag = "points", request_body = UpsertPoints,
     params(("name" = String, Path), ("wait" = Option<bool>, Query)),
-    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn upsert_points(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -205,6 +233,9 @@ pub async fn upsert_points(
 ) -> Result<Response, ApiError> {
     let cfg = st.router.collection_config(&name)?;
     let dim = cfg.dim();
+    // The cap before any vector is converted (the router checks it again).
+    let n = req.points.as_ref().map_or(0, Vec::len) + req.batch.as_ref().map_or(0, |b| b.ids.len());
+    st.config.limits.check_points(n, "points")?;
     let points: Vec<PointWrite> = match (&req.points, &req.batch) {
         (Some(points), None) => points
             .iter()
@@ -257,7 +288,7 @@ pub async fn upsert_points(
 /// Delete points by id (`points`) or by `filter`.
 #[utoipa::path(post, path = "/collections/{name}/points/delete", tag = "points", request_body = DeletePoints,
     params(("name" = String, Path), ("wait" = Option<bool>, Query)),
-    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn delete_points(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -266,9 +297,12 @@ pub async fn delete_points(
 ) -> Result<Response, ApiError> {
     st.router.collection_config(&name)?;
     let ack = match (&req.points, &req.filter) {
-        (Some(ids), None) => st.router.delete(&name, parse::ids(ids)?).await?,
+        (Some(ids), None) => {
+            st.config.limits.check_points(ids.len(), "ids")?;
+            st.router.delete(&name, parse::ids(ids)?).await?
+        }
         (None, Some(f)) => {
-            check_filter(Some(f))?;
+            check_filter(&st.config.limits, Some(f))?;
             st.router.delete_by_filter(&name, f.clone()).await?
         }
         _ => {
@@ -283,7 +317,7 @@ pub async fn delete_points(
 /// Fetch points by id (missing ids are skipped).
 #[utoipa::path(post, path = "/collections/{name}/points", tag = "points", request_body = RetrieveRequest,
     params(("name" = String, Path), ReadQuery),
-    responses((status = 200, body = Vec<RecordOut>), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = Vec<RecordOut>), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn retrieve_points(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -292,6 +326,7 @@ pub async fn retrieve_points(
 ) -> Result<Response, ApiError> {
     st.router.collection_config(&name)?;
     let read = read_options(&q, &req.read)?;
+    st.config.limits.check_points(req.ids.len(), "ids")?;
     let ids = parse::ids(&req.ids)?;
     let sel = parse::with_payload(req.with_payload.as_ref(), true)?;
     let wv = parse::with_vector(req.with_vector.as_ref())?;
@@ -327,7 +362,7 @@ pub async fn get_point(
 /// Count points (optionally matching a filter).
 #[utoipa::path(post, path = "/collections/{name}/points/count", tag = "points", request_body = CountRequest,
     params(("name" = String, Path), ReadQuery),
-    responses((status = 200, body = CountResponse), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = CountResponse), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn count_points(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -336,7 +371,7 @@ pub async fn count_points(
 ) -> Result<Response, ApiError> {
     st.router.collection_config(&name)?;
     let read = read_options(&q, &req.read)?;
-    check_filter(req.filter.as_ref())?;
+    check_filter(&st.config.limits, req.filter.as_ref())?;
     let a = st.router.count(&name, req.filter.clone(), &read).await?;
     Ok(answer(
         CountResponse {
@@ -349,7 +384,7 @@ pub async fn count_points(
 /// Page through points in id order.
 #[utoipa::path(post, path = "/collections/{name}/points/scroll", tag = "points", request_body = ScrollRequest,
     params(("name" = String, Path), ReadQuery),
-    responses((status = 200, body = ScrollResponse), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = ScrollResponse), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn scroll_points(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -362,8 +397,11 @@ pub async fn scroll_points(
         None | Some(Value::Null) => None,
         Some(v) => Some(parse::id(v)?),
     };
-    let limit = crate::collection::limits::check_limit(req.limit.unwrap_or(10))?;
-    check_filter(req.filter.as_ref())?;
+    let limit = st
+        .config
+        .limits
+        .check_scroll_limit(req.limit.unwrap_or(10))?;
+    check_filter(&st.config.limits, req.filter.as_ref())?;
     let sel = parse::with_payload(req.with_payload.as_ref(), true)?;
     let wv = parse::with_vector(req.with_vector.as_ref())?;
     if let Some(order_by) = &req.order_by {
@@ -436,7 +474,7 @@ fn search_input(r: &SearchRequestBody) -> SearchInput<'_> {
 /// Nearest neighbours (Qdrant's older search API).
 #[utoipa::path(post, path = "/collections/{name}/points/search", tag = "search", request_body = SearchRequestBody,
     params(("name" = String, Path), ReadQuery),
-    responses((status = 200, body = Vec<ScoredPoint>), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = Vec<ScoredPoint>), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn search_points(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -445,7 +483,7 @@ pub async fn search_points(
 ) -> Result<Response, ApiError> {
     let cfg = st.router.collection_config(&name)?;
     let read = read_options(&q, &req.read)?;
-    let p = prepare(&cfg, search_input(&req), "query vector")?;
+    let p = prepare(&st.config.limits, &cfg, search_input(&req), "query vector")?;
     let (mut out, missing) =
         run_all(&st, &name, cfg.metric(), std::slice::from_ref(&p), &read).await?;
     Ok(answer(out.pop().unwrap_or_default(), &missing))
@@ -454,7 +492,7 @@ pub async fn search_points(
 /// Several searches; all are checked before any runs.
 #[utoipa::path(post, path = "/collections/{name}/points/search/batch", tag = "search", request_body = SearchBatch,
     params(("name" = String, Path), ReadQuery),
-    responses((status = 200, body = Vec<Vec<ScoredPoint>>), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = Vec<Vec<ScoredPoint>>), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn search_batch(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -463,11 +501,19 @@ pub async fn search_batch(
 ) -> Result<Response, ApiError> {
     let cfg = st.router.collection_config(&name)?;
     let read = read_options(&q, &req.read)?;
+    st.config.limits.check_queries(req.searches.len())?;
     let ps = req
         .searches
         .iter()
         .enumerate()
-        .map(|(i, r)| prepare(&cfg, search_input(r), &format!("searches[{i}]")))
+        .map(|(i, r)| {
+            prepare(
+                &st.config.limits,
+                &cfg,
+                search_input(r),
+                &format!("searches[{i}]"),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let (out, missing) = run_all(&st, &name, cfg.metric(), &ps, &read).await?;
     Ok(answer(out, &missing))
@@ -497,7 +543,12 @@ async fn prepare_query(
                 "lookup_from applies to queries by example (a point id or recommend)",
             ));
         }
-        return prepare(cfg, query_input(q, parse::query_vector(q)?), what);
+        return prepare(
+            &st.config.limits,
+            cfg,
+            query_input(q, parse::query_vector(q)?),
+            what,
+        );
     };
     parse::query_shape(q)?;
     let ex = examples::parse_query(query).map_err(|e| in_query(e, what))?;
@@ -506,7 +557,12 @@ async fn prepare_query(
         examples::resolve(st, name, lookup, &ex, cfg.metric(), cfg.dim(), read).await?;
     let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(10));
     // Enough hits that `limit` remain once the examples are left out.
-    let mut p = prepare(cfg, query_input(q, &VectorInput::Dense(vector)), what)?;
+    let mut p = prepare(
+        &st.config.limits,
+        cfg,
+        query_input(q, &VectorInput::Dense(vector)),
+        what,
+    )?;
     p.query.offset = 0;
     p.query.limit = offset.saturating_add(limit).saturating_add(exclude.len());
     p.query.check_params(cfg)?;
@@ -540,7 +596,7 @@ fn in_query(e: ApiError, what: &str) -> ApiError {
 /// Nearest neighbours (Qdrant's universal query API, vector queries only).
 #[utoipa::path(post, path = "/collections/{name}/points/query", tag = "search", request_body = QueryRequest,
     params(("name" = String, Path), ReadQuery),
-    responses((status = 200, body = QueryResponse), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = QueryResponse), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn query_points(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -563,7 +619,7 @@ pub async fn query_points(
 /// Several queries; all are checked before any runs.
 #[utoipa::path(post, path = "/collections/{name}/points/query/batch", tag = "search", request_body = QueryBatch,
     params(("name" = String, Path), ReadQuery),
-    responses((status = 200, body = Vec<QueryResponse>), (status = 400), (status = 404), (status = 503)))]
+    responses((status = 200, body = Vec<QueryResponse>), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn query_batch(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -572,6 +628,7 @@ pub async fn query_batch(
 ) -> Result<Response, ApiError> {
     let cfg = st.router.collection_config(&name)?;
     let read = read_options(&q, &req.read)?;
+    st.config.limits.check_queries(req.searches.len())?;
     let mut ps = Vec::with_capacity(req.searches.len());
     for (i, q) in req.searches.iter().enumerate() {
         ps.push(prepare_query(&st, &name, &cfg, q, &read, &format!("searches[{i}]")).await?);

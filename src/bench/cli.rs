@@ -135,7 +135,7 @@ pub struct BenchArgs {
     pub index_timeout: u64,
     /// API key for the server, sent as `api-key` (with --server).
     #[arg(long, env = "SHOAL_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    pub api_key: Option<super::remote::ApiKey>,
     /// Metric, overriding the dataset's: l2, cosine or dot (ground truth is then recomputed).
     #[arg(long, value_parser = parse_metric)]
     pub metric: Option<Metric>,

@@ -46,7 +46,7 @@ pub struct RemoteOptions {
     /// Longest wait for the server's index builds after the last upsert.
     pub index_timeout: Duration,
     /// API key sent as `api-key` when the server requires one.
-    pub api_key: Option<String>,
+    pub api_key: Option<ApiKey>,
     /// Shards of each collection (`shard_number`, hash placement). With more than one, ids are
     /// chosen so that every shard holds the same number of points and seals them into one
     /// IVF-PQ segment, as the single-shard collection does (see [`balanced_ids`]).
@@ -83,6 +83,24 @@ fn balanced_ids(n: usize, shards: u32) -> Vec<u64> {
         candidate += 1;
     }
     ids
+}
+
+/// The server's API key as the bench is given it: `Debug` prints `"***"`, so printed options
+/// never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl std::str::FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ApiKey(s.to_owned()))
+    }
 }
 
 /// A blocking HTTP client for one base URL. Each query thread makes its own, so that every
@@ -646,7 +664,7 @@ pub fn run_remote_sweep(
             "--concurrency, --ingest-concurrency and --batch-size must be at least 1".into(),
         ));
     }
-    let client = Client::new(&options.url, options.api_key.clone());
+    let client = Client::new(&options.url, options.api_key.as_ref().map(|k| k.0.clone()));
     let ids = balanced_ids(workload.n(), options.shards);
     // Answers carry ids; recall is computed over rows (empty map: ids are the rows).
     let row_of: std::collections::HashMap<u64, u64> = if options.shards > 1 {
@@ -771,7 +789,7 @@ pub fn run_remote_defaults(
             "--concurrency, --ingest-concurrency and --batch-size must be at least 1".into(),
         ));
     }
-    let client = Client::new(&options.url, options.api_key.clone());
+    let client = Client::new(&options.url, options.api_key.as_ref().map(|k| k.0.clone()));
     let name = valid_name(
         &options
             .collection
@@ -871,6 +889,13 @@ pub fn run_remote_defaults(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_key_never_prints() {
+        let k: ApiKey = "bench-key-123".parse().unwrap();
+        assert_eq!(k.0, "bench-key-123");
+        assert_eq!(format!("{:?}", Some(k)), "Some(\"***\")");
+    }
 
     #[test]
     fn collection_names_are_valid_and_distinct_per_build() {

@@ -26,6 +26,10 @@ pub enum Error {
     /// A bug or an I/O failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// One write is larger than a replicated log entry may be (the message names the cap).
+    /// Appended last: `Error` crosses the internal port, and older nodes decode the others.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl Error {

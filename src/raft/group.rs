@@ -44,6 +44,10 @@ pub struct RaftConfig {
     pub rpc_timeout: Duration,
     /// Deadline of one whole snapshot transfer.
     pub snapshot_timeout: Duration,
+    /// Bytes of entries one append call carries at most ([`crate::raft::budget`]).
+    pub append_budget_bytes: usize,
+    /// Largest command [`RaftGroup::write`] accepts ([`crate::raft::budget::MAX_ENTRY_BYTES`]).
+    pub max_entry_bytes: usize,
 }
 
 impl Default for RaftConfig {
@@ -58,6 +62,8 @@ impl Default for RaftConfig {
             replication_lag_threshold: 10_000,
             rpc_timeout: Duration::from_secs(2),
             snapshot_timeout: Duration::from_secs(600),
+            append_budget_bytes: crate::raft::budget::APPEND_BUDGET_BYTES,
+            max_entry_bytes: crate::raft::budget::MAX_ENTRY_BYTES,
         }
     }
 }
@@ -103,6 +109,18 @@ pub enum RaftGroupError {
         leader_id: Option<NodeId>,
         /// Its addresses, if known.
         leader: Option<NodeInfo>,
+    },
+    /// A command larger than one log entry may be ([`crate::raft::budget::MAX_ENTRY_BYTES`]).
+    #[error(
+        "a write of {bytes} bytes exceeds the {cap}-byte limit of one log entry in group {group}"
+    )]
+    TooLarge {
+        /// The group.
+        group: GroupId,
+        /// The command's size.
+        bytes: usize,
+        /// The limit.
+        cap: usize,
     },
     /// The leader changed after the write was proposed: it may or may not be committed.
     #[error("leadership of group {group} changed while writing; the outcome is unknown")]
@@ -216,6 +234,8 @@ pub struct WriteOutcome {
 pub struct RaftGroup {
     group_id: GroupId,
     node_id: NodeId,
+    /// Largest command [`RaftGroup::write`] accepts.
+    max_entry_bytes: usize,
     raft: Raft,
     sm: GroupStateMachine,
 }
@@ -283,7 +303,17 @@ impl RaftGroup {
 
     /// Replicate `command` to a majority (fsynced), apply it, and return its index and the
     /// application's response. On a follower, fails with [`RaftGroupError::ForwardToLeader`].
+    /// A command over the configured `max_entry_bytes` is refused with
+    /// [`RaftGroupError::TooLarge`] before it reaches the log: no peer could receive it.
     pub async fn write(&self, command: Vec<u8>) -> Result<WriteOutcome, RaftGroupError> {
+        let cap = self.max_entry_bytes;
+        if command.len() > cap {
+            return Err(RaftGroupError::TooLarge {
+                group: self.group_id,
+                bytes: command.len(),
+                cap,
+            });
+        }
         let resp = self
             .raft
             .client_write(Command(command))
@@ -640,6 +670,7 @@ impl RaftNode {
                 rpc: self.shared.config.rpc_timeout,
                 snapshot: self.shared.config.snapshot_timeout,
             },
+            append_budget: self.shared.config.append_budget_bytes,
         };
         let raft = Raft::new(
             self.shared.node_id,
@@ -656,6 +687,7 @@ impl RaftNode {
         let g = RaftGroup {
             group_id: group,
             node_id: self.shared.node_id,
+            max_entry_bytes: self.shared.config.max_entry_bytes,
             raft,
             sm,
         };

@@ -8,6 +8,7 @@
 //! - [`log_store`]: every group's log in one redb file per node, fsynced group commits.
 //! - [`state_machine`]: applies entries to the app; snapshots are directories + a manifest.
 //! - [`network`]: openraft's network client over a [`Transport`]; [`InProcessRouter`] for tests.
+//! - [`budget`]: replication by bytes: the largest entry, and append calls cut to a byte budget.
 //! - [`tcp`]: the node-to-node TCP transport on `--internal-listen`.
 //! - [`group`]: [`RaftGroup`] (one replica) and [`RaftNode`] (all groups of a node).
 //!
@@ -16,6 +17,7 @@
 //! `group.write(bytes)` on the leader (follow `RaftGroupError::ForwardToLeader`) and
 //! `group.linearizable_read()` before a strong read.
 
+pub mod budget;
 pub mod group;
 pub mod log_store;
 pub mod network;

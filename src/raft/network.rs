@@ -24,6 +24,7 @@ use openraft::raft::{
 use openraft::{OptionalSend, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 
+use crate::raft::budget;
 use crate::raft::group::NodeShared;
 use crate::raft::state_machine::SnapshotHandle;
 use crate::raft::types::{GroupId, NodeId, NodeInfo, SnapshotMeta, TypeConfig, Vote};
@@ -112,6 +113,8 @@ pub struct GroupNetworkFactory {
     pub(crate) from: NodeId,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) timeouts: NetworkTimeouts,
+    /// Bytes of entries one append call carries at most.
+    pub(crate) append_budget: usize,
 }
 
 /// A lazy "connection" from one group replica to a peer: the transport owns the real sockets.
@@ -122,6 +125,7 @@ pub struct GroupConnection {
     node: NodeInfo,
     transport: Arc<dyn Transport>,
     timeouts: NetworkTimeouts,
+    append_budget: usize,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
@@ -135,6 +139,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
             node: node.clone(),
             transport: self.transport.clone(),
             timeouts: self.timeouts,
+            append_budget: self.append_budget,
         }
     }
 }
@@ -194,10 +199,17 @@ impl RaftNetworkV2<TypeConfig> for GroupConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // Replication by bytes: send at most the budget and tell openraft how far it got; it
+        // sends the rest next (see [`budget`]).
+        let mut rpc = rpc;
+        let cut = budget::trim(&mut rpc, self.append_budget);
         match self
             .call(RaftRpc::Append(rpc), RPCTypes::AppendEntries, &option)
             .await?
         {
+            RaftReply::Append(AppendEntriesResponse::Success) if cut.is_some() => {
+                Ok(AppendEntriesResponse::PartialSuccess(cut))
+            }
             RaftReply::Append(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -292,6 +304,8 @@ pub struct InProcessRouter {
 struct RouterInner {
     nodes: Mutex<HashMap<NodeId, Weak<NodeShared>>>,
     cut: Mutex<HashSet<NodeId>>,
+    /// Largest encoded RPC carried (0: no cap); like the TCP frame cap, a larger one fails.
+    max_message_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl InProcessRouter {
@@ -313,6 +327,14 @@ impl InProcessRouter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(node);
+    }
+
+    /// Refuse RPCs that encode to more than `bytes`, as the TCP transport refuses frames over
+    /// [`crate::raft::tcp::MAX_FRAME`] (scaled down for tests; 0 lifts the cap).
+    pub fn set_max_message_bytes(&self, bytes: usize) {
+        self.inner
+            .max_message_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Undo [`Self::cut`].
@@ -360,6 +382,17 @@ impl Transport for InProcessRouter {
         let router = self.clone();
         Box::pin(async move {
             let node = router.target(from, target)?;
+            let cap = router
+                .inner
+                .max_message_bytes
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let len = postcard::experimental::serialized_size(&rpc).unwrap_or(usize::MAX);
+            if cap > 0 && len > cap {
+                return Err(TransportError::Remote(
+                    target,
+                    format!("message of {len} bytes exceeds the limit of {cap}"),
+                ));
+            }
             let rpc = roundtrip(&rpc, target)?;
             let reply = tokio::time::timeout(timeout, NodeShared::handle_rpc(&node, group, rpc))
                 .await

@@ -40,7 +40,8 @@ impl StateMachineApp for ListApp {
             self.duplicate_applies.fetch_add(1, Ordering::SeqCst);
             return b"duplicate".to_vec();
         }
-        let value = u64::from_le_bytes(command.try_into().expect("8-byte command"));
+        // The value is the first 8 bytes; any more are padding (for tests of large entries).
+        let value = u64::from_le_bytes(command[..8].try_into().expect("8-byte command"));
         list.push((index, value));
         (list.len() as u64).to_le_bytes().to_vec()
     }
@@ -247,10 +248,15 @@ impl Cluster {
 
     /// Write through whoever leads, following ForwardToLeader.
     async fn write(&self, v: u64) -> u64 {
+        self.write_command(v, cmd(v)).await
+    }
+
+    /// [`Self::write`] of `command` (whose first 8 bytes are the value `v`).
+    async fn write_command(&self, v: u64, command: Vec<u8>) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut target = self.leader().await;
         loop {
-            match self.group(target).write(cmd(v)).await {
+            match self.group(target).write(command.clone()).await {
                 Ok(out) => return out.index,
                 Err(RaftGroupError::ForwardToLeader {
                     leader_id: Some(l), ..
@@ -348,6 +354,45 @@ async fn lagging_node_catches_up_by_snapshot() {
     let expected: Vec<u64> = (0..120).collect();
     assert_eq!(c.apps[&lagging].values(), expected);
     assert_eq!(c.apps[&leader].values(), expected);
+    c.shutdown().await;
+}
+
+/// Issue 14, finding 2: a follower behind by far more bytes than one message may carry catches
+/// up. Append calls are cut to the byte budget and openraft resumes after each partial success;
+/// before, the same oversized batch was refused by the transport and retried for ever. A command
+/// over the entry cap is refused before it reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_by_many_frames_catches_up_in_budgeted_calls() {
+    let config = RaftConfig {
+        append_budget_bytes: 64 << 10,
+        max_entry_bytes: 32 << 10,
+        ..RaftConfig::fast()
+    };
+    let c = Cluster::start(config).await;
+    // Like the TCP frame cap, scaled down: four budgets.
+    c.router.set_max_message_bytes(256 << 10);
+    c.write(0).await;
+    let leader = c.leader().await;
+    let lagging = (1..=3).find(|id| *id != leader).unwrap();
+    c.router.cut(lagging);
+    let mut last = 0;
+    // 60 entries of 24 KiB: 1.4 MiB behind, over five times the message cap.
+    for v in 1..=60u64 {
+        let mut command = vec![0u8; 24 << 10];
+        command[..8].copy_from_slice(&v.to_le_bytes());
+        last = c.write_command(v, command).await;
+    }
+    c.router.heal(lagging);
+    c.wait_applied(lagging, last).await;
+    let expected: Vec<u64> = (0..=60).collect();
+    assert_eq!(c.apps[&lagging].values(), expected);
+
+    let leader = c.leader().await;
+    let refused = c.group(leader).write(vec![1u8; 40 << 10]).await;
+    assert!(
+        matches!(refused, Err(RaftGroupError::TooLarge { bytes, cap, .. }) if bytes == 40 << 10 && cap == 32 << 10),
+        "{refused:?}"
+    );
     c.shutdown().await;
 }
 

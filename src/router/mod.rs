@@ -28,6 +28,7 @@ pub mod merge;
 pub mod resilience;
 pub mod rpc;
 pub mod token;
+pub mod write_split;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub use token::{Consistency, ConsistencyToken, TokenError};
 use crate::cluster::placement::{CentroidPlacement, HashRing};
 use crate::cluster::{Cluster, CollectionMeta, ShardMeta};
 use crate::collection::{CollectionConfig, Error};
+use crate::raft::budget::MAX_ENTRY_BYTES;
 use crate::raft::tcp::{AppFuture, AppService};
 use crate::raft::{GroupId, NodeId, TransportError};
 use crate::shard::{
@@ -54,6 +56,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
+use write_split::{UPSERT_ENTRY_BYTES, split_by_bytes};
 
 /// Router settings.
 #[derive(Debug, Clone)]
@@ -68,6 +71,12 @@ pub struct RouterConfig {
     pub session_wait: Duration,
     /// Most vectors of the first upsert used to train the centroid quantiser.
     pub centroid_sample: usize,
+    /// Caps on one request (filter size, batch length, scroll page), checked by the router
+    /// itself before anything is sent to a shard.
+    pub limits: crate::collection::limits::RequestLimits,
+    /// Shard reads that may run on the blocking pool at once on this node ([`exec`]; 0 = four
+    /// per core, at least 8): the process-wide bound is set from it when the router is made.
+    pub blocking_reads: usize,
 }
 
 impl Default for RouterConfig {
@@ -78,6 +87,8 @@ impl Default for RouterConfig {
             write_deadline: Duration::from_secs(10),
             session_wait: Duration::from_secs(2),
             centroid_sample: 20_000,
+            limits: crate::collection::limits::RequestLimits::default(),
+            blocking_reads: 0,
         }
     }
 }
@@ -176,6 +187,7 @@ impl Router {
     /// A router over `cluster`. Other nodes' routers reach this node's replicas through
     /// [`ShardService`], which the node registers beside it.
     pub fn new(cluster: Arc<Cluster>, config: RouterConfig) -> Arc<Self> {
+        exec::set_blocking_reads(config.blocking_reads);
         Arc::new(Router {
             hlc: hlc::Hlc::new(cluster.node_id()),
             resilience: Resilience::new(config.resilience.clone()),
@@ -296,9 +308,13 @@ impl Router {
             match self.cluster.local_shard(group) {
                 Some(local) if spread => {
                     let req = req.clone();
-                    tokio::spawn(async move { rpc::execute(&local.group, &local.app, req).await })
-                        .await
-                        .unwrap_or_else(|e| rpc::internal_error(format!("shard task failed: {e}")))
+                    // Aborted when this call is dropped (the request timed out or its client
+                    // went away), so the spawned read does not go on without anyone waiting.
+                    exec::AbortOnDrop(tokio::spawn(async move {
+                        rpc::execute(&local.group, &local.app, req).await
+                    }))
+                    .await
+                    .unwrap_or_else(|e| rpc::internal_error(format!("shard task failed: {e}")))
                 }
                 Some(local) => rpc::execute(&local.group, &local.app, req.clone()).await,
                 None => rpc::no_shard(group, node),
@@ -426,6 +442,7 @@ impl Router {
     ) -> Result<Answer<Vec<Hit>>, Error> {
         let meta = self.meta(collection)?;
         q.check(&meta.config)?;
+        self.config.limits.check_filter_opt(q.filter.as_ref())?;
         // An exact search is exhaustive: every shard, whatever the placement.
         let shards = match (&meta.centroids, Self::is_centroid(&meta)) {
             (Some(c), true) if !q.exact => {
@@ -514,6 +531,7 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<Vec<Record>>, Error> {
         let meta = self.meta(collection)?;
+        self.config.limits.check_points(ids.len(), "ids")?;
         // Hash placement: each id only on its owner; centroid: an id may be on any shard.
         let mut per_shard: BTreeMap<u32, Vec<PointId>> = BTreeMap::new();
         if Self::is_centroid(&meta) || meta.shards.len() == 1 {
@@ -571,6 +589,7 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<u64>, Error> {
         let meta = self.meta(collection)?;
+        self.config.limits.check_filter_opt(filter.as_ref())?;
         let out = self
             .fan_out(
                 collection,
@@ -611,6 +630,8 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<Page>, Error> {
         let meta = self.meta(collection)?;
+        self.config.limits.check_scroll_limit(limit)?;
+        self.config.limits.check_filter_opt(filter.as_ref())?;
         let out = self
             .fan_out(
                 collection,
@@ -659,9 +680,16 @@ impl Router {
         shard: &ShardMeta,
         command: &ShardCommand,
     ) -> Result<u64, Error> {
+        let command = command.encode();
+        if command.len() > MAX_ENTRY_BYTES {
+            return Err(Error::TooLarge(format!(
+                "collection `{collection}`: one write to shard {shard_no} encodes to {} bytes, over the {MAX_ENTRY_BYTES}-byte limit of one replicated log entry; send fewer or smaller points (a single point's vector and payload must fit)",
+                command.len()
+            )));
+        }
         let req = ShardRequest::Write {
             group: shard.group,
-            command: command.encode(),
+            command,
         };
         let deadline = Instant::now() + self.config.write_deadline;
         let mut target = self.leader_guess(shard);
@@ -799,6 +827,7 @@ impl Router {
         points: Vec<PointWrite>,
     ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
+        self.config.limits.check_points(points.len(), "points")?;
         check_points(&points, meta.config.dim())?;
         let n = meta.shards.len() as u32;
         let mut owned: BTreeMap<u32, Vec<PointWrite>> = BTreeMap::new();
@@ -839,10 +868,13 @@ impl Router {
             }
         }
         for (s, points) in owned {
-            per_shard
-                .entry(s)
-                .or_default()
-                .push(ShardCommand::UpsertAt { points, version });
+            // Batches larger than one log entry may carry go as several entries.
+            for points in split_by_bytes(points, UPSERT_ENTRY_BYTES)? {
+                per_shard
+                    .entry(s)
+                    .or_default()
+                    .push(ShardCommand::UpsertAt { points, version });
+            }
         }
         self.write_all(collection, &meta, per_shard).await
     }
@@ -850,6 +882,7 @@ impl Router {
     /// Deletes points by id.
     pub async fn delete(&self, collection: &str, ids: Vec<PointId>) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
+        self.config.limits.check_points(ids.len(), "ids")?;
         let n = meta.shards.len() as u32;
         let version = self.hlc.tick();
         let mut per_shard: BTreeMap<u32, Vec<ShardCommand>> = BTreeMap::new();
@@ -883,6 +916,7 @@ impl Router {
         filter: Filter,
     ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
+        self.config.limits.check_filter(&filter)?;
         let per_shard = Self::all_shards(&meta)
             .into_iter()
             .map(|s| {
@@ -912,6 +946,8 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<Vec<Record>>, Error> {
         let meta = self.meta(collection)?;
+        self.config.limits.check_scroll_limit(limit)?;
+        self.config.limits.check_filter_opt(filter.as_ref())?;
         let descending = order.descending;
         let out = self
             .fan_out(
@@ -961,6 +997,7 @@ impl Router {
         command: ShardCommand,
     ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
+        self.config.limits.check_command(&command)?;
         let per_shard = Self::all_shards(&meta)
             .into_iter()
             .map(|s| (s, vec![command.clone()]))
@@ -1101,7 +1138,8 @@ fn check_points(points: &[PointWrite], dim: usize) -> Result<(), Error> {
     }
     let mut seen = HashSet::with_capacity(points.len());
     for (i, p) in points.iter().enumerate() {
-        crate::collection::limits::check_vector(&p.vector, dim, &format!("points[{i}]"))?;
+        let what = format!("points[{i}] (id {})", p.id);
+        crate::collection::limits::check_vector(&p.vector, dim, &what)?;
         if !seen.insert(p.id) {
             return Err(Error::bad(format!(
                 "duplicate point id {} in one request",

@@ -366,6 +366,11 @@ fn group_error(e: RaftGroupError) -> ShardResponse {
         RaftGroupError::Timeout { .. } => {
             ShardResponse::error(ErrorKind::Unavailable, e.to_string())
         }
+        // The router refuses such writes before sending them; a command that still gets here
+        // will never fit, so retrying is pointless.
+        RaftGroupError::TooLarge { .. } => {
+            ShardResponse::error(ErrorKind::BadRequest, e.to_string())
+        }
         other => ShardResponse::error(ErrorKind::Unavailable, other.to_string()),
     }
 }

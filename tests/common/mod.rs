@@ -30,7 +30,12 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts the server on `data_dir` with extra flags and waits until it answers.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let s = Server::spawn(data_dir, extra);
+        Server::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let s = Server::spawn_with_env(data_dir, extra, env);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok((200, _)) = s.try_request("GET", "/readyz", None) {
@@ -44,11 +49,17 @@ impl Server {
     /// Starts the server on `data_dir` with extra flags and returns at once (it may not even
     /// listen yet).
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Server::spawn`] with extra environment variables.
+    pub fn spawn_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .env("SHOAL_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -85,21 +96,44 @@ impl Server {
     }
 }
 
-/// One HTTP/1.1 request to `addr`; `Err` when the connection fails.
+/// One HTTP/1.1 request to `addr` with a JSON body (`Content-Type: application/json`);
+/// `Err` when the connection fails.
 pub fn request(
     addr: &str,
     method: &str,
     path: &str,
     body: Option<&[u8]>,
 ) -> std::io::Result<(u16, Vec<u8>)> {
+    raw_request(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP/1.1 request with exactly these headers (besides Host, Content-Length when there is
+/// a body, and Connection); returns the status, the response head and the body.
+pub fn raw_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    head.push_str("Connection: close\r\n\r\n");
     let body = body.unwrap_or(b"");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        addr,
-        body.len()
-    );
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
     let mut raw = Vec::new();
@@ -121,7 +155,7 @@ pub fn request(
     {
         body = dechunk(&body);
     }
-    Ok((status, body))
+    Ok((status, head, body))
 }
 
 impl Server {

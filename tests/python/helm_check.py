@@ -202,7 +202,8 @@ def main() -> None:
     check(chart.name == "shoal", f"chart name {chart.name}")
     validated = 0
 
-    # 1. Defaults: 3 nodes, chart-made Secret with a generated cluster secret.
+    # 1. Defaults: 3 nodes, chart-made Secret with a generated cluster secret and a generated
+    # admin API key (issue 14: the default install is not open to anyone who reaches it).
     case = "defaults"
     lint(chart_dir, {}, case)
     d = render(chart, {})
@@ -215,7 +216,9 @@ def main() -> None:
     secret = one(d, "Secret", case)
     cs = base64.b64decode(secret["data"]["cluster-secret"]).decode()
     check(len(cs) == 48 and cs.isalnum(), f"[{case}] generated cluster secret {len(cs)} chars")
-    check("api-key" not in secret["data"], f"[{case}] no api key unless set")
+    key = base64.b64decode(secret["data"].get("api-key", "")).decode()
+    check(len(key) == 40 and key.isalnum(), f"[{case}] generated api key {len(key)} chars")
+    check(key not in yaml.safe_dump(d["StatefulSet"][0]), f"[{case}] api key inlined")
     pvc = d["StatefulSet"][0]["spec"]["volumeClaimTemplates"][0]
     check(pvc["metadata"]["name"] == "data", f"[{case}] PVC name")
     check(pvc["spec"]["resources"]["requests"]["storage"] == "10Gi", f"[{case}] PVC size")
@@ -231,7 +234,21 @@ def main() -> None:
                if v["name"] == "config"]
     check(cfg_vol[0]["configMap"]["name"] == cm["metadata"]["name"], f"[{case}] config volume")
     notes = d["NOTES"][0]["text"]
-    check("WARNING: no API key" in notes, f"[{case}] NOTES warns about missing auth")
+    check("WARNING: no API key" not in notes, f"[{case}] NOTES must not warn: a key is generated")
+    check("kubectl -n vectors get secret demo-shoal -o jsonpath='{.data.api-key}' | base64 -d"
+          in notes, f"[{case}] NOTES must say how to read the generated key: {notes}")
+    check("generated on install" in notes, f"[{case}] NOTES says the key was generated")
+    check(key not in notes, f"[{case}] NOTES must not print the key itself")
+
+    # 1b. Key generation turned off and no key: no api-key in the Secret, NOTES warns.
+    case = "no-auth"
+    values = {"auth": {"generateApiKey": False}}
+    lint(chart_dir, values, case)
+    d = render(chart, values)
+    validated += validate_all(d, case)
+    check_cluster(d, 3, case)
+    check("api-key" not in one(d, "Secret", case)["data"], f"[{case}] no api key unless set")
+    check("WARNING: no API key" in d["NOTES"][0]["text"], f"[{case}] NOTES warns")
 
     # 2. One node, a custom PVC size and storage class, config overrides.
     case = "one-node"

@@ -92,7 +92,7 @@ The secret key the ServiceMonitor authenticates with, or "" for none.
 {{- .Values.serviceMonitor.secretKey }}
 {{- else if and (not .Values.auth.existingSecret) .Values.auth.readOnlyApiKey }}
 {{- .Values.auth.secretKeys.readOnlyApiKey }}
-{{- else if and (not .Values.auth.existingSecret) .Values.auth.apiKey }}
+{{- else if and (not .Values.auth.existingSecret) (or .Values.auth.apiKey .Values.auth.generateApiKey) }}
 {{- .Values.auth.secretKeys.apiKey }}
 {{- end }}
 {{- end }}

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::wire::{WireError, WireMsg, read_message, write_message, write_queued};
+use super::wire::{WireError, WireMsg, fits_frame, read_message, write_message, write_queued};
 use super::{SNAPSHOT_CHUNK, TcpInner, TcpTransport, handshake};
 use crate::raft::network::{BoxFuture, RaftReply, RaftRpc, Transport, TransportError};
 use crate::raft::state_machine::{MANIFEST_FILE, read_manifest};
@@ -93,8 +93,11 @@ impl TcpInner {
                 pending: conn.pending.clone(),
                 id,
             };
+            // Refused here, not by the writer: the shared connection stays up.
+            let msg = frame(id);
+            fits_frame(&msg).map_err(|e| TransportError::Remote(target, e.to_string()))?;
             conn.tx
-                .send(frame(id))
+                .send(msg)
                 .await
                 .map_err(|_| TransportError::Unreachable(target, "connection closed".into()))?;
             rx.await

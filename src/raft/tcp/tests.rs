@@ -163,6 +163,43 @@ impl Served {
     }
 }
 
+/// Issue 14, finding 2: a message over the frame cap is refused at the caller with an error
+/// that says so, and the connection it would have gone on (shared by every group and service
+/// to that peer) stays up for the calls around it; it used to be closed under all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_without_closing_the_shared_connection() {
+    let served = Served::start().await;
+    let client = TcpTransport::new(b"s".to_vec(), Duration::from_secs(1));
+    client.set_node_id(1);
+    let t = Duration::from_secs(5);
+    assert!(
+        client
+            .call_app(2, &served.addr, 7, b"warm".to_vec(), t)
+            .await
+            .is_ok()
+    );
+    let small = |i: u8| {
+        let client = client.clone();
+        let addr = served.addr.clone();
+        async move { client.call_app(2, &addr, 7, vec![i; 16], t).await }
+    };
+    let big = client.call_app(2, &served.addr, 7, vec![0u8; MAX_FRAME + 1], t);
+    let (big, smalls) = tokio::join!(big, futures_util::future::join_all((0..20).map(small)));
+    assert!(
+        matches!(&big, Err(TransportError::Remote(2, m)) if m.contains("exceeds")),
+        "{big:?}"
+    );
+    for (i, r) in smalls.iter().enumerate() {
+        assert!(r.is_ok(), "call {i} beside the oversized one: {r:?}");
+    }
+    assert_eq!(
+        served.echo.calls.load(Ordering::SeqCst),
+        21,
+        "the oversized call never ran"
+    );
+    served.stop().await;
+}
+
 /// Reads until the peer closes; `true` if it closed within `within` (reset counts as closed).
 async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 1024];

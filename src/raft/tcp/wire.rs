@@ -277,19 +277,49 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
 
 /// Writes every message `rx` yields until it closes or a write fails: what is already queued
 /// goes out in one flush. The one writer loop of both ends of a connection.
+///
+/// A message over [`MAX_FRAME`] is dropped, not fatal: nothing of it was written, so the stream
+/// is still in step, and the connection is shared by every group and service to that peer
+/// (issue 14, finding 2: closing it for one oversized batch tore down all of them, for ever).
+/// Its caller gets no answer and times out; callers check sizes first and never rely on this.
 pub async fn write_queued<W: AsyncWrite + Unpin>(
     w: &mut W,
     rx: &mut tokio::sync::mpsc::Receiver<WireMsg>,
 ) {
     while let Some(msg) = rx.recv().await {
-        let mut ok = write_message(w, &msg).await.is_ok();
+        let mut ok = write_or_drop(w, &msg).await;
         while ok && let Ok(more) = rx.try_recv() {
-            ok = write_message(w, &more).await.is_ok();
+            ok = write_or_drop(w, &more).await;
         }
         if !ok || w.flush().await.is_err() {
             return;
         }
     }
+}
+
+/// [`write_message`], dropping a message over the frame cap; `false` when the stream failed.
+async fn write_or_drop<W: AsyncWrite + Unpin>(w: &mut W, msg: &WireMsg) -> bool {
+    match write_message(w, msg).await {
+        Ok(()) => true,
+        Err(WireError::FrameTooLarge { len, cap }) => {
+            tracing::warn!(len, cap, "dropped an internal message over the frame cap");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether `msg` fits one frame, without encoding it.
+pub fn fits_frame(msg: &WireMsg) -> Result<(), WireError> {
+    let len = postcard::experimental::serialized_size(msg)
+        .map_err(|e| WireError::Decode(e.to_string()))?;
+    if len > MAX_FRAME {
+        return Err(WireError::FrameTooLarge {
+            len,
+            cap: MAX_FRAME,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
