@@ -93,9 +93,7 @@ pub fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
 /// [`quantize_lut`] with a chosen kernel level; every level gives bit-identical output (same
 /// IEEE operations in the same order, min/max being exact).
 pub fn quantize_lut_with(level: SimdLevel, lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
-    assert_eq!(lut.len(), m * 16, "table size");
-    assert_eq!(out.len(), padded_m(m) * 16, "quantised table size");
-    assert!(m <= MAX_SUBSPACES, "too many sub-spaces");
+    check_lut_sizes(lut, m, out);
     #[cfg(target_arch = "x86_64")]
     if level == SimdLevel::Avx512
         && std::is_x86_feature_detected!("avx512f")
@@ -106,6 +104,14 @@ pub fn quantize_lut_with(level: SimdLevel, lut: &[f32], m: usize, out: &mut [u8]
     }
     let _ = level;
     quantize_lut_scalar(lut, m, out)
+}
+
+/// Checks the sizes the quantisers rely on (the AVX-512 one's loads are unchecked).
+#[inline]
+fn check_lut_sizes(lut: &[f32], m: usize, out: &[u8]) {
+    assert_eq!(lut.len(), m * 16, "table size");
+    assert_eq!(out.len(), padded_m(m) * 16, "quantised table size");
+    assert!(m <= MAX_SUBSPACES, "too many sub-spaces");
 }
 
 fn quantize_lut_scalar(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
@@ -231,6 +237,46 @@ pub fn scan_list<F>(
 ) where
     F: FnMut(usize, u16) -> u16,
 {
+    match level {
+        SimdLevel::Scalar => ScalarKernel.scan_list(codes, len, m, lut, threshold, on_candidate),
+        SimdLevel::Avx2 => Avx2Kernel::new()
+            .expect("AVX2 and BMI2 are not supported by this CPU")
+            .scan_list(codes, len, m, lut, threshold, on_candidate),
+        SimdLevel::Avx512 => Avx512Kernel::new()
+            .expect("AVX-512F and AVX-512BW are not supported by this CPU")
+            .scan_list(codes, len, m, lut, threshold, on_candidate),
+    }
+}
+
+/// The fast-scan kernels of one SIMD level, as a type.
+///
+/// A scan that goes through [`scan_list`] matches on a [`SimdLevel`] and checks the CPU on every
+/// call; a value of a `Kernel` type is proof that the CPU runs it (the SIMD ones are only made by
+/// constructors that check), so a caller picks one once — per query, say — and calls it per list
+/// with nothing left to test, and code generic over `K: Kernel` gets the kernel inlined.
+/// Every kernel gives bit-identical results (see the module doc).
+pub trait Kernel: Copy {
+    /// [`quantize_lut`] at this level.
+    fn quantize_lut(self, lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32);
+
+    /// [`scan_list`] at this level.
+    ///
+    /// # Panics
+    /// If `codes` or `lut` are shorter than the layout requires for `m`.
+    fn scan_list<F: FnMut(usize, u16) -> u16>(
+        self,
+        codes: &[u8],
+        len: usize,
+        m: usize,
+        lut: &[u8],
+        threshold: u16,
+        on_candidate: F,
+    );
+}
+
+/// Checks the sizes every kernel relies on (its loads are unchecked); returns `m_pad`.
+#[inline]
+fn check_scan_sizes(codes: &[u8], len: usize, m: usize, lut: &[u8]) -> usize {
     let m_pad = padded_m(m);
     assert!(
         m_pad <= MAX_SUBSPACES,
@@ -241,25 +287,123 @@ pub fn scan_list<F>(
         "codes shorter than the list"
     );
     assert!(lut.len() >= m_pad * 16, "table shorter than the sub-spaces");
-    match level {
-        SimdLevel::Scalar => scalar::scan_list(codes, len, m_pad, lut, threshold, on_candidate),
+    m_pad
+}
+
+/// The portable kernels (the reference the others are tested against).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScalarKernel;
+
+impl Kernel for ScalarKernel {
+    fn quantize_lut(self, lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
+        check_lut_sizes(lut, m, out);
+        quantize_lut_scalar(lut, m, out)
+    }
+
+    #[inline]
+    fn scan_list<F: FnMut(usize, u16) -> u16>(
+        self,
+        codes: &[u8],
+        len: usize,
+        m: usize,
+        lut: &[u8],
+        threshold: u16,
+        on_candidate: F,
+    ) {
+        let m_pad = check_scan_sizes(codes, len, m, lut);
+        scalar::scan_list(codes, len, m_pad, lut, threshold, on_candidate)
+    }
+}
+
+/// The 256-bit kernels (x86-64 AVX2 + BMI2); tables are quantised by the scalar code.
+#[derive(Debug, Clone, Copy)]
+pub struct Avx2Kernel(());
+
+impl Avx2Kernel {
+    /// The AVX2 kernels, if this CPU runs them.
+    pub fn new() -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => {
-            assert!(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2"));
-            // SAFETY: features checked above; sizes checked above.
-            unsafe { avx2::scan_list(codes, len, m_pad, lut, threshold, on_candidate) }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
+            return Some(Avx2Kernel(()));
         }
+        None
+    }
+}
+
+impl Kernel for Avx2Kernel {
+    fn quantize_lut(self, lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
+        check_lut_sizes(lut, m, out);
+        quantize_lut_scalar(lut, m, out)
+    }
+
+    #[inline]
+    fn scan_list<F: FnMut(usize, u16) -> u16>(
+        self,
+        codes: &[u8],
+        len: usize,
+        m: usize,
+        lut: &[u8],
+        threshold: u16,
+        on_candidate: F,
+    ) {
+        let m_pad = check_scan_sizes(codes, len, m, lut);
+        // SAFETY: a value of this type exists only if the CPU has AVX2 and BMI2 (`new`); sizes
+        // checked above.
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => {
-            assert!(
-                std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx512bw")
-            );
-            // SAFETY: features checked above; sizes checked above.
-            unsafe { avx512::scan_list(codes, len, m_pad, lut, threshold, on_candidate) }
+        unsafe {
+            avx2::scan_list(codes, len, m_pad, lut, threshold, on_candidate);
         }
         #[cfg(not(target_arch = "x86_64"))]
-        _ => scalar::scan_list(codes, len, m_pad, lut, threshold, on_candidate),
+        scalar::scan_list(codes, len, m_pad, lut, threshold, on_candidate);
+    }
+}
+
+/// The 512-bit kernels (x86-64 AVX-512F + AVX-512BW), table quantisation included.
+#[derive(Debug, Clone, Copy)]
+pub struct Avx512Kernel(());
+
+impl Avx512Kernel {
+    /// The AVX-512 kernels, if this CPU runs them.
+    pub fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            return Some(Avx512Kernel(()));
+        }
+        None
+    }
+}
+
+impl Kernel for Avx512Kernel {
+    fn quantize_lut(self, lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
+        check_lut_sizes(lut, m, out);
+        // SAFETY: a value of this type exists only if the CPU has AVX-512F and AVX-512BW
+        // (`new`); sizes checked above.
+        #[cfg(target_arch = "x86_64")]
+        let scale_bias = unsafe { avx512::quantize_lut(lut, m, out) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let scale_bias = quantize_lut_scalar(lut, m, out);
+        scale_bias
+    }
+
+    #[inline]
+    fn scan_list<F: FnMut(usize, u16) -> u16>(
+        self,
+        codes: &[u8],
+        len: usize,
+        m: usize,
+        lut: &[u8],
+        threshold: u16,
+        on_candidate: F,
+    ) {
+        let m_pad = check_scan_sizes(codes, len, m, lut);
+        // SAFETY: a value of this type exists only if the CPU has AVX-512F and AVX-512BW
+        // (`new`); sizes checked above.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            avx512::scan_list(codes, len, m_pad, lut, threshold, on_candidate);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        scalar::scan_list(codes, len, m_pad, lut, threshold, on_candidate);
     }
 }
 

@@ -1,0 +1,217 @@
+//! Training and encoding: [`IvfPqIndex::build`] trains the coarse quantiser and the PQ codebooks,
+//! orders rows by list and encodes them, then hands the parts to
+//! [`IvfPqIndex::from_parts`], so a built and a loaded index are made the same way.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use super::{IvfPqConfig, IvfPqIndex, IvfPqMeta, IvfPqParts, LAYOUT_VERSION, invalid};
+use crate::index::distance::{self, normalize};
+use crate::index::error::IndexError;
+use crate::index::fastscan;
+use crate::index::kmeans::{self, KMeansConfig};
+use crate::index::pq::{self, ProductQuantizer};
+use crate::index::{Metric, Slab};
+
+/// Index of the largest inner product of `x` with each centroid (the assignment that matches how
+/// [`Metric::Dot`] queries probe).
+fn assign_ip(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
+    let nlist = centroids.len() / dim;
+    data.par_chunks(dim * 64)
+        .flat_map_iter(|rows| {
+            let mut scores = vec![0.0f32; nlist];
+            rows.chunks_exact(dim)
+                .map(|x| {
+                    distance::dot_batch(x, centroids, dim, &mut scores);
+                    let mut best = 0;
+                    for (l, &s) in scores.iter().enumerate() {
+                        if s > scores[best] {
+                            best = l;
+                        }
+                    }
+                    best as u32
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Evenly spaced sample of at most `max` row indices out of `n` (deterministic).
+fn sample_rows(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        (0..n).collect()
+    } else {
+        (0..max)
+            .map(|i| (i as u128 * n as u128 / max as u128) as usize)
+            .collect()
+    }
+}
+
+impl IvfPqIndex {
+    /// Trains the coarse quantiser and the PQ codebooks on `vectors` (row-major, `dim` per row)
+    /// and encodes them all. Uses every rayon thread.
+    pub fn build(
+        dim: usize,
+        vectors: &[f32],
+        ids: &[u64],
+        config: &IvfPqConfig,
+    ) -> Result<Self, IndexError> {
+        let (ksub, _) = pq::check_params(dim, config.pq_m, config.pq_bits)?;
+        if config.pq_bits == 4 && fastscan::padded_m(config.pq_m) > fastscan::MAX_SUBSPACES {
+            return Err(invalid(format!(
+                "pq_m = {} is too many sub-spaces for 4-bit codes (at most {})",
+                config.pq_m,
+                fastscan::MAX_SUBSPACES
+            )));
+        }
+        if !vectors.len().is_multiple_of(dim) {
+            return Err(IndexError::DimensionMismatch {
+                expected: dim,
+                got: vectors.len() % dim,
+            });
+        }
+        let n = vectors.len() / dim;
+        if ids.len() != n {
+            return Err(IndexError::LengthMismatch {
+                vectors: n,
+                ids: ids.len(),
+            });
+        }
+        if config.nlist == 0 || config.nlist > u32::MAX as usize {
+            return Err(invalid(format!(
+                "nlist = {} must be positive",
+                config.nlist
+            )));
+        }
+        if config.kmeans_iters == 0 || config.max_points_per_centroid == 0 {
+            return Err(invalid(
+                "kmeans_iters and max_points_per_centroid must be positive",
+            ));
+        }
+        let needed = config.nlist.max(ksub);
+        if n < needed {
+            return Err(IndexError::NotEnoughData { needed, got: n });
+        }
+        if vectors.iter().any(|v| !v.is_finite()) {
+            return Err(IndexError::NonFinite);
+        }
+        let data: Cow<[f32]> = if config.metric == Metric::Cosine {
+            let mut owned = vectors.to_vec();
+            owned.par_chunks_mut(dim).for_each(normalize);
+            Cow::Owned(owned)
+        } else {
+            Cow::Borrowed(vectors)
+        };
+
+        // Coarse quantiser.
+        let kconfig = KMeansConfig {
+            k: config.nlist,
+            iters: config.kmeans_iters,
+            seed: config.seed,
+            max_points_per_centroid: config.max_points_per_centroid,
+            spherical: config.metric == Metric::Cosine,
+        };
+        let centroids = kmeans::try_train(&data, dim, &kconfig)?;
+        let assign = match config.metric {
+            Metric::L2 | Metric::Cosine => kmeans::assign(&data, dim, &centroids),
+            Metric::Dot => assign_ip(&data, dim, &centroids),
+        };
+
+        // PQ on residuals of a sample.
+        let sample = sample_rows(n, config.pq_train_points.max(ksub));
+        let mut train = vec![0.0f32; sample.len() * dim];
+        train
+            .par_chunks_mut(dim)
+            .zip(sample.par_iter())
+            .for_each(|(out, &r)| {
+                let c = &centroids[assign[r] as usize * dim..][..dim];
+                for ((o, &x), &cv) in out.iter_mut().zip(&data[r * dim..(r + 1) * dim]).zip(c) {
+                    *o = x - cv;
+                }
+            });
+        let pq = ProductQuantizer::train(
+            dim,
+            config.pq_m,
+            config.pq_bits,
+            &train,
+            config.seed ^ 0x9e37_79b9,
+        )?;
+        drop(train);
+
+        // Order rows by list (stable counting sort).
+        let mut offsets = vec![0u64; config.nlist + 1];
+        for &a in &assign {
+            offsets[a as usize + 1] += 1;
+        }
+        for l in 0..config.nlist {
+            offsets[l + 1] += offsets[l];
+        }
+        let mut next: Vec<u64> = offsets[..config.nlist].to_vec();
+        let mut order = vec![0usize; n];
+        for (r, &a) in assign.iter().enumerate() {
+            order[next[a as usize] as usize] = r;
+            next[a as usize] += 1;
+        }
+
+        // Encode residuals and lay out ids and vectors in row (list) order.
+        let m = config.pq_m;
+        let mut codes = vec![0u8; n * m];
+        const CHUNK: usize = 256;
+        codes
+            .par_chunks_mut(CHUNK * m)
+            .zip(order.par_chunks(CHUNK))
+            .for_each(|(out, rows)| {
+                let mut residual = vec![0.0f32; dim];
+                for (c, &r) in out.chunks_exact_mut(m).zip(rows) {
+                    let cent = &centroids[assign[r] as usize * dim..][..dim];
+                    for ((o, &x), &cv) in residual
+                        .iter_mut()
+                        .zip(&data[r * dim..(r + 1) * dim])
+                        .zip(cent)
+                    {
+                        *o = x - cv;
+                    }
+                    pq.encode(&residual, c);
+                }
+            });
+        let mut ordered = vec![0.0f32; n * dim];
+        ordered
+            .par_chunks_mut(dim * CHUNK)
+            .zip(order.par_chunks(CHUNK))
+            .for_each(|(out, rows)| {
+                for (o, &r) in out.chunks_exact_mut(dim).zip(rows) {
+                    o.copy_from_slice(&data[r * dim..(r + 1) * dim]);
+                }
+            });
+        let ordered_ids: Vec<u64> = order.iter().map(|&r| ids[r]).collect();
+        let codes = if config.pq_bits == 4 {
+            let mut packed = Vec::new();
+            for l in 0..config.nlist {
+                let (s, e) = (offsets[l] as usize, offsets[l + 1] as usize);
+                fastscan::pack_codes(&codes[s * m..e * m], m, &mut packed);
+            }
+            packed
+        } else {
+            codes
+        };
+
+        Self::from_parts(IvfPqParts {
+            meta: IvfPqMeta {
+                version: LAYOUT_VERSION,
+                dim,
+                metric: config.metric,
+                nlist: config.nlist,
+                pq_m: m,
+                pq_bits: config.pq_bits,
+                n,
+            },
+            centroids: Slab::from(centroids),
+            codebooks: pq.codebooks().clone(),
+            list_offsets: Slab::from(offsets),
+            codes: Slab::from(codes),
+            ids: Slab::from(ordered_ids),
+            vectors: Slab::from(ordered),
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! The scanner for 4-bit fast-scan codes: each list's codes are packed in [`fastscan`] blocks and
+//! scored 32/64 rows at a time with byte shuffles over a u8 table.
+//!
+//! [`FastScan`] is generic over two things fixed for a whole query, so neither is tested per list:
+//! the kernel (one type per SIMD level, [`Kernel`]) and how a list's u8 table comes about
+//! ([`ListTables`]):
+//!
+//! * [`SharedTable`] (inner products): one `-<q_j, c_jk>` table quantised once per query; a
+//!   list only adds its coarse `-<q, c>` to the offset.
+//! * [`PrecomputedL2`] (L2 with the per-list terms derived at load): the list's table is its
+//!   precomputed `||c_jk||² + 2 <c_j, c_jk>` plus the query's `-2 <q_j, c_jk>`, one vector add,
+//!   then quantised; the coarse `||q - c||²` is the offset.
+//! * [`ResidualL2`] (L2 without them): a `||y_j - c_jk||²` table over `y = q - c` per list,
+//!   quantised; it holds the whole distance.
+//!
+//! A row's distance is `bias + scale * sum` with `(scale, bias)` from quantising its list's table
+//! ([`fastscan::quantize_lut`]), and the float threshold is turned into a conservative u16 one.
+
+use super::IvfPqIndex;
+use super::scanner::{ListScanner, prefetch_lines};
+use crate::index::fastscan::{self, Kernel};
+
+/// How a 4-bit scanner gets the quantised table of each list (see the module doc).
+pub(super) trait ListTables {
+    /// Fills the u8 table for `list` (whose probe score is `coarse`) and returns
+    /// `(scale, bias)`: a row's distance is `bias + scale * sum`.
+    fn set_list(&mut self, index: &IvfPqIndex, list: usize, coarse: f32) -> (f32, f32);
+
+    /// The u8 table of the current list (`padded_m * 16` bytes).
+    fn qlut(&self) -> &[u8];
+
+    /// Starts loading what [`set_list`](Self::set_list) will read for `list`.
+    fn prefetch(&self, index: &IvfPqIndex, list: usize) {
+        let _ = (index, list);
+    }
+}
+
+/// The 4-bit scanner: kernel `K`, tables `T`.
+pub(super) struct FastScan<'a, K, T> {
+    index: &'a IvfPqIndex,
+    kernel: K,
+    tables: T,
+    /// The current list: first row, rows, packed codes, and its `(scale, bias)`.
+    start: usize,
+    len: usize,
+    codes: &'a [u8],
+    scale: f32,
+    bias: f32,
+}
+
+impl<'a, K: Kernel, T: ListTables> FastScan<'a, K, T> {
+    /// A scanner over `index` with the query's tables `tables`.
+    pub(super) fn new(index: &'a IvfPqIndex, kernel: K, tables: T) -> Self {
+        FastScan {
+            index,
+            kernel,
+            tables,
+            start: 0,
+            len: 0,
+            codes: &[],
+            scale: 1.0,
+            bias: 0.0,
+        }
+    }
+}
+
+impl<K: Kernel, T: ListTables> ListScanner for FastScan<'_, K, T> {
+    /// Prefetches the first 2 KiB of the list's codes and what its table needs.
+    #[inline]
+    fn prefetch_list(&self, list: usize) {
+        let index = self.index;
+        let codes = &index.codes[index.block_offsets[list]..index.block_offsets[list + 1]];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            for line in codes.chunks(64).take(32) {
+                // SAFETY: prefetching is a hint; the address is inside a live slice.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = codes;
+        self.tables.prefetch(index, list);
+    }
+
+    fn set_list(&mut self, list: usize, coarse: f32) {
+        let index = self.index;
+        let (start, end) = index.list_rows(list);
+        self.start = start;
+        self.len = end - start;
+        self.codes = &index.codes[index.block_offsets[list]..index.block_offsets[list + 1]];
+        (self.scale, self.bias) = self.tables.set_list(index, list, coarse);
+    }
+
+    #[inline]
+    fn scan_codes(&mut self, threshold: f32, mut on_candidate: impl FnMut(usize, f32) -> f32) {
+        let (start, scale, bias) = (self.start, self.scale, self.bias);
+        self.kernel.scan_list(
+            self.codes,
+            self.len,
+            self.index.pq.m(),
+            self.tables.qlut(),
+            fastscan::u16_threshold(threshold, scale, bias),
+            |i, sum| {
+                let next = on_candidate(start + i, bias + scale * sum as f32);
+                fastscan::u16_threshold(next, scale, bias)
+            },
+        );
+    }
+}
+
+/// Inner products: one table quantised per query.
+pub(super) struct SharedTable {
+    qlut: Vec<u8>,
+    scale: f32,
+    qbias: f32,
+}
+
+impl SharedTable {
+    /// Builds and quantises the query's `-<q_j, c_jk>` table.
+    pub(super) fn new<K: Kernel>(index: &IvfPqIndex, q: &[f32], kernel: K) -> Self {
+        let m = index.pq.m();
+        let mut lut = vec![0.0f32; m * 16];
+        let mut qlut = vec![0u8; fastscan::padded_m(m) * 16];
+        index.pq.neg_dot_table(q, &mut lut);
+        let (scale, qbias) = kernel.quantize_lut(&lut, m, &mut qlut);
+        SharedTable { qlut, scale, qbias }
+    }
+}
+
+impl ListTables for SharedTable {
+    fn set_list(&mut self, index: &IvfPqIndex, _list: usize, coarse: f32) -> (f32, f32) {
+        (self.scale, index.list_bias(coarse) + self.qbias)
+    }
+
+    fn qlut(&self) -> &[u8] {
+        &self.qlut
+    }
+}
+
+/// L2 with per-list terms precomputed at load: a list's table is one vector add.
+pub(super) struct PrecomputedL2<K> {
+    kernel: K,
+    /// `-2 <q_j, c_jk>`, shared by every list.
+    qterm: Vec<f32>,
+    lut: Vec<f32>,
+    qlut: Vec<u8>,
+}
+
+impl<K: Kernel> PrecomputedL2<K> {
+    /// Builds the query's `-2 <q_j, c_jk>` table.
+    pub(super) fn new(index: &IvfPqIndex, q: &[f32], kernel: K) -> Self {
+        let m = index.pq.m();
+        let mut qterm = vec![0.0f32; m * 16];
+        index.pq.neg_dot_table(q, &mut qterm);
+        qterm.iter_mut().for_each(|v| *v *= 2.0);
+        PrecomputedL2 {
+            kernel,
+            qterm,
+            lut: vec![0.0f32; m * 16],
+            qlut: vec![0u8; fastscan::padded_m(m) * 16],
+        }
+    }
+}
+
+impl<K: Kernel> ListTables for PrecomputedL2<K> {
+    fn set_list(&mut self, index: &IvfPqIndex, list: usize, coarse: f32) -> (f32, f32) {
+        let per_list = self.lut.len();
+        let pre = &index.precomputed[list * per_list..(list + 1) * per_list];
+        for ((o, &a), &b) in self.lut.iter_mut().zip(pre).zip(&self.qterm) {
+            *o = a + b;
+        }
+        let (scale, qbias) = self
+            .kernel
+            .quantize_lut(&self.lut, index.pq.m(), &mut self.qlut);
+        // The table leaves out the coarse ||q - c||²: it is the list's offset.
+        (scale, coarse + qbias)
+    }
+
+    fn qlut(&self) -> &[u8] {
+        &self.qlut
+    }
+
+    fn prefetch(&self, index: &IvfPqIndex, list: usize) {
+        let per_list = self.lut.len();
+        prefetch_lines(&index.precomputed[list * per_list..(list + 1) * per_list]);
+    }
+}
+
+/// L2 with a table per list over the residual query `y = q - c`.
+pub(super) struct ResidualL2<'q, K> {
+    kernel: K,
+    q: &'q [f32],
+    y: Vec<f32>,
+    lut: Vec<f32>,
+    qlut: Vec<u8>,
+}
+
+impl<'q, K: Kernel> ResidualL2<'q, K> {
+    /// Allocates the per-list tables; nothing depends on the query alone.
+    pub(super) fn new(index: &IvfPqIndex, q: &'q [f32], kernel: K) -> Self {
+        let m = index.pq.m();
+        ResidualL2 {
+            kernel,
+            q,
+            y: vec![0.0f32; index.dim],
+            lut: vec![0.0f32; m * 16],
+            qlut: vec![0u8; fastscan::padded_m(m) * 16],
+        }
+    }
+}
+
+impl<K: Kernel> ListTables for ResidualL2<'_, K> {
+    fn set_list(&mut self, index: &IvfPqIndex, list: usize, _coarse: f32) -> (f32, f32) {
+        index.residual_query(self.q, list, &mut self.y);
+        index.pq.l2_table(&self.y, &mut self.lut);
+        // The table holds the whole distance: no offset beyond the quantisation's.
+        self.kernel
+            .quantize_lut(&self.lut, index.pq.m(), &mut self.qlut)
+    }
+
+    fn qlut(&self) -> &[u8] {
+        &self.qlut
+    }
+}

@@ -1,0 +1,774 @@
+//! Recall, filters, parts and SIMD levels of the IVF-PQ index, against exact search.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::*;
+use crate::index::distance::{self, normalize};
+use crate::index::fastscan::{self, SimdLevel};
+use crate::index::{IndexError, Metric, Neighbor, RowSet, Slab, TopK};
+
+const DIM: usize = 32;
+
+/// Clustered data: `clusters` Gaussian blobs of different spreads around random centres.
+fn clustered(n: usize, clusters: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let centres: Vec<f32> = (0..clusters * DIM)
+        .map(|_| rng.random_range(-4.0..4.0f32))
+        .collect();
+    let mut out = Vec::with_capacity(n * DIM);
+    for _ in 0..n {
+        let c = rng.random_range(0..clusters);
+        let spread = 0.5 + (c % 3) as f32 * 0.3;
+        for d in 0..DIM {
+            // Sum of uniforms: cheap, roughly Gaussian.
+            let g: f32 = (0..4).map(|_| rng.random_range(-1.0..1.0f32)).sum::<f32>() * spread;
+            out.push(centres[c * DIM + d] + g);
+        }
+    }
+    out
+}
+
+fn exact(
+    metric: Metric,
+    data: &[f32],
+    ids: &[u64],
+    q: &[f32],
+    k: usize,
+    allowed: impl Fn(usize) -> bool,
+) -> Vec<Neighbor> {
+    let mut q = q.to_vec();
+    if metric == Metric::Cosine {
+        normalize(&mut q);
+    }
+    let mut top = TopK::new(k);
+    for (r, x) in data.chunks_exact(DIM).enumerate() {
+        if !allowed(r) {
+            continue;
+        }
+        let mut x = x.to_vec();
+        if metric == Metric::Cosine {
+            normalize(&mut x);
+        }
+        top.push(ids[r], distance::distance(metric, &q, &x));
+    }
+    top.into_sorted_vec()
+}
+
+fn config(metric: Metric, bits: u8) -> IvfPqConfig {
+    let mut c = IvfPqConfig::new(metric, 64, if bits == 4 { 16 } else { 8 }, bits);
+    c.pq_train_points = 8192;
+    c
+}
+
+struct Fixture {
+    data: Vec<f32>,
+    ids: Vec<u64>,
+    queries: Vec<f32>,
+}
+
+fn fixture() -> Fixture {
+    let n = 20_000;
+    let data = clustered(n, 50, 11);
+    // Ids unrelated to row order, to catch row/id mix-ups.
+    let ids = (0..n as u64).map(|i| i * 7 + 1_000_003).collect();
+    let queries = clustered(50, 50, 12);
+    Fixture { data, ids, queries }
+}
+
+fn recall(index: &IvfPqIndex, f: &Fixture, metric: Metric, params: SearchParams) -> f64 {
+    let k = 10;
+    let mut hits = 0;
+    for q in f.queries.chunks_exact(DIM) {
+        let truth: Vec<u64> = exact(metric, &f.data, &f.ids, q, k, |_| true)
+            .iter()
+            .map(|n| n.id)
+            .collect();
+        let got = index.search(q, k, &params, None);
+        assert_eq!(got.len(), k);
+        assert!(
+            got.windows(2).all(|w| w[0].distance <= w[1].distance),
+            "results sorted"
+        );
+        hits += got.iter().filter(|n| truth.contains(&n.id)).count();
+    }
+    hits as f64 / (k * f.queries.len() / DIM) as f64
+}
+
+#[test]
+fn recall_at_10_for_every_metric_and_code_size() {
+    let f = fixture();
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        for bits in [4u8, 8] {
+            let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(metric, bits)).unwrap();
+            assert_eq!(index.len(), 20_000);
+            let r = recall(
+                &index,
+                &f,
+                metric,
+                SearchParams {
+                    nprobe: 16,
+                    rerank: 10,
+                },
+            );
+            assert!(
+                r >= 0.9,
+                "{metric:?} {bits}-bit: recall@10 {r} with nprobe 16, rerank 10"
+            );
+            let approx = recall(
+                &index,
+                &f,
+                metric,
+                SearchParams {
+                    nprobe: 16,
+                    rerank: 0,
+                },
+            );
+            assert!(
+                approx >= 0.3,
+                "{metric:?} {bits}-bit: ADC-only recall@10 {approx}"
+            );
+        }
+    }
+}
+
+#[test]
+fn precomputed_l2_tables_match_per_list_tables() {
+    let f = fixture();
+    // Few lists: the precomputed tables are small next to the codes and get built.
+    let mut c = config(Metric::L2, 4);
+    c.nlist = 16;
+    let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &c).unwrap();
+    assert!(!index.precomputed.is_empty());
+    // The same index without them scans with tables built on q - c: same ADC up to rounding.
+    let mut plain = index.clone();
+    plain.precomputed = Vec::new();
+    let r = recall(
+        &index,
+        &f,
+        Metric::L2,
+        SearchParams {
+            nprobe: 16,
+            rerank: 10,
+        },
+    );
+    let r_plain = recall(
+        &plain,
+        &f,
+        Metric::L2,
+        SearchParams {
+            nprobe: 16,
+            rerank: 10,
+        },
+    );
+    assert!(
+        r >= 0.85 && (r - r_plain).abs() < 0.03,
+        "recall@10 {r} vs {r_plain} without tables"
+    );
+    let p = SearchParams {
+        nprobe: 4,
+        rerank: 0,
+    };
+    let mut same = 0;
+    for q in f.queries.chunks_exact(DIM) {
+        let a = index.search(q, 10, &p, None);
+        let b = plain.search(q, 10, &p, None);
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x.distance - y.distance).abs() <= 0.02 * x.distance.abs().max(1.0),
+                "{x:?} {y:?}"
+            );
+        }
+        same += a.iter().filter(|x| b.iter().any(|y| y.id == x.id)).count();
+    }
+    assert!(same >= 450, "{same} of 500 ADC results agree");
+}
+
+#[test]
+fn per_row_l2_terms_match_per_list_tables() {
+    let f = fixture();
+    let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 8)).unwrap();
+    assert_eq!(index.code_terms.len(), index.len());
+    let mut plain = index.clone();
+    plain.code_terms = Vec::new();
+    let p = SearchParams {
+        nprobe: 8,
+        rerank: 0,
+    };
+    let mut same = 0;
+    for q in f.queries.chunks_exact(DIM) {
+        let a = index.search(q, 10, &p, None);
+        let b = plain.search(q, 10, &p, None);
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x.distance - y.distance).abs() <= 1e-3 * x.distance.abs().max(1.0),
+                "{x:?} {y:?}"
+            );
+        }
+        same += a.iter().filter(|x| b.iter().any(|y| y.id == x.id)).count();
+    }
+    assert!(same >= 490, "{same} of 500 ADC results agree");
+    let r = recall(
+        &index,
+        &f,
+        Metric::L2,
+        SearchParams {
+            nprobe: 16,
+            rerank: 10,
+        },
+    );
+    assert!(r >= 0.9, "recall@10 {r}");
+}
+
+#[test]
+fn probing_everything_with_full_rerank_is_exact() {
+    let f = fixture();
+    for (metric, bits) in [(Metric::L2, 4u8), (Metric::Cosine, 8), (Metric::Dot, 4)] {
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(metric, bits)).unwrap();
+        let params = SearchParams {
+            nprobe: 64,
+            rerank: 20_000,
+        };
+        for q in f.queries.chunks_exact(DIM).take(10) {
+            assert_eq!(
+                index.search(q, 10, &params, None),
+                exact(metric, &f.data, &f.ids, q, 10, |_| true)
+            );
+        }
+    }
+}
+
+#[test]
+fn filters_admit_only_allowed_rows_and_still_fill_k() {
+    let f = fixture();
+    for bits in [4u8, 8] {
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, bits)).unwrap();
+        let n = index.len();
+        let every7 = RowSet::from_rows(n, (0..n).step_by(7));
+        let rare = RowSet::from_rows(n, (0..n).step_by(2_000));
+        for q in f.queries.chunks_exact(DIM).take(10) {
+            for rerank in [0, 10] {
+                let got = index.search(q, 10, &SearchParams { nprobe: 16, rerank }, Some(&every7));
+                assert_eq!(got.len(), 10);
+                for nb in &got {
+                    let row = index.ids().iter().position(|&id| id == nb.id).unwrap();
+                    assert!(every7.contains(row));
+                }
+                // Ten allowed rows in all: probing every list finds all of them.
+                let got = index.search(q, 10, &SearchParams { nprobe: 64, rerank }, Some(&rare));
+                let mut rows: Vec<usize> = got
+                    .iter()
+                    .map(|nb| index.ids().iter().position(|&id| id == nb.id).unwrap())
+                    .collect();
+                rows.sort_unstable();
+                assert_eq!(rows, (0..n).step_by(2_000).collect::<Vec<_>>());
+            }
+        }
+        let none = RowSet::new(n);
+        assert!(
+            index
+                .search(
+                    &f.queries[..DIM],
+                    10,
+                    &SearchParams {
+                        nprobe: 64,
+                        rerank: 4
+                    },
+                    Some(&none)
+                )
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn an_id_filter_admits_what_the_same_rows_admit() {
+    // As a shard segment builds it: ids are the segment's rows, tombstones a set of them.
+    let f = fixture();
+    let n = f.data.len() / DIM;
+    let ids: Vec<u64> = (0..n as u64).collect();
+    for bits in [4u8, 8] {
+        let index = IvfPqIndex::build(DIM, &f.data, &ids, &config(Metric::L2, bits)).unwrap();
+        let live = RowSet::from_rows(n, (0..n).filter(|i| i % 5 != 3));
+        let rows = RowSet::from_rows(
+            n,
+            (0..n).filter(|&r| live.contains(index.ids()[r] as usize)),
+        );
+        for q in f.queries.chunks_exact(DIM).take(10) {
+            for rerank in [0, 4] {
+                let p = SearchParams { nprobe: 8, rerank };
+                let by_id = index.search_ids_in(q, 10, &p, &live);
+                assert_eq!(by_id.len(), 10);
+                assert!(by_id.iter().all(|nb| live.contains(nb.id as usize)));
+                assert_eq!(by_id, index.search(q, 10, &p, Some(&rows)));
+            }
+        }
+        // A set shorter than the ids admits none of those beyond it.
+        let short = RowSet::from_rows(10, 0..10);
+        let p = SearchParams {
+            nprobe: 64,
+            rerank: 0,
+        };
+        let got = index.search_ids_in(&f.queries[..DIM], 20, &p, &short);
+        assert!(got.iter().all(|nb| nb.id < 10), "{got:?}");
+    }
+}
+
+#[test]
+fn parts_round_trip_and_corruption_is_refused() {
+    let f = fixture();
+    for bits in [4u8, 8] {
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::Cosine, bits)).unwrap();
+        let parts = index.to_parts();
+        let meta_json = serde_json::to_string(&parts.meta).unwrap();
+        let mut restored_parts = parts.clone();
+        restored_parts.meta = serde_json::from_str(&meta_json).unwrap();
+        let restored = IvfPqIndex::from_parts(restored_parts).unwrap();
+        assert_eq!(restored.memory_bytes(), index.memory_bytes());
+        for q in f.queries.chunks_exact(DIM).take(10) {
+            for rerank in [0, 8] {
+                let p = SearchParams { nprobe: 8, rerank };
+                assert_eq!(
+                    index.search(q, 10, &p, None),
+                    restored.search(q, 10, &p, None)
+                );
+            }
+        }
+
+        let mut bad = parts.clone();
+        bad.codes = Slab::from(parts.codes[..parts.codes.len() - 1].to_vec());
+        assert!(matches!(
+            IvfPqIndex::from_parts(bad),
+            Err(IndexError::Corrupted(_))
+        ));
+        let mut bad = parts.clone();
+        let mut offsets = parts.list_offsets.to_vec();
+        offsets.swap(3, 4);
+        offsets[3] += 1_000_000;
+        bad.list_offsets = Slab::from(offsets);
+        assert!(matches!(
+            IvfPqIndex::from_parts(bad),
+            Err(IndexError::Corrupted(_))
+        ));
+        let mut bad = parts.clone();
+        bad.meta.version += 1;
+        assert!(IvfPqIndex::from_parts(bad).is_err());
+        let mut bad = parts.clone();
+        bad.meta.pq_m = 5;
+        assert!(IvfPqIndex::from_parts(bad).is_err());
+        let mut bad = parts.clone();
+        bad.ids = Slab::from(vec![0u64; 3]);
+        assert!(IvfPqIndex::from_parts(bad).is_err());
+        let mut bad = parts.clone();
+        bad.meta.n += 1;
+        assert!(IvfPqIndex::from_parts(bad).is_err());
+        let mut bad = parts;
+        bad.centroids = Slab::from(vec![f32::NAN; 64 * DIM]);
+        assert!(IvfPqIndex::from_parts(bad).is_err());
+    }
+}
+
+#[test]
+fn recommended_shapes_are_valid() {
+    let c = IvfPqConfig::for_size(Metric::L2, 128, 1_000_000);
+    assert_eq!((c.nlist, c.pq_m, c.pq_bits), (1000, 64, 4));
+    assert_eq!(IvfPqConfig::for_size(Metric::Cosine, 384, 57_922).pq_m, 192);
+    assert_eq!(IvfPqConfig::for_size(Metric::L2, 1536, 100).pq_m, 256);
+    assert_eq!(IvfPqConfig::for_size(Metric::L2, 7, 100).pq_m, 1);
+    assert_eq!(IvfPqConfig::for_size(Metric::L2, 100, 100).pq_m, 50);
+    let data = clustered(3_000, 10, 4);
+    let ids: Vec<u64> = (0..3_000).collect();
+    let c = IvfPqConfig::for_size(Metric::L2, DIM, 3_000);
+    assert!(IvfPqIndex::build(DIM, &data, &ids, &c).is_ok());
+}
+
+#[test]
+fn bad_parameters_are_errors() {
+    let data = clustered(2_000, 10, 3);
+    let ids: Vec<u64> = (0..2_000).collect();
+    let build = |c: &IvfPqConfig| IvfPqIndex::build(DIM, &data, &ids, c);
+    let ok = IvfPqConfig::new(Metric::L2, 16, 8, 4);
+    assert!(matches!(
+        build(&IvfPqConfig {
+            pq_m: 5,
+            ..ok.clone()
+        }),
+        Err(IndexError::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        build(&IvfPqConfig {
+            pq_bits: 5,
+            ..ok.clone()
+        }),
+        Err(IndexError::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        build(&IvfPqConfig {
+            nlist: 0,
+            ..ok.clone()
+        }),
+        Err(IndexError::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        build(&IvfPqConfig {
+            nlist: 5_000,
+            ..ok.clone()
+        }),
+        Err(IndexError::NotEnoughData { .. })
+    ));
+    assert!(matches!(
+        IvfPqIndex::build(DIM, &data, &ids[1..], &ok),
+        Err(IndexError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        IvfPqIndex::build(DIM, &data[1..], &ids, &ok),
+        Err(IndexError::DimensionMismatch { .. })
+    ));
+    let mut nan = data.clone();
+    nan[77] = f32::NAN;
+    assert_eq!(
+        IvfPqIndex::build(DIM, &nan, &ids, &ok).err(),
+        Some(IndexError::NonFinite)
+    );
+    let index = build(&ok).unwrap();
+    let p = SearchParams {
+        nprobe: 4,
+        rerank: 2,
+    };
+    assert!(index.search(&[0.0; DIM - 1], 10, &p, None).is_empty());
+    assert!(index.search(&data[..DIM], 0, &p, None).is_empty());
+    // Absurd knobs are clamped, not fatal.
+    assert_eq!(
+        index
+            .search(
+                &data[..DIM],
+                5,
+                &SearchParams {
+                    nprobe: 1 << 40,
+                    rerank: usize::MAX
+                },
+                None
+            )
+            .len(),
+        5
+    );
+}
+
+#[test]
+fn concurrent_searches_share_the_index() {
+    let f = fixture();
+    let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::Dot, 4)).unwrap();
+    let p = SearchParams {
+        nprobe: 8,
+        rerank: 4,
+    };
+    let serial: Vec<_> = f
+        .queries
+        .chunks_exact(DIM)
+        .map(|q| index.search(q, 10, &p, None))
+        .collect();
+    let parallel: Vec<_> = f
+        .queries
+        .par_chunks_exact(DIM)
+        .map(|q| index.search(q, 10, &p, None))
+        .collect();
+    assert_eq!(serial, parallel);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for (q, want) in f.queries.chunks_exact(DIM).zip(&serial) {
+                    assert_eq!(&index.search(q, 10, &p, None), want);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn every_simd_level_gives_the_same_answers() {
+    let f = fixture();
+    let mut index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 4)).unwrap();
+    let p = SearchParams {
+        nprobe: 8,
+        rerank: 0,
+    };
+    let reference: Vec<_> = f
+        .queries
+        .chunks_exact(DIM)
+        .map(|q| index.search(q, 10, &p, None))
+        .collect();
+    for level in SimdLevel::available() {
+        index.set_simd_level(level).unwrap();
+        for (q, want) in f.queries.chunks_exact(DIM).zip(&reference) {
+            assert_eq!(&index.search(q, 10, &p, None), want, "{level:?}");
+        }
+    }
+}
+
+/// The order in which [`pq::scan_codes8`] adds a row's table entries: sub-space `j` of the first
+/// `8 * (m / 8)` into accumulator `j % 4`, the rest into accumulator 0, then
+/// `base + ((a0 + a1) + (a2 + a3))`. Repeated here so the reference scores every row with the
+/// same float operations as the kernel, on its own and without a threshold.
+fn adc8(lut: &[[f32; 256]], code: &[u8], base: f32) -> f32 {
+    let mut acc = [0.0f32; 4];
+    let whole = code.len() / 8 * 8;
+    for (j, &c) in code.iter().enumerate() {
+        acc[if j < whole { j % 4 } else { 0 }] += lut[j][c as usize];
+    }
+    base + ((acc[0] + acc[1]) + (acc[2] + acc[3]))
+}
+
+/// A row's code (one byte per sub-space) and its distance to `q` scored the plain way: from the
+/// same tables the scanners build, one row at a time, no pruning.
+fn reference_rows(index: &IvfPqIndex, q: &[f32], list: usize, coarse: f32) -> Vec<(Vec<u8>, f32)> {
+    let (m, dim) = (index.pq.m(), index.dim);
+    let (start, end) = index.list_rows(list);
+    let mut y = vec![0.0f32; dim];
+    index.residual_query(q, list, &mut y);
+    if index.pq.bits() == 8 {
+        let mut lut = vec![[0.0f32; 256]; m];
+        let base_of_row: Box<dyn Fn(usize) -> f32 + '_> =
+            match (index.metric, index.code_terms.is_empty()) {
+                (Metric::L2, false) => {
+                    index.pq.neg_dot_table(q, lut.as_flattened_mut());
+                    lut.as_flattened_mut().iter_mut().for_each(|v| *v *= 2.0);
+                    Box::new(move |row| coarse + index.code_terms[row])
+                }
+                (Metric::L2, true) => {
+                    index.pq.l2_table(&y, lut.as_flattened_mut());
+                    Box::new(|_| 0.0)
+                }
+                _ => {
+                    index.pq.neg_dot_table(q, lut.as_flattened_mut());
+                    let bias = index.list_bias(coarse);
+                    Box::new(move |_| bias)
+                }
+            };
+        return (start..end)
+            .map(|row| {
+                let code = index.codes[row * m..(row + 1) * m].to_vec();
+                let d = adc8(&lut, &code, base_of_row(row));
+                (code, d)
+            })
+            .collect();
+    }
+    let mut lut = vec![0.0f32; m * 16];
+    let mut offset = 0.0;
+    match (index.metric, index.precomputed.is_empty()) {
+        (Metric::L2, false) => {
+            index.pq.neg_dot_table(q, &mut lut);
+            let pre = &index.precomputed[list * m * 16..(list + 1) * m * 16];
+            for (o, &p) in lut.iter_mut().zip(pre) {
+                *o = p + 2.0 * *o;
+            }
+            offset = coarse;
+        }
+        (Metric::L2, true) => index.pq.l2_table(&y, &mut lut),
+        _ => {
+            index.pq.neg_dot_table(q, &mut lut);
+            offset = index.list_bias(coarse);
+        }
+    }
+    let mut qlut = vec![0u8; fastscan::padded_m(m) * 16];
+    let (scale, qbias) = fastscan::quantize_lut_with(SimdLevel::Scalar, &lut, m, &mut qlut);
+    let blocks = &index.codes[index.block_offsets[list]..index.block_offsets[list + 1]];
+    let bb = fastscan::block_bytes(m);
+    (0..end - start)
+        .map(|i| {
+            let block = &blocks[i / fastscan::BLOCK * bb..];
+            let code: Vec<u8> = (0..m)
+                .map(|j| fastscan::unpack_code(block, i % fastscan::BLOCK, j))
+                .collect();
+            let sum: u32 = (0..m).map(|j| qlut[j * 16 + code[j] as usize] as u32).sum();
+            (code, (offset + qbias) + scale * sum as f32)
+        })
+        .collect()
+}
+
+/// The search of [`IvfPqIndex::search`] written as a model: score every allowed row of every
+/// probed list ([`reference_rows`]), sort all of them by (distance, key), keep `k` (or
+/// `k * rerank` rows, re-scored exactly). Along the way every ADC distance is checked against
+/// the brute-force distance from `q` to the row's reconstruction `c + decode(code)`, within the
+/// error of the table (float rounding for 8-bit codes, half a quantisation step per sub-space
+/// for 4-bit ones), and the probed lists against the brute-force nearest centroids.
+fn reference_search(
+    index: &IvfPqIndex,
+    query: &[f32],
+    k: usize,
+    params: &SearchParams,
+    allowed: impl Fn(usize) -> bool,
+) -> Vec<Neighbor> {
+    let (dim, metric) = (index.dim, index.metric);
+    let mut q = query.to_vec();
+    if metric == Metric::Cosine {
+        normalize(&mut q);
+    }
+    let nprobe = params.nprobe.clamp(1, index.nlist);
+    let probes = index.probe(&q, nprobe);
+    // The probed lists are the non-empty lists with the smallest brute-force coarse score.
+    let mut lists: Vec<(f32, usize)> = (0..index.nlist)
+        .filter(|&l| index.list_rows(l).1 > index.list_rows(l).0)
+        .map(|l| {
+            let c = &index.centroids[l * dim..(l + 1) * dim];
+            let s = match metric {
+                Metric::L2 => distance::l2_sq(&q, c),
+                _ => -distance::dot(&q, c),
+            };
+            (s, l)
+        })
+        .collect();
+    lists.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut want: Vec<usize> = lists.iter().take(nprobe).map(|&(_, l)| l).collect();
+    let mut got: Vec<usize> = probes.iter().map(|&(l, _)| l).collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want, "probed lists");
+
+    let mut candidates: Vec<(f32, u64)> = Vec::new();
+    let mut x = vec![0.0f32; dim];
+    for &(list, coarse) in &probes {
+        let start = index.list_rows(list).0;
+        let c = &index.centroids[list * dim..(list + 1) * dim];
+        let scale_bound = if index.pq.bits() == 4 {
+            // Half a step of the list's quantised table per sub-space, plus rounding.
+            let mut lut = vec![0.0f32; index.pq.m() * 16];
+            match metric {
+                Metric::L2 => {
+                    let mut y = vec![0.0f32; dim];
+                    index.residual_query(&q, list, &mut y);
+                    index.pq.l2_table(&y, &mut lut);
+                }
+                _ => index.pq.neg_dot_table(&q, &mut lut),
+            }
+            let mut qlut = vec![0u8; fastscan::padded_m(index.pq.m()) * 16];
+            let (scale, _) = fastscan::quantize_lut(&lut, index.pq.m(), &mut qlut);
+            scale * 0.5 * index.pq.m() as f32 * 1.01
+        } else {
+            0.0
+        };
+        for (i, (code, d)) in reference_rows(index, &q, list, coarse)
+            .into_iter()
+            .enumerate()
+        {
+            let row = start + i;
+            index.pq.decode(&code, &mut x);
+            x.iter_mut().zip(c).for_each(|(v, &cv)| *v += cv);
+            let brute = match metric {
+                Metric::L2 => distance::l2_sq(&q, &x),
+                Metric::Cosine => 1.0 - distance::dot(&q, &x),
+                Metric::Dot => -distance::dot(&q, &x),
+            };
+            let tolerance = 1e-3 * brute.abs().max(1.0) + scale_bound;
+            assert!(
+                (d - brute).abs() <= tolerance,
+                "row {row}: ADC {d}, brute force {brute} (tolerance {tolerance})"
+            );
+            if allowed(row) {
+                let key = if params.rerank > 0 {
+                    row as u64
+                } else {
+                    index.ids[row]
+                };
+                candidates.push((d, key));
+            }
+        }
+    }
+    let by_distance_then_key =
+        |a: &(f32, u64), b: &(f32, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    candidates.sort_by(by_distance_then_key);
+    let to_neighbors = |c: &[(f32, u64)]| {
+        c.iter()
+            .map(|&(distance, id)| Neighbor { id, distance })
+            .collect::<Vec<_>>()
+    };
+    if params.rerank == 0 {
+        candidates.truncate(k);
+        return to_neighbors(&candidates);
+    }
+    candidates.truncate(k * params.rerank);
+    let mut exact: Vec<(f32, u64)> = candidates
+        .iter()
+        .map(|&(_, row)| {
+            let row = row as usize;
+            let v = &index.vectors[row * dim..(row + 1) * dim];
+            (distance::distance(metric, &q, v), index.ids[row])
+        })
+        .collect();
+    exact.sort_by(by_distance_then_key);
+    exact.truncate(k);
+    to_neighbors(&exact)
+}
+
+#[test]
+fn every_scanner_returns_exactly_the_hits_of_the_brute_force_checked_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let n = 20_000;
+    let data: Vec<f32> = (0..n * DIM)
+        .map(|_| rng.random_range(-1.0..1.0f32))
+        .collect();
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 7 + 1_000_003).collect();
+    let queries: Vec<f32> = (0..8 * DIM)
+        .map(|_| rng.random_range(-1.0..1.0f32))
+        .collect();
+    // (metric, bits, pq_m, table mode): every scanner `with_scanner` can pick, and 8-bit
+    // codes whose sub-spaces are not a multiple of 8 (the kernel's remainder path).
+    let mut indexes = Vec::new();
+    for (metric, bits, m) in [
+        (Metric::L2, 8u8, 16usize),
+        (Metric::L2, 8, 4),
+        (Metric::Cosine, 8, 16),
+        (Metric::Dot, 8, 4),
+        (Metric::L2, 4, 16),
+        (Metric::Cosine, 4, 16),
+        (Metric::Dot, 4, 8),
+    ] {
+        let mut c = IvfPqConfig::new(metric, 16, m, bits);
+        c.pq_train_points = 8192;
+        let index = IvfPqIndex::build(DIM, &data, &ids, &c).unwrap();
+        match (metric, bits) {
+            (Metric::L2, 8) if m >= 8 => {
+                assert!(!index.code_terms.is_empty(), "per-row terms scanner");
+                let mut plain = index.clone();
+                plain.code_terms = Vec::new();
+                indexes.push(("8-bit L2 residual tables", plain));
+                indexes.push(("8-bit L2 per-row terms", index));
+            }
+            (Metric::L2, 4) => {
+                assert!(!index.precomputed.is_empty(), "precomputed tables scanner");
+                let mut plain = index.clone();
+                plain.precomputed = Vec::new();
+                indexes.push(("4-bit L2 residual tables", plain));
+                indexes.push(("4-bit L2 precomputed tables", index));
+            }
+            (_, 8) => indexes.push(("8-bit", index)),
+            _ => indexes.push(("4-bit shared table", index)),
+        }
+    }
+    let every3 = RowSet::from_rows(n, (0..n).step_by(3));
+    for (what, mut index) in indexes {
+        let levels = if index.pq.bits() == 4 {
+            SimdLevel::available()
+        } else {
+            vec![index.simd_level()]
+        };
+        for level in levels {
+            index.set_simd_level(level).unwrap();
+            for q in queries.chunks_exact(DIM) {
+                for (nprobe, rerank) in [(1, 0), (5, 0), (16, 0), (5, 3)] {
+                    let p = SearchParams { nprobe, rerank };
+                    let got = index.search(q, 10, &p, None);
+                    assert_eq!(got.len(), 10);
+                    let want = reference_search(&index, q, 10, &p, |_| true);
+                    assert_eq!(
+                        got, want,
+                        "{what} {level:?} nprobe {nprobe} rerank {rerank}"
+                    );
+                    let got = index.search(q, 10, &p, Some(&every3));
+                    let want = reference_search(&index, q, 10, &p, |r| r % 3 == 0);
+                    assert_eq!(got, want, "{what} {level:?} filtered, nprobe {nprobe}");
+                }
+            }
+        }
+    }
+}
