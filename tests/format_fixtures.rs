@@ -91,3 +91,201 @@ fn shard_snapshot_v4_restores_its_points() {
         "{err}"
     );
 }
+
+/// The shard behind the segment fixtures: 240 points in two sealed IVF-PQ segments of 120 rows
+/// (and an empty mutable one), payloads of every indexed kind derived from the id, seven payload
+/// indexes created before the points (so a build that stores indexes in segment files stores
+/// all seven) and one field, `g`, left unindexed.
+fn segment_fixture_shard() -> Shard {
+    use shoal::shard::{
+        CompactionConfig, PayloadFieldType as T, PointWrite, ShardCommand, ShardConfig,
+    };
+    let config = ShardConfig {
+        dim: 8,
+        metric: shoal::index::Metric::L2,
+        seal_threshold: 120,
+        nlist: 2,
+        pq_m: 4,
+        pq_bits: 4,
+        seed: 7,
+        compaction: CompactionConfig {
+            tiers: false,
+            idle_seal_ms: 0,
+            ..CompactionConfig::default()
+        },
+    };
+    let shard = Shard::new_inline_builds(config);
+    let mut index = 0;
+    for (field, t) in [
+        ("kw", T::Keyword),
+        ("n", T::Integer),
+        ("f", T::Float),
+        ("b", T::Bool),
+        ("u", T::Uuid),
+        ("t", T::Datetime),
+        ("txt", T::Text),
+    ] {
+        index += 1;
+        let cmd = ShardCommand::CreateFieldIndex {
+            field: field.into(),
+            field_type: t,
+        };
+        shard.apply(index, &cmd).unwrap();
+    }
+    let points: Vec<PointWrite> = (0..240u64)
+        .map(|i| PointWrite {
+            id: PointId::Num(i),
+            vector: (0..8)
+                .map(|d| ((i * 7 + d * 13) % 31) as f32 / 7.0)
+                .collect(),
+            payload: segment_fixture_payload(i).as_object().cloned(),
+        })
+        .collect();
+    index += 1;
+    shard
+        .apply(index, &ShardCommand::Upsert { points })
+        .unwrap();
+    shard
+}
+
+const FIXTURE_WORDS: [&str; 5] = ["red", "green", "blue", "fox", "dog"];
+
+fn segment_fixture_payload(i: u64) -> serde_json::Value {
+    use serde_json::json;
+    let w = |k: u64| FIXTURE_WORDS[(k % 5) as usize];
+    let mut p = json!({
+        "kw": w(i),
+        "n": (i % 17) as i64 - 3,
+        "f": (i % 40) as f64 * 0.25,
+        "b": i.is_multiple_of(2),
+        "u": if i.is_multiple_of(3) { "550e8400-e29b-41d4-a716-446655440000" } else { "9b2f5a4c-0c1e-4a57-8d0e-5c1e2f3a4b5c" },
+        "t": format!("2024-03-{:02}T{:02}:00:00Z", 1 + i % 28, i % 24),
+        "txt": format!("{} {} {}", w(i), w(i / 5), w(i / 25)),
+        "g": i % 4,
+    });
+    // Some values the indexes do not take, and some points without the field.
+    if i.is_multiple_of(11) {
+        p["kw"] = json!(7);
+        p["n"] = json!(2.5);
+    }
+    if i.is_multiple_of(13) {
+        p.as_object_mut().unwrap().remove("f");
+        p["kw"] = json!([w(i), w(i + 1)]);
+    }
+    p
+}
+
+/// Filters over every indexed kind and the unindexed `g`.
+fn segment_fixture_filters() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!({"must": [{"key": "kw", "match": {"value": "fox"}}]}),
+        json!({"must": [{"key": "kw", "match": {"except": ["fox", "red"]}}]}),
+        json!({"must": [{"key": "n", "range": {"gte": 2, "lt": 9}}]}),
+        json!({"must": [{"key": "n", "match": {"any": [0, 5, 13]}}]}),
+        json!({"must": [{"key": "f", "range": {"gt": 2.5, "lte": 7.0}}]}),
+        json!({"must": [{"key": "b", "match": {"value": true}}, {"key": "g", "match": {"value": 2}}]}),
+        json!({"must": [{"key": "u", "match": {"value": "550e8400-e29b-41d4-a716-446655440000"}}]}),
+        json!({"must": [{"key": "t", "range": {"gte": "2024-03-05T00:00:00Z", "lt": "2024-03-12T00:00:00Z"}}]}),
+        json!({"must": [{"key": "txt", "match": {"text": "blue fox"}}]}),
+        json!({"should": [{"key": "g", "match": {"value": 1}}, {"key": "kw", "match": {"value": "dog"}}],
+               "must_not": [{"key": "n", "range": {"lt": 0}}]}),
+    ]
+}
+
+/// Restores a segment fixture and checks every filter against brute force over the payloads
+/// the points had when written.
+fn check_segment_fixture(rel: &str) -> Shard {
+    let dir = copy_of(rel);
+    let shard = Shard::restore(dir.path(), false).expect("the segment fixture restores");
+    assert_eq!(shard.count(None), 240);
+    assert!(shard.stats().indexed_segments >= 2, "{:?}", shard.stats());
+    assert_eq!(shard.payload_schema().len(), 7);
+    let ids: Vec<PointId> = (0..240).map(PointId::Num).collect();
+    for r in shard.get(&ids, true, false) {
+        let PointId::Num(i) = r.id else { panic!() };
+        assert_eq!(
+            serde_json::Value::Object((*r.payload.unwrap()).clone()),
+            segment_fixture_payload(i)
+        );
+    }
+    for json in segment_fixture_filters() {
+        let f: shoal::shard::Filter = serde_json::from_value(json.clone()).unwrap();
+        let c = f.compile().unwrap();
+        let want: Vec<PointId> = (0..240u64)
+            .filter(|i| {
+                let p = segment_fixture_payload(*i).as_object().cloned();
+                c.matches(&PointId::Num(*i), p.as_ref())
+            })
+            .map(PointId::Num)
+            .collect();
+        assert!(
+            !want.is_empty() && want.len() < 240,
+            "{json}: {}",
+            want.len()
+        );
+        assert_eq!(shard.count(Some(&c)), want.len(), "{json}");
+        let (page, _) = shard.scroll(None, 300, Some(&c), false, false);
+        assert_eq!(
+            page.iter().map(|r| r.id).collect::<Vec<_>>(),
+            want,
+            "{json}"
+        );
+    }
+    shard
+}
+
+/// Writes fixture directory `rel` from [`segment_fixture_shard`] when `SHOAL_WRITE_FIXTURES` is
+/// set and it is missing (never regenerate one).
+fn write_segment_fixture(rel: &str) {
+    let dir = fixture(rel);
+    if std::env::var_os("SHOAL_WRITE_FIXTURES").is_some() && !dir.exists() {
+        segment_fixture_shard().snapshot(&dir).unwrap();
+    }
+}
+
+/// Sealed segment files with payloads as written before they stored payload indexes (segment
+/// version 1): they open, and their indexes are rebuilt from the payloads.
+#[test]
+fn shard_segment_v1_restores_and_filters() {
+    write_segment_fixture("shard_segment_v1");
+    check_segment_fixture("shard_segment_v1");
+}
+
+/// The same shard written by the build that stores payload indexes in segment files (segment
+/// version 2): it opens with every filter right, and its files hold the seven indexes, which the
+/// version-1 files do not.
+#[test]
+fn shard_segment_v2_restores_and_filters_from_stored_indexes() {
+    use shoal::storage::Container;
+    use shoal::storage::payload_index::{PAYLOAD_INDEX_SECTION, decode};
+    write_segment_fixture("shard_segment_v2");
+    check_segment_fixture("shard_segment_v2");
+    for (rel, version) in [("shard_segment_v1", None), ("shard_segment_v2", Some(2))] {
+        let mut files = 0;
+        for e in std::fs::read_dir(fixture(rel)).unwrap() {
+            let path = e.unwrap().path();
+            if path.extension().is_none_or(|x| x != "seg") {
+                continue;
+            }
+            files += 1;
+            let c = Container::open(&path).unwrap();
+            c.verify().unwrap();
+            let meta: serde_json::Value = c.metadata_json().unwrap();
+            let found = meta
+                .get("segment_version")
+                .and_then(serde_json::Value::as_u64);
+            assert_eq!(found, version, "{}", path.display());
+            let has = c.sections().iter().any(|s| s.name == PAYLOAD_INDEX_SECTION);
+            assert_eq!(has, version.is_some(), "{}", path.display());
+            if has {
+                let bytes = c.section::<u8>(PAYLOAD_INDEX_SECTION).unwrap();
+                let index = decode(&bytes[..]).unwrap();
+                assert_eq!(index.rows, 120);
+                let names: Vec<&str> = index.fields.iter().map(|f| f.name.as_str()).collect();
+                assert_eq!(names, ["b", "f", "kw", "n", "t", "txt", "u"]);
+            }
+        }
+        assert_eq!(files, 2, "{rel}");
+    }
+}

@@ -138,6 +138,12 @@ impl Shard {
     /// Merges the live rows of `sources` into segment `new_id` and swaps it in.
     fn run_compaction(&self, new_id: u32, sources: Vec<Segment>, locked: Option<&mut State>) {
         let config = &self.inner.config;
+        // The merged segment's file stores the indexes of the schema as it is now; one changed
+        // meanwhile is brought up to date when the segment is swapped in.
+        let schema = match &locked {
+            Some(state) => state.schema.clone(),
+            None => super::read(&self.inner.state).schema.clone(),
+        };
         // Gather the rows live as of the plan; `origin` remembers where each came from.
         let mut rows = Rows::default();
         let mut origin: Vec<(u32, u32)> = Vec::new();
@@ -159,8 +165,11 @@ impl Shard {
         let body = if n == 0 {
             None
         } else if let Some(index) = self.build_index(&rows) {
-            IvfSeg::new(index, rows.points, rows.payloads)
-                .map(|seg| SegBody::Ivf(Arc::new(self.persist(new_id, self.calibrated(seg)))))
+            IvfSeg::new(index, rows.points, rows.payloads).map(|seg| {
+                let seg = self.calibrated(seg);
+                super::payload_ops::index_ivf(&seg, &schema);
+                SegBody::Ivf(Arc::new(self.persist(new_id, seg)))
+            })
         } else {
             rows.into_chunks(config.dim, config.metric)
                 .ok()

@@ -722,13 +722,15 @@ impl Shard {
             Some(state) => state.schema.clone(),
             None => read(&self.inner.state).schema.clone(),
         };
+        // Payload indexes are built before the file is written, which stores them.
         let built = self
             .build_index(&rows)
             .and_then(|index| IvfSeg::new(index, rows.points, rows.payloads))
-            .map(|seg| self.persist(seg_id, self.calibrated(seg)));
-        if let Some(b) = &built {
-            payload_ops::index_ivf(b, &schema);
-        }
+            .map(|seg| {
+                let seg = self.calibrated(seg);
+                payload_ops::index_ivf(&seg, &schema);
+                self.persist(seg_id, seg)
+            });
         let swap = |state: &mut State| {
             match state.segment_mut(seg_id) {
                 Some(seg) => {

@@ -17,13 +17,19 @@
 //! is evaluated per row. Either way the result is the one the per-point evaluation gives: the
 //! planner's tests check index against no index.
 //!
-//! Indexes live in memory. Sealed segments build theirs when they are built, compacted or loaded
-//! (a pass over the payloads; they are not stored in the segment file), and the mutable segment's
-//! chunks update theirs on every write.
+//! Indexes live in memory while a segment is used. A sealed segment builds its indexes once, when
+//! it is built or compacted (a pass over its payloads, for the schema of that moment), and stores
+//! them in its file ([`PayloadIndex::to_stored`], section layout in `storage::payload_index`), so
+//! opening it later maps them back ([`PayloadIndex::from_stored`]) instead of reading every
+//! payload again. A segment file from before indexes were stored (segment version 1), and a field
+//! indexed after the segment was sealed, are built from payloads on load; a stored field the schema
+//! no longer has is dropped ([`PayloadIndex::sync`]). The mutable segment's chunks update theirs
+//! on every write and are never stored.
 
 use super::filter::{FieldPred, Scalar};
 use super::point::Payload;
 use super::values::{JsonPath, parse_datetime, tokens};
+use crate::storage::payload_index::{PostingKey, StoredField, StoredIndex};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,6 +56,35 @@ pub enum PayloadFieldType {
 }
 
 impl PayloadFieldType {
+    /// The number that stands for the type in a segment file (never renumber: files keep it).
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            PayloadFieldType::Keyword => 0,
+            PayloadFieldType::Integer => 1,
+            PayloadFieldType::Float => 2,
+            PayloadFieldType::Bool => 3,
+            PayloadFieldType::Uuid => 4,
+            PayloadFieldType::Datetime => 5,
+            PayloadFieldType::Text => 6,
+        }
+    }
+
+    /// The type a segment file's number stands for.
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        use PayloadFieldType as T;
+        [
+            T::Keyword,
+            T::Integer,
+            T::Float,
+            T::Bool,
+            T::Uuid,
+            T::Datetime,
+            T::Text,
+        ]
+        .into_iter()
+        .find(|t| t.code() == code)
+    }
+
     /// Reads Qdrant's `field_schema`: a type name, or `{"type": name, ...}` (options other than
     /// `type` are refused by name, since none is implemented).
     pub fn from_schema(v: &Value) -> Result<Self, String> {
@@ -106,13 +141,8 @@ impl Answer {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-    Uuid(u128),
-}
+/// A posting's value: the storage layer's key type, so stored postings load without conversion.
+type Key = PostingKey;
 
 /// One field's index over a run of rows numbered from 0.
 #[derive(Debug, Clone)]
@@ -199,6 +229,60 @@ impl FieldIndex {
         if left {
             self.other.insert(row);
         }
+    }
+
+    /// The index as stored in a segment file (postings in key order).
+    fn to_stored(&self, name: &str) -> StoredField {
+        let mut postings: Vec<(Key, RoaringBitmap)> = self
+            .eq
+            .iter()
+            .map(|(k, b)| (k.clone(), b.clone()))
+            .collect();
+        postings.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        StoredField {
+            name: name.to_owned(),
+            kind: self.kind.code(),
+            rows: self.rows.clone(),
+            other: self.other.clone(),
+            postings,
+            ints: self.ints.clone(),
+            floats: self.floats.clone(),
+        }
+    }
+
+    /// An index read from a segment file. The storage decoder has checked bounds and order; this
+    /// checks meaning: a known type, a valid path, and only the keys and values that type takes.
+    fn from_stored(f: StoredField) -> Result<(String, FieldIndex), String> {
+        use PayloadFieldType as T;
+        let kind = PayloadFieldType::from_code(f.kind)
+            .ok_or_else(|| format!("field {:?}: unknown index type {}", f.name, f.kind))?;
+        let path = JsonPath::parse(&f.name)
+            .ok_or_else(|| format!("field {:?}: not a payload path", f.name))?;
+        let key_fits = |k: &Key| match kind {
+            T::Keyword | T::Text => matches!(k, Key::Str(_)),
+            T::Integer => matches!(k, Key::Int(_)),
+            T::Bool => matches!(k, Key::Bool(_)),
+            T::Uuid => matches!(k, Key::Uuid(_)),
+            T::Float | T::Datetime => false,
+        };
+        let ints_fit = matches!(kind, T::Integer | T::Datetime) || f.ints.is_empty();
+        let floats_fit = kind == T::Float || f.floats.is_empty();
+        if !f.postings.iter().all(|(k, _)| key_fits(k)) || !ints_fit || !floats_fit {
+            return Err(format!(
+                "field {:?}: values of another type in a {kind:?} index",
+                f.name
+            ));
+        }
+        let index = FieldIndex {
+            kind,
+            path,
+            eq: f.postings.into_iter().collect(),
+            ints: f.ints,
+            floats: f.floats,
+            rows: f.rows,
+            other: f.other,
+        };
+        Ok((f.name, index))
     }
 
     fn finish_bulk(&mut self) {
@@ -506,6 +590,34 @@ impl PayloadIndex {
         }
     }
 
+    /// The indexes as stored in the file of a segment of `rows` rows.
+    pub fn to_stored(&self, rows: u32) -> StoredIndex {
+        StoredIndex {
+            rows,
+            fields: self
+                .fields
+                .iter()
+                .map(|(name, f)| f.to_stored(name))
+                .collect(),
+        }
+    }
+
+    /// Indexes read from the file of a segment of `rows` rows (see [`FieldIndex::from_stored`]).
+    pub fn from_stored(stored: StoredIndex, rows: usize) -> Result<PayloadIndex, String> {
+        if stored.rows as usize != rows {
+            return Err(format!(
+                "payload index covers {} rows, the segment has {rows}",
+                stored.rows
+            ));
+        }
+        let mut fields = BTreeMap::new();
+        for f in stored.fields {
+            let (name, index) = FieldIndex::from_stored(f)?;
+            fields.insert(name, index);
+        }
+        Ok(PayloadIndex { fields })
+    }
+
     /// Indexes a new row (appended at `row`) in every field.
     pub fn add_row(&mut self, row: usize, payload: Option<&Payload>) {
         for f in self.fields.values_mut() {
@@ -518,6 +630,54 @@ impl PayloadIndex {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A stored index goes back to the same index; one whose keys, pairs or size do not fit its
+    /// type or segment is refused by name.
+    #[test]
+    fn stored_indexes_round_trip_and_mismatches_are_refused() {
+        use crate::storage::payload_index::{decode, encode};
+        let payloads: Vec<Payload> = (0..50)
+            .map(|i| {
+                json!({"k": format!("w{}", i % 7), "n": i % 5, "f": i as f64 / 3.0, "t": "fox dog"})
+                    .as_object()
+                    .cloned()
+                    .unwrap()
+            })
+            .collect();
+        let schema: PayloadSchema = [
+            ("k".to_string(), PayloadFieldType::Keyword),
+            ("n".to_string(), PayloadFieldType::Integer),
+            ("f".to_string(), PayloadFieldType::Float),
+            ("t".to_string(), PayloadFieldType::Text),
+        ]
+        .into();
+        let mut index = PayloadIndex::default();
+        index.sync(&schema, 50, |r| payloads.get(r));
+        let stored = index.to_stored(50);
+        let back = PayloadIndex::from_stored(decode(&encode(&stored)).unwrap(), 50).unwrap();
+        assert!(back.follows(&schema));
+        assert_eq!(back.to_stored(50), stored);
+
+        assert!(
+            PayloadIndex::from_stored(stored.clone(), 49)
+                .unwrap_err()
+                .contains("50 rows")
+        );
+        let mut wrong = stored.clone();
+        // `f` (the first field) holds float pairs, which a keyword index cannot.
+        wrong.fields[0].kind = PayloadFieldType::Keyword.code();
+        assert!(PayloadIndex::from_stored(wrong, 50).is_err());
+        let mut wrong = stored.clone();
+        wrong.fields[1].kind = 99;
+        assert!(
+            PayloadIndex::from_stored(wrong, 50)
+                .unwrap_err()
+                .contains("unknown index type 99")
+        );
+        let mut wrong = stored;
+        wrong.fields[2].name = "a..b".into();
+        assert!(PayloadIndex::from_stored(wrong, 50).is_err());
+    }
 
     #[test]
     fn field_schema_forms() {

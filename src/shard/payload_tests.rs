@@ -560,3 +560,222 @@ fn invalid_payload_commands_are_refused_by_name() {
             .contains("geo_radius")
     );
 }
+
+/// The sealed segment files in `dir`: each one's stored payload indexes follow `schema` and equal,
+/// field by field and posting by posting, the ones a fresh pass over its payloads builds.
+/// Returns how many files there were.
+fn stored_indexes_equal_fresh(dir: &std::path::Path, schema: &PayloadSchema) -> usize {
+    let mut files = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != segment::SEGMENT_EXT) {
+            continue;
+        }
+        let seg = segment::open_segment_file(&path).unwrap();
+        let loaded = seg.payload_index();
+        assert!(loaded.follows(schema), "{}", path.display());
+        let rows = seg.points.len();
+        let mut fresh = payload_index::PayloadIndex::default();
+        fresh.sync(schema, rows, |r| seg.payloads[r].as_deref());
+        same_fields(&loaded, &fresh, rows, &path.display().to_string());
+        files += 1;
+    }
+    files
+}
+
+/// Whether two indexes of `rows` rows are equal field by field (naming the first that is not).
+fn same_fields(
+    a: &payload_index::PayloadIndex,
+    b: &payload_index::PayloadIndex,
+    rows: usize,
+    what: &str,
+) {
+    let (a, b) = (a.to_stored(rows as u32), b.to_stored(rows as u32));
+    assert_eq!(a.fields.len(), b.fields.len(), "{what}");
+    for (x, y) in a.fields.iter().zip(&b.fields) {
+        assert!(x == y, "{what}: field {} differs", x.name);
+    }
+}
+
+fn schema_of(shard: &Shard) -> PayloadSchema {
+    read(&shard.inner.state).schema.clone()
+}
+
+fn set_index(shard: &Shard, index: &mut u64, field: &str, t: Option<PayloadFieldType>) {
+    *index += 1;
+    let cmd = match t {
+        Some(field_type) => ShardCommand::CreateFieldIndex {
+            field: field.into(),
+            field_type,
+        },
+        None => ShardCommand::DeleteFieldIndex {
+            field: field.into(),
+        },
+    };
+    shard.apply(*index, &cmd).unwrap();
+}
+
+/// Payload indexes stored in segment files: what a file gives back equals what a pass over its
+/// payloads builds, and the shard answers random filters as brute force does, from built
+/// segments, after a restart (indexes read from the files), after compaction (the merged file
+/// stores its own), and after the schema changed since the files were written (a field indexed
+/// later is built on load, a dropped one ignored).
+#[test]
+fn stored_indexes_answer_as_fresh_ones_and_as_brute_force() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1313);
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let shard = Shard::with_state(config(8, Metric::L2, 1000), None, false, Some(data.clone()));
+    let mut model = Points::new();
+    let mut index = 0;
+    index_all(&shard, &mut index);
+    upsert(&shard, &mut model, &mut index, &mut rng, 0..2500);
+    assert_eq!(shard.stats().indexed_segments, 2);
+    let schema = schema_of(&shard);
+    assert_eq!(stored_indexes_equal_fresh(&data, &schema), 2);
+    check(&shard, &model, &mut rng, 80, "built with stored indexes");
+
+    // Restart: the files are linked into a new data directory and their indexes read back.
+    let restart = |shard: &Shard, name: &str| {
+        let snap = root.path().join(format!("snap-{name}"));
+        shard.snapshot(&snap).unwrap();
+        let data = root.path().join(format!("data-{name}"));
+        let restored = Shard::restore_into(&snap, false, Some(&data)).unwrap();
+        (restored, data)
+    };
+    let (restored, data2) = restart(&shard, "1");
+    assert_eq!(stored_indexes_equal_fresh(&data2, &schema), 2);
+    check(&restored, &model, &mut rng, 80, "restored");
+
+    // Compaction writes the merged segment's indexes into its file.
+    index += 1;
+    let doomed: Vec<PointId> = (0..2500).filter(|i| i % 3 == 0).map(PointId::Num).collect();
+    restored
+        .apply(
+            index,
+            &ShardCommand::Delete {
+                ids: doomed.clone(),
+            },
+        )
+        .unwrap();
+    for id in &doomed {
+        model.remove(id);
+    }
+    assert!(restored.stats().compactions > 0, "compacted");
+    assert!(stored_indexes_equal_fresh(&data2, &schema) >= 1);
+    check(&restored, &model, &mut rng, 80, "compacted");
+
+    // The schema changes after the files were written: `n` dropped, `addr.city` added.
+    set_index(&restored, &mut index, "n", None);
+    set_index(&restored, &mut index, "kw", None);
+    set_index(&restored, &mut index, "kw", Some(PayloadFieldType::Integer));
+    set_index(
+        &restored,
+        &mut index,
+        "addr.city",
+        Some(PayloadFieldType::Keyword),
+    );
+    let (again, _) = restart(&restored, "2");
+    let schema = schema_of(&again);
+    assert!(!schema.contains_key("n") && schema["kw"] == PayloadFieldType::Integer);
+    let view = again.view();
+    for seg in &view {
+        if let SegBody::Ivf(ivf) = &seg.body {
+            let loaded = ivf.payload_index();
+            assert!(loaded.follows(&schema));
+            let mut fresh = payload_index::PayloadIndex::default();
+            fresh.sync(&schema, seg.rows, |r| ivf.payloads[r].as_deref());
+            same_fields(&loaded, &fresh, seg.rows, "after the schema changed");
+        }
+    }
+    check(
+        &again,
+        &model,
+        &mut rng,
+        80,
+        "schema changed since the files",
+    );
+}
+
+/// Time to open a shard of 100,000 sealed points with four indexed fields, from its snapshot:
+/// with the indexes read from the segment files, and with them built from payloads (the files
+/// written before the fields were indexed, which is what every open cost before indexes were
+/// stored). Median of 3. Run by hand:
+/// `cargo test --lib shard::payload_tests::open_time -- --ignored --nocapture` (the test profile
+/// is optimised).
+#[test]
+#[ignore = "a measurement"]
+fn open_time() {
+    let n = 100_000u64;
+    let root = tempfile::tempdir().unwrap();
+    let fields = [
+        ("kw", PayloadFieldType::Keyword),
+        ("n", PayloadFieldType::Integer),
+        ("f", PayloadFieldType::Float),
+        ("t", PayloadFieldType::Datetime),
+    ];
+    let mut medians = Vec::new();
+    for stored in [true, false] {
+        let data = root.path().join(format!("data-{stored}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let shard = Shard::with_state(config(16, Metric::L2, 25_000), None, false, Some(data));
+        let mut index = 0;
+        let create = |index: &mut u64| {
+            for (f, t) in fields {
+                set_index(&shard, index, f, Some(t));
+            }
+        };
+        if stored {
+            create(&mut index);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for start in (0..n).step_by(1000) {
+            let points: Vec<PointWrite> = (start..start + 1000)
+                .map(|i| PointWrite {
+                    id: PointId::Num(i),
+                    vector: random_vec(&mut rng, 16),
+                    payload: json!({
+                        "kw": WORDS[(i % 8) as usize],
+                        "n": i % 1000,
+                        "f": (i as f64).sqrt(),
+                        "t": format!("2024-03-{:02}T{:02}:00:00Z", 1 + i % 28, i % 24),
+                        "other": format!("point {i}"),
+                    })
+                    .as_object()
+                    .cloned(),
+                })
+                .collect();
+            index += 1;
+            shard
+                .apply(index, &ShardCommand::Upsert { points })
+                .unwrap();
+        }
+        if !stored {
+            create(&mut index);
+        }
+        assert_eq!(shard.stats().indexed_points, n as usize);
+        let snap = root.path().join(format!("snap-{stored}"));
+        shard.snapshot(&snap).unwrap();
+        let mut times = Vec::new();
+        for run in 0..3 {
+            let to = root.path().join(format!("open-{stored}-{run}"));
+            let t = std::time::Instant::now();
+            let opened = Shard::restore_into(&snap, false, Some(&to)).unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(opened.payload_schema().len(), 4);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "open {n} sealed points, 4 indexed fields, indexes {}: {:.1} ms median of {times:.1?}",
+            if stored {
+                "stored in the files"
+            } else {
+                "built from payloads"
+            },
+            times[1]
+        );
+        medians.push(times[1]);
+    }
+    println!("speed-up: {:.2}x", medians[1] / medians[0]);
+}

@@ -6,8 +6,8 @@
 //!   without any lock; a write that finds the last chunk shared with such a query copies only
 //!   that chunk (`Arc::make_mut`), never the whole segment.
 //! - An **IVF-PQ** segment ([`IvfSeg`]) is immutable once built. With a data directory it lives in
-//!   one segment file (IVF-PQ sections + point ids + payloads), written once and memory-mapped;
-//!   snapshots hard-link that file.
+//!   one segment file (IVF-PQ sections + point ids + payloads + payload indexes), written once and
+//!   memory-mapped; snapshots hard-link that file.
 //!
 //! Tombstones are a live-row [`RowSet`] per segment behind an `Arc`, copied on write the same way.
 //!
@@ -20,6 +20,7 @@ use super::payload_index::PayloadIndex;
 use super::point::{Payload, PointId};
 use crate::index::ivfpq::IvfPqIndex;
 use crate::index::{FlatIndex, RowSet};
+use crate::storage::payload_index::{self, PAYLOAD_INDEX_SECTION};
 use crate::storage::records::{Records, write_records};
 use crate::storage::segment::{index_from_container, write_ivfpq_sections};
 use crate::storage::{Container, ContainerWriter, StorageError};
@@ -124,8 +125,9 @@ pub(super) struct IvfSeg {
     /// What the segment measured about its recall when it was built (none: built before
     /// calibration existed, or too small to measure).
     pub calibration: Option<Arc<Calibration>>,
-    /// Payload indexes over the segment's rows: built in memory after the segment is built or
-    /// loaded, replaced whole when the schema changes (queries keep the one they took).
+    /// Payload indexes over the segment's rows: built before the segment's file is written (which
+    /// stores them), read back when the file is opened, replaced whole when the schema changes
+    /// (queries keep the one they took).
     payload_index: RwLock<Arc<PayloadIndex>>,
 }
 
@@ -288,6 +290,11 @@ impl Rows {
     }
 }
 
+/// Version of the shard's segment file (the metadata key `"segment_version"`; a file without it is
+/// version 1). 1: IVF-PQ sections, point ids, payloads, calibration. 2: adds the payload indexes
+/// of the schema the segment was built under (section [`PAYLOAD_INDEX_SECTION`]).
+pub(super) const SEGMENT_VERSION: u64 = 2;
+const SEGMENT_VERSION_KEY: &str = "segment_version";
 const POINT_KINDS: &str = "point_kinds";
 const POINT_VALUES: &str = "point_values";
 const PAYLOADS: &str = "payloads";
@@ -311,7 +318,8 @@ pub(super) fn segment_file_name(seg_id: u32) -> String {
 }
 
 /// Writes a built segment to `path` atomically: the IVF-PQ sections, then the point ids (a kind
-/// byte and two `u64` words a row) and the payloads (JSON bytes a row, empty for none).
+/// byte and two `u64` words a row), the payloads (JSON bytes a row, empty for none) and the
+/// payload indexes the segment holds now (segment version [`SEGMENT_VERSION`]).
 pub(super) fn write_segment_file(path: &Path, seg: &IvfSeg) -> Result<(), StorageError> {
     let mut writer = ContainerWriter::create(path)?;
     let mut meta = write_ivfpq_sections(&mut writer, &seg.index)?;
@@ -338,7 +346,14 @@ pub(super) fn write_segment_file(path: &Path, seg: &IvfSeg) -> Result<(), Storag
         })
         .collect();
     write_records(&mut writer, PAYLOADS, texts.iter().map(Vec::as_slice))?;
+    let rows = u32::try_from(seg.points.len()).map_err(|_| StorageError::InvalidSection {
+        path: path.to_path_buf(),
+        reason: format!("{} rows do not fit a segment", seg.points.len()),
+    })?;
+    let stored = payload_index::encode(&seg.payload_index().to_stored(rows));
+    writer.write_section(PAYLOAD_INDEX_SECTION, &stored)?;
     if let Some(obj) = meta.as_object_mut() {
+        obj.insert(SEGMENT_VERSION_KEY.into(), SEGMENT_VERSION.into());
         obj.insert("shard_rows".into(), seg.points.len().into());
         if let Some(c) = &seg.calibration
             && let Ok(value) = serde_json::to_value(&**c)
@@ -390,9 +405,48 @@ pub(super) fn open_segment_file(path: &Path) -> Result<IvfSeg, StorageError> {
     }
     let mut seg = IvfSeg::new(index, points, payloads)
         .ok_or_else(|| corrupted("index rows do not match the segment's points".into()))?;
+    if let Some(stored) = read_payload_index(&container, n)? {
+        seg.set_payload_index(Arc::new(stored));
+    }
     seg.calibration = read_calibration(&container);
     seg.file = Some(SegFile::open(path.to_path_buf()).map_err(|e| StorageError::io(path, e))?);
     Ok(seg)
+}
+
+/// The payload indexes stored in a segment file of `rows` rows: `None` for a version-1 file
+/// (the shard builds them from payloads), an error for a damaged section or a newer version.
+fn read_payload_index(
+    container: &Container,
+    rows: usize,
+) -> Result<Option<PayloadIndex>, StorageError> {
+    let path = container.path();
+    let meta: serde_json::Value = container.metadata_json()?;
+    let version = match meta.get(SEGMENT_VERSION_KEY) {
+        None => 1,
+        Some(v) => v.as_u64().ok_or_else(|| StorageError::Corrupted {
+            path: path.to_path_buf(),
+            reason: format!("segment version {v}"),
+        })?,
+    };
+    if version > SEGMENT_VERSION {
+        return Err(StorageError::UpgradeRequired {
+            path: path.to_path_buf(),
+            found: u32::try_from(version).unwrap_or(u32::MAX),
+            supported: SEGMENT_VERSION as u32,
+        });
+    }
+    if version < 2 {
+        return Ok(None);
+    }
+    let bytes = container.section::<u8>(PAYLOAD_INDEX_SECTION)?;
+    let stored =
+        payload_index::decode(&bytes[..]).map_err(|e| StorageError::from_format(path, e))?;
+    PayloadIndex::from_stored(stored, rows)
+        .map(Some)
+        .map_err(|reason| StorageError::Corrupted {
+            path: path.to_path_buf(),
+            reason,
+        })
 }
 
 /// The calibration stored in a segment file's metadata, if any. One this build cannot read (a

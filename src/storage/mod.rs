@@ -15,6 +15,9 @@
 //! - [`envelope`]: the envelope of small framed files (cluster state, shard snapshots): kind
 //!   magic, format version, length, CRCs, typed version errors.
 //! - [`records`]: variable-length records (point payloads) as an offsets + bytes section pair.
+//! - [`payload_index`](mod@payload_index): a sealed segment's payload indexes as one section
+//!   (roaring postings, sorted value/row pairs), with its pure decoder (fuzzed by
+//!   `payload_index_decode`).
 //! - [`segment`]: sealed IVF-PQ segment files ([`write_ivfpq_segment`], [`open_ivfpq_segment`])
 //!   and flat segment files ([`write_flat_segment`], [`open_flat_segment`]).
 //!
@@ -148,6 +151,38 @@
 //! `u64` with `N + 1` entries from 0 to the byte length), and its own metadata keys; readers
 //! ignore sections and keys they do not know.
 //!
+//! The shard's segment files (`seg-*.seg`, `shard/segment.rs`) carry a metadata key
+//! `"segment_version"`: absent in version 1 (IVF-PQ sections, `point_kinds`, `point_values`, the
+//! `payloads` records, the calibration), 2 since payload indexes are stored (all of version 1
+//! plus the section `payload_index` below). A reader opens both; a version-1 segment's indexes are
+//! built from its payloads. A version above the reader's is [`StorageError::UpgradeRequired`].
+//!
+//! ## Payload-index section (`payload_index`, `u8`, layout version 1)
+//! The indexes of the payload fields the collection had indexed when the segment was built, each
+//! over the segment's rows `0..rows`. Little-endian; `str` is a u32 byte length then UTF-8 bytes;
+//! `bitmap` is a u32 byte length then a roaring bitmap in the portable serialization
+//! (<https://github.com/RoaringBitmap/RoaringFormatSpec>) of exactly that many bytes.
+//!
+//! ```text
+//! u32 version (1)   u32 rows   u32 field_count
+//! field_count × field, names strictly increasing (byte order):
+//!   str name (a payload path)   u8 kind (0 keyword, 1 integer, 2 float, 3 bool, 4 uuid,
+//!                                        5 datetime, 6 text)
+//!   bitmap rows (rows holding a value the index took)   bitmap other (non-null values it did not)
+//!   u32 key_count, key_count × (key, bitmap), keys strictly increasing by (tag, value):
+//!     key = u8 tag then 0: str | 1: i64 | 2: u8 0 or 1 | 3: u128 (a UUID)
+//!   u64 int_count,   int_count × (i64 value, u32 row), sorted by (value, row)
+//!   u64 float_count, float_count × (f64 bits, u32 row), sorted by (total order of value, row),
+//!                    never NaN
+//! nothing after the last field
+//! ```
+//!
+//! [`payload_index::decode`] checks all of it (every row number below `rows`, lengths against the
+//! input before allocating, each bitmap valid and of exactly its stated length); the shard then
+//! checks the meaning (a known kind, a parsable path, only the keys and pairs of that kind, `rows`
+//! equal to the segment's). A field the collection indexed after the segment was built is built
+//! from payloads when the segment opens; a stored field it no longer indexes is ignored.
+//!
 //! Opening hands the mapped sections to `IvfPqIndex::from_parts` as zero-copy slabs, which
 //! checks every size against the metadata. [`open_ivfpq_segment`] verifies all checksums first
 //! (one sequential read of the file); `open_ivfpq_segment_with(.., Verify::HeaderOnly)` skips that
@@ -207,6 +242,9 @@
 //!   envelope, `tests/fixtures/meta/cluster_state_v3.bin` and `tests/fixtures/shard_snapshot_v4/`
 //!   written in it; they decode, and their owners (cluster metadata, shard snapshot) restore them
 //!   completely.
+//! - `tests/fixtures/shard_segment_v1/` and `tests/fixtures/shard_segment_v2/` are shard
+//!   snapshots whose sealed segments are shard segment versions 1 and 2; both restore with every
+//!   filter answering as brute force over their payloads (`tests/format_fixtures.rs`).
 //! - Every prefix of a file is reported `Truncated`; every single-bit flip anywhere is reported at
 //!   open or by `verify`; a forged newer version is `UpgradeRequired`.
 //! - A child process that rewrites a container in a loop is SIGKILLed at random points: the
@@ -215,12 +253,17 @@
 //! # Version log
 //! - 1: first format (header, section table with CRC-32 per section, metadata blob).
 //!
+//! Shard segment files (inside container version 1): 1, first; 2, the `payload_index` section
+//! and the `"segment_version"` key (`tests/fixtures/shard_segment_v1/` and `shard_segment_v2/`
+//! are snapshots holding each).
+//!
 //! Envelope: the layout above is the first; the kinds' versions are listed with them.
 
 pub mod atomic;
 pub mod container;
 pub mod envelope;
 pub mod format;
+pub mod payload_index;
 pub mod records;
 pub mod segment;
 
