@@ -5,9 +5,18 @@
 //! row with a horizontal sum; here centroids are stored in blocks of 16, dimension-major inside a
 //! block, so one 512-bit FMA advances 16 centroids by one dimension and no horizontal work is
 //! needed (the layout FAISS' `fvec_inner_products_ny` reaches for with its transposed kernels).
+//! AVX2 covers a block with two 8-lane registers, and the scalar loop is what the compiler makes
+//! of the same layout.
+
+use super::distance::SimdLevel;
 
 /// Centroids per block (one AVX-512 register of f32).
 const LANES: usize = 16;
+
+/// Blocks the AVX2 kernel advances together: one broadcast of `q[d]` feeds `2 * 4` independent
+/// FMA chains, enough to hide FMA latency on two FMA ports, while each chain still sums its
+/// dimensions in order (so results differ from the scalar kernel only by FMA rounding).
+const AVX2_BLOCKS: usize = 4;
 
 /// A derived, probe-friendly copy of the centroids.
 #[derive(Debug, Clone)]
@@ -17,12 +26,29 @@ pub struct CoarseTable {
     /// `ceil(nlist / 16)` blocks of `dim * 16` floats: block `b`, dimension `d`, lane `i` holds
     /// component `d` of centroid `16 b + i` (zero past `nlist`).
     blocks: Vec<f32>,
-    avx512: bool,
+    /// Kernel chosen at construction; only ever a level the CPU supports.
+    level: SimdLevel,
 }
 
 impl CoarseTable {
-    /// Lays out `centroids` (`nlist * dim`, row-major).
+    /// Lays out `centroids` (`nlist * dim`, row-major) for the fastest kernel the CPU runs.
     pub fn new(centroids: &[f32], dim: usize) -> Self {
+        let level = [SimdLevel::Avx512, SimdLevel::Avx2]
+            .into_iter()
+            .find(|l| l.is_supported())
+            .unwrap_or(SimdLevel::Scalar);
+        Self::build(centroids, dim, level)
+    }
+
+    /// As [`CoarseTable::new`] but with the kernel for `level`, or `None` if the CPU cannot run
+    /// it; for benchmarks and tests that compare kernels.
+    pub fn with_level(centroids: &[f32], dim: usize, level: SimdLevel) -> Option<Self> {
+        level
+            .is_supported()
+            .then(|| Self::build(centroids, dim, level))
+    }
+
+    fn build(centroids: &[f32], dim: usize, level: SimdLevel) -> Self {
         let nlist = centroids.len() / dim;
         let nblocks = nlist.div_ceil(LANES);
         let mut blocks = vec![0.0f32; nblocks * dim * LANES];
@@ -32,16 +58,17 @@ impl CoarseTable {
                 blocks[(b * dim + d) * LANES + i] = v;
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        let avx512 = std::is_x86_feature_detected!("avx512f");
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx512 = false;
         CoarseTable {
             dim,
             nlist,
             blocks,
-            avx512,
+            level,
         }
+    }
+
+    /// The SIMD level [`CoarseTable::dots`] runs at.
+    pub fn level(&self) -> SimdLevel {
+        self.level
     }
 
     /// Bytes held.
@@ -53,13 +80,15 @@ impl CoarseTable {
     pub fn dots(&self, q: &[f32], out: &mut [f32]) {
         assert_eq!(q.len(), self.dim, "query dimension");
         assert_eq!(out.len(), self.nlist, "output length");
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: AVX-512F detected at construction; sizes asserted above.
-            unsafe { self.dots_avx512(q, out) };
-            return;
+        match self.level {
+            // SAFETY: `level` is supported (checked at construction); sizes asserted above.
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx512 => unsafe { self.dots_avx512(q, out) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            SimdLevel::Avx2 => unsafe { self.dots_avx2(q, out) },
+            _ => self.dots_scalar(q, out),
         }
-        self.dots_scalar(q, out);
     }
 
     fn dots_scalar(&self, q: &[f32], out: &mut [f32]) {
@@ -73,6 +102,64 @@ impl CoarseTable {
             let start = b * LANES;
             let n = LANES.min(self.nlist - start);
             out[start..start + n].copy_from_slice(&acc[..n]);
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA available; `q.len() == dim`, `out.len() == nlist`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dots_avx2(&self, q: &[f32], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let dim = self.dim;
+        let stride = dim * LANES;
+        let nblocks = self.nlist.div_ceil(LANES);
+        let base = self.blocks.as_ptr();
+        let mut b = 0;
+        while b < nblocks {
+            let g = AVX2_BLOCKS.min(nblocks - b);
+            // SAFETY: blocks `b..b + g` exist; every load reads 8 floats at dimension d < dim of
+            // one of them, and `q` has `dim` floats.
+            let acc = unsafe {
+                let mut acc = [_mm256_setzero_ps(); 2 * AVX2_BLOCKS];
+                if g == AVX2_BLOCKS {
+                    let p = base.add(b * stride);
+                    for d in 0..dim {
+                        let qd = _mm256_set1_ps(*q.get_unchecked(d));
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            let c =
+                                _mm256_loadu_ps(p.add((j / 2) * stride + d * LANES + (j % 2) * 8));
+                            *a = _mm256_fmadd_ps(qd, c, *a);
+                        }
+                    }
+                } else {
+                    // At most three trailing blocks, one at a time.
+                    for k in 0..g {
+                        let p = base.add((b + k) * stride);
+                        let (mut lo, mut hi) = (acc[2 * k], acc[2 * k + 1]);
+                        for d in 0..dim {
+                            let qd = _mm256_set1_ps(*q.get_unchecked(d));
+                            lo = _mm256_fmadd_ps(qd, _mm256_loadu_ps(p.add(d * LANES)), lo);
+                            hi = _mm256_fmadd_ps(qd, _mm256_loadu_ps(p.add(d * LANES + 8)), hi);
+                        }
+                        acc[2 * k] = lo;
+                        acc[2 * k + 1] = hi;
+                    }
+                }
+                acc
+            };
+            for k in 0..g {
+                let mut lanes = [0.0f32; LANES];
+                // SAFETY: `lanes` holds 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc[2 * k]);
+                    _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[2 * k + 1]);
+                }
+                let start = (b + k) * LANES;
+                let n = LANES.min(self.nlist - start);
+                out[start..start + n].copy_from_slice(&lanes[..n]);
+            }
+            b += g;
         }
     }
 
@@ -147,5 +234,54 @@ mod tests {
                 assert!((slow[l] as f64 - exact).abs() < 1e-4);
             }
         }
+    }
+
+    /// Every SIMD kernel the CPU runs agrees with the scalar one to FMA rounding, including
+    /// dimensions off the 8-lane grid, partial last blocks and partial AVX2 block groups.
+    #[test]
+    fn simd_kernels_match_scalar() {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // The AVX2 kernel must really run on hosts that have it.
+            assert!(SimdLevel::Avx2.is_supported());
+            assert_ne!(CoarseTable::new(&[0.0; 4], 4).level(), SimdLevel::Scalar);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let mut ran = 0;
+        for dim in [1, 7, 8, 33, 128, 384] {
+            for nlist in [1, 15, 17, 50, 100, 129, 1000] {
+                let centroids: Vec<f32> = (0..nlist * dim)
+                    .map(|_| rng.random_range(-1.0..1.0f32))
+                    .collect();
+                let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0f32)).collect();
+                let scalar = CoarseTable::with_level(&centroids, dim, SimdLevel::Scalar).unwrap();
+                let mut want = vec![0.0f32; nlist];
+                scalar.dots(&q, &mut want);
+                for level in [SimdLevel::Avx2, SimdLevel::Avx512] {
+                    let Some(table) = CoarseTable::with_level(&centroids, dim, level) else {
+                        continue;
+                    };
+                    ran += 1;
+                    let mut got = vec![f32::NAN; nlist];
+                    table.dots(&q, &mut got);
+                    for (l, c) in centroids.chunks_exact(dim).enumerate() {
+                        // Relative to the sum of |products|: a dot near zero by cancellation
+                        // keeps the rounding of its terms.
+                        let scale: f32 = c.iter().zip(&q).map(|(a, b)| (a * b).abs()).sum();
+                        assert!(
+                            (got[l] - want[l]).abs() <= 1e-5 * scale.max(f32::MIN_POSITIVE),
+                            "{level:?} {nlist}x{dim} list {l}: {} vs {}",
+                            got[l],
+                            want[l]
+                        );
+                    }
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if SimdLevel::Avx2.is_supported() {
+            assert!(ran >= 42, "AVX2 kernel ran {ran} times");
+        }
+        let _ = ran;
     }
 }

@@ -1,0 +1,50 @@
+//! Coarse probe: inner products of one query with every IVF centroid (`CoarseTable::dots`), at
+//! each SIMD level the CPU runs, for nlist 1024 and 4096 × dim 128 and 384.
+//!
+//! `cargo bench --bench coarse` (about half a minute).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use shoal::index::coarse::CoarseTable;
+use shoal::index::distance::SimdLevel;
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn dots(c: &mut Criterion) {
+    let mut g = c.benchmark_group("coarse_dots");
+    for dim in [128usize, 384] {
+        for nlist in [1024usize, 4096] {
+            let centroids = random(nlist * dim, 1);
+            let q = random(dim, 2);
+            let mut out = vec![0.0f32; nlist];
+            g.throughput(Throughput::Elements((nlist * dim) as u64));
+            for (name, level) in [
+                ("scalar", SimdLevel::Scalar),
+                ("avx2", SimdLevel::Avx2),
+                ("avx512", SimdLevel::Avx512),
+            ] {
+                let Some(table) = CoarseTable::with_level(&centroids, dim, level) else {
+                    continue;
+                };
+                g.bench_function(BenchmarkId::new(name, format!("{nlist}x{dim}")), |b| {
+                    b.iter(|| table.dots(black_box(&q), black_box(&mut out)))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1)).sample_size(20);
+    targets = dots
+}
+criterion_main!(benches);
