@@ -360,12 +360,23 @@ impl InProcessRouter {
     }
 }
 
+/// `v` through the wire encoding, refused when it encodes to more than `cap` bytes (0: no cap).
 fn roundtrip<T: Serialize + serde::de::DeserializeOwned>(
     v: &T,
     peer: NodeId,
+    cap: usize,
 ) -> Result<T, TransportError> {
     let bytes =
         postcard::to_allocvec(v).map_err(|e| TransportError::Remote(peer, e.to_string()))?;
+    if cap > 0 && bytes.len() > cap {
+        return Err(TransportError::Remote(
+            peer,
+            format!(
+                "message of {} bytes exceeds the limit of {cap}",
+                bytes.len()
+            ),
+        ));
+    }
     postcard::from_bytes(&bytes).map_err(|e| TransportError::Remote(peer, e.to_string()))
 }
 
@@ -386,20 +397,13 @@ impl Transport for InProcessRouter {
                 .inner
                 .max_message_bytes
                 .load(std::sync::atomic::Ordering::Relaxed);
-            let len = postcard::experimental::serialized_size(&rpc).unwrap_or(usize::MAX);
-            if cap > 0 && len > cap {
-                return Err(TransportError::Remote(
-                    target,
-                    format!("message of {len} bytes exceeds the limit of {cap}"),
-                ));
-            }
-            let rpc = roundtrip(&rpc, target)?;
+            let rpc = roundtrip(&rpc, target, cap)?;
             let reply = tokio::time::timeout(timeout, NodeShared::handle_rpc(&node, group, rpc))
                 .await
                 .map_err(|_| TransportError::Timeout(target, timeout))?;
             // The reply can be lost too if a cut happened meanwhile.
             router.target(from, target)?;
-            roundtrip(&reply, target)
+            roundtrip(&reply, target, 0)
         })
     }
 

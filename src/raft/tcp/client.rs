@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::wire::{WireError, WireMsg, fits_frame, read_message, write_message, write_queued};
+use super::wire::{WireError, WireMsg, encode_message, read_message, write_message, write_queued};
 use super::{SNAPSHOT_CHUNK, TcpInner, TcpTransport, handshake};
 use crate::raft::network::{BoxFuture, RaftReply, RaftRpc, Transport, TransportError};
 use crate::raft::state_machine::{MANIFEST_FILE, read_manifest};
@@ -31,7 +31,8 @@ pub(super) type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
 /// One live multiplexed RPC connection to a peer.
 pub(super) struct Conn {
     addr: String,
-    tx: mpsc::Sender<WireMsg>,
+    /// Encoded frames for the connection's writer.
+    tx: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     alive: Arc<AtomicBool>,
     /// When a frame last arrived on it, in [`TcpInner::now_ms`].
@@ -94,10 +95,10 @@ impl TcpInner {
                 id,
             };
             // Refused here, not by the writer: the shared connection stays up.
-            let msg = frame(id);
-            fits_frame(&msg).map_err(|e| TransportError::Remote(target, e.to_string()))?;
+            let frame = encode_message(&frame(id))
+                .map_err(|e| TransportError::Remote(target, e.to_string()))?;
             conn.tx
-                .send(msg)
+                .send(frame)
                 .await
                 .map_err(|_| TransportError::Unreachable(target, "connection closed".into()))?;
             rx.await
@@ -186,7 +187,7 @@ impl TcpInner {
 
 async fn conn_writer(
     write: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<WireMsg>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
     alive: Arc<AtomicBool>,
 ) {
     write_queued(&mut BufWriter::new(write), &mut rx).await;

@@ -18,8 +18,8 @@ use tokio::sync::{Semaphore, mpsc};
 #[cfg(doc)]
 use super::wire::MAX_HANDSHAKE_FRAME;
 use super::wire::{
-    MAX_FRAME, WireError, WireMsg, decode_message, read_frame_body, read_frame_len, read_message,
-    write_message, write_queued,
+    MAX_FRAME, WireError, WireMsg, decode_message, encode_message, read_frame_body, read_frame_len,
+    read_message, write_message, write_queued,
 };
 use super::{HANDSHAKE_TIMEOUT, SNAPSHOT_IDLE_TIMEOUT, TcpInner, handshake};
 use crate::raft::group::RaftNode;
@@ -119,7 +119,7 @@ async fn serve_conn(
     }
 
     // An RPC connection: answer requests concurrently, one writer task serialises replies.
-    let (tx, mut rx) = mpsc::channel::<WireMsg>(1024);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer = tokio::spawn(async move { write_queued(&mut w, &mut rx).await });
     let budget = Arc::new(Semaphore::new(MAX_CONNECTION_INFLIGHT));
     let mut next = Some((first, None));
@@ -141,7 +141,7 @@ async fn serve_conn(
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let reply = node.handle_rpc(group, rpc).await;
-                    let _ = tx.send(WireMsg::Response { id, reply }).await;
+                    send_reply(&tx, WireMsg::Response { id, reply }).await;
                     drop(permit);
                 });
             }
@@ -160,7 +160,7 @@ async fn serve_conn(
                             format!("no service {service} on this node").into_bytes(),
                         ),
                     };
-                    let _ = tx.send(WireMsg::AppResponse { id, ok, body }).await;
+                    send_reply(&tx, WireMsg::AppResponse { id, ok, body }).await;
                     drop(permit);
                 });
             }
@@ -254,5 +254,16 @@ async fn receive_files<R: AsyncRead + Unpin>(r: &mut R, dir: &Path) -> Result<()
                 )));
             }
         }
+    }
+}
+
+/// Queues a reply for the connection's writer. A reply over the frame cap is dropped (its
+/// caller times out) rather than written: the connection is shared by every group and service.
+async fn send_reply(tx: &mpsc::Sender<Vec<u8>>, reply: WireMsg) {
+    match encode_message(&reply) {
+        Ok(frame) => {
+            let _ = tx.send(frame).await;
+        }
+        Err(e) => tracing::warn!(error = %e, "dropped an internal reply over the frame cap"),
     }
 }

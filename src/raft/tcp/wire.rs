@@ -200,21 +200,32 @@ pub fn decode_message(body: &[u8]) -> Result<WireMsg, WireError> {
     postcard::from_bytes(body).map_err(|e| WireError::Decode(e.to_string()))
 }
 
+/// `msg` as one frame (length prefix and body), refused above `cap` bytes of body.
+pub fn encode_frame<T: Serialize>(msg: &T, cap: usize) -> Result<Vec<u8>, WireError> {
+    let mut frame =
+        postcard::to_extend(msg, vec![0u8; 4]).map_err(|e| WireError::Decode(e.to_string()))?;
+    let len = frame.len() - 4;
+    if len > cap {
+        return Err(WireError::FrameTooLarge { len, cap });
+    }
+    frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(frame)
+}
+
+/// One post-handshake frame of `msg` (cap [`MAX_FRAME`]), for [`write_queued`]. Whoever queues
+/// a message encodes it, so an oversized one is refused to its sender (issue 14, finding 2),
+/// never discovered by the writer of a connection shared by every group and service.
+pub fn encode_message(msg: &WireMsg) -> Result<Vec<u8>, WireError> {
+    encode_frame(msg, MAX_FRAME)
+}
+
 /// Writes `msg` as one frame of at most `cap` bytes.
 pub async fn write_frame<W, T>(w: &mut W, msg: &T, cap: usize) -> Result<(), WireError>
 where
     W: AsyncWrite + Unpin,
     T: Serialize,
 {
-    let body = postcard::to_allocvec(msg).map_err(|e| WireError::Decode(e.to_string()))?;
-    if body.len() > cap {
-        return Err(WireError::FrameTooLarge {
-            len: body.len(),
-            cap,
-        });
-    }
-    w.write_all(&(body.len() as u32).to_le_bytes()).await?;
-    w.write_all(&body).await?;
+    w.write_all(&encode_frame(msg, cap)?).await?;
     Ok(())
 }
 
@@ -275,51 +286,21 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
     write_frame(w, msg, MAX_FRAME).await
 }
 
-/// Writes every message `rx` yields until it closes or a write fails: what is already queued
-/// goes out in one flush. The one writer loop of both ends of a connection.
-///
-/// A message over [`MAX_FRAME`] is dropped, not fatal: nothing of it was written, so the stream
-/// is still in step, and the connection is shared by every group and service to that peer
-/// (issue 14, finding 2: closing it for one oversized batch tore down all of them, for ever).
-/// Its caller gets no answer and times out; callers check sizes first and never rely on this.
+/// Writes every frame `rx` yields ([`encode_message`]) until it closes or a write fails: what
+/// is already queued goes out in one flush. The one writer loop of both ends of a connection.
 pub async fn write_queued<W: AsyncWrite + Unpin>(
     w: &mut W,
-    rx: &mut tokio::sync::mpsc::Receiver<WireMsg>,
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) {
-    while let Some(msg) = rx.recv().await {
-        let mut ok = write_or_drop(w, &msg).await;
+    while let Some(frame) = rx.recv().await {
+        let mut ok = w.write_all(&frame).await.is_ok();
         while ok && let Ok(more) = rx.try_recv() {
-            ok = write_or_drop(w, &more).await;
+            ok = w.write_all(&more).await.is_ok();
         }
         if !ok || w.flush().await.is_err() {
             return;
         }
     }
-}
-
-/// [`write_message`], dropping a message over the frame cap; `false` when the stream failed.
-async fn write_or_drop<W: AsyncWrite + Unpin>(w: &mut W, msg: &WireMsg) -> bool {
-    match write_message(w, msg).await {
-        Ok(()) => true,
-        Err(WireError::FrameTooLarge { len, cap }) => {
-            tracing::warn!(len, cap, "dropped an internal message over the frame cap");
-            true
-        }
-        Err(_) => false,
-    }
-}
-
-/// Whether `msg` fits one frame, without encoding it.
-pub fn fits_frame(msg: &WireMsg) -> Result<(), WireError> {
-    let len = postcard::experimental::serialized_size(msg)
-        .map_err(|e| WireError::Decode(e.to_string()))?;
-    if len > MAX_FRAME {
-        return Err(WireError::FrameTooLarge {
-            len,
-            cap: MAX_FRAME,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
