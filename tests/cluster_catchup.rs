@@ -12,22 +12,6 @@ use common::cluster::{TestCluster, wait_for};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// `(node, points, applied)` of every replica of shard 0 of `name`, as node `via` reports them.
-fn replicas(c: &TestCluster, via: usize, name: &str) -> Vec<(u64, Option<u64>, Option<u64>)> {
-    c.status(via)["collections"][name]["shards"][0]["replicas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["node"].as_u64().unwrap(),
-                r["points"].as_u64(),
-                r["applied"].as_u64(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_follower_cut_off_while_200_mib_land_catches_up() {
     let c = TestCluster::start(3, &[]);
@@ -68,7 +52,7 @@ fn a_follower_cut_off_while_200_mib_land_catches_up() {
         "the cut-off follower to catch up",
         Duration::from_secs(180),
         || {
-            let reps = replicas(&c, 0, "big");
+            let reps = c.replicas(0, "big").swap_remove(0);
             let top = reps.iter().filter_map(|r| r.2).max()?;
             let behind = reps.iter().find(|r| r.0 == 3)?;
             (behind.2 == Some(top) && behind.1 == Some(total)).then_some(behind.2)

@@ -88,38 +88,11 @@ fn hits(v: &Value) -> Vec<(u64, f64)> {
         .collect()
 }
 
-/// `(node, points, applied)` of one replica.
-type ReplicaState = (u64, Option<u64>, Option<u64>);
-
-/// Every replica of every shard, as node `via` reports them.
-fn replicas(c: &TestCluster, via: usize, name: &str) -> Vec<Vec<ReplicaState>> {
-    let s = c.status(via);
-    s["collections"][name]["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|sh| {
-            sh["replicas"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    (
-                        r["node"].as_u64().unwrap(),
-                        r["points"].as_u64(),
-                        r["applied"].as_u64(),
-                    )
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// Waits until every replica of every shard holds the same number of points; returns the
 /// per-shard counts.
 fn converged(c: &TestCluster, name: &str, timeout: Duration) -> Vec<u64> {
     wait_for("replicas to converge", timeout, || {
-        let shards = replicas(c, 0, name);
+        let shards = c.replicas(0, name);
         let mut out = Vec::new();
         for reps in &shards {
             let counts: BTreeSet<Option<u64>> = reps.iter().map(|r| r.1).collect();

@@ -268,6 +268,24 @@ fn upsert(
 }
 
 /// Applies a random payload update to the shard and to the model.
+/// Deletes every third id below `n` from the shard (one command) and from the model: enough to
+/// trigger compaction.
+fn delete_every_third(shard: &Shard, model: &mut Points, index: &mut u64, n: u64) {
+    *index += 1;
+    let doomed: Vec<PointId> = (0..n).filter(|i| i % 3 == 0).map(PointId::Num).collect();
+    shard
+        .apply(
+            *index,
+            &ShardCommand::Delete {
+                ids: doomed.clone(),
+            },
+        )
+        .unwrap();
+    for id in &doomed {
+        model.remove(id);
+    }
+}
+
 fn update(shard: &Shard, model: &mut Points, index: &mut u64, rng: &mut ChaCha8Rng) {
     let selector = if rng.random_range(0..2) == 0 {
         PointSelector::Ids(
@@ -419,19 +437,7 @@ fn every_filter_kind_agrees_with_the_model_through_indexes_updates_compaction_an
     check(&shard, &model, &mut rng, 120, "after payload updates");
 
     // Deletes enough to compact.
-    index += 1;
-    let doomed: Vec<PointId> = (0..3200).filter(|i| i % 3 == 0).map(PointId::Num).collect();
-    shard
-        .apply(
-            index,
-            &ShardCommand::Delete {
-                ids: doomed.clone(),
-            },
-        )
-        .unwrap();
-    for id in &doomed {
-        model.remove(id);
-    }
+    delete_every_third(&shard, &mut model, &mut index, 3200);
     assert!(shard.stats().compactions > 0, "compacted");
     check(&shard, &model, &mut rng, 120, "after compaction");
 
@@ -649,19 +655,7 @@ fn stored_indexes_answer_as_fresh_ones_and_as_brute_force() {
     check(&restored, &model, &mut rng, 80, "restored");
 
     // Compaction writes the merged segment's indexes into its file.
-    index += 1;
-    let doomed: Vec<PointId> = (0..2500).filter(|i| i % 3 == 0).map(PointId::Num).collect();
-    restored
-        .apply(
-            index,
-            &ShardCommand::Delete {
-                ids: doomed.clone(),
-            },
-        )
-        .unwrap();
-    for id in &doomed {
-        model.remove(id);
-    }
+    delete_every_third(&restored, &mut model, &mut index, 2500);
     assert!(restored.stats().compactions > 0, "compacted");
     assert!(stored_indexes_equal_fresh(&data2, &schema) >= 1);
     check(&restored, &model, &mut rng, 80, "compacted");

@@ -12,6 +12,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `(node, points, applied)` of one replica, as `GET /cluster` reports it.
+pub type ReplicaState = (u64, Option<u64>, Option<u64>);
+
 /// One node of a [`TestCluster`].
 pub struct Node {
     /// Node id.
@@ -221,6 +224,30 @@ impl TestCluster {
     /// `GET /cluster` on node `i`.
     pub fn status(&self, i: usize) -> Value {
         self.ok(i, "GET", "/cluster", Value::Null)
+    }
+
+    /// Every replica of every shard of `collection` as node `i` reports them, each as
+    /// [`ReplicaState`].
+    pub fn replicas(&self, i: usize, collection: &str) -> Vec<Vec<ReplicaState>> {
+        self.status(i)["collections"][collection]["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|sh| {
+                sh["replicas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        (
+                            r["node"].as_u64().unwrap(),
+                            r["points"].as_u64(),
+                            r["applied"].as_u64(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// The leader of shard `shard` of `collection` as node `i` sees it.
