@@ -344,6 +344,7 @@ impl Router {
                 ErrorKind::Internal => CallError::Fatal(Error::Internal(message)),
                 ErrorKind::NoShard | ErrorKind::Stale => CallError::Declined(message),
                 ErrorKind::Unavailable => CallError::Transient(message),
+                ErrorKind::TooLarge => CallError::Fatal(Error::TooLarge(message)),
             }),
             ok => Ok(ok),
         }

@@ -292,6 +292,8 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug or I/O failure on the replica.
     Internal,
+    /// The write can never fit one log entry (appended last: the tag of every older kind stays).
+    TooLarge,
 }
 
 /// The answer of a replica.
@@ -367,10 +369,8 @@ fn group_error(e: RaftGroupError) -> ShardResponse {
             ShardResponse::error(ErrorKind::Unavailable, e.to_string())
         }
         // The router refuses such writes before sending them; a command that still gets here
-        // will never fit, so retrying is pointless.
-        RaftGroupError::TooLarge { .. } => {
-            ShardResponse::error(ErrorKind::BadRequest, e.to_string())
-        }
+        // will never fit, so retrying is pointless, and the client hears 413 as from the router.
+        RaftGroupError::TooLarge { .. } => ShardResponse::error(ErrorKind::TooLarge, e.to_string()),
         other => ShardResponse::error(ErrorKind::Unavailable, other.to_string()),
     }
 }

@@ -23,6 +23,7 @@ use super::wire::{
 };
 use super::{HANDSHAKE_TIMEOUT, SNAPSHOT_IDLE_TIMEOUT, TcpInner, handshake};
 use crate::raft::group::RaftNode;
+use crate::raft::network::RaftReply;
 use crate::raft::state_machine::snapshot_path;
 
 /// Most internal connections served at once; further ones are closed on accept.
@@ -257,13 +258,37 @@ async fn receive_files<R: AsyncRead + Unpin>(r: &mut R, dir: &Path) -> Result<()
     }
 }
 
-/// Queues a reply for the connection's writer. A reply over the frame cap is dropped (its
-/// caller times out) rather than written: the connection is shared by every group and service.
+/// Queues a reply for the connection's writer. A reply over the frame cap is never written (the
+/// connection is shared by every group and service): its caller gets an error reply naming the
+/// sizes instead, so it fails at once rather than waiting out its deadline.
 async fn send_reply(tx: &mpsc::Sender<Vec<u8>>, reply: WireMsg) {
-    match encode_message(&reply) {
-        Ok(frame) => {
-            let _ = tx.send(frame).await;
+    let frame = match encode_message(&reply) {
+        Ok(frame) => frame,
+        Err(e) => {
+            tracing::warn!(error = %e, "an internal reply is over the frame cap; answering an error");
+            match encode_message(&refusal(reply, &e.to_string())) {
+                Ok(frame) => frame,
+                Err(e) => return tracing::warn!(error = %e, "dropped an internal reply"),
+            }
         }
-        Err(e) => tracing::warn!(error = %e, "dropped an internal reply over the frame cap"),
+    };
+    let _ = tx.send(frame).await;
+}
+
+/// The error reply that stands for `reply`, which could not be sent: `why`.
+fn refusal(reply: WireMsg, why: &str) -> WireMsg {
+    let message = format!("the reply could not be sent: {why}");
+    match reply {
+        WireMsg::Response { id, .. } => WireMsg::Response {
+            id,
+            reply: RaftReply::Error(message),
+        },
+        WireMsg::AppResponse { id, .. } => WireMsg::AppResponse {
+            id,
+            ok: false,
+            body: message.into_bytes(),
+        },
+        // Only responses are sent as replies.
+        other => other,
     }
 }

@@ -115,7 +115,17 @@ async fn app_calls_share_the_connection_and_fault_injection_cuts_both_ways() {
     served.await.unwrap();
 }
 
-/// A node serving the internal port on loopback with secret `s` and a counting echo service 7.
+/// Answers every call with one byte more than a frame holds.
+struct Inflate;
+
+impl AppService for Inflate {
+    fn handle(&self, _from: NodeId, _payload: Vec<u8>) -> AppFuture {
+        Box::pin(async { vec![1u8; MAX_FRAME + 1] })
+    }
+}
+
+/// A node serving the internal port on loopback with secret `s`, a counting echo service 7 and
+/// the [`Inflate`] service 9.
 struct Served {
     addr: String,
     echo: Arc<Echo>,
@@ -131,6 +141,7 @@ impl Served {
         server.set_node_id(2);
         let echo = Arc::new(Echo::default());
         server.register_service(7, echo.clone());
+        server.register_service(9, Arc::new(Inflate));
         let node = RaftNode::open(
             2,
             dir.path(),
@@ -197,6 +208,34 @@ async fn an_oversized_message_is_refused_without_closing_the_shared_connection()
         21,
         "the oversized call never ran"
     );
+    served.stop().await;
+}
+
+/// A reply over the frame cap is not sent, and its caller hears so at once (it used to wait out
+/// its whole deadline); the connection keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_reply_becomes_an_error_reply() {
+    let served = Served::start().await;
+    let client = TcpTransport::new(b"s".to_vec(), Duration::from_secs(1));
+    client.set_node_id(1);
+    let deadline = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let r = client
+        .call_app(2, &served.addr, 9, b"x".to_vec(), deadline)
+        .await;
+    assert!(
+        matches!(&r, Err(TransportError::Remote(2, m)) if m.contains("could not be sent")),
+        "{r:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the caller waited {:?} for its error",
+        started.elapsed()
+    );
+    let ok = client
+        .call_app(2, &served.addr, 7, b"after".to_vec(), deadline)
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
     served.stop().await;
 }
 
