@@ -14,6 +14,7 @@
 #   SERVER_URL=                    also measure a running shoal over REST with --defaults
 #   SHOAL_ARGS=                    more flags for `shoal bench --engine shard` (e.g. --settle 20)
 #   QDRANT_ARGS=                   more flags for the Qdrant peer (e.g. --no-payload-index)
+#   NO_PAYLOAD_INDEX=1             filter without payload indexes in every engine
 #
 # Examples (the MiniLM set, then 1M x 128 sift-like, generated once):
 #   benches/db-vs-qdrant.sh /work/shared/datasets/debian-minilm-384-cos.f16.npz out/db-minilm
@@ -34,6 +35,7 @@ common=()
 [ -n "${MAX_BASE:-}" ] && common+=(--max-base "$MAX_BASE")
 [ -n "${MAX_QUERIES:-}" ] && common+=(--max-queries "$MAX_QUERIES")
 [ -n "$filters" ] && common+=(--filters "$filters")
+[ -n "${NO_PAYLOAD_INDEX:-}" ] && common+=(--no-payload-index)
 reports=()
 for i in $(seq 1 "$runs"); do
   echo "== run $i/$runs: shoal shard engine ($(date -u +%H:%M:%S) UTC)"

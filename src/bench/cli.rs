@@ -130,6 +130,10 @@ pub struct BenchArgs {
     /// Recall@10 the calibrated choices aim for (--engine shard) [default: the server's, 0.95].
     #[arg(long, help_heading = "Shard engine")]
     pub shard_recall_target: Option<f64>,
+    /// Filter without payload indexes (--engine shard or --defaults with --filters): by
+    /// default an integer index is created on every filtered field before the load.
+    #[arg(long, requires = "filters")]
+    pub no_payload_index: bool,
     /// Seconds to wait for the server's index builds after the last upsert (with --server).
     #[arg(long, default_value_t = 3600, requires = "server")]
     pub index_timeout: u64,
@@ -292,6 +296,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
         ));
     }
     if database {
+        refuse_sweep_flags(&args)?;
         let report = run_database(&workload, &args)?;
         print!("{}", report.table());
         return finish(&report, &args);
@@ -351,6 +356,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
                     shards: args.shards.unwrap_or(1),
                     query_batch: args.query_batch,
                     settle: Duration::from_secs_f64(args.settle.max(0.0)),
+                    payload_indexes: true,
                 };
                 if args.shards.is_some() && args.placement != PlacementKind::Hash {
                     return Err(BenchError::InvalidParameter(
@@ -386,6 +392,29 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
 
 /// `--engine shard` or `--server URL --defaults`: one database loaded with the defaults and
 /// queried without params, unfiltered and under each `--filters` selectivity.
+/// The index sweep's flags say nothing to a database run, which builds with a collection's
+/// settings: each is refused by name (with the shard engine's own flag where there is one) rather
+/// than silently ignored.
+fn refuse_sweep_flags(args: &BenchArgs) -> Result<(), BenchError> {
+    let given = [
+        ("--nlist", !args.nlist.is_empty(), "--shard-nlist"),
+        ("--pq-m", !args.pq_m.is_empty(), "--shard-pq-m"),
+        ("--pq-bits", !args.pq_bits.is_empty(), "--shard-pq-bits"),
+        (
+            "--sweep",
+            args.sweep.is_some(),
+            "--shard-nprobe/--shard-rerank",
+        ),
+    ];
+    match given.iter().find(|g| g.1) {
+        Some((flag, _, instead)) => Err(BenchError::InvalidParameter(format!(
+            "{flag} sweeps the index engines and does not apply to a database run \
+             (--engine shard or --defaults); with --engine shard use {instead}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn run_database(workload: &Workload<'_>, args: &BenchArgs) -> Result<BenchReport, BenchError> {
     if !(args.settle >= 0.0 && args.settle.is_finite()) {
         return Err(BenchError::InvalidParameter(format!(
@@ -410,6 +439,7 @@ fn run_database(workload: &Workload<'_>, args: &BenchArgs) -> Result<BenchReport
                 shards: 1,
                 query_batch: args.query_batch,
                 settle,
+                payload_indexes: !args.no_payload_index,
             };
             run_remote_defaults(workload, &options, &filtered, args.label.clone())
         }
@@ -433,6 +463,7 @@ fn run_database(workload: &Workload<'_>, args: &BenchArgs) -> Result<BenchReport
                 batch_size: args.batch_size,
                 settle,
                 filters,
+                payload_indexes: !args.no_payload_index,
             };
             run_shard_db(workload, &options, args.label.clone())
         }

@@ -63,6 +63,9 @@ pub struct DbOptions {
     pub settle: Duration,
     /// Filtered workloads to measure after the unfiltered one.
     pub filters: Vec<Selectivity>,
+    /// Create an integer payload index per filtered field before the load (`false`:
+    /// `--no-payload-index`, every filter read without one).
+    pub payload_indexes: bool,
 }
 
 /// The shard's shape for `workload` under `defaults`, as the server derives it from a
@@ -174,6 +177,7 @@ pub fn load(
     workload: &Workload<'_>,
     filters: &[Selectivity],
     batch_size: usize,
+    payload_indexes: bool,
 ) -> Result<f64, BenchError> {
     if batch_size == 0 {
         return Err(BenchError::InvalidParameter(
@@ -193,7 +197,7 @@ pub fn load(
         shard.apply(index, &logged)?;
         Ok(())
     };
-    for s in filters {
+    for s in filters.iter().filter(|_| payload_indexes) {
         log(ShardCommand::CreateFieldIndex {
             field: s.field(),
             field_type: PayloadFieldType::Integer,
@@ -353,7 +357,13 @@ pub fn run_shard_db(
     let dir = ScratchDir::new()?;
     let shard = Shard::open(config.clone(), &dir.0)?;
     let start = Instant::now();
-    let ingest_seconds = load(&shard, workload, &options.filters, options.batch_size)?;
+    let ingest_seconds = load(
+        &shard,
+        workload,
+        &options.filters,
+        options.batch_size,
+        options.payload_indexes,
+    )?;
     let (waited, stats) = settle(&shard, options.settle);
     let build_seconds = start.elapsed().as_secs_f64();
     eprintln!(

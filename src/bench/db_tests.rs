@@ -159,7 +159,7 @@ fn the_shard_filters_on_the_payloads_the_ground_truth_assumes() {
     };
     let shard = Shard::new_inline_builds(shard_config(&workload, &defaults).unwrap());
     let sels = selectivities(&[0.01, 0.5]).unwrap();
-    load(&shard, &workload, &sels, 300).unwrap();
+    load(&shard, &workload, &sels, 300, true).unwrap();
     assert_eq!(shard.stats().points, 2500);
     assert_eq!(
         shard.stats().indexed_points,
@@ -226,6 +226,7 @@ fn shard_engine_reports_a_row_per_workload() {
         batch_size: 256,
         settle: std::time::Duration::from_secs(5),
         filters: selectivities(&[0.01, 0.1, 0.5]).unwrap(),
+        payload_indexes: true,
     };
     let report = run_shard_db(&workload, &options, Some("db".into())).unwrap();
     assert_eq!(report.engine, "shoal-shard");
@@ -303,6 +304,7 @@ fn an_unindexed_tail_is_reported_not_waited_for() {
         batch_size: 500,
         settle: std::time::Duration::from_millis(200),
         filters: Vec::new(),
+        payload_indexes: true,
     };
     let report = run_shard_db(&workload, &options, None).unwrap();
     let indexed = report.indexed_points.unwrap();

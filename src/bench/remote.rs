@@ -57,6 +57,9 @@ pub struct RemoteOptions {
     /// Longest wait, once the server reports no build running, for it to index every point
     /// (`--defaults`: the collection's own sealing decides when the tail is indexed).
     pub settle: Duration,
+    /// Create an integer payload index per filtered field before the load (`false`:
+    /// `--no-payload-index`, every filter read without one).
+    pub payload_indexes: bool,
 }
 
 /// Point ids for `n` rows such that the server's hash ring puts the same number of them
@@ -814,7 +817,7 @@ pub fn run_remote_defaults(
     let selectivities: Vec<Selectivity> = filtered.iter().map(|f| f.selectivity).collect();
     // One integer payload index per filtered field, created before the load as Qdrant's
     // documentation advises (and as the Qdrant peer does).
-    for s in &selectivities {
+    for s in selectivities.iter().filter(|_| options.payload_indexes) {
         let index = json!({"field_name": s.field(), "field_schema": "integer"});
         client.call(
             "PUT",

@@ -254,6 +254,26 @@ fn command_line_run_writes_json_and_plot() {
     super::cli::run(cli.bench).unwrap();
     assert!(std::fs::read_to_string(&svg).unwrap().contains("shoal #2"));
 
+    // The sweep's index flags are refused by a database run, naming the shard engine's own.
+    for (flag, value, instead) in [
+        ("--pq-bits", "8", "--shard-pq-bits"),
+        ("--nlist", "64", "--shard-nlist"),
+        ("--pq-m", "8", "--shard-pq-m"),
+    ] {
+        let cli = Cli::try_parse_from([
+            "bench".to_string(),
+            "--engine".into(),
+            "shard".into(),
+            "--dataset".into(),
+            arg(&data),
+            flag.into(),
+            value.into(),
+        ])
+        .unwrap();
+        let err = super::cli::run(cli.bench).unwrap_err().to_string();
+        assert!(err.contains(flag) && err.contains(instead), "{err}");
+    }
+
     // --dataset is required unless plotting, and --recall needs --tune.
     assert!(Cli::try_parse_from(["bench", "--k", "5"]).is_err());
     assert!(Cli::try_parse_from(["bench", "--dataset", "x", "--recall", "0.9"]).is_err());
