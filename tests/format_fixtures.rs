@@ -289,3 +289,45 @@ fn shard_segment_v2_restores_and_filters_from_stored_indexes() {
         assert_eq!(files, 2, "{rel}");
     }
 }
+
+/// A segment file of a newer segment version than this build reads (a downgrade after an upgrade
+/// wrote one) is refused, naming the file and both versions; it is never opened as if it were
+/// one this build understands.
+#[test]
+fn a_newer_segment_version_is_refused_by_name() {
+    use shoal::storage::{Container, ContainerWriter};
+    let dir = copy_of("shard_segment_v2");
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    // The same file with `segment_version` 3 in its metadata.
+    let c = Container::open(&seg).unwrap();
+    let mut meta: serde_json::Value = c.metadata_json().unwrap();
+    meta["segment_version"] = 3.into();
+    let newer = dir.path().join("newer.tmp");
+    let mut w = ContainerWriter::create(&newer).unwrap();
+    for s in c.sections() {
+        let bytes = c.section_bytes(&s.name).unwrap();
+        match s.elem_size {
+            1 => w.write_section::<u8>(&s.name, bytes),
+            2 => w.write_section::<u16>(&s.name, bytemuck::cast_slice(bytes)),
+            4 => w.write_section::<u32>(&s.name, bytemuck::cast_slice(bytes)),
+            8 => w.write_section::<u64>(&s.name, bytemuck::cast_slice(bytes)),
+            other => panic!("section {} of {other}-byte elements", s.name),
+        }
+        .unwrap();
+    }
+    w.finish(meta.to_string().as_bytes()).unwrap();
+    drop(c);
+    std::fs::rename(&newer, &seg).unwrap();
+    let err = Shard::restore(dir.path(), false).expect_err("a newer segment file must not open");
+    let text = err.to_string();
+    assert!(
+        text.contains('3')
+            && text.contains('2')
+            && text.contains(seg.file_name().unwrap().to_str().unwrap()),
+        "{text}"
+    );
+}
