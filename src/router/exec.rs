@@ -56,7 +56,7 @@ pub struct SearchShape {
     /// A filter is given: it is evaluated over the segments' rows.
     pub filtered: bool,
     /// Rows scanned and re-ranked under the parameters each segment will use
-    /// ([`crate::shard::Shard::search_work`]).
+    /// ([`crate::shard::SearchPlan::work`]).
     pub work: SearchWork,
     /// `limit + offset`.
     pub k: usize,

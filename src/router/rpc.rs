@@ -452,18 +452,21 @@ async fn search_replica(
         Err(r) => return r,
     };
     let shard = app.shard();
-    // Filtered and exact searches go to the pool whatever their shape, so only an unfiltered
-    // one pays for the walk over the segments' calibrations.
+    let fallback = crate::index::ivfpq::SearchParams {
+        nprobe: search.nprobe,
+        rerank: search.rerank,
+    };
+    // Each segment's parameters are resolved once, here: the cost estimate and the search read
+    // the same plan.
+    let plan = match shard.plan_search(&tuning, fallback) {
+        Ok(p) => p,
+        Err(e) => return ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
+    };
+    // Filtered and exact searches go to the pool whatever their shape.
     let work = if search.exact || filter.is_some() {
         crate::shard::SearchWork::default()
     } else {
-        shard.search_work(
-            &tuning,
-            crate::index::ivfpq::SearchParams {
-                nprobe: search.nprobe,
-                rerank: search.rerank,
-            },
-        )
+        plan.work()
     };
     let cost = exec::search_cost(exec::SearchShape {
         exact: search.exact,
@@ -483,7 +486,7 @@ async fn search_replica(
             with_payload: search.with_payload,
             with_vector: search.with_vector,
         };
-        match shard.search_tuned(&req, &tuning) {
+        match shard.search_planned(&req, &plan) {
             Ok(hits) => ShardResponse::Hits(
                 hits.iter()
                     .map(|h: &Hit| WireHit {

@@ -47,6 +47,7 @@
 
 pub mod build_pool;
 pub mod calibrate;
+mod column;
 pub mod command;
 pub mod compaction;
 pub mod filter;
@@ -69,7 +70,7 @@ pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
 pub use payload_ops::{OrderBy, OrderedRecord};
 pub use point::{Payload, PointId};
 pub use seal::MIN_SEAL_THRESHOLD;
-pub use tuning::{SearchWork, SegmentCalibration, Tuning};
+pub use tuning::{SearchPlan, SearchWork, SegmentCalibration, Tuning};
 pub use values::parse_datetime;
 
 use crate::index::distance;
@@ -856,8 +857,21 @@ impl Shard {
         req: &SearchRequest<'_>,
         tuning: &Tuning,
     ) -> Result<Vec<Hit>, ShardError> {
+        let fallback = SearchParams {
+            nprobe: req.nprobe,
+            rerank: req.rerank,
+        };
+        self.search_planned(req, &self.plan_search(tuning, fallback)?)
+    }
+
+    /// The nearest live points to the query over the segments of `plan`, each sealed one with
+    /// the parameters the plan resolved for it ([`Shard::plan_search`]).
+    pub fn search_planned(
+        &self,
+        req: &SearchRequest<'_>,
+        plan: &SearchPlan,
+    ) -> Result<Vec<Hit>, ShardError> {
         check_vector(self.inner.config.dim, req.vector)?;
-        tuning.check()?;
         if req.nprobe == 0 {
             return Err(ShardError::Param("nprobe must be at least 1".into()));
         }
@@ -870,11 +884,7 @@ impl Shard {
         if metric == Metric::Cosine {
             distance::normalize(&mut query);
         }
-        let params = SearchParams {
-            nprobe: req.nprobe,
-            rerank: req.rerank,
-        };
-        let view = self.view();
+        let view = &plan.segments;
         #[cfg(test)]
         pause_at(&self.inner.hooks.search);
         let mut all: Vec<(f32, PointId, usize, u32)> = Vec::new();
@@ -902,20 +912,17 @@ impl Shard {
                 SegBody::Flat(chunks) => {
                     search_chunks(chunks, &query, k, (matching < seg.rows).then_some(pass))
                 }
-                SegBody::Ivf(ivf) => {
-                    let params = tuning.params_for(ivf, params);
-                    search_ivf(
-                        ivf,
-                        metric,
-                        &query,
-                        k,
-                        &params,
-                        pass,
-                        matching,
-                        req.exact,
-                        self.inner.config.pq_m,
-                    )
-                }
+                SegBody::Ivf(ivf) => search_ivf(
+                    ivf,
+                    metric,
+                    &query,
+                    k,
+                    &plan.params[i],
+                    pass,
+                    matching,
+                    req.exact,
+                    (self.inner.config.pq_m, self.inner.config.pq_bits),
+                ),
             };
             all.extend(hits.into_iter().filter_map(|n| {
                 let row = n.id as usize;
@@ -1107,18 +1114,17 @@ fn search_ivf(
     allowed: &RowSet,
     matching: usize,
     exact: bool,
-    pq_m: usize,
+    (pq_m, pq_bits): (usize, u8),
 ) -> Vec<Neighbor> {
     let index = &ivf.index;
-    let plan = planner::plan_ivf(
-        params,
-        k,
-        matching,
-        index.len(),
-        index.nlist(),
-        index.dim(),
+    let shape = planner::SegShape {
+        rows: index.len(),
+        nlist: index.nlist(),
+        dim: index.dim(),
         pq_m,
-    );
+        pq_bits,
+    };
+    let plan = planner::plan_ivf(params, k, matching, &shape);
     let approx = match plan {
         _ if exact => None,
         planner::Plan::Exact => None,

@@ -14,15 +14,18 @@
 //! about the `k/s` nearest unfiltered rows, spread over more lists than the unfiltered `k`. Probing
 //! `nprobe / sqrt(s)` lists (and at least enough lists that, on average, `4 × k × rerank` matches
 //! are in them) keeps recall near the unfiltered one at a cost growing far slower than `1/s`.
-//! The exact scan is chosen when it reads fewer vector components than the widened scan reads
-//! code bytes (see [`EXACT_COST_FACTOR`]).
+//! The exact scan is chosen when its estimated time is no more than the widened scan's, from
+//! per-step costs measured on both plans ([`cost`]).
 
+use super::column::Column;
 use super::filter::{CompiledFilter, Cond};
 use super::payload_index::{Answer, PayloadIndex, Sure};
 use super::point::{Payload, PointId};
 use super::segment::{CHUNK_ROWS, Chunk, IvfSeg, SegBody, Segment};
+use super::values::JsonPath;
 use crate::index::RowSet;
 use crate::index::ivfpq::SearchParams;
+use std::sync::Arc;
 
 /// A run of rows numbered from 0: what the per-row fallback reads.
 pub(crate) trait RowSource {
@@ -30,7 +33,18 @@ pub(crate) trait RowSource {
     fn point(&self, row: usize) -> Option<PointId>;
     /// The row's payload.
     fn payload(&self, row: usize) -> Option<&Payload>;
+    /// The field at `path` as a column over the rows, decoding it now only if `decode`; `None`
+    /// where the rows keep no columns (the mutable segment's chunks, which change).
+    fn column(&self, path: &JsonPath, decode: bool) -> Option<Arc<Column>> {
+        let _ = (path, decode);
+        None
+    }
 }
+
+/// A column is decoded for a field without an index once a condition on it looks at no fewer
+/// than `1 / COLUMN_DECODE_SHARE` of a segment's rows: decoding reads every row once, and every
+/// later query reads the column instead of the payloads.
+pub const COLUMN_DECODE_SHARE: usize = 16;
 
 impl RowSource for Chunk {
     fn point(&self, row: usize) -> Option<PointId> {
@@ -47,6 +61,19 @@ impl RowSource for IvfSeg {
     }
     fn payload(&self, row: usize) -> Option<&Payload> {
         self.payloads.get(row)?.as_deref()
+    }
+    fn column(&self, path: &JsonPath, decode: bool) -> Option<Arc<Column>> {
+        if let Some(c) = self.columns.get(path) {
+            return Some(c);
+        }
+        if !decode {
+            return None;
+        }
+        let column = Arc::new(Column::decode(path, self.points.len(), |r| {
+            self.payloads.get(r).and_then(|p| p.as_deref())
+        })?);
+        self.columns.put(path, Arc::clone(&column));
+        Some(column)
     }
 }
 
@@ -78,6 +105,17 @@ impl<S: RowSource> Ctx<'_, S> {
         if let Some(ans) = ans {
             return self.rows_from_answer(c, ans, cand);
         }
+        // No index: the field's column, where the rows keep one.
+        if let Cond::Field(path, pred) = c
+            && let Some(column) = self.src.column(
+                path,
+                cand.count().saturating_mul(COLUMN_DECODE_SHARE) >= cand.len(),
+            )
+            && column.rows() == cand.len()
+            && let Some(rows) = column.filter(pred, cand)
+        {
+            return rows;
+        }
         let mut out = RowSet::new(cand.len());
         for r in cand.iter() {
             if let Some(id) = self.src.point(r)
@@ -93,6 +131,11 @@ impl<S: RowSource> Ctx<'_, S> {
         let mut out = RowSet::new(cand.len());
         let n = cand.len() as u32;
         match &ans.sure {
+            // A word per 64 rows, whatever the posting's size.
+            Sure::Rows(d) => {
+                out = cand.clone();
+                out.intersect_with(&d.rows);
+            }
             Sure::Bitmap(b) if (cand.count() as u64) < b.len() => {
                 for r in cand.iter() {
                     if b.contains(r as u32) {
@@ -257,11 +300,20 @@ pub(super) fn ordered_values(seg: &Segment, key: &str, rows: &RowSet) -> Option<
     Some(out)
 }
 
-/// An exact scan over the matching rows reads `dim` floats a row; the widened IVF-PQ scan reads
-/// about one code byte per sub-space a probed row plus the re-ranked vectors. The exact scan is
-/// chosen while `matching × dim ≤ EXACT_COST_FACTOR × probed rows × pq_m`: exact reads are
-/// sequential SIMD over whole vectors, code reads are table look-ups.
-pub const EXACT_COST_FACTOR: f64 = 2.0;
+/// What one step of each plan costs, in nanoseconds, as measured on a 2-core AMD host with AVX2
+/// (MiniLM 384-d, 58k points, 2 segments, `nlist` 256, `pq_m` 192 at 4 bits and 64 at 8 bits;
+/// `shoal bench --engine shard --filters 0.01,0.1,0.5` with each plan forced). Only their ratios
+/// steer the choice: the exact scan streams scattered raw vectors and is memory-bound, a 4-bit
+/// fast-scan code costs a thirteenth of a raw component, an 8-bit table look-up about as much
+/// as one.
+pub mod cost {
+    /// One component of a raw vector read and scored by the exact scan.
+    pub const EXACT_NS_PER_COMPONENT: f64 = 0.65;
+    /// One 4-bit code (a sub-space of a probed row) scored by the fast-scan kernel.
+    pub const FASTSCAN_NS_PER_CODE: f64 = 0.05;
+    /// One 8-bit code scored by a table look-up.
+    pub const TABLE_NS_PER_CODE: f64 = 0.7;
+}
 
 /// How a built segment is searched for a filter letting `matching` of its `rows` through.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -272,16 +324,39 @@ pub(super) enum Plan {
     Ivf(SearchParams),
 }
 
-/// Chooses the plan for one built segment (see the module doc).
-pub(super) fn plan_ivf(
-    params: &SearchParams,
-    k: usize,
-    matching: usize,
-    rows: usize,
-    nlist: usize,
-    dim: usize,
-    pq_m: usize,
-) -> Plan {
+/// The shape of a built segment, as the plan's costs need it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct SegShape {
+    pub rows: usize,
+    pub nlist: usize,
+    pub dim: usize,
+    pub pq_m: usize,
+    pub pq_bits: u8,
+}
+
+impl SegShape {
+    /// Estimated nanoseconds of an exact scan over `matching` rows.
+    fn exact_ns(&self, matching: usize) -> f64 {
+        matching as f64 * self.dim as f64 * cost::EXACT_NS_PER_COMPONENT
+    }
+
+    /// Estimated nanoseconds of the IVF-PQ scan probing `nprobe` lists, then re-ranking
+    /// `k * rerank` raw vectors.
+    fn ivf_ns(&self, nprobe: usize, k: usize, rerank: usize) -> f64 {
+        let probed_rows = nprobe as f64 / self.nlist.max(1) as f64 * self.rows as f64;
+        let per_code = if self.pq_bits == 4 {
+            cost::FASTSCAN_NS_PER_CODE
+        } else {
+            cost::TABLE_NS_PER_CODE
+        };
+        probed_rows * self.pq_m.max(1) as f64 * per_code + self.exact_ns(k * rerank)
+    }
+}
+
+/// Chooses the plan for one built segment (see the module doc): the exact scan when it is
+/// estimated no dearer than the widened IVF-PQ scan.
+pub(super) fn plan_ivf(params: &SearchParams, k: usize, matching: usize, seg: &SegShape) -> Plan {
+    let rows = seg.rows;
     if matching == 0 || rows == 0 || matching <= super::EXACT_SCAN_ROWS {
         return Plan::Exact;
     }
@@ -289,18 +364,56 @@ pub(super) fn plan_ivf(
         // Unfiltered and nothing deleted: the caller's parameters as they are.
         return Plan::Ivf(*params);
     }
-    let nlist = nlist.max(1);
+    let nlist = seg.nlist.max(1);
     let s = matching as f64 / rows as f64;
     let widened = (params.nprobe as f64 / s.sqrt()).ceil();
     let fill = (4 * k * params.rerank.max(1)) as f64 * nlist as f64 / matching as f64;
     let nprobe = widened.max(fill.ceil()).min(nlist as f64).max(1.0) as usize;
-    let probed_rows = nprobe as f64 / nlist as f64 * rows as f64;
-    let exact_cost = matching as f64 * dim as f64;
-    if exact_cost <= EXACT_COST_FACTOR * probed_rows * pq_m.max(1) as f64 {
+    if seg.exact_ns(matching) <= seg.ivf_ns(nprobe, k, params.rerank) {
         return Plan::Exact;
     }
     Plan::Ivf(SearchParams {
         nprobe,
         rerank: params.rerank,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The MiniLM segment the costs were measured on: the plans measured fastest there are the
+    /// ones chosen (exact at 1%, IVF-PQ at 10% and 50% with 4-bit codes; with 8-bit codes,
+    /// whose scan costs 14 times as much a code, exact up to 10%).
+    #[test]
+    fn plans_follow_the_measured_costs() {
+        let params = SearchParams {
+            nprobe: 49,
+            rerank: 6,
+        };
+        let four = SegShape {
+            rows: 57_922,
+            nlist: 256,
+            dim: 384,
+            pq_m: 192,
+            pq_bits: 4,
+        };
+        let eight = SegShape {
+            pq_m: 64,
+            pq_bits: 8,
+            ..four
+        };
+        let at = |shape: &SegShape, share: f64| {
+            plan_ivf(&params, 10, (shape.rows as f64 * share) as usize, shape)
+        };
+        assert_eq!(at(&four, 0.01), Plan::Exact);
+        assert!(matches!(at(&four, 0.1), Plan::Ivf(p) if p.nprobe == 155 && p.rerank == 6));
+        assert!(matches!(at(&four, 0.5), Plan::Ivf(p) if p.nprobe == 70));
+        assert_eq!(at(&eight, 0.01), Plan::Exact);
+        assert_eq!(at(&eight, 0.1), Plan::Exact);
+        assert!(matches!(at(&eight, 0.5), Plan::Ivf(_)));
+        // Few matches are always searched exactly, everything unfiltered as asked.
+        assert_eq!(plan_ivf(&params, 10, 300, &four), Plan::Exact);
+        assert_eq!(plan_ivf(&params, 10, four.rows, &four), Plan::Ivf(params));
+    }
 }

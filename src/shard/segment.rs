@@ -16,6 +16,7 @@
 //! open uncalibrated (searches then use the request's `nprobe`/`rerank`).
 
 use super::calibrate::Calibration;
+use super::column::ColumnCache;
 use super::payload_index::PayloadIndex;
 use super::point::{Payload, PointId};
 use crate::index::ivfpq::IvfPqIndex;
@@ -129,6 +130,8 @@ pub(super) struct IvfSeg {
     /// stores them), read back when the file is opened, replaced whole when the schema changes
     /// (queries keep the one they took).
     payload_index: RwLock<Arc<PayloadIndex>>,
+    /// Payload fields decoded into columns for filters on fields without an index.
+    pub columns: ColumnCache,
 }
 
 impl IvfSeg {
@@ -157,6 +160,7 @@ impl IvfSeg {
             file: None,
             calibration: None,
             payload_index: RwLock::default(),
+            columns: ColumnCache::default(),
         })
     }
 

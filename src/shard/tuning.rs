@@ -120,16 +120,27 @@ pub struct SearchWork {
     pub rerank: usize,
 }
 
-impl Shard {
-    /// What a search with `tuning` touches now (`fallback` serves uncalibrated segments).
-    pub fn search_work(&self, tuning: &Tuning, fallback: SearchParams) -> SearchWork {
-        let segments = &super::read(&self.inner.state).segments;
+/// The segments one search reads and the parameters each sealed one is searched with, resolved
+/// once: the router sizes the search from it ([`SearchPlan::work`]) and then runs the search on
+/// it ([`Shard::search_planned`]), so each segment's calibration is consulted once a query and
+/// the estimate describes the very segments searched (a seal or merge in between cannot make
+/// them differ).
+#[derive(Debug, Clone)]
+pub struct SearchPlan {
+    /// The segments as they were when the plan was made.
+    pub(super) segments: Vec<Segment>,
+    /// Per segment, its IVF-PQ parameters (unused for flat segments).
+    pub(super) params: Vec<SearchParams>,
+}
+
+impl SearchPlan {
+    /// What the search touches.
+    pub fn work(&self) -> SearchWork {
         let mut work = SearchWork::default();
-        for seg in segments {
+        for (seg, p) in self.segments.iter().zip(&self.params) {
             match &seg.body {
                 SegBody::Flat(_) => work.flat_rows += seg.live_count,
                 SegBody::Ivf(ivf) => {
-                    let p = tuning.params_for(ivf, fallback);
                     let nlist = ivf.index.nlist().max(1);
                     work.scanned_codes = work
                         .scanned_codes
@@ -139,6 +150,27 @@ impl Shard {
             }
         }
         work
+    }
+}
+
+impl Shard {
+    /// The plan of a search with `tuning` over the segments as they are now (`fallback` serves
+    /// uncalibrated segments); refuses a tuning out of range.
+    pub fn plan_search(
+        &self,
+        tuning: &Tuning,
+        fallback: SearchParams,
+    ) -> Result<SearchPlan, ShardError> {
+        tuning.check()?;
+        let segments = self.view();
+        let params = segments
+            .iter()
+            .map(|seg| match &seg.body {
+                SegBody::Ivf(ivf) => tuning.params_for(ivf, fallback),
+                SegBody::Flat(_) => fallback,
+            })
+            .collect();
+        Ok(SearchPlan { segments, params })
     }
 }
 
