@@ -291,6 +291,12 @@ impl FieldIndex {
             .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     }
 
+    /// Every value's posting (the rows holding it), in no particular order: what facet
+    /// counts are made of.
+    pub fn postings(&self) -> impl Iterator<Item = (&Key, &RoaringBitmap)> {
+        self.eq.iter()
+    }
+
     /// Rows holding at least one value this index took.
     pub fn rows(&self) -> &RoaringBitmap {
         &self.rows
