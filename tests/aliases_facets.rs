@@ -28,12 +28,12 @@ fn payload(i: u64, salt: u64) -> Value {
     // Skewed tags (so counts differ), a second tag on every fourth point, a document id
     // shared by a handful of points, an integer and a bool.
     let tag = TAGS[((i * i + salt) % 7).min(4) as usize];
-    let tags = if i % 4 == 0 {
+    let tags = if i.is_multiple_of(4) {
         json!([tag, "extra"])
     } else {
         json!(tag)
     };
-    json!({"tag": tags, "doc": format!("d{}", (i + salt) % 19), "n": (i % 4) as i64, "flag": i % 3 == 0})
+    json!({"tag": tags, "doc": format!("d{}", (i + salt) % 19), "n": (i % 4) as i64, "flag": i.is_multiple_of(3)})
 }
 
 fn fill(s: &Server, name: &str, salt: u64) {
