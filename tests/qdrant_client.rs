@@ -1,8 +1,10 @@
 //! Compatibility with the official Python `qdrant-client` (REST): starts the real `shoal` binary
 //! on a free loopback port and runs `tests/python/qdrant_compat.py` against it, which drives
 //! create/get/list/exists/delete collection, upsert (points and batch), upload_points,
-//! query_points, query_batch_points, retrieve, delete (ids and filter), count and scroll, and
-//! checks the answers against values computed in Python.
+//! query_points, query_batch_points, retrieve, delete (ids and filter), count, scroll, aliases
+//! (update_collection_aliases, get_aliases, get_collection_aliases), facet, query_points_groups
+//! and search groups (`search_groups` where the client still has it, else its REST body),
+//! and checks the answers against values computed in Python.
 //!
 //! The virtualenv is created once (`python3 -m venv`, `pip install qdrant-client` from PyPI) under
 //! Cargo's per-target temporary directory and reused by later runs; set `SHOAL_QDRANT_VENV` to use

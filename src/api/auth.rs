@@ -30,6 +30,9 @@ fn is_read(method: &Method, path: &str) -> bool {
             "/points/search/batch",
             "/points/query",
             "/points/query/batch",
+            "/points/search/groups",
+            "/points/query/groups",
+            "/facet",
         ]
         .iter()
         .any(|s| path.ends_with(s))

@@ -15,6 +15,9 @@ pub enum ApiError {
     /// The collection does not exist (404).
     #[error("collection `{0}` not found")]
     CollectionNotFound(String),
+    /// An alias asked for does not exist (404; the message names it).
+    #[error("{0}")]
+    AliasNotFound(String),
     /// A point asked for by id does not exist (404).
     #[error("point {0} not found")]
     PointNotFound(String),
@@ -60,9 +63,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::CollectionNotFound(_) | ApiError::PointNotFound(_) | ApiError::NoRoute(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::CollectionNotFound(_)
+            | ApiError::AliasNotFound(_)
+            | ApiError::PointNotFound(_)
+            | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::CollectionExists(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,6 +94,7 @@ impl From<CoreError> for ApiError {
             CoreError::Unavailable(m) => ApiError::Unavailable(m),
             CoreError::Internal(m) => ApiError::Internal(m),
             CoreError::TooLarge(m) => ApiError::TooLarge(m),
+            CoreError::AliasNotFound(m) => ApiError::AliasNotFound(m),
         }
     }
 }

@@ -76,6 +76,9 @@ const HEAVY: &[(&str, &str)] = &[
     ("POST", "/collections/{name}/points/search/batch"),
     ("POST", "/collections/{name}/points/query"),
     ("POST", "/collections/{name}/points/query/batch"),
+    ("POST", "/collections/{name}/points/search/groups"),
+    ("POST", "/collections/{name}/points/query/groups"),
+    ("POST", "/collections/{name}/facet"),
 ];
 
 /// Slots for heavy reads: `running` at once, `queue` more waiting.

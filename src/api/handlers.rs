@@ -63,13 +63,13 @@ pub async fn update_collection(
     Path(name): Path<String>,
     JsonBody(req): JsonBody<UpdateCollection>,
 ) -> Result<Response, ApiError> {
-    let current = st
-        .cluster
-        .state()
-        .collections
-        .get(&name)
-        .map(|c| c.config)
-        .ok_or_else(|| ApiError::CollectionNotFound(name.clone()))?;
+    let (name, current) = {
+        let state = st.cluster.state();
+        let (n, c) = state
+            .resolve(&name)
+            .ok_or_else(|| ApiError::CollectionNotFound(name.clone()))?;
+        (n.to_owned(), c.config)
+    };
     let update = super::collections::update_of(&req, &current)?;
     st.cluster.update_collection(&name, update).await?;
     Ok(ok(true))
@@ -90,7 +90,7 @@ pub async fn delete_collection(
     params(("name" = String, Path)), responses((status = 200, body = Exists)))]
 pub async fn collection_exists(State(st): State<AppState>, Path(name): Path<String>) -> Response {
     ok(Exists {
-        exists: st.cluster.state().collections.contains_key(&name),
+        exists: st.cluster.state().resolve(&name).is_some(),
     })
 }
 
@@ -102,9 +102,10 @@ pub async fn get_collection(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let state = st.cluster.state();
-    let meta = state
-        .collections
-        .get(&name)
+    // An alias shows the collection it names.
+    let (name, meta) = state
+        .resolve(&name)
+        .map(|(n, m)| (n.to_owned(), m))
         .ok_or_else(|| ApiError::CollectionNotFound(name.clone()))?;
     let cfg = CollectionConfig::from(&meta.config);
     // One path for every collection, one shard or many: per shard the largest figures any

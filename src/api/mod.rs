@@ -14,7 +14,9 @@
 //! router and, earlier for whole batches, here.
 //!
 //! ## Compatibility with Qdrant
-//! Supported: collections (create, list, get, exists, delete), points (upsert as `points` or
+//! Supported: collections (create, list, get, exists, delete), aliases (create, delete, rename
+//! in one all-or-nothing batch, list; an alias works wherever a collection name does, [`aliases`]),
+//! grouped search (`search/groups`, `query/groups`, [`groups`]), facet counts ([`facet`]), points (upsert as `points` or
 //! `batch`, retrieve, get one, delete by ids or filter, count, scroll), search (`query`,
 //! `query/batch`, `search`, `search/batch`) with filters (every Qdrant condition: `must`/
 //! `should`/`must_not`/`min_should`, `match` value/any/except/text/phrase, `range` over numbers and
@@ -44,11 +46,14 @@
 //! model ([`collections`], [`parse`]) and the one mapping of core errors to HTTP ([`error`]); every
 //! check of a value lives in [`crate::collection`].
 
+pub mod aliases;
 pub mod auth;
 pub mod cluster;
 pub mod collections;
 pub mod error;
 pub mod examples;
+pub mod facet;
+pub mod groups;
 pub mod guard;
 pub mod handlers;
 pub mod metrics;
@@ -215,6 +220,9 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         handlers::get_collection,
         handlers::delete_collection,
         handlers::collection_exists,
+        aliases::update_aliases,
+        aliases::list_aliases,
+        aliases::collection_aliases,
         points::upsert_points,
         points::retrieve_points,
         points::get_point,
@@ -225,6 +233,9 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         points::search_batch,
         points::query_points,
         points::query_batch,
+        groups::search_groups,
+        groups::query_groups,
+        facet::facet,
         payload::create_field_index,
         payload::delete_field_index,
         payload::set_payload,
@@ -256,6 +267,20 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         crate::cluster::status::ReplicaView,
         cluster::MoveReplica,
         cluster::Partition,
+        aliases::ChangeAliases,
+        aliases::AliasOperation,
+        aliases::CreateAlias,
+        aliases::DeleteAlias,
+        aliases::RenameAlias,
+        aliases::AliasesList,
+        aliases::AliasDescription,
+        groups::SearchGroupsRequest,
+        groups::QueryGroupsRequest,
+        groups::PointGroup,
+        groups::GroupsResult,
+        facet::FacetRequest,
+        facet::FacetHit,
+        facet::FacetResponse,
     ))
 )]
 pub struct ApiDoc;
@@ -316,6 +341,12 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/", get(root))
         .route("/collections", get(list_collections))
+        .route("/collections/aliases", post(aliases::update_aliases))
+        .route("/aliases", get(aliases::list_aliases))
+        .route(
+            "/collections/{name}/aliases",
+            get(aliases::collection_aliases),
+        )
         .route(
             "/collections/{name}",
             get(get_collection)
@@ -358,6 +389,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/collections/{name}/points/query", post(query_points))
         .route("/collections/{name}/points/query/batch", post(query_batch))
+        .route(
+            "/collections/{name}/points/query/groups",
+            post(groups::query_groups),
+        )
+        .route(
+            "/collections/{name}/points/search/groups",
+            post(groups::search_groups),
+        )
+        .route("/collections/{name}/facet", post(facet::facet))
         .route("/collections/{name}/points/{id}", get(get_point))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -50,7 +50,7 @@ fn score(metric: Metric, distance: f32) -> f32 {
 }
 
 /// Qdrant's envelope, plus `partial`/`missing_shards` when some shard did not answer.
-fn answer<T: Serialize>(result: T, missing: &BTreeSet<u32>) -> Response {
+pub(super) fn answer<T: Serialize>(result: T, missing: &BTreeSet<u32>) -> Response {
     if missing.is_empty() {
         return ok(result);
     }
@@ -74,7 +74,7 @@ pub(super) fn write_answer(ack: WriteAck) -> Response {
 
 /// Read options from the query string and the body (body fields win for the level; tokens
 /// from both are joined).
-fn read_options(q: &ReadQuery, body: &ReadFields) -> Result<ReadOptions, ApiError> {
+pub(super) fn read_options(q: &ReadQuery, body: &ReadFields) -> Result<ReadOptions, ApiError> {
     let token = ConsistencyToken::decode_all(
         q.consistency_token
             .iter()
@@ -99,18 +99,18 @@ fn read_options(q: &ReadQuery, body: &ReadFields) -> Result<ReadOptions, ApiErro
 }
 
 /// A search, fully checked, ready to route.
-struct Prepared {
-    query: SearchQuery,
+pub(super) struct Prepared {
+    pub(super) query: SearchQuery,
     payload: PayloadSelector,
     score_threshold: Option<f32>,
     /// Example points of a query by example, left out of the answer; the query then asks for
     /// `offset + limit + exclude.len()` hits from 0 and `window` cuts the answer after.
-    exclude: Vec<PointId>,
+    pub(super) exclude: Vec<PointId>,
     /// `(offset, limit)` applied after the exclusion (only for a query by example).
-    window: Option<(usize, usize)>,
+    pub(super) window: Option<(usize, usize)>,
 }
 
-struct SearchInput<'a> {
+pub(super) struct SearchInput<'a> {
     vector: &'a VectorInput,
     limit: usize,
     offset: Option<usize>,
@@ -121,7 +121,7 @@ struct SearchInput<'a> {
     score_threshold: Option<f32>,
 }
 
-fn prepare(
+pub(super) fn prepare(
     limits: &RequestLimits,
     cfg: &CollectionConfig,
     s: SearchInput<'_>,
@@ -162,7 +162,7 @@ fn prepare(
     })
 }
 
-fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<ScoredPoint> {
+pub(super) fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<ScoredPoint> {
     let (skip, take) = p.window.unwrap_or((0, usize::MAX));
     hits.into_iter()
         .filter(|h| !p.exclude.contains(&h.record.id))
@@ -458,7 +458,7 @@ pub async fn scroll_points(
     ))
 }
 
-fn search_input(r: &SearchRequestBody) -> SearchInput<'_> {
+pub(super) fn search_input(r: &SearchRequestBody) -> SearchInput<'_> {
     SearchInput {
         vector: &r.vector,
         limit: r.limit,
@@ -521,7 +521,7 @@ pub async fn search_batch(
 
 /// A universal query checked and ready: a vector query as it is; a query by example
 /// ([`examples`]) once its examples are read and averaged into a vector.
-async fn prepare_query(
+pub(super) async fn prepare_query(
     st: &AppState,
     name: &str,
     cfg: &CollectionConfig,

@@ -34,7 +34,7 @@ fn is_write(method: &Method, path: &str) -> bool {
         Method::PUT | Method::PATCH | Method::DELETE => true,
         Method::POST => {
             let op = rest.split_once('/').map_or("", |(_, op)| op);
-            op == "points/delete" || op.starts_with("points/payload")
+            rest == "aliases" || op == "points/delete" || op.starts_with("points/payload")
         }
         _ => false,
     }
@@ -52,6 +52,8 @@ mod tests {
             (Method::DELETE, "/collections/c", true),
             (Method::PUT, "/collections/c/points", true),
             (Method::POST, "/collections/c/points/delete", true),
+            (Method::POST, "/collections/aliases", true),
+            (Method::POST, "/collections/c/facet", false),
             (Method::POST, "/collections/c/points/payload", true),
             (Method::POST, "/collections/c/points/payload/clear", true),
             (Method::POST, "/collections/c/points", false),

@@ -2,7 +2,7 @@
 //! centroids, replica moves), and the shard-group membership changes a shard leader runs for a
 //! move. Leader-side operations hold the admin lock, so membership changes never overlap.
 
-use super::meta::{CollectionMeta, MetaCommand, ShardMeta};
+use super::meta::{AliasAction, AliasRefusal, CollectionMeta, MetaCommand, ShardMeta};
 use super::rpc::{ClusterReply, ClusterRequest};
 use super::{Cluster, STATUS_TIMEOUT};
 use crate::cluster::placement::CentroidPlacement;
@@ -146,6 +146,11 @@ pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &Collection
     if state.collections.contains_key(name) {
         return Err(Error::Exists(name.to_owned()));
     }
+    if let Some(target) = state.aliases.get(name) {
+        return Err(Error::bad(format!(
+            "`{name}` is an alias of collection `{target}`; a collection cannot take an alias's name (delete the alias first)"
+        )));
+    }
     // Place on the members that answer now: a group whose first replica is down could not
     // even be initialised.
     let members = live_members(c, &state).await;
@@ -238,6 +243,40 @@ pub(crate) async fn update_collection(c: &Cluster, name: &str, update: &SearchUp
         })
         .await?;
     tracing::info!(collection = name, search = ?config.search, "collection search settings changed");
+    Ok((index, Vec::new()))
+}
+
+/// Apply a batch of alias actions, all or nothing: tried first on a copy of the state (under the
+/// admin lock, so nothing changes between the trial and the proposal) for a typed refusal, then
+/// logged as one [`MetaCommand::UpdateAliases`], which every node applies the same way.
+pub(crate) async fn update_aliases(c: &Cluster, actions: &[AliasAction]) -> Outcome {
+    for a in actions {
+        match a {
+            AliasAction::Create { alias, .. } | AliasAction::Delete { alias } => {
+                validate_name(alias)?
+            }
+            AliasAction::Rename { old, new } => {
+                validate_name(old)?;
+                validate_name(new)?;
+            }
+        }
+    }
+    let _admin = c.admin_lock.lock().await;
+    let mut trial = (*c.state()).clone();
+    trial.apply_aliases(actions).map_err(|e| match e {
+        AliasRefusal::NoCollection(name) => Error::NotFound(name),
+        AliasRefusal::IsCollection(name) => Error::Exists(name),
+        AliasRefusal::NoAlias(_) => Error::AliasNotFound(e.to_string()),
+    })?;
+    if actions.is_empty() {
+        return nothing_changed(c).await;
+    }
+    let (index, _) = c
+        .propose(MetaCommand::UpdateAliases {
+            actions: actions.to_vec(),
+        })
+        .await?;
+    tracing::info!(?actions, "aliases changed");
     Ok((index, Vec::new()))
 }
 

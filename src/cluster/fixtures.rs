@@ -4,11 +4,14 @@
 //! any more): they must decode to the model they meant. Version 2's log entry and snapshot body
 //! are what this build writes: a change that alters them fails here. `cluster-state.bin`
 //! version 2 is the hand-written layout before the storage envelope (`SHOALMET`), rebuilt here
-//! by hand from the same body; version 3 is the envelope this build writes.
+//! by hand from the same body; version 3 is the envelope around that body (only read since
+//! version 4), version 4 the envelope around the body with aliases, which this build writes.
+//! `MetaCommand::UpdateAliases` is pinned by `update_aliases_v1.bin`.
 //! `SHOAL_WRITE_FIXTURES=1 cargo test --lib cluster::fixtures` writes the files of the current
 //! version, which is only right when that version is new.
 
-use super::meta::{self, ClusterState, CollectionMeta, MetaCommand, ShardMeta};
+use super::meta::{self, AliasAction, ClusterState, CollectionMeta, MetaCommand, ShardMeta};
+use super::persisted::ClusterStateV3;
 use super::placement::CentroidPlacement;
 use crate::collection::{
     CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
@@ -155,10 +158,30 @@ fn meta_command_v2_fixture_decodes() {
     }
 }
 
+/// A state with aliases: what version 4 added.
+fn state_v4() -> ClusterState {
+    let mut s = state_v2();
+    s.aliases.insert("docs-live".into(), "docs".into());
+    s.aliases.insert("t".into(), "tuned".into());
+    s
+}
+
+/// The body of `cluster-state.bin` versions 2 and 3 (no aliases) of `state`.
+fn body_v3(state: &ClusterState) -> Vec<u8> {
+    let v3 = ClusterStateV3 {
+        members: state.members.clone(),
+        collections: state.collections.clone(),
+        next_group: state.next_group,
+        reconfigured: state.reconfigured.clone(),
+        applied_index: state.applied_index,
+    };
+    postcard::to_allocvec(&v3).unwrap()
+}
+
 /// `cluster-state.bin` version 2 as the builds before the storage envelope wrote it: `SHOALMET`,
 /// u32 version 2, u32 body length, the postcard body, CRC-32 of the body (little-endian).
 fn legacy_v2_file(state: &ClusterState) -> Vec<u8> {
-    let body = postcard::to_allocvec(state).unwrap();
+    let body = body_v3(state);
     let mut out = b"SHOALMET".to_vec();
     out.extend_from_slice(&2u32.to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -168,12 +191,17 @@ fn legacy_v2_file(state: &ClusterState) -> Vec<u8> {
 }
 
 #[test]
-fn cluster_state_file_v3_fixture_decodes_and_v2_and_v1_still_read() {
-    // Version 3: the storage envelope, what this build writes.
-    let bytes = meta::encode_state(&state_v2()).unwrap();
-    let stored = check("cluster_state_v3.bin", &bytes);
+fn cluster_state_file_v4_fixture_decodes_and_v3_v2_and_v1_still_read() {
+    // Version 4: the storage envelope around the state with aliases, what this build writes.
+    let bytes = meta::encode_state(&state_v4()).unwrap();
+    let stored = check("cluster_state_v4.bin", &bytes);
     assert_eq!(&stored[..8], &crate::storage::envelope::CLUSTER_STATE.magic);
-    assert_eq!(meta::decode_state(&stored).unwrap(), state_v2());
+    assert_eq!(meta::decode_state(&stored).unwrap(), state_v4());
+    // Version 3, as the previous release wrote it (never regenerated): no aliases.
+    let v3 = read("cluster_state_v3.bin");
+    assert_eq!(u32::from_le_bytes(v3[8..12].try_into().unwrap()), 3);
+    assert_eq!(&v3[32..], body_v3(&state_v2()).as_slice());
+    assert_eq!(meta::decode_state(&v3).unwrap(), state_v2());
     // Version 2, as a node of the previous release wrote it.
     let v2 = check("cluster_state_v2.bin", &legacy_v2_file(&state_v2()));
     assert_eq!(meta::decode_state(&v2).unwrap(), state_v2());
@@ -184,12 +212,12 @@ fn cluster_state_file_v3_fixture_decodes_and_v2_and_v1_still_read() {
     assert!(v1.applied_index > 0 || !v1.members.is_empty(), "{v1:?}");
     // Newer versions are refused by name, not misread (the header checksum forged to match).
     let mut newer = stored.clone();
-    newer[8..12].copy_from_slice(&4u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&5u32.to_le_bytes());
     let crc = crc32fast::hash(&newer[..28]);
     newer[28..32].copy_from_slice(&crc.to_le_bytes());
     let err = meta::decode_state(&newer).unwrap_err().to_string();
     assert!(
-        err.contains("version 4") && err.contains("upgrade"),
+        err.contains("version 5") && err.contains("upgrade"),
         "{err}"
     );
     // A version past 2 in the old layout is damage, not a newer format.
@@ -213,4 +241,35 @@ fn update_config_v2_fixture_decodes() {
         }
         other => panic!("decoded {other:?}"),
     }
+}
+
+#[test]
+fn update_aliases_v1_fixture_decodes() {
+    let actions = vec![
+        AliasAction::Delete {
+            alias: "docs-live".into(),
+        },
+        AliasAction::Create {
+            collection: "tuned".into(),
+            alias: "docs-live".into(),
+        },
+        AliasAction::Rename {
+            old: "t".into(),
+            new: "t2".into(),
+        },
+    ];
+    let cmd = MetaCommand::UpdateAliases {
+        actions: actions.clone(),
+    };
+    let stored = check("update_aliases_v1.bin", &cmd.encode());
+    match postcard::from_bytes::<MetaCommand>(&stored).unwrap() {
+        MetaCommand::UpdateAliases { actions: decoded } => assert_eq!(decoded, actions),
+        other => panic!("decoded {other:?}"),
+    }
+    // Applied to the fixture state, the swap moves the alias and renames the other.
+    let mut s = state_v4();
+    s.apply(cmd).unwrap();
+    assert_eq!(s.aliases["docs-live"], "tuned");
+    assert_eq!(s.aliases["t2"], "tuned");
+    assert!(!s.aliases.contains_key("t"));
 }

@@ -6,8 +6,13 @@
 //! postcard-encoded [`MetaCommand`]s; the enum is append-only (its variant order is the log
 //! format). A snapshot is one file, `cluster-state.bin`: a storage envelope
 //! ([`envelope::CLUSTER_STATE`]) around the postcard [`ClusterState`].
+//!
+//! Aliases live here beside the collections they name (Qdrant's `POST /collections/aliases`):
+//! a batch of [`AliasAction`]s is one [`MetaCommand::UpdateAliases`] entry, applied to a trial
+//! copy of the state and kept only if every action succeeds, so an alias swap (delete + create)
+//! is atomic on every node.
 
-use super::persisted::CollectionMetaV1;
+use super::persisted::{ClusterStateV3, CollectionMetaV1};
 use super::placement::CentroidPlacement;
 use crate::collection::CollectionConfig;
 use crate::raft::{GroupId, NodeId, NodeInfo, StateMachineApp};
@@ -59,6 +64,58 @@ pub struct ClusterState {
     pub reconfigured: BTreeSet<GroupId>,
     /// Log index of the last applied command (replays of older ones are skipped).
     pub applied_index: u64,
+    /// Alias name → the collection it names (never the name of a collection itself; dropped
+    /// with its collection). Added in `cluster-state.bin` version 4.
+    pub aliases: BTreeMap<String, String>,
+}
+
+/// One change to the aliases, as Qdrant's `POST /collections/aliases` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AliasAction {
+    /// Point `alias` at `collection` (replacing where it pointed before, as Qdrant does).
+    Create {
+        /// The collection named.
+        collection: String,
+        /// The alias.
+        alias: String,
+    },
+    /// Remove `alias` (refused if there is none).
+    Delete {
+        /// The alias.
+        alias: String,
+    },
+    /// Rename alias `old` to `new`, keeping its collection.
+    Rename {
+        /// The alias now.
+        old: String,
+        /// Its new name.
+        new: String,
+    },
+}
+
+/// Why an alias action was refused, typed so the metadata leader answers 404/409/400 and the
+/// state machine (which only says "refused") agrees with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasRefusal {
+    /// The collection an alias would name does not exist.
+    NoCollection(String),
+    /// The alias to delete or rename does not exist.
+    NoAlias(String),
+    /// The alias name is a collection's name.
+    IsCollection(String),
+}
+
+impl std::fmt::Display for AliasRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AliasRefusal::NoCollection(c) => write!(f, "collection `{c}` not found"),
+            AliasRefusal::NoAlias(a) => write!(f, "alias `{a}` not found"),
+            AliasRefusal::IsCollection(a) => write!(
+                f,
+                "`{a}` is the name of a collection; an alias cannot have it"
+            ),
+        }
+    }
 }
 
 /// Where a shard group lives in the state.
@@ -75,6 +132,62 @@ pub struct ShardLocation<'a> {
 }
 
 impl ClusterState {
+    /// The collection `name` names: itself if a collection has that name, else the one the
+    /// alias `name` points at. Every read and write resolves its collection through this.
+    pub fn resolve(&self, name: &str) -> Option<(&str, &CollectionMeta)> {
+        if let Some((n, c)) = self.collections.get_key_value(name) {
+            return Some((n.as_str(), c));
+        }
+        let target = self.aliases.get(name)?;
+        self.collections
+            .get_key_value(target.as_str())
+            .map(|(n, c)| (n.as_str(), c))
+    }
+
+    /// The aliases of `collection` (all of them when `None`), as (alias, collection) pairs in
+    /// alias order.
+    pub fn aliases_of(&self, collection: Option<&str>) -> Vec<(String, String)> {
+        self.aliases
+            .iter()
+            .filter(|(_, c)| collection.is_none_or(|want| want == c.as_str()))
+            .map(|(a, c)| (a.clone(), c.clone()))
+            .collect()
+    }
+
+    /// Applies `actions` in order to these aliases; the first refusal stops it (the caller
+    /// applies to a copy and keeps it only on success, so a batch is all or nothing).
+    pub fn apply_aliases(&mut self, actions: &[AliasAction]) -> Result<(), AliasRefusal> {
+        for action in actions {
+            match action {
+                AliasAction::Create { collection, alias } => {
+                    if !self.collections.contains_key(collection) {
+                        return Err(AliasRefusal::NoCollection(collection.clone()));
+                    }
+                    if self.collections.contains_key(alias) {
+                        return Err(AliasRefusal::IsCollection(alias.clone()));
+                    }
+                    self.aliases.insert(alias.clone(), collection.clone());
+                }
+                AliasAction::Delete { alias } => {
+                    self.aliases
+                        .remove(alias)
+                        .ok_or_else(|| AliasRefusal::NoAlias(alias.clone()))?;
+                }
+                AliasAction::Rename { old, new } => {
+                    if self.collections.contains_key(new) {
+                        return Err(AliasRefusal::IsCollection(new.clone()));
+                    }
+                    let target = self
+                        .aliases
+                        .remove(old)
+                        .ok_or_else(|| AliasRefusal::NoAlias(old.clone()))?;
+                    self.aliases.insert(new.clone(), target);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every shard group, with where it belongs.
     pub fn shards(&self) -> impl Iterator<Item = ShardLocation<'_>> {
         self.collections.iter().flat_map(|(name, c)| {
@@ -116,6 +229,11 @@ impl ClusterState {
                 if self.collections.contains_key(&name) {
                     return Err(format!("collection `{name}` already exists"));
                 }
+                if self.aliases.contains_key(&name) {
+                    return Err(format!(
+                        "`{name}` is an alias; a collection cannot have its name"
+                    ));
+                }
                 let used = meta.shards.iter().map(|s| s.group).max().unwrap_or(0);
                 if meta.shards.iter().any(|s| s.group < self.next_group.max(1)) {
                     return Err("shard group ids must be fresh".into());
@@ -143,6 +261,8 @@ impl ClusterState {
                 self.collections
                     .remove(&name)
                     .ok_or_else(|| format!("collection `{name}` not found"))?;
+                // Its aliases go with it (Qdrant does the same).
+                self.aliases.retain(|_, c| *c != name);
                 Ok(Vec::new())
             }
             MetaCommand::SetCentroids { name, centroids } => {
@@ -171,6 +291,10 @@ impl ClusterState {
                 }
                 s.replicas = replicas;
                 self.reconfigured.insert(s.group);
+                Ok(Vec::new())
+            }
+            MetaCommand::UpdateAliases { actions } => {
+                self.apply_aliases(&actions).map_err(|e| e.to_string())?;
                 Ok(Vec::new())
             }
         }
@@ -237,6 +361,11 @@ pub enum MetaCommand {
         #[serde(with = "super::persisted::config_v2")]
         config: CollectionConfig,
     },
+    /// Apply alias actions in order, all or none (Qdrant's `POST /collections/aliases`).
+    UpdateAliases {
+        /// The actions.
+        actions: Vec<AliasAction>,
+    },
 }
 
 impl MetaCommand {
@@ -284,8 +413,9 @@ pub(super) fn encode_state(state: &ClusterState) -> std::io::Result<Vec<u8>> {
 
 /// Reads `cluster-state.bin` of any version this build knows. Versions 1 and 2 are the
 /// hand-written layout before the storage envelope (`SHOALMET`, version, `u32` length, body,
-/// CRC-32); version 3 is the envelope. Version 1's body holds configurations in version 1's
-/// layout ([`ClusterStateV1`]); versions 2 and 3 hold the same body, [`ClusterState`].
+/// CRC-32); versions 3 and 4 are the envelope. Version 1's body holds configurations in version
+/// 1's layout ([`ClusterStateV1`]); versions 2 and 3 hold [`ClusterStateV3`] (no aliases);
+/// version 4 holds [`ClusterState`].
 pub(super) fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
     let bad = |m: String| {
         std::io::Error::new(
@@ -299,6 +429,11 @@ pub(super) fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
         let v1: ClusterStateV1 =
             postcard::from_bytes(decoded.body).map_err(|e| bad(e.to_string()))?;
         return Ok(v1.into());
+    }
+    if decoded.version <= 3 {
+        let v3: ClusterStateV3 =
+            postcard::from_bytes(decoded.body).map_err(|e| bad(e.to_string()))?;
+        return Ok(v3.into());
     }
     postcard::from_bytes(decoded.body).map_err(|e| bad(e.to_string()))
 }
@@ -326,6 +461,7 @@ impl From<ClusterStateV1> for ClusterState {
             next_group: s.next_group,
             reconfigured: s.reconfigured,
             applied_index: s.applied_index,
+            aliases: BTreeMap::new(),
         }
     }
 }
@@ -527,6 +663,88 @@ mod tests {
         );
         assert!(app.state().collections.is_empty());
         assert_eq!(app.state().next_group, 3);
+    }
+
+    #[test]
+    fn alias_batches_apply_all_or_nothing_and_die_with_their_collection() {
+        let app = MetaApp::default();
+        let ok = |b: Vec<u8>| decode_outcome(&b);
+        assert!(ok(app.apply(1, &create("v1", &[1]))).is_ok());
+        assert!(ok(app.apply(2, &create("v2", &[2]))).is_ok());
+        let aliases = |i, actions: Vec<AliasAction>| {
+            ok(app.apply(i, &MetaCommand::UpdateAliases { actions }.encode()))
+        };
+        let create_alias = |c: &str, a: &str| AliasAction::Create {
+            collection: c.into(),
+            alias: a.into(),
+        };
+        assert!(aliases(3, vec![create_alias("v1", "live")]).is_ok());
+        assert_eq!(app.state().resolve("live").unwrap().0, "v1");
+        assert_eq!(app.state().resolve("v2").unwrap().0, "v2");
+        assert!(app.state().resolve("nope").is_none());
+        // A batch whose last action fails changes nothing, not even its first actions.
+        let err = aliases(
+            4,
+            vec![
+                AliasAction::Delete {
+                    alias: "live".into(),
+                },
+                create_alias("v2", "live"),
+                create_alias("missing", "x"),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.contains("`missing` not found"), "{err}");
+        assert_eq!(app.state().resolve("live").unwrap().0, "v1");
+        // The swap itself.
+        assert!(
+            aliases(
+                5,
+                vec![
+                    AliasAction::Delete {
+                        alias: "live".into()
+                    },
+                    create_alias("v2", "live"),
+                ]
+            )
+            .is_ok()
+        );
+        assert_eq!(app.state().resolve("live").unwrap().0, "v2");
+        // An alias may not take a collection's name, nor a collection an alias's.
+        assert!(aliases(6, vec![create_alias("v2", "v1")]).is_err());
+        assert!(ok(app.apply(7, &create("live", &[3]))).is_err());
+        let renamed = aliases(
+            8,
+            vec![AliasAction::Rename {
+                old: "live".into(),
+                new: "prod".into(),
+            }],
+        );
+        assert!(renamed.is_ok());
+        assert_eq!(
+            app.state().aliases_of(Some("v2")),
+            vec![("prod".to_string(), "v2".to_string())]
+        );
+        assert!(aliases(9, vec![create_alias("v1", "old")]).is_ok());
+        assert_eq!(app.state().aliases_of(None).len(), 2);
+        // Deleting a collection drops its aliases, and only its.
+        assert!(
+            ok(app.apply(
+                10,
+                &MetaCommand::DeleteCollection { name: "v2".into() }.encode()
+            ))
+            .is_ok()
+        );
+        assert_eq!(
+            app.state().aliases_of(None),
+            vec![("old".to_string(), "v1".to_string())]
+        );
+        // Aliases survive a snapshot.
+        let dir = tempfile::tempdir().unwrap();
+        app.snapshot(dir.path()).unwrap();
+        let other = MetaApp::default();
+        other.restore(dir.path()).unwrap();
+        assert_eq!(other.state().aliases, app.state().aliases);
     }
 
     /// `tests/fixtures/cluster_state_v1` is `cluster-state.bin` as written before the storage

@@ -25,7 +25,9 @@ pub mod status;
 #[cfg(test)]
 mod fixtures;
 
-pub use meta::{ClusterState, CollectionMeta, META_GROUP, MetaApp, MetaCommand, ShardMeta};
+pub use meta::{
+    AliasAction, ClusterState, CollectionMeta, META_GROUP, MetaApp, MetaCommand, ShardMeta,
+};
 pub use placement::CentroidPlacement;
 pub use rpc::{CLUSTER_SERVICE, ClusterReply, ClusterRequest};
 pub use shard_app::ShardApp;
@@ -451,6 +453,9 @@ impl Cluster {
             ClusterRequest::SetCentroids { name, centroids } => {
                 admin::set_centroids(self, &name, centroids).await
             }
+            ClusterRequest::UpdateAliases { actions } => {
+                admin::update_aliases(self, &actions).await
+            }
             ClusterRequest::MoveReplica {
                 name,
                 shard,
@@ -526,6 +531,15 @@ impl Cluster {
                 },
                 FORWARD_TIMEOUT,
             )
+            .await?;
+        self.wait_meta_applied(index, Duration::from_secs(10)).await
+    }
+
+    /// Apply alias actions (through the metadata leader), all or none; once this returns,
+    /// this node resolves names with them.
+    pub async fn update_aliases(&self, actions: Vec<AliasAction>) -> Result<(), Error> {
+        let (index, _) = self
+            .meta_request(ClusterRequest::UpdateAliases { actions }, FORWARD_TIMEOUT)
             .await?;
         self.wait_meta_applied(index, Duration::from_secs(10)).await
     }

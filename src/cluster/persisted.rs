@@ -15,15 +15,20 @@
 //! still read (the log's `CreateCollection` entries, `cluster-state.bin` version 1). The
 //! fixtures under `tests/fixtures/meta/` hold the bytes of both. [`config_v1`] and
 //! [`config_v2`] map the model to and from them for `#[serde(with)]`.
+//!
+//! [`ClusterStateV3`] is the whole state as `cluster-state.bin` versions 2 and 3 held it,
+//! before aliases were added at its end (version 4); only read.
 
-use super::meta::{CollectionMeta, ShardMeta};
+use super::meta::{ClusterState, CollectionMeta, ShardMeta};
 use super::placement::CentroidPlacement;
 use crate::collection::config::{UNCALIBRATED_NPROBE, UNCALIBRATED_RERANK};
 use crate::collection::{
     CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
 };
+use crate::raft::{GroupId, NodeId, NodeInfo};
 use crate::shard::DEFAULT_RECALL_TARGET;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Version 1's distance enum: Qdrant's names, in Qdrant's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +332,30 @@ impl From<CollectionMeta> for CollectionMetaV1 {
             config: m.config,
             shards: m.shards,
             centroids: m.centroids,
+        }
+    }
+}
+
+/// [`ClusterState`] as `cluster-state.bin` versions 2 and 3 held it: the same fields, without
+/// the aliases (postcard is positional, so version 4 appended them); only read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ClusterStateV3 {
+    pub(crate) members: BTreeMap<NodeId, NodeInfo>,
+    pub(crate) collections: BTreeMap<String, CollectionMeta>,
+    pub(crate) next_group: GroupId,
+    pub(crate) reconfigured: BTreeSet<GroupId>,
+    pub(crate) applied_index: u64,
+}
+
+impl From<ClusterStateV3> for ClusterState {
+    fn from(s: ClusterStateV3) -> Self {
+        ClusterState {
+            members: s.members,
+            collections: s.collections,
+            next_group: s.next_group,
+            reconfigured: s.reconfigured,
+            applied_index: s.applied_index,
+            aliases: BTreeMap::new(),
         }
     }
 }

@@ -92,6 +92,11 @@ pub enum ClusterRequest {
         /// What changes.
         update: SearchUpdate,
     },
+    /// (Metadata leader) Apply alias actions, all or none.
+    UpdateAliases {
+        /// The actions, in order.
+        actions: Vec<super::meta::AliasAction>,
+    },
 }
 
 impl ClusterRequest {

@@ -30,6 +30,10 @@ pub enum Error {
     /// Appended last: `Error` crosses the internal port, and older nodes decode the others.
     #[error("{0}")]
     TooLarge(String),
+    /// An alias to delete or rename does not exist (the message names it). Appended after
+    /// `TooLarge` for the same reason.
+    #[error("{0}")]
+    AliasNotFound(String),
 }
 
 impl Error {

@@ -23,6 +23,8 @@
 //! naming it, unless the caller allows partial answers, which then list the missing shards.
 
 pub mod exec;
+pub mod facet;
+pub mod groups;
 pub mod hlc;
 pub mod merge;
 pub mod resilience;
@@ -205,12 +207,13 @@ impl Router {
         &self.resilience.stats
     }
 
+    /// The collection `collection` names, directly or as an alias (the one place the router
+    /// resolves names, so every read and write accepts an alias).
     fn meta(&self, collection: &str) -> Result<CollectionMeta, Error> {
         self.cluster
             .state()
-            .collections
-            .get(collection)
-            .cloned()
+            .resolve(collection)
+            .map(|(_, meta)| meta.clone())
             .ok_or_else(|| Error::NotFound(collection.to_owned()))
     }
 
@@ -817,7 +820,10 @@ impl Router {
         })
         .await
         .map_err(|e| Error::Internal(format!("centroid training failed: {e}")))?;
-        self.cluster.set_centroids(collection, trained).await
+        // The metadata knows collections by name, not by alias.
+        let state = self.cluster.state();
+        let name = state.resolve(collection).map_or(collection, |(n, _)| n);
+        self.cluster.set_centroids(name, trained).await
     }
 
     /// Inserts or replaces points: each vector of the collection's dimension with finite

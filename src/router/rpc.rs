@@ -19,7 +19,7 @@ use super::exec;
 use crate::cluster::ShardApp;
 use crate::raft::{GroupId, NodeId, RaftGroup, RaftGroupError};
 use crate::router::token::Consistency;
-use crate::shard::{Filter, Hit, PointId, Record, SearchRequest, ShardCommand, Tuning};
+use crate::shard::{FacetValue, Filter, Hit, PointId, Record, SearchRequest, ShardCommand, Tuning};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,6 +163,19 @@ pub enum ShardRequest {
         /// What the query fixes and the recall it aims for.
         tuning: WireTuning,
     },
+    /// Every value of an indexed field among the points passing a filter, with its count
+    /// (appended after `SearchTuned`).
+    Facet {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// The indexed key.
+        key: String,
+        /// Only matching points.
+        #[serde(with = "crate::shard::point::json_text")]
+        filter: Option<Filter>,
+    },
 }
 
 /// [`crate::shard::Tuning`] on the wire.
@@ -217,7 +230,8 @@ impl ShardRequest {
             | ShardRequest::Count { group, .. }
             | ShardRequest::Scroll { group, .. }
             | ShardRequest::ScrollOrdered { group, .. }
-            | ShardRequest::SearchTuned { group, .. } => *group,
+            | ShardRequest::SearchTuned { group, .. }
+            | ShardRequest::Facet { group, .. } => *group,
         }
     }
 
@@ -331,6 +345,8 @@ pub enum ShardResponse {
     },
     /// Points ordered by a payload field, each with its value (appended after `Error`).
     OrderedPage(Vec<(f64, WireRecord)>),
+    /// Facet counts: every value and how many points hold it (appended after `OrderedPage`).
+    Facets(Vec<(FacetValue, u64)>),
 }
 
 impl ShardResponse {
@@ -625,6 +641,22 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             })
             .await
         }
+        ShardRequest::Facet {
+            read, key, filter, ..
+        } => {
+            let filter = match prepare(group, &read, filter.as_ref()).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let shard = app.shard();
+            run_at(exec::Cost::Long, move || {
+                match shard.facet(&key, filter.as_ref()) {
+                    Ok(counts) => ShardResponse::Facets(counts.into_iter().collect()),
+                    Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
+                }
+            })
+            .await
+        }
     }
 }
 
@@ -716,6 +748,12 @@ mod tests {
                 with_payload: false,
                 with_vector: false,
             },
+            ShardRequest::Facet {
+                group: 9,
+                read: session,
+                key: "tag".into(),
+                filter: None,
+            },
         ];
         for r in reqs {
             assert_eq!(ShardRequest::decode(&r.encode()).unwrap(), r);
@@ -726,6 +764,11 @@ mod tests {
             vector: Some(vec![1.0]),
         };
         let resps = vec![
+            ShardResponse::Facets(vec![
+                (FacetValue::Str("a".into()), 3),
+                (FacetValue::Int(-2), 1),
+                (FacetValue::Bool(true), 5),
+            ]),
             ShardResponse::Written { index: 9 },
             ShardResponse::ForwardToLeader { leader: Some(2) },
             ShardResponse::ForwardToLeader { leader: None },

@@ -337,6 +337,12 @@ impl FieldIndex {
         self.densify(rows);
     }
 
+    /// Every value's posting (the rows holding it), in no particular order: what facet
+    /// counts are made of.
+    pub fn postings(&self) -> impl Iterator<Item = (&Key, &RoaringBitmap)> {
+        self.eq.iter()
+    }
+
     /// Rows holding at least one value this index took.
     pub fn rows(&self) -> &RoaringBitmap {
         &self.rows

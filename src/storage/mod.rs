@@ -214,7 +214,7 @@
 //!
 //! | kind | `k` | file | current version | body |
 //! |------|-----|------|-----------------|------|
-//! | [`envelope::CLUSTER_STATE`] | `C` | `cluster-state.bin` | 3 | postcard `ClusterState` |
+//! | [`envelope::CLUSTER_STATE`] | `C` | `cluster-state.bin` | 4 | postcard `ClusterState` (3: without aliases) |
 //! | [`envelope::SHARD_SNAPSHOT`] | `S` | `<snapshot>/shard.snap` | 4 | postcard shard snapshot body |
 //!
 //! Reading checks, in order: the magic (another kind's file is [`StorageError::BadMagic`]), the
@@ -239,8 +239,8 @@
 //!   for byte.
 //! - `tests/fixtures/cluster_state_v1/cluster-state.bin`, `tests/fixtures/meta/cluster_state_v2.bin`
 //!   and `tests/fixtures/shard_snapshot_v2/` are the envelope kinds as written before the
-//!   envelope, `tests/fixtures/meta/cluster_state_v3.bin` and `tests/fixtures/shard_snapshot_v4/`
-//!   written in it; they decode, and their owners (cluster metadata, shard snapshot) restore them
+//!   envelope, `tests/fixtures/meta/cluster_state_v3.bin`, `cluster_state_v4.bin` and
+//!   `tests/fixtures/shard_snapshot_v4/` written in it; they decode, and their owners (cluster metadata, shard snapshot) restore them
 //!   completely.
 //! - `tests/fixtures/shard_segment_v1/` and `tests/fixtures/shard_segment_v2/` are shard
 //!   snapshots whose sealed segments are shard segment versions 1 and 2; both restore with every

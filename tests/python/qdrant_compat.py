@@ -150,6 +150,64 @@ try:
 except Exception as e:
     assert "404" in str(e) or "not found" in str(e).lower(), e
 
+# Aliases: create, rename and delete through update_collection_aliases, listed both ways; an
+# alias answers as its collection.
+assert client.update_collection_aliases(change_aliases_operations=[
+    models.CreateAliasOperation(create_alias=models.CreateAlias(
+        collection_name=name, alias_name="compat_live"))])
+assert [(a.alias_name, a.collection_name) for a in client.get_aliases().aliases] == [
+    ("compat_live", name)]
+assert [a.alias_name for a in client.get_collection_aliases(name).aliases] == ["compat_live"]
+assert client.count("compat_live").count == len(remaining)
+assert client.update_collection_aliases(change_aliases_operations=[
+    models.RenameAliasOperation(rename_alias=models.RenameAlias(
+        old_alias_name="compat_live", new_alias_name="compat_prod"))])
+assert [a.alias_name for a in client.get_aliases().aliases] == ["compat_prod"]
+hits = client.query_points("compat_prod", query=q, limit=3).points
+assert [h.id for h in hits] == [h.id for h in client.query_points(name, query=q, limit=3).points]
+assert client.update_collection_aliases(change_aliases_operations=[
+    models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name="compat_prod"))])
+assert client.get_aliases().aliases == []
+
+# Facets need a payload index on the key, as in Qdrant.
+client.create_payload_index(name, field_name="group", field_schema=models.PayloadSchemaType.INTEGER,
+                            wait=True)
+groups_of = {i: i % 3 for i in remaining}
+facet = client.facet(name, key="group", limit=10, exact=True)
+want = {}
+for g in groups_of.values():
+    want[g] = want.get(g, 0) + 1
+want = sorted(want.items(), key=lambda t: (-t[1], t[0]))
+assert [(h.value, h.count) for h in facet.hits] == want, facet
+
+# Grouped search: the best points of the best groups, by cosine over the remaining points.
+ranked = sorted(((cos(q, vec(i)), i) for i in remaining), key=lambda t: (-t[0], t[1]))
+want = []
+for _, i in ranked:
+    g = groups_of[i]
+    found = [w for w in want if w[0] == g]
+    if found:
+        if len(found[0][1]) < 3:
+            found[0][1].append(i)
+    elif len(want) < 2:
+        want.append((g, [i]))
+res = client.query_points_groups(name, query=q, group_by="group", limit=2, group_size=3,
+                                 search_params=models.SearchParams(exact=True))
+assert [(g.id, [h.id for h in g.hits]) for g in res.groups] == want, (res, want)
+# search_groups is gone from recent clients (qdrant-client 1.20 has none); older clients call
+# it, newer ones send the same body to the REST route themselves.
+if hasattr(client, "search_groups"):
+    res = client.search_groups(name, query_vector=q, group_by="group", limit=2, group_size=3,
+                               search_params=models.SearchParams(exact=True))
+    got = [(g.id, [h.id for h in g.hits]) for g in res.groups]
+else:
+    raw = httpx.post(url + f"/collections/{name}/points/search/groups",
+                     json={"vector": q, "group_by": "group", "limit": 2, "group_size": 3,
+                           "params": {"exact": True}})
+    assert raw.status_code == 200, raw.text
+    got = [(g["id"], [h["id"] for h in g["hits"]]) for g in raw.json()["result"]["groups"]]
+assert got == want, (got, want)
+
 assert client.delete_collection(name)
 assert not client.collection_exists(name)
 print("qdrant-client compatibility: ok")
