@@ -423,6 +423,15 @@ fn aliases_facets_and_groups_in_a_three_node_cluster() {
             json!({"field_name": "tag", "field_schema": "keyword"}),
         );
     }
+    // Every node reports the whole collection's payload schema, each shard counted from its
+    // replica wherever it lives (a node holds one of the three shards).
+    for i in 0..3 {
+        wait_for("the schema on every node", Duration::from_secs(10), || {
+            let info = c.ok(i, "GET", "/collections/c1", Value::Null);
+            let tag = &info["payload_schema"]["tag"];
+            (tag["data_type"] == "keyword" && tag["points"] == N).then_some(())
+        });
+    }
     let seen_by = |i: usize, want: Vec<(String, String)>| {
         wait_for("the alias on every node", Duration::from_secs(10), || {
             let r = c.ok(i, "GET", "/aliases", Value::Null);

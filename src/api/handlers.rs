@@ -117,10 +117,10 @@ pub async fn get_collection(
         counts.segments,
         counts.building,
     );
-    // Qdrant's shape: field -> {data_type, params, points}.
-    let payload_schema: serde_json::Map<String, serde_json::Value> = st
-        .router
-        .payload_schema(&name)?
+    // Qdrant's shape: field -> {data_type, params, points}, from every shard's replicas (this
+    // node may hold none of them).
+    let payload_schema: serde_json::Map<String, serde_json::Value> = counts
+        .payload_schema
         .into_iter()
         .map(|(field, info)| {
             let v = json!({"data_type": info.data_type, "params": null, "points": info.points});

@@ -5,6 +5,7 @@
 use super::rpc::{ClusterReply, ClusterRequest};
 use super::{Cluster, STATUS_TIMEOUT};
 use crate::raft::{GroupId, NodeId, RaftGroup, Role};
+use crate::shard::PayloadFieldInfo;
 use openraft::async_runtime::watch::WatchReceiver;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,6 +43,9 @@ pub struct ReplicaStatus {
     pub segments: Option<SegmentCounts>,
     /// On a leader: follower → entries it lags behind the leader's log.
     pub follower_lag: BTreeMap<NodeId, u64>,
+    /// The replica's payload indexes and the points each covers (shard groups only), for
+    /// collection info on any node, whether or not it holds a replica (appended last).
+    pub payload_schema: Option<BTreeMap<String, PayloadFieldInfo>>,
 }
 
 /// How far a shard replica's index is built: what `GET /collections/{name}` sums over shards.
@@ -88,7 +92,11 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
-fn replica_status(g: &RaftGroup, stats: Option<&crate::shard::ShardStats>) -> ReplicaStatus {
+fn replica_status(
+    g: &RaftGroup,
+    stats: Option<&crate::shard::ShardStats>,
+    schema: Option<BTreeMap<String, PayloadFieldInfo>>,
+) -> ReplicaStatus {
     let m = g.metrics();
     let follower_lag = {
         let rm = g.raft().metrics();
@@ -119,6 +127,7 @@ fn replica_status(g: &RaftGroup, stats: Option<&crate::shard::ShardStats>) -> Re
         points: stats.map(|s| s.points as u64),
         segments: stats.map(SegmentCounts::of),
         follower_lag,
+        payload_schema: schema,
     }
 }
 
@@ -127,11 +136,14 @@ pub fn local_status(c: &Cluster) -> NodeStatus {
     NodeStatus {
         node_id: c.node_id(),
         ready: c.is_ready(),
-        meta: replica_status(c.meta_group(), None),
+        meta: replica_status(c.meta_group(), None, None),
         groups: c
             .local_shards()
             .iter()
-            .map(|(_, s)| replica_status(&s.group, Some(&s.app.shard().stats())))
+            .map(|(_, s)| {
+                let shard = s.app.shard();
+                replica_status(&s.group, Some(&shard.stats()), Some(shard.payload_schema()))
+            })
             .collect(),
     }
 }
@@ -191,6 +203,8 @@ pub struct ReplicaView {
     pub points: Option<u64>,
     /// Its segments and index builds.
     pub segments: Option<SegmentCounts>,
+    /// Its payload indexes and the points each covers.
+    pub payload_schema: Option<BTreeMap<String, PayloadFieldInfo>>,
 }
 
 /// One shard.
@@ -235,7 +249,7 @@ pub struct ClusterView {
 }
 
 /// A collection's data summed over its shards, as `GET /collections/{name}` reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CollectionCounts {
     /// Live points.
     pub points: usize,
@@ -245,6 +259,9 @@ pub struct CollectionCounts {
     pub segments: usize,
     /// Index builds running now.
     pub building: usize,
+    /// Payload indexes: per field its type and the indexed points, summed over the shards (per
+    /// shard the replica covering the most points).
+    pub payload_schema: BTreeMap<String, PayloadFieldInfo>,
 }
 
 /// The counts of collection `name`, for every collection the same way: per shard the largest
@@ -261,6 +278,27 @@ pub async fn collection_counts(c: &Cluster, name: &str) -> CollectionCounts {
         counts.indexed_points += best(&|r| r.segments.map(|s| s.indexed_points));
         counts.segments += best(&|r| r.segments.map(|s| s.segments));
         counts.building += best(&|r| r.segments.map(|s| s.building));
+        // Every replica applies the same index commands; one that is behind covers fewer points.
+        let mut fields: BTreeMap<&String, PayloadFieldInfo> = BTreeMap::new();
+        for schema in shard
+            .replicas
+            .iter()
+            .filter_map(|r| r.payload_schema.as_ref())
+        {
+            for (field, info) in schema {
+                fields
+                    .entry(field)
+                    .and_modify(|f| f.points = f.points.max(info.points))
+                    .or_insert(*info);
+            }
+        }
+        for (field, info) in fields {
+            counts
+                .payload_schema
+                .entry(field.clone())
+                .and_modify(|f| f.points += info.points)
+                .or_insert(info);
+        }
     }
     counts
 }
@@ -355,6 +393,7 @@ pub async fn cluster_view(c: &Cluster) -> ClusterView {
                                 purged: r.and_then(|r| r.purged),
                                 points: r.and_then(|r| r.points),
                                 segments: r.and_then(|r| r.segments),
+                                payload_schema: r.and_then(|r| r.payload_schema.clone()),
                             }
                         })
                         .collect();
@@ -399,14 +438,14 @@ pub fn render_metrics(c: &Cluster) -> String {
     let mut rows: Vec<(String, String, ReplicaStatus)> = vec![(
         "_metadata".into(),
         "0".into(),
-        replica_status(c.meta_group(), None),
+        replica_status(c.meta_group(), None, None),
     )];
     for (group, s) in c.local_shards() {
         let (coll, shard) = state.find_group(group).map_or_else(
             || ("?".to_owned(), "?".to_owned()),
             |l| (l.collection.to_owned(), l.shard.to_string()),
         );
-        rows.push((coll, shard, replica_status(&s.group, None)));
+        rows.push((coll, shard, replica_status(&s.group, None, None)));
     }
     let mut out = String::new();
     type Gauge = (&'static str, &'static str, fn(&ReplicaStatus) -> u64);

@@ -45,9 +45,7 @@ use crate::collection::{CollectionConfig, Error};
 use crate::raft::budget::MAX_ENTRY_BYTES;
 use crate::raft::tcp::{AppFuture, AppService};
 use crate::raft::{GroupId, NodeId, TransportError};
-use crate::shard::{
-    Filter, Hit, PayloadFieldInfo, PointId, PointWrite, Record, SegmentCalibration, ShardCommand,
-};
+use crate::shard::{Filter, Hit, PointId, PointWrite, Record, SegmentCalibration, ShardCommand};
 use futures_util::future::join_all;
 use merge::{Order, Ranked};
 use resilience::{CallError, Failure, Resilience};
@@ -1010,28 +1008,6 @@ impl Router {
             .map(|s| (s, vec![command.clone()]))
             .collect();
         self.write_all(collection, &meta, per_shard).await
-    }
-
-    /// The collection's payload indexes as this node's replicas hold them: every shard applies
-    /// the same index commands, so the field types agree; indexed points are summed over the
-    /// shards held here. Empty when this node holds no replica of the collection.
-    pub fn payload_schema(
-        &self,
-        collection: &str,
-    ) -> Result<BTreeMap<String, PayloadFieldInfo>, Error> {
-        let meta = self.meta(collection)?;
-        let mut out: BTreeMap<String, PayloadFieldInfo> = BTreeMap::new();
-        for shard in &meta.shards {
-            let Some(local) = self.cluster.local_shard(shard.group) else {
-                continue;
-            };
-            for (field, info) in local.app.shard().payload_schema() {
-                out.entry(field)
-                    .and_modify(|o| o.points += info.points)
-                    .or_insert(info);
-            }
-        }
-        Ok(out)
     }
 
     /// Per shard held on this node (shard number, the local replica's calibrations): what each
