@@ -9,7 +9,7 @@
 use super::filter::CompiledFilter;
 use super::payload_index::{PayloadFieldType, PayloadIndex};
 use super::planner;
-use super::segment::{CHUNK_ROWS, SegBody, Segment};
+use super::segment::Segment;
 use super::values::JsonPath;
 use super::{Shard, ShardError};
 use crate::index::RowSet;
@@ -124,32 +124,10 @@ impl Shard {
         let mut out = BTreeMap::new();
         for seg in self.view() {
             let rows = planner::allowed(&seg, filter);
-            match &seg.body {
-                SegBody::Ivf(ivf) => count_run(
-                    &ivf.payload_index(),
-                    &seg,
-                    0,
-                    seg.rows,
-                    &rows,
-                    &path,
-                    kind,
-                    &mut out,
-                ),
-                SegBody::Flat(chunks) => {
-                    for (c, ch) in chunks.iter().enumerate() {
-                        count_run(
-                            &ch.index,
-                            &seg,
-                            c * CHUNK_ROWS,
-                            ch.len(),
-                            &rows,
-                            &path,
-                            kind,
-                            &mut out,
-                        );
-                    }
-                }
-            }
+            planner::index_runs(&seg, |index, base, len| {
+                count_run(index, &seg, base, len, &rows, &path, kind, &mut out);
+                Some(())
+            });
         }
         Ok(out)
     }

@@ -128,14 +128,18 @@ impl<S: RowSource> Ctx<'_, S> {
     }
 
     fn rows_from_answer(&self, c: &Cond, ans: &Answer, cand: &RowSet) -> RowSet {
-        let mut out = RowSet::new(cand.len());
-        let n = cand.len() as u32;
-        match &ans.sure {
+        let mut out = match &ans.sure {
             // A word per 64 rows, whatever the posting's size.
             Sure::Rows(d) => {
-                out = cand.clone();
+                let mut out = cand.clone();
                 out.intersect_with(&d.rows);
+                out
             }
+            Sure::Bitmap(_) | Sure::List(_) => RowSet::new(cand.len()),
+        };
+        let n = cand.len() as u32;
+        match &ans.sure {
+            Sure::Rows(_) => {}
             Sure::Bitmap(b) if (cand.count() as u64) < b.len() => {
                 for r in cand.iter() {
                     if b.contains(r as u32) {
@@ -255,30 +259,43 @@ pub(super) fn allowed(seg: &Segment, filter: Option<&CompiledFilter>) -> RowSet 
     }
 }
 
-/// How many rows of `seg` hold a value in the indexed field `key` (live rows only).
-pub(super) fn indexed_points(seg: &Segment, key: &str) -> usize {
-    let count = |index: &PayloadIndex, base: usize, len: usize| {
-        index.field(key).map_or(0, |f| {
-            f.rows()
-                .iter()
-                .filter(|r| (*r as usize) < len && seg.live.contains(base + *r as usize))
-                .count()
-        })
-    };
+/// Visits each run of `seg`'s rows that has its own payload index, as `(index, first row, rows)`:
+/// a built segment's one index over all its rows, or each chunk of a flat segment. Stops at, and
+/// returns, the first `None` the visit returns.
+pub(super) fn index_runs(
+    seg: &Segment,
+    mut visit: impl FnMut(&PayloadIndex, usize, usize) -> Option<()>,
+) -> Option<()> {
     match &seg.body {
-        SegBody::Ivf(ivf) => count(&ivf.payload_index(), 0, seg.rows),
+        SegBody::Ivf(ivf) => visit(&ivf.payload_index(), 0, seg.rows),
         SegBody::Flat(chunks) => chunks
             .iter()
             .enumerate()
-            .map(|(c, ch)| count(&ch.index, c * CHUNK_ROWS, ch.len()))
-            .sum(),
+            .try_for_each(|(c, ch)| visit(&ch.index, c * CHUNK_ROWS, ch.len())),
     }
+}
+
+/// How many rows of `seg` hold a value in the indexed field `key` (live rows only).
+pub(super) fn indexed_points(seg: &Segment, key: &str) -> usize {
+    let mut n = 0;
+    index_runs(seg, |index, base, len| {
+        if let Some(f) = index.field(key) {
+            n += f
+                .rows()
+                .iter()
+                .filter(|r| (*r as usize) < len && seg.live.contains(base + *r as usize))
+                .count();
+        }
+        Some(())
+    });
+    n
 }
 
 /// `(value, row)` of the rows in `rows` holding values in the indexed numeric field `key`, once
 /// per value, unsorted; `None` when the segment has no such index for `key`.
 pub(super) fn ordered_values(seg: &Segment, key: &str, rows: &RowSet) -> Option<Vec<(f64, usize)>> {
-    let collect = |index: &PayloadIndex, base: usize, out: &mut Vec<(f64, usize)>| {
+    let mut out = Vec::new();
+    index_runs(seg, |index, base, _| {
         let pairs = index.field(key)?.ordered()?;
         out.extend(
             pairs
@@ -287,16 +304,7 @@ pub(super) fn ordered_values(seg: &Segment, key: &str, rows: &RowSet) -> Option<
                 .filter(|(_, r)| rows.contains(*r)),
         );
         Some(())
-    };
-    let mut out = Vec::new();
-    match &seg.body {
-        SegBody::Ivf(ivf) => collect(&ivf.payload_index(), 0, &mut out)?,
-        SegBody::Flat(chunks) => {
-            for (c, ch) in chunks.iter().enumerate() {
-                collect(&ch.index, c * CHUNK_ROWS, &mut out)?;
-            }
-        }
-    }
+    })?;
     Some(out)
 }
 
