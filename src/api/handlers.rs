@@ -137,6 +137,19 @@ pub async fn get_collection(
         .flat_map(|(shard, segs)| {
             segs.into_iter().map(move |c| {
                 let at = c.at(target);
+                // How much a filtered search widens `nprobe` here, per measured share.
+                let filtered: Vec<serde_json::Value> = at
+                    .map(|p| {
+                        c.calibration
+                            .filtered
+                            .iter()
+                            .map(|f| {
+                                let factor = c.calibration.widening(f.share, target, p.rerank);
+                                json!({"share": f.share, "nprobe_factor": factor})
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 json!({
                     "shard": shard,
                     "segment": c.segment,
@@ -146,6 +159,7 @@ pub async fn get_collection(
                     "nprobe": at.map(|p| p.nprobe),
                     "rerank": at.map(|p| p.rerank),
                     "measured_recall": at.map(|p| p.recall),
+                    "filtered": filtered,
                 })
             })
         })

@@ -18,12 +18,23 @@
 //! value (the nearest measured one not above it). The whole curve is stored, so a per-query
 //! target is answered without measuring again.
 //!
+//! **Filtered curves.** A filter admitted inside the scan leaves fewer matching rows per list, so a
+//! filtered search must probe more lists to find its `K` nearest matches. How many more depends on
+//! the data (on text embeddings far fewer than the `1/sqrt(share)` a uniform model suggests), so
+//! the segment measures that too: for each share in [`FILTER_SHARES`] that leaves enough rows, a
+//! seeded pseudo-random subset of that share of the rows is the filter, the truth is the exact
+//! top-`K` within it, and the same grid is measured with the subset admitted inside the scan.
+//! [`Calibration::widening`] turns the curves into the factor a filtered search multiplies its
+//! `nprobe` by at any share (interpolated in log-log between measured shares). Calibrations
+//! stored before filtered curves existed (version 1) have none; the planner then widens by
+//! `1/sqrt(share)`.
+//!
 //! The measurement costs `SAMPLE_QUERIES × rows` exact distances plus one search per query and
-//! grid point, spread over rayon's threads: a few percent of the build it follows.
+//! grid point, once unfiltered and once per filtered share, spread over rayon's threads.
 
 use crate::index::distance;
 use crate::index::ivfpq::{IvfPqIndex, SearchParams};
-use crate::index::{Metric, TopK};
+use crate::index::{Metric, RowSet, TopK};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -38,8 +49,14 @@ pub const MIN_ROWS: usize = 4 * K;
 pub const DEFAULT_RECALL_TARGET: f64 = 0.95;
 /// Re-rank factors measured (0: ADC distances, no re-ranking).
 pub const RERANKS: [usize; 9] = [0, 2, 3, 4, 6, 8, 12, 16, 24];
-/// Format version of a stored [`Calibration`].
-pub const CALIBRATION_VERSION: u32 = 1;
+/// Format version of a stored [`Calibration`]. 1: the unfiltered curve. 2: adds
+/// [`Calibration::filtered`] (absent from version 1, read as empty).
+pub const CALIBRATION_VERSION: u32 = 2;
+/// Shares of the rows a filtered curve is measured at (a filter letting this share through).
+/// Below about 1% the planner scans the matches exactly, so smaller shares are not measured.
+pub const FILTER_SHARES: [f64; 3] = [0.3, 0.1, 0.03];
+/// Fewest matching rows a filtered curve needs: fewer are searched exactly, not by the index.
+pub const MIN_FILTERED_ROWS: usize = 512;
 
 /// One measured point of the curve.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -65,6 +82,20 @@ pub struct Calibration {
     pub queries: usize,
     /// Every measured point.
     pub curve: Vec<CurvePoint>,
+    /// The curves measured under a filter, largest share first (version 2 on).
+    #[serde(default)]
+    pub filtered: Vec<FilteredCurve>,
+}
+
+/// The curve measured with a pseudo-random share of the rows admitted inside the scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilteredCurve {
+    /// Share of the rows the filter let through (of [`FILTER_SHARES`]).
+    pub share: f64,
+    /// Queries measured.
+    pub queries: usize,
+    /// Every measured point (the same grid and re-rank factors as the unfiltered curve).
+    pub curve: Vec<CurvePoint>,
 }
 
 impl Calibration {
@@ -75,9 +106,7 @@ impl Calibration {
     /// with 256 queries). Measured on the MiniLM set over REST: without the margin the defaults
     /// ended at recall 0.937 on the real queries for a target of 0.95.
     pub fn reaches(&self, point: &CurvePoint, target: f64) -> bool {
-        let r = point.recall;
-        let margin = (r * (1.0 - r) / self.queries.max(1) as f64).sqrt();
-        r - margin >= target
+        reaches(self.queries, point, target)
     }
 
     /// The cheapest point that [reaches](Self::reaches) `target`, or the best recall measured
@@ -89,33 +118,109 @@ impl Calibration {
         nprobe: Option<usize>,
         rerank: Option<usize>,
     ) -> Option<CurvePoint> {
-        let snap = |want: Option<usize>, values: Vec<usize>| -> Option<usize> {
-            let want = want?;
-            values
-                .iter()
-                .copied()
-                .filter(|v| *v <= want)
-                .max()
-                .or_else(|| values.iter().copied().min())
-        };
-        let fixed_p = snap(nprobe, self.curve.iter().map(|c| c.nprobe).collect());
-        let fixed_r = snap(rerank, self.curve.iter().map(|c| c.rerank).collect());
-        let candidates = self.curve.iter().filter(|c| {
-            fixed_p.is_none_or(|p| c.nprobe == p) && fixed_r.is_none_or(|r| c.rerank == r)
-        });
-        let mut best: Option<CurvePoint> = None;
-        let mut best_reaching: Option<CurvePoint> = None;
-        for c in candidates {
-            if self.reaches(c, target) && best_reaching.is_none_or(|b| c.cost < b.cost) {
-                best_reaching = Some(*c);
-            }
-            if best.is_none_or(|b| c.recall > b.recall || (c.recall == b.recall && c.cost < b.cost))
-            {
-                best = Some(*c);
-            }
-        }
-        best_reaching.or(best)
+        choose(&self.curve, self.queries, target, nprobe, rerank)
     }
+
+    /// The factor by which a search whose filter lets `share` of a segment's rows through
+    /// multiplies its `nprobe` to reach `target` at re-rank factor `rerank`, from the filtered
+    /// curves: the `nprobe` each measured share needs over the one the unfiltered curve needs,
+    /// interpolated linearly in `ln share` against `ln nprobe`, extrapolated below the smallest
+    /// share with the slope of the last step (at most that of `1/share`). Never below 1 and
+    /// never falling as the share falls. `None` without filtered curves (version 1).
+    pub fn widening(&self, share: f64, target: f64, rerank: usize) -> Option<f64> {
+        if self.filtered.is_empty() || !(share > 0.0) {
+            return None;
+        }
+        let needed = |curve: &[CurvePoint], queries: usize| {
+            choose(curve, queries, target, None, Some(rerank)).map(|p| p.nprobe.max(1) as f64)
+        };
+        let base = needed(&self.curve, self.queries)?;
+        // (ln share, ln factor), share falling; the factor made non-decreasing.
+        let mut filtered: Vec<&FilteredCurve> = self.filtered.iter().collect();
+        filtered.sort_by(|a, b| b.share.total_cmp(&a.share));
+        let mut points = vec![(0.0f64, 0.0f64)];
+        for f in filtered {
+            if !(f.share > 0.0 && f.share < 1.0) {
+                continue;
+            }
+            let Some(p) = needed(&f.curve, f.queries) else {
+                continue;
+            };
+            let last = points.last().map_or(0.0, |l| l.1);
+            points.push((f.share.ln(), (p / base).ln().max(last)));
+        }
+        let x = share.min(1.0).ln();
+        let at = |(x0, y0): (f64, f64), (x1, y1): (f64, f64)| {
+            if x1 == x0 {
+                y1
+            } else {
+                y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            }
+        };
+        let ln_factor = match points.windows(2).find(|w| x >= w[1].0) {
+            Some(w) => at(w[0], w[1]),
+            None => {
+                // Below the smallest measured share: the last step's slope, at most 1 (the
+                // factor of `1/share`, by which the matches thin out).
+                let n = points.len();
+                let (a, b) = if n >= 2 {
+                    (points[n - 2], points[n - 1])
+                } else {
+                    (points[0], points[0])
+                };
+                let slope = if b.0 < a.0 {
+                    ((b.1 - a.1) / (a.0 - b.0)).clamp(0.0, 1.0)
+                } else {
+                    0.5
+                };
+                b.1 + slope * (b.0 - x)
+            }
+        };
+        Some(ln_factor.exp().max(1.0))
+    }
+}
+
+/// Whether `point` reaches `target`, its recall measured on `queries` queries, with the margin
+/// [`Calibration::reaches`] explains.
+fn reaches(queries: usize, point: &CurvePoint, target: f64) -> bool {
+    let r = point.recall;
+    let margin = (r * (1.0 - r) / queries.max(1) as f64).sqrt();
+    r - margin >= target
+}
+
+/// [`Calibration::choose`] over any measured curve.
+fn choose(
+    curve: &[CurvePoint],
+    queries: usize,
+    target: f64,
+    nprobe: Option<usize>,
+    rerank: Option<usize>,
+) -> Option<CurvePoint> {
+    let snap = |want: Option<usize>, values: Vec<usize>| -> Option<usize> {
+        let want = want?;
+        values
+            .iter()
+            .copied()
+            .filter(|v| *v <= want)
+            .max()
+            .or_else(|| values.iter().copied().min())
+    };
+    let fixed_p = snap(nprobe, curve.iter().map(|c| c.nprobe).collect());
+    let fixed_r = snap(rerank, curve.iter().map(|c| c.rerank).collect());
+    let candidates = curve
+        .iter()
+        .filter(|c| fixed_p.is_none_or(|p| c.nprobe == p) && fixed_r.is_none_or(|r| c.rerank == r));
+    let mut best: Option<CurvePoint> = None;
+    let mut best_reaching: Option<CurvePoint> = None;
+    for c in candidates {
+        if reaches(queries, c, target) && best_reaching.is_none_or(|b| c.cost < b.cost) {
+            best_reaching = Some(*c);
+        }
+        if best.is_none_or(|b| c.recall > b.recall || (c.recall == b.recall && c.cost < b.cost)) {
+            best = Some(*c);
+        }
+    }
+    best_reaching.or(best)
 }
 
 /// The `nprobe` values measured for `nlist` lists: 1, 2, 3, … growing about 25% a step, and
@@ -160,45 +265,96 @@ pub fn calibrate(index: &IvfPqIndex, pq_m: usize, pq_bits: u8, seed: u64) -> Opt
     if n < MIN_ROWS {
         return None;
     }
-    let metric = index.metric();
     let queries = SAMPLE_QUERIES.min(n / 4);
     let offset = (seed % (n / queries) as u64) as usize;
     // Index rows of the sample (ids are segment rows; rows are in list order).
     let sample: Vec<usize> = (0..queries).map(|i| offset + i * (n / queries)).collect();
-    let k = K.min(n - 1);
-    let max_rerank = *RERANKS.iter().max().unwrap_or(&1);
     let grid = nprobe_grid(index.nlist());
-    // Per query: its vector, its own id, the truth.
-    let truths: Vec<(Vec<f32>, u64, HashSet<u64>)> = sample
-        .par_iter()
-        .filter_map(|&row| {
-            let q = index.vector(row)?.to_vec();
-            let own = index.ids()[row];
-            let mut top = TopK::new(k);
-            for r in 0..n {
-                if r == row {
-                    continue;
-                }
-                if let Some(v) = index.vector(r) {
-                    top.push(index.ids()[r], exact(metric, &q, v));
-                }
-            }
-            let truth = top.into_sorted_vec().into_iter().map(|nb| nb.id).collect();
-            Some((q, own, truth))
-        })
-        .collect();
+    let truths = exact_truths(index, &sample, None);
     if truths.is_empty() {
         return None;
     }
-    let total = (truths.len() * k) as f64;
+    let curve = measure(index, &truths, &grid, None, (pq_m, pq_bits));
+    let filtered = FILTER_SHARES
+        .iter()
+        .filter_map(|&share| {
+            let subset = subset(n, share, seed);
+            if subset.count() < MIN_FILTERED_ROWS {
+                return None;
+            }
+            let truths = exact_truths(index, &sample, Some(&subset));
+            let curve = measure(index, &truths, &grid, Some(&subset), (pq_m, pq_bits));
+            Some(FilteredCurve {
+                share,
+                queries: truths.len(),
+                curve,
+            })
+        })
+        .collect();
+    Some(Calibration {
+        version: CALIBRATION_VERSION,
+        k: K.min(n - 1),
+        queries: truths.len(),
+        curve,
+        filtered,
+    })
+}
+
+/// One calibration query: its vector, its own id (never counted as found), the ids of its exact
+/// top-`K` among the other rows (of `within`, when given).
+type Truth = (Vec<f32>, u64, HashSet<u64>);
+
+/// The truth of every query in `sample` (index rows), by an exact scan of the index's rows.
+fn exact_truths(index: &IvfPqIndex, sample: &[usize], within: Option<&RowSet>) -> Vec<Truth> {
+    let n = index.len();
+    let k = K.min(n - 1);
+    let metric = index.metric();
+    let ids = index.ids();
+    sample
+        .par_iter()
+        .filter_map(|&row| {
+            let q = index.vector(row)?.to_vec();
+            let own = ids[row];
+            let mut top = TopK::new(k);
+            for r in 0..n {
+                let admitted = within.is_none_or(|w| w.contains(ids[r] as usize));
+                if r == row || !admitted {
+                    continue;
+                }
+                if let Some(v) = index.vector(r) {
+                    top.push(ids[r], exact(metric, &q, v));
+                }
+            }
+            let truth: HashSet<u64> = top.into_sorted_vec().into_iter().map(|nb| nb.id).collect();
+            (!truth.is_empty()).then_some((q, own, truth))
+        })
+        .collect()
+}
+
+/// The curve of `truths` over `grid` (see the module doc), with `filter` (segment rows)
+/// admitted inside the scan when given.
+fn measure(
+    index: &IvfPqIndex,
+    truths: &[Truth],
+    grid: &[usize],
+    filter: Option<&RowSet>,
+    (pq_m, pq_bits): (usize, u8),
+) -> Vec<CurvePoint> {
+    let k = K.min(index.len().saturating_sub(1));
+    let max_rerank = *RERANKS.iter().max().unwrap_or(&1);
+    let total = truths.iter().map(|t| t.2.len()).sum::<usize>().max(1) as f64;
     let mut curve = Vec::new();
-    for &nprobe in &grid {
+    for &nprobe in grid {
         let params = SearchParams { nprobe, rerank: 0 };
         // hits[r] = true neighbours within the first k·r ADC candidates, summed over queries.
         let hits: Vec<usize> = truths
             .par_iter()
             .map(|(q, own, truth)| {
-                let got = index.search(q, k * max_rerank + 1, &params, None);
+                let want = k * max_rerank + 1;
+                let got = match filter {
+                    Some(f) => index.search_ids_in(q, want, &params, f),
+                    None => index.search(q, want, &params, None),
+                };
                 let ranked: Vec<u64> = got.iter().map(|nb| nb.id).filter(|id| id != own).collect();
                 RERANKS
                     .iter()
@@ -231,12 +387,25 @@ pub fn calibrate(index: &IvfPqIndex, pq_m: usize, pq_bits: u8, seed: u64) -> Opt
             break;
         }
     }
-    Some(Calibration {
-        version: CALIBRATION_VERSION,
-        k,
-        queries: truths.len(),
-        curve,
-    })
+    curve
+}
+
+/// A pseudo-random `share` of the segment rows `0..n`, fixed by `seed` (a filter uncorrelated
+/// with the vectors, as the filtered curves model it).
+fn subset(n: usize, share: f64, seed: u64) -> RowSet {
+    let cut = (share.clamp(0.0, 1.0) * u32::MAX as f64) as u64;
+    RowSet::from_rows(
+        n,
+        (0..n).filter(|&r| (splitmix(seed ^ (r as u64).wrapping_mul(0x9E37_79B9)) >> 32) < cut),
+    )
+}
+
+/// SplitMix64's finaliser: a well-mixed hash of one word.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
 }
 
 /// Exact distance as the index ranks it (vectors are stored normalised for cosine).
@@ -271,7 +440,55 @@ mod tests {
                 point(8, 0, 0.85, 50.0),
                 point(8, 4, 0.99, 70.0),
             ],
+            filtered: Vec::new(),
         }
+    }
+
+    /// A filtered curve on which re-rank 4 reaches 0.95 at `nprobe` (and nothing cheaper).
+    fn needing(share: f64, nprobe: usize) -> FilteredCurve {
+        FilteredCurve {
+            share,
+            queries: 10_000,
+            curve: vec![point(nprobe / 2, 4, 0.90, 1.0), point(nprobe, 4, 0.97, 2.0)],
+        }
+    }
+
+    #[test]
+    fn the_widening_interpolates_the_measured_shares() {
+        // Unfiltered, re-rank 4 reaches 0.95 at nprobe 4.
+        let mut c = curve();
+        assert_eq!(
+            c.widening(0.1, 0.95, 4),
+            None,
+            "no filtered curves: no measured widening"
+        );
+        c.filtered = vec![needing(0.1, 16), needing(0.3, 8), needing(0.03, 32)];
+        let w = |c: &Calibration, share| c.widening(share, 0.95, 4).unwrap();
+        assert!((w(&c, 1.0) - 1.0).abs() < 1e-9);
+        assert!((w(&c, 0.3) - 2.0).abs() < 1e-9);
+        assert!((w(&c, 0.1) - 4.0).abs() < 1e-9);
+        assert!((w(&c, 0.03) - 8.0).abs() < 1e-9);
+        // Between measured shares, log-log: halfway from 0.3 to 0.1 is between 2 and 4.
+        let mid = w(&c, (0.3f64 * 0.1).sqrt());
+        assert!((mid - 8f64.sqrt()).abs() < 1e-9, "{mid}");
+        // Below the smallest share, the last step's slope (here 2x per 1/0.3 of the share).
+        assert!(
+            w(&c, 0.01) > 8.0 && w(&c, 0.01) < 8.0 / (0.01f64 / 0.03),
+            "{}",
+            w(&c, 0.01)
+        );
+        // Never below 1, never falling as the share falls, even on noisy curves.
+        c.filtered = vec![needing(0.3, 2), needing(0.1, 16), needing(0.03, 8)];
+        assert!((w(&c, 0.3) - 1.0).abs() < 1e-9);
+        assert!((w(&c, 0.03) - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_version_1_calibration_reads_without_filtered_curves() {
+        let v1 = r#"{"version":1,"k":10,"queries":256,"curve":[{"nprobe":4,"rerank":4,"recall":0.96,"cost":45.0}]}"#;
+        let c: Calibration = serde_json::from_str(v1).unwrap();
+        assert!(c.filtered.is_empty());
+        assert_eq!(c.choose(0.9, None, None).map(|p| p.nprobe), Some(4));
     }
 
     #[test]

@@ -919,7 +919,7 @@ impl Shard {
                     metric,
                     &query,
                     k,
-                    &plan.params[i],
+                    (&plan.params[i], plan.target),
                     pass,
                     matching,
                     req.exact,
@@ -1112,7 +1112,7 @@ fn search_ivf(
     metric: Metric,
     query: &[f32],
     k: usize,
-    params: &SearchParams,
+    (params, target): (&SearchParams, f64),
     allowed: &RowSet,
     matching: usize,
     exact: bool,
@@ -1126,7 +1126,12 @@ fn search_ivf(
         pq_m,
         pq_bits,
     };
-    let plan = planner::plan_ivf(params, k, matching, &shape);
+    let share = matching as f64 / index.len().max(1) as f64;
+    let widening = match &ivf.calibration {
+        Some(c) if matching < index.len() => c.widening(share, target, params.rerank),
+        _ => None,
+    };
+    let plan = planner::plan_ivf(params, k, matching, &shape, widening);
     let approx = match plan {
         _ if exact => None,
         planner::Plan::Exact => None,

@@ -11,9 +11,11 @@
 //! matches are searched exactly over their raw vectors (recall 1, cost ∝ matches); otherwise the
 //! IVF-PQ index is scanned with the matching rows admitted inside the scan, with `nprobe` widened
 //! as the selectivity falls. The filtered k nearest are the nearest of a fraction `s` of the rows:
-//! about the `k/s` nearest unfiltered rows, spread over more lists than the unfiltered `k`. Probing
-//! `nprobe / sqrt(s)` lists (and at least enough lists that, on average, `4 × k × rerank` matches
-//! are in them) keeps recall near the unfiltered one at a cost growing far slower than `1/s`.
+//! about the `k/s` nearest unfiltered rows, spread over more lists than the unfiltered `k`. How
+//! many more each segment measured when it was built (its calibration's filtered curves, see
+//! [`super::calibrate`]): `nprobe` is multiplied by the factor measured for `s` at the search's
+//! recall target, or by `1/sqrt(s)` for a segment without filtered curves, and is at least enough
+//! lists that, on average, `4 × k × rerank` matches are in them.
 //! The exact scan is chosen when its estimated time is no more than the widened scan's, from
 //! per-step costs measured on both plans ([`cost`]).
 
@@ -362,8 +364,19 @@ impl SegShape {
 }
 
 /// Chooses the plan for one built segment (see the module doc): the exact scan when it is
-/// estimated no dearer than the widened IVF-PQ scan.
-pub(super) fn plan_ivf(params: &SearchParams, k: usize, matching: usize, seg: &SegShape) -> Plan {
+/// estimated no dearer than the widened IVF-PQ scan. `widening` is the factor the segment's
+/// calibration measured for this share of matching rows ([`Calibration::widening`]); without
+/// one (an uncalibrated segment, or one calibrated before filtered curves existed) `nprobe` is
+/// widened by `1/sqrt(share)`.
+///
+/// [`Calibration::widening`]: super::calibrate::Calibration::widening
+pub(super) fn plan_ivf(
+    params: &SearchParams,
+    k: usize,
+    matching: usize,
+    seg: &SegShape,
+    widening: Option<f64>,
+) -> Plan {
     let rows = seg.rows;
     if matching == 0 || rows == 0 || matching <= super::EXACT_SCAN_ROWS {
         return Plan::Exact;
@@ -374,7 +387,7 @@ pub(super) fn plan_ivf(params: &SearchParams, k: usize, matching: usize, seg: &S
     }
     let nlist = seg.nlist.max(1);
     let s = matching as f64 / rows as f64;
-    let widened = (params.nprobe as f64 / s.sqrt()).ceil();
+    let widened = (params.nprobe as f64 * widening.unwrap_or(1.0 / s.sqrt()).max(1.0)).ceil();
     let fill = (4 * k * params.rerank.max(1)) as f64 * nlist as f64 / matching as f64;
     let nprobe = widened.max(fill.ceil()).min(nlist as f64).max(1.0) as usize;
     if seg.exact_ns(matching) <= seg.ivf_ns(nprobe, k, params.rerank) {
@@ -412,7 +425,13 @@ mod tests {
             ..four
         };
         let at = |shape: &SegShape, share: f64| {
-            plan_ivf(&params, 10, (shape.rows as f64 * share) as usize, shape)
+            plan_ivf(
+                &params,
+                10,
+                (shape.rows as f64 * share) as usize,
+                shape,
+                None,
+            )
         };
         assert_eq!(at(&four, 0.01), Plan::Exact);
         assert!(matches!(at(&four, 0.1), Plan::Ivf(p) if p.nprobe == 155 && p.rerank == 6));
@@ -421,7 +440,16 @@ mod tests {
         assert_eq!(at(&eight, 0.1), Plan::Exact);
         assert!(matches!(at(&eight, 0.5), Plan::Ivf(_)));
         // Few matches are always searched exactly, everything unfiltered as asked.
-        assert_eq!(plan_ivf(&params, 10, 300, &four), Plan::Exact);
-        assert_eq!(plan_ivf(&params, 10, four.rows, &four), Plan::Ivf(params));
+        assert_eq!(plan_ivf(&params, 10, 300, &four, None), Plan::Exact);
+        assert_eq!(
+            plan_ivf(&params, 10, four.rows, &four, None),
+            Plan::Ivf(params)
+        );
+        // A measured widening replaces `1/sqrt(share)`: at 10%, 1.6x instead of 3.2x.
+        let measured = plan_ivf(&params, 10, four.rows / 10, &four, Some(1.6));
+        assert!(
+            matches!(measured, Plan::Ivf(p) if p.nprobe == 79),
+            "{measured:?}"
+        );
     }
 }

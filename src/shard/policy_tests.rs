@@ -302,12 +302,57 @@ fn calibrated_shard(kind: GeneratorKind, n: usize, dim: usize) -> (Shard, Vec<Ve
         .map(|(i, row)| PointWrite {
             id: PointId::Num(i as u64),
             vector: row.to_vec(),
-            payload: None,
+            // A field letting a tenth of the points through, other than the calibration's own
+            // pseudo-random subsets.
+            payload: serde_json::json!({ "tenth": (i * 7) % 10 })
+                .as_object()
+                .cloned(),
         })
         .collect();
     shard.apply(1, &ShardCommand::Upsert { points }).unwrap();
     let queries = queries.outer_iter().map(|r| r.to_vec()).collect();
     (shard, queries)
+}
+
+#[test]
+fn a_filtered_search_widens_by_what_the_segment_measured_and_meets_its_target() {
+    let (shard, queries) = calibrated_shard(GeneratorKind::SiftLike, 20_000, 32);
+    let cal = shard.calibrations()[0].calibration.clone();
+    let shares: Vec<f64> = cal.filtered.iter().map(|f| f.share).collect();
+    assert_eq!(shares, calibrate::FILTER_SHARES.to_vec());
+    let filter: Filter = serde_json::from_value(
+        serde_json::json!({"must": [{"key": "tenth", "match": {"value": 3}}]}),
+    )
+    .unwrap();
+    let filter = filter.compile().unwrap();
+    let target = 0.95;
+    let chosen = cal.choose(target, None, None).unwrap();
+    let widening = cal.widening(0.1, target, chosen.rerank).unwrap();
+    assert!((1.0..=64.0).contains(&widening), "{widening}");
+    let tuning = Tuning {
+        recall_target: Some(target),
+        ..Tuning::default()
+    };
+    let (mut hit, mut total) = (0usize, 0usize);
+    for q in &queries {
+        let truth: HashSet<PointId> = shard
+            .search(&req(q, 10, Some(&filter), true))
+            .unwrap()
+            .into_iter()
+            .map(|h| h.record.id)
+            .collect();
+        let got = shard
+            .search_tuned(&req(q, 10, Some(&filter), false), &tuning)
+            .unwrap();
+        assert_eq!(got.len(), 10);
+        hit += got.iter().filter(|h| truth.contains(&h.record.id)).count();
+        total += truth.len();
+    }
+    let got = hit as f64 / total as f64;
+    assert!(
+        got >= target - 0.02,
+        "recall {got:.3} at 10% with widening {widening:.2} from {chosen:?}"
+    );
 }
 
 #[test]

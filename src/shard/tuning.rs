@@ -131,6 +131,9 @@ pub struct SearchPlan {
     pub(super) segments: Vec<Segment>,
     /// Per segment, its IVF-PQ parameters (unused for flat segments).
     pub(super) params: Vec<SearchParams>,
+    /// The recall target the parameters were chosen for; a filtered search widens `nprobe`
+    /// by what the segment measured it needs to keep it.
+    pub(super) target: f64,
 }
 
 impl SearchPlan {
@@ -170,7 +173,11 @@ impl Shard {
                 SegBody::Flat(_) => fallback,
             })
             .collect();
-        Ok(SearchPlan { segments, params })
+        Ok(SearchPlan {
+            segments,
+            params,
+            target: tuning.target(),
+        })
     }
 }
 
