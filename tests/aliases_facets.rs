@@ -24,6 +24,13 @@ fn vector(i: u64, salt: u64) -> Vec<f32> {
     ]
 }
 
+/// UUIDs a point's `owner` is one of (skewed, so counts differ).
+const OWNERS: [&str; 3] = [
+    "0b7e5a3c-1f2d-4c5b-9a8e-000000000001",
+    "5d1c9e2a-7b3f-4e6d-8c9a-000000000002",
+    "a3f09c7e-2d4b-4a1c-b6e8-000000000003",
+];
+
 fn payload(i: u64, salt: u64) -> Value {
     // Skewed tags (so counts differ), a second tag on every fourth point, a document id
     // shared by a handful of points, an integer and a bool.
@@ -33,7 +40,8 @@ fn payload(i: u64, salt: u64) -> Value {
     } else {
         json!(tag)
     };
-    json!({"tag": tags, "doc": format!("d{}", (i + salt) % 19), "n": (i % 4) as i64, "flag": i.is_multiple_of(3)})
+    let owner = OWNERS[((i * i + salt) % 5).min(2) as usize];
+    json!({"tag": tags, "doc": format!("d{}", (i + salt) % 19), "n": (i % 4) as i64, "flag": i.is_multiple_of(3), "owner": owner})
 }
 
 fn fill(s: &Server, name: &str, salt: u64) {
@@ -313,7 +321,12 @@ fn aliases_facets_and_groups_agree_with_a_model_across_shards_and_restarts() {
     assert_eq!(code, 404);
 
     // ---- facets (summed across both shards), through an alias too
-    for (field, schema) in [("tag", "keyword"), ("n", "integer"), ("flag", "bool")] {
+    for (field, schema) in [
+        ("tag", "keyword"),
+        ("n", "integer"),
+        ("flag", "bool"),
+        ("owner", "uuid"),
+    ] {
         s.ok(
             "PUT",
             "/collections/v2/index?wait=true",
@@ -340,6 +353,10 @@ fn aliases_facets_and_groups_agree_with_a_model_across_shards_and_restarts() {
     assert_eq!(
         facet(&s, "v2", json!({"key": "flag"})),
         model_facet(3, "flag", |_| true, 10)
+    );
+    assert_eq!(
+        facet(&s, "v2", json!({"key": "owner"})),
+        model_facet(3, "owner", |_| true, 10)
     );
     let (code, body) = s.call("POST", "/collections/v2/facet", Some(json!({"key": "doc"})));
     assert_eq!(code, 400, "{body}");

@@ -284,18 +284,27 @@ fn a_wiped_replica_is_restored_from_a_snapshot_stream_and_replicas_move() {
         (replica(&s, "c", 4)?["points"] == 320).then_some(())
     });
 
-    // Move the leader's own replica to a fifth node on the live cluster.
+    // Move the leader's own replica to a fifth node on the live cluster, through Qdrant's
+    // route this time (qdrant-client's `cluster_collection_update`).
     let five = c.join(5, four);
     let leader = c.shard_leader(four, "c", 0).unwrap();
     assert_eq!(
         c.ok(
             five,
             "POST",
-            "/cluster/collections/c/shards/0/move",
-            json!({"from": leader, "to": 5})
+            "/collections/c/cluster",
+            json!({"move_shard": {"shard_id": 0, "from_peer_id": leader, "to_peer_id": 5}})
         ),
         json!(true)
     );
+    let (status, v) = c.call(
+        five,
+        "POST",
+        "/collections/c/cluster",
+        Some(json!({"replicate_shard": {"shard_id": 0, "from_peer_id": 5, "to_peer_id": 4}})),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v.to_string().contains("replicate_shard"), "{v}");
     upsert(&c, "c", 320..330);
     wait_for(
         "every replica holds every point",
@@ -312,6 +321,18 @@ fn a_wiped_replica_is_restored_from_a_snapshot_stream_and_replicas_move() {
             .then_some(())
         },
     );
+    // Qdrant's view of where the replicas are (qdrant-client's `collection_cluster_info`).
+    let info = c.ok(five, "GET", "/collections/c/cluster", Value::Null);
+    assert_eq!(info["peer_id"], 5, "{info}");
+    assert_eq!(info["local_shards"][0]["shard_id"], 0, "{info}");
+    assert_eq!(info["local_shards"][0]["points_count"], 330, "{info}");
+    let remote: BTreeSet<u64> = info["remote_shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["peer_id"].as_u64().unwrap())
+        .collect();
+    assert!(!remote.contains(&leader) && !remote.contains(&5), "{info}");
     // The old leader destroyed its replica.
     let old = c.index_of(leader);
     wait_for(
@@ -346,11 +367,19 @@ fn a_wiped_replica_is_restored_from_a_snapshot_stream_and_replicas_move() {
     assert_eq!(status, 400, "node 4 holds a replica of c: {v}");
     assert!(v.to_string().contains("move"), "{v}");
     assert_eq!(c.call(five, "DELETE", "/cluster/members/99", None).0, 400);
+    // Qdrant's `remove_peer` route; `force` (remove with its replicas) is refused by name.
+    let (status, v) = c.call(
+        five,
+        "DELETE",
+        &format!("/cluster/peer/{wiped}?force=true"),
+        None,
+    );
+    assert_eq!(status, 400, "{v}");
     assert_eq!(
         c.ok(
             five,
             "DELETE",
-            &format!("/cluster/members/{wiped}"),
+            &format!("/cluster/peer/{wiped}"),
             Value::Null
         ),
         json!(true)

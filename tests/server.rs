@@ -659,6 +659,121 @@ fn a_create_sent_while_the_node_starts_gets_503_then_succeeds() {
 }
 
 #[test]
+fn a_batch_of_writes_applies_in_order_or_refuses_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    create(&s, "b", 4, json!({"shard_number": 2}));
+    let pt = |i: u64| json!({"id": i, "vector": vec_for(i, 4), "payload": {"n": i}});
+    let ops = json!({"operations": [
+        {"upsert": {"points": (0..10).map(pt).collect::<Vec<_>>()}},
+        {"delete": {"points": [1, 2]}},
+        {"set_payload": {"payload": {"tag": "x"}, "filter": {"must": [{"key": "n", "range": {"gte": 5}}]}}},
+        {"delete_payload": {"keys": ["n"], "points": [9]}},
+        {"overwrite_payload": {"payload": {"only": true}, "points": [0]}},
+        {"clear_payload": {"points": [3]}},
+        {"delete": {"filter": {"must": [{"key": "n", "match": {"value": 4}}]}}},
+        {"upsert": {"batch": {"ids": [20], "vectors": [vec_for(20, 4)]}}},
+    ]});
+    let out = s.ok("POST", "/collections/b/points/batch?wait=true", ops);
+    let results = out.as_array().unwrap();
+    assert_eq!(results.len(), 8, "{out}");
+    assert!(results.iter().all(|r| r["status"] == "completed"), "{out}");
+    // The model, applied in the same order.
+    let got = s.ok(
+        "POST",
+        "/collections/b/points/scroll",
+        json!({"limit": 100, "with_payload": true}),
+    );
+    let got: Vec<(u64, Value)> = got["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_u64().unwrap(), p["payload"].clone()))
+        .collect();
+    let want = vec![
+        (0, json!({"only": true})),
+        (3, json!({})),
+        (5, json!({"n": 5, "tag": "x"})),
+        (6, json!({"n": 6, "tag": "x"})),
+        (7, json!({"n": 7, "tag": "x"})),
+        (8, json!({"n": 8, "tag": "x"})),
+        (9, json!({"tag": "x"})),
+        (20, json!({})),
+    ];
+    assert_eq!(got, want);
+    // A bad operation anywhere refuses the whole batch, naming it; nothing is applied.
+    for (bad, named) in [
+        (
+            json!({"delete": {"points": ["not-an-id"]}}),
+            "operations[1]",
+        ),
+        (
+            json!({"upsert": {"points": [{"id": 30, "vector": [1.0]}]}}),
+            "operations[1]",
+        ),
+        (json!({"frobnicate": {}}), "frobnicate"),
+        (json!({"update_vectors": {"points": []}}), "update_vectors"),
+    ] {
+        let body = json!({"operations": [{"delete": {"points": [0]}}, bad]});
+        let (status, out) = s.call("POST", "/collections/b/points/batch", Some(body));
+        assert_eq!(status, 400, "{out}");
+        let error = out["status"]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(named), "{named}: {out}");
+    }
+    let count = s.ok(
+        "POST",
+        "/collections/b/points/count",
+        json!({"exact": true}),
+    );
+    assert_eq!(count["count"], 8, "a refused batch deleted point 0");
+    let (status, _) = s.call(
+        "POST",
+        "/collections/missing/points/batch",
+        Some(json!({"operations": []})),
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_metadata_timeout_is_honoured_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let body = json!({"vectors": {"size": 4, "distance": "Dot"}});
+    // A generous timeout changes nothing.
+    let (status, out) = s.call("PUT", "/collections/roomy?timeout=30", Some(body.clone()));
+    assert_eq!(status, 200, "{out}");
+    // No commit through Raft finishes within zero seconds: the answer stops waiting with a
+    // 503 naming the operation, and the change itself still lands.
+    let (status, out) = s.call("PUT", "/collections/hasty?timeout=0", Some(body));
+    assert_eq!(status, 503, "{out}");
+    let error = out["status"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("create_collection") && error.contains("timeout=0s"),
+        "{out}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.call("GET", "/collections/hasty/exists", None).1["result"]["exists"] != json!(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timed-out create never landed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, out) = s.call(
+        "POST",
+        "/collections/aliases?timeout=0",
+        Some(
+            json!({"actions": [{"create_alias": {"collection_name": "roomy", "alias_name": "r"}}]}),
+        ),
+    );
+    assert_eq!(status, 503, "{out}");
+    let (status, out) = s.call("DELETE", "/collections/roomy?timeout=30", None);
+    assert_eq!((status, out["result"].clone()), (200, json!(true)));
+    let (status, out) = s.call("PATCH", "/collections/hasty?timeout=abc", Some(json!({})));
+    assert_eq!(status, 400, "a timeout that is not a number: {out}");
+}
+
+#[test]
 fn cli_errors_are_one_line_without_a_backtrace() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["dataset", "info", "/nonexistent/base.fvecs"])

@@ -6,9 +6,10 @@
 //! collection handlers resolve every name through the cluster state.
 
 use super::error::ApiError;
+use super::types::MetaQuery;
 use super::{AppState, JsonBody, ok};
 use crate::cluster::AliasAction;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -109,14 +110,16 @@ fn list(pairs: Vec<(String, String)>) -> Response {
 /// Create, delete and rename aliases, all or none: a missing collection or alias is a 404, an
 /// alias named like a collection a 409, and then nothing changes.
 #[utoipa::path(post, path = "/collections/aliases", tag = "aliases", request_body = ChangeAliases,
-    params(("timeout" = Option<u64>, Query, description = "accepted, ignored")),
+    params(MetaQuery),
     responses((status = 200, body = bool), (status = 400), (status = 404), (status = 409), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn update_aliases(
     State(st): State<AppState>,
+    Query(q): Query<MetaQuery>,
     JsonBody(req): JsonBody<ChangeAliases>,
 ) -> Result<Response, ApiError> {
     let actions = req.actions.into_iter().map(AliasAction::from).collect();
-    st.cluster.update_aliases(actions).await?;
+    let change = st.cluster.update_aliases(actions);
+    super::handlers::within(q.timeout, "update_collection_aliases", change).await?;
     Ok(ok(true))
 }
 

@@ -5,7 +5,7 @@
 use super::error::ApiError;
 use super::types::*;
 use super::{AppState, JsonBody, ok};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde_json::json;
 
@@ -40,15 +40,21 @@ pub async fn list_collections(State(st): State<AppState>) -> Response {
 
 /// Create a collection.
 #[utoipa::path(put, path = "/collections/{name}", tag = "collections", request_body = CreateCollection,
-    params(("name" = String, Path, description = "1-255 characters of A-Z a-z 0-9 _ -")),
-    responses((status = 200, body = bool), (status = 400), (status = 409), (status = 415, description = "a body without Content-Type: application/json")))]
+    params(("name" = String, Path, description = "1-255 characters of A-Z a-z 0-9 _ -"), MetaQuery),
+    responses((status = 200, body = bool), (status = 400), (status = 409), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
 pub async fn create_collection(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Query(q): Query<MetaQuery>,
     JsonBody(req): JsonBody<CreateCollection>,
 ) -> Result<Response, ApiError> {
     let spec = super::collections::spec_of(&req)?;
-    st.cluster.create_collection(&name, spec).await?;
+    within(
+        q.timeout,
+        "create_collection",
+        st.cluster.create_collection(&name, spec),
+    )
+    .await?;
     Ok(ok(true))
 }
 
@@ -56,11 +62,12 @@ pub async fn create_collection(
 /// `search_config` takes effect on the next query; Qdrant's engine tunings are accepted with no
 /// effect, as on create; what cannot change on a live collection is a 400 naming it.
 #[utoipa::path(patch, path = "/collections/{name}", tag = "collections", request_body = UpdateCollection,
-    params(("name" = String, Path)),
-    responses((status = 200, body = bool), (status = 400), (status = 404)))]
+    params(("name" = String, Path), MetaQuery),
+    responses((status = 200, body = bool), (status = 400), (status = 404), (status = 503)))]
 pub async fn update_collection(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Query(q): Query<MetaQuery>,
     JsonBody(req): JsonBody<UpdateCollection>,
 ) -> Result<Response, ApiError> {
     let (name, current) = {
@@ -71,18 +78,50 @@ pub async fn update_collection(
         (n.to_owned(), c.config)
     };
     let update = super::collections::update_of(&req, &current)?;
-    st.cluster.update_collection(&name, update).await?;
+    within(
+        q.timeout,
+        "update_collection",
+        st.cluster.update_collection(&name, update),
+    )
+    .await?;
     Ok(ok(true))
 }
 
 /// Delete a collection (answers `false` if it did not exist, as Qdrant does).
 #[utoipa::path(delete, path = "/collections/{name}", tag = "collections",
-    params(("name" = String, Path)), responses((status = 200, body = bool)))]
+    params(("name" = String, Path), MetaQuery), responses((status = 200, body = bool), (status = 503)))]
 pub async fn delete_collection(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Query(q): Query<MetaQuery>,
 ) -> Result<Response, ApiError> {
-    Ok(ok(st.cluster.delete_collection(&name).await?))
+    let deleted = within(
+        q.timeout,
+        "delete_collection",
+        st.cluster.delete_collection(&name),
+    )
+    .await?;
+    Ok(ok(deleted))
+}
+
+/// `fut` (a change committed through the metadata group), or a 503 once `timeout` seconds have
+/// passed: the answer stops waiting, the change itself may still be applied (Qdrant's meaning
+/// of `timeout` on these routes).
+pub(super) async fn within<T>(
+    timeout: Option<u64>,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, crate::collection::Error>>,
+) -> Result<T, ApiError> {
+    let Some(secs) = timeout else {
+        return Ok(fut.await?);
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(crate::collection::Error::unavailable(format!(
+            "{what} was not committed within timeout={secs}s; it may still be applied"
+        ))
+        .into()),
+    }
 }
 
 /// Whether a collection exists.

@@ -48,6 +48,7 @@
 
 pub mod aliases;
 pub mod auth;
+pub mod batch;
 pub mod cluster;
 pub mod collections;
 pub mod error;
@@ -227,6 +228,7 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         points::retrieve_points,
         points::get_point,
         points::delete_points,
+        batch::batch_update,
         points::count_points,
         points::scroll_points,
         points::search_points,
@@ -248,6 +250,9 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         cluster::cluster_status,
         cluster::move_replica,
         cluster::remove_member,
+        cluster::collection_cluster_info,
+        cluster::collection_cluster_update,
+        cluster::remove_peer,
         cluster::partition,
     ),
     components(schemas(
@@ -267,6 +272,7 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         crate::cluster::status::ReplicaView,
         cluster::MoveReplica,
         cluster::Partition,
+        cluster::ClusterOperation,
         aliases::ChangeAliases,
         aliases::AliasOperation,
         aliases::CreateAlias,
@@ -281,6 +287,7 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         facet::FacetRequest,
         facet::FacetHit,
         facet::FacetResponse,
+        batch::BatchUpdate,
     ))
 )]
 pub struct ApiDoc;
@@ -361,6 +368,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/collections/{name}/points/delete", post(delete_points))
         .route(
+            "/collections/{name}/points/batch",
+            post(batch::batch_update),
+        )
+        .route(
             "/collections/{name}/index",
             put(payload::create_field_index),
         )
@@ -407,7 +418,12 @@ pub fn router(state: AppState) -> Router {
             "/cluster/collections/{name}/shards/{shard}/move",
             post(cluster::move_replica),
         )
-        .route("/cluster/members/{id}", delete(cluster::remove_member));
+        .route("/cluster/members/{id}", delete(cluster::remove_member))
+        .route("/cluster/peer/{id}", delete(cluster::remove_peer))
+        .route(
+            "/collections/{name}/cluster",
+            get(cluster::collection_cluster_info).post(cluster::collection_cluster_update),
+        );
     let api = if state.cluster.settings().fault_injection {
         api.route("/debug/partition", post(cluster::partition))
     } else {

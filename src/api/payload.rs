@@ -91,6 +91,61 @@ fn selector(limits: &RequestLimits, target: &PayloadTarget) -> Result<PointSelec
     }
 }
 
+/// The command of a set-payload body.
+pub(super) fn set_command(
+    limits: &RequestLimits,
+    req: SetPayload,
+) -> Result<ShardCommand, ApiError> {
+    if req.key.as_deref() == Some("") {
+        return Err(ApiError::bad("`key` must not be empty"));
+    }
+    Ok(ShardCommand::SetPayload {
+        points: selector(limits, &req.target)?,
+        payload: req.payload,
+        key: req.key,
+    })
+}
+
+/// The command of an overwrite-payload body.
+pub(super) fn overwrite_command(
+    limits: &RequestLimits,
+    req: SetPayload,
+) -> Result<ShardCommand, ApiError> {
+    if req.key.is_some() {
+        return Err(ApiError::bad(
+            "`key` applies to set_payload only: overwrite replaces the whole payload",
+        ));
+    }
+    Ok(ShardCommand::OverwritePayload {
+        points: selector(limits, &req.target)?,
+        payload: req.payload,
+    })
+}
+
+/// The command of a delete-payload body.
+pub(super) fn delete_command(
+    limits: &RequestLimits,
+    req: DeletePayload,
+) -> Result<ShardCommand, ApiError> {
+    if req.keys.iter().any(String::is_empty) {
+        return Err(ApiError::bad("payload keys must not be empty"));
+    }
+    Ok(ShardCommand::DeletePayload {
+        points: selector(limits, &req.target)?,
+        keys: req.keys,
+    })
+}
+
+/// The command of a clear-payload body.
+pub(super) fn clear_command(
+    limits: &RequestLimits,
+    req: &PayloadTarget,
+) -> Result<ShardCommand, ApiError> {
+    Ok(ShardCommand::ClearPayload {
+        points: selector(limits, req)?,
+    })
+}
+
 /// Builds a command from the request (once the collection is known to exist: a missing
 /// collection is a 404 before anything in the body is judged), sends it to every shard and
 /// answers as every write does.
@@ -166,18 +221,7 @@ pub async fn set_payload(
     JsonBody(req): JsonBody<SetPayload>,
 ) -> Result<Response, ApiError> {
     let limits = st.config.limits;
-    write_to_every_shard(&st, &name, move || {
-        if req.key.as_deref() == Some("") {
-            return Err(ApiError::bad("`key` must not be empty"));
-        }
-        let command = ShardCommand::SetPayload {
-            points: selector(&limits, &req.target)?,
-            payload: req.payload,
-            key: req.key,
-        };
-        Ok(command)
-    })
-    .await
+    write_to_every_shard(&st, &name, move || set_command(&limits, req)).await
 }
 
 /// Replace the whole payload of the selected points.
@@ -191,19 +235,7 @@ pub async fn overwrite_payload(
     JsonBody(req): JsonBody<SetPayload>,
 ) -> Result<Response, ApiError> {
     let limits = st.config.limits;
-    write_to_every_shard(&st, &name, move || {
-        if req.key.is_some() {
-            return Err(ApiError::bad(
-                "`key` applies to set_payload only: overwrite replaces the whole payload",
-            ));
-        }
-        let command = ShardCommand::OverwritePayload {
-            points: selector(&limits, &req.target)?,
-            payload: req.payload,
-        };
-        Ok(command)
-    })
-    .await
+    write_to_every_shard(&st, &name, move || overwrite_command(&limits, req)).await
 }
 
 /// Remove keys from the payload of the selected points.
@@ -217,17 +249,7 @@ pub async fn delete_payload(
     JsonBody(req): JsonBody<DeletePayload>,
 ) -> Result<Response, ApiError> {
     let limits = st.config.limits;
-    write_to_every_shard(&st, &name, move || {
-        if req.keys.iter().any(String::is_empty) {
-            return Err(ApiError::bad("payload keys must not be empty"));
-        }
-        let command = ShardCommand::DeletePayload {
-            points: selector(&limits, &req.target)?,
-            keys: req.keys,
-        };
-        Ok(command)
-    })
-    .await
+    write_to_every_shard(&st, &name, move || delete_command(&limits, req)).await
 }
 
 /// Remove the whole payload of the selected points.
@@ -241,11 +263,5 @@ pub async fn clear_payload(
     JsonBody(req): JsonBody<PayloadTarget>,
 ) -> Result<Response, ApiError> {
     let limits = st.config.limits;
-    write_to_every_shard(&st, &name, move || {
-        let command = ShardCommand::ClearPayload {
-            points: selector(&limits, &req)?,
-        };
-        Ok(command)
-    })
-    .await
+    write_to_every_shard(&st, &name, move || clear_command(&limits, &req)).await
 }

@@ -32,7 +32,7 @@ fn check_filter(limits: &RequestLimits, filter: Option<&Filter>) -> Result<(), A
     Ok(())
 }
 
-fn record_out(r: &Record, sel: &PayloadSelector) -> RecordOut {
+pub(super) fn record_out(r: &Record, sel: &PayloadSelector) -> RecordOut {
     RecordOut {
         id: r.id.to_json(),
         payload: sel.apply(r.payload.as_deref()),
@@ -65,11 +65,16 @@ pub(super) fn answer<T: Serialize>(result: T, missing: &BTreeSet<u32>) -> Respon
 }
 
 pub(super) fn write_answer(ack: WriteAck) -> Response {
-    ok(UpdateResult {
+    ok(update_result(ack))
+}
+
+/// What a write answers: applied and durable, and the token a session read passes back.
+pub(super) fn update_result(ack: WriteAck) -> UpdateResult {
+    UpdateResult {
         operation_id: ack.operation_id,
         status: "completed".into(),
         consistency_token: ack.token.encode(),
-    })
+    }
 }
 
 /// Read options from the query string and the body (body fields win for the level; tokens
@@ -162,6 +167,23 @@ pub(super) fn prepare(
     })
 }
 
+impl Prepared {
+    /// The score threshold as the farthest distance that passes it (the inverse of [`score`]):
+    /// what the router's grouping filters on before it groups.
+    pub(super) fn max_distance(&self, metric: Metric) -> Option<f32> {
+        let t = self.score_threshold?;
+        Some(match metric {
+            // score = sqrt(distance) <= t; no distance passes a negative threshold.
+            Metric::L2 if t < 0.0 => -1.0,
+            Metric::L2 => t * t,
+            // score = 1 - distance >= t.
+            Metric::Cosine => 1.0 - t,
+            // score = -distance >= t.
+            Metric::Dot => -t,
+        })
+    }
+}
+
 pub(super) fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<ScoredPoint> {
     let (skip, take) = p.window.unwrap_or((0, usize::MAX));
     hits.into_iter()
@@ -220,22 +242,16 @@ async fn run_all(
     Ok((out, missing))
 }
 
-/// Insert or replace points (`points` list or `batch` columns). Committed by a majority of
-/// every shard's replicas and applied on its leader before the answer, whatever `wait` says.
-#[utoipa::path(put, path = "/collections/{name}/points", tag = "points", request_body = UpsertPoints,
-    params(("name" = String, Path), ("wait" = Option<bool>, Query)),
-    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
-pub async fn upsert_points(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-    Query(_q): Query<WriteQuery>,
-    JsonBody(req): JsonBody<UpsertPoints>,
-) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
-    let dim = cfg.dim();
+/// The points of an upsert body (`points` or `batch`), each checked against the collection's
+/// dimension and the request caps; no id twice.
+pub(super) fn points_to_write(
+    limits: &RequestLimits,
+    dim: usize,
+    req: &UpsertPoints,
+) -> Result<Vec<PointWrite>, ApiError> {
     // The cap before any vector is converted (the router checks it again).
     let n = req.points.as_ref().map_or(0, Vec::len) + req.batch.as_ref().map_or(0, |b| b.ids.len());
-    st.config.limits.check_points(n, "points")?;
+    limits.check_points(n, "points")?;
     let points: Vec<PointWrite> = match (&req.points, &req.batch) {
         (Some(points), None) => points
             .iter()
@@ -282,6 +298,62 @@ pub async fn upsert_points(
             p.id
         )));
     }
+    Ok(points)
+}
+
+/// Which points a delete removes.
+pub(super) enum DeleteTarget {
+    /// These ids.
+    Ids(Vec<PointId>),
+    /// Every point matching.
+    Filter(Filter),
+}
+
+/// The target of a delete body, checked against the request caps.
+pub(super) fn delete_target(
+    limits: &RequestLimits,
+    req: &DeletePoints,
+) -> Result<DeleteTarget, ApiError> {
+    match (&req.points, &req.filter) {
+        (Some(ids), None) => {
+            limits.check_points(ids.len(), "ids")?;
+            Ok(DeleteTarget::Ids(parse::ids(ids)?))
+        }
+        (None, Some(f)) => {
+            check_filter(limits, Some(f))?;
+            Ok(DeleteTarget::Filter(f.clone()))
+        }
+        _ => Err(ApiError::bad(
+            "give exactly one of `points` (ids) or `filter`",
+        )),
+    }
+}
+
+/// Deletes `target` from the collection.
+pub(super) async fn apply_delete(
+    st: &AppState,
+    name: &str,
+    target: DeleteTarget,
+) -> Result<WriteAck, ApiError> {
+    Ok(match target {
+        DeleteTarget::Ids(ids) => st.router.delete(name, ids).await?,
+        DeleteTarget::Filter(f) => st.router.delete_by_filter(name, f).await?,
+    })
+}
+
+/// Insert or replace points (`points` list or `batch` columns). Committed by a majority of
+/// every shard's replicas and applied on its leader before the answer, whatever `wait` says.
+#[utoipa::path(put, path = "/collections/{name}/points", tag = "points", request_body = UpsertPoints,
+    params(("name" = String, Path), ("wait" = Option<bool>, Query)),
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
+pub async fn upsert_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(_q): Query<WriteQuery>,
+    JsonBody(req): JsonBody<UpsertPoints>,
+) -> Result<Response, ApiError> {
+    let cfg = st.router.collection_config(&name)?;
+    let points = points_to_write(&st.config.limits, cfg.dim(), &req)?;
     Ok(write_answer(st.router.upsert(&name, points).await?))
 }
 
@@ -296,22 +368,8 @@ pub async fn delete_points(
     JsonBody(req): JsonBody<DeletePoints>,
 ) -> Result<Response, ApiError> {
     st.router.collection_config(&name)?;
-    let ack = match (&req.points, &req.filter) {
-        (Some(ids), None) => {
-            st.config.limits.check_points(ids.len(), "ids")?;
-            st.router.delete(&name, parse::ids(ids)?).await?
-        }
-        (None, Some(f)) => {
-            check_filter(&st.config.limits, Some(f))?;
-            st.router.delete_by_filter(&name, f.clone()).await?
-        }
-        _ => {
-            return Err(ApiError::bad(
-                "give exactly one of `points` (ids) or `filter`",
-            ));
-        }
-    };
-    Ok(write_answer(ack))
+    let target = delete_target(&st.config.limits, &req)?;
+    Ok(write_answer(apply_delete(&st, &name, target).await?))
 }
 
 /// Fetch points by id (missing ids are skipped).

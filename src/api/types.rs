@@ -491,6 +491,15 @@ pub struct VersionInfo {
     pub shoal_version: String,
 }
 
+/// Query-string options of collection and alias changes.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MetaQuery {
+    /// Seconds to wait for the change to be committed; past it the answer is a 503 and the
+    /// change may still be applied later (as in Qdrant). Default: no limit.
+    pub timeout: Option<u64>,
+}
+
 /// Query-string options of writes.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct WriteQuery {

@@ -7,7 +7,9 @@
 //! asked for, asks again for four times as many, up to [`MAX_LIMIT`] hits. A point joins the
 //! group of each string or integer value it holds at the key (an array puts it in several);
 //! points without one are skipped. Groups are ordered by their best hit, hits within a group by
-//! rank; once `limit` groups exist, hits of other values are ignored.
+//! rank; once `limit` groups exist, hits of other values are ignored. A score threshold
+//! ([`Grouping::max_distance`]) leaves hits out before they are grouped, so a group is made only
+//! of hits that pass it and the search stops asking for more once a hit fails it.
 
 use super::{Answer, ReadOptions, Router};
 use crate::collection::limits::MAX_LIMIT;
@@ -26,7 +28,7 @@ pub struct Group {
 }
 
 /// What a grouped search asks for beside the search itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Grouping {
     /// The payload key to group by.
     pub group_by: String,
@@ -34,6 +36,8 @@ pub struct Grouping {
     pub group_size: usize,
     /// Most groups.
     pub limit: usize,
+    /// Hits farther than this are left out before grouping (a score threshold, as a distance).
+    pub max_distance: Option<f32>,
 }
 
 impl Grouping {
@@ -58,6 +62,10 @@ pub fn group_hits(hits: Vec<Hit>, path: &JsonPath, g: &Grouping) -> (Vec<Group>,
     let mut groups: Vec<Group> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     for hit in hits {
+        if g.max_distance.is_some_and(|m| hit.distance > m) {
+            // Hits come in rank order: none after this one passes either.
+            break;
+        }
         let keys: Vec<&Value> = path
             .elements(hit.record.payload.as_deref())
             .into_iter()
@@ -112,7 +120,13 @@ impl Router {
                 ..q.clone()
             };
             let answer = self.search(collection, &query, read).await?;
-            let exhausted = answer.value.len() < fetch;
+            // Fewer than asked, or the last one past the threshold: more would add nothing.
+            let exhausted = answer.value.len() < fetch
+                || answer
+                    .value
+                    .last()
+                    .zip(grouping.max_distance)
+                    .is_some_and(|(h, m)| h.distance > m);
             let (groups, full) = group_hits(answer.value, &path, grouping);
             if full || exhausted || fetch >= MAX_LIMIT {
                 return Ok(Answer {
@@ -144,9 +158,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hits_group_in_rank_order_with_arrays_and_caps() {
-        let hits = vec![
+    fn ranked_hits() -> Vec<Hit> {
+        vec![
             hit(1, "a".into()),
             hit(2, 7.into()),
             hit(3, "a".into()),
@@ -154,11 +167,17 @@ mod tests {
             hit(5, serde_json::json!(1.5)),
             hit(6, "c".into()),
             hit(7, "a".into()),
-        ];
+        ]
+    }
+
+    #[test]
+    fn hits_group_in_rank_order_with_arrays_and_caps() {
+        let hits = ranked_hits();
         let g = Grouping {
             group_by: "doc".into(),
             group_size: 2,
             limit: 3,
+            max_distance: None,
         };
         let path = g.check().unwrap();
         let (groups, full) = group_hits(hits, &path, &g);
@@ -185,6 +204,16 @@ mod tests {
             ]
         );
         assert!(!full);
+        // A threshold leaves the farther hits out before they are grouped: "b" (hit 4) and
+        // "c" (hit 6) make no group, and "a" holds only hits 1 and 3.
+        let near = Grouping {
+            max_distance: Some(3.0),
+            ..g.clone()
+        };
+        let (groups, _) = group_hits(ranked_hits(), &path, &near);
+        let ids: Vec<Value> = groups.iter().map(|grp| grp.id.clone()).collect();
+        assert_eq!(ids, vec![Value::from("a"), Value::from(7)]);
+        assert_eq!(groups[0].hits.len(), 2);
         let too_many = Grouping {
             group_size: 101,
             limit: 100,

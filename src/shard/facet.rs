@@ -1,5 +1,5 @@
 //! Facet counts (Qdrant's `POST /collections/{name}/facet`): how many live points passing a
-//! filter hold each value of an indexed keyword, integer or bool field. A point counts once per
+//! filter hold each value of an indexed keyword, integer, bool or uuid field. A point counts once per
 //! distinct value it holds. Counts come from the payload index's postings (intersected with the
 //! rows the filter lets through), so a facet costs a pass over postings, not over payloads; a
 //! run of rows whose index is not built yet (a field indexed a moment ago) is read from its
@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// A facet value. The derived order (strings, then integers, then booleans; each by value) is
-/// the tie-break between equal counts.
+/// A facet value. The derived order (strings, then integers, then booleans, then UUIDs; each by
+/// value) is the tie-break between equal counts. It crosses the internal port inside the
+/// router's facet answers: variants are appended, never reordered.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum FacetValue {
     /// A keyword.
@@ -28,6 +29,8 @@ pub enum FacetValue {
     Int(i64),
     /// A boolean.
     Bool(bool),
+    /// A UUID, as its 128-bit value (answered in its hyphenated form).
+    Uuid(u128),
 }
 
 impl FacetValue {
@@ -37,6 +40,9 @@ impl FacetValue {
             FacetValue::Str(s) => Value::String(s.clone()),
             FacetValue::Int(i) => Value::from(*i),
             FacetValue::Bool(b) => Value::Bool(*b),
+            FacetValue::Uuid(u) => {
+                Value::String(uuid::Uuid::from_u128(*u).hyphenated().to_string())
+            }
         }
     }
 
@@ -45,7 +51,7 @@ impl FacetValue {
             PostingKey::Str(s) => Some(FacetValue::Str(s.clone())),
             PostingKey::Int(i) => Some(FacetValue::Int(*i)),
             PostingKey::Bool(b) => Some(FacetValue::Bool(*b)),
-            PostingKey::Uuid(_) => None,
+            PostingKey::Uuid(u) => Some(FacetValue::Uuid(*u)),
         }
     }
 
@@ -54,6 +60,9 @@ impl FacetValue {
             (PayloadFieldType::Keyword, Value::String(s)) => Some(FacetValue::Str(s.clone())),
             (PayloadFieldType::Integer, Value::Number(n)) => n.as_i64().map(FacetValue::Int),
             (PayloadFieldType::Bool, Value::Bool(b)) => Some(FacetValue::Bool(*b)),
+            (PayloadFieldType::Uuid, Value::String(s)) => uuid::Uuid::parse_str(s)
+                .ok()
+                .map(|u| FacetValue::Uuid(u.as_u128())),
             _ => None,
         }
     }
@@ -102,7 +111,8 @@ fn count_run(
 
 impl Shard {
     /// Every value of the indexed field `key` among the live points passing `filter`, with how
-    /// many points hold it. Refused unless `key` has a keyword, integer or bool index.
+    /// many points hold it. Refused unless `key` has a keyword, integer, bool or uuid index
+    /// (as in Qdrant, float and datetime fields have no facets: their values rarely repeat).
     pub fn facet(
         &self,
         key: &str,
@@ -111,10 +121,10 @@ impl Shard {
         use PayloadFieldType as T;
         let kind = super::read(&self.inner.state).schema.get(key).copied();
         let kind = match kind {
-            Some(k @ (T::Keyword | T::Integer | T::Bool)) => k,
+            Some(k @ (T::Keyword | T::Integer | T::Bool | T::Uuid)) => k,
             _ => {
                 return Err(ShardError::Payload(format!(
-                    "facet key `{key}` needs a keyword, integer or bool payload index (create one with PUT /collections/{{name}}/index)"
+                    "facet key `{key}` needs a keyword, integer, bool or uuid payload index (create one with PUT /collections/{{name}}/index)"
                 )));
             }
         };

@@ -182,18 +182,45 @@ assert [(h.value, h.count) for h in facet.hits] == want, facet
 
 # Grouped search: the best points of the best groups, by cosine over the remaining points.
 ranked = sorted(((cos(q, vec(i)), i) for i in remaining), key=lambda t: (-t[0], t[1]))
-want = []
-for _, i in ranked:
-    g = groups_of[i]
-    found = [w for w in want if w[0] == g]
-    if found:
-        if len(found[0][1]) < 3:
-            found[0][1].append(i)
-    elif len(want) < 2:
-        want.append((g, [i]))
+
+
+def grouped(threshold=None):
+    want = []
+    for score, i in ranked:
+        if threshold is not None and score < threshold:
+            break
+        g = groups_of[i]
+        found = [w for w in want if w[0] == g]
+        if found:
+            if len(found[0][1]) < 3:
+                found[0][1].append(i)
+        elif len(want) < 2:
+            want.append((g, [i]))
+    return want
+
+
+want = grouped()
 res = client.query_points_groups(name, query=q, group_by="group", limit=2, group_size=3,
                                  search_params=models.SearchParams(exact=True))
 assert [(g.id, [h.id for h in g.hits]) for g in res.groups] == want, (res, want)
+# score_threshold applies before grouping: only the best four points may form groups.
+threshold = (ranked[3][0] + ranked[4][0]) / 2
+res = client.query_points_groups(name, query=q, group_by="group", limit=2, group_size=3,
+                                 score_threshold=threshold,
+                                 search_params=models.SearchParams(exact=True))
+assert [(g.id, [h.id for h in g.hits]) for g in res.groups] == grouped(threshold), res
+# with_lookup: each group gains the point of another collection whose id is its value.
+docs = "compat_docs"
+assert client.create_collection(docs, vectors_config=models.VectorParams(
+    size=len(q), distance=models.Distance.COSINE))
+client.upsert(docs, points=[models.PointStruct(id=g, vector=vec(g), payload={"title": f"doc {g}"})
+                            for g in range(3)], wait=True)
+res = client.query_points_groups(name, query=q, group_by="group", limit=2, group_size=3,
+                                 with_lookup=models.WithLookup(collection=docs, with_payload=True),
+                                 search_params=models.SearchParams(exact=True))
+assert [(g.id, [h.id for h in g.hits]) for g in res.groups] == want, res
+assert [g.lookup.payload for g in res.groups] == [{"title": f"doc {g}"} for g, _ in want], res
+assert client.delete_collection(docs)
 # search_groups is gone from recent clients (qdrant-client 1.20 has none); older clients call
 # it, newer ones send the same body to the REST route themselves.
 if hasattr(client, "search_groups"):
@@ -207,6 +234,25 @@ else:
     assert raw.status_code == 200, raw.text
     got = [(g["id"], [h["id"] for h in g["hits"]]) for g in raw.json()["result"]["groups"]]
 assert got == want, (got, want)
+
+# collection_cluster_info: on one node every shard is local and holds every point.
+info = client.collection_cluster_info(name)
+assert info.remote_shards == [] and len(info.local_shards) >= 1, info
+assert sum(s.points_count for s in info.local_shards) == client.count(name).count, info
+assert all(s.state == models.ReplicaState.ACTIVE for s in info.local_shards), info
+
+# batch_update_points: writes applied in order, one result each.
+results = client.batch_update_points(name, update_operations=[
+    models.UpsertOperation(upsert=models.PointsList(points=[
+        models.PointStruct(id=900, vector=vec(900), payload={"b": 1}),
+        models.PointStruct(id=901, vector=vec(901), payload={"b": 2})])),
+    models.SetPayloadOperation(set_payload=models.SetPayload(payload={"c": 3}, points=[900])),
+    models.DeleteOperation(delete=models.PointIdsList(points=[901])),
+], wait=True)
+assert [r.status for r in results] == [models.UpdateStatus.COMPLETED] * 3, results
+got = client.retrieve(name, ids=[900, 901], with_payload=True)
+assert [(p.id, p.payload) for p in got] == [(900, {"b": 1, "c": 3})], got
+client.delete(name, points_selector=models.PointIdsList(points=[900]), wait=True)
 
 assert client.delete_collection(name)
 assert not client.collection_exists(name)
