@@ -243,6 +243,9 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Readiness: joined the cluster, metadata caught up, replicas started, not shutting down.
+// Also 503 while writes cannot be made durable (a Raft group stopped on a storage error, such as
+// a full disk; the answer names the stopped groups). Kept out of the doc comment, which is the
+// OpenAPI summary.
 #[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, body = String), (status = 503)))]
 pub async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     if !st.ready.load(std::sync::atomic::Ordering::SeqCst) {
@@ -251,6 +254,10 @@ pub async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError
         Err(ApiError::Unavailable(
             "joining the cluster and starting replicas".into(),
         ))
+    } else if let Some(why) = st.cluster.storage_trouble() {
+        Err(ApiError::Unavailable(format!(
+            "writes cannot be made durable: {why}"
+        )))
     } else {
         Ok("ready")
     }

@@ -183,6 +183,17 @@ impl Cluster {
                 .await;
             }));
         }
+        {
+            // Reopens the shared log and restarts stopped groups after a full disk is freed.
+            let mut stop = cluster.stop.subscribe();
+            let node = cluster.node.clone();
+            tasks.push(tokio::spawn(crate::raft::recovery::supervise(
+                node,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )));
+        }
         tasks.push(tokio::spawn(bootstrap::run(cluster.clone())));
         tasks.push(tokio::spawn(reconcile::run(cluster.clone())));
         *cluster.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
@@ -259,6 +270,34 @@ impl Cluster {
     /// Whether this node has joined, caught up with the metadata and started its replicas.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Why this node cannot make writes durable now, if it cannot: its Raft log failed (a full
+    /// disk) and has not been reopened, or groups stopped on a storage error (named, with
+    /// why). `None` when every local group runs. The supervisor
+    /// ([`crate::raft::recovery::supervise`]) clears it once the disk takes writes again.
+    pub fn storage_trouble(&self) -> Option<String> {
+        let stopped = self.node.stopped_groups();
+        let failure = self.node.log_failure();
+        if stopped.is_empty() && failure.is_none() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if let Some(f) = failure {
+            parts.push(format!("the raft log cannot be written ({f})"));
+        }
+        if !stopped.is_empty() {
+            let groups: Vec<String> = stopped.iter().map(|(g, _)| g.to_string()).collect();
+            parts.push(format!(
+                "raft groups stopped: {} ({})",
+                groups.join(", "),
+                stopped[0].1
+            ));
+        }
+        Some(format!(
+            "{}; they restart by themselves once the disk takes writes again",
+            parts.join("; ")
+        ))
     }
 
     /// Wait until [`Self::is_ready`], at most `timeout`.
@@ -358,6 +397,15 @@ impl Cluster {
         let mut last_err = String::from("no metadata leader yet");
         loop {
             attempt += 1;
+            // A stopped metadata replica that is the group's only voter: no other node can
+            // take the write, so answer now instead of retrying until the deadline.
+            if let Some(why) = self.meta_group.stopped()
+                && self.meta_group.metrics().voters == [self.node_id]
+            {
+                return Err(Error::Unavailable(format!(
+                    "the metadata group is stopped on this node, its only voter ({why}); it restarts once the disk takes writes again"
+                )));
+            }
             let reply = if self.is_meta_leader() {
                 self.handle_here(req.clone()).await
             } else {

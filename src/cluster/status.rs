@@ -449,7 +449,12 @@ pub fn render_metrics(c: &Cluster) -> String {
     }
     let mut out = String::new();
     type Gauge = (&'static str, &'static str, fn(&ReplicaStatus) -> u64);
-    let gauges: [Gauge; 5] = [
+    let gauges: [Gauge; 6] = [
+        (
+            "shoal_shard_stopped",
+            "1 if this replica's Raft core stopped on a storage error (it restarts once the disk takes writes again).",
+            |r| u64::from(r.role == "shutdown"),
+        ),
         (
             "shoal_shard_is_leader",
             "1 if this replica leads its group.",
@@ -484,6 +489,22 @@ pub fn render_metrics(c: &Cluster) -> String {
             );
         }
     }
+    let node = c.raft_node();
+    let _ = writeln!(
+        out,
+        "# HELP shoal_raft_groups_stopped Raft groups of this node stopped on a storage error.\n# TYPE shoal_raft_groups_stopped gauge\nshoal_raft_groups_stopped {}",
+        node.stopped_groups().len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP shoal_raft_log_failed 1 while the node's Raft log cannot be written (a failed write not yet recovered).\n# TYPE shoal_raft_log_failed gauge\nshoal_raft_log_failed {}",
+        u8::from(node.log_failure().is_some())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP shoal_raft_log_reopens_total Reopens of the Raft log after a storage failure.\n# TYPE shoal_raft_log_reopens_total counter\nshoal_raft_log_reopens_total {}",
+        node.log_reopens()
+    );
     let name = "shoal_shard_replication_lag";
     let _ = writeln!(
         out,

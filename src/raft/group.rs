@@ -1,6 +1,11 @@
 //! Raft groups on a node: [`RaftGroup`] wraps one openraft `Raft` for `(group_id, node_id)`;
 //! [`RaftNode`] owns the node's log database, its transport and all its groups, and serves the
 //! RPCs other nodes send to them.
+//!
+//! A group whose core stopped on a storage error stays in the node's map, reported by
+//! [`RaftNode::stopped_groups`], and [`RaftNode::restart_group`] starts a new core for it from
+//! its persisted log over the same state machine; every clone of its [`RaftGroup`] (held by the
+//! cluster layer) sees the new core, because the handle lives behind one shared lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -236,7 +241,9 @@ pub struct RaftGroup {
     node_id: NodeId,
     /// Largest command [`RaftGroup::write`] accepts.
     max_entry_bytes: usize,
-    raft: Raft,
+    /// The current openraft core, shared by every clone: a restart after a storage error
+    /// replaces it here ([`RaftNode::restart_group`]).
+    core: Arc<RwLock<Raft>>,
     sm: GroupStateMachine,
 }
 
@@ -286,7 +293,7 @@ impl RaftGroup {
         members: BTreeMap<NodeId, NodeInfo>,
     ) -> Result<(), RaftGroupError> {
         let group = self.group_id;
-        self.raft.initialize(members).await.map_err(|e| match e {
+        self.raft().initialize(members).await.map_err(|e| match e {
             RaftError::APIError(InitializeError::NotAllowed(_)) => {
                 RaftGroupError::AlreadyInitialized { group }
             }
@@ -315,7 +322,7 @@ impl RaftGroup {
             });
         }
         let resp = self
-            .raft
+            .raft()
             .client_write(Command(command))
             .await
             .map_err(|e| write_error(self.group_id, e))?;
@@ -331,7 +338,7 @@ impl RaftGroup {
     pub async fn linearizable_read(&self) -> Result<u64, RaftGroupError> {
         let group = self.group_id;
         let read = self
-            .raft
+            .raft()
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
             .map_err(|e| match e {
@@ -353,7 +360,7 @@ impl RaftGroup {
     /// Wait until this replica has applied `index` (session reads on followers), at most
     /// `timeout`.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), RaftGroupError> {
-        self.raft
+        self.raft()
             .wait(Some(timeout))
             .applied_index_at_least(Some(index), "wait_applied")
             .await
@@ -368,7 +375,7 @@ impl RaftGroup {
     /// replica has seen a newer vote: the answer carries that vote, as openraft answers a stale
     /// leader, so the sender steps down instead of retrying.
     pub fn stale_snapshot_vote(&self, vote: &Vote) -> Option<SnapshotResponse<TypeConfig>> {
-        let current = self.raft.metrics().borrow_watched().vote;
+        let current = self.raft().metrics().borrow_watched().vote;
         #[allow(clippy::neg_cmp_op_on_partial_ord)]
         // openraft's own test: a vote is partially ordered
         let stale = !(*vote >= current);
@@ -382,7 +389,7 @@ impl RaftGroup {
 
     /// A snapshot of this replica's state: role, term, indexes, leader, members.
     pub fn metrics(&self) -> GroupMetrics {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.raft().metrics().borrow_watched().clone();
         let role = match m.state {
             ServerState::Learner => Role::Learner,
             ServerState::Follower => Role::Follower,
@@ -414,7 +421,7 @@ impl RaftGroup {
         node: NodeInfo,
         blocking: bool,
     ) -> Result<(), RaftGroupError> {
-        self.raft
+        self.raft()
             .add_learner(id, node, blocking)
             .await
             .map(|_| ())
@@ -429,7 +436,7 @@ impl RaftGroup {
         voters: BTreeSet<NodeId>,
         retain: bool,
     ) -> Result<(), RaftGroupError> {
-        self.raft
+        self.raft()
             .change_membership(voters, retain)
             .await
             .map(|_| ())
@@ -439,7 +446,7 @@ impl RaftGroup {
     /// Remove `ids` from the group, voters and learners alike (joint consensus for voters;
     /// leader only). Membership changes of one group must be serialised by the caller.
     pub async fn remove_nodes(&self, ids: BTreeSet<NodeId>) -> Result<(), RaftGroupError> {
-        self.raft
+        self.raft()
             .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
             .await
             .map(|_| ())
@@ -448,7 +455,7 @@ impl RaftGroup {
 
     /// Build a snapshot now (and purge the log behind it per the config).
     pub async fn trigger_snapshot(&self) -> Result<(), RaftGroupError> {
-        self.raft
+        self.raft()
             .trigger()
             .snapshot()
             .await
@@ -458,14 +465,37 @@ impl RaftGroup {
             })
     }
 
-    /// The underlying openraft handle, for anything not wrapped here.
-    pub fn raft(&self) -> &Raft {
-        &self.raft
+    /// The underlying openraft handle, for anything not wrapped here (the current core: a
+    /// restart replaces it, so do not keep it).
+    pub fn raft(&self) -> Raft {
+        self.core.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Why this replica's core stopped, if it stopped on its own (a storage error, a panic):
+    /// `None` while it runs or after a deliberate shutdown.
+    pub fn stopped(&self) -> Option<String> {
+        let m = self.raft().metrics();
+        let m = m.borrow_watched();
+        match &m.running_state {
+            Err(openraft::errors::Fatal::Stopped) | Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// Whether the core stopped on a storage error, which a restart can cure once the disk
+    /// can be written again (a panic is not retried).
+    fn stopped_on_storage(&self) -> bool {
+        let m = self.raft().metrics();
+        let stopped = matches!(
+            m.borrow_watched().running_state,
+            Err(openraft::errors::Fatal::StorageError(_))
+        );
+        stopped
     }
 
     /// Stop this replica's Raft tasks. The data stays on disk; start the group again to resume.
     pub async fn shutdown(&self) -> Result<(), RaftGroupError> {
-        self.raft
+        self.raft()
             .shutdown()
             .await
             .map_err(|e| RaftGroupError::Stopped {
@@ -507,9 +537,9 @@ impl NodeShared {
             ));
         };
         let r = match rpc {
-            RaftRpc::Append(req) => g.raft.append_entries(req).await.map(RaftReply::Append),
-            RaftRpc::Vote(req) => g.raft.vote(req).await.map(RaftReply::Vote),
-            RaftRpc::PreVote(req) => g.raft.pre_vote(req).await.map(RaftReply::Vote),
+            RaftRpc::Append(req) => g.raft().append_entries(req).await.map(RaftReply::Append),
+            RaftRpc::Vote(req) => g.raft().vote(req).await.map(RaftReply::Vote),
+            RaftRpc::PreVote(req) => g.raft().pre_vote(req).await.map(RaftReply::Vote),
         };
         r.unwrap_or_else(|e| RaftReply::Error(e.to_string()))
     }
@@ -579,7 +609,7 @@ impl NodeShared {
             snapshot: SnapshotHandle { dir: dir.clone() },
         };
         let r = g
-            .raft
+            .raft()
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(|e| e.to_string());
@@ -640,6 +670,11 @@ impl RaftNode {
         self.shared.node_id
     }
 
+    /// The directory holding the node's log database and its groups' snapshots.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
     fn group_dir(&self, group: GroupId) -> PathBuf {
         self.groups_dir().join(group.to_string())
     }
@@ -660,35 +695,13 @@ impl RaftNode {
         if self.shared.group(group).is_some() {
             return Err(RaftGroupError::GroupExists(group));
         }
-        let config = Arc::new(self.shared.config.openraft_config(group)?);
         let sm = GroupStateMachine::open(app, &self.group_dir(group).join("snapshots"))?;
-        let network = GroupNetworkFactory {
-            group,
-            from: self.shared.node_id,
-            transport: self.shared.transport.clone(),
-            timeouts: NetworkTimeouts {
-                rpc: self.shared.config.rpc_timeout,
-                snapshot: self.shared.config.snapshot_timeout,
-            },
-            append_budget: self.shared.config.append_budget_bytes,
-        };
-        let raft = Raft::new(
-            self.shared.node_id,
-            config,
-            network,
-            self.shared.logs.group(group),
-            sm.clone(),
-        )
-        .await
-        .map_err(|e| RaftGroupError::Stopped {
-            group,
-            reason: e.to_string(),
-        })?;
+        let raft = self.new_core(group, &sm).await?;
         let g = RaftGroup {
             group_id: group,
             node_id: self.shared.node_id,
             max_entry_bytes: self.shared.config.max_entry_bytes,
-            raft,
+            core: Arc::new(RwLock::new(raft)),
             sm,
         };
         let inserted = {
@@ -706,10 +719,130 @@ impl RaftNode {
             }
         };
         if !inserted {
-            let _ = g.raft.shutdown().await;
+            let _ = g.raft().shutdown().await;
             return Err(RaftGroupError::GroupExists(group));
         }
         Ok(g)
+    }
+
+    /// A new openraft core for `group` over `sm`, recovering from the group's persisted log
+    /// and the state machine's snapshot and applied state.
+    async fn new_core(
+        &self,
+        group: GroupId,
+        sm: &GroupStateMachine,
+    ) -> Result<Raft, RaftGroupError> {
+        let config = Arc::new(self.shared.config.openraft_config(group)?);
+        let network = GroupNetworkFactory {
+            group,
+            from: self.shared.node_id,
+            transport: self.shared.transport.clone(),
+            timeouts: NetworkTimeouts {
+                rpc: self.shared.config.rpc_timeout,
+                snapshot: self.shared.config.snapshot_timeout,
+            },
+            append_budget: self.shared.config.append_budget_bytes,
+        };
+        Raft::new(
+            self.shared.node_id,
+            config,
+            network,
+            self.shared.logs.group(group),
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| RaftGroupError::Stopped {
+            group,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The groups in this node's map whose core stopped on its own, with why
+    /// ([`RaftGroup::stopped`]). A group stopped on purpose leaves the map first.
+    pub fn stopped_groups(&self) -> Vec<(GroupId, String)> {
+        let groups: Vec<RaftGroup> = self
+            .shared
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<_> = groups
+            .iter()
+            .filter_map(|g| g.stopped().map(|why| (g.group_id, why)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The groups whose core stopped on a storage error: the ones a restart can cure.
+    pub fn groups_stopped_on_storage(&self) -> Vec<GroupId> {
+        let groups: Vec<RaftGroup> = self
+            .shared
+            .groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<_> = groups
+            .iter()
+            .filter(|g| g.stopped_on_storage())
+            .map(|g| g.group_id)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Why the node's shared log cannot be written, if a write failed and no reopen succeeded
+    /// since.
+    pub fn log_failure(&self) -> Option<String> {
+        self.shared.logs.failure()
+    }
+
+    /// Reopens of the shared log after a storage failure, since the process started.
+    pub fn log_reopens(&self) -> u64 {
+        self.shared.logs.reopens()
+    }
+
+    /// After a storage failure: close and reopen the shared log (a durable write proves it
+    /// writable). Blocking; does nothing when no failure is recorded.
+    pub fn reopen_log(&self) -> Result<(), RaftGroupError> {
+        Ok(self.shared.logs.reopen()?)
+    }
+
+    /// Start a new core for `group` if its core stopped on a storage error: from the persisted
+    /// log, over the same state machine (whose applied state and snapshot stay as they were,
+    /// so only committed entries beyond them are applied). Returns whether it restarted. A
+    /// group stopped or destroyed meanwhile is left alone.
+    pub async fn restart_group(&self, group: GroupId) -> Result<bool, RaftGroupError> {
+        let Some(g) = self.shared.group(group) else {
+            return Ok(false);
+        };
+        if !g.stopped_on_storage() {
+            return Ok(false);
+        }
+        // Joins the stopped core's task; its state-machine worker ends when the core drops
+        // its channel, and an apply still in flight is skipped by the new core's worker (the
+        // state machine ignores indexes it has applied).
+        let _ = g.raft().shutdown().await;
+        let raft = self.new_core(group, &g.sm).await?;
+        let current = self.shared.group(group);
+        let same = current
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.core, &g.core));
+        if !same {
+            let _ = raft.shutdown().await;
+            return Ok(false);
+        }
+        *g.core.write().unwrap_or_else(|p| p.into_inner()) = raft;
+        tracing::info!(
+            group,
+            node = self.shared.node_id,
+            "raft group restarted after a storage failure"
+        );
+        Ok(true)
     }
 
     /// The running replica of `group`, if any.

@@ -17,12 +17,22 @@
 //!   fsync;
 //! - truncate and purge are single transactions, so the log never has a hole, and purge persists
 //!   `last_purged` in the same transaction that deletes the entries.
+//!
+//! A failed write (a full disk, an I/O error) is answered as an error to every request of its
+//! batch, so nothing of it is acknowledged, and openraft stops the core of each group that sees
+//! it. redb latches the failure: after one failed write every later operation on that
+//! `Database` answers `PreviousIo` until it is closed and opened again. [`LogDb`] therefore
+//! records the failure ([`LogDb::failure`]) and [`LogDb::reopen`] closes the database, opens it
+//! again (redb repairs a database that was not closed cleanly from its last durable commit) and
+//! proves it writable with a small durable transaction before any group uses it again; the
+//! supervisor in [`crate::raft::recovery`] calls it and restarts the stopped groups.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftTypeConfig};
@@ -121,63 +131,157 @@ struct WriteReq {
     reply: Reply,
 }
 
+/// The open database and its health, shared by [`LogDb`] handles and the writer thread.
+struct Slot {
+    path: PathBuf,
+    /// `None` while a reopen is under way (every operation then fails at once).
+    db: RwLock<Option<Arc<Database>>>,
+    /// Why the log cannot be written, from the first failed operation until a reopen succeeds.
+    failure: Mutex<Option<String>>,
+    /// Successful reopens since the process started.
+    reopens: AtomicU64,
+}
+
+impl Slot {
+    fn current(&self) -> io::Result<Arc<Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| io_err("raft log database is closed after a storage error; it reopens when the disk can be written"))
+    }
+
+    /// Records a storage failure (the first one wins) and returns it as an `io::Error`.
+    fn fail(&self, e: impl std::fmt::Display) -> io::Error {
+        let msg = e.to_string();
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            tracing::error!(path = %self.path.display(), error = %msg, "raft log write failed; groups using it stop until it is reopened");
+            *f = Some(msg.clone());
+        }
+        io_err(msg)
+    }
+}
+
 /// The node-wide log database: one redb file and one writer thread shared by all groups.
 ///
 /// Cheap to clone; the writer thread stops when the last clone (and every [`GroupLogStore`]) is
 /// dropped.
 #[derive(Clone)]
 pub struct LogDb {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     tx: mpsc::UnboundedSender<WriteReq>,
+}
+
+/// Opens (or creates) the database at `path` and checks its format version, in one durable
+/// transaction, which also proves the file writable.
+fn open_db(path: &Path) -> Result<Database, LogStoreError> {
+    let db = Database::create(path).map_err(|source| LogStoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let storage = |e: &dyn std::fmt::Display| LogStoreError::Storage {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    let mut txn = db.begin_write().map_err(|e| storage(&e))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| storage(&e))?;
+    {
+        let mut info = txn.open_table(INFO).map_err(|e| storage(&e))?;
+        let found = info
+            .get("format_version")
+            .map_err(|e| storage(&e))?
+            .map(|v| v.value());
+        match found {
+            Some(v) if v != LOG_FORMAT_VERSION => {
+                return Err(LogStoreError::UnsupportedFormat {
+                    path: path.to_owned(),
+                    found: v,
+                    expected: LOG_FORMAT_VERSION,
+                });
+            }
+            Some(_) => {}
+            None => {
+                info.insert("format_version", LOG_FORMAT_VERSION)
+                    .map_err(|e| storage(&e))?;
+            }
+        }
+        // A write in every open, so that a reopen after a failure is proven durable before
+        // any group trusts the database again.
+        let opens = info
+            .get("opens")
+            .map_err(|e| storage(&e))?
+            .map_or(0, |v| v.value());
+        info.insert("opens", opens.wrapping_add(1))
+            .map_err(|e| storage(&e))?;
+        txn.open_table(LOGS).map_err(|e| storage(&e))?;
+        txn.open_table(META).map_err(|e| storage(&e))?;
+    }
+    txn.commit().map_err(|e| storage(&e))?;
+    Ok(db)
 }
 
 impl LogDb {
     /// Open (or create) the log database at `path` and start its writer thread.
     pub fn open(path: &Path) -> Result<Self, LogStoreError> {
-        let db = Database::create(path).map_err(|source| LogStoreError::Open {
+        let db = open_db(path)?;
+        let slot = Arc::new(Slot {
             path: path.to_owned(),
-            source,
-        })?;
-        let storage = |e: &dyn std::fmt::Display| LogStoreError::Storage {
-            path: path.to_owned(),
-            message: e.to_string(),
-        };
-        let mut txn = db.begin_write().map_err(|e| storage(&e))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| storage(&e))?;
-        {
-            let mut info = txn.open_table(INFO).map_err(|e| storage(&e))?;
-            let found = info
-                .get("format_version")
-                .map_err(|e| storage(&e))?
-                .map(|v| v.value());
-            match found {
-                Some(v) if v != LOG_FORMAT_VERSION => {
-                    return Err(LogStoreError::UnsupportedFormat {
-                        path: path.to_owned(),
-                        found: v,
-                        expected: LOG_FORMAT_VERSION,
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    info.insert("format_version", LOG_FORMAT_VERSION)
-                        .map_err(|e| storage(&e))?;
-                }
-            }
-            txn.open_table(LOGS).map_err(|e| storage(&e))?;
-            txn.open_table(META).map_err(|e| storage(&e))?;
-        }
-        txn.commit().map_err(|e| storage(&e))?;
-
-        let db = Arc::new(db);
+            db: RwLock::new(Some(Arc::new(db))),
+            failure: Mutex::new(None),
+            reopens: AtomicU64::new(0),
+        });
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer_db = db.clone();
+        let writer = slot.clone();
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(writer_db, rx))
-            .map_err(|e| storage(&e))?;
-        Ok(Self { db, tx })
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| LogStoreError::Storage {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Self { slot, tx })
+    }
+
+    /// Why the log cannot be written, if an operation failed and no reopen succeeded since.
+    pub fn failure(&self) -> Option<String> {
+        self.slot
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Successful [`Self::reopen`]s since the process started.
+    pub fn reopens(&self) -> u64 {
+        self.slot.reopens.load(Ordering::Relaxed)
+    }
+
+    /// After a failure, close the database and open it again (blocking: call it off the async
+    /// workers). The open commits a small durable transaction, so `Ok` means the log can be
+    /// written again; on `Err` the failure stays recorded and every operation keeps failing
+    /// until a later call succeeds. Does nothing when no failure is recorded.
+    pub fn reopen(&self) -> Result<(), LogStoreError> {
+        if self.failure().is_none() {
+            return Ok(());
+        }
+        // Take the failed database out first: redb releases the file only when the last
+        // handle is dropped (an operation still running holds one; the open below then fails
+        // with "already open" and a later call tries again).
+        let old = self
+            .slot
+            .db
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(old);
+        let db = open_db(&self.slot.path)?;
+        *self.slot.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        *self.slot.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.slot.reopens.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(path = %self.slot.path.display(), "raft log database reopened after a storage failure");
+        Ok(())
     }
 
     /// The log store of one group (created lazily: an unknown group has an empty log).
@@ -210,10 +314,19 @@ impl LogDb {
             .map_err(|_| io_err("raft log writer stopped"))
     }
 
+    /// A read transaction on the current database; a redb failure is recorded.
+    fn begin_read(&self) -> io::Result<redb::ReadTransaction> {
+        self.slot
+            .current()?
+            .begin_read()
+            .map_err(|e| self.slot.fail(e))
+    }
+
     fn read_meta<T: DeserializeOwned>(&self, group: GroupId, kind: u8) -> io::Result<Option<T>> {
-        let txn = self.db.begin_read().map_err(io_err)?;
-        let table = txn.open_table(META).map_err(io_err)?;
-        match table.get((group, kind)).map_err(io_err)? {
+        let fail = |e: redb::Error| self.slot.fail(e);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(META).map_err(|e| fail(e.into()))?;
+        match table.get((group, kind)).map_err(|e| fail(e.into()))? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -223,26 +336,31 @@ impl LogDb {
         if start >= end {
             return Ok(Vec::new());
         }
-        let txn = self.db.begin_read().map_err(io_err)?;
-        let table = txn.open_table(LOGS).map_err(io_err)?;
+        let fail = |e: redb::Error| self.slot.fail(e);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(LOGS).map_err(|e| fail(e.into()))?;
         let mut out = Vec::new();
-        for item in table.range((group, start)..(group, end)).map_err(io_err)? {
-            let (_, v) = item.map_err(io_err)?;
+        for item in table
+            .range((group, start)..(group, end))
+            .map_err(|e| fail(e.into()))?
+        {
+            let (_, v) = item.map_err(|e| fail(e.into()))?;
             out.push(decode(v.value())?);
         }
         Ok(out)
     }
 
     fn last_entry(&self, group: GroupId) -> io::Result<Option<Entry>> {
-        let txn = self.db.begin_read().map_err(io_err)?;
-        let table = txn.open_table(LOGS).map_err(io_err)?;
+        let fail = |e: redb::Error| self.slot.fail(e);
+        let txn = self.begin_read()?;
+        let table = txn.open_table(LOGS).map_err(|e| fail(e.into()))?;
         let last = table
             .range((group, 0)..=(group, u64::MAX))
-            .map_err(io_err)?
+            .map_err(|e| fail(e.into()))?
             .next_back();
         match last {
             Some(item) => {
-                let (_, v) = item.map_err(io_err)?;
+                let (_, v) = item.map_err(|e| fail(e.into()))?;
                 Ok(Some(decode(v.value())?))
             }
             None => Ok(None),
@@ -250,13 +368,16 @@ impl LogDb {
     }
 }
 
-fn writer_loop(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<WriteReq>) {
+fn writer_loop(slot: Arc<Slot>, mut rx: mpsc::UnboundedReceiver<WriteReq>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let result = commit_batch(&db, &batch);
+        // Nothing of a failed batch is acknowledged: every request in it hears the error.
+        let result = slot
+            .current()
+            .and_then(|db| commit_batch(&db, &batch).map_err(|e| slot.fail(e)));
         for req in batch {
             let r = match &result {
                 Ok(()) => Ok(()),

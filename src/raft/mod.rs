@@ -11,6 +11,8 @@
 //! - [`budget`]: replication by bytes: the largest entry, and append calls cut to a byte budget.
 //! - [`tcp`]: the node-to-node TCP transport on `--internal-listen`.
 //! - [`group`]: [`RaftGroup`] (one replica) and [`RaftNode`] (all groups of a node).
+//! - [`recovery`]: after a storage failure, reopens the shared log and restarts the stopped
+//!   groups once the disk takes writes again, inside the running process.
 //!
 //! Typical use by a server: `RaftNode::open(id, data_dir, transport, RaftConfig::default())`,
 //! `node.start_group(gid, app)`, on one member `group.initialize(members)`, then
@@ -21,10 +23,13 @@ pub mod budget;
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod recovery;
 pub mod state_machine;
 pub mod tcp;
 pub mod types;
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;
 

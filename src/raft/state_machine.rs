@@ -576,6 +576,16 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 let mut applied = lock(&shared.applied);
                 let mut out = Vec::with_capacity(work.len());
                 for entry in work {
+                    // An index already applied is skipped: after a core restart
+                    // (`RaftNode::restart_group`) the stopped core's worker may still finish a
+                    // chunk the new core's worker also applies; nobody waits on its answer.
+                    if applied
+                        .last_applied
+                        .is_some_and(|l| l.index >= entry.log_id.index)
+                    {
+                        out.push(Vec::new());
+                        continue;
+                    }
                     let resp = match entry.payload {
                         EntryPayload::Blank => Vec::new(),
                         EntryPayload::Normal(cmd) => shared.app.apply(entry.log_id.index, &cmd.0),

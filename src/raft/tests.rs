@@ -22,13 +22,13 @@ use crate::raft::{
 /// Test application: an append-only list of `(index, value)`, durable only through snapshots
 /// (like the shard engine). Counts applies of an index it already holds.
 #[derive(Default)]
-struct ListApp {
+pub(super) struct ListApp {
     list: Mutex<Vec<(u64, u64)>>,
-    duplicate_applies: AtomicU64,
+    pub(super) duplicate_applies: AtomicU64,
 }
 
 impl ListApp {
-    fn values(&self) -> Vec<u64> {
+    pub(super) fn values(&self) -> Vec<u64> {
         self.list.lock().unwrap().iter().map(|(_, v)| *v).collect()
     }
 }
@@ -92,16 +92,16 @@ fn init_tracing() {
         .try_init();
 }
 
-fn info(id: NodeId) -> NodeInfo {
+pub(super) fn info(id: NodeId) -> NodeInfo {
     NodeInfo::new(format!("node-{id}:6335"), format!("node-{id}:6333"))
 }
 
-fn cmd(v: u64) -> Vec<u8> {
+pub(super) fn cmd(v: u64) -> Vec<u8> {
     v.to_le_bytes().to_vec()
 }
 
 /// Open a node, retrying while the previous incarnation's log database is still closing.
-async fn open_node(
+pub(super) async fn open_node(
     id: NodeId,
     dir: &Path,
     router: &InProcessRouter,
@@ -120,7 +120,7 @@ async fn open_node(
     }
 }
 
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+pub(super) async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -128,7 +128,7 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-async fn wait_leader(groups: &[&RaftGroup]) -> NodeId {
+pub(super) async fn wait_leader(groups: &[&RaftGroup]) -> NodeId {
     let mut leader = None;
     wait_until("a leader", || {
         leader = groups

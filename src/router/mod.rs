@@ -48,7 +48,7 @@ use crate::raft::{GroupId, NodeId, TransportError};
 use crate::shard::{Filter, Hit, PointId, PointWrite, Record, SegmentCalibration, ShardCommand};
 use futures_util::future::join_all;
 use merge::{Order, Ranked};
-use resilience::{CallError, Failure, Resilience};
+use resilience::{CallError, Failure, Resilience, StoppedReplicas};
 use rpc::{ErrorKind, ReadSpec, ShardRequest, ShardResponse, ShardSearch};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -346,6 +346,7 @@ impl Router {
                 ErrorKind::NoShard | ErrorKind::Stale => CallError::Declined(message),
                 ErrorKind::Unavailable => CallError::Transient(message),
                 ErrorKind::TooLarge => CallError::Fatal(Error::TooLarge(message)),
+                ErrorKind::Stopped => CallError::Stopped(message),
             }),
             ok => Ok(ok),
         }
@@ -696,6 +697,7 @@ impl Router {
         let deadline = Instant::now() + self.config.write_deadline;
         let mut target = self.leader_guess(shard);
         let mut attempt = 0u32;
+        let mut stopped = StoppedReplicas::default();
         loop {
             attempt += 1;
             let last = match self
@@ -712,7 +714,15 @@ impl Router {
                     )));
                 }
                 Err(CallError::Fatal(e)) => return Err(e),
-                Err(CallError::Transient(msg) | CallError::Declined(msg)) => msg,
+                Err(CallError::Stopped(msg)) if stopped.note(target, &shard.replicas) => {
+                    return Err(Error::Unavailable(format!(
+                        "collection `{collection}`: shard {shard_no} (group {}) is stopped on every replica: {msg}",
+                        shard.group
+                    )));
+                }
+                Err(
+                    CallError::Transient(msg) | CallError::Declined(msg) | CallError::Stopped(msg),
+                ) => msg,
             };
             if Instant::now() >= deadline {
                 return Err(Error::Unavailable(format!(

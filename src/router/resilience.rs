@@ -72,8 +72,27 @@ pub enum CallError<E> {
     /// this request (not the leader, not caught up with the session yet). Does not count
     /// against its breaker, or one stale read would shut a live replica out.
     Declined(String),
+    /// The replica's group is stopped (its storage failed): another replica may serve, so it
+    /// is worth trying one; does not count against the peer's breaker (the peer answered). A
+    /// write gives up at once when every replica answered so ([`StoppedReplicas`]).
+    Stopped(String),
     /// The request itself is wrong, or the answer is final: no retry.
     Fatal(E),
+}
+
+/// The replicas of one shard group that answered, during one write, that their copy of the
+/// group is stopped ([`CallError::Stopped`]). A stopped group restarts only once its node's
+/// disk takes writes again, seconds or hours away: when every replica is stopped the write
+/// fails at once (503 with `Retry-After`) instead of retrying until its deadline.
+#[derive(Debug, Default)]
+pub struct StoppedReplicas(std::collections::BTreeSet<NodeId>);
+
+impl StoppedReplicas {
+    /// Notes that `node` answered stopped; true when every one of `replicas` has.
+    pub fn note(&mut self, node: NodeId, replicas: &[NodeId]) -> bool {
+        self.0.insert(node);
+        replicas.iter().all(|r| self.0.contains(r))
+    }
 }
 
 /// How a whole call failed.
@@ -327,7 +346,7 @@ impl Resilience {
         // A fatal answer is still an answer: the peer is healthy.
         permit.finish(!matches!(result, Err(CallError::Transient(_))));
         let result = result.map_err(|e| match e {
-            CallError::Declined(msg) => CallError::Transient(msg),
+            CallError::Declined(msg) | CallError::Stopped(msg) => CallError::Transient(msg),
             other => other,
         });
         Some(result)
@@ -369,7 +388,9 @@ impl Resilience {
             {
                 Ok(v) => return Ok(v),
                 Err(CallError::Fatal(e)) => return Err(Failure::Fatal(e)),
-                Err(CallError::Transient(msg) | CallError::Declined(msg)) => last = msg,
+                Err(
+                    CallError::Transient(msg) | CallError::Declined(msg) | CallError::Stopped(msg),
+                ) => last = msg,
             }
         }
         Err(Failure::Exhausted { tried, last })
@@ -439,14 +460,16 @@ impl Resilience {
         match done {
             Ok(v) => Ok(v),
             Err(CallError::Fatal(e)) => Err(CallError::Fatal(e)),
-            Err(CallError::Transient(_) | CallError::Declined(_)) if other_is_second => {
+            Err(CallError::Transient(_) | CallError::Declined(_) | CallError::Stopped(_))
+                if other_is_second =>
+            {
                 let r = second.await.unwrap_or_else(|| Err(refused(second_node)));
                 if r.is_ok() {
                     self.stats.hedge_wins.fetch_add(1, Ordering::Relaxed);
                 }
                 r
             }
-            Err(CallError::Transient(_) | CallError::Declined(_)) => {
+            Err(CallError::Transient(_) | CallError::Declined(_) | CallError::Stopped(_)) => {
                 first.await.unwrap_or_else(|| Err(refused(primary)))
             }
         }
@@ -729,6 +752,16 @@ mod tests {
         // Hedge at 50 ms, its answer at 80 ms; no backoff or third attempt.
         assert_eq!(start.elapsed(), Duration::from_millis(80));
         assert_eq!(r.stats.retries.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_write_gives_up_once_every_replica_answered_stopped() {
+        let mut s = StoppedReplicas::default();
+        assert!(!s.note(1, &[1, 2, 3]));
+        assert!(!s.note(1, &[1, 2, 3]), "the same replica twice is not all");
+        assert!(!s.note(2, &[1, 2, 3]));
+        assert!(s.note(3, &[1, 2, 3]));
+        assert!(StoppedReplicas::default().note(7, &[7]), "a lone replica");
     }
 
     #[test]

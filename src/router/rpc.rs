@@ -308,6 +308,9 @@ pub enum ErrorKind {
     Internal,
     /// The write can never fit one log entry (appended last: the tag of every older kind stays).
     TooLarge,
+    /// The replica's Raft core stopped on a storage error (a full disk): another replica may
+    /// lead, this one restarts when its disk takes writes again (appended after `TooLarge`).
+    Stopped,
 }
 
 /// The answer of a replica.
@@ -387,6 +390,7 @@ fn group_error(e: RaftGroupError) -> ShardResponse {
         // The router refuses such writes before sending them; a command that still gets here
         // will never fit, so retrying is pointless, and the client hears 413 as from the router.
         RaftGroupError::TooLarge { .. } => ShardResponse::error(ErrorKind::TooLarge, e.to_string()),
+        RaftGroupError::Stopped { .. } => ShardResponse::error(ErrorKind::Stopped, e.to_string()),
         other => ShardResponse::error(ErrorKind::Unavailable, other.to_string()),
     }
 }
