@@ -2,7 +2,10 @@
 //! written by the code of their version (before any format change), and must decode the same
 //! for as long as that version is supported.
 
-use shoal::raft::state_machine::{MANIFEST_FILE, decode_manifest};
+use shoal::raft::manifest::{self, ManifestError};
+use shoal::raft::state_machine::{
+    MANIFEST_FILE, MANIFEST_MAGIC, decode_manifest, encode_manifest, verify_snapshot_dir,
+};
 use shoal::shard::{PointId, Shard};
 use std::path::Path;
 
@@ -22,6 +25,60 @@ fn raft_snapshot_manifest_v1_decodes() {
         .unwrap()
         .len();
     assert_eq!(listed, 11);
+}
+
+/// `tests/fixtures/raft_snapshot_v2` is the v1 fixture's manifest written again by the build
+/// that introduced manifest version 2 (`SHOAL_WRITE_FIXTURES=1` writes it when it is missing,
+/// never regenerate it). It must decode to what the v1 fixture says, this build must write the
+/// same bytes, and forged versions are refused by name.
+#[test]
+fn raft_snapshot_manifest_v2_decodes() {
+    let v1 =
+        decode_manifest(&std::fs::read(fixture("raft_snapshot_v1").join(MANIFEST_FILE)).unwrap())
+            .unwrap();
+    let v2 = fixture("raft_snapshot_v2");
+    if std::env::var_os("SHOAL_WRITE_FIXTURES").is_some() && !v2.exists() {
+        std::fs::create_dir_all(&v2).unwrap();
+        std::fs::copy(fixture("raft_snapshot_v1/list.bin"), v2.join("list.bin")).unwrap();
+        std::fs::write(v2.join(MANIFEST_FILE), encode_manifest(&v1).unwrap()).unwrap();
+    }
+    let bytes = std::fs::read(v2.join(MANIFEST_FILE)).unwrap();
+    assert_eq!(bytes[..8], MANIFEST_MAGIC);
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 2);
+    let m = decode_manifest(&bytes).expect("a version 2 manifest decodes");
+    assert_eq!(m, v1);
+    assert_eq!(encode_manifest(&m).unwrap(), bytes, "the encoding changed");
+    verify_snapshot_dir(&v2, &m.meta).expect("the fixture directory matches its manifest");
+
+    // Version 3 with a valid header checksum: "upgrade", not a misread.
+    let mut newer = bytes.clone();
+    newer[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let crc = crc32fast::hash(&newer[..28]);
+    newer[28..32].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        manifest::unframe(&newer),
+        Err(ManifestError::UpgradeRequired {
+            found: 3,
+            supported: 2
+        })
+    );
+    let err = decode_manifest(&newer).unwrap_err().to_string();
+    assert!(
+        err.contains("version 3") && err.contains("upgrade"),
+        "{err}"
+    );
+}
+
+/// The manifest's magic is none of the storage envelope's, and none of their legacy magics:
+/// no framed file of shoal is read as another kind.
+#[test]
+fn the_raft_manifest_has_a_magic_of_its_own() {
+    for kind in shoal::storage::envelope::ALL_KINDS {
+        assert_ne!(kind.magic, MANIFEST_MAGIC, "{}", kind.name);
+        if let Some(legacy) = &kind.legacy {
+            assert_ne!(legacy.magic, MANIFEST_MAGIC, "{}", kind.name);
+        }
+    }
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! centroids, replica moves), and the shard-group membership changes a shard leader runs for a
 //! move. Leader-side operations hold the admin lock, so membership changes never overlap.
 
-use super::meta::{AliasAction, AliasRefusal, CollectionMeta, MetaCommand, ShardMeta};
-use super::rpc::{ClusterReply, ClusterRequest};
+use super::meta::{self, AliasAction, AliasRefusal, CollectionMeta, MetaCommand, ShardMeta};
+use super::rpc::{Applied, ClusterReply, ClusterRequest};
 use super::{Cluster, STATUS_TIMEOUT};
 use crate::cluster::placement::CentroidPlacement;
 use crate::collection::{CollectionSpec, Error, SearchUpdate, validate_name};
@@ -16,7 +16,8 @@ pub const META_VOTERS: usize = 3;
 /// How long a create waits for every new shard group to elect a leader.
 const LEADER_WAIT: Duration = Duration::from_secs(20);
 
-type Outcome = Result<(u64, Vec<u8>), Error>;
+/// A request's metadata index (to wait for) and its typed result.
+type Outcome = Result<(u64, Applied), Error>;
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::Unavailable(e.to_string())
@@ -47,7 +48,8 @@ pub(crate) async fn join(c: &Cluster, id: NodeId, info: NodeInfo) -> Outcome {
             .map_err(unavailable)?;
     }
     if c.state().members.get(&id) != Some(&info) {
-        return c.propose(MetaCommand::PutMember { id, info }).await;
+        let (index, _) = c.propose(MetaCommand::PutMember { id, info }).await?;
+        return Ok((index, Applied::Nothing));
     }
     nothing_changed(c).await
 }
@@ -121,7 +123,8 @@ pub(crate) async fn remove_member(c: &Cluster, id: NodeId) -> Outcome {
             .map_err(unavailable)?;
     }
     tracing::info!(node = id, "member removed");
-    c.propose(MetaCommand::RemoveMember { id }).await
+    let (index, _) = c.propose(MetaCommand::RemoveMember { id }).await?;
+    Ok((index, Applied::Nothing))
 }
 
 /// Place `shards` shards of `rf` replicas on `members`: replicas of a shard on distinct nodes,
@@ -211,7 +214,7 @@ pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &Collection
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    Ok((index, Vec::new()))
+    Ok((index, Applied::Nothing))
 }
 
 /// The answer of a request that changed nothing: the leader's read index, so the caller waits
@@ -222,7 +225,7 @@ async fn nothing_changed(c: &Cluster) -> Outcome {
         .linearizable_read()
         .await
         .map_err(unavailable)?;
-    Ok((index, Vec::new()))
+    Ok((index, Applied::Nothing))
 }
 
 /// Change `name`'s default search settings as `update` asks, checked against its configuration
@@ -243,7 +246,7 @@ pub(crate) async fn update_collection(c: &Cluster, name: &str, update: &SearchUp
         })
         .await?;
     tracing::info!(collection = name, search = ?config.search, "collection search settings changed");
-    Ok((index, Vec::new()))
+    Ok((index, Applied::Nothing))
 }
 
 /// Apply a batch of alias actions, all or nothing: tried first on a copy of the state (under the
@@ -277,7 +280,7 @@ pub(crate) async fn update_aliases(c: &Cluster, actions: &[AliasAction]) -> Outc
         })
         .await?;
     tracing::info!(?actions, "aliases changed");
-    Ok((index, Vec::new()))
+    Ok((index, Applied::Nothing))
 }
 
 pub(crate) async fn delete_collection(c: &Cluster, name: &str) -> Outcome {
@@ -291,12 +294,8 @@ pub(crate) async fn delete_collection(c: &Cluster, name: &str) -> Outcome {
         })
         .await?;
     tracing::info!(collection = name, "collection deleted");
-    let groups = coll
-        .shards
-        .iter()
-        .flat_map(|s| s.group.to_le_bytes())
-        .collect();
-    Ok((index, groups))
+    let groups = coll.shards.iter().map(|s| s.group).collect();
+    Ok((index, Applied::Groups(groups)))
 }
 
 pub(crate) async fn set_centroids(
@@ -307,11 +306,13 @@ pub(crate) async fn set_centroids(
     if !c.state().collections.contains_key(name) {
         return Err(Error::NotFound(name.to_owned()));
     }
-    c.propose(MetaCommand::SetCentroids {
-        name: name.to_owned(),
-        centroids,
-    })
-    .await
+    let (index, answer) = c
+        .propose(MetaCommand::SetCentroids {
+            name: name.to_owned(),
+            centroids,
+        })
+        .await?;
+    Ok((index, Applied::Centroids(meta::stored_centroids(&answer)?)))
 }
 
 /// Members answering a status probe now, by id.
@@ -373,7 +374,7 @@ async fn on_shard_leader(
                 .call_cluster(leader, None, &req, left.max(Duration::from_secs(1)))
                 .await
             {
-                Ok(ClusterReply::Done { .. }) => return Ok(()),
+                Ok(ClusterReply::Applied { .. } | ClusterReply::Done { .. }) => return Ok(()),
                 Ok(ClusterReply::Failed(f)) => last = format!("{f:?}"),
                 Ok(other) => last = format!("{other:?}"),
                 Err(e) => last = e.to_string(),
@@ -474,12 +475,14 @@ pub(crate) async fn move_replica(
         .filter(|n| **n != to)
         .map(|n| if *n == from { to } else { *n })
         .collect();
-    c.propose(MetaCommand::SetReplicas {
-        name: name.to_owned(),
-        shard,
-        replicas,
-    })
-    .await
+    let (index, _) = c
+        .propose(MetaCommand::SetReplicas {
+            name: name.to_owned(),
+            shard,
+            replicas,
+        })
+        .await?;
+    Ok((index, Applied::Nothing))
 }
 
 fn leader_shard(c: &Cluster, group: GroupId) -> Result<crate::raft::RaftGroup, Error> {
@@ -506,7 +509,7 @@ pub(crate) async fn shard_add_learner(
     if !m.voters.contains(&id) {
         g.add_learner(id, info, true).await.map_err(unavailable)?;
     }
-    Ok((0, Vec::new()))
+    Ok((0, Applied::Nothing))
 }
 
 pub(crate) async fn shard_set_voters(c: &Cluster, group: GroupId, voters: Vec<NodeId>) -> Outcome {
@@ -522,7 +525,7 @@ pub(crate) async fn shard_set_voters(c: &Cluster, group: GroupId, voters: Vec<No
             Err(e) => return Err(unavailable(e)),
         }
     }
-    Ok((0, Vec::new()))
+    Ok((0, Applied::Nothing))
 }
 
 #[cfg(test)]

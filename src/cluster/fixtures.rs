@@ -6,13 +6,16 @@
 //! version 2 is the hand-written layout before the storage envelope (`SHOALMET`), rebuilt here
 //! by hand from the same body; version 3 is the envelope around that body (only read since
 //! version 4), version 4 the envelope around the body with aliases, which this build writes.
-//! `MetaCommand::UpdateAliases` is pinned by `update_aliases_v1.bin`.
+//! `MetaCommand::UpdateAliases` is pinned by `update_aliases_v1.bin`. Replies of the cluster
+//! service between nodes are pinned too: `cluster_reply_groups_v1.bin` and
+//! `cluster_reply_centroids_v1.bin` hold a [`ClusterReply::Applied`] of each non-empty result.
 //! `SHOAL_WRITE_FIXTURES=1 cargo test --lib cluster::fixtures` writes the files of the current
 //! version, which is only right when that version is new.
 
 use super::meta::{self, AliasAction, ClusterState, CollectionMeta, MetaCommand, ShardMeta};
 use super::persisted::ClusterStateV3;
 use super::placement::CentroidPlacement;
+use super::rpc::{Applied, ClusterReply};
 use crate::collection::{
     CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
 };
@@ -272,4 +275,29 @@ fn update_aliases_v1_fixture_decodes() {
     assert_eq!(s.aliases["docs-live"], "tuned");
     assert_eq!(s.aliases["t2"], "tuned");
     assert!(!s.aliases.contains_key("t"));
+}
+
+#[test]
+fn cluster_reply_applied_v1_fixtures_decode() {
+    let centroids = collection().centroids.unwrap();
+    for (name, result) in [
+        ("cluster_reply_groups_v1.bin", Applied::Groups(vec![3, 4])),
+        (
+            "cluster_reply_centroids_v1.bin",
+            Applied::Centroids(centroids.clone()),
+        ),
+    ] {
+        let reply = ClusterReply::Applied {
+            index: 42,
+            result: result.clone(),
+        };
+        let stored = check(name, &reply.encode());
+        match ClusterReply::decode(&stored) {
+            ClusterReply::Applied { index, result: r } => {
+                assert_eq!(index, 42, "{name}");
+                assert_eq!(r, result, "{name}");
+            }
+            other => panic!("{name}: decoded {other:?}"),
+        }
+    }
 }

@@ -14,7 +14,7 @@
 
 use super::persisted::{ClusterStateV3, CollectionMetaV1};
 use super::placement::CentroidPlacement;
-use crate::collection::CollectionConfig;
+use crate::collection::{CollectionConfig, Error};
 use crate::raft::{GroupId, NodeId, NodeInfo, StateMachineApp};
 use crate::storage::envelope;
 use serde::{Deserialize, Serialize};
@@ -379,6 +379,13 @@ impl MetaCommand {
 pub fn decode_outcome(bytes: &[u8]) -> Result<Vec<u8>, String> {
     postcard::from_bytes::<Result<Vec<u8>, String>>(bytes)
         .unwrap_or_else(|e| Err(format!("undecodable metadata answer: {e}")))
+}
+
+/// The placement in the state machine's answer to [`MetaCommand::SetCentroids`] (postcard of
+/// the stored [`CentroidPlacement`], written by [`ClusterState::apply`] on this same node).
+pub(crate) fn stored_centroids(answer: &[u8]) -> Result<CentroidPlacement, Error> {
+    postcard::from_bytes(answer)
+        .map_err(|e| Error::Internal(format!("undecodable centroid answer: {e}")))
 }
 
 /// The metadata group's state machine; publishes every new state on a watch channel.

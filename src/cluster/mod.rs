@@ -29,7 +29,7 @@ pub use meta::{
     AliasAction, ClusterState, CollectionMeta, META_GROUP, MetaApp, MetaCommand, ShardMeta,
 };
 pub use placement::CentroidPlacement;
-pub use rpc::{CLUSTER_SERVICE, ClusterReply, ClusterRequest};
+pub use rpc::{Applied, CLUSTER_SERVICE, ClusterReply, ClusterRequest};
 pub use shard_app::ShardApp;
 
 use crate::collection::{CollectionSpec, Error, IndexDefaults, SearchUpdate};
@@ -390,7 +390,7 @@ impl Cluster {
         &self,
         req: ClusterRequest,
         timeout: Duration,
-    ) -> Result<(u64, Vec<u8>), Error> {
+    ) -> Result<(u64, Applied), Error> {
         let deadline = Instant::now() + timeout;
         let mut hint: Option<NodeId> = None;
         let mut attempt = 0usize;
@@ -454,7 +454,10 @@ impl Cluster {
                 }
             };
             match reply {
-                ClusterReply::Done { index, body } => return Ok((index, body)),
+                ClusterReply::Applied { index, result } => return Ok((index, result)),
+                ClusterReply::Done { index, body } => {
+                    return Ok((index, Applied::from_legacy(&req, &body)?));
+                }
                 ClusterReply::Failed(e) => return Err(e),
                 ClusterReply::Status(_) => {
                     return Err(Error::Internal("unexpected status answer".into()));
@@ -518,7 +521,7 @@ impl Cluster {
             }
         };
         match result {
-            Ok((index, body)) => ClusterReply::Done { index, body },
+            Ok((index, result)) => ClusterReply::Applied { index, result },
             Err(e) => ClusterReply::Failed(e),
         }
     }
@@ -594,7 +597,7 @@ impl Cluster {
 
     /// Delete a collection (through the metadata leader); `false` if it did not exist.
     pub async fn delete_collection(&self, name: &str) -> Result<bool, Error> {
-        let (index, body) = self
+        let (index, result) = self
             .meta_request(
                 ClusterRequest::DeleteCollection {
                     name: name.to_owned(),
@@ -606,10 +609,10 @@ impl Cluster {
             .await?;
         // Let the local reconciler stop this node's replicas before answering.
         let deadline = Instant::now() + Duration::from_secs(10);
-        let groups: Vec<GroupId> = body
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-            .collect();
+        let groups = match result {
+            Applied::Groups(groups) => groups,
+            _ => Vec::new(),
+        };
         while groups.iter().any(|g| self.local_shard(*g).is_some()) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -623,7 +626,7 @@ impl Cluster {
         collection: &str,
         c: CentroidPlacement,
     ) -> Result<CentroidPlacement, Error> {
-        let (index, body) = self
+        let (index, result) = self
             .meta_request(
                 ClusterRequest::SetCentroids {
                     name: collection.to_owned(),
@@ -634,7 +637,12 @@ impl Cluster {
             .await?;
         self.wait_meta_applied(index, Duration::from_secs(10))
             .await?;
-        postcard::from_bytes(&body).map_err(|e| Error::Internal(e.to_string()))
+        match result {
+            Applied::Centroids(stored) => Ok(stored),
+            other => Err(Error::Internal(format!(
+                "a centroid proposal was answered with {other:?}"
+            ))),
+        }
     }
 
     /// Move the replica of shard `shard` of `collection` from node `from` to node `to`: learner,

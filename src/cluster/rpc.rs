@@ -1,7 +1,8 @@
 //! The cluster service (service byte [`CLUSTER_SERVICE`]) on the internal port: requests that
 //! must run on the metadata leader (joins, collection create/delete, centroids, replica moves),
 //! shard-group membership changes that must run on a shard leader, and the live status of a
-//! node's replicas. Messages are postcard; the enums are append-only.
+//! node's replicas. Messages are postcard; the enums are append-only. A reply carries what its
+//! request produced as a typed [`Applied`], never bytes a caller has to interpret by convention.
 
 use super::Cluster;
 use super::placement::CentroidPlacement;
@@ -113,10 +114,47 @@ impl ClusterRequest {
     }
 }
 
+/// What a request produced besides the metadata index to wait for: the result inside
+/// [`ClusterReply::Applied`]. Append-only, like every message of the service (a fixture in
+/// `tests/fixtures/meta/` pins its encoding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Applied {
+    /// Nothing beyond the change itself.
+    Nothing,
+    /// [`ClusterRequest::DeleteCollection`]: the shard groups of the deleted collection, whose
+    /// local replicas the caller waits to see stopped; empty when there was no such collection.
+    Groups(Vec<GroupId>),
+    /// [`ClusterRequest::SetCentroids`]: the placement now stored, the first one proposed.
+    Centroids(CentroidPlacement),
+}
+
+impl Applied {
+    /// The result a node of an earlier version meant by [`ClusterReply::Done`]'s `body`, read
+    /// by the request it answered: the one place those bytes are still interpreted (eight
+    /// little-endian bytes per group id for a delete, postcard centroids, otherwise nothing).
+    pub fn from_legacy(request: &ClusterRequest, body: &[u8]) -> Result<Applied, Error> {
+        Ok(match request {
+            ClusterRequest::DeleteCollection { .. } => Applied::Groups(
+                body.chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect(),
+            ),
+            ClusterRequest::SetCentroids { .. } => {
+                Applied::Centroids(postcard::from_bytes(body).map_err(|e| {
+                    Error::Internal(format!("undecodable centroids in a cluster answer: {e}"))
+                })?)
+            }
+            _ => Applied::Nothing,
+        })
+    }
+}
+
 /// The answer of the cluster service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ClusterReply {
-    /// Done; `index` is the metadata log index to wait for locally, `body` any result bytes.
+    /// Done, as nodes before [`ClusterReply::Applied`] answered: `body` held result bytes whose
+    /// meaning depended on the request. No longer sent; still decoded (and read by
+    /// [`Applied::from_legacy`]) so that a node answered by one of an earlier version copes.
     Done {
         /// Metadata log index that holds the change (or the leader's read index).
         index: u64,
@@ -132,6 +170,14 @@ pub enum ClusterReply {
     Failed(Error),
     /// Answer to [`ClusterRequest::Status`].
     Status(Box<NodeStatus>),
+    /// Done: `index` is the metadata log index to wait for locally (or the leader's read index;
+    /// 0 for a shard-group change), `result` what the request produced.
+    Applied {
+        /// Metadata log index that holds the change (or the leader's read index).
+        index: u64,
+        /// The request's result.
+        result: Applied,
+    },
 }
 
 impl ClusterReply {
@@ -237,6 +283,38 @@ mod tests {
             }
             _ => unreachable!(),
         }
+    }
+
+    /// A reply of a node before typed results still decodes, and its bytes read as the typed
+    /// result of the request they answered.
+    #[test]
+    fn legacy_done_replies_read_as_typed_results() {
+        let delete = ClusterRequest::DeleteCollection { name: "c".into() };
+        let body: Vec<u8> = [3u64, 4].iter().flat_map(|g| g.to_le_bytes()).collect();
+        let old = postcard::to_allocvec(&ClusterReply::Done { index: 9, body }).unwrap();
+        match ClusterReply::decode(&old) {
+            ClusterReply::Done { index: 9, body } => assert_eq!(
+                Applied::from_legacy(&delete, &body).unwrap(),
+                Applied::Groups(vec![3, 4])
+            ),
+            other => panic!("decoded {other:?}"),
+        }
+        assert_eq!(
+            Applied::from_legacy(&ClusterRequest::Status, &[]).unwrap(),
+            Applied::Nothing
+        );
+        let sample: Vec<f32> = (0..64).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let c = CentroidPlacement::train(&sample, 8, crate::index::Metric::Dot, 2, 2, 7);
+        let set = ClusterRequest::SetCentroids {
+            name: "c".into(),
+            centroids: c.clone(),
+        };
+        let body = postcard::to_allocvec(&c).unwrap();
+        assert_eq!(
+            Applied::from_legacy(&set, &body).unwrap(),
+            Applied::Centroids(c)
+        );
+        assert!(Applied::from_legacy(&set, &[0xff]).is_err());
     }
 
     impl ClusterRequest {

@@ -7,6 +7,7 @@
 //! - [`types`]: the openraft type configuration (`u64` node ids, [`NodeInfo`] addresses).
 //! - [`log_store`]: every group's log in one redb file per node, fsynced group commits.
 //! - [`state_machine`]: applies entries to the app; snapshots are directories + a manifest.
+//! - [`manifest`]: the framing of that manifest (version 2 with its own magic; version 1 read).
 //! - [`network`]: openraft's network client over a [`Transport`]; [`InProcessRouter`] for tests.
 //! - [`budget`]: replication by bytes: the largest entry, and append calls cut to a byte budget.
 //! - [`tcp`]: the node-to-node TCP transport on `--internal-listen`.
@@ -22,6 +23,7 @@
 pub mod budget;
 pub mod group;
 pub mod log_store;
+pub mod manifest;
 pub mod network;
 pub mod recovery;
 pub mod state_machine;

@@ -15,9 +15,9 @@
 //!
 //! ## Snapshot layout
 //! `<group dir>/snapshots/snap-<last index>-<seq>/` holds the application's files plus
-//! `MANIFEST` (magic `SHOALSNP`, format version, length, postcard(last_log_id, membership, file
-//! list with lengths), CRC32; framed here rather than by `storage::envelope` because `raft` is a
-//! leaf that names no other module of the crate). A snapshot is
+//! `MANIFEST`: postcard(last_log_id, membership, file list with lengths) framed by
+//! [`super::manifest`] (version 2: the storage envelope's 32-byte header with the magic
+//! `\x89SHR\r\n\x1a\n`; version 1, `SHOALSNP`, still read). A snapshot is
 //! built or received in a `tmp-*`/`incoming-*` directory, fsynced, then renamed into place and the
 //! parent directory fsynced; on open the valid snapshot with the greatest last log id wins and
 //! leftovers are deleted, so a crash never leaves a half-installed snapshot in use. Received
@@ -68,9 +68,7 @@ pub struct SnapshotHandle {
 
 /// File name of a snapshot's manifest inside its directory.
 pub const MANIFEST_FILE: &str = "MANIFEST";
-const MANIFEST_MAGIC: &[u8; 8] = b"SHOALSNP";
-/// Format version of the snapshot manifest.
-pub const MANIFEST_VERSION: u32 = 1;
+pub use super::manifest::{MANIFEST_MAGIC, MANIFEST_VERSION, ManifestError};
 /// Largest manifest read: a manifest lists file names and lengths, never data.
 pub const MAX_MANIFEST_LEN: u64 = 16 << 20;
 
@@ -92,50 +90,21 @@ fn invalid(m: impl std::fmt::Display) -> io::Error {
     )
 }
 
-/// Serialise a snapshot manifest: magic, version, length, postcard body, CRC32 of the body.
+/// Serialise a snapshot manifest: its postcard body, framed as the current version
+/// ([`super::manifest::frame`]).
 pub fn encode_manifest(m: &Manifest) -> io::Result<Vec<u8>> {
     let body = postcard::to_allocvec(&(&m.meta.last_log_id, &m.meta.last_membership, &m.files))
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let len = u32::try_from(body.len()).map_err(|_| invalid("too long"))?;
-    let mut out = Vec::with_capacity(body.len() + 20);
-    out.extend_from_slice(MANIFEST_MAGIC);
-    out.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    Ok(out)
+    Ok(super::manifest::frame(&body))
 }
 
-/// The CRC-checked body of a manifest's bytes.
-fn manifest_body(bytes: &[u8]) -> io::Result<&[u8]> {
-    let u32_at =
-        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    if bytes.len() < 20 || &bytes[..8] != MANIFEST_MAGIC {
-        return Err(invalid("bad magic"));
-    }
-    let version = u32_at(8);
-    if version != MANIFEST_VERSION {
-        return Err(invalid(format!(
-            "format version {version}, this build reads {MANIFEST_VERSION}"
-        )));
-    }
-    let len = u32_at(12) as usize;
-    if bytes.len() as u64 != 20 + len as u64 {
-        return Err(invalid("truncated or trailing bytes"));
-    }
-    let body = &bytes[16..16 + len];
-    if crc32fast::hash(body) != u32_at(16 + len) {
-        return Err(invalid("checksum mismatch"));
-    }
-    Ok(body)
-}
-
-/// Parse and verify a manifest written by [`encode_manifest`]. Every listed path is checked
+/// Parse and verify a manifest written by [`encode_manifest`] (or, version 1, by an earlier
+/// build). Every listed path is checked
 /// with [`check_snapshot_path`] here, before any caller touches the file system with it, and
 /// the list must be sorted without duplicates. Pure and panic-free on any input (fuzzed by the
 /// `raft_manifest` target).
 pub fn decode_manifest(bytes: &[u8]) -> io::Result<Manifest> {
-    let body = manifest_body(bytes)?;
+    let (_, body) = super::manifest::unframe(bytes)?;
     let (last_log_id, last_membership, files): (
         Option<LogId>,
         StoredMembership,

@@ -2,7 +2,7 @@
 //! writes only on the leader, strong reads only on the leader, session reads wait for the token
 //! or answer "stale", eventual reads answer from local state at once.
 
-use super::merge_pages;
+use super::read::merge_pages;
 use super::rpc::{self, ErrorKind, ReadSpec, ShardRequest, ShardResponse, ShardSearch};
 use super::token::Consistency;
 use crate::cluster::ShardApp;

@@ -2,8 +2,11 @@
 
 use super::tests::{Model, config, point, random_vec, req};
 use super::*;
+use crate::index::Metric;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 

@@ -3,11 +3,14 @@
 //! kind, checked through count, scroll and search, without indexes, with indexes, after seals,
 //! payload updates, compaction and a snapshot restore.
 
+use super::segment::SegBody;
 use super::tests::{config, random_vec};
 use super::*;
+use crate::index::Metric;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 const WORDS: [&str; 8] = [
     "red", "green", "blue", "black", "white", "fox", "dog", "the",

@@ -4,8 +4,10 @@
 use super::tests::{Model, assert_exact_matches_model, config, point, random_vec, req};
 use super::*;
 use crate::datasets::generate::{GenerateConfig, GeneratorKind, generate};
+use crate::index::Metric;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 /// The defaults (tier merges on) with a short idle delay so tests do not wait seconds.

@@ -4,9 +4,12 @@
 use super::tests::{config, point, random_vec};
 use super::*;
 use crate::cluster::ShardApp;
+use crate::index::Metric;
 use crate::raft::{InProcessRouter, NodeInfo, RaftConfig, RaftNode, Role};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

@@ -1,10 +1,12 @@
 //! Shard engine tests: every answer is checked against a brute-force model of the same points.
 
 use super::*;
+use crate::index::{Metric, distance};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::collections::HashMap;
+use std::collections::HashSet;
 
 /// A shard shape whose segment layout only changes at `seal` rows and on purges, so tests can
 /// assert it: no tier merges, no idle sealing (`policy_tests` covers those, on the defaults).

@@ -86,9 +86,9 @@ pub const SHARD_SNAPSHOT: FileKind = FileKind {
 };
 
 /// Every envelope kind, for tests that check the magics are distinct. (The Raft snapshot
-/// `MANIFEST` keeps its own framing inside `raft`, which names no other module of the crate;
-/// its old magic `SHOALSNP` is shared with legacy shard snapshots, which the length-field width
-/// and the exact-length check tell apart.)
+/// `MANIFEST` has this header with the kind letter `R`, framed inside `raft`, which names no
+/// other module of the crate: `raft/manifest.rs`. Its version 1, still read there, used the
+/// magic `SHOALSNP` that legacy shard snapshots use too; version 2 ended the sharing.)
 pub const ALL_KINDS: [&FileKind; 2] = [&CLUSTER_STATE, &SHARD_SNAPSHOT];
 
 /// A decoded envelope: the format version the file was written with and its body.

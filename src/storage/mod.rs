@@ -196,9 +196,10 @@
 //! # Envelope files
 //! Small files that are read whole (the cluster state `cluster-state.bin`, a shard snapshot's
 //! `shard.snap`) are not containers: they hold one opaque body (postcard by convention), framed
-//! by [`envelope`]. (A Raft snapshot's `MANIFEST` is framed by `raft` itself, which names no
-//! other module of the crate: `SHOALSNP`, u32 version 1, u32 length, body, CRC-32.) Layout,
-//! little-endian:
+//! by [`envelope`]. A Raft snapshot's `MANIFEST` has the same header with a kind letter of its
+//! own, `R`, but is framed by `raft/manifest.rs`, since `raft` is a leaf that names no other
+//! module of the crate (version 2; version 1 was `SHOALSNP`, u32 version 1, u32 length, body,
+//! CRC-32, still read there). Layout, little-endian:
 //!
 //! | bytes    | field      | meaning |
 //! |----------|------------|---------|
@@ -216,6 +217,7 @@
 //! |------|-----|------|-----------------|------|
 //! | [`envelope::CLUSTER_STATE`] | `C` | `cluster-state.bin` | 4 | postcard `ClusterState` (3: without aliases) |
 //! | [`envelope::SHARD_SNAPSHOT`] | `S` | `<snapshot>/shard.snap` | 4 | postcard shard snapshot body |
+//! | (`raft::manifest`) | `R` | `<raft snapshot>/MANIFEST` | 2 | postcard (last log id, membership, file list) |
 //!
 //! Reading checks, in order: the magic (another kind's file is [`StorageError::BadMagic`]), the
 //! header CRC (so a damaged header is never taken for a newer version), the version
@@ -242,6 +244,9 @@
 //!   envelope, `tests/fixtures/meta/cluster_state_v3.bin`, `cluster_state_v4.bin` and
 //!   `tests/fixtures/shard_snapshot_v4/` written in it; they decode, and their owners (cluster metadata, shard snapshot) restore them
 //!   completely.
+//! - `tests/fixtures/raft_snapshot_v1/` and `raft_snapshot_v2/` hold a Raft snapshot `MANIFEST`
+//!   of each version; both decode to the same manifest, and this build writes version 2's bytes
+//!   (`tests/format_fixtures.rs`, which also checks that `R` is no storage kind's magic).
 //! - `tests/fixtures/shard_segment_v1/` and `tests/fixtures/shard_segment_v2/` are shard
 //!   snapshots whose sealed segments are shard segment versions 1 and 2; both restore with every
 //!   filter answering as brute force over their payloads (`tests/format_fixtures.rs`).

@@ -1,0 +1,159 @@
+//! The write path: [`Shard::validate`] and [`Shard::apply`], which run log entries in order
+//! (skipping indexes already applied, so replay is harmless), and the append of one point to
+//! the mutable segment.
+
+use super::planner::allowed;
+use super::segment::{CHUNK_ROWS, Chunk, SegBody};
+use super::{Loc, PointId, PointWrite, Shard, ShardCommand, ShardError, State, payload_ops, write};
+use crate::index::FlatIndex;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Checks a vector for the shard's dimension and finiteness.
+pub fn check_vector(dim: usize, v: &[f32]) -> Result<(), ShardError> {
+    if v.len() != dim {
+        return Err(ShardError::Dimension {
+            expected: dim,
+            got: v.len(),
+        });
+    }
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(ShardError::NonFinite);
+    }
+    Ok(())
+}
+
+impl Shard {
+    /// Checks a command without applying it, so that callers can refuse bad input before it is
+    /// logged. `apply` runs the same checks.
+    pub fn validate(&self, command: &ShardCommand) -> Result<(), ShardError> {
+        match command {
+            ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => {
+                let mut seen = HashSet::with_capacity(points.len());
+                for p in points {
+                    check_vector(self.inner.config.dim, &p.vector)?;
+                    if !seen.insert(p.id) {
+                        return Err(ShardError::DuplicateId(p.id));
+                    }
+                }
+                Ok(())
+            }
+            ShardCommand::Delete { .. } | ShardCommand::DeleteAt { .. } => Ok(()),
+            ShardCommand::DeleteByFilter { filter } => {
+                filter.compile()?;
+                Ok(())
+            }
+            _ => payload_ops::validate(command),
+        }
+    }
+
+    /// Applies the command at log `index`. Indices at or below the last applied are skipped (and
+    /// return `Ok(false)`), so replay is idempotent. An invalid command changes nothing but the
+    /// applied index, so every replica skips it the same way.
+    pub fn apply(&self, index: u64, command: &ShardCommand) -> Result<bool, ShardError> {
+        let mut state = write(&self.inner.state);
+        if index <= state.last_applied {
+            return Ok(false);
+        }
+        state.last_applied = index;
+        self.validate(command)?;
+        if matches!(
+            command,
+            ShardCommand::Upsert { .. } | ShardCommand::UpsertAt { .. }
+        ) {
+            self.touch();
+        }
+        let mut tombstoned = false;
+        match command {
+            ShardCommand::Upsert { points } => {
+                for p in points {
+                    tombstoned |= self.append(&mut state, p)?;
+                }
+            }
+            ShardCommand::UpsertAt { points, version } => {
+                for p in points {
+                    if state.wins(&p.id, *version) {
+                        state.versions.insert(p.id, *version);
+                        tombstoned |= self.append(&mut state, p)?;
+                    }
+                }
+            }
+            ShardCommand::Delete { ids } => {
+                for id in ids {
+                    tombstoned |= state.tombstone(id);
+                }
+            }
+            ShardCommand::DeleteAt { ids, version } => {
+                for id in ids {
+                    if state.wins(id, *version) {
+                        state.versions.insert(*id, *version);
+                        tombstoned |= state.tombstone(id);
+                    }
+                }
+            }
+            ShardCommand::DeleteByFilter { filter } => {
+                let filter = filter.compile()?;
+                let doomed: Vec<PointId> = state
+                    .segments
+                    .iter()
+                    .flat_map(|seg| {
+                        allowed(seg, Some(&filter))
+                            .iter()
+                            .filter_map(|row| seg.body.point(row))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                for id in &doomed {
+                    tombstoned |= state.tombstone(id);
+                }
+            }
+            _ => tombstoned |= self.apply_payload(&mut state, command)?,
+        }
+        if tombstoned {
+            self.maybe_compact(&mut state);
+        }
+        Ok(true)
+    }
+
+    /// Appends one point to the mutable segment (tombstoning its old row); returns whether an
+    /// old row was tombstoned.
+    pub(super) fn append(&self, state: &mut State, p: &PointWrite) -> Result<bool, ShardError> {
+        let replaced = state.tombstone(&p.id);
+        let config = &self.inner.config;
+        let Some(seg) = state.segments.last_mut() else {
+            return Ok(replaced);
+        };
+        let SegBody::Flat(chunks) = &mut seg.body else {
+            return Ok(replaced);
+        };
+        let row = seg.rows;
+        if chunks.last().is_none_or(|c| c.len() >= CHUNK_ROWS) {
+            let mut chunk = Chunk::new(FlatIndex::new(config.dim, config.metric));
+            chunk.index.sync(&state.schema, 0, |_| None);
+            chunks.push(Arc::new(chunk));
+        }
+        if let Some(last) = chunks.last_mut() {
+            // Copies the chunk only if a query still reads it (at most CHUNK_ROWS rows).
+            let chunk = Arc::make_mut(last);
+            chunk.flat.add(row as u64, &p.vector)?;
+            chunk.index.add_row(chunk.points.len(), p.payload.as_ref());
+            chunk.points.push(p.id);
+            chunk.payloads.push(p.payload.clone().map(Arc::new));
+        }
+        let live = Arc::make_mut(&mut seg.live);
+        live.resize(row + 1);
+        live.insert(row);
+        seg.rows += 1;
+        seg.live_count += 1;
+        let seg_id = seg.id;
+        state.ids.insert(
+            p.id,
+            Loc {
+                seg: seg_id,
+                row: row as u32,
+            },
+        );
+        self.maybe_seal(state);
+        Ok(replaced)
+    }
+}

@@ -1,0 +1,243 @@
+//! The search path: a query over an immutable view of the segments, each searched with the
+//! parameters its plan resolved (exactly over flat chunks; through the IVF-PQ index, or exactly
+//! over a filter's matches, in sealed segments), merged by distance then id.
+
+#[cfg(test)]
+use super::pause_at;
+use super::planner::{self, allowed};
+use super::segment::{CHUNK_ROWS, Chunk, IvfSeg, SegBody, Segment};
+use super::{
+    CompiledFilter, PointId, Record, SearchPlan, Shard, ShardError, Tuning, check_vector, read,
+    record_in,
+};
+use crate::index::ivfpq::SearchParams;
+use crate::index::{Metric, Neighbor, RowSet, TopK, distance};
+use std::sync::Arc;
+
+/// A filter letting at most this many rows of a sealed segment through is answered by scanning
+/// those rows exactly: cheaper than probing lists that hold few of them, and it never comes back
+/// short of the limit.
+pub const EXACT_SCAN_ROWS: usize = 512;
+
+/// A search hit with its distance (smaller is closer, see [`Metric`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The point.
+    pub record: Record,
+    /// Its distance to the query.
+    pub distance: f32,
+}
+
+/// A search as the shard runs it.
+#[derive(Debug, Clone)]
+pub struct SearchRequest<'a> {
+    /// The query vector.
+    pub vector: &'a [f32],
+    /// Hits to return (after `offset`).
+    pub limit: usize,
+    /// Best hits to skip.
+    pub offset: usize,
+    /// Only points passing this filter.
+    pub filter: Option<&'a CompiledFilter>,
+    /// IVF lists to probe in sealed segments ([`Shard::search_tuned`]: only in segments without
+    /// a calibration, unless its [`Tuning`] fixes it).
+    pub nprobe: usize,
+    /// Re-rank factor in sealed segments, 0 = ADC distances (as `nprobe` for `search_tuned`).
+    pub rerank: usize,
+    /// Scan every row exactly instead of using the IVF-PQ index.
+    pub exact: bool,
+    /// Return payloads.
+    pub with_payload: bool,
+    /// Return vectors.
+    pub with_vector: bool,
+}
+
+impl Shard {
+    /// The segments as they are now: an immutable view that queries search without the lock.
+    pub(super) fn view(&self) -> Vec<Segment> {
+        read(&self.inner.state).segments.clone()
+    }
+
+    /// The nearest live points to the query, closest first (ties by id), searching sealed
+    /// segments with exactly `req.nprobe` and `req.rerank`.
+    pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<Hit>, ShardError> {
+        self.search_tuned(req, &Tuning::explicit(req.nprobe, req.rerank))
+    }
+
+    /// The nearest live points to the query, closest first (ties by id), each sealed segment
+    /// searched with the parameters `tuning` picks for it (see [`tuning`](super::tuning)); `req.nprobe` and
+    /// `req.rerank` serve segments that have no calibration.
+    pub fn search_tuned(
+        &self,
+        req: &SearchRequest<'_>,
+        tuning: &Tuning,
+    ) -> Result<Vec<Hit>, ShardError> {
+        let fallback = SearchParams {
+            nprobe: req.nprobe,
+            rerank: req.rerank,
+        };
+        self.search_planned(req, &self.plan_search(tuning, fallback)?)
+    }
+
+    /// The nearest live points to the query over the segments of `plan`, each sealed one with
+    /// the parameters the plan resolved for it ([`Shard::plan_search`]).
+    pub fn search_planned(
+        &self,
+        req: &SearchRequest<'_>,
+        plan: &SearchPlan,
+    ) -> Result<Vec<Hit>, ShardError> {
+        check_vector(self.inner.config.dim, req.vector)?;
+        if req.nprobe == 0 {
+            return Err(ShardError::Param("nprobe must be at least 1".into()));
+        }
+        let k = req.limit.saturating_add(req.offset);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let metric = self.inner.config.metric;
+        let mut query = req.vector.to_vec();
+        if metric == Metric::Cosine {
+            distance::normalize(&mut query);
+        }
+        let view = &plan.segments;
+        #[cfg(test)]
+        pause_at(&self.inner.hooks.search);
+        let mut all: Vec<(f32, PointId, usize, u32)> = Vec::new();
+        for (i, seg) in view.iter().enumerate() {
+            if seg.live_count == 0 {
+                continue;
+            }
+            let filtered = req.filter.is_some_and(|f| !f.is_empty());
+            let filtered_rows;
+            let pass: &RowSet = if filtered {
+                filtered_rows = allowed(seg, req.filter);
+                &filtered_rows
+            } else {
+                &seg.live
+            };
+            let matching = if filtered {
+                pass.count()
+            } else {
+                seg.live_count
+            };
+            if matching == 0 {
+                continue;
+            }
+            let hits: Vec<Neighbor> = match &seg.body {
+                SegBody::Flat(chunks) => {
+                    search_chunks(chunks, &query, k, (matching < seg.rows).then_some(pass))
+                }
+                SegBody::Ivf(ivf) => search_ivf(
+                    ivf,
+                    metric,
+                    &query,
+                    k,
+                    (&plan.params[i], plan.target),
+                    pass,
+                    matching,
+                    req.exact,
+                    (self.inner.config.pq_m, self.inner.config.pq_bits),
+                ),
+            };
+            all.extend(hits.into_iter().filter_map(|n| {
+                let row = n.id as usize;
+                seg.body
+                    .point(row)
+                    .map(|id| (n.distance, id, i, row as u32))
+            }));
+        }
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        Ok(all
+            .into_iter()
+            .skip(req.offset)
+            .take(req.limit)
+            .filter_map(|(d, id, i, row)| {
+                record_in(&view[i], id, row, req.with_payload, req.with_vector).map(|record| Hit {
+                    record,
+                    distance: d,
+                })
+            })
+            .collect())
+    }
+}
+
+/// Exact search over a flat segment's chunks; `allowed` (over segment rows) limits the rows.
+fn search_chunks(
+    chunks: &[Arc<Chunk>],
+    query: &[f32],
+    k: usize,
+    allowed: Option<&RowSet>,
+) -> Vec<Neighbor> {
+    let mut top = TopK::new(k);
+    for (c, chunk) in chunks.iter().enumerate() {
+        match allowed {
+            None => chunk.flat.scan(query, None, &mut top),
+            Some(a) => {
+                let w0 = c * CHUNK_ROWS / 64;
+                let Some(words) = a.words().get(w0..w0 + chunk.len().div_ceil(64)) else {
+                    continue;
+                };
+                let Some(local) = RowSet::from_words(chunk.len(), words.to_vec()) else {
+                    continue;
+                };
+                if local.count() > 0 {
+                    chunk.flat.scan(query, Some(&local), &mut top);
+                }
+            }
+        }
+    }
+    top.into_sorted_vec()
+}
+
+/// Search of a built segment: the index with the allowed rows passed in, or an exact scan of
+/// them when asked, when the filter is selective or when the probed lists held too few.
+#[allow(clippy::too_many_arguments)]
+fn search_ivf(
+    ivf: &IvfSeg,
+    metric: Metric,
+    query: &[f32],
+    k: usize,
+    (params, target): (&SearchParams, f64),
+    allowed: &RowSet,
+    matching: usize,
+    exact: bool,
+    (pq_m, pq_bits): (usize, u8),
+) -> Vec<Neighbor> {
+    let index = &ivf.index;
+    let shape = planner::SegShape {
+        rows: index.len(),
+        nlist: index.nlist(),
+        dim: index.dim(),
+        pq_m,
+        pq_bits,
+    };
+    let share = matching as f64 / index.len().max(1) as f64;
+    let widening = match &ivf.calibration {
+        Some(c) if matching < index.len() => c.widening(share, target, params.rerank),
+        _ => None,
+    };
+    let plan = planner::plan_ivf(params, k, matching, &shape, widening);
+    let approx = match plan {
+        _ if exact => None,
+        planner::Plan::Exact => None,
+        // Every row is live and passes: nothing to check per candidate.
+        planner::Plan::Ivf(p) if matching == index.len() => Some(index.search(query, k, &p, None)),
+        // The index's ids are segment rows: it checks each candidate against the allowed rows.
+        planner::Plan::Ivf(p) => Some(index.search_ids_in(query, k, &p, allowed)),
+    };
+    match approx {
+        // The probed lists held enough matching rows.
+        Some(hits) if hits.len() >= k.min(matching) => hits,
+        // Exact requested, a selective filter, or too few matches in the probed lists: scan the
+        // allowed rows exactly so the limit is still filled.
+        _ => {
+            let mut top = TopK::new(k);
+            for row in allowed.iter() {
+                if let Some(v) = ivf.vector(row) {
+                    top.push(row as u64, distance::distance(metric, query, v));
+                }
+            }
+            top.into_sorted_vec()
+        }
+    }
+}
