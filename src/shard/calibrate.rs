@@ -128,7 +128,7 @@ impl Calibration {
     /// share with the slope of the last step (at most that of `1/share`). Never below 1 and
     /// never falling as the share falls. `None` without filtered curves (version 1).
     pub fn widening(&self, share: f64, target: f64, rerank: usize) -> Option<f64> {
-        if self.filtered.is_empty() || !(share > 0.0) {
+        if self.filtered.is_empty() || share.is_nan() || share <= 0.0 {
             return None;
         }
         let needed = |curve: &[CurvePoint], queries: usize| {
@@ -140,7 +140,7 @@ impl Calibration {
         filtered.sort_by(|a, b| b.share.total_cmp(&a.share));
         let mut points = vec![(0.0f64, 0.0f64)];
         for f in filtered {
-            if !(f.share > 0.0 && f.share < 1.0) {
+            if f.share.is_nan() || f.share <= 0.0 || f.share >= 1.0 {
                 continue;
             }
             let Some(p) = needed(&f.curve, f.queries) else {
@@ -316,13 +316,13 @@ fn exact_truths(index: &IvfPqIndex, sample: &[usize], within: Option<&RowSet>) -
             let q = index.vector(row)?.to_vec();
             let own = ids[row];
             let mut top = TopK::new(k);
-            for r in 0..n {
-                let admitted = within.is_none_or(|w| w.contains(ids[r] as usize));
+            for (r, &id) in ids.iter().enumerate().take(n) {
+                let admitted = within.is_none_or(|w| w.contains(id as usize));
                 if r == row || !admitted {
                     continue;
                 }
                 if let Some(v) = index.vector(r) {
-                    top.push(ids[r], exact(metric, &q, v));
+                    top.push(id, exact(metric, &q, v));
                 }
             }
             let truth: HashSet<u64> = top.into_sorted_vec().into_iter().map(|nb| nb.id).collect();
