@@ -757,18 +757,22 @@ impl RaftNode {
         })
     }
 
-    /// The groups in this node's map whose core stopped on its own, with why
-    /// ([`RaftGroup::stopped`]). A group stopped on purpose leaves the map first.
-    pub fn stopped_groups(&self) -> Vec<(GroupId, String)> {
-        let groups: Vec<RaftGroup> = self
-            .shared
+    /// A handle to every group in this node's map, taken under the lock and used after it.
+    fn group_handles(&self) -> Vec<RaftGroup> {
+        self.shared
             .groups
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
-            .collect();
-        let mut out: Vec<_> = groups
+            .collect()
+    }
+
+    /// The groups in this node's map whose core stopped on its own, with why
+    /// ([`RaftGroup::stopped`]). A group stopped on purpose leaves the map first.
+    pub fn stopped_groups(&self) -> Vec<(GroupId, String)> {
+        let mut out: Vec<_> = self
+            .group_handles()
             .iter()
             .filter_map(|g| g.stopped().map(|why| (g.group_id, why)))
             .collect();
@@ -778,15 +782,8 @@ impl RaftNode {
 
     /// The groups whose core stopped on a storage error: the ones a restart can cure.
     pub fn groups_stopped_on_storage(&self) -> Vec<GroupId> {
-        let groups: Vec<RaftGroup> = self
-            .shared
-            .groups
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let mut out: Vec<_> = groups
+        let mut out: Vec<_> = self
+            .group_handles()
             .iter()
             .filter(|g| g.stopped_on_storage())
             .map(|g| g.group_id)
