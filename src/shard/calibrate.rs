@@ -196,17 +196,19 @@ fn choose(
     nprobe: Option<usize>,
     rerank: Option<usize>,
 ) -> Option<CurvePoint> {
-    let snap = |want: Option<usize>, values: Vec<usize>| -> Option<usize> {
+    // The measured value standing for `want` (see `Calibration::choose`), read straight off the
+    // curve: this runs for every sealed segment of every query, so it allocates nothing.
+    let snap = |want: Option<usize>, value: fn(&CurvePoint) -> usize| -> Option<usize> {
         let want = want?;
+        let values = curve.iter().map(value);
         values
-            .iter()
-            .copied()
+            .clone()
             .filter(|v| *v <= want)
             .max()
-            .or_else(|| values.iter().copied().min())
+            .or_else(|| values.min())
     };
-    let fixed_p = snap(nprobe, curve.iter().map(|c| c.nprobe).collect());
-    let fixed_r = snap(rerank, curve.iter().map(|c| c.rerank).collect());
+    let fixed_p = snap(nprobe, |c| c.nprobe);
+    let fixed_r = snap(rerank, |c| c.rerank);
     let candidates = curve
         .iter()
         .filter(|c| fixed_p.is_none_or(|p| c.nprobe == p) && fixed_r.is_none_or(|r| c.rerank == r));
