@@ -118,7 +118,8 @@ pub async fn update_aliases(
     JsonBody(req): JsonBody<ChangeAliases>,
 ) -> Result<Response, ApiError> {
     let actions = req.actions.into_iter().map(AliasAction::from).collect();
-    let change = st.cluster.update_aliases(actions);
+    let cluster = st.cluster.clone();
+    let change = async move { cluster.update_aliases(actions).await };
     super::handlers::within(q.timeout, "update_collection_aliases", change).await?;
     Ok(ok(true))
 }

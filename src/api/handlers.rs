@@ -49,12 +49,9 @@ pub async fn create_collection(
     JsonBody(req): JsonBody<CreateCollection>,
 ) -> Result<Response, ApiError> {
     let spec = super::collections::spec_of(&req)?;
-    within(
-        q.timeout,
-        "create_collection",
-        st.cluster.create_collection(&name, spec),
-    )
-    .await?;
+    let cluster = st.cluster.clone();
+    let create = async move { cluster.create_collection(&name, spec).await };
+    within(q.timeout, "create_collection", create).await?;
     Ok(ok(true))
 }
 
@@ -78,12 +75,9 @@ pub async fn update_collection(
         (n.to_owned(), c.config)
     };
     let update = super::collections::update_of(&req, &current)?;
-    within(
-        q.timeout,
-        "update_collection",
-        st.cluster.update_collection(&name, update),
-    )
-    .await?;
+    let cluster = st.cluster.clone();
+    let change = async move { cluster.update_collection(&name, update).await };
+    within(q.timeout, "update_collection", change).await?;
     Ok(ok(true))
 }
 
@@ -95,33 +89,61 @@ pub async fn delete_collection(
     Path(name): Path<String>,
     Query(q): Query<MetaQuery>,
 ) -> Result<Response, ApiError> {
-    let deleted = within(
-        q.timeout,
-        "delete_collection",
-        st.cluster.delete_collection(&name),
-    )
-    .await?;
+    let cluster = st.cluster.clone();
+    let delete = async move { cluster.delete_collection(&name).await };
+    let deleted = within(q.timeout, "delete_collection", delete).await?;
     Ok(ok(deleted))
 }
 
-/// `fut` (a change committed through the metadata group), or a 503 once `timeout` seconds have
-/// passed: the answer stops waiting, the change itself may still be applied (Qdrant's meaning
-/// of `timeout` on these routes).
-pub(super) async fn within<T>(
+/// `op` (a change committed through the metadata group), or a 503 once `timeout` seconds have
+/// passed: the answer stops waiting and the change itself runs on to the end in its own task, so
+/// it may still be applied (Qdrant's meaning of `timeout` on these routes) but is never cut off
+/// half-way by the answer giving up or by the client going away.
+pub(super) async fn within<T: Send + 'static>(
     timeout: Option<u64>,
     what: &str,
-    fut: impl std::future::Future<Output = Result<T, crate::collection::Error>>,
+    op: impl std::future::Future<Output = Result<T, crate::collection::Error>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let Some(secs) = timeout else {
-        return Ok(fut.await?);
+    let task = tokio::spawn(op);
+    let finished = match timeout {
+        None => task.await,
+        Some(secs) => {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+            // The deadline is checked before the task on every wake-up: `tokio::time::timeout`
+            // lets an answer that comes after the deadline win while its timer has not fired
+            // yet, which made `timeout=0` sometimes wait for the commit.
+            match deadline_first(deadline, task).await {
+                Some(joined) => joined,
+                None => {
+                    return Err(crate::collection::Error::unavailable(format!(
+                        "{what} was not committed within timeout={secs}s; it may still be applied"
+                    ))
+                    .into());
+                }
+            }
+        }
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(secs), fut).await {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(crate::collection::Error::unavailable(format!(
-            "{what} was not committed within timeout={secs}s; it may still be applied"
-        ))
-        .into()),
-    }
+    let result = finished.map_err(|e| {
+        crate::collection::Error::internal(format!("{what} stopped unexpectedly: {e}"))
+    })?;
+    Ok(result?)
+}
+
+/// `fut`'s output, or `None` when `deadline` has passed by the time `fut` is polled.
+async fn deadline_first<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    fut: F,
+) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+    std::future::poll_fn(|cx| {
+        use std::task::Poll;
+        if tokio::time::Instant::now() >= deadline || sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        fut.as_mut().poll(cx).map(Some)
+    })
+    .await
 }
 
 /// Whether a collection exists.
