@@ -112,9 +112,21 @@ pub fn ok<T: Serialize>(result: T) -> Response {
     .into_response()
 }
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach: one shared allocation, so the copy that every middleware and
+/// handler extracts per request is one reference count, not one per field (perf showed the
+/// per-field clones and drops at about 1% of a query's server CPU).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// The cluster this node belongs to (collections live in its metadata).
     pub cluster: Arc<crate::cluster::Cluster>,
     /// Routes point operations to the shards' replicas.
@@ -139,7 +151,7 @@ impl AppState {
         config: ApiConfig,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        AppState {
+        AppState(Arc::new(Shared {
             cluster,
             router,
             admission: Arc::new(guard::Admission::new(
@@ -150,7 +162,7 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
             ready: Arc::new(AtomicBool::new(true)),
-        }
+        }))
     }
 }
 

@@ -207,10 +207,15 @@ pub(super) fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<Scored
 
 /// Searches of one batch in flight at once: a batch of a thousand takes its turn at the shards'
 /// permits a few searches at a time instead of queueing all of them ahead of other requests.
+/// Asked once: `available_parallelism` reads the cgroup files on every call (perf showed it, with
+/// its path look-ups in the kernel, on every query).
 fn batch_parallelism() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, usize::from)
-        .saturating_mul(2)
+    static PARALLELISM: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PARALLELISM.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(2, usize::from)
+            .saturating_mul(2)
+    })
 }
 
 /// Runs prepared searches, a few at a time, answers in order; every search's missing shards
