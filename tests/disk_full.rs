@@ -11,67 +11,9 @@
 mod common;
 
 use common::Server;
+use common::tmpfs::{Tmpfs, fill};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A tmpfs mounted for the test; unmounted (and its mount point removed) on drop.
-struct Tmpfs {
-    dir: PathBuf,
-    _parent: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size_mib: u64) -> Result<Tmpfs, String> {
-        let parent = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let dir = parent.path().join("mnt");
-        std::fs::create_dir(&dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
-            .arg(&dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs {
-            dir,
-            _parent: parent,
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // Something still holds a file open: detach now, the kernel frees it when released.
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
-
-/// Fills the filesystem holding `path` with one file, down to the last page.
-fn fill(path: &Path) -> u64 {
-    let mut f = std::fs::File::create(path).expect("create ballast");
-    let mut written = 0u64;
-    for chunk in [1 << 20, 4096] {
-        let buf = vec![0xA5u8; chunk];
-        while f.write_all(&buf).is_ok() {
-            written += chunk as u64;
-        }
-    }
-    let _ = f.sync_all();
-    written
-}
 
 fn vector(i: u64) -> Vec<f32> {
     (0..8)

@@ -8,6 +8,9 @@
 //! fails (no daemon, no permission) the test prints a SKIPPED line and passes. Containers, the
 //! network and the image are removed at the end, also when an assertion fails (`Docker`'s Drop).
 
+mod common;
+
+use common::tmpfs::{Tmpfs, fill};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -111,11 +114,15 @@ impl Docker {
     /// `cluster_net` the container is also attached to that network under the alias
     /// `node<id>`, the name its peers dial (it resolves only there, so disconnecting the
     /// container from that network cuts it off from its peers but not from the test).
+    ///
+    /// `data`: a host directory bind-mounted as `/data` (owned by uid 10001) instead of the
+    /// container's own tmpfs, so the test can fill and free the node's disk from outside.
     fn start_node(
         &mut self,
         ordinal: u32,
         extra_env: &[(&str, String)],
         cluster_net: Option<&str>,
+        data: Option<&Path>,
     ) -> String {
         let name = format!("{}-{ordinal}", self.prefix);
         let mut args: Vec<String> = vec![
@@ -129,8 +136,6 @@ impl Docker {
             "--read-only".into(),
             "--tmpfs".into(),
             "/tmp".into(),
-            "--tmpfs".into(),
-            "/data:uid=10001,gid=10001,mode=0700".into(),
             "--user".into(),
             "10001:10001".into(),
             "--publish".into(),
@@ -144,6 +149,16 @@ impl Docker {
             "--env".into(),
             "SHOAL_LOG_LEVEL=warn".into(),
         ];
+        match data {
+            Some(dir) => args.extend([
+                "--mount".into(),
+                format!("type=bind,src={},dst=/data", dir.display()),
+            ]),
+            None => args.extend([
+                "--tmpfs".into(),
+                "/data:uid=10001,gid=10001,mode=0700".into(),
+            ]),
+        }
         for (k, v) in extra_env {
             args.push("--env".into());
             args.push(format!("{k}={v}"));
@@ -262,7 +277,7 @@ fn one_container_serves_a_round_trip() {
     let Some(mut d) = Docker::start("one") else {
         return;
     };
-    let addr = d.start_node(0, &[("SHOAL_API_KEY", "container-key".into())], None);
+    let addr = d.start_node(0, &[("SHOAL_API_KEY", "container-key".into())], None, None);
     wait_healthy(&addr);
 
     // The API key from the environment is in force (the probes stay open, as the chart needs).
@@ -347,14 +362,38 @@ fn points(ids: std::ops::Range<u64>) -> Value {
     json!({ "points": points })
 }
 
-fn count(addr: &str, consistency: &str) -> std::io::Result<(u16, Value)> {
+fn count(addr: &str, collection: &str, consistency: &str) -> std::io::Result<(u16, Value)> {
     try_call(
         addr,
         None,
         "POST",
-        &format!("/collections/docs/points/count?consistency={consistency}"),
+        &format!("/collections/{collection}/points/count?consistency={consistency}"),
         Some(&json!({"exact": true})),
     )
+}
+
+/// Three nodes peered over their own network (`<prefix>-raft`, where each is `node<id>`), node 3
+/// with `node3_data` as its disk when given; their REST addresses, once healthy, and the
+/// network's name (disconnect a container from it to cut it off).
+fn start_three(d: &mut Docker, node3_data: Option<&Path>) -> (Vec<String>, String) {
+    let raft_net = d.create_network(&format!("{}-raft", d.prefix));
+    let peers = "1=node1:6335,2=node2:6335,3=node3:6335".to_string();
+    let addrs: Vec<String> = (0..3u32)
+        .map(|ordinal| {
+            let env = [
+                ("SHOAL_PEERS", peers.clone()),
+                ("SHOAL_INTERNAL_LISTEN", "0.0.0.0:6335".into()),
+                ("SHOAL_ADVERTISE", format!("node{}", ordinal + 1)),
+                ("SHOAL_CLUSTER_SECRET", "docker-test-secret".into()),
+            ];
+            let data = if ordinal == 2 { node3_data } else { None };
+            d.start_node(ordinal, &env, Some(&raft_net), data)
+        })
+        .collect();
+    for a in &addrs {
+        wait_healthy(a);
+    }
+    (addrs, raft_net)
 }
 
 /// Three containers form a cluster over their own network with `SHOAL_PEERS`, as the Helm chart
@@ -367,22 +406,7 @@ fn three_containers_keep_writing_through_a_cut_and_converge() {
     let Some(mut d) = Docker::start("three") else {
         return;
     };
-    let raft_net = d.create_network(&format!("{}-raft", d.prefix));
-    let peers = "1=node1:6335,2=node2:6335,3=node3:6335".to_string();
-    let addrs: Vec<String> = (0..3u32)
-        .map(|ordinal| {
-            let env = [
-                ("SHOAL_PEERS", peers.clone()),
-                ("SHOAL_INTERNAL_LISTEN", "0.0.0.0:6335".into()),
-                ("SHOAL_ADVERTISE", format!("node{}", ordinal + 1)),
-                ("SHOAL_CLUSTER_SECRET", "docker-test-secret".into()),
-            ];
-            d.start_node(ordinal, &env, Some(&raft_net))
-        })
-        .collect();
-    for a in &addrs {
-        wait_healthy(a);
-    }
+    let (addrs, raft_net) = start_three(&mut d, None);
     let (n1, n2, n3) = (&addrs[0], &addrs[1], &addrs[2]);
     let settle = Duration::from_secs(60);
     ok_within(
@@ -432,14 +456,14 @@ fn three_containers_keep_writing_through_a_cut_and_converge() {
     )
     .expect("node 3's REST port is still reachable");
     assert_ne!(status, 200, "the cut node acknowledged a write: {v}");
-    let (status, v) = count(n3, "strong").unwrap();
+    let (status, v) = count(n3, "docs", "strong").unwrap();
     assert_ne!(status, 200, "the cut node answered a strong read: {v}");
 
     // Healed, node 3's replicas catch up: its eventual reads (local replicas first) see all 60.
     docker_ok(&["network", "connect", "--alias", "node3", &raft_net, &node3]);
     let deadline = Instant::now() + settle;
     loop {
-        let c = count(n3, "eventual");
+        let c = count(n3, "docs", "eventual");
         if let Ok((200, v)) = &c
             && v["result"]["count"] == 60
         {
@@ -459,4 +483,169 @@ fn three_containers_keep_writing_through_a_cut_and_converge() {
         strong["count"], 60,
         "the write refused during the cut must not appear: {strong}"
     );
+}
+
+/// Dimension and points per upsert of the large-entry test: 8,000 × 128 floats make each
+/// replicated upsert about 4 MiB in the Raft log (the append budget, 16 MiB, then carries a few
+/// per AppendEntries), and about 9 MiB of JSON.
+const LARGE_DIM: usize = 128;
+const LARGE_BATCH: u64 = 8_000;
+
+fn large_points(ids: std::ops::Range<u64>) -> Value {
+    let points: Vec<Value> = ids
+        .map(|i| {
+            let v: Vec<f32> = (0..LARGE_DIM as u64)
+                .map(|d| ((i * 131 + d * 17) % 1009) as f32 / 1009.0)
+                .collect();
+            json!({"id": i, "vector": v, "payload": {"i": i}})
+        })
+        .collect();
+    json!({ "points": points })
+}
+
+fn readyz(addr: &str) -> Option<(u16, Value)> {
+    try_call(addr, None, "GET", "/readyz", None).ok()
+}
+
+/// Issue 14: the container chaos test with large entries and a full disk. Node 3 (its disk a
+/// 192 MiB tmpfs of the host's, bind-mounted) is cut off while eight ~4 MiB upserts are
+/// acknowledged by the other two; its disk is filled to its last 8 MiB and it is healed, so
+/// catching up fails for want of space: it must say so on `/readyz` (503) while the majority
+/// keeps acknowledging writes. Then the space is freed, and without a restart node 3 must
+/// catch up: every acknowledged point on every node, the refused ones nowhere.
+#[test]
+fn three_containers_with_large_entries_and_a_full_disk_lose_no_acknowledged_write() {
+    let disk = match Tmpfs::mount_for(192, 10001) {
+        Ok(fs) => fs,
+        Err(why) => {
+            println!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let Some(mut d) = Docker::start("full") else {
+        return;
+    };
+    let (addrs, raft_net) = start_three(&mut d, Some(&disk.dir));
+    let (n1, n2, n3) = (&addrs[0], &addrs[1], &addrs[2]);
+    let settle = Duration::from_secs(90);
+    ok_within(
+        n1,
+        "PUT",
+        "/collections/big",
+        json!({"vectors": {"size": LARGE_DIM, "distance": "Euclid"},
+               "shard_number": 1, "replication_factor": 3}),
+        settle,
+    );
+    let mut acked = 0u64;
+    for _ in 0..2 {
+        let ids = acked..acked + LARGE_BATCH;
+        ok_within(
+            n2,
+            "PUT",
+            "/collections/big/points?wait=true",
+            large_points(ids),
+            settle,
+        );
+        acked += LARGE_BATCH;
+    }
+
+    // Cut node 3 off; the majority acknowledges eight more large upserts.
+    let node3 = format!("{}-2", d.prefix);
+    docker_ok(&["network", "disconnect", &raft_net, &node3]);
+    for _ in 0..8 {
+        let ids = acked..acked + LARGE_BATCH;
+        ok_within(
+            n1,
+            "PUT",
+            "/collections/big/points?wait=true",
+            large_points(ids),
+            settle,
+        );
+        acked += LARGE_BATCH;
+    }
+
+    // Node 3's disk is filled to its last 8 MiB, then it is healed: catching up needs more.
+    let ballast = disk.dir.join("ballast");
+    let written = fill(&ballast);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ballast)
+        .unwrap();
+    file.set_len(written.saturating_sub(8 << 20)).unwrap();
+    file.sync_all().unwrap();
+    docker_ok(&["network", "connect", "--alias", "node3", &raft_net, &node3]);
+
+    // It says it cannot make writes durable, and it has not caught up.
+    let deadline = Instant::now() + settle;
+    loop {
+        if let Some((503, v)) = readyz(n3) {
+            eprintln!("node 3 while its disk is full: {v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3's /readyz never reported the full disk: {:?}",
+            readyz(n3)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The majority still acknowledges a large write.
+    let ids = acked..acked + LARGE_BATCH;
+    ok_within(
+        n2,
+        "PUT",
+        "/collections/big/points?wait=true",
+        large_points(ids),
+        settle,
+    );
+    acked += LARGE_BATCH;
+
+    // Space returns; node 3 recovers by itself and catches up.
+    drop(file);
+    std::fs::remove_file(&ballast).unwrap();
+    // Node 3's own replica, not an eventual read (which another replica may answer while the
+    // local one is still catching up).
+    let deadline = Instant::now() + settle;
+    loop {
+        let local = try_call(n3, None, "GET", "/collections/big/cluster", None);
+        let ready = readyz(n3).is_some_and(|(s, _)| s == 200);
+        if ready
+            && let Ok((200, v)) = &local
+            && v["result"]["local_shards"][0]["points_count"] == acked
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 did not recover and catch up after its disk was freed: {local:?}, readyz {:?}",
+            readyz(n3)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (n, addr) in addrs.iter().enumerate() {
+        let strong = ok_within(
+            addr,
+            "POST",
+            "/collections/big/points/count?consistency=strong",
+            json!({"exact": true}),
+            settle,
+        );
+        assert_eq!(strong["count"], acked, "node {}: {strong}", n + 1);
+    }
+    // Node 3's own copies, point by point: the first and last of every acknowledged upsert.
+    let ids: Vec<u64> = (0..acked / LARGE_BATCH)
+        .flat_map(|b| [b * LARGE_BATCH, (b + 1) * LARGE_BATCH - 1])
+        .collect();
+    let got = ok(
+        n3,
+        None,
+        "POST",
+        "/collections/big/points?consistency=eventual",
+        json!({"ids": ids, "with_payload": true}),
+    );
+    let got = got.as_array().expect("records");
+    assert_eq!(got.len(), ids.len(), "{got:?}");
+    for p in got {
+        assert_eq!(p["payload"]["i"], p["id"], "{p}");
+    }
 }
