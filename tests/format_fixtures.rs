@@ -436,7 +436,10 @@ fn collection_snapshot_v1_recovers_its_points() {
     let opened = snapshots::open(&file, Some(&checksum), root.path()).expect("it opens");
     assert_eq!(opened.meta.kind, SnapshotKind::Collection);
     assert_eq!(opened.meta.collections[0].name, "fixture");
-    assert_eq!(opened.meta.collections[0].spec, CollectionSpec::new(8, Metric::L2));
+    assert_eq!(
+        opened.meta.collections[0].spec,
+        CollectionSpec::new(8, Metric::L2)
+    );
     let (s, shard) = &opened.shards[0][0];
     assert_eq!(*s, 0);
     let want = segment_fixture_shard();
@@ -450,8 +453,13 @@ fn collection_snapshot_v1_recovers_its_points() {
     newer[8..12].copy_from_slice(&2u32.to_le_bytes());
     let crc = crc32fast::hash(&newer[..28]);
     newer[28..32].copy_from_slice(&crc.to_le_bytes());
-    let err = archive::decode(&newer, newer.len() as u64).unwrap_err().to_string();
-    assert!(err.contains("version 2") && err.contains("upgrade"), "{err}");
+    let err = archive::decode(&newer, newer.len() as u64)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("version 2") && err.contains("upgrade"),
+        "{err}"
+    );
     // A wrong checksum is refused before anything is read.
     let err = snapshots::open(&file, Some(&"0".repeat(64)), root.path())
         .err()

@@ -161,7 +161,10 @@ fn observe(s: &Server, name: &str) -> Observed {
 /// Asserts two observations are equal, naming the first difference (not printing both).
 fn assert_same(got: &Observed, want: &Observed, what: &str) {
     assert_eq!(got.count, want.count, "{what}: count");
-    assert_eq!(got.filtered_count, want.filtered_count, "{what}: filtered count");
+    assert_eq!(
+        got.filtered_count, want.filtered_count,
+        "{what}: filtered count"
+    );
     let keys = |o: &Observed| o.points.keys().copied().collect::<Vec<_>>();
     assert_eq!(keys(got), keys(want), "{what}: point ids");
     for (id, (v, p)) in &want.points {
@@ -171,11 +174,17 @@ fn assert_same(got: &Observed, want: &Observed, what: &str) {
         // move the last bit of a component.
         assert_eq!(gv.len(), v.len());
         for (a, b) in gv.iter().zip(v) {
-            assert!((a - b).abs() < 1e-6, "{what}: vector of point {id}: {gv:?} vs {v:?}");
+            assert!(
+                (a - b).abs() < 1e-6,
+                "{what}: vector of point {id}: {gv:?} vs {v:?}"
+            );
         }
     }
     assert_eq!(got.queries, want.queries, "{what}: exact queries");
-    assert_eq!(got.filtered_queries, want.filtered_queries, "{what}: filtered queries");
+    assert_eq!(
+        got.filtered_queries, want.filtered_queries,
+        "{what}: filtered queries"
+    );
     assert_eq!(got.schema, want.schema, "{what}: payload schema");
     assert_eq!(got.config, want.config, "{what}: config");
 }
@@ -194,7 +203,12 @@ fn refused(s: &Server, method: &str, path: &str, body: Option<Value>, status: u1
 
 fn download(s: &Server, path: &str) -> Vec<u8> {
     let (status, body) = s.try_request("GET", path, None).unwrap();
-    assert_eq!(status, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
     body
 }
 
@@ -234,12 +248,19 @@ fn collection_snapshot_recovers_to_the_same_answers() {
     let live = (0..N).filter(|i| i % 9 != 0 || i % 10 == 1).count() as u64;
     assert_eq!(original.count, live);
     assert_eq!(original.points.len() as u64, live);
-    assert!(original.schema["group"].is_object(), "{:?}", original.schema);
+    assert!(
+        original.schema["group"].is_object(),
+        "{:?}",
+        original.schema
+    );
 
     // Create: a description with the file's size and SHA-256.
     let snap = s.ok("POST", "/collections/c/snapshots?wait=true", Value::Null);
     let name = snap["name"].as_str().unwrap().to_owned();
-    assert!(name.starts_with("c-") && name.ends_with(".snapshot"), "{name}");
+    assert!(
+        name.starts_with("c-") && name.ends_with(".snapshot"),
+        "{name}"
+    );
     let checksum = snap["checksum"].as_str().unwrap().to_owned();
     assert_eq!(checksum.len(), 64);
     assert!(snap["creation_time"].as_str().unwrap().contains('T'));
@@ -257,12 +278,36 @@ fn collection_snapshot_recovers_to_the_same_answers() {
     // Bad inputs, each a 4xx naming the problem; nothing changes.
     refused(&s, "POST", "/collections/nope/snapshots", None, 404);
     refused(&s, "GET", "/collections/nope/snapshots", None, 404);
-    let m = refused(&s, "GET", "/collections/c/snapshots/none.snapshot", None, 404);
+    let m = refused(
+        &s,
+        "GET",
+        "/collections/c/snapshots/none.snapshot",
+        None,
+        404,
+    );
     assert!(m.contains("none.snapshot"), "{m}");
-    refused(&s, "DELETE", "/collections/c/snapshots/none.snapshot", None, 404);
-    let m = refused(&s, "GET", "/collections/c/snapshots/..%2F..%2Fcluster-state.bin", None, 400);
+    refused(
+        &s,
+        "DELETE",
+        "/collections/c/snapshots/none.snapshot",
+        None,
+        404,
+    );
+    let m = refused(
+        &s,
+        "GET",
+        "/collections/c/snapshots/..%2F..%2Fcluster-state.bin",
+        None,
+        400,
+    );
     assert!(m.contains("invalid snapshot name"), "{m}");
-    refused(&s, "DELETE", "/collections/c/snapshots/..%2Fc%2F..", None, 400);
+    refused(
+        &s,
+        "DELETE",
+        "/collections/c/snapshots/..%2Fc%2F..",
+        None,
+        400,
+    );
     refused(&s, "POST", "/collections/c/snapshots?wait=maybe", None, 400);
     let recover = |body: Value| Some(body);
     let m = refused(
@@ -377,7 +422,9 @@ fn collection_snapshot_recovers_to_the_same_answers() {
         &s,
         "PUT",
         "/collections/copy/snapshots/recover",
-        recover(json!({"location": format!("http://{}/collections/c/snapshots/gone.snapshot", s.addr)})),
+        recover(
+            json!({"location": format!("http://{}/collections/c/snapshots/gone.snapshot", s.addr)}),
+        ),
         400,
     );
     assert!(m.contains("404"), "{m}");
@@ -410,7 +457,13 @@ fn collection_snapshot_recovers_to_the_same_answers() {
         json!([])
     );
     assert!(!file.exists());
-    refused(&s, "GET", &format!("/collections/c/snapshots/{name}"), None, 404);
+    refused(
+        &s,
+        "GET",
+        &format!("/collections/c/snapshots/{name}"),
+        None,
+        404,
+    );
     let m = refused(
         &s,
         "PUT",
@@ -451,7 +504,13 @@ fn shard_snapshot_restores_one_shard_and_full_snapshots_list() {
     assert_eq!(sha256_hex(&bytes), snap["checksum"].as_str().unwrap());
     refused(&s, "POST", "/collections/h/shards/2/snapshots", None, 404);
     refused(&s, "GET", "/collections/h/shards/x/snapshots", None, 400);
-    refused(&s, "GET", &format!("/collections/h/shards/0/snapshots/{name}"), None, 404);
+    refused(
+        &s,
+        "GET",
+        &format!("/collections/h/shards/0/snapshots/{name}"),
+        None,
+        404,
+    );
 
     // Change both shards: new payloads for every point, some deleted, some added.
     upsert(&s, "h", 0..300, 1);
@@ -554,7 +613,9 @@ fn shard_snapshot_restores_one_shard_and_full_snapshots_list() {
         &s,
         "PUT",
         "/collections/x/snapshots/recover",
-        Some(json!({"location": format!("file://{}", dir.path().join("snapshots").join(&full_name).display())})),
+        Some(
+            json!({"location": format!("file://{}", dir.path().join("snapshots").join(&full_name).display())}),
+        ),
         400,
     );
     assert!(m.contains("full snapshot"), "{m}");

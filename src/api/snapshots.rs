@@ -19,9 +19,7 @@
 
 use super::error::ApiError;
 use super::{AppState, JsonBody, ok};
-use crate::cluster::snapshots::{
-    Scope, SnapshotDescription, SnapshotError, Staging,
-};
+use crate::cluster::snapshots::{Scope, SnapshotDescription, SnapshotError, Staging};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -197,7 +195,8 @@ async fn locate(
 /// Downloads `url` to `dst`; any failure is a 400 naming the URL.
 fn fetch(url: &str, api_key: Option<&str>, dst: &std::path::Path) -> Result<(), ApiError> {
     use std::time::Duration;
-    let failed = |why: String| ApiError::bad(format!("cannot download the snapshot from {url}: {why}"));
+    let failed =
+        |why: String| ApiError::bad(format!("cannot download the snapshot from {url}: {why}"));
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
@@ -370,7 +369,9 @@ pub async fn recover_shard_snapshot(
     let checksum = req.checksum.clone();
     run(wait, "shard snapshot recovery", async move {
         let _staging = staging;
-        st.router.recover_shard(&name, shard, path, checksum).await?;
+        st.router
+            .recover_shard(&name, shard, path, checksum)
+            .await?;
         Ok::<bool, ApiError>(true)
     })
     .await

@@ -28,8 +28,8 @@
 //! snapshots directory.
 
 use super::Cluster;
-use crate::collection::{CollectionConfig, CollectionSpec, Error};
 use crate::collection::spec::{IvfPqSpec, SearchSpec, VectorSpec};
+use crate::collection::{CollectionConfig, CollectionSpec, Error};
 use crate::shard::Shard;
 use crate::storage::archive;
 use serde::{Deserialize, Serialize};
@@ -409,7 +409,10 @@ impl Snapshots<'_> {
         let node = self.cluster.node_id();
         let state = self.cluster.state();
         let (kind, names): (SnapshotKind, Vec<String>) = match &scope {
-            Scope::Full => (SnapshotKind::Full, state.collections.keys().cloned().collect()),
+            Scope::Full => (
+                SnapshotKind::Full,
+                state.collections.keys().cloned().collect(),
+            ),
             Scope::Collection(c) => (SnapshotKind::Collection, vec![c.clone()]),
             Scope::Shard(c, _) => (SnapshotKind::Shard, vec![c.clone()]),
         };

@@ -238,8 +238,8 @@ pub fn write(
         let f = std::fs::File::open(path).map_err(|e| StorageError::io(path, e))?;
         // Exactly the length listed: a file that changed since it was measured is an error,
         // not an archive that lies.
-        let copied = std::io::copy(&mut f.take(m.len), &mut out)
-            .map_err(|e| StorageError::io(path, e))?;
+        let copied =
+            std::io::copy(&mut f.take(m.len), &mut out).map_err(|e| StorageError::io(path, e))?;
         if copied != m.len {
             return Err(StorageError::io(
                 path,
@@ -275,10 +275,7 @@ pub fn sha256_file(path: &Path) -> Result<String, StorageError> {
 /// Reads and checks the head of the archive at `path`.
 pub fn read(path: &Path) -> Result<Archive, StorageError> {
     let mut f = std::fs::File::open(path).map_err(|e| StorageError::io(path, e))?;
-    let file_len = f
-        .metadata()
-        .map_err(|e| StorageError::io(path, e))?
-        .len();
+    let file_len = f.metadata().map_err(|e| StorageError::io(path, e))?.len();
     let mut first = vec![0u8; HEADER_LEN];
     let got = read_up_to(&mut f, &mut first).map_err(|e| StorageError::io(path, e))?;
     first.truncate(got);
@@ -403,7 +400,15 @@ mod tests {
         ));
 
         // Names that could leave the directory never get that far.
-        for bad in ["../x", "/abs", "a//b", "a/./b", "a\\b", "", "a/b/c/d/e/f/g/h/i"] {
+        for bad in [
+            "../x",
+            "/abs",
+            "a//b",
+            "a/./b",
+            "a\\b",
+            "",
+            "a/b/c/d/e/f/g/h/i",
+        ] {
             assert!(check_member_name(bad).is_err(), "{bad}");
         }
         let forged = Manifest {
@@ -433,7 +438,12 @@ mod tests {
         let a = dir.path().join("a");
         std::fs::write(&a, b"abc").unwrap();
         let target = dir.path().join("x.snapshot");
-        write(&target, "{}", &[("0/0/shard.snap".into(), a.clone()), ("b".into(), a)]).unwrap();
+        write(
+            &target,
+            "{}",
+            &[("0/0/shard.snap".into(), a.clone()), ("b".into(), a)],
+        )
+        .unwrap();
         let bytes = std::fs::read(&target).unwrap();
         let check = |data: &[u8], len: u64| {
             if let Ok(a) = decode(data, len) {
