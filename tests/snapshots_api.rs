@@ -71,6 +71,12 @@ struct Observed {
 }
 
 fn observe(s: &Server, name: &str) -> Observed {
+    observe_with(&|m: &str, p: &str, b: Value| s.ok(m, p, b), name)
+}
+
+/// [`observe`] through any node: `ok(method, path, body)` answers a request's `result`.
+fn observe_with(ok: &dyn Fn(&str, &str, Value) -> Value, name: &str) -> Observed {
+    let s = Ok { ok };
     let count = s.ok(
         "POST",
         &format!("/collections/{name}/points/count"),
@@ -155,6 +161,17 @@ fn observe(s: &Server, name: &str) -> Observed {
         filtered_queries,
         schema: info["payload_schema"].clone(),
         config,
+    }
+}
+
+/// A request function with [`Server::ok`]'s shape.
+struct Ok<'a> {
+    ok: &'a dyn Fn(&str, &str, Value) -> Value,
+}
+
+impl Ok<'_> {
+    fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        (self.ok)(method, path, body)
     }
 }
 
@@ -639,4 +656,135 @@ fn shard_snapshot_restores_one_shard_and_full_snapshots_list() {
             (l.as_array().unwrap().len() == 1).then_some(())
         },
     );
+}
+
+/// In a cluster: a collection snapshot on a node without every shard is refused by name (never
+/// partial); with every shard replicated everywhere, a snapshot taken on one node is recovered
+/// on another from the first's download URL, and every replica of the recovered collection
+/// holds every point (the recovery went through the Raft logs), answering as the original.
+#[test]
+fn snapshots_in_a_three_node_cluster() {
+    use common::cluster::{TestCluster, wait_for};
+    use std::time::Duration;
+    let c = TestCluster::start(3, &[]);
+    let body = |shards: u32, rf: u32| {
+        json!({"vectors": {"size": DIM, "distance": "Cosine"}, "shard_number": shards,
+               "replication_factor": rf, "ivf_pq_config": {"nlist": 4, "seal_threshold": 100}})
+    };
+    let points = |range: std::ops::Range<u64>| {
+        let p: Vec<Value> = range
+            .map(|i| json!({"id": i, "vector": vector(i), "payload": payload(i, 0)}))
+            .collect();
+        json!({ "points": p })
+    };
+    c.ok(0, "PUT", "/collections/part", body(3, 1));
+    c.ok(
+        1,
+        "PUT",
+        "/collections/part/points?wait=true",
+        points(0..60),
+    );
+    let holders: Vec<u64> = c.replicas(0, "part").iter().map(|r| r[0].0).collect();
+    for i in 0..3 {
+        let id = c.nodes[i].id;
+        let (status, v) = c.call(i, "POST", "/collections/part/snapshots", None);
+        assert_eq!(status, 400, "node {id}: {v}");
+        let m = v["status"]["error"].as_str().unwrap();
+        assert!(m.contains("has no replica on this node"), "{m}");
+        let (status, _) = c.call(i, "POST", "/snapshots", None);
+        assert_eq!(status, 400);
+        // A shard snapshot works where the shard is, and only there.
+        for (s, holder) in holders.iter().enumerate() {
+            let (status, v) = c.call(
+                i,
+                "POST",
+                &format!("/collections/part/shards/{s}/snapshots"),
+                None,
+            );
+            assert_eq!(status == 200, *holder == id, "node {id} shard {s}: {v}");
+        }
+    }
+
+    c.ok(0, "PUT", "/collections/all", body(2, 3));
+    c.ok(
+        1,
+        "PUT",
+        "/collections/all/index?wait=true",
+        json!({"field_name": "group", "field_schema": "integer"}),
+    );
+    for chunk in (0..300u64).collect::<Vec<_>>().chunks(100) {
+        c.ok(
+            2,
+            "PUT",
+            "/collections/all/points?wait=true",
+            points(chunk[0]..chunk[0] + 100),
+        );
+    }
+    let settled = |name: &str, n: u64| {
+        wait_for(
+            "every replica holds every point",
+            Duration::from_secs(30),
+            || {
+                let r = c.replicas(0, name);
+                let total: Vec<u64> = (0..3)
+                    .map(|node| {
+                        r.iter()
+                            .map(|sh| {
+                                sh.iter()
+                                    .filter(|x| x.0 == node + 1)
+                                    .map(|x| x.1.unwrap_or(0))
+                                    .sum::<u64>()
+                            })
+                            .sum()
+                    })
+                    .collect();
+                total.iter().all(|t| *t == n).then_some(())
+            },
+        )
+    };
+    settled("all", 300);
+    let c = &c;
+    let on = |i: usize| move |m: &str, p: &str, b: Value| c.ok(i, m, p, b);
+    let original = observe_with(&on(0), "all");
+    assert_eq!(original.count, 300);
+    let snap = c.ok(2, "POST", "/collections/all/snapshots", Value::Null);
+    let name = snap["name"].as_str().unwrap();
+    let url = format!("http://{}/collections/all/snapshots/{name}", c.nodes[2].api);
+    c.ok(
+        1,
+        "PUT",
+        "/collections/restored/snapshots/recover",
+        json!({"location": url, "checksum": snap["checksum"]}),
+    );
+    settled("restored", 300);
+    for i in 0..3 {
+        let mut got = observe_with(&on(i), "restored");
+        got.config = original.config.clone();
+        assert_same(
+            &got,
+            &original,
+            &format!("restored, read on node {}", i + 1),
+        );
+    }
+    // Over the existing collection, on a third node: replaced.
+    c.ok(
+        0,
+        "PUT",
+        "/collections/all/points?wait=true",
+        points(300..320),
+    );
+    c.ok(
+        0,
+        "PUT",
+        "/collections/all/snapshots/recover",
+        json!({ "location": url }),
+    );
+    settled("all", 300);
+    for i in 0..3 {
+        assert_same(
+            &observe_with(&on(i), "all"),
+            &original,
+            &format!("replaced, node {}", i + 1),
+        );
+    }
 }
