@@ -204,8 +204,19 @@ static STAGING: AtomicU64 = AtomicU64::new(0);
 pub struct Staging(PathBuf);
 
 impl Staging {
-    /// A fresh directory `.<what>-<pid>-<n>` under `root`.
+    /// A fresh directory `.<what>-<pid>-<n>` under `root`. Directories of earlier processes
+    /// (`.<what>-<other pid>-*`, left by a crash) are removed first.
     pub fn new(root: &Path, what: &str) -> Result<Staging, SnapshotError> {
+        let ours = format!(".{what}-{}-", std::process::id());
+        let prefix = format!(".{what}-");
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix) && !name.starts_with(&ours) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let n = STAGING.fetch_add(1, Ordering::Relaxed);
         let dir = root.join(format!(".{what}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);

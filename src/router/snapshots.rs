@@ -24,6 +24,9 @@ use std::path::PathBuf;
 /// vectors of every dimension shoal takes).
 const RECOVER_BATCH: usize = 256;
 
+/// Serialises the recoveries of a node.
+static RECOVERING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Router {
     async fn open_snapshot(
         &self,
@@ -47,6 +50,8 @@ impl Router {
         checksum: Option<String>,
     ) -> Result<(), SnapshotError> {
         validate_name(name)?;
+        // One recovery at a time on a node: two of one name would interleave delete and create.
+        let _one = RECOVERING.lock().await;
         let opened = self.open_snapshot(path, checksum).await?;
         if opened.meta.kind != SnapshotKind::Collection || opened.meta.collections.len() != 1 {
             return Err(Error::bad(format!(
@@ -61,6 +66,17 @@ impl Router {
         if state.aliases.contains_key(name) {
             return Err(Error::bad(format!(
                 "`{name}` is an alias: recover into a collection name (or delete the alias first)"
+            ))
+            .into());
+        }
+        // What the create would refuse for good is refused before anything is deleted.
+        col.spec.resolve(self.cluster.defaults(), 1)?;
+        let rf = col.spec.replication_factor.unwrap_or(1) as usize;
+        if rf > state.members.len() {
+            return Err(Error::bad(format!(
+                "the snapshot's collection has replication_factor {rf}; this cluster has {} member(s) \
+                 (nothing was changed)",
+                state.members.len()
             ))
             .into());
         }
@@ -87,6 +103,7 @@ impl Router {
         path: PathBuf,
         checksum: Option<String>,
     ) -> Result<(), SnapshotError> {
+        let _one = RECOVERING.lock().await;
         let meta = self.meta(name)?;
         let shards_now = meta.shards.len() as u32;
         if shard_id >= shards_now {
