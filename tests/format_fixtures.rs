@@ -388,3 +388,82 @@ fn a_newer_segment_version_is_refused_by_name() {
         "{text}"
     );
 }
+
+/// `tests/fixtures/collection_snapshot_v1/` holds a user's collection snapshot as the build that
+/// introduced snapshot archives wrote it (archive version 1; `SHOAL_WRITE_FIXTURES=1` writes it
+/// when it is missing, never regenerate it): the segment fixture shard (two sealed IVF-PQ
+/// segments, seven payload indexes) as shard 0 of a collection `fixture`, and the SHA-256 the
+/// server reported beside it. Every later build must decode it, restore the same points and
+/// indexes, and refuse a forged newer version by name.
+#[test]
+fn collection_snapshot_v1_recovers_its_points() {
+    use shoal::cluster::snapshots::{self, SnapCollection, SnapshotKind, SnapshotMeta};
+    use shoal::collection::{CollectionSpec, Metric};
+    use shoal::storage::archive;
+    let dir = fixture("collection_snapshot_v1");
+    let file = dir.join("fixture-1-2026-12-04-13-45-00.snapshot");
+    let sum = dir.join("fixture-1-2026-12-04-13-45-00.snapshot.checksum");
+    if std::env::var_os("SHOAL_WRITE_FIXTURES").is_some() && !file.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = SnapshotMeta {
+            format: snapshots::META_FORMAT.into(),
+            kind: SnapshotKind::Collection,
+            node: 1,
+            collections: vec![SnapCollection {
+                name: "fixture".into(),
+                spec: CollectionSpec::new(8, Metric::L2),
+                shard_number: 1,
+                shards: vec![0],
+            }],
+        };
+        let staging = tempfile::tempdir().unwrap();
+        let sha = snapshots::write_snapshot(
+            &file,
+            &meta,
+            &[(0, 0, segment_fixture_shard())],
+            staging.path(),
+        )
+        .unwrap();
+        std::fs::write(&sum, sha).unwrap();
+    }
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..8], b"\x89SHA\r\n\x1a\n");
+    let head = archive::decode(&bytes, bytes.len() as u64).expect("a version 1 archive decodes");
+    assert_eq!(head.version, 1);
+    let checksum = std::fs::read_to_string(&sum).unwrap();
+    assert_eq!(archive::sha256_file(&file).unwrap(), checksum);
+    let root = tempfile::tempdir().unwrap();
+    let opened = snapshots::open(&file, Some(&checksum), root.path()).expect("it opens");
+    assert_eq!(opened.meta.kind, SnapshotKind::Collection);
+    assert_eq!(opened.meta.collections[0].name, "fixture");
+    assert_eq!(
+        opened.meta.collections[0].spec,
+        CollectionSpec::new(8, Metric::L2)
+    );
+    let (s, shard) = &opened.shards[0][0];
+    assert_eq!(*s, 0);
+    let want = segment_fixture_shard();
+    let ids: Vec<PointId> = (0..240).map(PointId::Num).collect();
+    assert_eq!(shard.get(&ids, true, true), want.get(&ids, true, true));
+    assert_eq!(shard.payload_schema(), want.payload_schema());
+    assert!(shard.stats().indexed_segments >= 2);
+
+    // Version 2 with a valid header checksum: "upgrade", not a misread.
+    let mut newer = bytes.clone();
+    newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32fast::hash(&newer[..28]);
+    newer[28..32].copy_from_slice(&crc.to_le_bytes());
+    let err = archive::decode(&newer, newer.len() as u64)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("version 2") && err.contains("upgrade"),
+        "{err}"
+    );
+    // A wrong checksum is refused before anything is read.
+    let err = snapshots::open(&file, Some(&"0".repeat(64)), root.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("checksum mismatch"), "{err}");
+}

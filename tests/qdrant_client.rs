@@ -65,3 +65,31 @@ fn qdrant_client_drives_shoal() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("compatibility: ok"));
 }
+
+/// The snapshots API through qdrant-client: `tests/python/qdrant_snapshots.py` calls the 11
+/// snapshot methods (collection, shard and full: create, list, delete; recover a collection and
+/// a shard) and checks every result against a model of the points.
+#[test]
+fn qdrant_client_snapshots() {
+    if std::env::var_os("SHOAL_SKIP_QDRANT_CLIENT_TEST").is_some() {
+        eprintln!("skipped: SHOAL_SKIP_QDRANT_CLIENT_TEST is set");
+        return;
+    }
+    let python = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(dir.path(), &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/qdrant_snapshots.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}", server.addr))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "qdrant-client snapshots script failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("snapshots: ok"));
+}

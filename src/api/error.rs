@@ -21,6 +21,9 @@ pub enum ApiError {
     /// A point asked for by id does not exist (404).
     #[error("point {0} not found")]
     PointNotFound(String),
+    /// Something else asked for does not exist: a snapshot, a shard (404; the message names it).
+    #[error("{0}")]
+    NotFound(String),
     /// The collection exists already (409).
     #[error("collection `{0}` already exists")]
     CollectionExists(String),
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::CollectionNotFound(_)
             | ApiError::AliasNotFound(_)
             | ApiError::PointNotFound(_)
+            | ApiError::NotFound(_)
             | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::CollectionExists(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

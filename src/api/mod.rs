@@ -24,7 +24,8 @@
 //! radius/box/polygon; an unknown condition is a 400 naming it), payload indexes
 //! (`PUT /collections/{name}/index`, `DELETE .../index/{field}`, reported in `payload_schema`),
 //! payload updates (set, overwrite, delete keys, clear; by ids or filter) and scroll `order_by`
-//! on an indexed numeric or date-time field ([`payload`]). Ids are unsigned integers or UUIDs. Scores follow Qdrant: cosine and dot are similarities (higher is closer), Euclid is
+//! on an indexed numeric or date-time field ([`payload`]), snapshots (collection, shard and full:
+//! create, list, download, delete; recover a collection or a shard, [`snapshots`]). Ids are unsigned integers or UUIDs. Scores follow Qdrant: cosine and dot are similarities (higher is closer), Euclid is
 //! the distance (lower is closer).
 //!
 //! Accepted and ignored (reported with fixed values by `GET /collections/{name}`):
@@ -62,6 +63,7 @@ pub mod parse;
 pub mod payload;
 pub mod points;
 pub mod readiness;
+pub mod snapshots;
 pub mod types;
 pub mod vector_input;
 
@@ -266,6 +268,20 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         cluster::collection_cluster_update,
         cluster::remove_peer,
         cluster::partition,
+        snapshots::create_snapshot,
+        snapshots::list_snapshots,
+        snapshots::get_snapshot,
+        snapshots::delete_snapshot,
+        snapshots::recover_snapshot,
+        snapshots::create_shard_snapshot,
+        snapshots::list_shard_snapshots,
+        snapshots::get_shard_snapshot,
+        snapshots::delete_shard_snapshot,
+        snapshots::recover_shard_snapshot,
+        snapshots::create_full_snapshot,
+        snapshots::list_full_snapshots,
+        snapshots::get_full_snapshot,
+        snapshots::delete_full_snapshot,
     ),
     components(schemas(
         crate::shard::filter::Filter,
@@ -300,6 +316,8 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         facet::FacetHit,
         facet::FacetResponse,
         batch::BatchUpdate,
+        crate::cluster::snapshots::SnapshotDescription,
+        snapshots::SnapshotRecover,
     ))
 )]
 pub struct ApiDoc;
@@ -421,6 +439,38 @@ pub fn router(state: AppState) -> Router {
             post(groups::search_groups),
         )
         .route("/collections/{name}/facet", post(facet::facet))
+        .route(
+            "/collections/{name}/snapshots",
+            get(snapshots::list_snapshots).post(snapshots::create_snapshot),
+        )
+        .route(
+            "/collections/{name}/snapshots/recover",
+            put(snapshots::recover_snapshot),
+        )
+        .route(
+            "/collections/{name}/snapshots/{snapshot_name}",
+            get(snapshots::get_snapshot).delete(snapshots::delete_snapshot),
+        )
+        .route(
+            "/collections/{name}/shards/{shard_id}/snapshots",
+            get(snapshots::list_shard_snapshots).post(snapshots::create_shard_snapshot),
+        )
+        .route(
+            "/collections/{name}/shards/{shard_id}/snapshots/recover",
+            put(snapshots::recover_shard_snapshot),
+        )
+        .route(
+            "/collections/{name}/shards/{shard_id}/snapshots/{snapshot_name}",
+            get(snapshots::get_shard_snapshot).delete(snapshots::delete_shard_snapshot),
+        )
+        .route(
+            "/snapshots",
+            get(snapshots::list_full_snapshots).post(snapshots::create_full_snapshot),
+        )
+        .route(
+            "/snapshots/{snapshot_name}",
+            get(snapshots::get_full_snapshot).delete(snapshots::delete_full_snapshot),
+        )
         .route("/collections/{name}/points/{id}", get(get_point))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -11,6 +11,8 @@
 //! - [`reconcile`]: every node starts and stops its local shard replicas to match the metadata.
 //! - [`status`]: `GET /cluster` and the per-shard metrics.
 //! - [`placement`]: which shard holds a point — the consistent-hash ring and centroid placement.
+//! - [`snapshots`]: users' collection, shard and full snapshots (one archive file each) of the
+//!   shard replicas on this node, and reading them back for a recovery.
 
 pub mod admin;
 pub mod bootstrap;
@@ -20,6 +22,7 @@ pub mod placement;
 pub mod reconcile;
 pub mod rpc;
 pub mod shard_app;
+pub mod snapshots;
 pub mod status;
 
 #[cfg(test)]
@@ -88,6 +91,8 @@ pub struct Cluster {
     info: NodeInfo,
     settings: ClusterSettings,
     defaults: IndexDefaults,
+    /// The node's data directory (users' snapshots live in `snapshots/` below it).
+    data_dir: PathBuf,
     node: RaftNode,
     transport: TcpTransport,
     meta: Arc<MetaApp>,
@@ -154,6 +159,7 @@ impl Cluster {
             info: NodeInfo::new(s.advertise_internal.clone(), s.advertise_api.clone()),
             settings: s,
             defaults: opts.defaults,
+            data_dir: opts.data_dir.clone(),
             node: node.clone(),
             transport: transport.clone(),
             meta,
@@ -198,6 +204,11 @@ impl Cluster {
         tasks.push(tokio::spawn(reconcile::run(cluster.clone())));
         *cluster.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(cluster)
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// This node's id.

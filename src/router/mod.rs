@@ -25,7 +25,8 @@
 //! ## Files
 //! `mod.rs` declares the [`Router`]; `topology.rs` makes one and picks replicas, `fanout.rs`
 //! sends one call and fans a read out, `search.rs` and `read.rs` are the reads and their merges,
-//! `write.rs` the write path, `metrics.rs` the counters, `service.rs` the data-plane server.
+//! `write.rs` the write path, `metrics.rs` the counters, `service.rs` the data-plane server,
+//! `snapshots.rs` the recovery of users' snapshots through the write path.
 
 mod config;
 pub mod exec;
@@ -40,6 +41,7 @@ pub mod resilience;
 pub mod rpc;
 mod search;
 mod service;
+mod snapshots;
 pub mod token;
 mod topology;
 mod write;

@@ -107,7 +107,7 @@ impl Router {
 
     /// Sends each shard its commands (in parallel across shards, in order within one) and
     /// collects the indexes into a token.
-    async fn write_all(
+    pub(super) async fn write_all(
         &self,
         collection: &str,
         meta: &CollectionMeta,

@@ -85,11 +85,22 @@ pub const SHARD_SNAPSHOT: FileKind = FileKind {
     }),
 };
 
+/// A user snapshot archive's manifest (`*.snapshot`, [`super::archive`]; body: postcard
+/// archive manifest; the member files' bytes follow the envelope, so this kind alone is not
+/// "nothing follows the body": the archive reader cuts the envelope out first). Version 1.
+pub const SNAPSHOT_ARCHIVE: FileKind = FileKind {
+    name: "snapshot archive",
+    magic: magic(b'A'),
+    version: 1,
+    oldest: 1,
+    legacy: None,
+};
+
 /// Every envelope kind, for tests that check the magics are distinct. (The Raft snapshot
 /// `MANIFEST` has this header with the kind letter `R`, framed inside `raft`, which names no
 /// other module of the crate: `raft/manifest.rs`. Its version 1, still read there, used the
 /// magic `SHOALSNP` that legacy shard snapshots use too; version 2 ended the sharing.)
-pub const ALL_KINDS: [&FileKind; 2] = [&CLUSTER_STATE, &SHARD_SNAPSHOT];
+pub const ALL_KINDS: [&FileKind; 3] = [&CLUSTER_STATE, &SHARD_SNAPSHOT, &SNAPSHOT_ARCHIVE];
 
 /// A decoded envelope: the format version the file was written with and its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

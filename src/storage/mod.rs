@@ -217,6 +217,7 @@
 //! |------|-----|------|-----------------|------|
 //! | [`envelope::CLUSTER_STATE`] | `C` | `cluster-state.bin` | 4 | postcard `ClusterState` (3: without aliases) |
 //! | [`envelope::SHARD_SNAPSHOT`] | `S` | `<snapshot>/shard.snap` | 4 | postcard shard snapshot body |
+//! | [`envelope::SNAPSHOT_ARCHIVE`] | `A` | `snapshots/**/*.snapshot` (its first part) | 1 | postcard archive manifest; member bytes follow ([`archive`]) |
 //! | (`raft::manifest`) | `R` | `<raft snapshot>/MANIFEST` | 2 | postcard (last log id, membership, file list) |
 //!
 //! Reading checks, in order: the magic (another kind's file is [`StorageError::BadMagic`]), the
@@ -264,6 +265,7 @@
 //!
 //! Envelope: the layout above is the first; the kinds' versions are listed with them.
 
+pub mod archive;
 pub mod atomic;
 pub mod container;
 pub mod envelope;
