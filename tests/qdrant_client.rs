@@ -6,10 +6,10 @@
 //! and search groups (`search_groups` where the client still has it, else its REST body),
 //! and checks the answers against values computed in Python.
 //!
-//! The virtualenv is created once (`python3 -m venv`, `pip install qdrant-client` from PyPI) under
-//! Cargo's per-target temporary directory and reused by later runs; set `SHOAL_QDRANT_VENV` to use
-//! another one. Set `SHOAL_SKIP_QDRANT_CLIENT_TEST=1` to skip the test on machines without
-//! Python or network access.
+//! The virtualenv is created once (`python3 -m venv`, `pip install qdrant-client langchain-qdrant`
+//! from PyPI, [`common::python`]) under Cargo's per-target temporary directory and reused by later
+//! runs; set `SHOAL_QDRANT_VENV` to use another one. Set `SHOAL_SKIP_QDRANT_CLIENT_TEST=1` to
+//! skip the test on machines without Python or network access.
 
 mod common;
 
@@ -17,29 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn venv() -> PathBuf {
-    let dir = std::env::var_os("SHOAL_QDRANT_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("qdrant-venv"));
-    let python = dir.join("bin/python");
-    let ready = python.is_file()
-        && Command::new(&python)
-            .args(["-c", "import qdrant_client"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !ready {
-        let ok = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 not found (set SHOAL_SKIP_QDRANT_CLIENT_TEST=1 to skip)");
-        assert!(ok.success(), "python3 -m venv failed");
-        let ok = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "qdrant-client"])
-            .status()
-            .expect("pip");
-        assert!(ok.success(), "pip install qdrant-client failed");
-    }
-    python
+    common::python::venv()
 }
 
 #[test]

@@ -49,14 +49,32 @@ pub fn spec_of(req: &CreateCollection) -> Result<CollectionSpec, ApiError> {
             "missing `vectors`: give {\"size\": N, \"distance\": \"Cosine\"|\"Euclid\"|\"Dot\"}",
         )
     })?;
-    let vectors: VectorParams = serde_json::from_value(vectors.clone()).map_err(|e| {
+    // Qdrant's named form with only the empty name is its unnamed vector (LangChain's Qdrant
+    // store creates collections so: `{"": {"size": ..}}`).
+    let vectors_json = match vectors.as_object() {
+        Some(named) if named.len() == 1 && named.get("").is_some_and(Value::is_object) => {
+            &named[""]
+        }
+        Some(named)
+            if !named.is_empty()
+                && !named.contains_key("size")
+                && named.values().all(Value::is_object) =>
+        {
+            let names: Vec<&str> = named.keys().map(String::as_str).collect();
+            return Err(ApiError::bad(format!(
+                "vectors: named vectors {names:?} are not supported: shoal collections have one unnamed vector (give {{\"size\": N, \"distance\": ..}}, or the name \"\")"
+            )));
+        }
+        _ => vectors,
+    };
+    let vectors: VectorParams = serde_json::from_value(vectors_json.clone()).map_err(|e| {
         ApiError::bad(format!(
             "invalid `vectors` ({e}): shoal supports one unnamed vector {{\"size\": N, \"distance\": \"Cosine\"|\"Euclid\"|\"Dot\"}}"
         ))
     })?;
     // A setting serde would drop silently (multivectors, another datatype) is refused by name:
     // a collection must never be created without what it asked for.
-    if let Some(fields) = req.vectors.as_ref().and_then(Value::as_object) {
+    if let Some(fields) = vectors_json.as_object() {
         for (field, value) in fields {
             match field.as_str() {
                 "size" | "distance" | "on_disk" | "hnsw_config" | "quantization_config" => {}
@@ -285,7 +303,15 @@ mod tests {
             (json!({}), "missing `vectors`"),
             (
                 json!({"vectors": {"a": {"size": 8, "distance": "Dot"}}}),
-                "invalid `vectors`",
+                "named vectors [\"a\"] are not supported",
+            ),
+            (
+                json!({"vectors": {"": {"size": 8, "distance": "Dot"}, "b": {"size": 2, "distance": "Dot"}}}),
+                "are not supported",
+            ),
+            (
+                json!({"vectors": {"": {"size": 8, "distance": "Dot", "datatype": "uint8"}}}),
+                "vectors.datatype",
             ),
             (
                 json!({"vectors": {"size": 8, "distance": "Dot"}, "placement": "random"}),
@@ -321,6 +347,17 @@ mod tests {
             "sparse_vectors": null, "hnsw_config": {"m": 16}
         }));
         assert!(s.is_ok(), "{s:?}");
+    }
+
+    #[test]
+    fn the_empty_name_is_the_unnamed_vector() {
+        // LangChain's Qdrant store: `vectors_config={"": VectorParams(..)}`, `sparse_vectors_config={}`.
+        let s = spec(json!({
+            "vectors": {"": {"size": 24, "distance": "Cosine"}},
+            "sparse_vectors": {}
+        }))
+        .unwrap();
+        assert_eq!((s.vectors.dim, s.vectors.metric), (24, Metric::Cosine));
     }
 
     #[test]

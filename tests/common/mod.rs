@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod python;
 pub mod tmpfs;
 
 use serde_json::Value;
