@@ -65,3 +65,31 @@ fn qdrant_client_drives_shoal() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("compatibility: ok"));
 }
+
+/// qdrant-client's distance matrix (`search_matrix_pairs`, `search_matrix_offsets`, checked
+/// against brute force over the sampled ids, on a three-shard collection), `cluster_status`
+/// (parsed as Qdrant's `ClusterStatus`, values real), `cluster_telemetry` and
+/// `recover_current_peer`: `tests/python/qdrant_matrix_cluster.py`.
+#[test]
+fn qdrant_client_matrix_and_cluster() {
+    if std::env::var_os("SHOAL_SKIP_QDRANT_CLIENT_TEST").is_some() {
+        eprintln!("skipped: SHOAL_SKIP_QDRANT_CLIENT_TEST is set");
+        return;
+    }
+    let python = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start(dir.path(), &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/qdrant_matrix_cluster.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("http://{}", server.addr))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "qdrant-client script failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("qdrant-client matrix and cluster: ok"));
+}

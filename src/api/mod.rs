@@ -16,7 +16,8 @@
 //! ## Compatibility with Qdrant
 //! Supported: collections (create, list, get, exists, delete), aliases (create, delete, rename
 //! in one all-or-nothing batch, list; an alias works wherever a collection name does, [`aliases`]),
-//! grouped search (`search/groups`, `query/groups`, [`groups`]), facet counts ([`facet`]), points (upsert as `points` or
+//! grouped search (`search/groups`, `query/groups`, [`groups`]), facet counts ([`facet`]), the
+//! distance matrix over a random sample (`search/matrix/pairs`, `.../offsets`, [`matrix`]), points (upsert as `points` or
 //! `batch`, retrieve, get one, delete by ids or filter, count, scroll), search (`query`,
 //! `query/batch`, `search`, `search/batch`) with filters (every Qdrant condition: `must`/
 //! `should`/`must_not`/`min_should`, `match` value/any/except/text/phrase, `range` over numbers and
@@ -57,9 +58,11 @@ pub mod facet;
 pub mod groups;
 pub mod guard;
 pub mod handlers;
+pub mod matrix;
 pub mod metrics;
 pub mod parse;
 pub mod payload;
+pub mod peer;
 pub mod points;
 pub mod readiness;
 pub mod types;
@@ -238,6 +241,8 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         groups::search_groups,
         groups::query_groups,
         facet::facet,
+        matrix::matrix_pairs,
+        matrix::matrix_offsets,
         payload::create_field_index,
         payload::delete_field_index,
         payload::set_payload,
@@ -254,6 +259,8 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         cluster::collection_cluster_update,
         cluster::remove_peer,
         cluster::partition,
+        peer::recover_current_peer,
+        peer::cluster_telemetry,
     ),
     components(schemas(
         crate::shard::filter::Filter,
@@ -265,6 +272,17 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         types::Distance,
         types::ReadFields,
         crate::cluster::status::ClusterView,
+        crate::cluster::status::QdrantPeer,
+        crate::cluster::status::RaftInfo,
+        crate::cluster::status::ConsensusStatus,
+        crate::cluster::status::MessageSendErrors,
+        crate::cluster::telemetry::DistributedTelemetry,
+        crate::cluster::telemetry::CollectionTelemetry,
+        crate::cluster::telemetry::ShardTelemetry,
+        crate::cluster::telemetry::ReplicaTelemetry,
+        crate::cluster::telemetry::ClusterTelemetry,
+        crate::cluster::telemetry::PeerTelemetry,
+        crate::cluster::telemetry::PeerDetails,
         crate::cluster::status::MetaView,
         crate::cluster::status::MemberView,
         crate::cluster::status::CollectionView,
@@ -287,6 +305,10 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         facet::FacetRequest,
         facet::FacetHit,
         facet::FacetResponse,
+        matrix::SearchMatrixRequest,
+        matrix::MatrixPair,
+        matrix::MatrixPairs,
+        matrix::MatrixOffsets,
         batch::BatchUpdate,
     ))
 )]
@@ -409,11 +431,21 @@ pub fn router(state: AppState) -> Router {
             post(groups::search_groups),
         )
         .route("/collections/{name}/facet", post(facet::facet))
+        .route(
+            "/collections/{name}/points/search/matrix/pairs",
+            post(matrix::matrix_pairs),
+        )
+        .route(
+            "/collections/{name}/points/search/matrix/offsets",
+            post(matrix::matrix_offsets),
+        )
         .route("/collections/{name}/points/{id}", get(get_point))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster::cluster_status))
+        .route("/cluster/recover", post(peer::recover_current_peer))
+        .route("/cluster/telemetry", get(peer::cluster_telemetry))
         .route(
             "/cluster/collections/{name}/shards/{shard}/move",
             post(cluster::move_replica),

@@ -47,7 +47,8 @@
 //!
 //! ## Files
 //! `mod.rs` declares the [`Shard`] and what it holds; `open.rs` makes one, `apply.rs` is the write
-//! path, `search.rs` the search path, `query.rs` the other reads and the counters, `build.rs` the
+//! path, `search.rs` the search path, `query.rs` the other reads and the counters, `sample.rs` the
+//! random sample of the distance matrix, `build.rs` the
 //! background index builds, `state.rs` the state behind the lock, `config.rs` and `error.rs` the
 //! shape and the refusals.
 
@@ -69,6 +70,7 @@ mod payload_ops;
 mod planner;
 pub mod point;
 mod query;
+mod sample;
 pub mod seal;
 mod search;
 mod segment;
@@ -89,6 +91,7 @@ pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
 pub use payload_ops::{OrderBy, OrderedRecord};
 pub use point::{Payload, PointId};
 pub use query::{Record, ShardStats};
+pub use sample::{SampledPoint, sample_key};
 pub use seal::MIN_SEAL_THRESHOLD;
 pub use search::{EXACT_SCAN_ROWS, Hit, SearchRequest};
 pub use tuning::{SearchPlan, SearchWork, SegmentCalibration, Tuning};
