@@ -162,11 +162,17 @@ fn matrix_checks(call: &dyn Fn(&str, Value) -> (u16, Value)) {
         samples.push(ids.iter().copied().collect());
     }
     // A new random sample each call (six samples of 40 out of 300 all equal: impossible).
-    assert!(samples.iter().any(|s| *s != samples[0]), "the same sample every call");
+    assert!(
+        samples.iter().any(|s| *s != samples[0]),
+        "the same sample every call"
+    );
     // Every shard contributes: 60 samples of 40 points cover points of every shard; with
     // sample = N, the whole collection is the sample.
     let (ids, rows) = offsets_rows(&ok("offsets", json!({"sample": N, "limit": 3})));
-    assert_eq!(ids.iter().copied().collect::<BTreeSet<u64>>(), (0..N).collect());
+    assert_eq!(
+        ids.iter().copied().collect::<BTreeSet<u64>>(),
+        (0..N).collect()
+    );
     check_against_model(&ids, &rows, 3, |_| true);
     // Defaults: sample 10, limit 3.
     let (order, rows) = pairs_rows(&ok("pairs", json!({})));
@@ -335,7 +341,10 @@ fn distance_matrix_matches_brute_force_across_shards() {
         let (a, b) = (p["a"].as_u64().unwrap(), p["b"].as_u64().unwrap());
         let want = cos(&cv(a), &cv(b));
         let got = p["score"].as_f64().unwrap() as f32;
-        assert!((got - want).abs() < 1e-4, "cos({a},{b}) = {want}, got {got}");
+        assert!(
+            (got - want).abs() < 1e-4,
+            "cos({a},{b}) = {want}, got {got}"
+        );
         // Best first: nothing outside the row scores higher than its last pair.
         let row: Vec<&Value> = pairs.iter().filter(|q| q["a"] == p["a"]).collect();
         let worst = row
@@ -344,7 +353,10 @@ fn distance_matrix_matches_brute_force_across_shards() {
             .fold(f32::INFINITY, f32::min);
         let inside: BTreeSet<u64> = row.iter().map(|q| q["b"].as_u64().unwrap()).collect();
         for c in (0..60).filter(|c| *c != a && !inside.contains(c)) {
-            assert!(cos(&cv(a), &cv(c)) <= worst + 1e-4, "{c} beats the row of {a}");
+            assert!(
+                cos(&cv(a), &cv(c)) <= worst + 1e-4,
+                "{c} beats the row of {a}"
+            );
         }
     }
 }
@@ -364,12 +376,20 @@ fn check_qdrant_fields(v: &Value, me: u64) {
     let cts = &v["consensus_thread_status"];
     assert_eq!(cts["consensus_thread_status"], "working", "{v}");
     let at = cts["last_update"].as_str().unwrap();
-    assert!(at.ends_with('Z') && at.len() == 27 && at.starts_with("20"), "{at}");
+    assert!(
+        at.ends_with('Z') && at.len() == 27 && at.starts_with("20"),
+        "{at}"
+    );
     assert!(v["message_send_failures"].is_object());
     for m in v["members"].as_array().unwrap() {
         let id = m["id"].as_u64().unwrap().to_string();
         let uri = v["peers"][&id]["uri"].as_str().unwrap();
-        assert_eq!(uri, format!("http://{}/", m["internal_addr"].as_str().unwrap()));
+        let addr = match m["internal_addr"].as_str().unwrap() {
+            // A cluster of one has no internal port: its REST address.
+            "local" => m["api_addr"].as_str().unwrap(),
+            a => a,
+        };
+        assert_eq!(uri, format!("http://{addr}/"));
     }
     assert!(v["collections"].is_object() && v["metadata"]["voters"].is_array());
 }
@@ -462,7 +482,10 @@ fn three_nodes_matrix_and_consensus_fields() {
         let (status, v) = call("offsets", json!({"sample": N, "limit": 2}));
         assert_eq!(status, 200, "{v}");
         let (ids, rows) = offsets_rows(&v["result"]);
-        assert_eq!(ids.iter().copied().collect::<BTreeSet<u64>>(), (0..N).collect());
+        assert_eq!(
+            ids.iter().copied().collect::<BTreeSet<u64>>(),
+            (0..N).collect()
+        );
         check_against_model(&ids, &rows, 2, |_| true);
         let (status, v) = call(
             "pairs",
@@ -495,13 +518,22 @@ fn three_nodes_matrix_and_consensus_fields() {
     let fi = (0..3).find(|&i| i != li).unwrap();
     let addr = c.nodes[fi].internal.clone();
     c.partition(fi);
-    let failures = wait_for("send failures to the cut-off node", Duration::from_secs(20), || {
-        let v = c.status(li);
-        let f = &v["message_send_failures"][&addr];
-        (f["count"].as_u64().unwrap_or(0) >= 1).then(|| f.clone())
-    });
+    let failures = wait_for(
+        "send failures to the cut-off node",
+        Duration::from_secs(20),
+        || {
+            let v = c.status(li);
+            let f = &v["message_send_failures"][&addr];
+            (f["count"].as_u64().unwrap_or(0) >= 1).then(|| f.clone())
+        },
+    );
     assert!(!failures["latest_error"].as_str().unwrap().is_empty());
-    assert!(failures["latest_error_timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        failures["latest_error_timestamp"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
     let t = c.ok(li, "GET", "/cluster/telemetry", Value::Null);
     let fid = c.nodes[fi].id.to_string();
     assert_eq!(t["cluster"]["peers"][&fid]["responsive"], false, "{t}");
@@ -517,4 +549,99 @@ fn three_nodes_matrix_and_consensus_fields() {
             .is_empty()
             .then_some(())
     });
+}
+
+/// `get_optimizations`: index builds of sealed segments show as completed jobs with the rows
+/// they read, the idle sealed segments hold exactly the indexed points, and the UUIDs name the
+/// collection's shard groups.
+#[test]
+fn optimizations_report_the_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    s.ok(
+        "PUT",
+        "/collections/o",
+        json!({"vectors": {"size": 4, "distance": "Euclid"}, "shard_number": 2,
+               "ivf_pq_config": {"nlist": 4, "seal_threshold": 64}}),
+    );
+    let empty = s.ok("GET", "/collections/o/optimizations", Value::Null);
+    assert_eq!(empty["running"], json!([]));
+    assert_eq!(empty["summary"]["idle_segments"], 0);
+    assert!(empty.get("completed").is_none() && empty.get("queued").is_none());
+    for chunk in 0..6u64 {
+        let points: Vec<Value> = (chunk * 100..(chunk + 1) * 100)
+            .map(|i| json!({"id": i, "vector": vector(i)}))
+            .collect();
+        s.ok(
+            "PUT",
+            "/collections/o/points?wait=true",
+            json!({ "points": points }),
+        );
+    }
+    // Every build done: nothing runs, and the idle sealed segments hold the indexed points.
+    let (o, indexed) = wait_for("builds finished", Duration::from_secs(60), || {
+        let o = s.ok(
+            "GET",
+            "/collections/o/optimizations?with=queued,completed,idle_segments",
+            Value::Null,
+        );
+        let info = s.ok("GET", "/collections/o", Value::Null);
+        let indexed = info["indexed_vectors_count"].as_u64().unwrap_or(0);
+        (o["running"] == json!([]) && indexed > 0 && info["status"] == "green")
+            .then_some((o, indexed))
+    });
+    let idle = o["idle_segments"].as_array().unwrap();
+    let idle_points: u64 = idle
+        .iter()
+        .map(|g| g["points_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(idle_points, indexed, "{o}");
+    assert_eq!(o["summary"]["idle_segments"], idle.len());
+    let completed = o["completed"].as_array().unwrap();
+    let builds: Vec<&Value> = completed
+        .iter()
+        .filter(|j| j["optimizer"] == "index_build")
+        .collect();
+    assert!(!builds.is_empty(), "{o}");
+    let groups: BTreeSet<u64> = s.ok("GET", "/cluster", Value::Null)["collections"]["o"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sh| sh["group"].as_u64().unwrap())
+        .collect();
+    let group_of = |uuid: &str| u64::from_str_radix(&uuid.replace('-', "")[..16], 16).unwrap();
+    for j in &builds {
+        assert_eq!(j["status"], "done");
+        let p = &j["progress"];
+        assert!(p["total"].as_u64().unwrap() >= 64, "{j}");
+        assert_eq!(p["done"], p["total"]);
+        assert!(p["started_at"].as_str().unwrap() <= p["finished_at"].as_str().unwrap());
+        assert!(p["duration_sec"].as_f64().unwrap() >= 0.0);
+        // An index build keeps its segment: the job's UUID is its one segment's.
+        assert_eq!(j["segments"].as_array().unwrap().len(), 1);
+        assert_eq!(j["segments"][0]["uuid"], j["uuid"]);
+        assert!(groups.contains(&group_of(j["uuid"].as_str().unwrap())));
+    }
+    for g in idle {
+        assert!(groups.contains(&group_of(g["uuid"].as_str().unwrap())));
+    }
+    // The queue is what the merge policy would start next (empty at rest) and the summary
+    // counts it.
+    assert_eq!(
+        o["summary"]["queued_optimizations"],
+        o["queued"].as_array().unwrap().len()
+    );
+    // completed_limit caps the list (and implies `completed`).
+    let one = s.ok(
+        "GET",
+        "/collections/o/optimizations?completed_limit=1",
+        Value::Null,
+    );
+    assert_eq!(one["completed"].as_array().unwrap().len(), 1);
+    assert_eq!(one["completed"][0], completed[0]);
+    let (status, v) = s.call("GET", "/collections/o/optimizations?with=history", None);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["status"]["error"].as_str().unwrap().contains("history"));
+    let (status, _) = s.call("GET", "/collections/none/optimizations", None);
+    assert_eq!(status, 404);
 }

@@ -79,7 +79,8 @@ fn qdrant_client_matrix_and_cluster() {
     let python = venv();
     let dir = tempfile::tempdir().unwrap();
     let server = common::Server::start(dir.path(), &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/qdrant_matrix_cluster.py");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/qdrant_matrix_cluster.py");
     let out = Command::new(python)
         .arg(script)
         .arg(format!("http://{}", server.addr))

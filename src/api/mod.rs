@@ -60,6 +60,7 @@ pub mod guard;
 pub mod handlers;
 pub mod matrix;
 pub mod metrics;
+pub mod optimizations;
 pub mod parse;
 pub mod payload;
 pub mod peer;
@@ -261,6 +262,7 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         cluster::partition,
         peer::recover_current_peer,
         peer::cluster_telemetry,
+        optimizations::get_optimizations,
     ),
     components(schemas(
         crate::shard::filter::Filter,
@@ -384,6 +386,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(delete_collection),
         )
         .route("/collections/{name}/exists", get(collection_exists))
+        .route(
+            "/collections/{name}/optimizations",
+            get(optimizations::get_optimizations),
+        )
         .route(
             "/collections/{name}/points",
             axum::routing::put(upsert_points).post(retrieve_points),

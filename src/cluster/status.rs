@@ -238,7 +238,8 @@ pub struct CollectionView {
 /// A peer in Qdrant's `PeerInfo` shape.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QdrantPeer {
-    /// `http://` and the node's internal (Raft) address, as Qdrant gives its peers' p2p URIs.
+    /// `http://` and the node's internal (Raft) address, as Qdrant gives its peers' p2p URIs
+    /// (a node without an internal port, a cluster of one: its REST address).
     pub uri: String,
 }
 
@@ -288,9 +289,7 @@ pub struct MessageSendErrors {
 
 /// RFC 3339 (UTC, microseconds) of a wall-clock time.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
@@ -510,7 +509,10 @@ pub async fn probe_members(c: &Cluster) -> BTreeMap<NodeId, Option<NodeStatus>> 
 }
 
 /// The cluster view from the members' statuses.
-pub(super) fn assemble(c: &Cluster, statuses: &BTreeMap<NodeId, Option<NodeStatus>>) -> ClusterView {
+pub(super) fn assemble(
+    c: &Cluster,
+    statuses: &BTreeMap<NodeId, Option<NodeStatus>>,
+) -> ClusterView {
     let state = c.state();
     let meta = c.meta_group().metrics();
     let members = state
@@ -598,7 +600,9 @@ pub(super) fn assemble(c: &Cluster, statuses: &BTreeMap<NodeId, Option<NodeStatu
         .members
         .iter()
         .map(|(id, info)| {
-            let addr = if info.internal_addr.is_empty() {
+            // A cluster of one opens no internal port (its address is `local`): its REST
+            // address then.
+            let addr = if info.internal_addr.is_empty() || info.internal_addr == "local" {
                 &info.api_addr
             } else {
                 &info.internal_addr

@@ -130,9 +130,9 @@ pub async fn cluster_telemetry(c: &Cluster, version: &str) -> DistributedTelemet
                         .map(|r| ReplicaTelemetry {
                             peer_id: r.node,
                             state: qdrant_replica_state(r).into(),
-                            status: r.segments.map(|g| {
-                                if g.building > 0 { "yellow" } else { "green" }.into()
-                            }),
+                            status: r
+                                .segments
+                                .map(|g| if g.building > 0 { "yellow" } else { "green" }.into()),
                             num_points: r.points,
                             num_vectors: r.points,
                             total_optimized_points: r.segments.map(|g| g.indexed_points),
@@ -187,4 +187,26 @@ pub async fn cluster_telemetry(c: &Cluster, version: &str) -> DistributedTelemet
             peers,
         },
     }
+}
+
+/// The maintenance of this node's replicas of collection `name` (a name or an alias), per
+/// shard held here: `(shard, group, optimizations)`. Each replica builds and merges its own
+/// segments, so another node's replica of the same shard may be at a different step. `None`
+/// for an unknown collection.
+pub fn local_optimizations(
+    c: &Cluster,
+    name: &str,
+) -> Option<Vec<(u32, crate::raft::GroupId, crate::shard::Optimizations)>> {
+    let state = c.state();
+    let (_, meta) = state.resolve(name)?;
+    Some(
+        meta.shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let local = c.local_shard(s.group)?;
+                Some((i as u32, s.group, local.app.shard().optimizations()))
+            })
+            .collect(),
+    )
 }

@@ -241,8 +241,7 @@ impl GroupConnection {
         {
             Ok(r) => r,
             Err(e) => {
-                self.failures
-                    .failed(self.group, self.target, e.to_string());
+                self.failures.failed(self.group, self.target, e.to_string());
                 return Err(self.rpc_error(e, action, timeout));
             }
         };

@@ -55,10 +55,8 @@ pub fn nearest_among(
     (0..n)
         .map(|i| {
             distance_batch(metric, &points[i].1, &flat, dim, &mut dist);
-            let mut row: Vec<(usize, f32)> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| (j, dist[j]))
-                .collect();
+            let mut row: Vec<(usize, f32)> =
+                (0..n).filter(|&j| j != i).map(|j| (j, dist[j])).collect();
             row.sort_by(|a, b| a.1.total_cmp(&b.1).then(points[a.0].0.cmp(&points[b.0].0)));
             row.truncate(limit);
             row
@@ -135,7 +133,10 @@ mod tests {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        assert_eq!(got, vec![PointId::Num(10), PointId::Num(20), PointId::Num(21)]);
+        assert_eq!(
+            got,
+            vec![PointId::Num(10), PointId::Num(20), PointId::Num(21)]
+        );
     }
 
     #[test]

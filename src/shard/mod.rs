@@ -65,6 +65,7 @@ mod facet;
 pub mod filter;
 pub mod merge_policy;
 mod open;
+pub mod optimizations;
 pub mod payload_index;
 mod payload_ops;
 mod planner;
@@ -87,6 +88,7 @@ pub use config::ShardConfig;
 pub use error::ShardError;
 pub use facet::FacetValue;
 pub use filter::{CompiledFilter, Filter, FilterError};
+pub use optimizations::{JobKind, JobRecord, Optimizations};
 pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
 pub use payload_ops::{OrderBy, OrderedRecord};
 pub use point::{Payload, PointId};
@@ -132,6 +134,8 @@ struct Inner {
     config: ShardConfig,
     state: RwLock<State>,
     jobs: Jobs,
+    /// Running and recently finished jobs, for `get_optimizations`.
+    job_log: optimizations::JobLog,
     /// Index builds in flight.
     building: AtomicUsize,
     /// Compactions in flight, and the rows they rewrite.

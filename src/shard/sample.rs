@@ -43,7 +43,12 @@ pub fn sample_key(seed: u64, id: &PointId) -> u64 {
 impl Shard {
     /// The `k` live points passing `filter` with the smallest [`sample_key`] under `seed`,
     /// smallest key first (ties by id), with their vectors.
-    pub fn sample(&self, seed: u64, k: usize, filter: Option<&CompiledFilter>) -> Vec<SampledPoint> {
+    pub fn sample(
+        &self,
+        seed: u64,
+        k: usize,
+        filter: Option<&CompiledFilter>,
+    ) -> Vec<SampledPoint> {
         if k == 0 {
             return Vec::new();
         }
