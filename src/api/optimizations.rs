@@ -122,7 +122,7 @@ pub async fn get_optimizations(
     }
     if completed {
         // Most recent first, over every shard.
-        done.sort_by(|a, b| b.0.cmp(&a.0));
+        done.sort_by_key(|d| std::cmp::Reverse(d.0));
         let limit = q.completed_limit.unwrap_or(usize::MAX);
         out["completed"] = Value::Array(done.into_iter().take(limit).map(|(_, v)| v).collect());
     }

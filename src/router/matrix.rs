@@ -30,7 +30,7 @@ pub fn merge_samples(
     sample: usize,
 ) -> Vec<(PointId, Vec<f32>)> {
     let mut all: Vec<(u64, PointId, Vec<f32>)> = shards.into_iter().flatten().collect();
-    all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    all.sort_by_key(|a| (a.0, a.1));
     let mut seen = std::collections::HashSet::new();
     all.into_iter()
         .filter(|p| seen.insert(p.1))

@@ -61,12 +61,12 @@ impl Shard {
                 }
             }
             // Keep memory at O(k) however many points match.
-            if keyed.len() > 4 * k + 1024 {
-                keyed.select_nth_unstable_by(k - 1, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            if keyed.len() > k.saturating_mul(4).saturating_add(1024) {
+                keyed.select_nth_unstable_by_key(k - 1, |a| (a.0, a.1));
                 keyed.truncate(k);
             }
         }
-        keyed.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        keyed.sort_unstable_by_key(|a| (a.0, a.1));
         keyed.truncate(k);
         keyed
             .into_iter()
