@@ -20,6 +20,9 @@ use std::time::Duration;
 
 const N: u64 = 300;
 
+/// Sampled id → its neighbours `(id, score)`, best first.
+type Rows = BTreeMap<u64, Vec<(u64, f32)>>;
+
 /// Integer-valued vectors: squared distances are exact in `f32`, ties exact too (broken by id
 /// on both sides).
 fn vector(i: u64) -> Vec<f32> {
@@ -48,7 +51,7 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The model: for `sampled`, each id's `limit` nearest other sampled ids with Euclid scores.
-fn model(sampled: &[u64], limit: usize) -> BTreeMap<u64, Vec<(u64, f32)>> {
+fn model(sampled: &[u64], limit: usize) -> Rows {
     sampled
         .iter()
         .map(|&a| {
@@ -65,9 +68,9 @@ fn model(sampled: &[u64], limit: usize) -> BTreeMap<u64, Vec<(u64, f32)>> {
 }
 
 /// `{"pairs": ...}` as rows: a → [(b, score)] in answer order, and the sampled ids in order.
-fn pairs_rows(r: &Value) -> (Vec<u64>, BTreeMap<u64, Vec<(u64, f32)>>) {
+fn pairs_rows(r: &Value) -> (Vec<u64>, Rows) {
     let mut order = Vec::new();
-    let mut rows: BTreeMap<u64, Vec<(u64, f32)>> = BTreeMap::new();
+    let mut rows = Rows::new();
     for p in r["pairs"].as_array().unwrap() {
         let a = p["a"].as_u64().unwrap();
         if order.last() != Some(&a) {
@@ -83,7 +86,7 @@ fn pairs_rows(r: &Value) -> (Vec<u64>, BTreeMap<u64, Vec<(u64, f32)>>) {
 }
 
 /// `{"ids", "offsets_row", "offsets_col", "scores"}` as rows.
-fn offsets_rows(r: &Value) -> (Vec<u64>, BTreeMap<u64, Vec<(u64, f32)>>) {
+fn offsets_rows(r: &Value) -> (Vec<u64>, Rows) {
     let ids: Vec<u64> = r["ids"]
         .as_array()
         .unwrap()
@@ -106,7 +109,7 @@ fn offsets_rows(r: &Value) -> (Vec<u64>, BTreeMap<u64, Vec<(u64, f32)>>) {
         .collect();
     assert_eq!(rows_i.len(), cols_i.len());
     assert_eq!(rows_i.len(), scores.len());
-    let mut rows: BTreeMap<u64, Vec<(u64, f32)>> = BTreeMap::new();
+    let mut rows = Rows::new();
     for k in 0..scores.len() {
         rows.entry(ids[rows_i[k]])
             .or_default()
@@ -116,12 +119,7 @@ fn offsets_rows(r: &Value) -> (Vec<u64>, BTreeMap<u64, Vec<(u64, f32)>>) {
 }
 
 /// Every sampled id distinct and passing `keep`; every row exactly the model's.
-fn check_against_model(
-    sampled: &[u64],
-    rows: &BTreeMap<u64, Vec<(u64, f32)>>,
-    limit: usize,
-    keep: impl Fn(u64) -> bool,
-) {
+fn check_against_model(sampled: &[u64], rows: &Rows, limit: usize, keep: impl Fn(u64) -> bool) {
     let set: BTreeSet<u64> = sampled.iter().copied().collect();
     assert_eq!(set.len(), sampled.len(), "sampled ids repeat: {sampled:?}");
     for &id in sampled {
