@@ -503,6 +503,21 @@ fn large_points(ids: std::ops::Range<u64>) -> Value {
     json!({ "points": points })
 }
 
+/// Upserts the next [`LARGE_BATCH`] points (ids from `acked`) through `addr` until acknowledged;
+/// returns the new number of acknowledged points.
+fn upsert_large(addr: &str, acked: u64, within: Duration) -> u64 {
+    let ids = acked..acked + LARGE_BATCH;
+    let body = large_points(ids);
+    ok_within(
+        addr,
+        "PUT",
+        "/collections/big/points?wait=true",
+        body,
+        within,
+    );
+    acked + LARGE_BATCH
+}
+
 fn readyz(addr: &str) -> Option<(u16, Value)> {
     try_call(addr, None, "GET", "/readyz", None).ok()
 }
@@ -538,30 +553,14 @@ fn three_containers_with_large_entries_and_a_full_disk_lose_no_acknowledged_writ
     );
     let mut acked = 0u64;
     for _ in 0..2 {
-        let ids = acked..acked + LARGE_BATCH;
-        ok_within(
-            n2,
-            "PUT",
-            "/collections/big/points?wait=true",
-            large_points(ids),
-            settle,
-        );
-        acked += LARGE_BATCH;
+        acked = upsert_large(n2, acked, settle);
     }
 
     // Cut node 3 off; the majority acknowledges eight more large upserts.
     let node3 = format!("{}-2", d.prefix);
     docker_ok(&["network", "disconnect", &raft_net, &node3]);
     for _ in 0..8 {
-        let ids = acked..acked + LARGE_BATCH;
-        ok_within(
-            n1,
-            "PUT",
-            "/collections/big/points?wait=true",
-            large_points(ids),
-            settle,
-        );
-        acked += LARGE_BATCH;
+        acked = upsert_large(n1, acked, settle);
     }
 
     // Node 3's disk is filled to its last 8 MiB, then it is healed: catching up needs more.
@@ -590,15 +589,7 @@ fn three_containers_with_large_entries_and_a_full_disk_lose_no_acknowledged_writ
         std::thread::sleep(Duration::from_millis(250));
     }
     // The majority still acknowledges a large write.
-    let ids = acked..acked + LARGE_BATCH;
-    ok_within(
-        n2,
-        "PUT",
-        "/collections/big/points?wait=true",
-        large_points(ids),
-        settle,
-    );
-    acked += LARGE_BATCH;
+    acked = upsert_large(n2, acked, settle);
 
     // Space returns; node 3 recovers by itself and catches up.
     drop(file);

@@ -7,29 +7,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
+use common::python::{run_script, skipped};
 
 #[test]
 fn langchain_vector_store_drives_shoal() {
-    if std::env::var_os("SHOAL_SKIP_QDRANT_CLIENT_TEST").is_some() {
-        eprintln!("skipped: SHOAL_SKIP_QDRANT_CLIENT_TEST is set");
-        return;
+    if !skipped() {
+        run_script("langchain_compat.py", false, "langchain compatibility: ok");
     }
-    let python = common::python::venv();
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::Server::start(dir.path(), &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/langchain_compat.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(format!("http://{}", server.addr))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "LangChain script failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("langchain compatibility: ok"));
 }

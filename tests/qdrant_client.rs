@@ -13,35 +13,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn venv() -> PathBuf {
-    common::python::venv()
-}
+use common::python::{run_script, skipped};
 
 #[test]
 fn qdrant_client_drives_shoal() {
-    if std::env::var_os("SHOAL_SKIP_QDRANT_CLIENT_TEST").is_some() {
-        eprintln!("skipped: SHOAL_SKIP_QDRANT_CLIENT_TEST is set");
-        return;
+    if !skipped() {
+        run_script("qdrant_compat.py", false, "compatibility: ok");
     }
-    let python = venv();
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::Server::start(dir.path(), &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/qdrant_compat.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(format!("http://{}", server.addr))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "qdrant-client script failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("compatibility: ok"));
 }
 
 /// The snapshots API through qdrant-client: `tests/python/qdrant_snapshots.py` calls the 11
@@ -49,25 +27,22 @@ fn qdrant_client_drives_shoal() {
 /// a shard) and checks every result against a model of the points.
 #[test]
 fn qdrant_client_snapshots() {
-    if std::env::var_os("SHOAL_SKIP_QDRANT_CLIENT_TEST").is_some() {
-        eprintln!("skipped: SHOAL_SKIP_QDRANT_CLIENT_TEST is set");
-        return;
+    if !skipped() {
+        run_script("qdrant_snapshots.py", true, "snapshots: ok");
     }
-    let python = venv();
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::Server::start(dir.path(), &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/qdrant_snapshots.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(format!("http://{}", server.addr))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "qdrant-client snapshots script failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("snapshots: ok"));
+}
+
+/// qdrant-client's distance matrix (`search_matrix_pairs`, `search_matrix_offsets`, checked
+/// against brute force over the sampled ids, on a three-shard collection), `cluster_status`
+/// (parsed as Qdrant's `ClusterStatus`, values real), `cluster_telemetry` and
+/// `recover_current_peer`: `tests/python/qdrant_matrix_cluster.py`.
+#[test]
+fn qdrant_client_matrix_and_cluster() {
+    if !skipped() {
+        run_script(
+            "qdrant_matrix_cluster.py",
+            false,
+            "qdrant-client matrix and cluster: ok",
+        );
+    }
 }

@@ -33,6 +33,8 @@ fn is_read(method: &Method, path: &str) -> bool {
             "/points/search/groups",
             "/points/query/groups",
             "/facet",
+            "/points/search/matrix/pairs",
+            "/points/search/matrix/offsets",
         ]
         .iter()
         .any(|s| path.ends_with(s))
@@ -84,6 +86,11 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(is_read(&Method::POST, "/collections/a/points/search"));
         assert!(!is_read(&Method::POST, "/collections/a/points/delete"));
+        assert!(is_read(
+            &Method::POST,
+            "/collections/a/points/search/matrix/offsets"
+        ));
+        assert!(!is_read(&Method::POST, "/cluster/recover"));
         assert!(!is_read(&Method::PUT, "/collections/a/points"));
     }
 }

@@ -11,7 +11,8 @@
 
 use super::error::ApiError;
 use super::{AppState, JsonBody, ok};
-use crate::cluster::status::{ReplicaView, cluster_view};
+use crate::cluster::status::cluster_view;
+use crate::cluster::telemetry::qdrant_replica_state;
 use crate::raft::NodeId;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -90,16 +91,6 @@ pub async fn partition(
     Ok(ok(true))
 }
 
-/// A replica's state as Qdrant names it: `Active` (a running voter), `Partial` (a learner still
-/// catching up), `Dead` (its node did not answer).
-fn qdrant_state(r: &ReplicaView) -> &'static str {
-    match (r.reachable, r.role.as_deref()) {
-        (false, _) | (true, None) => "Dead",
-        (true, Some("learner")) => "Partial",
-        (true, Some(_)) => "Active",
-    }
-}
-
 /// The collection's name behind `name` (an alias resolves), or a 404.
 fn collection_name(st: &AppState, name: &str) -> Result<String, ApiError> {
     st.cluster
@@ -129,7 +120,7 @@ pub async fn collection_cluster_info(
     let (mut local, mut remote) = (Vec::new(), Vec::new());
     for shard in &col.shards {
         for r in &shard.replicas {
-            let state = qdrant_state(r);
+            let state = qdrant_replica_state(r);
             if r.node == view.node_id {
                 local.push(json!({"shard_id": shard.shard, "points_count": r.points.unwrap_or(0), "state": state}));
             } else {

@@ -79,6 +79,8 @@ const HEAVY: &[(&str, &str)] = &[
     ("POST", "/collections/{name}/points/search/groups"),
     ("POST", "/collections/{name}/points/query/groups"),
     ("POST", "/collections/{name}/facet"),
+    ("POST", "/collections/{name}/points/search/matrix/pairs"),
+    ("POST", "/collections/{name}/points/search/matrix/offsets"),
 ];
 
 /// Slots for heavy reads: `running` at once, `queue` more waiting.

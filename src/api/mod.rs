@@ -16,7 +16,8 @@
 //! ## Compatibility with Qdrant
 //! Supported: collections (create, list, get, exists, delete), aliases (create, delete, rename
 //! in one all-or-nothing batch, list; an alias works wherever a collection name does, [`aliases`]),
-//! grouped search (`search/groups`, `query/groups`, [`groups`]), facet counts ([`facet`]), points (upsert as `points` or
+//! grouped search (`search/groups`, `query/groups`, [`groups`]), facet counts ([`facet`]), the
+//! distance matrix over a random sample (`search/matrix/pairs`, `.../offsets`, [`matrix`]), points (upsert as `points` or
 //! `batch`, retrieve, get one, delete by ids or filter, count, scroll), search (`query`,
 //! `query/batch`, `search`, `search/batch`) with filters (every Qdrant condition: `must`/
 //! `should`/`must_not`/`min_should`, `match` value/any/except/text/phrase, `range` over numbers and
@@ -58,9 +59,12 @@ pub mod facet;
 pub mod groups;
 pub mod guard;
 pub mod handlers;
+pub mod matrix;
 pub mod metrics;
+pub mod optimizations;
 pub mod parse;
 pub mod payload;
+pub mod peer;
 pub mod points;
 pub mod readiness;
 pub mod snapshots;
@@ -252,6 +256,8 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         groups::search_groups,
         groups::query_groups,
         facet::facet,
+        matrix::matrix_pairs,
+        matrix::matrix_offsets,
         payload::create_field_index,
         payload::delete_field_index,
         payload::set_payload,
@@ -282,6 +288,9 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         snapshots::list_full_snapshots,
         snapshots::get_full_snapshot,
         snapshots::delete_full_snapshot,
+        peer::recover_current_peer,
+        peer::cluster_telemetry,
+        optimizations::get_optimizations,
     ),
     components(schemas(
         crate::shard::filter::Filter,
@@ -293,6 +302,17 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         types::Distance,
         types::ReadFields,
         crate::cluster::status::ClusterView,
+        crate::cluster::status::QdrantPeer,
+        crate::cluster::status::RaftInfo,
+        crate::cluster::status::ConsensusStatus,
+        crate::cluster::status::MessageSendErrors,
+        crate::cluster::telemetry::DistributedTelemetry,
+        crate::cluster::telemetry::CollectionTelemetry,
+        crate::cluster::telemetry::ShardTelemetry,
+        crate::cluster::telemetry::ReplicaTelemetry,
+        crate::cluster::telemetry::ClusterTelemetry,
+        crate::cluster::telemetry::PeerTelemetry,
+        crate::cluster::telemetry::PeerDetails,
         crate::cluster::status::MetaView,
         crate::cluster::status::MemberView,
         crate::cluster::status::CollectionView,
@@ -315,6 +335,10 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         facet::FacetRequest,
         facet::FacetHit,
         facet::FacetResponse,
+        matrix::SearchMatrixRequest,
+        matrix::MatrixPair,
+        matrix::MatrixPairs,
+        matrix::MatrixOffsets,
         batch::BatchUpdate,
         crate::cluster::snapshots::SnapshotDescription,
         snapshots::SnapshotRecover,
@@ -392,6 +416,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(delete_collection),
         )
         .route("/collections/{name}/exists", get(collection_exists))
+        .route(
+            "/collections/{name}/optimizations",
+            get(optimizations::get_optimizations),
+        )
         .route(
             "/collections/{name}/points",
             axum::routing::put(upsert_points).post(retrieve_points),
@@ -471,11 +499,21 @@ pub fn router(state: AppState) -> Router {
             "/snapshots/{snapshot_name}",
             get(snapshots::get_full_snapshot).delete(snapshots::delete_full_snapshot),
         )
+        .route(
+            "/collections/{name}/points/search/matrix/pairs",
+            post(matrix::matrix_pairs),
+        )
+        .route(
+            "/collections/{name}/points/search/matrix/offsets",
+            post(matrix::matrix_offsets),
+        )
         .route("/collections/{name}/points/{id}", get(get_point))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/cluster", get(cluster::cluster_status))
+        .route("/cluster/recover", post(peer::recover_current_peer))
+        .route("/cluster/telemetry", get(peer::cluster_telemetry))
         .route(
             "/cluster/collections/{name}/shards/{shard}/move",
             post(cluster::move_replica),

@@ -41,7 +41,7 @@ pub(super) fn record_out(r: &Record, sel: &PayloadSelector) -> RecordOut {
 }
 
 /// Qdrant's score from shoal's distance: cosine and dot similarities, euclidean distance.
-fn score(metric: Metric, distance: f32) -> f32 {
+pub(super) fn score(metric: Metric, distance: f32) -> f32 {
     match metric {
         Metric::L2 => distance.max(0.0).sqrt(),
         Metric::Cosine => 1.0 - distance,

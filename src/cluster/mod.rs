@@ -9,7 +9,8 @@
 //!   the metadata leader are forwarded to it.
 //! - [`admin`]: what the metadata leader does: joins, collection create/delete, replica moves.
 //! - [`reconcile`]: every node starts and stops its local shard replicas to match the metadata.
-//! - [`status`]: `GET /cluster` and the per-shard metrics.
+//! - [`status`]: `GET /cluster` and the per-shard metrics; [`telemetry`]: Qdrant's
+//!   `GET /cluster/telemetry`.
 //! - [`placement`]: which shard holds a point — the consistent-hash ring and centroid placement.
 //! - [`snapshots`]: users' collection, shard and full snapshots (one archive file each) of the
 //!   shard replicas on this node, and reading them back for a recovery.
@@ -24,6 +25,7 @@ pub mod rpc;
 pub mod shard_app;
 pub mod snapshots;
 pub mod status;
+pub mod telemetry;
 
 #[cfg(test)]
 mod fixtures;
@@ -281,6 +283,18 @@ impl Cluster {
     /// Whether this node has joined, caught up with the metadata and started its replicas.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Qdrant's `recover_current_peer`, done now rather than at the supervisor's next look:
+    /// if the Raft log failed or groups stopped on a storage error, prove the disk writable,
+    /// reopen the log and restart those groups ([`crate::raft::recovery::recover_once`]).
+    /// `Ok(restarted groups)`, or why the disk cannot take writes yet.
+    pub async fn recover_now(&self) -> Result<usize, String> {
+        match crate::raft::recovery::recover_once(&self.node).await {
+            crate::raft::recovery::Recovery::Healthy => Ok(0),
+            crate::raft::recovery::Recovery::Restarted(n) => Ok(n),
+            crate::raft::recovery::Recovery::Waiting(why) => Err(why),
+        }
     }
 
     /// Why this node cannot make writes durable now, if it cannot: its Raft log failed (a full

@@ -235,9 +235,173 @@ pub struct CollectionView {
     pub shards: Vec<ShardView>,
 }
 
-/// `GET /cluster`.
+/// A peer in Qdrant's `PeerInfo` shape.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct QdrantPeer {
+    /// `http://` and the node's internal (Raft) address, as Qdrant gives its peers' p2p URIs
+    /// (a node without an internal port, a cluster of one: its REST address).
+    pub uri: String,
+}
+
+/// Qdrant's `RaftInfo`: this node's replica of the metadata Raft group.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RaftInfo {
+    /// Current term.
+    pub term: u64,
+    /// Highest index this node knows committed.
+    pub commit: u64,
+    /// Committed entries not applied yet on this node.
+    pub pending_operations: u64,
+    /// The leader this node believes in.
+    pub leader: Option<NodeId>,
+    /// `Leader`, `Follower` or `Candidate` (a learner is a `Follower` with `is_voter` false;
+    /// none when the core is stopped).
+    pub role: Option<String>,
+    /// Whether this node votes in the metadata group.
+    pub is_voter: bool,
+}
+
+/// Qdrant's `ConsensusThreadStatus`: whether this node's metadata Raft core runs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConsensusStatus {
+    /// `working`, `stopped` (shut down) or `stopped_with_err` (stopped on a storage error or a
+    /// panic).
+    pub consensus_thread_status: String,
+    /// With `working`: on the metadata leader, when a quorum last acknowledged it; elsewhere,
+    /// when this answer read the running core's state (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_update: Option<String>,
+    /// With `stopped_with_err`: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub err: Option<String>,
+}
+
+/// Qdrant's `MessageSendErrors`: consecutive failed metadata-group sends to one peer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageSendErrors {
+    /// Failures in a row since the last successful send.
+    pub count: u64,
+    /// The last failure.
+    pub latest_error: Option<String>,
+    /// When it happened (RFC 3339, UTC).
+    pub latest_error_timestamp: Option<String>,
+}
+
+/// RFC 3339 (UTC, microseconds) of a wall-clock time.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// Qdrant's view of the metadata group on this node: `raft_info`, `consensus_thread_status`
+/// and `message_send_failures` (keyed by the peer's internal address).
+pub(super) fn consensus(
+    c: &Cluster,
+    state: &super::ClusterState,
+) -> (
+    RaftInfo,
+    ConsensusStatus,
+    BTreeMap<String, MessageSendErrors>,
+) {
+    let g = c.meta_group();
+    let m = g.metrics();
+    let committed = m.committed.unwrap_or(0);
+    let raft_info = RaftInfo {
+        term: m.term,
+        commit: committed,
+        pending_operations: committed.saturating_sub(m.applied.unwrap_or(0)),
+        leader: m.leader,
+        role: match m.role {
+            Role::Leader => Some("Leader".into()),
+            Role::Candidate => Some("Candidate".into()),
+            Role::Follower | Role::Learner => Some("Follower".into()),
+            Role::Shutdown => None,
+        },
+        is_voter: m.voters.contains(&m.node_id),
+    };
+    let status = match (g.stopped(), m.role) {
+        (Some(err), _) => ConsensusStatus {
+            consensus_thread_status: "stopped_with_err".into(),
+            last_update: None,
+            err: Some(err),
+        },
+        (None, Role::Shutdown) => ConsensusStatus {
+            consensus_thread_status: "stopped".into(),
+            last_update: None,
+            err: None,
+        },
+        (None, _) => {
+            // The same figure as `last_quorum_acked`, already as milliseconds ago.
+            #[allow(deprecated)]
+            let acked = g.raft().metrics().borrow_watched().millis_since_quorum_ack;
+            let now = std::time::SystemTime::now();
+            let at = acked
+                .filter(|_| m.role == Role::Leader)
+                .and_then(|ms| now.checked_sub(std::time::Duration::from_millis(ms)))
+                .unwrap_or(now);
+            ConsensusStatus {
+                consensus_thread_status: "working".into(),
+                last_update: Some(rfc3339(at)),
+                err: None,
+            }
+        }
+    };
+    let failures = c
+        .raft_node()
+        .send_failures(g.group_id())
+        .into_iter()
+        .map(|(node, f)| {
+            let addr = state
+                .members
+                .get(&node)
+                .map_or_else(|| format!("node {node}"), |i| i.internal_addr.clone());
+            (
+                addr,
+                MessageSendErrors {
+                    count: f.count,
+                    latest_error: Some(f.latest_error),
+                    latest_error_timestamp: Some(rfc3339(f.at)),
+                },
+            )
+        })
+        .collect();
+    (raft_info, status, failures)
+}
+
+/// `GET /cluster`: Qdrant's `ClusterStatus` fields (`status` … `message_send_failures`, about
+/// the metadata Raft group), then shoal's own view.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ClusterView {
+    /// Always `enabled`: every shoal node runs the metadata Raft group, a single node too.
+    pub status: String,
+    /// This node (the same as `node_id`).
+    pub peer_id: NodeId,
+    /// Every member by id.
+    pub peers: BTreeMap<String, QdrantPeer>,
+    /// This node's replica of the metadata group.
+    pub raft_info: RaftInfo,
+    /// Whether this node's metadata Raft core runs.
+    pub consensus_thread_status: ConsensusStatus,
+    /// Peers the metadata group's messages from this node are failing to reach, by address.
+    pub message_send_failures: BTreeMap<String, MessageSendErrors>,
     /// The node that answered.
     pub node_id: NodeId,
     /// The metadata group.
@@ -321,6 +485,13 @@ pub fn local_collection_stats(c: &Cluster) -> BTreeMap<String, Vec<crate::shard:
 /// Ask every member for its replicas (in parallel, [`STATUS_TIMEOUT`] each) and assemble the
 /// cluster as this node sees it.
 pub async fn cluster_view(c: &Cluster) -> ClusterView {
+    let statuses = probe_members(c).await;
+    assemble(c, &statuses)
+}
+
+/// Every member's status, asked live in parallel ([`STATUS_TIMEOUT`] each); `None` for a
+/// member that did not answer.
+pub async fn probe_members(c: &Cluster) -> BTreeMap<NodeId, Option<NodeStatus>> {
     let state = c.state();
     let probes = state.members.keys().map(|id| async move {
         let r = c
@@ -331,10 +502,18 @@ pub async fn cluster_view(c: &Cluster) -> ClusterView {
             _ => (*id, None),
         }
     });
-    let statuses: BTreeMap<NodeId, Option<NodeStatus>> = futures_util::future::join_all(probes)
+    futures_util::future::join_all(probes)
         .await
         .into_iter()
-        .collect();
+        .collect()
+}
+
+/// The cluster view from the members' statuses.
+pub(super) fn assemble(
+    c: &Cluster,
+    statuses: &BTreeMap<NodeId, Option<NodeStatus>>,
+) -> ClusterView {
+    let state = c.state();
     let meta = c.meta_group().metrics();
     let members = state
         .members
@@ -417,7 +596,33 @@ pub async fn cluster_view(c: &Cluster) -> ClusterView {
             )
         })
         .collect();
+    let peers = state
+        .members
+        .iter()
+        .map(|(id, info)| {
+            // A cluster of one opens no internal port (its address is `local`): its REST
+            // address then.
+            let addr = if info.internal_addr.is_empty() || info.internal_addr == "local" {
+                &info.api_addr
+            } else {
+                &info.internal_addr
+            };
+            (
+                id.to_string(),
+                QdrantPeer {
+                    uri: format!("http://{addr}/"),
+                },
+            )
+        })
+        .collect();
+    let (raft_info, consensus_thread_status, message_send_failures) = consensus(c, &state);
     ClusterView {
+        status: "enabled".into(),
+        peer_id: c.node_id(),
+        peers,
+        raft_info,
+        consensus_thread_status,
+        message_send_failures,
         node_id: c.node_id(),
         metadata: MetaView {
             leader: meta.leader,
@@ -520,4 +725,16 @@ pub fn render_metrics(c: &Cluster) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_of_known_instants() {
+        assert_eq!(super::rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        let leap = UNIX_EPOCH + Duration::from_micros(951_782_400_000_001 + 3_723_000_000);
+        assert_eq!(super::rfc3339(leap), "2000-02-29T01:02:03.000001Z");
+    }
 }

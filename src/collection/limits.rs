@@ -26,6 +26,39 @@ pub const MAX_OFFSET: usize = 100_000;
 /// Largest `limit` of a search or a scroll page.
 pub const MAX_LIMIT: usize = 10_000;
 
+/// Largest `sample` of a distance matrix (`search/matrix/pairs` and `.../offsets`): the router
+/// scores every sampled point against every other, `sample² × dim` multiply-adds.
+pub const MAX_MATRIX_SAMPLE: usize = 1_000;
+/// Largest `sample × dim` of a distance matrix: the sampled vectors every shard sends to the
+/// router (4 bytes each, 16 MiB at most per shard).
+pub const MAX_MATRIX_FLOATS: usize = 1 << 22;
+
+/// Checks a distance matrix's `sample` (2 to [`MAX_MATRIX_SAMPLE`], and `sample × dim` at
+/// most [`MAX_MATRIX_FLOATS`]) and `limit` (at least 1); the error names the bound.
+pub fn check_matrix(sample: usize, limit: usize, dim: usize) -> Result<(), Error> {
+    if sample < 2 {
+        return Err(Error::bad(format!(
+            "sample = {sample} must be at least 2 (a point's neighbours are other sampled points)"
+        )));
+    }
+    if sample > MAX_MATRIX_SAMPLE {
+        return Err(Error::bad(format!(
+            "sample = {sample}: the cap is MAX_MATRIX_SAMPLE = {MAX_MATRIX_SAMPLE}"
+        )));
+    }
+    if sample.saturating_mul(dim) > MAX_MATRIX_FLOATS {
+        return Err(Error::bad(format!(
+            "sample = {sample} of {dim}-dimensional vectors is {} floats: the cap is MAX_MATRIX_FLOATS = {MAX_MATRIX_FLOATS} (sample at most {} at this dimension)",
+            sample.saturating_mul(dim),
+            MAX_MATRIX_FLOATS / dim.max(1)
+        )));
+    }
+    if limit == 0 {
+        return Err(Error::bad("limit = 0 must be at least 1"));
+    }
+    Ok(())
+}
+
 /// Largest squared L2 norm of a stored or query vector (`1e37`, a norm of about `3.2e18`).
 ///
 /// Components are checked finite one by one, but the distance kernels work in `f32`: a vector

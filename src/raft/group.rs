@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use crate::raft::log_store::{LogDb, LogStoreError};
 use crate::raft::network::{
-    GroupNetworkFactory, InProcessRouter, NetworkTimeouts, RaftReply, RaftRpc, Transport,
+    GroupNetworkFactory, InProcessRouter, NetworkTimeouts, RaftReply, RaftRpc, SendFailure,
+    SendFailures, Transport,
 };
 use crate::raft::state_machine::{
     GroupStateMachine, SnapshotHandle, StateMachineApp, verify_snapshot_dir,
@@ -513,6 +514,8 @@ pub(crate) struct NodeShared {
     transport: Arc<dyn Transport>,
     config: RaftConfig,
     groups: RwLock<HashMap<GroupId, RaftGroup>>,
+    /// Failing sends of every group of this node, by peer.
+    send_failures: Arc<SendFailures>,
 }
 
 impl NodeShared {
@@ -649,6 +652,7 @@ impl RaftNode {
                 transport,
                 config,
                 groups: RwLock::new(HashMap::new()),
+                send_failures: Arc::default(),
             }),
         })
     }
@@ -742,6 +746,7 @@ impl RaftNode {
                 snapshot: self.shared.config.snapshot_timeout,
             },
             append_budget: self.shared.config.append_budget_bytes,
+            failures: self.shared.send_failures.clone(),
         };
         Raft::new(
             self.shared.node_id,
@@ -796,6 +801,12 @@ impl RaftNode {
     /// since.
     pub fn log_failure(&self) -> Option<String> {
         self.shared.logs.failure()
+    }
+
+    /// The peers `group`'s Raft messages from this node are failing to reach now, each with
+    /// its consecutive failures since the last success.
+    pub fn send_failures(&self, group: GroupId) -> std::collections::BTreeMap<NodeId, SendFailure> {
+        self.shared.send_failures.of_group(group)
     }
 
     /// Reopens of the shared log after a storage failure, since the process started.

@@ -38,6 +38,6 @@ mod tests;
 pub use group::{
     GroupMetrics, RaftConfig, RaftGroup, RaftGroupError, RaftNode, Role, WriteOutcome,
 };
-pub use network::{InProcessRouter, RaftReply, RaftRpc, Transport, TransportError};
+pub use network::{InProcessRouter, RaftReply, RaftRpc, SendFailure, Transport, TransportError};
 pub use state_machine::{SnapshotHandle, StateMachineApp};
 pub use types::{Command, GroupId, NodeId, NodeInfo, TypeConfig};

@@ -107,6 +107,66 @@ pub struct NetworkTimeouts {
     pub snapshot: Duration,
 }
 
+/// A peer's consecutive failed Raft sends in one group, since its last successful one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendFailure {
+    /// Failed sends in a row.
+    pub count: u64,
+    /// The last one's error.
+    pub latest_error: String,
+    /// When the last one failed.
+    pub at: std::time::SystemTime,
+}
+
+/// Consecutive failed sends per (group, peer) on one node: an entry appears on a failed
+/// append, vote or pre-vote call and is removed by the next one that succeeds (Qdrant's
+/// `message_send_failures`).
+#[derive(Debug, Default)]
+pub struct SendFailures {
+    map: Mutex<HashMap<(GroupId, NodeId), SendFailure>>,
+    /// Entries in `map`: a success with none recorded skips the lock.
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl SendFailures {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(GroupId, NodeId), SendFailure>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failed(&self, group: GroupId, target: NodeId, error: String) {
+        let mut map = self.lock();
+        let e = map.entry((group, target)).or_insert(SendFailure {
+            count: 0,
+            latest_error: String::new(),
+            at: std::time::SystemTime::now(),
+        });
+        e.count += 1;
+        e.latest_error = error;
+        e.at = std::time::SystemTime::now();
+        self.len
+            .store(map.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn succeeded(&self, group: GroupId, target: NodeId) {
+        if self.len.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut map = self.lock();
+        map.remove(&(group, target));
+        self.len
+            .store(map.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The peers `group`'s sends to are failing now, with their failures.
+    pub fn of_group(&self, group: GroupId) -> std::collections::BTreeMap<NodeId, SendFailure> {
+        self.lock()
+            .iter()
+            .filter(|((g, _), _)| *g == group)
+            .map(|((_, n), f)| (*n, f.clone()))
+            .collect()
+    }
+}
+
 /// openraft's network factory for one group on one node.
 pub struct GroupNetworkFactory {
     pub(crate) group: GroupId,
@@ -115,6 +175,8 @@ pub struct GroupNetworkFactory {
     pub(crate) timeouts: NetworkTimeouts,
     /// Bytes of entries one append call carries at most.
     pub(crate) append_budget: usize,
+    /// The node's record of failing sends.
+    pub(crate) failures: Arc<SendFailures>,
 }
 
 /// A lazy "connection" from one group replica to a peer: the transport owns the real sockets.
@@ -126,6 +188,7 @@ pub struct GroupConnection {
     transport: Arc<dyn Transport>,
     timeouts: NetworkTimeouts,
     append_budget: usize,
+    failures: Arc<SendFailures>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
@@ -140,6 +203,7 @@ impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
             transport: self.transport.clone(),
             timeouts: self.timeouts,
             append_budget: self.append_budget,
+            failures: self.failures.clone(),
         }
     }
 }
@@ -170,17 +234,27 @@ impl GroupConnection {
         option: &RPCOption,
     ) -> Result<RaftReply, RPCError<TypeConfig>> {
         let timeout = option.hard_ttl().min(self.timeouts.rpc);
-        let reply = self
+        let reply = match self
             .transport
             .call(self.from, self.target, &self.node, self.group, rpc, timeout)
             .await
-            .map_err(|e| self.rpc_error(e, action, timeout))?;
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.failures.failed(self.group, self.target, e.to_string());
+                return Err(self.rpc_error(e, action, timeout));
+            }
+        };
         match reply {
-            RaftReply::Error(msg) => Err(RPCError::Network(NetworkError::from_string(format!(
-                "node {} group {}: {msg}",
-                self.target, self.group
-            )))),
-            other => Ok(other),
+            RaftReply::Error(msg) => {
+                let msg = format!("node {} group {}: {msg}", self.target, self.group);
+                self.failures.failed(self.group, self.target, msg.clone());
+                Err(RPCError::Network(NetworkError::from_string(msg)))
+            }
+            other => {
+                self.failures.succeeded(self.group, self.target);
+                Ok(other)
+            }
         }
     }
 }

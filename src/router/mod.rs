@@ -25,8 +25,9 @@
 //! ## Files
 //! `mod.rs` declares the [`Router`]; `topology.rs` makes one and picks replicas, `fanout.rs`
 //! sends one call and fans a read out, `search.rs` and `read.rs` are the reads and their merges,
-//! `write.rs` the write path, `metrics.rs` the counters, `service.rs` the data-plane server,
-//! `snapshots.rs` the recovery of users' snapshots through the write path.
+//! `facet.rs`, `groups.rs` and `matrix.rs` (the distance matrix over a random sample) the
+//! cross-shard aggregates, `write.rs` the write path, `metrics.rs` the counters, `service.rs` the
+//! data-plane server, `snapshots.rs` the recovery of users' snapshots through the write path.
 
 mod config;
 pub mod exec;
@@ -34,6 +35,7 @@ pub mod facet;
 mod fanout;
 pub mod groups;
 pub mod hlc;
+pub mod matrix;
 pub mod merge;
 mod metrics;
 mod read;

@@ -176,6 +176,22 @@ pub enum ShardRequest {
         #[serde(with = "crate::shard::point::json_text")]
         filter: Option<Filter>,
     },
+    /// The `k` live points passing the filter with the smallest sampling keys under `seed`
+    /// ([`crate::shard::sample_key`]), with their vectors: this shard's part of a uniform
+    /// sample (the distance matrix; appended after `Facet`).
+    Sample {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// The request's sampling seed (the same for every shard).
+        seed: u64,
+        /// Most points.
+        k: usize,
+        /// Only matching points.
+        #[serde(with = "crate::shard::point::json_text")]
+        filter: Option<Filter>,
+    },
 }
 
 /// [`crate::shard::Tuning`] on the wire.
@@ -231,7 +247,8 @@ impl ShardRequest {
             | ShardRequest::Scroll { group, .. }
             | ShardRequest::ScrollOrdered { group, .. }
             | ShardRequest::SearchTuned { group, .. }
-            | ShardRequest::Facet { group, .. } => *group,
+            | ShardRequest::Facet { group, .. }
+            | ShardRequest::Sample { group, .. } => *group,
         }
     }
 
@@ -350,6 +367,8 @@ pub enum ShardResponse {
     OrderedPage(Vec<(f64, WireRecord)>),
     /// Facet counts: every value and how many points hold it (appended after `OrderedPage`).
     Facets(Vec<(FacetValue, u64)>),
+    /// Sampled points: `(key, id, vector)`, smallest key first (appended after `Facets`).
+    Sample(Vec<(u64, PointId, Vec<f32>)>),
 }
 
 impl ShardResponse {
@@ -661,6 +680,29 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             })
             .await
         }
+        ShardRequest::Sample {
+            read,
+            seed,
+            k,
+            filter,
+            ..
+        } => {
+            let filter = match prepare(group, &read, filter.as_ref()).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let shard = app.shard();
+            run_at(exec::Cost::Long, move || {
+                ShardResponse::Sample(
+                    shard
+                        .sample(seed, k, filter.as_ref())
+                        .into_iter()
+                        .map(|p| (p.key, p.id, p.vector))
+                        .collect(),
+                )
+            })
+            .await
+        }
     }
 }
 
@@ -735,7 +777,7 @@ mod tests {
                 read: session,
                 offset: Some(PointId::Num(9)),
                 limit: 3,
-                filter: Some(filter),
+                filter: Some(filter.clone()),
                 with_payload: true,
                 with_vector: true,
             },
@@ -757,6 +799,13 @@ mod tests {
                 read: session,
                 key: "tag".into(),
                 filter: None,
+            },
+            ShardRequest::Sample {
+                group: 10,
+                read: session,
+                seed: u64::MAX - 3,
+                k: 25,
+                filter: Some(filter.clone()),
             },
         ];
         for r in reqs {
@@ -788,6 +837,10 @@ mod tests {
             },
             ShardResponse::error(ErrorKind::Stale, "behind"),
             ShardResponse::OrderedPage(vec![(1.5, rec.clone())]),
+            ShardResponse::Sample(vec![
+                (3, PointId::Num(4), vec![0.5, -2.0]),
+                (u64::MAX, PointId::Uuid(9), vec![]),
+            ]),
         ];
         for r in resps {
             assert_eq!(ShardResponse::decode(&r.encode()).unwrap(), r);

@@ -59,6 +59,12 @@ impl Shard {
         };
         let chunks = chunks.clone();
         seg.busy = true;
+        self.inner.job_log.started(
+            super::JobKind::IndexBuild,
+            seg_id,
+            vec![(seg_id, seg.live_count)],
+            seg.rows,
+        );
         self.start_job();
         self.inner.building.fetch_add(1, Ordering::SeqCst);
         if self.inner.background {
@@ -115,6 +121,7 @@ impl Shard {
             None => swap(&mut write(&self.inner.state)),
         }
         self.inner.building.fetch_sub(1, Ordering::SeqCst);
+        self.inner.job_log.finished(seg_id);
         self.end_job();
     }
 

@@ -123,6 +123,12 @@ impl Shard {
             }
         }
         let rows: usize = sources.iter().map(|s| s.rows).sum();
+        self.inner.job_log.started(
+            super::JobKind::Merge,
+            new_id,
+            sources.iter().map(|s| (s.id, s.live_count)).collect(),
+            rows,
+        );
         self.inner.compacting.fetch_add(1, Ordering::SeqCst);
         self.inner.building.fetch_add(1, Ordering::SeqCst);
         self.inner.compacting_rows.fetch_add(rows, Ordering::SeqCst);
@@ -257,6 +263,7 @@ impl Shard {
         }
         // The old segments' files go when the last holder lets go: let go before reporting done.
         drop(sources);
+        self.inner.job_log.finished(new_id);
         self.end_job();
     }
 }

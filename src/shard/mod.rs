@@ -47,7 +47,8 @@
 //!
 //! ## Files
 //! `mod.rs` declares the [`Shard`] and what it holds; `open.rs` makes one, `apply.rs` is the write
-//! path, `search.rs` the search path, `query.rs` the other reads and the counters, `build.rs` the
+//! path, `search.rs` the search path, `query.rs` the other reads and the counters, `sample.rs` the
+//! random sample of the distance matrix, `build.rs` the
 //! background index builds, `state.rs` the state behind the lock, `config.rs` and `error.rs` the
 //! shape and the refusals.
 
@@ -64,11 +65,13 @@ mod facet;
 pub mod filter;
 pub mod merge_policy;
 mod open;
+pub mod optimizations;
 pub mod payload_index;
 mod payload_ops;
 mod planner;
 pub mod point;
 mod query;
+mod sample;
 pub mod seal;
 mod search;
 mod segment;
@@ -85,10 +88,12 @@ pub use config::ShardConfig;
 pub use error::ShardError;
 pub use facet::FacetValue;
 pub use filter::{CompiledFilter, Filter, FilterError};
+pub use optimizations::{JobKind, JobRecord, Optimizations};
 pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
 pub use payload_ops::{OrderBy, OrderedRecord};
 pub use point::{Payload, PointId};
 pub use query::{Record, ShardStats};
+pub use sample::{SampledPoint, sample_key};
 pub use seal::MIN_SEAL_THRESHOLD;
 pub use search::{EXACT_SCAN_ROWS, Hit, SearchRequest};
 pub use tuning::{SearchPlan, SearchWork, SegmentCalibration, Tuning};
@@ -129,6 +134,8 @@ struct Inner {
     config: ShardConfig,
     state: RwLock<State>,
     jobs: Jobs,
+    /// Running and recently finished jobs, for `get_optimizations`.
+    job_log: optimizations::JobLog,
     /// Index builds in flight.
     building: AtomicUsize,
     /// Compactions in flight, and the rows they rewrite.

@@ -55,6 +55,7 @@ impl Shard {
                 config,
                 state: RwLock::new(state),
                 jobs: Jobs::default(),
+                job_log: super::optimizations::JobLog::default(),
                 building: AtomicUsize::new(0),
                 compacting: AtomicUsize::new(0),
                 compacting_rows: AtomicUsize::new(0),

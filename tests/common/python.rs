@@ -67,3 +67,39 @@ pub fn venv() -> PathBuf {
     );
     python
 }
+
+/// Whether the client tests are to be skipped (`SHOAL_SKIP_QDRANT_CLIENT_TEST`); says so.
+pub fn skipped() -> bool {
+    let skip = std::env::var_os("SHOAL_SKIP_QDRANT_CLIENT_TEST").is_some();
+    if skip {
+        eprintln!("skipped: SHOAL_SKIP_QDRANT_CLIENT_TEST is set");
+    }
+    skip
+}
+
+/// Starts a server on a fresh data directory and runs `tests/python/<script>` in the venv with
+/// the server's URL (and the data directory, when `with_data_dir`); the script must exit 0 and
+/// print `done` (its last line says it got through every check).
+pub fn run_script(script: &str, with_data_dir: bool, done: &str) {
+    let python = venv();
+    let dir = tempfile::tempdir().unwrap();
+    let server = super::Server::start(dir.path(), &[]);
+    let mut cmd = Command::new(python);
+    cmd.arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/python")
+            .join(script),
+    )
+    .arg(format!("http://{}", server.addr));
+    if with_data_dir {
+        cmd.arg(dir.path());
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(done), "{script} did not finish: {stdout}");
+}
