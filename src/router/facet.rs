@@ -44,18 +44,12 @@ impl Router {
             return Err(Error::bad("limit must be at least 1"));
         }
         let out = self
-            .fan_out(
-                collection,
-                &meta,
-                &Self::all_shards(&meta),
+            .fan_out_all(collection, &meta, read, |group, read| ShardRequest::Facet {
+                group,
                 read,
-                |group, read| ShardRequest::Facet {
-                    group,
-                    read,
-                    key: key.to_owned(),
-                    filter: filter.clone(),
-                },
-            )
+                key: key.to_owned(),
+                filter: filter.clone(),
+            })
             .await?;
         let lists = out.value.into_iter().filter_map(|r| match r {
             ShardResponse::Facets(v) => Some(v),

@@ -106,6 +106,19 @@ impl Router {
 
     // ---------------------------------------------------------------- reads
 
+    /// [`fan_out`](Self::fan_out) to every shard of the collection (the reads that aggregate
+    /// over all points: counts, scrolls, retrieves by id, facets, samples).
+    pub(super) async fn fan_out_all(
+        &self,
+        collection: &str,
+        meta: &CollectionMeta,
+        read: &ReadOptions,
+        make: impl Fn(GroupId, ReadSpec) -> ShardRequest,
+    ) -> Result<Answer<Vec<ShardResponse>>, Error> {
+        let shards = Self::all_shards(meta);
+        self.fan_out(collection, meta, &shards, read, make).await
+    }
+
     /// Sends one read per shard in `shards` (in parallel), each through the resilience layer;
     /// answers per shard, or the error for the whole read.
     pub(super) async fn fan_out(

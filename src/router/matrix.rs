@@ -82,19 +82,15 @@ impl Router {
         let metric = meta.config.metric();
         let seed: u64 = rand::random();
         let out = self
-            .fan_out(
-                collection,
-                &meta,
-                &Self::all_shards(&meta),
-                read,
-                |group, read| ShardRequest::Sample {
+            .fan_out_all(collection, &meta, read, |group, read| {
+                ShardRequest::Sample {
                     group,
                     read,
                     seed,
                     k: sample,
                     filter: filter.clone(),
-                },
-            )
+                }
+            })
             .await?;
         let lists = out.value.into_iter().filter_map(|r| match r {
             ShardResponse::Sample(v) => Some(v),

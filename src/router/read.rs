@@ -89,17 +89,11 @@ impl Router {
         let meta = self.meta(collection)?;
         self.config.limits.check_filter_opt(filter.as_ref())?;
         let out = self
-            .fan_out(
-                collection,
-                &meta,
-                &Self::all_shards(&meta),
+            .fan_out_all(collection, &meta, read, |group, read| ShardRequest::Count {
+                group,
                 read,
-                |group, read| ShardRequest::Count {
-                    group,
-                    read,
-                    filter: filter.clone(),
-                },
-            )
+                filter: filter.clone(),
+            })
             .await?;
         let count = out
             .value
@@ -131,12 +125,8 @@ impl Router {
         self.config.limits.check_scroll_limit(limit)?;
         self.config.limits.check_filter_opt(filter.as_ref())?;
         let out = self
-            .fan_out(
-                collection,
-                &meta,
-                &Self::all_shards(&meta),
-                read,
-                |group, read| ShardRequest::Scroll {
+            .fan_out_all(collection, &meta, read, |group, read| {
+                ShardRequest::Scroll {
                     group,
                     read,
                     offset,
@@ -144,8 +134,8 @@ impl Router {
                     filter: filter.clone(),
                     with_payload,
                     with_vector,
-                },
-            )
+                }
+            })
             .await?;
         let mut all: BTreeMap<PointId, Record> = BTreeMap::new();
         let mut next: Option<PointId> = None;
@@ -186,12 +176,8 @@ impl Router {
         self.config.limits.check_filter_opt(filter.as_ref())?;
         let descending = order.descending;
         let out = self
-            .fan_out(
-                collection,
-                &meta,
-                &Self::all_shards(&meta),
-                read,
-                |group, read| ShardRequest::ScrollOrdered {
+            .fan_out_all(collection, &meta, read, |group, read| {
+                ShardRequest::ScrollOrdered {
                     group,
                     read,
                     order: order.clone(),
@@ -199,8 +185,8 @@ impl Router {
                     filter: filter.clone(),
                     with_payload,
                     with_vector,
-                },
-            )
+                }
+            })
             .await?;
         let mut rows: Vec<(f64, Record)> = Vec::new();
         for r in out.value {
