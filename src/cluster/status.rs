@@ -290,10 +290,19 @@ pub struct MessageSendErrors {
 /// RFC 3339 (UTC, microseconds) of a wall-clock time.
 pub fn rfc3339(t: std::time::SystemTime) -> String {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
+    let (year, month, day, h, m, s) = utc_civil(d.as_secs());
+    format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:06}Z",
+        d.subsec_micros()
+    )
+}
+
+/// The UTC calendar date and time of day of `secs` seconds after the Unix epoch: year, month,
+/// day, hour, minute, second (Howard Hinnant's `civil_from_days`). No date crate for two
+/// timestamps.
+pub(crate) fn utc_civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -302,13 +311,7 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Qdrant's view of the metadata group on this node: `raft_info`, `consensus_thread_status`
