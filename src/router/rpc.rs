@@ -456,6 +456,25 @@ async fn run_at(
         .unwrap_or_else(|e| internal_error(format!("worker failed: {e}")))
 }
 
+/// A read over the points a filter selects (counts, scrolls, facets, samples): the freshness
+/// check and the compiled filter ([`prepare`]), then `read` on the blocking pool.
+async fn filtered_read(
+    app: &Arc<ShardApp>,
+    group: &RaftGroup,
+    spec: &ReadSpec,
+    filter: Option<&Filter>,
+    read: impl FnOnce(crate::shard::Shard, Option<crate::shard::CompiledFilter>) -> ShardResponse
+    + Send
+    + 'static,
+) -> ShardResponse {
+    let filter = match prepare(group, spec, filter).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let shard = app.shard();
+    run_at(exec::Cost::Long, move || read(shard, filter)).await
+}
+
 /// The read's freshness check on this replica, then its filter compiled; `Err` is the answer to
 /// send instead.
 async fn prepare(
@@ -593,12 +612,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             .await
         }
         ShardRequest::Count { read, filter, .. } => {
-            let filter = match prepare(group, &read, filter.as_ref()).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            let shard = app.shard();
-            run_at(exec::Cost::Long, move || {
+            filtered_read(app, group, &read, filter.as_ref(), move |shard, filter| {
                 ShardResponse::Count(shard.count(filter.as_ref()) as u64)
             })
             .await
@@ -612,12 +626,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             with_vector,
             ..
         } => {
-            let filter = match prepare(group, &read, filter.as_ref()).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            let shard = app.shard();
-            run_at(exec::Cost::Long, move || {
+            filtered_read(app, group, &read, filter.as_ref(), move |shard, filter| {
                 let (records, next) =
                     shard.scroll(offset, limit, filter.as_ref(), with_payload, with_vector);
                 ShardResponse::Page {
@@ -636,12 +645,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             with_vector,
             ..
         } => {
-            let filter = match prepare(group, &read, filter.as_ref()).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            let shard = app.shard();
-            run_at(exec::Cost::Long, move || {
+            filtered_read(app, group, &read, filter.as_ref(), move |shard, filter| {
                 let order = crate::shard::OrderBy {
                     key: order.key,
                     descending: order.descending,
@@ -667,17 +671,16 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
         ShardRequest::Facet {
             read, key, filter, ..
         } => {
-            let filter = match prepare(group, &read, filter.as_ref()).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            let shard = app.shard();
-            run_at(exec::Cost::Long, move || {
-                match shard.facet(&key, filter.as_ref()) {
+            filtered_read(
+                app,
+                group,
+                &read,
+                filter.as_ref(),
+                move |shard, filter| match shard.facet(&key, filter.as_ref()) {
                     Ok(counts) => ShardResponse::Facets(counts.into_iter().collect()),
                     Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
-                }
-            })
+                },
+            )
             .await
         }
         ShardRequest::Sample {
@@ -687,12 +690,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             filter,
             ..
         } => {
-            let filter = match prepare(group, &read, filter.as_ref()).await {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
-            let shard = app.shard();
-            run_at(exec::Cost::Long, move || {
+            filtered_read(app, group, &read, filter.as_ref(), move |shard, filter| {
                 ShardResponse::Sample(
                     shard
                         .sample(seed, k, filter.as_ref())
