@@ -192,9 +192,7 @@ fn segment_fixture_shard() -> Shard {
     let points: Vec<PointWrite> = (0..240u64)
         .map(|i| PointWrite {
             id: PointId::Num(i),
-            vector: (0..8)
-                .map(|d| ((i * 7 + d * 13) % 31) as f32 / 7.0)
-                .collect(),
+            vector: segment_fixture_vector(i),
             payload: segment_fixture_payload(i).as_object().cloned(),
         })
         .collect();
@@ -203,6 +201,12 @@ fn segment_fixture_shard() -> Shard {
         .apply(index, &ShardCommand::Upsert { points })
         .unwrap();
     shard
+}
+
+fn segment_fixture_vector(i: u64) -> Vec<f32> {
+    (0..8)
+        .map(|d| ((i * 7 + d * 13) % 31) as f32 / 7.0)
+        .collect()
 }
 
 const FIXTURE_WORDS: [&str; 5] = ["red", "green", "blue", "fox", "dog"];
@@ -347,6 +351,91 @@ fn shard_segment_v2_restores_and_filters_from_stored_indexes() {
     }
 }
 
+/// The same shard written by the build that stores 8-bit codes of the raw vectors beside them
+/// (segment version 3): it opens with every filter right, its files hold the `sq8_*` sections,
+/// and every filtered search (exact over the few matches, through the codes) returns exactly the
+/// brute-force nearest matches, distances included. The version-2 files, without codes, answer
+/// the same.
+#[test]
+fn shard_segment_v3_searches_filters_exactly_through_its_8_bit_codes() {
+    use shoal::shard::SearchRequest;
+    use shoal::storage::Container;
+    write_segment_fixture("shard_segment_v3");
+    let v3 = check_segment_fixture("shard_segment_v3");
+    let v2 = check_segment_fixture("shard_segment_v2");
+    let mut files = 0;
+    for e in std::fs::read_dir(fixture("shard_segment_v3")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "seg") {
+            continue;
+        }
+        files += 1;
+        let c = Container::open(&path).unwrap();
+        c.verify().unwrap();
+        let meta: serde_json::Value = c.metadata_json().unwrap();
+        assert_eq!(meta["segment_version"], 3, "{}", path.display());
+        let names: Vec<String> = c.sections().into_iter().map(|s| s.name).collect();
+        for want in ["sq8_bounds", "sq8_codes", "sq8_norms"] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{}: {names:?}",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(files, 2);
+    for (qi, json) in segment_fixture_filters().into_iter().enumerate() {
+        let f: shoal::shard::Filter = serde_json::from_value(json.clone()).unwrap();
+        let c = f.compile().unwrap();
+        let q = segment_fixture_vector(1_000 + qi as u64 * 37);
+        let mut want: Vec<(f32, u64)> = (0..240u64)
+            .filter(|i| {
+                let p = segment_fixture_payload(*i).as_object().cloned();
+                c.matches(&PointId::Num(*i), p.as_ref())
+            })
+            .map(|i| {
+                let v = segment_fixture_vector(i);
+                let d: f32 = q.iter().zip(&v).map(|(a, b)| (a - b) * (a - b)).sum();
+                (d, i)
+            })
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        want.truncate(10);
+        let req = SearchRequest {
+            vector: &q,
+            limit: 10,
+            offset: 0,
+            filter: Some(&c),
+            nprobe: 1,
+            rerank: 2,
+            exact: false,
+            with_payload: false,
+            with_vector: false,
+        };
+        for shard in [&v3, &v2] {
+            let got: Vec<(f32, u64)> = shard
+                .search(&req)
+                .unwrap()
+                .into_iter()
+                .map(|h| {
+                    let PointId::Num(i) = h.record.id else {
+                        panic!()
+                    };
+                    (h.distance, i)
+                })
+                .collect();
+            assert_eq!(got.len(), want.len(), "{json}");
+            for (g, w) in got.iter().zip(&want) {
+                // Ties may order differently only at equal distance.
+                assert!(
+                    (g.0 - w.0).abs() <= 1e-4 * (1.0 + w.0),
+                    "{json}: {got:?} vs {want:?}"
+                );
+            }
+        }
+    }
+}
+
 /// A segment file of a newer segment version than this build reads (a downgrade after an upgrade
 /// wrote one) is refused, naming the file and both versions; it is never opened as if it were
 /// one this build understands.
@@ -359,10 +448,10 @@ fn a_newer_segment_version_is_refused_by_name() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "seg"))
         .unwrap();
-    // The same file with `segment_version` 3 in its metadata.
+    // The same file with `segment_version` 4 in its metadata.
     let c = Container::open(&seg).unwrap();
     let mut meta: serde_json::Value = c.metadata_json().unwrap();
-    meta["segment_version"] = 3.into();
+    meta["segment_version"] = 4.into();
     let newer = dir.path().join("newer.tmp");
     let mut w = ContainerWriter::create(&newer).unwrap();
     for s in c.sections() {
@@ -382,8 +471,8 @@ fn a_newer_segment_version_is_refused_by_name() {
     let err = Shard::restore(dir.path(), false).expect_err("a newer segment file must not open");
     let text = err.to_string();
     assert!(
-        text.contains('3')
-            && text.contains('2')
+        text.contains('4')
+            && text.contains('3')
             && text.contains(seg.file_name().unwrap().to_str().unwrap()),
         "{text}"
     );

@@ -12,6 +12,7 @@ pub mod kmeans;
 pub mod pq;
 pub mod rowset;
 pub mod slab;
+pub mod sq8;
 pub mod topk;
 
 pub use error::IndexError;

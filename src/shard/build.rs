@@ -125,8 +125,8 @@ impl Shard {
         self.end_job();
     }
 
-    /// Trains an IVF-PQ index over `rows` (ids = row numbers). `None` when the rows are too few
-    /// to train (the segment then stays flat and exact: correct, only slower).
+    /// Trains an IVF-PQ index over `rows` (ids = row numbers), with 8-bit codes of the rows.
+    /// `None` when the rows are too few to train (the segment then stays flat and exact: correct, only slower).
     pub(super) fn build_index(&self, rows: &Rows) -> Option<IvfPqIndex> {
         let config = &self.inner.config;
         let n = rows.len();
@@ -134,7 +134,10 @@ impl Shard {
             return None;
         }
         let ids: Vec<u64> = (0..n as u64).collect();
-        match IvfPqIndex::build(config.dim, &rows.vectors, &ids, &config.ivf_config(n)) {
+        // With 8-bit codes of the raw vectors: a filter's exact scans read them instead.
+        match IvfPqIndex::build(config.dim, &rows.vectors, &ids, &config.ivf_config(n))
+            .and_then(IvfPqIndex::with_sq8)
+        {
             Ok(index) => Some(index),
             Err(e) => {
                 tracing::warn!(rows = n, error = %e, "segment kept flat: IVF-PQ build refused");
@@ -160,7 +163,7 @@ impl Shard {
         let path = dir.join(segment::segment_file_name(seg_id));
         let mapped = segment::write_segment_file(&path, &seg).and_then(|()| {
             let container = crate::storage::Container::open(&path)?;
-            let index = crate::storage::segment::index_from_container(&container)?;
+            let index = segment::mapped_index(&container)?;
             let file = segment::SegFile::open(path.clone())
                 .map_err(|e| crate::storage::StorageError::io(&path, e))?;
             Ok((index, file))

@@ -319,6 +319,9 @@ pub(super) fn ordered_values(seg: &Segment, key: &str, rows: &RowSet) -> Option<
 pub mod cost {
     /// One component of a raw vector read and scored by the exact scan.
     pub const EXACT_NS_PER_COMPONENT: f64 = 0.65;
+    /// One component of a row's 8-bit codes read and scored by the exact scan of a segment that
+    /// has them (the raw vectors of only the best few rows are read after).
+    pub const EXACT_SQ8_NS_PER_COMPONENT: f64 = 0.2;
     /// One 4-bit code (a sub-space of a probed row) scored by the fast-scan kernel.
     pub const FASTSCAN_NS_PER_CODE: f64 = 0.05;
     /// One 8-bit code scored by a table look-up.
@@ -342,12 +345,24 @@ pub(super) struct SegShape {
     pub dim: usize,
     pub pq_m: usize,
     pub pq_bits: u8,
+    /// Whether the segment has 8-bit codes of its rows for exact scans.
+    pub sq8: bool,
 }
 
 impl SegShape {
     /// Estimated nanoseconds of an exact scan over `matching` rows.
     fn exact_ns(&self, matching: usize) -> f64 {
-        matching as f64 * self.dim as f64 * cost::EXACT_NS_PER_COMPONENT
+        let per = if self.sq8 {
+            cost::EXACT_SQ8_NS_PER_COMPONENT
+        } else {
+            cost::EXACT_NS_PER_COMPONENT
+        };
+        matching as f64 * self.dim as f64 * per
+    }
+
+    /// Estimated nanoseconds of re-ranking `rows` raw vectors.
+    fn rerank_ns(&self, rows: usize) -> f64 {
+        rows as f64 * self.dim as f64 * cost::EXACT_NS_PER_COMPONENT
     }
 
     /// Estimated nanoseconds of the IVF-PQ scan probing `nprobe` lists, then re-ranking
@@ -359,7 +374,7 @@ impl SegShape {
         } else {
             cost::TABLE_NS_PER_CODE
         };
-        probed_rows * self.pq_m.max(1) as f64 * per_code + self.exact_ns(k * rerank)
+        probed_rows * self.pq_m.max(1) as f64 * per_code + self.rerank_ns(k * rerank)
     }
 }
 
@@ -418,6 +433,7 @@ mod tests {
             dim: 384,
             pq_m: 192,
             pq_bits: 4,
+            sq8: false,
         };
         let eight = SegShape {
             pq_m: 64,

@@ -23,7 +23,9 @@ use crate::index::ivfpq::IvfPqIndex;
 use crate::index::{FlatIndex, RowSet};
 use crate::storage::payload_index::{self, PAYLOAD_INDEX_SECTION};
 use crate::storage::records::{Records, write_records};
-use crate::storage::segment::{index_from_container, write_ivfpq_sections};
+use crate::storage::segment::{
+    attach_sq8_sections, index_from_container, write_ivfpq_sections, write_sq8_sections,
+};
 use crate::storage::{Container, ContainerWriter, StorageError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -296,8 +298,11 @@ impl Rows {
 
 /// Version of the shard's segment file (the metadata key `"segment_version"`; a file without it is
 /// version 1). 1: IVF-PQ sections, point ids, payloads, calibration. 2: adds the payload indexes
-/// of the schema the segment was built under (section [`PAYLOAD_INDEX_SECTION`]).
-pub(super) const SEGMENT_VERSION: u64 = 2;
+/// of the schema the segment was built under (section [`PAYLOAD_INDEX_SECTION`]). 3: adds the
+/// index's 8-bit codes (`sq8_*` sections, see [`crate::index::sq8`]), which exact scans of a
+/// filter's matches read instead of the raw vectors; a version-2 file opens without them and
+/// scans raw vectors, as before.
+pub(super) const SEGMENT_VERSION: u64 = 3;
 const SEGMENT_VERSION_KEY: &str = "segment_version";
 const POINT_KINDS: &str = "point_kinds";
 const POINT_VALUES: &str = "point_values";
@@ -327,6 +332,7 @@ pub(super) fn segment_file_name(seg_id: u32) -> String {
 pub(super) fn write_segment_file(path: &Path, seg: &IvfSeg) -> Result<(), StorageError> {
     let mut writer = ContainerWriter::create(path)?;
     let mut meta = write_ivfpq_sections(&mut writer, &seg.index)?;
+    let with_sq8 = write_sq8_sections(&mut writer, &seg.index)?;
     let mut kinds = Vec::with_capacity(seg.points.len());
     let mut values = Vec::with_capacity(seg.points.len() * 2);
     for p in &seg.points {
@@ -357,7 +363,9 @@ pub(super) fn write_segment_file(path: &Path, seg: &IvfSeg) -> Result<(), Storag
     let stored = payload_index::encode(&seg.payload_index().to_stored(rows));
     writer.write_section(PAYLOAD_INDEX_SECTION, &stored)?;
     if let Some(obj) = meta.as_object_mut() {
-        obj.insert(SEGMENT_VERSION_KEY.into(), SEGMENT_VERSION.into());
+        // Without 8-bit codes the file is what version 2 wrote.
+        let version = if with_sq8 { SEGMENT_VERSION } else { 2 };
+        obj.insert(SEGMENT_VERSION_KEY.into(), version.into());
         obj.insert("shard_rows".into(), seg.points.len().into());
         if let Some(c) = &seg.calibration
             && let Ok(value) = serde_json::to_value(&**c)
@@ -377,7 +385,7 @@ pub(super) fn open_segment_file(path: &Path) -> Result<IvfSeg, StorageError> {
         path: path.to_path_buf(),
         reason,
     };
-    let index = index_from_container(&container)?;
+    let index = mapped_index(&container)?;
     let kinds = container.section::<u8>(POINT_KINDS)?;
     let values = container.section::<u64>(POINT_VALUES)?;
     let records = Records::open(&container, PAYLOADS)?;
@@ -417,12 +425,19 @@ pub(super) fn open_segment_file(path: &Path) -> Result<IvfSeg, StorageError> {
     Ok(seg)
 }
 
-/// The payload indexes stored in a segment file of `rows` rows: `None` for a version-1 file
-/// (the shard builds them from payloads), an error for a damaged section or a newer version.
-fn read_payload_index(
-    container: &Container,
-    rows: usize,
-) -> Result<Option<PayloadIndex>, StorageError> {
+/// The IVF-PQ index of an open segment file, mapped (zero copy), with its 8-bit codes when the
+/// file has them (version 3 on).
+pub(super) fn mapped_index(container: &Container) -> Result<IvfPqIndex, StorageError> {
+    let mut index = index_from_container(container)?;
+    if segment_version(container)? >= 3 {
+        attach_sq8_sections(container, &mut index)?;
+    }
+    Ok(index)
+}
+
+/// The file's segment version (1 when the key is absent); [`StorageError::UpgradeRequired`]
+/// above [`SEGMENT_VERSION`].
+fn segment_version(container: &Container) -> Result<u64, StorageError> {
     let path = container.path();
     let meta: serde_json::Value = container.metadata_json()?;
     let version = match meta.get(SEGMENT_VERSION_KEY) {
@@ -439,6 +454,17 @@ fn read_payload_index(
             supported: SEGMENT_VERSION as u32,
         });
     }
+    Ok(version)
+}
+
+/// The payload indexes stored in a segment file of `rows` rows: `None` for a version-1 file
+/// (the shard builds them from payloads), an error for a damaged section or a newer version.
+fn read_payload_index(
+    container: &Container,
+    rows: usize,
+) -> Result<Option<PayloadIndex>, StorageError> {
+    let path = container.path();
+    let version = segment_version(container)?;
     if version < 2 {
         return Ok(None);
     }

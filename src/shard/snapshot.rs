@@ -506,7 +506,8 @@ mod v1 {
                         codes: Slab::from(p.codes),
                         ids: Slab::from(p.ids),
                         vectors: Slab::from(p.vectors),
-                    })?;
+                    })
+                    .and_then(IvfPqIndex::with_sq8)?;
                     if index.dim() != config.dim || s.payloads.len() != n {
                         return Err(bad("IVF-PQ index does not match its segment"));
                     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Container, ContainerWriter, StorageError};
 use crate::index::ivfpq::{IvfPqIndex, IvfPqMeta, IvfPqParts};
+use crate::index::sq8::{Sq8, Sq8Parts};
 use crate::index::{FlatIndex, Metric};
 
 /// `kind` in the metadata of a segment file.
@@ -120,6 +121,48 @@ pub fn index_from_container(container: &Container) -> Result<IvfPqIndex, Storage
     };
     IvfPqIndex::from_parts(parts)
         .map_err(|e| corrupted(format!("segment parts do not form an index: {e}")))
+}
+
+/// Sections of an index's 8-bit codes ([`Sq8`]), when it has them.
+const SQ8_BOUNDS: &str = "sq8_bounds";
+const SQ8_CODES: &str = "sq8_codes";
+const SQ8_NORMS: &str = "sq8_norms";
+
+/// Writes the index's 8-bit codes, if it has them, as the sections `sq8_bounds` (`f32`, `2 * D`:
+/// every dimension's low end, then every dimension's step), `sq8_codes` (`u8`, `N * D`, row
+/// order) and `sq8_norms` (`f32`: `N` for L2, none otherwise). Returns whether it wrote them.
+pub fn write_sq8_sections(
+    writer: &mut ContainerWriter,
+    index: &IvfPqIndex,
+) -> Result<bool, StorageError> {
+    let Some(sq8) = index.sq8() else {
+        return Ok(false);
+    };
+    let parts = sq8.to_parts();
+    writer.write_section(SQ8_BOUNDS, &parts.bounds)?;
+    writer.write_section(SQ8_CODES, &parts.codes)?;
+    writer.write_section(SQ8_NORMS, &parts.norms)?;
+    Ok(true)
+}
+
+/// Maps back the 8-bit codes [`write_sq8_sections`] wrote and attaches them to `index` (zero
+/// copy); an error when a section is missing or does not fit the index.
+pub fn attach_sq8_sections(
+    container: &Container,
+    index: &mut IvfPqIndex,
+) -> Result<(), StorageError> {
+    let corrupted = |reason: String| StorageError::Corrupted {
+        path: container.path().to_path_buf(),
+        reason,
+    };
+    let parts = Sq8Parts {
+        bounds: container.section(SQ8_BOUNDS)?,
+        codes: container.section(SQ8_CODES)?,
+        norms: container.section(SQ8_NORMS)?,
+    };
+    let sq8 = Sq8::from_parts(index.metric(), index.dim(), index.len(), parts)
+        .map_err(|e| corrupted(e.to_string()))?;
+    index.attach_sq8(sq8).map_err(|e| corrupted(e.to_string()))
 }
 
 /// `kind` in the metadata of a flat (exact, mutable-segment) file.

@@ -65,6 +65,7 @@ use super::coarse::CoarseTable;
 use super::error::IndexError;
 use super::fastscan::{self, SimdLevel};
 use super::pq::ProductQuantizer;
+use super::sq8::Sq8;
 use super::{Metric, Slab};
 
 /// Version of the part layout described by [`IvfPqMeta`]; bump when any part's meaning changes.
@@ -213,6 +214,10 @@ pub struct IvfPqIndex {
     codes: Slab<u8>,
     ids: Slab<u64>,
     vectors: Slab<f32>,
+    /// 8-bit codes of `vectors`, in the same row order, when the owner asked for them
+    /// ([`IvfPqIndex::with_sq8`]): exact scans over chosen rows read these first
+    /// ([`IvfPqIndex::exact_among`]). Not part of [`IvfPqParts`]; stored beside them.
+    sq8: Option<Sq8>,
     simd: SimdLevel,
 }
 
@@ -252,6 +257,30 @@ impl IvfPqIndex {
     /// Raw vector of a row (normalised for cosine).
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
         self.vectors.get(row * self.dim..(row + 1) * self.dim)
+    }
+    /// Adds 8-bit codes of the raw vectors ([`Sq8`], a quarter of their bytes), which
+    /// [`IvfPqIndex::exact_among`] scores first.
+    pub fn with_sq8(mut self) -> Result<Self, IndexError> {
+        self.sq8 = Some(Sq8::encode(self.metric, self.dim, &self.vectors)?);
+        Ok(self)
+    }
+    /// Attaches 8-bit codes read back from storage; refused unless they describe these rows.
+    pub fn attach_sq8(&mut self, sq8: Sq8) -> Result<(), IndexError> {
+        if sq8.len() != self.n || sq8.dim() != self.dim {
+            return Err(corrupted(format!(
+                "8-bit codes of {} rows of {} for an index of {} rows of {}",
+                sq8.len(),
+                sq8.dim(),
+                self.n,
+                self.dim
+            )));
+        }
+        self.sq8 = Some(sq8);
+        Ok(())
+    }
+    /// The 8-bit codes, if the index has them.
+    pub fn sq8(&self) -> Option<&Sq8> {
+        self.sq8.as_ref()
     }
     /// The fast-scan kernel level in use.
     pub fn simd_level(&self) -> SimdLevel {

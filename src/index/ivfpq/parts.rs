@@ -130,6 +130,7 @@ impl IvfPqIndex {
             codes,
             ids,
             vectors,
+            sq8: None,
             simd: SimdLevel::detect(),
         })
     }

@@ -132,6 +132,50 @@ impl IvfPqIndex {
         best.into_sorted_vec()
     }
 
+    /// The exact `k` nearest of the rows `rows` (positions in list order, as
+    /// [`IvfPqIndex::vector`] takes them), as `(id, distance)` sorted by distance: the same
+    /// answer as exact distances over every one of them. With 8-bit codes
+    /// ([`IvfPqIndex::with_sq8`]) the codes are scored first and only the rows that could still
+    /// be among the `k` are read raw (see [`Sq8::exact_top_k`](crate::index::sq8::Sq8::exact_top_k));
+    /// a scan of scattered rows is bound by memory, and the codes are a quarter of the bytes.
+    /// `rows` is reordered; rows past the end are skipped.
+    pub fn exact_among(&self, query: &[f32], k: usize, rows: &mut [u32]) -> Vec<Neighbor> {
+        if query.len() != self.dim || k == 0 || query.iter().any(|v| !v.is_finite()) {
+            return Vec::new();
+        }
+        let q: Cow<[f32]> = if self.metric == Metric::Cosine {
+            let mut v = query.to_vec();
+            normalize(&mut v);
+            Cow::Owned(v)
+        } else {
+            Cow::Borrowed(query)
+        };
+        let exact = |row: usize| {
+            distance::distance(
+                self.metric,
+                &q,
+                &self.vectors[row * self.dim..(row + 1) * self.dim],
+            )
+        };
+        let by_row = match &self.sq8 {
+            Some(sq8) => sq8.exact_top_k(&q, k, rows, exact),
+            None => {
+                let mut top = TopK::new(k);
+                for &r in rows.iter().filter(|r| (**r as usize) < self.n) {
+                    top.push(u64::from(r), exact(r as usize));
+                }
+                top.into_sorted_vec()
+            }
+        };
+        by_row
+            .into_iter()
+            .map(|nb| Neighbor {
+                id: self.ids[nb.id as usize],
+                distance: nb.distance,
+            })
+            .collect()
+    }
+
     /// Hints the CPU to start loading a row's raw vector.
     #[inline]
     fn prefetch_vector(&self, row: usize) {
