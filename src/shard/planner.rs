@@ -455,6 +455,12 @@ mod tests {
         assert_eq!(at(&eight, 0.01), Plan::Exact);
         assert_eq!(at(&eight, 0.1), Plan::Exact);
         assert!(matches!(at(&eight, 0.5), Plan::Ivf(_)));
+        // With 8-bit codes the exact scan costs about a third as much: still exact at 1%, and
+        // taken at 3% where the widened scan would probe every list; not at 10%.
+        let coded = SegShape { sq8: true, ..four };
+        assert_eq!(at(&coded, 0.01), Plan::Exact);
+        assert_eq!(at(&coded, 0.03), Plan::Exact);
+        assert!(matches!(at(&coded, 0.1), Plan::Ivf(_)));
         // Few matches are always searched exactly, everything unfiltered as asked.
         assert_eq!(plan_ivf(&params, 10, 300, &four, None), Plan::Exact);
         assert_eq!(

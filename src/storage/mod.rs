@@ -154,8 +154,19 @@
 //! The shard's segment files (`seg-*.seg`, `shard/segment.rs`) carry a metadata key
 //! `"segment_version"`: absent in version 1 (IVF-PQ sections, `point_kinds`, `point_values`, the
 //! `payloads` records, the calibration), 2 since payload indexes are stored (all of version 1
-//! plus the section `payload_index` below). A reader opens both; a version-1 segment's indexes are
-//! built from its payloads. A version above the reader's is [`StorageError::UpgradeRequired`].
+//! plus the section `payload_index` below), 3 since the index's 8-bit codes are stored (all of
+//! version 2 plus the sections below). A reader opens all three; a version-1 segment's indexes are
+//! built from its payloads, a version-1 or 2 segment is searched without 8-bit codes (exact scans
+//! read its raw vectors). A version above the reader's is [`StorageError::UpgradeRequired`].
+//!
+//! ## 8-bit code sections (segment version 3, `index::sq8`)
+//! | section      | type  | contents |
+//! |--------------|-------|----------|
+//! | `sq8_bounds` | `f32` | `2 * D`: every dimension's low end `lo_i`, then every dimension's step `step_i` (finite, ≥ 0) |
+//! | `sq8_codes`  | `u8`  | `N * D`, rows in the order of `vectors`: `c_i = round((x_i - lo_i) / step_i)` |
+//! | `sq8_norms`  | `f32` | L2: `N` squared norms of the decoded rows `Σ (lo_i + step_i c_i)²`; other metrics: none |
+//!
+//! `attach_sq8_sections` checks every length against the index (`Sq8::from_parts`).
 //!
 //! ## Payload-index section (`payload_index`, `u8`, layout version 1)
 //! The indexes of the payload fields the collection had indexed when the segment was built, each
@@ -248,9 +259,10 @@
 //! - `tests/fixtures/raft_snapshot_v1/` and `raft_snapshot_v2/` hold a Raft snapshot `MANIFEST`
 //!   of each version; both decode to the same manifest, and this build writes version 2's bytes
 //!   (`tests/format_fixtures.rs`, which also checks that `R` is no storage kind's magic).
-//! - `tests/fixtures/shard_segment_v1/` and `tests/fixtures/shard_segment_v2/` are shard
-//!   snapshots whose sealed segments are shard segment versions 1 and 2; both restore with every
-//!   filter answering as brute force over their payloads (`tests/format_fixtures.rs`).
+//! - `tests/fixtures/shard_segment_v1/`, `shard_segment_v2/` and `shard_segment_v3/` are shard
+//!   snapshots whose sealed segments are shard segment versions 1, 2 and 3; all restore with every
+//!   filter answering as brute force over their payloads, and version 3's filtered searches
+//!   (through its 8-bit codes) return the brute-force nearest matches (`tests/format_fixtures.rs`).
 //! - Every prefix of a file is reported `Truncated`; every single-bit flip anywhere is reported at
 //!   open or by `verify`; a forged newer version is `UpgradeRequired`.
 //! - A child process that rewrites a container in a loop is SIGKILLed at random points: the
@@ -260,8 +272,8 @@
 //! - 1: first format (header, section table with CRC-32 per section, metadata blob).
 //!
 //! Shard segment files (inside container version 1): 1, first; 2, the `payload_index` section
-//! and the `"segment_version"` key (`tests/fixtures/shard_segment_v1/` and `shard_segment_v2/`
-//! are snapshots holding each).
+//! and the `"segment_version"` key; 3, the `sq8_*` sections (`tests/fixtures/shard_segment_v1/`,
+//! `shard_segment_v2/` and `shard_segment_v3/` are snapshots holding each).
 //!
 //! Envelope: the layout above is the first; the kinds' versions are listed with them.
 

@@ -297,8 +297,9 @@ impl IvfPqIndex {
         Ok(())
     }
 
-    /// Resident bytes: codes, ids, centroids, codebooks and derived tables. The raw vectors are
-    /// excluded: they are meant to be memory-mapped and are read only for re-ranking.
+    /// Resident bytes: codes, ids, centroids, codebooks and derived tables. The raw vectors and
+    /// their 8-bit codes are excluded: they are meant to be memory-mapped and are read only for
+    /// re-ranking and for exact scans of a filter's matches.
     pub fn memory_bytes(&self) -> usize {
         self.codes.len()
             + self.ids.len() * 8

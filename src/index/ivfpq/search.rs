@@ -67,8 +67,10 @@ impl IvfPqIndex {
         params: &SearchParams,
         ids: &RowSet,
     ) -> Vec<Neighbor> {
+        // The slab is dereferenced once, not per candidate (a deref asks its owner for the bytes).
+        let row_ids: &[u64] = &self.ids;
         self.search_where(query, k, params, |row: usize| {
-            let id = self.ids[row];
+            let id = row_ids[row];
             id < ids.len() as u64 && ids.contains(id as usize)
         })
     }
@@ -99,7 +101,8 @@ impl IvfPqIndex {
             k
         });
         // Without re-ranking the pool holds ids directly; with it, rows (mapped to ids after).
-        let key = |row: usize| if rerank { row as u64 } else { self.ids[row] };
+        let row_ids: &[u64] = &self.ids;
+        let key = |row: usize| if rerank { row as u64 } else { row_ids[row] };
         with_scanner(
             self,
             &q,
@@ -150,11 +153,12 @@ impl IvfPqIndex {
         } else {
             Cow::Borrowed(query)
         };
+        let vectors: &[f32] = &self.vectors;
         let exact = |row: usize| {
             distance::distance(
                 self.metric,
                 &q,
-                &self.vectors[row * self.dim..(row + 1) * self.dim],
+                &vectors[row * self.dim..(row + 1) * self.dim],
             )
         };
         let by_row = match &self.sq8 {

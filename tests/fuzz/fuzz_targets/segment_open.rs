@@ -1,8 +1,10 @@
 //! Fuzzes opening an IVF-PQ segment from hostile bytes: container decoding, then
-//! `IvfPqIndex::from_parts` over whatever sections survive, then a search. Any input must give a
-//! typed error or a working index, never a panic.
+//! `IvfPqIndex::from_parts` over whatever sections survive, then the 8-bit code sections if any
+//! (`attach_sq8_sections`, shard segment version 3), then a search and an exact scan of some
+//! rows. Any input must give a typed error or a working index, never a panic.
 //!
-//! Seed it with `tests/fixtures/ivfpq_segment_v1.shoal`; inputs are also tried with their header
+//! Seed it with `tests/fixtures/ivfpq_segment_v1.shoal` and the `*.seg` files of
+//! `tests/fixtures/shard_segment_v3/`; inputs are also tried with their header
 //! checksums forged, and (if they open) verification is skipped, so that damaged sections reach
 //! `from_parts` and the search.
 #![no_main]
@@ -10,15 +12,16 @@
 use libfuzzer_sys::fuzz_target;
 use shoal::index::ivfpq::SearchParams;
 use shoal::storage::Container;
-use shoal::storage::segment::index_from_container;
+use shoal::storage::segment::{attach_sq8_sections, index_from_container};
 
 fn check(data: &[u8]) {
     let Ok(container) = Container::from_bytes("fuzz-segment", data) else {
         return;
     };
-    let Ok(index) = index_from_container(&container) else {
+    let Ok(mut index) = index_from_container(&container) else {
         return;
     };
+    let with_codes = attach_sq8_sections(&container, &mut index).is_ok();
     let query = vec![0.5f32; index.dim()];
     for params in [
         SearchParams {
@@ -33,6 +36,10 @@ fn check(data: &[u8]) {
         let hits = index.search(&query, 5, &params, None);
         assert!(hits.len() <= 5);
     }
+    let mut rows: Vec<u32> = (0..index.len().min(300) as u32).rev().collect();
+    let exact = index.exact_among(&query, 5, &mut rows);
+    assert!(exact.len() <= 5);
+    assert!(!with_codes || index.sq8().is_some());
     let _ = index.memory_bytes();
 }
 
