@@ -142,7 +142,9 @@ impl<S: RowSource> Ctx<'_, S> {
         let n = cand.len() as u32;
         match &ans.sure {
             Sure::Rows(_) => {}
-            Sure::Bitmap(b) if (cand.count() as u64) < b.len() => {
+            // Walk the candidates when the posting has more rows than the candidates have
+            // words (counting the candidates would itself be a pass over every word).
+            Sure::Bitmap(b) if (cand.words().len() as u64) < b.len() => {
                 for r in cand.iter() {
                     if b.contains(r as u32) {
                         out.insert(r);
@@ -184,7 +186,7 @@ impl<S: RowSource> Ctx<'_, S> {
             f.must.iter().map(|c| (c, self.answer(c))).collect();
         must.sort_by_key(|m| m.1.as_ref().map_or(u64::MAX, Answer::estimate));
         for (c, ans) in must {
-            if cur.count() == 0 {
+            if cur.words().iter().all(|w| *w == 0) {
                 return cur;
             }
             cur = self.cond_with(c, ans.as_ref(), &cur);

@@ -230,12 +230,6 @@ fn search_ivf(
         // Exact requested, a selective filter, or too few matches in the probed lists: scan the
         // allowed rows exactly so the limit is still filled (through the 8-bit codes when the
         // segment has them: the same answer, a quarter of the memory traffic).
-        _ => {
-            let mut positions: Vec<u32> = allowed
-                .iter()
-                .filter_map(|row| ivf.pos.get(row).copied())
-                .collect();
-            index.exact_among(query, k, &mut positions)
-        }
+        _ => index.exact_among(query, k, &mut ivf.positions(allowed)),
     }
 }

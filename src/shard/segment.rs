@@ -182,6 +182,24 @@ impl IvfSeg {
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
         self.index.vector(*self.pos.get(row)? as usize)
     }
+
+    /// The index rows of the segment rows in `rows`. `pos` is read at scattered rows (4 bytes a
+    /// row, megabytes in a large segment): each read is asked for ahead, so the misses overlap
+    /// (on 1M × 128 at 0.1%, the translation was a third of a filtered query before).
+    pub fn positions(&self, rows: &RowSet) -> Vec<u32> {
+        const AHEAD: usize = 16;
+        let rows: Vec<usize> = rows.iter().collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, &row) in rows.iter().enumerate() {
+            if let Some(ahead) = rows.get(i + AHEAD).and_then(|&r| self.pos.get(r)) {
+                crate::index::prefetch(ahead);
+            }
+            if let Some(&p) = self.pos.get(row) {
+                out.push(p);
+            }
+        }
+        out
+    }
 }
 
 /// What a segment searches with.

@@ -333,6 +333,10 @@ impl Sq8Query<'_> {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = row;
+        // L2 reads the row's norm too, from an array as scattered as the codes.
+        if let Some(n) = self.norms.get(row) {
+            crate::index::prefetch(n);
+        }
     }
 
     /// A distance no larger than the exact distance of a row whose approximate one is `approx`.
