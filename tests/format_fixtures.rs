@@ -305,6 +305,28 @@ fn write_segment_fixture(rel: &str) {
     }
 }
 
+/// Every segment file of fixture directory `rel`, verified, with its metadata.
+fn segment_files(
+    rel: &str,
+) -> Vec<(
+    std::path::PathBuf,
+    shoal::storage::Container,
+    serde_json::Value,
+)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(fixture(rel)).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "seg") {
+            continue;
+        }
+        let c = shoal::storage::Container::open(&path).unwrap();
+        c.verify().unwrap();
+        let meta: serde_json::Value = c.metadata_json().unwrap();
+        out.push((path, c, meta));
+    }
+    out
+}
+
 /// Sealed segment files with payloads as written before they stored payload indexes (segment
 /// version 1): they open, and their indexes are rebuilt from the payloads.
 #[test]
@@ -318,21 +340,13 @@ fn shard_segment_v1_restores_and_filters() {
 /// version-1 files do not.
 #[test]
 fn shard_segment_v2_restores_and_filters_from_stored_indexes() {
-    use shoal::storage::Container;
     use shoal::storage::payload_index::{PAYLOAD_INDEX_SECTION, decode};
     write_segment_fixture("shard_segment_v2");
     check_segment_fixture("shard_segment_v2");
     for (rel, version) in [("shard_segment_v1", None), ("shard_segment_v2", Some(2))] {
         let mut files = 0;
-        for e in std::fs::read_dir(fixture(rel)).unwrap() {
-            let path = e.unwrap().path();
-            if path.extension().is_none_or(|x| x != "seg") {
-                continue;
-            }
+        for (path, c, meta) in segment_files(rel) {
             files += 1;
-            let c = Container::open(&path).unwrap();
-            c.verify().unwrap();
-            let meta: serde_json::Value = c.metadata_json().unwrap();
             let found = meta
                 .get("segment_version")
                 .and_then(serde_json::Value::as_u64);
@@ -359,20 +373,12 @@ fn shard_segment_v2_restores_and_filters_from_stored_indexes() {
 #[test]
 fn shard_segment_v3_searches_filters_exactly_through_its_8_bit_codes() {
     use shoal::shard::SearchRequest;
-    use shoal::storage::Container;
     write_segment_fixture("shard_segment_v3");
     let v3 = check_segment_fixture("shard_segment_v3");
     let v2 = check_segment_fixture("shard_segment_v2");
     let mut files = 0;
-    for e in std::fs::read_dir(fixture("shard_segment_v3")).unwrap() {
-        let path = e.unwrap().path();
-        if path.extension().is_none_or(|x| x != "seg") {
-            continue;
-        }
+    for (path, c, meta) in segment_files("shard_segment_v3") {
         files += 1;
-        let c = Container::open(&path).unwrap();
-        c.verify().unwrap();
-        let meta: serde_json::Value = c.metadata_json().unwrap();
         assert_eq!(meta["segment_version"], 3, "{}", path.display());
         let names: Vec<String> = c.sections().into_iter().map(|s| s.name).collect();
         for want in ["sq8_bounds", "sq8_codes", "sq8_norms"] {

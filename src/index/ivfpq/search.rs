@@ -10,6 +10,23 @@ use crate::index::distance::{self, normalize};
 use crate::index::{Metric, Neighbor, RowSet, TopK};
 
 impl IvfPqIndex {
+    /// The query as rows are stored (normalised for cosine), or `None` when there is nothing to
+    /// answer: a query of the wrong dimension or with non-finite values (callers validate input
+    /// first), `k` 0 or no rows.
+    fn prepared<'q>(&self, query: &'q [f32], k: usize) -> Option<Cow<'q, [f32]>> {
+        if query.len() != self.dim || k == 0 || self.n == 0 || query.iter().any(|v| !v.is_finite())
+        {
+            return None;
+        }
+        Some(if self.metric == Metric::Cosine {
+            let mut v = query.to_vec();
+            normalize(&mut v);
+            Cow::Owned(v)
+        } else {
+            Cow::Borrowed(query)
+        })
+    }
+
     /// The `nprobe` lists closest to `q`, each with its coarse term: `||q - c||²` for L2,
     /// `-<q, c>` otherwise.
     pub(super) fn probe(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
@@ -82,16 +99,8 @@ impl IvfPqIndex {
         params: &SearchParams,
         allowed: impl Fn(usize) -> bool,
     ) -> Vec<Neighbor> {
-        if query.len() != self.dim || k == 0 || self.n == 0 || query.iter().any(|v| !v.is_finite())
-        {
+        let Some(q) = self.prepared(query, k) else {
             return Vec::new();
-        }
-        let q: Cow<[f32]> = if self.metric == Metric::Cosine {
-            let mut v = query.to_vec();
-            normalize(&mut v);
-            Cow::Owned(v)
-        } else {
-            Cow::Borrowed(query)
         };
         let probes = self.probe(&q, params.nprobe.clamp(1, self.nlist));
         let rerank = params.rerank > 0;
@@ -143,15 +152,8 @@ impl IvfPqIndex {
     /// a scan of scattered rows is bound by memory, and the codes are a quarter of the bytes.
     /// `rows` is reordered; rows past the end are skipped.
     pub fn exact_among(&self, query: &[f32], k: usize, rows: &mut [u32]) -> Vec<Neighbor> {
-        if query.len() != self.dim || k == 0 || query.iter().any(|v| !v.is_finite()) {
+        let Some(q) = self.prepared(query, k) else {
             return Vec::new();
-        }
-        let q: Cow<[f32]> = if self.metric == Metric::Cosine {
-            let mut v = query.to_vec();
-            normalize(&mut v);
-            Cow::Owned(v)
-        } else {
-            Cow::Borrowed(query)
         };
         let vectors: &[f32] = &self.vectors;
         let exact = |row: usize| {

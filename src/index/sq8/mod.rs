@@ -367,7 +367,12 @@ mod tests {
                     .wrapping_add(1442695040888963407);
                 // A few clusters' worth of structure: values bunch, with some outliers.
                 let u = (s >> 40) as f32 / (1u64 << 24) as f32;
-                (u - 0.5) * if (s >> 20) % 17 == 0 { 8.0 } else { 1.0 }
+                (u - 0.5)
+                    * if (s >> 20).is_multiple_of(17) {
+                        8.0
+                    } else {
+                        1.0
+                    }
             })
             .collect();
         if cosine {
