@@ -163,7 +163,7 @@ impl Shard {
         let path = dir.join(segment::segment_file_name(seg_id));
         let mapped = segment::write_segment_file(&path, &seg).and_then(|()| {
             let container = crate::storage::Container::open(&path)?;
-            let index = segment::mapped_index(&container)?;
+            let index = segment::mapped_index(&container, segment::segment_version(&container)?)?;
             let file = segment::SegFile::open(path.clone())
                 .map_err(|e| crate::storage::StorageError::io(&path, e))?;
             Ok((index, file))

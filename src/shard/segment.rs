@@ -403,7 +403,8 @@ pub(super) fn open_segment_file(path: &Path) -> Result<IvfSeg, StorageError> {
         path: path.to_path_buf(),
         reason,
     };
-    let index = mapped_index(&container)?;
+    let version = segment_version(&container)?;
+    let index = mapped_index(&container, version)?;
     let kinds = container.section::<u8>(POINT_KINDS)?;
     let values = container.section::<u64>(POINT_VALUES)?;
     let records = Records::open(&container, PAYLOADS)?;
@@ -435,7 +436,7 @@ pub(super) fn open_segment_file(path: &Path) -> Result<IvfSeg, StorageError> {
     }
     let mut seg = IvfSeg::new(index, points, payloads)
         .ok_or_else(|| corrupted("index rows do not match the segment's points".into()))?;
-    if let Some(stored) = read_payload_index(&container, n)? {
+    if let Some(stored) = read_payload_index(&container, n, version)? {
         seg.set_payload_index(Arc::new(stored));
     }
     seg.calibration = read_calibration(&container);
@@ -443,11 +444,14 @@ pub(super) fn open_segment_file(path: &Path) -> Result<IvfSeg, StorageError> {
     Ok(seg)
 }
 
-/// The IVF-PQ index of an open segment file, mapped (zero copy), with its 8-bit codes when the
-/// file has them (version 3 on).
-pub(super) fn mapped_index(container: &Container) -> Result<IvfPqIndex, StorageError> {
+/// The IVF-PQ index of an open segment file of segment `version` ([`segment_version`]), mapped
+/// (zero copy), with its 8-bit codes when the file has them (version 3 on).
+pub(super) fn mapped_index(
+    container: &Container,
+    version: u64,
+) -> Result<IvfPqIndex, StorageError> {
     let mut index = index_from_container(container)?;
-    if segment_version(container)? >= 3 {
+    if version >= 3 {
         attach_sq8_sections(container, &mut index)?;
     }
     Ok(index)
@@ -455,7 +459,7 @@ pub(super) fn mapped_index(container: &Container) -> Result<IvfPqIndex, StorageE
 
 /// The file's segment version (1 when the key is absent); [`StorageError::UpgradeRequired`]
 /// above [`SEGMENT_VERSION`].
-fn segment_version(container: &Container) -> Result<u64, StorageError> {
+pub(super) fn segment_version(container: &Container) -> Result<u64, StorageError> {
     let path = container.path();
     let meta: serde_json::Value = container.metadata_json()?;
     let version = match meta.get(SEGMENT_VERSION_KEY) {
@@ -475,14 +479,14 @@ fn segment_version(container: &Container) -> Result<u64, StorageError> {
     Ok(version)
 }
 
-/// The payload indexes stored in a segment file of `rows` rows: `None` for a version-1 file
-/// (the shard builds them from payloads), an error for a damaged section or a newer version.
+/// The payload indexes stored in a segment file of `rows` rows and segment `version`: `None`
+/// for a version-1 file (the shard builds them from payloads), an error for a damaged section.
 fn read_payload_index(
     container: &Container,
     rows: usize,
+    version: u64,
 ) -> Result<Option<PayloadIndex>, StorageError> {
     let path = container.path();
-    let version = segment_version(container)?;
     if version < 2 {
         return Ok(None);
     }

@@ -185,17 +185,7 @@ impl IvfPqIndex {
     /// Hints the CPU to start loading a row's raw vector.
     #[inline]
     fn prefetch_vector(&self, row: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let v = &self.vectors[row * self.dim..(row + 1) * self.dim];
-            for line in v.chunks(16) {
-                // SAFETY: prefetching is a hint; the address is inside a live slice.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8) };
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = row;
+        crate::index::prefetch_slice(&self.vectors[row * self.dim..(row + 1) * self.dim]);
     }
 }
 

@@ -323,16 +323,10 @@ impl Sq8Query<'_> {
     /// Hints the CPU to start loading a row's codes.
     #[inline]
     fn prefetch(&self, row: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(c) = self.codes.get(row * self.sq8.dim..(row + 1) * self.sq8.dim) {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            for line in c.chunks(64) {
-                // SAFETY: prefetching is a hint; the address is inside a live slice.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8) };
-            }
+        let dim = self.sq8.dim;
+        if let Some(c) = self.codes.get(row * dim..(row + 1) * dim) {
+            crate::index::prefetch_slice(c);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = row;
         // L2 reads the row's norm too, from an array as scattered as the codes.
         if let Some(n) = self.norms.get(row) {
             crate::index::prefetch(n);
