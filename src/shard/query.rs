@@ -1,7 +1,7 @@
 //! Point reads that are not searches: by id ([`Shard::get`]), counts, id-ordered scrolls, and
 //! the shard's counters ([`ShardStats`]) and applied position.
 
-use super::planner::allowed;
+use super::planner::{self, allowed};
 use super::{CompiledFilter, Loc, Payload, PointId, SegmentCalibration, Shard, read, tuning};
 use crate::index::RowSet;
 use std::collections::{HashMap, HashSet};
@@ -84,7 +84,7 @@ impl Shard {
             Some(f) if !f.is_empty() => self
                 .view()
                 .iter()
-                .map(|s| allowed(s, Some(f)).count())
+                .map(|s| planner::matches(s, Some(f)).count())
                 .sum(),
             _ => read(&self.inner.state).ids.len(),
         }

@@ -4,7 +4,7 @@
 
 #[cfg(test)]
 use super::pause_at;
-use super::planner::{self, allowed};
+use super::planner::{self, Matches, matches};
 use super::segment::{CHUNK_ROWS, Chunk, IvfSeg, SegBody, Segment};
 use super::{
     CompiledFilter, PointId, Record, SearchPlan, Shard, ShardError, Tuning, check_vector, read,
@@ -12,6 +12,7 @@ use super::{
 };
 use crate::index::ivfpq::SearchParams;
 use crate::index::{Metric, Neighbor, RowSet, TopK, distance};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A filter letting at most this many rows of a sealed segment through is answered by scanning
@@ -107,25 +108,22 @@ impl Shard {
             if seg.live_count == 0 {
                 continue;
             }
-            let filtered = req.filter.is_some_and(|f| !f.is_empty());
-            let filtered_rows;
-            let pass: &RowSet = if filtered {
-                filtered_rows = allowed(seg, req.filter);
-                &filtered_rows
-            } else {
-                &seg.live
-            };
-            let matching = if filtered {
-                pass.count()
-            } else {
-                seg.live_count
+            let found = req
+                .filter
+                .filter(|f| !f.is_empty())
+                .map(|f| matches(seg, Some(f)));
+            let (pass, matching) = match &found {
+                Some(Matches::Set(s)) => (Pass::Set(s), s.count()),
+                Some(Matches::List(l)) => (Pass::List(l), l.len()),
+                None => (Pass::Set(&seg.live), seg.live_count),
             };
             if matching == 0 {
                 continue;
             }
             let hits: Vec<Neighbor> = match &seg.body {
                 SegBody::Flat(chunks) => {
-                    search_chunks(chunks, &query, k, (matching < seg.rows).then_some(pass))
+                    let set = pass.to_set(seg.rows);
+                    search_chunks(chunks, &query, k, (matching < seg.rows).then_some(&*set))
                 }
                 SegBody::Ivf(ivf) => search_ivf(
                     ivf,
@@ -157,6 +155,24 @@ impl Shard {
                 })
             })
             .collect())
+    }
+}
+
+/// The rows a segment's search may return: a set over its rows, or (a selective filter answered
+/// by a payload index, see [`planner::SPARSE_SHARE`]) their ascending list.
+#[derive(Clone, Copy)]
+enum Pass<'a> {
+    Set(&'a RowSet),
+    List(&'a [u32]),
+}
+
+impl<'a> Pass<'a> {
+    /// The rows as a set over `rows` rows (built only for a list).
+    fn to_set(self, rows: usize) -> Cow<'a, RowSet> {
+        match self {
+            Pass::Set(s) => Cow::Borrowed(s),
+            Pass::List(l) => Cow::Owned(RowSet::from_rows(rows, l.iter().map(|&r| r as usize))),
+        }
     }
 }
 
@@ -196,7 +212,7 @@ fn search_ivf(
     query: &[f32],
     k: usize,
     (params, target): (&SearchParams, f64),
-    allowed: &RowSet,
+    allowed: Pass<'_>,
     matching: usize,
     exact: bool,
     (pq_m, pq_bits): (usize, u8),
@@ -222,7 +238,13 @@ fn search_ivf(
         // Every row is live and passes: nothing to check per candidate.
         planner::Plan::Ivf(p) if matching == index.len() => Some(index.search(query, k, &p, None)),
         // The index's ids are segment rows: it checks each candidate against the allowed rows.
-        planner::Plan::Ivf(p) => Some(index.search_ids_in(query, k, &p, allowed)),
+        planner::Plan::Ivf(p) => {
+            Some(index.search_ids_in(query, k, &p, &allowed.to_set(index.len())))
+        }
+    };
+    let positions = || match allowed {
+        Pass::Set(s) => ivf.positions(s.iter()),
+        Pass::List(l) => ivf.positions(l.iter().map(|&r| r as usize)),
     };
     match approx {
         // The probed lists held enough matching rows.
@@ -230,6 +252,6 @@ fn search_ivf(
         // Exact requested, a selective filter, or too few matches in the probed lists: scan the
         // allowed rows exactly so the limit is still filled (through the 8-bit codes when the
         // segment has them: the same answer, a quarter of the memory traffic).
-        _ => index.exact_among(query, k, &mut ivf.positions(allowed)),
+        _ => index.exact_among(query, k, &mut positions()),
     }
 }
