@@ -69,10 +69,16 @@ fn exact(c: &mut Criterion) {
             let mut q = queries[(i % 200) * dim..(i % 200 + 1) * dim].to_vec();
             shoal::index::distance::normalize(&mut q);
             let count = std::cell::Cell::new(0usize);
-            sq8.exact_top_k(&q, 10, &mut set.clone(), |r| {
-                count.set(count.get() + 1);
-                1.0 - shoal::index::distance::dot(&q, raw.vector(r).unwrap())
-            });
+            sq8.exact_top_k(
+                &q,
+                10,
+                &mut set.clone(),
+                |r| {
+                    count.set(count.get() + 1);
+                    1.0 - shoal::index::distance::dot(&q, raw.vector(r).unwrap())
+                },
+                |_| {},
+            );
             rescored.push(count.get());
         }
         rescored.sort_unstable();

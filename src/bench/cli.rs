@@ -130,6 +130,12 @@ pub struct BenchArgs {
     /// Recall@10 the calibrated choices aim for (--engine shard) [default: the server's, 0.95].
     #[arg(long, help_heading = "Shard engine")]
     pub shard_recall_target: Option<f64>,
+    /// In-process index engine: also keep 8-bit codes of the raw vectors, as the database's
+    /// sealed segments do (a quarter of the raw vectors' size, memory-mapped like them): the
+    /// re-rank scores its candidates through them and reads raw only those that can still make
+    /// the top k. The same answers; fewer raw reads.
+    #[arg(long)]
+    pub sq8: bool,
     /// Filter without payload indexes (--engine shard or --defaults with --filters): by
     /// default an integer index is created on every filtered field before the load.
     #[arg(long, requires = "filters")]
@@ -289,7 +295,15 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let mut workload = Workload::new(&dataset, args.k, clients)?;
     workload.seed = args.seed;
     workload.sample_queries = args.tune_queries.max(1);
+    workload.sq8 = args.sq8;
     let database = args.engine == EngineKind::Shard || args.defaults;
+    if args.sq8 && (database || args.server.is_some()) {
+        return Err(BenchError::InvalidParameter(
+            "--sq8 applies to the in-process index engine; the database's sealed segments \
+             always keep 8-bit codes"
+                .into(),
+        ));
+    }
     if !args.filters.is_empty() && !database {
         return Err(BenchError::InvalidParameter(
             "--filters needs --engine shard or --server URL --defaults".into(),

@@ -34,6 +34,9 @@ pub struct Workload<'a> {
     pub seed: u64,
     /// Queries used when a measurement may be sampled (tuning); all when larger than the set.
     pub sample_queries: usize,
+    /// In-process index builds also keep 8-bit codes of the raw vectors
+    /// ([`IvfPqIndex::with_sq8`]), as the database's sealed segments do.
+    pub sq8: bool,
 }
 
 impl<'a> Workload<'a> {
@@ -83,6 +86,7 @@ impl<'a> Workload<'a> {
             threads,
             seed: 0x5ba1,
             sample_queries: 1000,
+            sq8: false,
         })
     }
 
@@ -120,7 +124,10 @@ pub fn build_index(workload: &Workload<'_>, config: BuildConfig) -> Result<Built
         IvfPqConfig::new(workload.metric, config.nlist, config.pq_m, config.pq_bits);
     index_config.seed = workload.seed;
     let start = Instant::now();
-    let index = IvfPqIndex::build(workload.dim(), vectors, &ids, &index_config)?;
+    let mut index = IvfPqIndex::build(workload.dim(), vectors, &ids, &index_config)?;
+    if workload.sq8 {
+        index = index.with_sq8()?;
+    }
     let build_seconds = start.elapsed().as_secs_f64();
     Ok(BuiltIndex {
         config,

@@ -223,15 +223,17 @@ pub fn build_sharded(
         let mut index_config =
             IvfPqConfig::new(workload.metric, config.nlist, config.pq_m, config.pq_bits);
         index_config.seed = workload.seed;
-        let index = IvfPqIndex::build(dim, &vectors, &ids, &index_config).map_err(|e| {
-            BenchError::InvalidParameter(format!(
-                "shard {s} ({} vectors) cannot be built with nlist {}, pq_m {}, pq_bits {}: {e}",
-                shard_rows.len(),
-                config.nlist,
-                config.pq_m,
-                config.pq_bits
-            ))
-        })?;
+        let index = IvfPqIndex::build(dim, &vectors, &ids, &index_config)
+            .and_then(|i| if workload.sq8 { i.with_sq8() } else { Ok(i) })
+            .map_err(|e| {
+                BenchError::InvalidParameter(format!(
+                    "shard {s} ({} vectors) cannot be built with nlist {}, pq_m {}, pq_bits {}: {e}",
+                    shard_rows.len(),
+                    config.nlist,
+                    config.pq_m,
+                    config.pq_bits
+                ))
+            })?;
         shards.push(Some(index));
     }
     let build_seconds = start.elapsed().as_secs_f64();

@@ -133,6 +133,36 @@ fn recall_at_10_for_every_metric_and_code_size() {
     }
 }
 
+/// Re-ranking through the 8-bit codes returns what re-ranking every candidate's raw vector
+/// returns, ids and distances alike: the codes only decide which raw vectors need reading.
+#[test]
+fn reranking_through_8_bit_codes_is_reranking_every_candidate() {
+    let f = fixture();
+    let allowed = RowSet::from_rows(f.ids.len(), (0..f.ids.len()).filter(|r| r % 3 != 0));
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        for bits in [4u8, 8] {
+            let raw = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(metric, bits)).unwrap();
+            let answers = |index: &IvfPqIndex| {
+                let mut out = Vec::new();
+                for q in f.queries.chunks_exact(DIM) {
+                    for (nprobe, rerank) in [(4, 1), (8, 8), (16, 20)] {
+                        let p = SearchParams { nprobe, rerank };
+                        out.push(index.search(q, 10, &p, None));
+                        out.push(index.search(q, 7, &p, Some(&allowed)));
+                    }
+                }
+                out
+            };
+            let want = answers(&raw);
+            let coded = raw.with_sq8().unwrap();
+            assert!(coded.sq8().is_some());
+            let got = answers(&coded);
+            assert_eq!(got, want, "{metric:?} {bits}-bit");
+            assert!(want.iter().all(|hits| hits.len() >= 7));
+        }
+    }
+}
+
 #[test]
 fn precomputed_l2_tables_match_per_list_tables() {
     let f = fixture();

@@ -230,13 +230,16 @@ impl Sq8 {
     /// `exact(row)` is the row's exact distance under the metric. Scores every row's codes, then
     /// re-scores rows exactly in the order of their approximate distances until the next one's
     /// lower bound is beyond the `k`-th exact distance (see the module doc): the answer equals
-    /// the one from exact distances over all of `rows`. `rows` is reordered.
+    /// the one from exact distances over all of `rows`. `rows` is reordered. `prefetch(row)`
+    /// asks for a row's raw vector a few rows before `exact` reads it, so that the raw reads'
+    /// cache misses overlap.
     pub fn exact_top_k(
         &self,
         q: &[f32],
         k: usize,
         rows: &mut [u32],
         exact: impl Fn(usize) -> f32,
+        prefetch: impl Fn(usize),
     ) -> Vec<Neighbor> {
         if k == 0 || rows.is_empty() {
             return Vec::new();
@@ -266,9 +269,19 @@ impl Sq8 {
         first.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
         let mut top = TopK::new(k);
         let full = |top: &TopK| top.len() == k;
-        for &(d, r) in first.iter() {
+        // Raw rows asked for ahead of their exact distance; at most this many beyond the last
+        // one read are fetched for nothing.
+        const RAW_AHEAD: usize = 4;
+        first
+            .iter()
+            .take(RAW_AHEAD)
+            .for_each(|&(_, r)| prefetch(r as usize));
+        for (i, &(d, r)) in first.iter().enumerate() {
             if full(&top) && query.lower_bound(d) > top.threshold() {
                 return top.into_sorted_vec();
+            }
+            if let Some(&(_, ahead)) = first.get(i + RAW_AHEAD) {
+                prefetch(ahead as usize);
             }
             top.push(u64::from(r), exact(r as usize));
         }
@@ -412,7 +425,7 @@ mod tests {
                     for &r in &rows {
                         want.push(u64::from(r), exact(r as usize));
                     }
-                    let got = sq.exact_top_k(q, k, &mut rows, exact);
+                    let got = sq.exact_top_k(q, k, &mut rows, exact, |_| {});
                     assert_eq!(
                         got,
                         want.into_sorted_vec(),
