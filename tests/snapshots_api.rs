@@ -446,6 +446,37 @@ fn collection_snapshot_recovers_to_the_same_answers() {
     );
     assert!(m.contains("404"), "{m}");
 
+    // A snapshot announced larger than the disk's free space is refused before it is written,
+    // and nothing of it stays behind.
+    let huge = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let huge_url = format!("http://{}/huge.snapshot", huge.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = huge.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let _ = conn.read(&mut request);
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000000000\r\n\r\nSHOALSNP");
+    });
+    let m = refused(
+        &s,
+        "PUT",
+        "/collections/copy/snapshots/recover",
+        recover(json!({ "location": huge_url })),
+        413,
+    );
+    assert!(
+        m.contains("1000000000000000000 bytes") && m.contains("room for"),
+        "{m}"
+    );
+    server.join().unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("download"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     // The snapshot survives a restart.
     s.terminate();
     let s = Server::start(dir.path(), &[]);

@@ -7,7 +7,8 @@
 //! write path). What this layer decides is the recovery `location`: a `file://` URL must name
 //! a file inside this node's snapshots directory (anything else is a 400 naming the path), an
 //! `http(s)://` URL is downloaded (with `api_key` as the `api-key` header when given) into that
-//! directory first.
+//! directory first, within the free space of its disk less [`disk::FREE_SPACE_RESERVE`] (a 413
+//! otherwise: see `fetch`).
 //!
 //! `wait=false` (Qdrant's default is `true`) answers `202 {"status": "accepted"}` at once and
 //! finishes the work in the background; a failure then is only logged. Every operation runs in
@@ -20,6 +21,7 @@
 use super::error::ApiError;
 use super::{AppState, JsonBody, ok};
 use crate::cluster::snapshots::{Scope, SnapshotDescription, SnapshotError, Staging};
+use crate::storage::disk;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -212,9 +214,34 @@ fn fetch(url: &str, api_key: Option<&str>, dst: &std::path::Path) -> Result<(), 
     if status != 200 {
         return Err(failed(format!("HTTP status {status}")));
     }
+    // The snapshot must fit beside what the node keeps writing: refused before a byte is
+    // written when its announced length is too large, cut off where it outgrows the room.
+    let dir = dst.parent().unwrap_or(std::path::Path::new("."));
+    let budget = disk::download_budget(dir).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let too_large = |size: String| {
+        ApiError::TooLarge(format!(
+            "cannot download the snapshot from {url}: it is {size}, and the disk holding {} has              room for {budget} bytes (keeping {} free)",
+            dir.display(),
+            disk::FREE_SPACE_RESERVE
+        ))
+    };
+    let announced = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = announced.filter(|len| *len > budget) {
+        return Err(too_large(format!("{len} bytes")));
+    }
     let mut out = std::fs::File::create(dst).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut body = response.into_body();
-    std::io::copy(&mut body.as_reader(), &mut out).map_err(|e| failed(e.to_string()))?;
+    let mut capped = std::io::Read::take(body.as_reader(), budget.saturating_add(1));
+    let copied = std::io::copy(&mut capped, &mut out).map_err(|e| failed(e.to_string()))?;
+    if copied > budget {
+        drop(out);
+        let _ = std::fs::remove_file(dst);
+        return Err(too_large(format!("more than {budget} bytes")));
+    }
     out.sync_all()
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(())

@@ -12,6 +12,7 @@
 //!   `tests/fuzz`, property-tested in the normal suite).
 //! - [`container`]: [`ContainerWriter`] streams named sections into a new file;
 //!   [`Container`] maps it and hands out zero-copy [`crate::index::Slab`] views.
+//! - [`disk`]: the free space of the file system under a directory, checked before a download.
 //! - [`envelope`]: the envelope of small framed files (cluster state, shard snapshots): kind
 //!   magic, format version, length, CRCs, typed version errors.
 //! - [`records`]: variable-length records (point payloads) as an offsets + bytes section pair.
@@ -280,6 +281,7 @@
 pub mod archive;
 pub mod atomic;
 pub mod container;
+pub mod disk;
 pub mod envelope;
 pub mod format;
 pub mod payload_index;
