@@ -115,6 +115,11 @@ struct Client {
     api_key: Option<String>,
 }
 
+/// How long a request answered 503 with `Retry-After` is retried, in all.
+const RETRY_503_FOR: Duration = Duration::from_secs(60);
+/// The longest single wait between those retries, whatever `Retry-After` says.
+const RETRY_503_WAIT: Duration = Duration::from_secs(5);
+
 impl Client {
     fn new(url: &str, api_key: Option<String>) -> Self {
         let config = ureq::Agent::config_builder()
@@ -140,6 +145,32 @@ impl Client {
             url: url.to_string(),
             message,
         };
+        // A node that is starting, or a group electing a leader, answers 503 with Retry-After:
+        // wait as told (at most `RETRY_503_WAIT` a time) for up to `RETRY_503_FOR` in all.
+        let started = std::time::Instant::now();
+        loop {
+            let (status, retry_after, bytes) = self.send(method, url, body).map_err(err)?;
+            match retry_after {
+                Some(wait) if status == 503 && started.elapsed() < RETRY_503_FOR => {
+                    std::thread::sleep(wait.min(RETRY_503_WAIT));
+                }
+                _ if !(200..300).contains(&status) => {
+                    let mut shown = String::from_utf8_lossy(&bytes).trim().to_string();
+                    shown.truncate(500);
+                    return Err(err(format!("HTTP {status}: {shown}")));
+                }
+                _ => return Ok(bytes),
+            }
+        }
+    }
+
+    /// Sends one request: the status, the `Retry-After` of the answer if any, and its body.
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(u16, Option<Duration>, Vec<u8>), String> {
         let with_key = |req: ureq::RequestBuilder<ureq::typestate::WithBody>| match &self.api_key {
             Some(k) => req.header("api-key", k),
             None => req,
@@ -166,20 +197,21 @@ impl Client {
                 .header("Content-Type", "application/json")
                 .send(body.unwrap_or_default()),
         }
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let mut bytes = Vec::new();
         response
             .into_body()
             .into_reader()
             .read_to_end(&mut bytes)
-            .map_err(|e| err(format!("reading the answer: {e}")))?;
-        if !(200..300).contains(&status) {
-            let mut shown = String::from_utf8_lossy(&bytes).trim().to_string();
-            shown.truncate(500);
-            return Err(err(format!("HTTP {status}: {shown}")));
-        }
-        Ok(bytes)
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        Ok((status, retry_after, bytes))
     }
 
     /// One request; returns the `result` of a 2xx answer, or the status and body as an error.
@@ -892,6 +924,71 @@ pub fn run_remote_defaults(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server answering `answers` in turn, one connection each (`Connection: close`); returns
+    /// its URL and the requests' first lines as they arrive.
+    fn scripted_server(
+        answers: Vec<&'static str>,
+    ) -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for answer in answers {
+                let (conn, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                seen.push(line.trim().to_string());
+                // The rest of the head, then the body by its length.
+                let mut length = 0;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; length];
+                std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+                let mut conn = conn;
+                conn.write_all(answer.as_bytes()).unwrap();
+            }
+            seen
+        });
+        (url, server)
+    }
+
+    /// A node that is still starting answers 503 with Retry-After: the client waits and asks
+    /// again, and a 503 without it (or any other error) is an error at once.
+    #[test]
+    fn a_503_with_retry_after_is_retried_and_others_are_errors() {
+        const STARTING: &str = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 17\r\nConnection: close\r\n\r\n{\"result\": true}\n";
+        let (url, server) = scripted_server(vec![STARTING, STARTING, OK]);
+        let client = Client::new(&url, None);
+        let got = client
+            .call("PUT", "/collections/c", Some(b"{}".to_vec()))
+            .unwrap();
+        assert_eq!(got, serde_json::json!(true));
+        assert_eq!(
+            server.join().unwrap(),
+            vec!["PUT /collections/c HTTP/1.1"; 3]
+        );
+
+        const DOWN: &str =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        let (url, server) = scripted_server(vec![DOWN]);
+        let err = Client::new(&url, None)
+            .call("GET", "/collections", None)
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP 503"), "{err}");
+        assert_eq!(server.join().unwrap().len(), 1);
+    }
 
     #[test]
     fn the_api_key_never_prints() {
