@@ -47,6 +47,23 @@ pub fn prefetch_slice<T>(values: &[T]) {
     }
 }
 
+/// `items` in order, each one's data asked for (`prefetch`) `ahead` items before it is reached:
+/// for loops over scattered rows (raw vectors, 8-bit codes, per-row arrays), where each cache
+/// miss would otherwise wait its turn. The first `ahead` are asked for at the start.
+pub fn prefetched<'a, T: Copy + 'a>(
+    items: &'a [T],
+    ahead: usize,
+    prefetch: impl Fn(T) + 'a,
+) -> impl Iterator<Item = T> + 'a {
+    items.iter().take(ahead).for_each(|&t| prefetch(t));
+    items.iter().enumerate().map(move |(i, &t)| {
+        if let Some(&next) = items.get(i + ahead) {
+            prefetch(next);
+        }
+        t
+    })
+}
+
 use serde::{Deserialize, Serialize};
 
 /// How two vectors are compared. Every metric is turned into "smaller is closer" internally so that

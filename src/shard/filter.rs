@@ -777,12 +777,19 @@ impl FieldPred {
 impl CompiledFilter {
     /// Whether the point passes the filter.
     pub fn matches(&self, id: &PointId, payload: Option<&Payload>) -> bool {
-        self.must.iter().all(|c| c.holds(id, payload))
-            && (self.should.is_empty() || self.should.iter().any(|c| c.holds(id, payload)))
-            && !self.must_not.iter().any(|c| c.holds(id, payload))
-            && self.min_should.as_ref().is_none_or(|(cs, n)| {
-                cs.iter().filter(|c| c.holds(id, payload)).take(*n).count() >= *n
-            })
+        let holds = |c: &Cond| c.holds(id, payload);
+        self.must.iter().all(holds) && self.passes_all_but_must(holds)
+    }
+
+    /// Whether a point on which each condition holds as `holds` says passes `should`,
+    /// `must_not` and `min_should` (`must` is the caller's: a planner answers it from indexes).
+    pub(crate) fn passes_all_but_must(&self, holds: impl Fn(&Cond) -> bool) -> bool {
+        (self.should.is_empty() || self.should.iter().any(&holds))
+            && !self.must_not.iter().any(&holds)
+            && self
+                .min_should
+                .as_ref()
+                .is_none_or(|(cs, n)| cs.iter().filter(|c| holds(c)).take(*n).count() >= *n)
     }
 
     /// Whether the filter lets every point through (so that no row set needs building).

@@ -235,11 +235,7 @@ impl<S: RowSource> Ctx<'_, S> {
         rows.retain(|&r| {
             live.contains(r as usize)
                 && rest.iter().all(|(c, a)| self.holds_at(c, a.as_ref(), r))
-                && !f.must_not.iter().any(|c| self.holds(c, r))
-                && (f.should.is_empty() || f.should.iter().any(|c| self.holds(c, r)))
-                && f.min_should.as_ref().is_none_or(|(cs, min)| {
-                    cs.iter().filter(|c| self.holds(c, r)).take(*min).count() >= *min
-                })
+                && f.passes_all_but_must(|c| self.holds(c, r))
         });
         rows
     }

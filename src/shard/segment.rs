@@ -189,16 +189,14 @@ impl IvfSeg {
     pub fn positions(&self, rows: impl IntoIterator<Item = usize>) -> Vec<u32> {
         const AHEAD: usize = 16;
         let rows: Vec<usize> = rows.into_iter().collect();
-        let mut out = Vec::with_capacity(rows.len());
-        for (i, &row) in rows.iter().enumerate() {
-            if let Some(ahead) = rows.get(i + AHEAD).and_then(|&r| self.pos.get(r)) {
-                crate::index::prefetch(ahead);
+        let ask = |r: usize| {
+            if let Some(p) = self.pos.get(r) {
+                crate::index::prefetch(p);
             }
-            if let Some(&p) = self.pos.get(row) {
-                out.push(p);
-            }
-        }
-        out
+        };
+        crate::index::prefetched(&rows, AHEAD, ask)
+            .filter_map(|row| self.pos.get(row).copied())
+            .collect()
     }
 }
 

@@ -171,14 +171,8 @@ impl IvfPqIndex {
                     .map(|&r| r as usize)
                     .filter(|&r| r < self.n)
                     .collect();
-                rows.iter()
-                    .take(AHEAD)
-                    .for_each(|&r| self.prefetch_vector(r));
                 let mut top = TopK::new(k);
-                for (i, &r) in rows.iter().enumerate() {
-                    if let Some(&ahead) = rows.get(i + AHEAD) {
-                        self.prefetch_vector(ahead);
-                    }
+                for r in crate::index::prefetched(&rows, AHEAD, |r| self.prefetch_vector(r)) {
                     top.push(r as u64, exact(r));
                 }
                 top.into_sorted_vec()

@@ -26,7 +26,7 @@ pub mod kernels;
 use rayon::prelude::*;
 
 use super::error::IndexError;
-use super::{Metric, Neighbor, Slab, TopK};
+use super::{Metric, Neighbor, Slab, TopK, prefetched};
 
 /// The stored parts of an [`Sq8`]: what a storage layer writes and maps back.
 #[derive(Debug, Clone)]
@@ -251,10 +251,7 @@ impl Sq8 {
         // on MiniLM: the pass is bound by DRAM bandwidth, about 8 GB/s on one core here).
         const AHEAD: usize = 8;
         let mut approx: Vec<(f32, u32)> = Vec::with_capacity(rows.len());
-        for (i, &r) in rows.iter().enumerate() {
-            if let Some(&next) = rows.get(i + AHEAD) {
-                query.prefetch(next as usize);
-            }
+        for r in prefetched(rows, AHEAD, |r| query.prefetch(r as usize)) {
             if (r as usize) < self.n {
                 approx.push((query.approx(r as usize), r));
             }
@@ -272,16 +269,9 @@ impl Sq8 {
         // Raw rows asked for ahead of their exact distance; at most this many beyond the last
         // one read are fetched for nothing.
         const RAW_AHEAD: usize = 4;
-        first
-            .iter()
-            .take(RAW_AHEAD)
-            .for_each(|&(_, r)| prefetch(r as usize));
-        for (i, &(d, r)) in first.iter().enumerate() {
+        for (d, r) in prefetched(first, RAW_AHEAD, |(_, r)| prefetch(r as usize)) {
             if full(&top) && query.lower_bound(d) > top.threshold() {
                 return top.into_sorted_vec();
-            }
-            if let Some(&(_, ahead)) = first.get(i + RAW_AHEAD) {
-                prefetch(ahead as usize);
             }
             top.push(u64::from(r), exact(r as usize));
         }
