@@ -1,4 +1,4 @@
-"""Measure FAISS and hnswlib on the same dataset file as `shoal bench`, the same way: indexes built
+"""Measure FAISS, ScaNN and hnswlib on the same dataset file as `shoal bench`, the same way: indexes built
 with every core, queries run one per call on one thread, k nearest, recall@k against the exact
 ground truth. Writes one JSON file per engine, shaped like `shoal bench --json` (plus `engine` and
 per-row `params`), so that `shoal bench plot` can draw shoal and its peers on one chart.
@@ -6,10 +6,21 @@ per-row `params`), so that `shoal bench plot` can draw shoal and its peers on on
 Engines:
   faiss-ivfpq     IndexIVFPQ (8-bit codes, residual encoding) wrapped in IndexRefineFlat
   faiss-fastscan  index_factory "IVF{nlist},PQ{m}x4fs,RFlat" (4-bit fast-scan + exact re-rank)
+  faiss-rabitq    index_factory "IVF{nlist},RaBitQfs,RFlat": IndexIVFRaBitQFastScan (1-bit RaBitQ
+                  codes of the residuals, fast-scan, `--rabitq-bits` for more) + exact re-rank;
+                  query bits `qb` = 8, FAISS's documented default for the fast-scan index
+  scann           ScaNN: k-means tree (num_leaves = nlist; spherical for cosine; no minimum leaf
+                  size), asymmetric hashing (2 dims per 4-bit block; anisotropic threshold 0.2 for
+                  dot/cosine, squared L2 for l2), exact float re-order; one `search` call per
+                  query with leaves_to_search = nprobe, pre_reorder_num_neighbors = k*rerank
   hnswlib         HNSW graph, M and ef_construction fixed, ef swept
 
 The `rerank` of a row is FAISS's refine `k_factor` (shoal's `rerank` has the same meaning: the best
-k * rerank approximate candidates are re-ranked exactly); for hnswlib `nprobe` holds `ef`.
+k * rerank approximate candidates are re-ranked exactly); for ScaNN the re-order keeps k * rerank
+candidates (rerank 0 re-orders just k: the same result set as none); for hnswlib `nprobe` holds `ef`.
+Cosine rows are normalised and compared by inner product in every engine.
+
+`--query-cpu N` pins the query loops (not the builds) to CPU N, like `taskset -c N`.
 """
 import argparse
 import glob
@@ -141,6 +152,15 @@ def run_faiss(kind, args, name, metric, base, queries, gt):
         ivf = faiss.IndexIVFPQ(quantizer, dim, args.nlist, args.pq_m, 8, faiss_metric(faiss, metric))
         index = faiss.IndexRefineFlat(ivf)
         pq_m, pq_bits = args.pq_m, 8
+    elif kind == "faiss-rabitq":
+        # FAISS 1.15.1 has the fast-scan RaBitQ index (IndexIVFRaBitQFastScan) behind "RaBitQfs";
+        # "RaBitQfs{b}" gives b-bit codes per dimension (1 is RaBitQ proper).
+        bits = args.rabitq_bits
+        spec = f"IVF{args.nlist},RaBitQfs{bits if bits > 1 else ''},RFlat"
+        index = faiss.index_factory(dim, spec, faiss_metric(faiss, metric))
+        ivf = faiss.downcast_index(index.base_index)
+        ivf.qb = 8  # bits per query coordinate; 8 is the header's default for the fast-scan index
+        pq_m, pq_bits = dim, bits  # one "sub-quantizer" per dimension
     else:
         pq_m = args.fastscan_pq_m or dim // 2
         index = faiss.index_factory(dim, f"IVF{args.nlist},PQ{pq_m}x4fs,RFlat", faiss_metric(faiss, metric))
@@ -151,6 +171,7 @@ def run_faiss(kind, args, name, metric, base, queries, gt):
     build_seconds = time.perf_counter() - t
     ivf_bytes = len(faiss.serialize_index(ivf))
     faiss.omp_set_num_threads(1)
+    pin = pin_queries(args)
     results = []
     for nprobe in args.nprobe:
         if nprobe > args.nlist:
@@ -168,12 +189,98 @@ def run_faiss(kind, args, name, metric, base, queries, gt):
             results.append(row)
             print(f"{kind:15s} nprobe={nprobe:5d} rerank={rerank:3d} recall={row['recall']:.4f} "
                   f"qps={row['qps']:9.1f} p50={row['p50_ms']:.3f}ms p99={row['p99_ms']:.3f}ms", flush=True)
+    unpin_queries(pin)
     return {
         "engine": kind, "dataset": name, "n": len(base), "dim": dim, "metric": metric,
         "k": args.k, "nlist": args.nlist, "pq_m": pq_m, "pq_bits": pq_bits, "threads": 1,
         "build_threads": args.build_threads, "build_seconds": build_seconds, "index_bytes": ivf_bytes,
         "peak_rss_bytes": peak_rss_bytes(), "results": results,
     }
+
+
+def run_scann(args, name, metric, base, queries, gt):
+    import shutil
+    import tempfile
+
+    import scann
+
+    dim = base.shape[1]
+    measure_name = "squared_l2" if metric == "l2" else "dot_product"  # cosine: rows already normalised
+    max_rerank = max(args.rerank + [1])
+    # The tree trains on up to 256 points per leaf, FAISS's k-means default; the AH codebooks on
+    # ScaNN's default sample (100,000), both capped at the base size.
+    train_size = min(len(base), args.scann_train_size or 256 * args.nlist)
+    ah_train_size = min(len(base), 100_000)
+    t = time.perf_counter()
+    builder = scann.scann_ops_pybind.builder(base, args.k, measure_name)
+    # Spherical k-means for unit rows, as ScaNN's own ann-benchmarks configuration does for angular.
+    # min_partition_size 1: ScaNN's default floor of 50 points per leaf reshapes the partition when
+    # n / nlist is near 50 (MiniLM 58k / 1024 lost ~0.1 recall@10 at nprobe 16); FAISS has no floor.
+    builder = builder.tree(num_leaves=args.nlist, num_leaves_to_search=min(args.nprobe[0], args.nlist),
+                           training_sample_size=train_size, spherical=metric == "cosine", min_partition_size=1)
+    if metric == "l2":
+        builder = builder.score_ah(2, training_sample_size=ah_train_size)
+    else:
+        builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2, training_sample_size=ah_train_size)
+    builder = builder.reorder(args.k * max_rerank)
+    searcher = builder.set_n_training_threads(args.build_threads).build()
+    build_seconds = time.perf_counter() - t
+    # Index size without the float vectors kept for the re-order (FAISS's is counted without them too).
+    tmp = tempfile.mkdtemp(prefix="scann-")
+    try:
+        searcher.serialize(tmp)
+        index_bytes = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp) if f != "dataset.npy")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    pin = pin_queries(args)
+    results = []
+    for nprobe in args.nprobe:
+        if nprobe > args.nlist:
+            continue
+        for rerank in args.rerank:
+            pre = args.k * max(rerank, 1)
+
+            def search_one(q):
+                # `search` answers one query on the calling thread (search_batched is not used).
+                return searcher.search(q[0], final_num_neighbors=args.k, pre_reorder_num_neighbors=pre,
+                                       leaves_to_search=nprobe)[0]
+
+            row = {"nprobe": nprobe, "rerank": rerank, **measure(search_one, queries, gt, args.k)}
+            results.append(row)
+            print(f"scann           nprobe={nprobe:5d} rerank={rerank:3d} recall={row['recall']:.4f} "
+                  f"qps={row['qps']:9.1f} p50={row['p50_ms']:.3f}ms p99={row['p99_ms']:.3f}ms", flush=True)
+    unpin_queries(pin)
+    return {
+        "engine": "scann", "dataset": name, "n": len(base), "dim": dim, "metric": metric,
+        "k": args.k, "nlist": args.nlist, "pq_m": dim // 2, "pq_bits": 4, "threads": 1,
+        "build_threads": args.build_threads, "build_seconds": build_seconds, "index_bytes": index_bytes,
+        "scann_training_sample_size": train_size, "scann_ah_training_sample_size": ah_train_size,
+        "scann_version": scann_version(),
+        "peak_rss_bytes": peak_rss_bytes(), "results": results,
+    }
+
+
+def scann_version():
+    try:
+        from importlib.metadata import version
+
+        return version("scann")
+    except Exception:
+        return None
+
+
+def pin_queries(args):
+    """With --query-cpu, moves this thread to that CPU for the query loop; returns the old mask."""
+    if args.query_cpu is None:
+        return None
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {args.query_cpu})
+    return old
+
+
+def unpin_queries(old):
+    if old is not None:
+        os.sched_setaffinity(0, old)
 
 
 def run_hnswlib(args, name, metric, base, queries, gt):
@@ -187,6 +294,7 @@ def run_hnswlib(args, name, metric, base, queries, gt):
     index.add_items(base, np.arange(len(base)))
     build_seconds = time.perf_counter() - t
     index.set_num_threads(1)
+    pin = pin_queries(args)
     results = []
     for ef in args.hnsw_ef:
         index.set_ef(max(ef, args.k))
@@ -198,11 +306,15 @@ def run_hnswlib(args, name, metric, base, queries, gt):
         results.append(row)
         print(f"hnswlib         ef={ef:5d} recall={row['recall']:.4f} qps={row['qps']:9.1f} "
               f"p50={row['p50_ms']:.3f}ms p99={row['p99_ms']:.3f}ms", flush=True)
+    unpin_queries(pin)
     return {
         "engine": "hnswlib", "dataset": name, "n": len(base), "dim": base.shape[1], "metric": metric,
         "k": args.k, "threads": 1, "build_threads": args.build_threads, "build_seconds": build_seconds,
         "index_bytes": None, "hnsw_m": args.hnsw_m, "peak_rss_bytes": peak_rss_bytes(), "results": results,
     }
+
+
+ENGINES = ["faiss-ivfpq", "faiss-fastscan", "faiss-rabitq", "scann", "hnswlib"]
 
 
 def int_list(text):
@@ -214,12 +326,17 @@ def main():
     p.add_argument("--dataset", required=True)
     p.add_argument("--metric", choices=["l2", "cosine", "dot"])
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--engines", default="faiss-ivfpq,faiss-fastscan,hnswlib")
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help="comma-separated, of: " + ", ".join(ENGINES))
     p.add_argument("--nlist", type=int, default=1024)
     p.add_argument("--pq-m", type=int, default=32, help="sub-quantizers of the 8-bit IndexIVFPQ")
     p.add_argument("--fastscan-pq-m", type=int, default=0, help="sub-quantizers of the 4-bit fast-scan (default dim/2)")
     p.add_argument("--nprobe", type=int_list, default=[1, 4, 16, 64, 128])
     p.add_argument("--rerank", type=int_list, default=[0, 4, 10])
+    p.add_argument("--rabitq-bits", type=int, default=1, help="bits per dimension of faiss-rabitq's codes")
+    p.add_argument("--scann-train-size", type=int, default=0,
+                   help="ScaNN tree training sample (default 256 * nlist, capped at the base size)")
+    p.add_argument("--query-cpu", type=int, help="pin the query loops to this CPU (builds use every core)")
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--hnsw-ef-construction", type=int, default=200)
     p.add_argument("--hnsw-ef", type=int_list, default=[16, 32, 64, 128, 256])
@@ -227,6 +344,9 @@ def main():
     p.add_argument("--max-queries", type=int, default=0)
     p.add_argument("--out-dir", default="bench-out")
     args = p.parse_args()
+    unknown = [e for e in args.engines.split(",") if e not in ENGINES]
+    if unknown:
+        p.error(f"unknown engine(s) {unknown}; choose from {ENGINES}")
 
     name, metric, base, queries, gt = load(args.dataset, args.metric)
     if args.max_queries:
@@ -240,8 +360,10 @@ def main():
     print(f"{name}: {len(base)} base, {len(queries)} queries, dim {base.shape[1]}, metric {metric}", flush=True)
     os.makedirs(args.out_dir, exist_ok=True)
     for engine in args.engines.split(","):
-        if engine in ("faiss-ivfpq", "faiss-fastscan"):
+        if engine in ("faiss-ivfpq", "faiss-fastscan", "faiss-rabitq"):
             report = run_faiss(engine, args, name, metric, base, queries, gt)
+        elif engine == "scann":
+            report = run_scann(args, name, metric, base, queries, gt)
         elif engine == "hnswlib":
             report = run_hnswlib(args, name, metric, base, queries, gt)
         else:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs FAISS and hnswlib on a dataset file and writes JSON shaped like `shoal bench --json`.
+# Runs FAISS, ScaNN and hnswlib on a dataset file and writes JSON shaped like `shoal bench --json`.
 # Installs its own virtualenv (SHOAL_PEERS_VENV, default benches/peers/.venv) on first use.
-#   benches/peers/run.sh --dataset PATH --k 10 --out-dir bench-out [--engines faiss-ivfpq,faiss-fastscan,hnswlib]
+#   benches/peers/run.sh --dataset PATH --k 10 --out-dir bench-out [--engines faiss-ivfpq,faiss-fastscan,faiss-rabitq,scann,hnswlib]
 # With `qdrant-edge` first, runs Qdrant's engine in process as a whole database instead
 # (qdrant_edge_peer.py; the peer of `shoal bench --engine shard`):
 #   benches/peers/run.sh qdrant-edge --dataset PATH [--filters 0.001,0.01,0.1,0.5] --out out/qe.json
