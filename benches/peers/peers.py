@@ -141,6 +141,44 @@ def faiss_metric(faiss, metric):
     return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
 
 
+def ivf_flat_recalls(quantizer, base, queries, gt, k, nprobes):
+    """Recall@k an IVF with exact lists reaches on this coarse quantizer at each nprobe: the share
+    of each query's true top k whose list is among the nprobe probed (shoal bench's
+    `ivf_flat_recall`), so the difficulty of the data shows beside every result."""
+    truth = np.asarray(gt)[:, :k]
+    rows = np.unique(truth)
+    list_of = dict(zip(rows.tolist(), quantizer.assign(np.ascontiguousarray(base[rows]), 1).ravel().tolist()))
+    lists = np.vectorize(list_of.__getitem__)(truth)
+    out = {}
+    for nprobe in nprobes:
+        _, probed = quantizer.search(queries, nprobe)
+        out[nprobe] = float(np.mean([np.isin(lists[i], probed[i]).mean() for i in range(len(queries))]))
+    return out
+
+
+def sweep(label, args, queries, gt, search_for, flat_recall=None):
+    """Measures every (nprobe, rerank) of the grid with nprobe <= nlist, queries pinned as asked;
+    `search_for(nprobe, rerank)` sets the index up and returns its one-query search."""
+    pin = pin_queries(args)
+    results = []
+    for nprobe in args.nprobe:
+        if nprobe > args.nlist:
+            continue
+        for rerank in args.rerank:
+            row = {"nprobe": nprobe, "rerank": rerank,
+                   **measure(search_for(nprobe, rerank), queries, gt, args.k)}
+            tail = ""
+            if flat_recall is not None:
+                row["ivf_flat_recall"] = flat_recall[nprobe]
+                tail = f" ivf_flat={flat_recall[nprobe]:.4f}"
+            results.append(row)
+            print(f"{label:15s} nprobe={nprobe:5d} rerank={rerank:3d} recall={row['recall']:.4f} "
+                  f"qps={row['qps']:9.1f} p50={row['p50_ms']:.3f}ms p99={row['p99_ms']:.3f}ms{tail}",
+                  flush=True)
+    unpin_queries(pin)
+    return results
+
+
 def run_faiss(kind, args, name, metric, base, queries, gt):
     import faiss
 
@@ -170,26 +208,17 @@ def run_faiss(kind, args, name, metric, base, queries, gt):
     index.add(base)
     build_seconds = time.perf_counter() - t
     ivf_bytes = len(faiss.serialize_index(ivf))
+    flat_recall = ivf_flat_recalls(ivf.quantizer, base, queries, gt, args.k,
+                                   [p for p in args.nprobe if p <= args.nlist])
     faiss.omp_set_num_threads(1)
-    pin = pin_queries(args)
-    results = []
-    for nprobe in args.nprobe:
-        if nprobe > args.nlist:
-            continue
-        for rerank in args.rerank:
-            ivf.nprobe = nprobe
-            index.k_factor = float(max(rerank, 1))
-            if rerank == 0:
-                def search_one(q):
-                    return ivf.search(q, args.k)[1][0]
-            else:
-                def search_one(q):
-                    return index.search(q, args.k)[1][0]
-            row = {"nprobe": nprobe, "rerank": rerank, **measure(search_one, queries, gt, args.k)}
-            results.append(row)
-            print(f"{kind:15s} nprobe={nprobe:5d} rerank={rerank:3d} recall={row['recall']:.4f} "
-                  f"qps={row['qps']:9.1f} p50={row['p50_ms']:.3f}ms p99={row['p99_ms']:.3f}ms", flush=True)
-    unpin_queries(pin)
+    def search_for(nprobe, rerank):
+        ivf.nprobe = nprobe
+        index.k_factor = float(max(rerank, 1))
+        if rerank == 0:
+            return lambda q: ivf.search(q, args.k)[1][0]
+        return lambda q: index.search(q, args.k)[1][0]
+
+    results = sweep(kind, args, queries, gt, search_for, flat_recall)
     return {
         "engine": kind, "dataset": name, "n": len(base), "dim": dim, "metric": metric,
         "k": args.k, "nlist": args.nlist, "pq_m": pq_m, "pq_bits": pq_bits, "threads": 1,
@@ -232,24 +261,13 @@ def run_scann(args, name, metric, base, queries, gt):
         index_bytes = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp) if f != "dataset.npy")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    pin = pin_queries(args)
-    results = []
-    for nprobe in args.nprobe:
-        if nprobe > args.nlist:
-            continue
-        for rerank in args.rerank:
-            pre = args.k * max(rerank, 1)
+    def search_for(nprobe, rerank):
+        pre = args.k * max(rerank, 1)
+        # `search` answers one query on the calling thread (search_batched is not used).
+        return lambda q: searcher.search(q[0], final_num_neighbors=args.k, pre_reorder_num_neighbors=pre,
+                                         leaves_to_search=nprobe)[0]
 
-            def search_one(q):
-                # `search` answers one query on the calling thread (search_batched is not used).
-                return searcher.search(q[0], final_num_neighbors=args.k, pre_reorder_num_neighbors=pre,
-                                       leaves_to_search=nprobe)[0]
-
-            row = {"nprobe": nprobe, "rerank": rerank, **measure(search_one, queries, gt, args.k)}
-            results.append(row)
-            print(f"scann           nprobe={nprobe:5d} rerank={rerank:3d} recall={row['recall']:.4f} "
-                  f"qps={row['qps']:9.1f} p50={row['p50_ms']:.3f}ms p99={row['p99_ms']:.3f}ms", flush=True)
-    unpin_queries(pin)
+    results = sweep("scann", args, queries, gt, search_for)
     return {
         "engine": "scann", "dataset": name, "n": len(base), "dim": dim, "metric": metric,
         "k": args.k, "nlist": args.nlist, "pq_m": dim // 2, "pq_bits": 4, "threads": 1,

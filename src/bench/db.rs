@@ -314,6 +314,7 @@ fn measure(
         index_bytes: None,
         sharding: None,
         selectivity: filtered.map(|f| f.selectivity.fraction()),
+        ivf_flat_recall: None,
     })
 }
 

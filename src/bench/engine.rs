@@ -111,6 +111,9 @@ pub struct BuiltIndex {
     pub build_seconds: f64,
     /// [`IvfPqIndex::memory_bytes`].
     pub index_bytes: u64,
+    /// The inverted list of each base row (ids are row numbers), for the IVF-Flat recall of a
+    /// setting ([`ivf_flat_recall`]).
+    pub list_of_row: Vec<u32>,
 }
 
 /// Builds one index over the whole base, ids = row numbers, on rayon's global pool.
@@ -129,8 +132,13 @@ pub fn build_index(workload: &Workload<'_>, config: BuildConfig) -> Result<Built
         index = index.with_sq8()?;
     }
     let build_seconds = start.elapsed().as_secs_f64();
+    let mut list_of_row = vec![0u32; workload.n()];
+    for (id, list) in index.list_of_each_row() {
+        list_of_row[id as usize] = list as u32;
+    }
     Ok(BuiltIndex {
         config,
+        list_of_row,
         index_bytes: index.memory_bytes() as u64,
         index,
         build_seconds,
@@ -170,6 +178,7 @@ pub fn measure(
     run_queries(warm, workload.threads, run_one);
     let run = run_queries(queries, workload.threads, run_one);
     let recall = recall_at_k(&run.ids, groundtruth, k)?;
+    let ivf_flat = ivf_flat_recall(built, queries, groundtruth, k, search.nprobe);
     let latency = LatencySummary::from_seconds(&run.latencies);
     Ok(QueryResult {
         nprobe: search.nprobe,
@@ -186,7 +195,39 @@ pub fn measure(
         index_bytes: Some(built.index_bytes),
         sharding: None,
         selectivity: None,
+        ivf_flat_recall: Some(ivf_flat),
     })
+}
+
+/// Recall@k of an IVF with exact lists at `nprobe` on `built`'s coarse quantiser: the share of
+/// each query's true top `k` whose list is probed (an exact scan of the probed lists finds
+/// exactly those). Untimed.
+pub fn ivf_flat_recall(
+    built: &BuiltIndex,
+    queries: ArrayView2<'_, f32>,
+    groundtruth: ArrayView2<'_, u32>,
+    k: usize,
+    nprobe: usize,
+) -> f64 {
+    let mut probed = vec![false; built.index.nlist()];
+    let mut found = 0usize;
+    for (q, truth) in queries.outer_iter().zip(groundtruth.outer_iter()) {
+        let q = q.as_standard_layout();
+        let lists = built
+            .index
+            .probed_lists(q.as_slice().unwrap_or(&[]), nprobe);
+        lists.iter().for_each(|&l| probed[l] = true);
+        found += truth
+            .iter()
+            .take(k)
+            .filter(|&&row| {
+                let list = built.list_of_row.get(row as usize).copied();
+                list.is_some_and(|l| probed[l as usize])
+            })
+            .count();
+        lists.iter().for_each(|&l| probed[l] = false);
+    }
+    found as f64 / (queries.nrows() * k).max(1) as f64
 }
 
 /// [`Evaluate`] over in-process indexes, keeping the two most recently used builds so that the

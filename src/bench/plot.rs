@@ -276,6 +276,7 @@ mod tests {
             index_bytes: None,
             sharding: None,
             selectivity: None,
+            ivf_flat_recall: None,
         }
     }
 

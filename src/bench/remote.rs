@@ -765,6 +765,7 @@ pub fn run_remote_sweep(
                 index_bytes: None,
                 sharding: None,
                 selectivity: None,
+                ivf_flat_recall: None,
             });
             query_bar.inc(1);
         }
@@ -903,6 +904,7 @@ pub fn run_remote_defaults(
             index_bytes: None,
             sharding: None,
             selectivity: f.map(|f| f.selectivity.fraction()),
+            ivf_flat_recall: None,
         });
     }
     drop(remote);

@@ -353,6 +353,7 @@ pub fn measure_sharded(
             placement_seconds,
         }),
         selectivity: None,
+        ivf_flat_recall: None,
     })
 }
 

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::engine::{Workload, build_index, measure};
 use super::run::{run_sweep, run_tune};
-use super::sweep::SweepGrid;
+use super::sweep::{BuildConfig, SearchConfig, SweepGrid};
 use super::tune::TuneOptions;
 use super::{BenchReport, plot};
 use crate::datasets::Dataset;
@@ -138,6 +138,71 @@ fn sweep_measures_every_setting_and_plots() {
 }
 
 #[test]
+fn ivf_flat_recall_is_the_recall_of_an_exact_scan_of_the_probed_lists() {
+    let data = synthetic(3000, 60, 16, 10);
+    let workload = Workload::new(&data, 10, 1).unwrap();
+    let build = BuildConfig {
+        nlist: 32,
+        pq_m: 8,
+        pq_bits: 4,
+    };
+    let built = build_index(&workload, build).unwrap();
+    let lists: Vec<usize> = {
+        let mut of_row = vec![0; workload.n()];
+        built
+            .index
+            .list_of_each_row()
+            .for_each(|(id, l)| of_row[id as usize] = l);
+        of_row
+    };
+    let mut previous = 0.0;
+    for nprobe in [1, 2, 4, 8, 32] {
+        // The model: brute force over the rows of the probed lists only.
+        let mut found = 0;
+        for (q, truth) in data
+            .queries
+            .outer_iter()
+            .zip(data.groundtruth.as_ref().unwrap().outer_iter())
+        {
+            let probed = built.index.probed_lists(q.as_slice().unwrap(), nprobe);
+            let mut scored: Vec<(f32, usize)> = (0..workload.n())
+                .filter(|r| probed.contains(&lists[*r]))
+                .map(|r| {
+                    (
+                        crate::index::distance::l2_sq(
+                            q.as_slice().unwrap(),
+                            data.base.row(r).as_slice().unwrap(),
+                        ),
+                        r,
+                    )
+                })
+                .collect();
+            scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            found += scored
+                .iter()
+                .take(10)
+                .filter(|(_, r)| truth.iter().take(10).any(|&t| t as usize == *r))
+                .count();
+        }
+        let model = found as f64 / (60.0 * 10.0);
+        let search = SearchConfig { nprobe, rerank: 4 };
+        let row = measure(&workload, &built, search, false).unwrap();
+        let flat = row.ivf_flat_recall.expect("the index engine reports it");
+        assert!(
+            (flat - model).abs() < 1e-9,
+            "nprobe {nprobe}: {flat} vs {model}"
+        );
+        assert!(flat >= previous, "more lists never hold fewer neighbours");
+        assert!(
+            row.recall <= flat + 1e-9,
+            "a PQ scan finds only what the probed lists hold"
+        );
+        previous = flat;
+    }
+    assert_eq!(previous, 1.0, "probing every list is an exact scan");
+}
+
+#[test]
 fn tuned_setting_reaches_the_target_when_measured_again() {
     let data = synthetic(3000, 100, 16, 10);
     let mut workload = Workload::new(&data, 10, 1).unwrap();
@@ -191,6 +256,7 @@ fn command_line_run_writes_json_and_plot() {
         dim: 32,
         seed: 3,
         clusters: 0,
+        difficulty: Default::default(),
     })
     .unwrap();
     write_fvecs(&data.join("base.fvecs"), base.view()).unwrap();

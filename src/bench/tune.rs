@@ -372,6 +372,7 @@ mod tests {
                 index_bytes: None,
                 sharding: None,
                 selectivity: None,
+                ivf_flat_recall: None,
             })
         }
     }

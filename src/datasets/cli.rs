@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::catalog::Catalog;
 use super::fetch::{FetchOptions, Verification, fetch_entry};
-use super::generate::{GenerateConfig, GeneratorKind, generate};
+use super::generate::{Difficulty, GenerateConfig, GeneratorKind, generate};
 use super::groundtruth::try_exact_knn;
 use super::writer::{write_fbin, write_fvecs, write_ibin, write_ivecs};
 use super::{LoadOptions, load_with, metric_from_name};
@@ -57,6 +57,11 @@ enum DatasetCommand {
         /// Clusters (gaussian, sift-like); 0 picks a default.
         #[arg(long, default_value_t = 0)]
         clusters: usize,
+        /// How hard a sift-like set is for an inverted index: `easy` (well-separated clusters,
+        /// as every earlier sift-like set), `sift` (about SIFT1M's IVF-Flat recall curve) or
+        /// `hard`.
+        #[arg(long, value_enum, default_value = "easy")]
+        difficulty: Difficulty,
         /// Ground-truth neighbours per query.
         #[arg(long, default_value_t = 100)]
         k: usize,
@@ -131,6 +136,7 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
             dim,
             seed,
             clusters,
+            difficulty,
             k,
             metric,
             format,
@@ -144,6 +150,7 @@ pub fn run(args: DatasetArgs) -> anyhow::Result<()> {
                 dim,
                 seed,
                 clusters,
+                difficulty,
             })?;
             eprintln!(
                 "generated {n} x {dim} base and {queries} queries in {:.1} s",

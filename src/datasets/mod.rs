@@ -29,7 +29,7 @@ use ndarray::Array2;
 use crate::index::Metric;
 
 pub use error::DatasetError;
-pub use generate::{GenerateConfig, GeneratorKind, generate};
+pub use generate::{Difficulty, GenerateConfig, GeneratorKind, generate};
 pub use groundtruth::{exact_knn, try_exact_knn};
 pub use reader::{ElemType, Format, VectorFile};
 

@@ -790,6 +790,7 @@ fn generated_folder_round_trips_through_load() {
         dim: 32,
         seed: 3,
         clusters: 0,
+        difficulty: Default::default(),
     };
     let (base, query) = generate(&cfg).unwrap();
     let gt = exact_knn(base.view(), query.view(), 5, Metric::L2);

@@ -283,6 +283,7 @@ fn calibrated_shard(kind: GeneratorKind, n: usize, dim: usize) -> (Shard, Vec<Ve
         dim,
         seed: 31,
         clusters: 0,
+        difficulty: Default::default(),
     })
     .unwrap();
     let shard = Shard::new_inline_builds(ShardConfig {

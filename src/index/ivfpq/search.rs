@@ -63,6 +63,24 @@ impl IvfPqIndex {
             .collect()
     }
 
+    /// The lists a search of `query` with `nprobe` scans, closest first; empty for a query the
+    /// index would not answer. With [`IvfPqIndex::list_of_each_row`] it tells how much of a true
+    /// neighbourhood the probed lists hold: the recall an IVF with exact lists would reach.
+    pub fn probed_lists(&self, query: &[f32], nprobe: usize) -> Vec<usize> {
+        match self.prepared(query, 1) {
+            Some(q) => self.probe(&q, nprobe).into_iter().map(|(l, _)| l).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// `(id, list)` for every row: the inverted list each point was assigned to.
+    pub fn list_of_each_row(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
+        (0..self.nlist).flat_map(move |l| {
+            let rows = self.list_offsets[l] as usize..self.list_offsets[l + 1] as usize;
+            rows.map(move |r| (self.ids[r], l))
+        })
+    }
+
     /// The `k` nearest rows' ids and distances, sorted by (distance, id), among the rows `filter`
     /// admits (rows in list order; all rows without one). Returns nothing for a query of the
     /// wrong dimension or with non-finite values (callers validate input first).
