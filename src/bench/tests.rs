@@ -147,14 +147,6 @@ fn ivf_flat_recall_is_the_recall_of_an_exact_scan_of_the_probed_lists() {
         pq_bits: 4,
     };
     let built = build_index(&workload, build).unwrap();
-    let lists: Vec<usize> = {
-        let mut of_row = vec![0; workload.n()];
-        built
-            .index
-            .list_of_each_row()
-            .for_each(|(id, l)| of_row[id as usize] = l);
-        of_row
-    };
     let mut previous = 0.0;
     for nprobe in [1, 2, 4, 8, 32] {
         // The model: brute force over the rows of the probed lists only.
@@ -166,7 +158,7 @@ fn ivf_flat_recall_is_the_recall_of_an_exact_scan_of_the_probed_lists() {
         {
             let probed = built.index.probed_lists(q.as_slice().unwrap(), nprobe);
             let mut scored: Vec<(f32, usize)> = (0..workload.n())
-                .filter(|r| probed.contains(&lists[*r]))
+                .filter(|r| probed.contains(&(built.list_of_row[*r] as usize)))
                 .map(|r| {
                     (
                         crate::index::distance::l2_sq(

@@ -285,7 +285,7 @@ mod tests {
     /// IVF-Flat recall@10 at `nprobe` 4 of 64 lists on a small SIFT-like set of `difficulty`.
     fn ivf_flat_recall(difficulty: Difficulty) -> f64 {
         use crate::index::Metric;
-        use crate::index::kmeans::{KMeansConfig, assign, train};
+        use crate::index::kmeans::{KMeansConfig, assign, nearest_centroids, train};
         let dim = 64;
         let (base, queries) = generate(&GenerateConfig {
             n: 16_000,
@@ -306,16 +306,10 @@ mod tests {
         let list_of = assign(rows, dim, &centroids);
         let mut found = 0;
         for (q, truth) in queries.outer_iter().zip(truth.outer_iter()) {
-            let mut lists: Vec<(f32, usize)> = centroids
-                .chunks_exact(dim)
-                .enumerate()
-                .map(|(l, c)| (crate::index::distance::l2_sq(q.as_slice().unwrap(), c), l))
-                .collect();
-            lists.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let probed: Vec<usize> = lists.iter().take(4).map(|&(_, l)| l).collect();
+            let probed = nearest_centroids(q.as_slice().unwrap(), &centroids, dim, 4, Metric::L2);
             found += truth
                 .iter()
-                .filter(|&&row| probed.contains(&(list_of[row as usize] as usize)))
+                .filter(|&&row| probed.iter().any(|&(l, _)| l == list_of[row as usize]))
                 .count();
         }
         found as f64 / 1000.0

@@ -76,8 +76,8 @@ impl IvfPqIndex {
     /// `(id, list)` for every row: the inverted list each point was assigned to.
     pub fn list_of_each_row(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
         (0..self.nlist).flat_map(move |l| {
-            let rows = self.list_offsets[l] as usize..self.list_offsets[l + 1] as usize;
-            rows.map(move |r| (self.ids[r], l))
+            let (start, end) = self.list_rows(l);
+            (start..end).map(move |r| (self.ids[r], l))
         })
     }
 
