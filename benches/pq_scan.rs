@@ -1,6 +1,8 @@
 //! PQ code scanning throughput (codes per second): 4-bit fast-scan at each SIMD level, and 8-bit
 //! float-table scanning, over one 8192-vector list that stays in cache (the compute bound; a real
 //! query also pays memory bandwidth). The threshold admits about ten candidates, as a top-k does.
+//! Also the quantisation of a 4-bit scan's float table at each level, which a query pays once per
+//! probed list on L2 (tables per list): at nlist 4096 it rivals the scan of the list itself.
 //!
 //! `cargo bench --bench pq_scan` (under a minute).
 
@@ -58,6 +60,22 @@ fn fastscan4(c: &mut Criterion) {
     g.finish();
 }
 
+fn quantize_lut(c: &mut Criterion) {
+    let mut g = c.benchmark_group("quantize_lut");
+    for m in [16usize, 64, 192] {
+        let mut rng = ChaCha8Rng::seed_from_u64(m as u64);
+        let lut: Vec<f32> = (0..m * 16).map(|_| rng.random_range(0.0..1.0f32)).collect();
+        let mut out = vec![0u8; fastscan::padded_m(m) * 16];
+        g.throughput(Throughput::Elements(m as u64));
+        for level in SimdLevel::available() {
+            g.bench_with_input(BenchmarkId::new(format!("{level:?}"), m), &m, |b, &m| {
+                b.iter(|| fastscan::quantize_lut_with(level, black_box(&lut), m, &mut out))
+            });
+        }
+    }
+    g.finish();
+}
+
 fn codes8(c: &mut Criterion) {
     let mut g = c.benchmark_group("codes8");
     g.throughput(Throughput::Elements(N as u64));
@@ -91,6 +109,6 @@ fn codes8(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(20);
-    targets = fastscan4, codes8
+    targets = fastscan4, quantize_lut, codes8
 }
 criterion_main!(benches);

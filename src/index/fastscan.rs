@@ -102,6 +102,11 @@ pub fn quantize_lut_with(level: SimdLevel, lut: &[f32], m: usize, out: &mut [u8]
         // SAFETY: features checked; sizes asserted above.
         return unsafe { avx512::quantize_lut(lut, m, out) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if level == SimdLevel::Avx2 && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: feature checked; sizes asserted above.
+        return unsafe { avx2::quantize_lut(lut, m, out) };
+    }
     let _ = level;
     quantize_lut_scalar(lut, m, out)
 }
@@ -315,7 +320,7 @@ impl Kernel for ScalarKernel {
     }
 }
 
-/// The 256-bit kernels (x86-64 AVX2 + BMI2); tables are quantised by the scalar code.
+/// The 256-bit kernels (x86-64 AVX2 + BMI2), table quantisation included.
 #[derive(Debug, Clone, Copy)]
 pub struct Avx2Kernel(());
 
@@ -333,7 +338,13 @@ impl Avx2Kernel {
 impl Kernel for Avx2Kernel {
     fn quantize_lut(self, lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
         check_lut_sizes(lut, m, out);
-        quantize_lut_scalar(lut, m, out)
+        // SAFETY: a value of this type exists only if the CPU has AVX2 (`new`); sizes checked
+        // above.
+        #[cfg(target_arch = "x86_64")]
+        let scale_bias = unsafe { avx2::quantize_lut(lut, m, out) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let scale_bias = quantize_lut_scalar(lut, m, out);
+        scale_bias
     }
 
     #[inline]
@@ -485,6 +496,77 @@ pub mod scalar {
 mod avx2 {
     use super::*;
     use std::arch::x86_64::*;
+
+    /// One 16-entry sub-space table per pair of 256-bit registers; the same operations in the
+    /// same order as the scalar quantiser (min and max are exact, so the reductions' order does
+    /// not matter), hence the same bytes.
+    ///
+    /// On hosts without AVX-512 this ran as scalar code, 16–20% of a query's time at nlist 4096
+    /// (one table per probed list): the min/max folds do not vectorise.
+    ///
+    /// # Safety
+    /// AVX2 available; `lut.len() == m * 16`, `out.len() == padded_m(m) * 16`, `m <= 256`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
+        let mut mins = [0.0f32; MAX_SUBSPACES];
+        let mut bias = 0.0f32;
+        let mut max_range = 0.0f32;
+        let p = lut.as_ptr();
+        // SAFETY: every load reads 16 floats of row j < m, inside `lut`; every store writes the
+        // 16 bytes of row j < m, inside `out`.
+        unsafe {
+            for (j, min) in mins.iter_mut().enumerate().take(m) {
+                let a = _mm256_loadu_ps(p.add(j * 16));
+                let b = _mm256_loadu_ps(p.add(j * 16 + 8));
+                let lo8 = _mm256_min_ps(a, b);
+                let hi8 = _mm256_max_ps(a, b);
+                let lo4 = _mm_min_ps(_mm256_castps256_ps128(lo8), _mm256_extractf128_ps(lo8, 1));
+                let hi4 = _mm_max_ps(_mm256_castps256_ps128(hi8), _mm256_extractf128_ps(hi8, 1));
+                let lo2 = _mm_min_ps(lo4, _mm_movehl_ps(lo4, lo4));
+                let hi2 = _mm_max_ps(hi4, _mm_movehl_ps(hi4, hi4));
+                let lo = _mm_cvtss_f32(_mm_min_ss(lo2, _mm_shuffle_ps(lo2, lo2, 1)));
+                let hi = _mm_cvtss_f32(_mm_max_ss(hi2, _mm_shuffle_ps(hi2, hi2, 1)));
+                *min = lo;
+                bias += lo;
+                max_range = max_range.max(hi - lo);
+            }
+            let scale = if max_range > 0.0 && max_range.is_finite() {
+                max_range / 255.0
+            } else {
+                1.0
+            };
+            let inv = _mm256_set1_ps(1.0 / scale);
+            let half = _mm256_set1_ps(0.5);
+            let top = _mm256_set1_ps(255.0);
+            let o = out.as_mut_ptr();
+            for (j, &min) in mins.iter().enumerate().take(m) {
+                let min = _mm256_set1_ps(min);
+                // Values are in 0..=255 after the clamp, so the signed conversion is exact and
+                // the saturating packs below never saturate. (A macro, not a closure: closures
+                // do not inherit `target_feature`, and the intrinsics would become calls.)
+                macro_rules! quantize8 {
+                    ($row:expr) => {
+                        _mm256_cvttps_epi32(_mm256_min_ps(
+                            _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps($row, min), inv), half),
+                            top,
+                        ))
+                    };
+                }
+                let a = quantize8!(_mm256_loadu_ps(p.add(j * 16)));
+                let b = quantize8!(_mm256_loadu_ps(p.add(j * 16 + 8)));
+                // packus_epi32 interleaves 128-bit lanes: [a0..3 b0..3 | a4..7 b4..7]; put the
+                // 64-bit quarters back in order, then narrow to bytes.
+                let words = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0b11_01_10_00);
+                let bytes = _mm_packus_epi16(
+                    _mm256_castsi256_si128(words),
+                    _mm256_extracti128_si256(words, 1),
+                );
+                _mm_storeu_si128(o.add(j * 16) as *mut __m128i, bytes);
+            }
+            out[m * 16..].fill(0);
+            (scale, bias)
+        }
+    }
 
     /// Sums of one block into `out`; returns the lanes whose sum is `<= threshold`.
     ///
