@@ -1,5 +1,7 @@
 //! Coarse probe: inner products of one query with every IVF centroid (`CoarseTable::dots`), at
-//! each SIMD level the CPU runs, for nlist 1024 and 4096 × dim 128 and 384.
+//! each SIMD level the CPU runs, for nlist 1024 and 4096 × dim 128 and 384; and the 8-bit
+//! approximate products with error bounds that shortlist the lists a probe scores exactly
+//! (`Coarse8::approx_dots`, group `coarse8_dots`), at each of its levels.
 //!
 //! `cargo bench --bench coarse` (about half a minute).
 
@@ -10,6 +12,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use shoal::index::coarse::CoarseTable;
+use shoal::index::coarse8::{Coarse8, Level};
 use shoal::index::distance::SimdLevel;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -42,9 +45,31 @@ fn dots(c: &mut Criterion) {
     g.finish();
 }
 
+fn dots8(c: &mut Criterion) {
+    let mut g = c.benchmark_group("coarse8_dots");
+    for dim in [128usize, 384] {
+        for nlist in [1024usize, 4096] {
+            let centroids = random(nlist * dim, 1);
+            let q = random(dim, 2);
+            let mut out = vec![0.0f32; nlist];
+            g.throughput(Throughput::Elements((nlist * dim) as u64));
+            for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
+                let Some(table) = Coarse8::with_level(&centroids, dim, level) else {
+                    continue;
+                };
+                let id = BenchmarkId::new(format!("{level:?}"), format!("{nlist}x{dim}"));
+                g.bench_function(id, |b| {
+                    b.iter(|| table.approx_dots(black_box(&q), black_box(&mut out)))
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1)).sample_size(20);
-    targets = dots
+    targets = dots, dots8
 }
 criterion_main!(benches);

@@ -3,6 +3,7 @@
 //! so that a caller can hand in memory it owns or a memory map without the index knowing which.
 
 pub mod coarse;
+pub mod coarse8;
 pub mod distance;
 pub mod error;
 pub mod fastscan;

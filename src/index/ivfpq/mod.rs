@@ -62,6 +62,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 use super::coarse::CoarseTable;
+use super::coarse8::Coarse8;
 use super::error::IndexError;
 use super::fastscan::{self, SimdLevel};
 use super::pq::ProductQuantizer;
@@ -70,6 +71,11 @@ use super::{Metric, Slab};
 
 /// Version of the part layout described by [`IvfPqMeta`]; bump when any part's meaning changes.
 pub const LAYOUT_VERSION: u32 = 1;
+
+/// Float centroids of at least this many bytes also get an 8-bit copy ([`Coarse8`]) that
+/// shortlists the lists a probe scores exactly: below it they stay in L2 and the exact pass over
+/// them costs less than the shortlist's extra work.
+pub const COARSE8_FROM_BYTES: usize = 512 * 1024;
 
 /// Build parameters of an [`IvfPqIndex`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,6 +203,9 @@ pub struct IvfPqIndex {
     centroids: Slab<f32>,
     /// Derived copy of the centroids laid out for probing.
     coarse: CoarseTable,
+    /// Derived 8-bit copy of the centroids that shortlists the lists a probe scores exactly,
+    /// when the float centroids are too many bytes to stay in cache (see [`COARSE8_FROM_BYTES`]).
+    coarse8: Option<Coarse8>,
     /// Squared centroid norms (derived), for `||q - c||² = ||q||² + ||c||² - 2<q, c>`.
     centroid_norms: Vec<f32>,
     list_offsets: Slab<u64>,
@@ -305,6 +314,7 @@ impl IvfPqIndex {
             + self.ids.len() * 8
             + (self.centroids.len() + self.centroid_norms.len()) * 4
             + self.coarse.memory_bytes()
+            + self.coarse8.as_ref().map_or(0, Coarse8::memory_bytes)
             + self.list_offsets.len() * 8
             + self.block_offsets.len() * size_of::<usize>()
             + (self.precomputed.len() + self.code_terms.len()) * 4

@@ -4,9 +4,10 @@
 
 use rayon::prelude::*;
 
-use super::{IvfPqIndex, IvfPqMeta, IvfPqParts, LAYOUT_VERSION, corrupted};
+use super::{COARSE8_FROM_BYTES, IvfPqIndex, IvfPqMeta, IvfPqParts, LAYOUT_VERSION, corrupted};
 use crate::index::Metric;
 use crate::index::coarse::CoarseTable;
+use crate::index::coarse8::Coarse8;
 use crate::index::distance;
 use crate::index::error::IndexError;
 use crate::index::fastscan::{self, SimdLevel};
@@ -86,6 +87,9 @@ impl IvfPqIndex {
         }
         let centroid_norms = centroids.chunks_exact(dim).map(distance::norm_sq).collect();
         let coarse = CoarseTable::new(&centroids, dim);
+        let coarse8 = (nlist * dim * 4 >= COARSE8_FROM_BYTES)
+            .then(|| Coarse8::new(&centroids, dim))
+            .flatten();
         let mut precomputed = Vec::new();
         // Keep the tables only while they are small next to the codes (at most a quarter), so
         // that resident memory stays close to codes + ids + centroids.
@@ -122,6 +126,7 @@ impl IvfPqIndex {
             pq,
             centroids,
             coarse,
+            coarse8,
             centroid_norms,
             list_offsets,
             block_offsets,

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use super::scanner::{ListScanner, ScanWith, with_scanner};
 use super::{IvfPqIndex, SearchParams};
+use crate::index::coarse8::Coarse8;
 use crate::index::distance::{self, normalize};
 use crate::index::{Metric, Neighbor, RowSet, TopK};
 
@@ -20,7 +21,7 @@ impl IvfPqIndex {
     /// The query as rows are stored (normalised for cosine), or `None` when there is nothing to
     /// answer: a query of the wrong dimension or with non-finite values (callers validate input
     /// first), `k` 0 or no rows.
-    fn prepared<'q>(&self, query: &'q [f32], k: usize) -> Option<Cow<'q, [f32]>> {
+    pub(super) fn prepared<'q>(&self, query: &'q [f32], k: usize) -> Option<Cow<'q, [f32]>> {
         if query.len() != self.dim || k == 0 || self.n == 0 || query.iter().any(|v| !v.is_finite())
         {
             return None;
@@ -35,8 +36,20 @@ impl IvfPqIndex {
     }
 
     /// The `nprobe` lists closest to `q`, each with its coarse term: `||q - c||²` for L2,
-    /// `-<q, c>` otherwise.
+    /// `-<q, c>` otherwise. Empty lists are never probed: under the Dot metric a centroid can win
+    /// a query's inner product while owning no point, and probing it would waste one of `nprobe`.
     pub(super) fn probe(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
+        match &self.coarse8 {
+            // Shortlisting pays while it rules out most lists.
+            Some(coarse8) if nprobe.saturating_mul(4) <= self.nlist => {
+                self.probe_shortlisted(coarse8, q, nprobe).0
+            }
+            _ => self.probe_exact(q, nprobe),
+        }
+    }
+
+    /// [`probe`](Self::probe) from exact products with every centroid.
+    pub(super) fn probe_exact(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
         let mut scores = vec![0.0f32; self.nlist];
         self.coarse.dots(q, &mut scores);
         if self.metric == Metric::L2 {
@@ -48,19 +61,69 @@ impl IvfPqIndex {
             scores.iter_mut().for_each(|s| *s = -*s);
         }
         // Bounded selection: most lists fail the first comparison against the heap's worst.
-        // Empty lists are never probed: under the Dot metric a centroid can win a query's
-        // inner product while owning no point, and probing it would waste one of `nprobe`.
         let mut best = TopK::new(nprobe);
         for (l, &s) in scores.iter().enumerate() {
             if s <= best.threshold() && self.list_offsets[l + 1] > self.list_offsets[l] {
                 best.push(l as u64, s);
             }
         }
-        // Sorted, closest lists first: the top-k threshold tightens sooner.
-        best.into_sorted_vec()
-            .into_iter()
-            .map(|nb| (nb.id as usize, nb.distance))
-            .collect()
+        sorted_probes(best)
+    }
+
+    /// [`probe`](Self::probe) through the 8-bit centroids: the same lists as
+    /// [`probe_exact`](Self::probe_exact), from a quarter of the bytes.
+    ///
+    /// Every list gets an approximate score and a bound on its error ([`Coarse8`]). The
+    /// `nprobe`-th best *worst-case* score is a cut no list whose *best-case* score lies above it
+    /// can beat, so only the lists within it are scored exactly — typically a small multiple of
+    /// `nprobe` out of `nlist`. Also returns how many lists were scored exactly.
+    pub(super) fn probe_shortlisted(
+        &self,
+        coarse8: &Coarse8,
+        q: &[f32],
+        nprobe: usize,
+    ) -> (Vec<(usize, f32)>, usize) {
+        let mut dots = vec![0.0f32; self.nlist];
+        let bound = coarse8.approx_dots(q, &mut dots);
+        if !bound.fixed.is_finite() {
+            return (self.probe_exact(q, nprobe), self.nlist);
+        }
+        let l2 = self.metric == Metric::L2;
+        let qn = if l2 { distance::norm_sq(q) } else { 0.0 };
+        // A score is `qn + cn - 2 dot` (L2) or `-dot`: its error is the product's, doubled for
+        // L2, plus float rounding of the sums (covered by a relative slack on their magnitude).
+        let factor = if l2 { 2.0 } else { 1.0 };
+        let mut scores = vec![0.0f32; self.nlist];
+        let mut errors = vec![0.0f32; self.nlist];
+        for (l, ((s, e), &d)) in scores.iter_mut().zip(&mut errors).zip(&dots).enumerate() {
+            let cn = if l2 { self.centroid_norms[l] } else { 0.0 };
+            *s = if l2 { qn + cn - 2.0 * d } else { -d };
+            let err = factor * (bound.per_abs_code * coarse8.abs_sum(l) + bound.fixed);
+            *e = err * (1.0 + 1e-3) + 1e-5 * (qn + cn + factor * d.abs());
+        }
+        let mut worst_case = TopK::new(nprobe);
+        for (l, (&s, &e)) in scores.iter().zip(&errors).enumerate() {
+            if s + e <= worst_case.threshold() && self.list_offsets[l + 1] > self.list_offsets[l] {
+                worst_case.push(l as u64, s + e);
+            }
+        }
+        let cut = worst_case.threshold();
+        let centroids: &[f32] = &self.centroids;
+        let mut best = TopK::new(nprobe);
+        let mut scored = 0;
+        for (l, (&s, &e)) in scores.iter().zip(&errors).enumerate() {
+            if s - e <= cut && self.list_offsets[l + 1] > self.list_offsets[l] {
+                scored += 1;
+                let d = distance::dot(q, &centroids[l * self.dim..(l + 1) * self.dim]);
+                let exact = if l2 {
+                    qn + self.centroid_norms[l] - 2.0 * d
+                } else {
+                    -d
+                };
+                best.push(l as u64, exact);
+            }
+        }
+        (sorted_probes(best), scored)
     }
 
     /// The lists a search of `query` with `nprobe` scans, closest first; empty for a query the
@@ -225,6 +288,14 @@ impl IvfPqIndex {
     fn prefetch_vector(&self, row: usize) {
         crate::index::prefetch_slice(&self.vectors[row * self.dim..(row + 1) * self.dim]);
     }
+}
+
+/// Probed lists as `(list, coarse term)`, closest first: the top-k threshold then tightens sooner.
+fn sorted_probes(best: TopK) -> Vec<(usize, f32)> {
+    best.into_sorted_vec()
+        .into_iter()
+        .map(|nb| (nb.id as usize, nb.distance))
+        .collect()
 }
 
 /// The probe loop: every probed list, closest first, through one scanner into one pool.

@@ -802,3 +802,46 @@ fn every_scanner_returns_exactly_the_hits_of_the_brute_force_checked_reference()
         }
     }
 }
+
+/// The 8-bit shortlist probes exactly the lists (and coarse terms, to rounding) the exact pass
+/// over every float centroid does, for every metric, and on clustered data scores only a small
+/// share of the lists exactly.
+#[test]
+fn shortlisted_probes_are_the_exact_probes() {
+    let f = fixture();
+    let Some(level) = crate::index::coarse8::Level::best() else {
+        return;
+    };
+    let nlist = 256;
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        let mut c = config(metric, 4);
+        c.nlist = nlist;
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &c).unwrap();
+        let coarse8 =
+            crate::index::coarse8::Coarse8::with_level(&index.centroids, DIM, level).unwrap();
+        let queries: Vec<&[f32]> = f
+            .queries
+            .chunks_exact(DIM)
+            .chain(f.data.chunks_exact(DIM).step_by(997))
+            .collect();
+        for nprobe in [1usize, 8, 32] {
+            let mut scored = 0;
+            for q in &queries {
+                let q = index.prepared(q, 1).unwrap();
+                let want = index.probe_exact(&q, nprobe);
+                let (got, n) = index.probe_shortlisted(&coarse8, &q, nprobe);
+                scored += n;
+                let lists = |p: &[(usize, f32)]| p.iter().map(|&(l, _)| l).collect::<Vec<_>>();
+                assert_eq!(lists(&got), lists(&want), "{metric:?} nprobe {nprobe}");
+                for (&(_, a), &(_, b)) in got.iter().zip(&want) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+                }
+            }
+            let mean = scored as f64 / queries.len() as f64;
+            assert!(
+                mean >= nprobe as f64 && mean <= (4 * nprobe).max(16) as f64,
+                "{metric:?} nprobe {nprobe}: {mean} of {nlist} lists scored exactly"
+            );
+        }
+    }
+}
