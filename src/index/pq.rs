@@ -12,7 +12,10 @@
 
 use rayon::prelude::*;
 
+mod table16;
+
 use super::Slab;
+use super::distance::SimdLevel;
 use super::error::IndexError;
 use super::kmeans::{self, KMeansConfig};
 
@@ -34,6 +37,8 @@ pub struct ProductQuantizer {
     /// Whether the CPU runs AVX-512F: the table and encoding loops are then compiled for it
     /// (same operations in the same order, so results are identical to the portable build).
     avx512: bool,
+    /// The level of the 4-bit L2 table kernel ([`table16`]), the widest the CPU runs.
+    table16: SimdLevel,
 }
 
 /// Runs `$body` compiled with AVX-512F enabled when `$flag` says the CPU has it, else portably.
@@ -183,6 +188,10 @@ impl ProductQuantizer {
             codebooks,
             norms,
             avx512,
+            table16: [SimdLevel::Avx512, SimdLevel::Avx2]
+                .into_iter()
+                .find(|l| l.is_supported())
+                .unwrap_or(SimdLevel::Scalar),
         })
     }
 
@@ -234,6 +243,12 @@ impl ProductQuantizer {
 
     /// Distance table for squared L2: `out[j * ksub + k] = ||y_j - c_jk||²` (`out.len() == m * ksub`).
     pub fn l2_table(&self, y: &[f32], out: &mut [f32]) {
+        if self.ksub == table16::KSUB {
+            // 4-bit codes: the table of every probed list on L2, worth a kernel of its own.
+            let (codebooks, norms): (&[f32], &[f32]) = (&self.codebooks, &self.norms);
+            table16::l2_table(self.table16, codebooks, norms, y, self.dsub, out);
+            return;
+        }
         multiversion!(self.avx512, self.l2_table_impl(y, out))
     }
 
@@ -465,6 +480,29 @@ mod tests {
                     "m {m}: {i} {d} vs {}",
                     direct[i]
                 );
+            }
+        }
+    }
+
+    /// The 4-bit table kernels give the general loop's tables bit for bit, at every level.
+    #[test]
+    fn four_bit_l2_tables_match_the_general_loop_at_every_level() {
+        for (dim, m) in [(128usize, 64usize), (384, 192), (48, 16), (30, 5)] {
+            let d = data(2000, dim, 21);
+            let mut pq = ProductQuantizer::train(dim, m, 4, &d, 5).unwrap();
+            for q in data(5, dim, 22).chunks_exact(dim) {
+                let mut want = vec![0.0f32; m * 16];
+                multiversion!(false, pq.l2_table_impl(q, &mut want));
+                for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
+                    if !level.is_supported() {
+                        continue;
+                    }
+                    pq.table16 = level;
+                    let mut got = vec![f32::NAN; m * 16];
+                    pq.l2_table(q, &mut got);
+                    let bits = |t: &[f32]| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{level:?} m {m}");
+                }
             }
         }
     }
