@@ -20,26 +20,44 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
+/// One benchmark shape: `nlist` random centroids of `dim` dimensions and one query.
+struct Shape {
+    id: String,
+    dim: usize,
+    nlist: usize,
+    centroids: Vec<f32>,
+    q: Vec<f32>,
+}
+
+/// nlist 1024 and 4096 × dim 128 and 384.
+fn shapes() -> impl Iterator<Item = Shape> {
+    [128usize, 384].into_iter().flat_map(|dim| {
+        [1024usize, 4096].into_iter().map(move |nlist| Shape {
+            id: format!("{nlist}x{dim}"),
+            dim,
+            nlist,
+            centroids: random(nlist * dim, 1),
+            q: random(dim, 2),
+        })
+    })
+}
+
 fn dots(c: &mut Criterion) {
     let mut g = c.benchmark_group("coarse_dots");
-    for dim in [128usize, 384] {
-        for nlist in [1024usize, 4096] {
-            let centroids = random(nlist * dim, 1);
-            let q = random(dim, 2);
-            let mut out = vec![0.0f32; nlist];
-            g.throughput(Throughput::Elements((nlist * dim) as u64));
-            for (name, level) in [
-                ("scalar", SimdLevel::Scalar),
-                ("avx2", SimdLevel::Avx2),
-                ("avx512", SimdLevel::Avx512),
-            ] {
-                let Some(table) = CoarseTable::with_level(&centroids, dim, level) else {
-                    continue;
-                };
-                g.bench_function(BenchmarkId::new(name, format!("{nlist}x{dim}")), |b| {
-                    b.iter(|| table.dots(black_box(&q), black_box(&mut out)))
-                });
-            }
+    for s in shapes() {
+        let mut out = vec![0.0f32; s.nlist];
+        g.throughput(Throughput::Elements((s.nlist * s.dim) as u64));
+        for (name, level) in [
+            ("scalar", SimdLevel::Scalar),
+            ("avx2", SimdLevel::Avx2),
+            ("avx512", SimdLevel::Avx512),
+        ] {
+            let Some(table) = CoarseTable::with_level(&s.centroids, s.dim, level) else {
+                continue;
+            };
+            g.bench_function(BenchmarkId::new(name, &s.id), |b| {
+                b.iter(|| table.dots(black_box(&s.q), black_box(&mut out)))
+            });
         }
     }
     g.finish();
@@ -47,21 +65,16 @@ fn dots(c: &mut Criterion) {
 
 fn dots8(c: &mut Criterion) {
     let mut g = c.benchmark_group("coarse8_dots");
-    for dim in [128usize, 384] {
-        for nlist in [1024usize, 4096] {
-            let centroids = random(nlist * dim, 1);
-            let q = random(dim, 2);
-            let mut out = vec![0.0f32; nlist];
-            g.throughput(Throughput::Elements((nlist * dim) as u64));
-            for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
-                let Some(table) = Coarse8::with_level(&centroids, dim, level) else {
-                    continue;
-                };
-                let id = BenchmarkId::new(format!("{level:?}"), format!("{nlist}x{dim}"));
-                g.bench_function(id, |b| {
-                    b.iter(|| table.approx_dots(black_box(&q), black_box(&mut out)))
-                });
-            }
+    for s in shapes() {
+        let mut out = vec![0.0f32; s.nlist];
+        g.throughput(Throughput::Elements((s.nlist * s.dim) as u64));
+        for level in [Level::Scalar, Level::Avx2, Level::Avx512Vnni] {
+            let Some(table) = Coarse8::with_level(&s.centroids, s.dim, level) else {
+                continue;
+            };
+            g.bench_function(BenchmarkId::new(format!("{level:?}"), &s.id), |b| {
+                b.iter(|| table.approx_dots(black_box(&s.q), black_box(&mut out)))
+            });
         }
     }
     g.finish();

@@ -119,12 +119,47 @@ fn check_lut_sizes(lut: &[f32], m: usize, out: &[u8]) {
     assert!(m <= MAX_SUBSPACES, "too many sub-spaces");
 }
 
+/// What every quantiser gathers in its first pass: each sub-space's minimum, their sum (the
+/// quantised table's bias) and the widest sub-space's range (which sets the shared scale).
+struct RowRanges {
+    mins: [f32; MAX_SUBSPACES],
+    bias: f32,
+    max_range: f32,
+}
+
+impl RowRanges {
+    #[inline(always)]
+    fn new() -> Self {
+        RowRanges {
+            mins: [0.0; MAX_SUBSPACES],
+            bias: 0.0,
+            max_range: 0.0,
+        }
+    }
+
+    /// Records sub-space `j`'s minimum `lo` and maximum `hi` (sub-spaces in order).
+    #[inline(always)]
+    fn push(&mut self, j: usize, lo: f32, hi: f32) {
+        self.mins[j] = lo;
+        self.bias += lo;
+        self.max_range = self.max_range.max(hi - lo);
+    }
+
+    /// The step of one u8 unit: the widest sub-space spans 0..=255.
+    #[inline(always)]
+    fn scale(&self) -> f32 {
+        if self.max_range > 0.0 && self.max_range.is_finite() {
+            self.max_range / 255.0
+        } else {
+            1.0
+        }
+    }
+}
+
 fn quantize_lut_scalar(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
     debug_assert_eq!(lut.len(), m * 16);
     debug_assert_eq!(out.len(), padded_m(m) * 16);
-    let mut bias = 0.0f32;
-    let mut max_range = 0.0f32;
-    let mut mins = [0.0f32; MAX_SUBSPACES];
+    let mut ranges = RowRanges::new();
     for j in 0..m {
         let row = &lut[j * 16..j * 16 + 16];
         let (lo, hi) = row
@@ -132,18 +167,12 @@ fn quantize_lut_scalar(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
                 (lo.min(v), hi.max(v))
             });
-        mins[j] = lo;
-        bias += lo;
-        max_range = max_range.max(hi - lo);
+        ranges.push(j, lo, hi);
     }
-    let scale = if max_range > 0.0 && max_range.is_finite() {
-        max_range / 255.0
-    } else {
-        1.0
-    };
+    let scale = ranges.scale();
     let inv = 1.0 / scale;
     for j in 0..m {
-        let min = mins[j];
+        let min = ranges.mins[j];
         for (o, &v) in out[j * 16..j * 16 + 16]
             .iter_mut()
             .zip(&lut[j * 16..j * 16 + 16])
@@ -154,7 +183,7 @@ fn quantize_lut_scalar(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
         }
     }
     out[m * 16..].fill(0);
-    (scale, bias)
+    (scale, ranges.bias)
 }
 
 /// The u16 bound that an accumulated sum must not exceed to possibly beat float `threshold`.
@@ -508,14 +537,12 @@ mod avx2 {
     /// AVX2 available; `lut.len() == m * 16`, `out.len() == padded_m(m) * 16`, `m <= 256`.
     #[target_feature(enable = "avx2")]
     pub unsafe fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
-        let mut mins = [0.0f32; MAX_SUBSPACES];
-        let mut bias = 0.0f32;
-        let mut max_range = 0.0f32;
+        let mut ranges = RowRanges::new();
         let p = lut.as_ptr();
         // SAFETY: every load reads 16 floats of row j < m, inside `lut`; every store writes the
         // 16 bytes of row j < m, inside `out`.
         unsafe {
-            for (j, min) in mins.iter_mut().enumerate().take(m) {
+            for j in 0..m {
                 let a = _mm256_loadu_ps(p.add(j * 16));
                 let b = _mm256_loadu_ps(p.add(j * 16 + 8));
                 let lo8 = _mm256_min_ps(a, b);
@@ -526,20 +553,14 @@ mod avx2 {
                 let hi2 = _mm_max_ps(hi4, _mm_movehl_ps(hi4, hi4));
                 let lo = _mm_cvtss_f32(_mm_min_ss(lo2, _mm_shuffle_ps(lo2, lo2, 1)));
                 let hi = _mm_cvtss_f32(_mm_max_ss(hi2, _mm_shuffle_ps(hi2, hi2, 1)));
-                *min = lo;
-                bias += lo;
-                max_range = max_range.max(hi - lo);
+                ranges.push(j, lo, hi);
             }
-            let scale = if max_range > 0.0 && max_range.is_finite() {
-                max_range / 255.0
-            } else {
-                1.0
-            };
+            let scale = ranges.scale();
             let inv = _mm256_set1_ps(1.0 / scale);
             let half = _mm256_set1_ps(0.5);
             let top = _mm256_set1_ps(255.0);
             let o = out.as_mut_ptr();
-            for (j, &min) in mins.iter().enumerate().take(m) {
+            for (j, &min) in ranges.mins.iter().enumerate().take(m) {
                 let min = _mm256_set1_ps(min);
                 // Values are in 0..=255 after the clamp, so the signed conversion is exact and
                 // the saturating packs below never saturate. (A macro, not a closure: closures
@@ -564,7 +585,7 @@ mod avx2 {
                 _mm_storeu_si128(o.add(j * 16) as *mut __m128i, bytes);
             }
             out[m * 16..].fill(0);
-            (scale, bias)
+            (scale, ranges.bias)
         }
     }
 
@@ -667,29 +688,19 @@ mod avx512 {
     /// AVX-512F/BW available; `lut.len() == m * 16`, `out.len() == padded_m(m) * 16`, `m <= 256`.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub unsafe fn quantize_lut(lut: &[f32], m: usize, out: &mut [u8]) -> (f32, f32) {
-        let mut mins = [0.0f32; MAX_SUBSPACES];
-        let mut bias = 0.0f32;
-        let mut max_range = 0.0f32;
+        let mut ranges = RowRanges::new();
         let p = lut.as_ptr();
         // SAFETY: every load reads 16 floats of row j < m, inside `lut`.
         unsafe {
-            for (j, min) in mins.iter_mut().enumerate().take(m) {
+            for j in 0..m {
                 let row = _mm512_loadu_ps(p.add(j * 16));
-                let lo = _mm512_reduce_min_ps(row);
-                let hi = _mm512_reduce_max_ps(row);
-                *min = lo;
-                bias += lo;
-                max_range = max_range.max(hi - lo);
+                ranges.push(j, _mm512_reduce_min_ps(row), _mm512_reduce_max_ps(row));
             }
-            let scale = if max_range > 0.0 && max_range.is_finite() {
-                max_range / 255.0
-            } else {
-                1.0
-            };
+            let scale = ranges.scale();
             let inv = _mm512_set1_ps(1.0 / scale);
             let half = _mm512_set1_ps(0.5);
             let top = _mm512_set1_ps(255.0);
-            for (j, &min) in mins.iter().enumerate().take(m) {
+            for (j, &min) in ranges.mins.iter().enumerate().take(m) {
                 let row = _mm512_loadu_ps(p.add(j * 16));
                 let v = _mm512_min_ps(
                     _mm512_add_ps(
@@ -702,7 +713,7 @@ mod avx512 {
                 _mm_storeu_si128(out.as_mut_ptr().add(j * 16) as *mut __m128i, bytes);
             }
             out[m * 16..].fill(0);
-            (scale, bias)
+            (scale, ranges.bias)
         }
     }
 

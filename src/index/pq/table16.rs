@@ -43,15 +43,38 @@ pub(super) fn l2_table(
         level.is_supported(),
         "{level:?} is not supported by this CPU"
     );
+    #[cfg(target_arch = "x86_64")]
+    let raw = Raw {
+        codebooks: codebooks.as_ptr(),
+        norms: norms.as_ptr(),
+        y: y.as_ptr(),
+        out: out.as_mut_ptr(),
+        m,
+        dsub,
+    };
     match level {
-        // SAFETY: sizes asserted above, level supported.
+        // SAFETY: sizes asserted above (so `raw` spans `m` sub-spaces of every slice), level
+        // supported.
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => unsafe { l2_table_avx512(codebooks, norms, y, dsub, out) },
+        SimdLevel::Avx512 => unsafe { l2_table_avx512(raw) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => unsafe { l2_table_avx2(codebooks, norms, y, dsub, out) },
+        SimdLevel::Avx2 => unsafe { l2_table_avx2(raw) },
         _ => l2_table_portable(codebooks, norms, y, dsub, out),
     }
+}
+
+/// The slices of [`l2_table`] as pointers, sizes checked: sub-space `j < m` reads 16 floats at
+/// codebook row `j * dsub + d` for `d < dsub`, 16 norms and `dsub` components of `y` at `j`,
+/// and writes 16 floats of `out` at `j`.
+#[cfg(target_arch = "x86_64")]
+struct Raw {
+    codebooks: *const f32,
+    norms: *const f32,
+    y: *const f32,
+    out: *mut f32,
+    m: usize,
+    dsub: usize,
 }
 
 /// Fixed-size rows, so the compiler unrolls and vectorises each sub-space.
@@ -78,39 +101,34 @@ fn l2_table_portable(codebooks: &[f32], norms: &[f32], y: &[f32], dsub: usize, o
 }
 
 /// # Safety
-/// AVX-512F available; sizes as [`l2_table`] asserts.
+/// AVX-512F available; `raw` as [`l2_table`] builds it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn l2_table_avx512(
-    codebooks: &[f32],
-    norms: &[f32],
-    y: &[f32],
-    dsub: usize,
-    out: &mut [f32],
-) {
+unsafe fn l2_table_avx512(raw: Raw) {
     use std::arch::x86_64::*;
-    let (cp, np, yp, op) = (
-        codebooks.as_ptr(),
-        norms.as_ptr(),
-        y.as_ptr(),
-        out.as_mut_ptr(),
-    );
-    // SAFETY: sub-space j < m reads 16 floats at row j * dsub + d < m * dsub of the codebooks,
-    // 16 norms and `dsub` components of y at j, and writes 16 floats at j: all inside the slices.
+    let Raw {
+        codebooks,
+        norms,
+        y,
+        out,
+        m,
+        dsub,
+    } = raw;
+    // SAFETY: every access is one `Raw` documents.
     unsafe {
         let two = _mm512_set1_ps(2.0);
-        for j in 0..out.len() / KSUB {
+        for j in 0..m {
             let mut acc = _mm512_setzero_ps();
             let mut ny = 0.0f32;
             for d in 0..dsub {
-                let x = *yp.add(j * dsub + d);
-                let row = _mm512_loadu_ps(cp.add((j * dsub + d) * KSUB));
+                let x = *y.add(j * dsub + d);
+                let row = _mm512_loadu_ps(codebooks.add((j * dsub + d) * KSUB));
                 acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x), row));
                 ny += x * x;
             }
-            let base = _mm512_add_ps(_mm512_set1_ps(ny), _mm512_loadu_ps(np.add(j * KSUB)));
+            let base = _mm512_add_ps(_mm512_set1_ps(ny), _mm512_loadu_ps(norms.add(j * KSUB)));
             _mm512_storeu_ps(
-                op.add(j * KSUB),
+                out.add(j * KSUB),
                 _mm512_sub_ps(base, _mm512_mul_ps(two, acc)),
             );
         }
@@ -118,48 +136,39 @@ unsafe fn l2_table_avx512(
 }
 
 /// # Safety
-/// AVX2 available; sizes as [`l2_table`] asserts.
+/// AVX2 available; `raw` as [`l2_table`] builds it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn l2_table_avx2(codebooks: &[f32], norms: &[f32], y: &[f32], dsub: usize, out: &mut [f32]) {
+unsafe fn l2_table_avx2(raw: Raw) {
     use std::arch::x86_64::*;
-    let (cp, np, yp, op) = (
-        codebooks.as_ptr(),
-        norms.as_ptr(),
-        y.as_ptr(),
-        out.as_mut_ptr(),
-    );
-    // SAFETY: as in the AVX-512 kernel, each 16-float row read as two halves.
+    let Raw {
+        codebooks,
+        norms,
+        y,
+        out,
+        m,
+        dsub,
+    } = raw;
+    // SAFETY: every access is one `Raw` documents, each 16-float row as two halves.
     unsafe {
         let two = _mm256_set1_ps(2.0);
-        for j in 0..out.len() / KSUB {
+        for j in 0..m {
             let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             let mut ny = 0.0f32;
             for d in 0..dsub {
-                let x = *yp.add(j * dsub + d);
+                let x = *y.add(j * dsub + d);
                 let xv = _mm256_set1_ps(x);
-                let row = cp.add((j * dsub + d) * KSUB);
+                let row = codebooks.add((j * dsub + d) * KSUB);
                 lo = _mm256_add_ps(lo, _mm256_mul_ps(xv, _mm256_loadu_ps(row)));
                 hi = _mm256_add_ps(hi, _mm256_mul_ps(xv, _mm256_loadu_ps(row.add(8))));
                 ny += x * x;
             }
             let nyv = _mm256_set1_ps(ny);
-            let n = np.add(j * KSUB);
-            let o = op.add(j * KSUB);
-            _mm256_storeu_ps(
-                o,
-                _mm256_sub_ps(
-                    _mm256_add_ps(nyv, _mm256_loadu_ps(n)),
-                    _mm256_mul_ps(two, lo),
-                ),
-            );
-            _mm256_storeu_ps(
-                o.add(8),
-                _mm256_sub_ps(
-                    _mm256_add_ps(nyv, _mm256_loadu_ps(n.add(8))),
-                    _mm256_mul_ps(two, hi),
-                ),
-            );
+            let (n, o) = (norms.add(j * KSUB), out.add(j * KSUB));
+            let base_lo = _mm256_add_ps(nyv, _mm256_loadu_ps(n));
+            let base_hi = _mm256_add_ps(nyv, _mm256_loadu_ps(n.add(8)));
+            _mm256_storeu_ps(o, _mm256_sub_ps(base_lo, _mm256_mul_ps(two, lo)));
+            _mm256_storeu_ps(o.add(8), _mm256_sub_ps(base_hi, _mm256_mul_ps(two, hi)));
         }
     }
 }
