@@ -8,7 +8,7 @@
 //! AVX2 covers a block with two 8-lane registers, and the scalar loop is what the compiler makes
 //! of the same layout.
 
-use super::distance::SimdLevel;
+use super::distance::{Kernels, SimdLevel};
 
 /// Centroids per block (one AVX-512 register of f32).
 const LANES: usize = 16;
@@ -33,11 +33,7 @@ pub struct CoarseTable {
 impl CoarseTable {
     /// Lays out `centroids` (`nlist * dim`, row-major) for the fastest kernel the CPU runs.
     pub fn new(centroids: &[f32], dim: usize) -> Self {
-        let level = [SimdLevel::Avx512, SimdLevel::Avx2]
-            .into_iter()
-            .find(|l| l.is_supported())
-            .unwrap_or(SimdLevel::Scalar);
-        Self::build(centroids, dim, level)
+        Self::build(centroids, dim, Kernels::best().level())
     }
 
     /// As [`CoarseTable::new`] but with the kernel for `level`, or `None` if the CPU cannot run

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 mod table16;
 
 use super::Slab;
-use super::distance::SimdLevel;
+use super::distance::{Kernels, SimdLevel};
 use super::error::IndexError;
 use super::kmeans::{self, KMeansConfig};
 
@@ -188,10 +188,7 @@ impl ProductQuantizer {
             codebooks,
             norms,
             avx512,
-            table16: [SimdLevel::Avx512, SimdLevel::Avx2]
-                .into_iter()
-                .find(|l| l.is_supported())
-                .unwrap_or(SimdLevel::Scalar),
+            table16: Kernels::best().level(),
         })
     }
 

@@ -113,6 +113,12 @@ impl IvfPqIndex {
         )
     }
 
+    /// Whether `list` holds any row (empty lists are never probed).
+    #[inline]
+    pub(super) fn has_rows(&self, list: usize) -> bool {
+        self.list_offsets[list + 1] > self.list_offsets[list]
+    }
+
     /// `y = q - c_list`, the query as a residual of `list`'s centroid.
     pub(super) fn residual_query(&self, q: &[f32], list: usize, y: &mut [f32]) {
         let c = &self.centroids[list * self.dim..(list + 1) * self.dim];

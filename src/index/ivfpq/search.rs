@@ -63,7 +63,7 @@ impl IvfPqIndex {
         // Bounded selection: most lists fail the first comparison against the heap's worst.
         let mut best = TopK::new(nprobe);
         for (l, &s) in scores.iter().enumerate() {
-            if s <= best.threshold() && self.list_offsets[l + 1] > self.list_offsets[l] {
+            if s <= best.threshold() && self.has_rows(l) {
                 best.push(l as u64, s);
             }
         }
@@ -90,20 +90,28 @@ impl IvfPqIndex {
         }
         let l2 = self.metric == Metric::L2;
         let qn = if l2 { distance::norm_sq(q) } else { 0.0 };
-        // A score is `qn + cn - 2 dot` (L2) or `-dot`: its error is the product's, doubled for
-        // L2, plus float rounding of the sums (covered by a relative slack on their magnitude).
+        // A list's probe score from its centroid's product with the query.
+        let score = |l: usize, dot: f32| {
+            if l2 {
+                qn + self.centroid_norms[l] - 2.0 * dot
+            } else {
+                -dot
+            }
+        };
+        // A score's error is the product's, doubled for L2, plus float rounding of the sums
+        // (covered by a relative slack on their magnitude). `dots` becomes the scores.
         let factor = if l2 { 2.0 } else { 1.0 };
-        let mut scores = vec![0.0f32; self.nlist];
         let mut errors = vec![0.0f32; self.nlist];
-        for (l, ((s, e), &d)) in scores.iter_mut().zip(&mut errors).zip(&dots).enumerate() {
+        for (l, (d, e)) in dots.iter_mut().zip(&mut errors).enumerate() {
             let cn = if l2 { self.centroid_norms[l] } else { 0.0 };
-            *s = if l2 { qn + cn - 2.0 * d } else { -d };
             let err = factor * (bound.per_abs_code * coarse8.abs_sum(l) + bound.fixed);
             *e = err * (1.0 + 1e-3) + 1e-5 * (qn + cn + factor * d.abs());
+            *d = score(l, *d);
         }
+        let scores = dots;
         let mut worst_case = TopK::new(nprobe);
         for (l, (&s, &e)) in scores.iter().zip(&errors).enumerate() {
-            if s + e <= worst_case.threshold() && self.list_offsets[l + 1] > self.list_offsets[l] {
+            if s + e <= worst_case.threshold() && self.has_rows(l) {
                 worst_case.push(l as u64, s + e);
             }
         }
@@ -112,15 +120,10 @@ impl IvfPqIndex {
         let mut best = TopK::new(nprobe);
         let mut scored = 0;
         for (l, (&s, &e)) in scores.iter().zip(&errors).enumerate() {
-            if s - e <= cut && self.list_offsets[l + 1] > self.list_offsets[l] {
+            if s - e <= cut && self.has_rows(l) {
                 scored += 1;
                 let d = distance::dot(q, &centroids[l * self.dim..(l + 1) * self.dim]);
-                let exact = if l2 {
-                    qn + self.centroid_norms[l] - 2.0 * d
-                } else {
-                    -d
-                };
-                best.push(l as u64, exact);
+                best.push(l as u64, score(l, d));
             }
         }
         (sorted_probes(best), scored)
