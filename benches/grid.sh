@@ -12,6 +12,7 @@
 #
 #   NLIST=4096 PQ_M=64 NPROBE=16,32,64,128 RERANK=4,8,16 K=10 MAX_QUERIES=2000
 #   ENGINES=faiss-fastscan,faiss-rabitq,scann  SHOAL_ARGS="--sq8"  TARGETS=0.95,0.99
+#   PEER_ARGS="--scann-soar 1.5 --hnsw-m 16"   (extra arguments of benches/peers/peers.py)
 #
 # PQ_M is shoal's 4-bit sub-quantiser count and FAISS fast-scan's (--fastscan-pq-m).
 set -euo pipefail
@@ -30,9 +31,10 @@ for i in $(seq 1 "$rounds"); do
     echo "shoal round $i failed:" >&2; tail -20 "$out/shoal-$i.log" >&2; exit 1; }
   for engine in ${engines//,/ }; do
     mkdir -p "$out/$engine-$i"
+    # shellcheck disable=SC2086
     "$here/peers/run.sh" --dataset "$dataset" --nlist "$nlist" --fastscan-pq-m "$pq_m" \
       --nprobe "$nprobe" --rerank "$rerank" --k "$k" --max-queries "$max_queries" \
-      --engines "$engine" --out-dir "$out/$engine-$i" >"$out/$engine-$i.log" 2>&1 || {
+      --engines "$engine" --out-dir "$out/$engine-$i" ${PEER_ARGS:-} >"$out/$engine-$i.log" 2>&1 || {
       echo "$engine round $i failed:" >&2; tail -20 "$out/$engine-$i.log" >&2; exit 1; }
   done
   echo "round $i done" >&2

@@ -245,8 +245,16 @@ def run_scann(args, name, metric, base, queries, gt):
     # Spherical k-means for unit rows, as ScaNN's own ann-benchmarks configuration does for angular.
     # min_partition_size 1: ScaNN's default floor of 50 points per leaf reshapes the partition when
     # n / nlist is near 50 (MiniLM 58k / 1024 lost ~0.1 recall@10 at nprobe 16); FAISS has no floor.
+    # --scann-soar: ScaNN's own spilling (SOAR), the technique shoal's --soar follows; ScaNN offers it
+    # for dot-product scoring only (cosine here, on normalised rows).
+    soar = {}
+    if args.scann_soar is not None:
+        if measure_name != "dot_product":
+            sys.exit("--scann-soar: ScaNN spills only under dot-product scoring (cosine or dot sets)")
+        soar = {"soar_lambda": args.scann_soar}
     builder = builder.tree(num_leaves=args.nlist, num_leaves_to_search=min(args.nprobe[0], args.nlist),
-                           training_sample_size=train_size, spherical=metric == "cosine", min_partition_size=1)
+                           training_sample_size=train_size, spherical=metric == "cosine", min_partition_size=1,
+                           **soar)
     if metric == "l2":
         builder = builder.score_ah(2, training_sample_size=ah_train_size)
     else:
@@ -273,7 +281,7 @@ def run_scann(args, name, metric, base, queries, gt):
         "k": args.k, "nlist": args.nlist, "pq_m": dim // 2, "pq_bits": 4, "threads": 1,
         "build_threads": args.build_threads, "build_seconds": build_seconds, "index_bytes": index_bytes,
         "scann_training_sample_size": train_size, "scann_ah_training_sample_size": ah_train_size,
-        "scann_version": scann_version(),
+        "scann_version": scann_version(), "scann_soar_lambda": args.scann_soar,
         "peak_rss_bytes": peak_rss_bytes(), "results": results,
     }
 
@@ -354,6 +362,8 @@ def main():
     p.add_argument("--rabitq-bits", type=int, default=1, help="bits per dimension of faiss-rabitq's codes")
     p.add_argument("--scann-train-size", type=int, default=0,
                    help="ScaNN tree training sample (default 256 * nlist, capped at the base size)")
+    p.add_argument("--scann-soar", type=float, metavar="LAMBDA",
+                   help="build ScaNN's tree with SOAR spilling at this lambda (dot-product sets only)")
     p.add_argument("--query-cpu", type=int, help="pin the query loops to this CPU (builds use every core)")
     p.add_argument("--hnsw-m", type=int, default=32)
     p.add_argument("--hnsw-ef-construction", type=int, default=200)

@@ -136,6 +136,11 @@ pub struct BenchArgs {
     /// the top k. The same answers; fewer raw reads.
     #[arg(long)]
     pub sq8: bool,
+    /// In-process index engine: store every vector in a second list too, chosen by SOAR with
+    /// this λ (1.5 is a good value; see `IvfPqConfig::soar_lambda`): twice the codes, far fewer
+    /// lists probed for the same recall.
+    #[arg(long, value_name = "LAMBDA")]
+    pub soar: Option<f32>,
     /// Filter without payload indexes (--engine shard or --defaults with --filters): by
     /// default an integer index is created on every filtered field before the load.
     #[arg(long, requires = "filters")]
@@ -296,11 +301,19 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     workload.seed = args.seed;
     workload.sample_queries = args.tune_queries.max(1);
     workload.sq8 = args.sq8;
+    workload.soar_lambda = args.soar;
     let database = args.engine == EngineKind::Shard || args.defaults;
     if args.sq8 && (database || args.server.is_some()) {
         return Err(BenchError::InvalidParameter(
             "--sq8 applies to the in-process index engine; the database's sealed segments \
              always keep 8-bit codes"
+                .into(),
+        ));
+    }
+    if args.soar.is_some() && (database || args.server.is_some()) {
+        return Err(BenchError::InvalidParameter(
+            "--soar applies to the in-process index engines; the database's segments follow \
+             their collection's settings"
                 .into(),
         ));
     }

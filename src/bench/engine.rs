@@ -37,6 +37,9 @@ pub struct Workload<'a> {
     /// In-process index builds also keep 8-bit codes of the raw vectors
     /// ([`IvfPqIndex::with_sq8`]), as the database's sealed segments do.
     pub sq8: bool,
+    /// In-process index builds spill every vector to a second list with this SOAR λ
+    /// ([`IvfPqConfig::soar_lambda`]).
+    pub soar_lambda: Option<f32>,
 }
 
 impl<'a> Workload<'a> {
@@ -87,6 +90,7 @@ impl<'a> Workload<'a> {
             seed: 0x5ba1,
             sample_queries: 1000,
             sq8: false,
+            soar_lambda: None,
         })
     }
 
@@ -111,10 +115,14 @@ pub struct BuiltIndex {
     pub build_seconds: f64,
     /// [`IvfPqIndex::memory_bytes`].
     pub index_bytes: u64,
-    /// The inverted list of each base row (ids are row numbers), for the IVF-Flat recall of a
-    /// setting ([`ivf_flat_recall`]).
-    pub list_of_row: Vec<u32>,
+    /// The inverted lists of each base row (ids are row numbers): its own and, with spilling,
+    /// its copy's ([`NO_LIST`] otherwise), for the IVF-Flat recall of a setting
+    /// ([`ivf_flat_recall`]).
+    pub list_of_row: Vec<[u32; 2]>,
 }
+
+/// No list, in [`BuiltIndex::list_of_row`].
+pub const NO_LIST: u32 = u32::MAX;
 
 /// Builds one index over the whole base, ids = row numbers, on rayon's global pool.
 pub fn build_index(workload: &Workload<'_>, config: BuildConfig) -> Result<BuiltIndex, BenchError> {
@@ -126,15 +134,18 @@ pub fn build_index(workload: &Workload<'_>, config: BuildConfig) -> Result<Built
     let mut index_config =
         IvfPqConfig::new(workload.metric, config.nlist, config.pq_m, config.pq_bits);
     index_config.seed = workload.seed;
+    index_config.soar_lambda = workload.soar_lambda;
     let start = Instant::now();
     let mut index = IvfPqIndex::build(workload.dim(), vectors, &ids, &index_config)?;
     if workload.sq8 {
         index = index.with_sq8()?;
     }
     let build_seconds = start.elapsed().as_secs_f64();
-    let mut list_of_row = vec![0u32; workload.n()];
+    // Every list a row is in: its own, and its spilled copy's when there is one.
+    let mut list_of_row = vec![[NO_LIST; 2]; workload.n()];
     for (id, list) in index.list_of_each_row() {
-        list_of_row[id as usize] = list as u32;
+        let lists = &mut list_of_row[id as usize];
+        lists[usize::from(lists[0] != NO_LIST)] = list as u32;
     }
     Ok(BuiltIndex {
         config,
@@ -221,8 +232,8 @@ pub fn ivf_flat_recall(
             .iter()
             .take(k)
             .filter(|&&row| {
-                let list = built.list_of_row.get(row as usize).copied();
-                list.is_some_and(|l| probed[l as usize])
+                let lists = built.list_of_row.get(row as usize).copied();
+                lists.is_some_and(|ls| ls.iter().any(|&l| l != NO_LIST && probed[l as usize]))
             })
             .count();
         lists.iter().for_each(|&l| probed[l] = false);

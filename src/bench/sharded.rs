@@ -223,6 +223,7 @@ pub fn build_sharded(
         let mut index_config =
             IvfPqConfig::new(workload.metric, config.nlist, config.pq_m, config.pq_bits);
         index_config.seed = workload.seed;
+        index_config.soar_lambda = workload.soar_lambda;
         let index = IvfPqIndex::build(dim, &vectors, &ids, &index_config)
             .and_then(|i| if workload.sq8 { i.with_sq8() } else { Ok(i) })
             .map_err(|e| {

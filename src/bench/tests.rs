@@ -158,7 +158,7 @@ fn ivf_flat_recall_is_the_recall_of_an_exact_scan_of_the_probed_lists() {
         {
             let probed = built.index.probed_lists(q.as_slice().unwrap(), nprobe);
             let mut scored: Vec<(f32, usize)> = (0..workload.n())
-                .filter(|r| probed.contains(&(built.list_of_row[*r] as usize)))
+                .filter(|r| probed.contains(&(built.list_of_row[*r][0] as usize)))
                 .map(|r| {
                     (
                         crate::index::distance::l2_sq(

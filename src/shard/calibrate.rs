@@ -251,7 +251,7 @@ pub fn cost(index: &IvfPqIndex, pq_m: usize, pq_bits: u8, nprobe: usize, rerank:
         pq_m as f64
     };
     let coarse = nlist * dim;
-    let scanned = nprobe.min(index.nlist()) as f64 * index.len() as f64 / nlist * per_code;
+    let scanned = nprobe.min(index.nlist()) as f64 * index.entries() as f64 / nlist * per_code;
     let reranked = if rerank == 0 {
         0.0
     } else {

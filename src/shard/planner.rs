@@ -487,6 +487,8 @@ pub(super) enum Plan {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct SegShape {
     pub rows: usize,
+    /// Coded entries over all lists: `rows`, or twice that with spilled copies.
+    pub entries: usize,
     pub nlist: usize,
     pub dim: usize,
     pub pq_m: usize,
@@ -514,7 +516,7 @@ impl SegShape {
     /// Estimated nanoseconds of the IVF-PQ scan probing `nprobe` lists, then re-ranking
     /// `k * rerank` raw vectors.
     fn ivf_ns(&self, nprobe: usize, k: usize, rerank: usize) -> f64 {
-        let probed_rows = nprobe as f64 / self.nlist.max(1) as f64 * self.rows as f64;
+        let probed_rows = nprobe as f64 / self.nlist.max(1) as f64 * self.entries as f64;
         let per_code = if self.pq_bits == 4 {
             cost::FASTSCAN_NS_PER_CODE
         } else {
@@ -575,6 +577,7 @@ mod tests {
         };
         let four = SegShape {
             rows: 57_922,
+            entries: 57_922,
             nlist: 256,
             dim: 384,
             pq_m: 192,

@@ -220,6 +220,7 @@ fn search_ivf(
     let index = &ivf.index;
     let shape = planner::SegShape {
         rows: index.len(),
+        entries: index.entries(),
         nlist: index.nlist(),
         dim: index.dim(),
         pq_m,

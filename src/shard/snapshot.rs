@@ -506,6 +506,8 @@ mod v1 {
                         codes: Slab::from(p.codes),
                         ids: Slab::from(p.ids),
                         vectors: Slab::from(p.vectors),
+                        spill_offsets: Slab::from(Vec::new()),
+                        spill_rows: Slab::from(Vec::new()),
                     })
                     .and_then(IvfPqIndex::with_sq8)?;
                     if index.dim() != config.dim || s.payloads.len() != n {

@@ -145,9 +145,9 @@ impl SearchPlan {
                 SegBody::Flat(_) => work.flat_rows += seg.live_count,
                 SegBody::Ivf(ivf) => {
                     let nlist = ivf.index.nlist().max(1);
-                    work.scanned_codes = work
-                        .scanned_codes
-                        .saturating_add(seg.rows.saturating_mul(p.nprobe.min(nlist)) / nlist);
+                    work.scanned_codes = work.scanned_codes.saturating_add(
+                        ivf.index.entries().saturating_mul(p.nprobe.min(nlist)) / nlist,
+                    );
                     work.rerank = work.rerank.max(p.rerank);
                 }
             }

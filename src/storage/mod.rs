@@ -132,9 +132,11 @@
 //!
 //! # IVF-PQ segment files
 //! A sealed segment is one container. Metadata:
-//! `{"kind":"ivfpq-segment","index":{"version":1,"dim":D,"metric":"l2"|"cosine"|"dot","nlist":L,
-//! "pq_m":M,"pq_bits":4|8,"n":N}}` (the `index` object is [`crate::index::ivfpq::IvfPqMeta`];
-//! its `version` is the index's own layout version, checked by `IvfPqIndex::from_parts`).
+//! `{"kind":"ivfpq-segment","index":{"version":2,"dim":D,"metric":"l2"|"cosine"|"dot","nlist":L,
+//! "pq_m":M,"pq_bits":4|8,"n":N,"spilled":S}}` (the `index` object is
+//! [`crate::index::ivfpq::IvfPqMeta`]; its `version` is the index's own layout version, checked
+//! by `IvfPqIndex::from_parts`, which reads versions 1 and 2; version 1 has no `spilled` and no
+//! spilled entries).
 //! Sections, in file order (small, hot parts first; raw vectors last):
 //!
 //! | section        | type  | elements |
@@ -143,7 +145,9 @@
 //! | `codebooks`    | `f32` | `M * (D / M) * 2^bits`, laid out `[m][dsub][ksub]` |
 //! | `list_offsets` | `u64` | `L + 1`: list `l` holds rows `offsets[l]..offsets[l+1]` |
 //! | `ids`          | `u64` | `N` external ids, row order |
-//! | `codes`        | `u8`  | 8-bit: `N * M` bytes in row order; 4-bit: fast-scan blocks per list |
+//! | `codes`        | `u8`  | 8-bit: `N * M` bytes in row order; 4-bit: fast-scan blocks per list (its rows, then its spilled entries) |
+//! | `spill_offsets`| `u64` | only when `S > 0`: `L + 1`: list `l` also holds spilled entries `offsets[l]..offsets[l+1]` |
+//! | `spill_rows`   | `u32` | only when `S > 0`: `S` rows, the row each spilled entry copies (each row at most once) |
 //! | `vectors`      | `f32` | `N * D` raw vectors (normalised for cosine), for exact re-ranking |
 //!
 //! A segment may hold more: `write_ivfpq_sections` writes the sections above into a caller's
@@ -250,7 +254,8 @@
 //! # Tests that pin this specification
 //! - `tests/fixtures/container_v1.shoal` and `tests/fixtures/ivfpq_segment_v1.shoal` are
 //!   version-1 files that must open in every later build (never regenerate them; add one per new
-//!   version). While the writer is at version 1 its output must equal the container fixture byte
+//!   version); `tests/fixtures/ivfpq_segment_v2.shoal` is index layout version 2, with spilled
+//!   entries. While the writer is at version 1 its output must equal the container fixture byte
 //!   for byte.
 //! - `tests/fixtures/cluster_state_v1/cluster-state.bin`, `tests/fixtures/meta/cluster_state_v2.bin`
 //!   and `tests/fixtures/shard_snapshot_v2/` are the envelope kinds as written before the

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Container, ContainerWriter, StorageError};
 use crate::index::ivfpq::{IvfPqIndex, IvfPqMeta, IvfPqParts};
 use crate::index::sq8::{Sq8, Sq8Parts};
-use crate::index::{FlatIndex, Metric};
+use crate::index::{FlatIndex, Metric, Slab};
 
 /// `kind` in the metadata of a segment file.
 pub const SEGMENT_KIND: &str = "ivfpq-segment";
@@ -25,6 +25,9 @@ const LIST_OFFSETS: &str = "list_offsets";
 const IDS: &str = "ids";
 const CODES: &str = "codes";
 const VECTORS: &str = "vectors";
+/// Written only by an index with spilled entries (layout version 2).
+const SPILL_OFFSETS: &str = "spill_offsets";
+const SPILL_ROWS: &str = "spill_rows";
 
 #[derive(Serialize, Deserialize)]
 struct SegmentMeta {
@@ -75,6 +78,10 @@ pub fn write_ivfpq_sections(
     writer.write_section(LIST_OFFSETS, &parts.list_offsets)?;
     writer.write_section(IDS, &parts.ids)?;
     writer.write_section(CODES, &parts.codes)?;
+    if !parts.spill_rows.is_empty() {
+        writer.write_section(SPILL_OFFSETS, &parts.spill_offsets)?;
+        writer.write_section(SPILL_ROWS, &parts.spill_rows)?;
+    }
     writer.write_section(VECTORS, &parts.vectors)?;
     Ok(meta)
 }
@@ -111,6 +118,10 @@ pub fn index_from_container(container: &Container) -> Result<IvfPqIndex, Storage
         )));
     }
     let parts = IvfPqParts {
+        // Present only when the metadata declares spilled entries (`from_parts` checks that the
+        // two agree).
+        spill_offsets: optional_section(container, SPILL_OFFSETS)?,
+        spill_rows: optional_section(container, SPILL_ROWS)?,
         meta: meta.index,
         centroids: container.section(CENTROIDS)?,
         codebooks: container.section(CODEBOOKS)?,
@@ -121,6 +132,17 @@ pub fn index_from_container(container: &Container) -> Result<IvfPqIndex, Storage
     };
     IvfPqIndex::from_parts(parts)
         .map_err(|e| corrupted(format!("segment parts do not form an index: {e}")))
+}
+
+/// The section `name`, or an empty slab when the file has none.
+fn optional_section<T: bytemuck::Pod + Send + Sync>(
+    container: &Container,
+    name: &str,
+) -> Result<Slab<T>, StorageError> {
+    match container.has_section(name) {
+        true => container.section(name),
+        false => Ok(Slab::from(Vec::new())),
+    }
 }
 
 /// Sections of an index's 8-bit codes ([`Sq8`]), when it has them.
@@ -490,6 +512,55 @@ mod tests {
         let config = IvfPqConfig::new(Metric::L2, 4, 4, 4);
         let index = IvfPqIndex::build(8, &vectors, &ids, &config).unwrap();
         write_ivfpq_segment(segment_fixture_path(), &index).unwrap();
+    }
+
+    fn segment_fixture_v2_path() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ivfpq_segment_v2.shoal")
+    }
+
+    /// Writes the layout-version-2 fixture (an index with spilled entries) if it is missing;
+    /// refuses to overwrite it. By hand only:
+    /// `cargo test --lib storage::segment::tests::write_missing_segment_fixture_v2 -- --ignored`.
+    #[test]
+    #[ignore = "writes the checked-in fixture"]
+    fn write_missing_segment_fixture_v2() {
+        assert!(
+            !segment_fixture_v2_path().exists(),
+            "the v2 segment fixture must never be rewritten"
+        );
+        let vectors = random_vectors(25, 12);
+        let ids: Vec<u64> = (0..100).map(|i| 2000 + i).collect();
+        let mut config = IvfPqConfig::new(Metric::Cosine, 4, 4, 4);
+        config.soar_lambda = Some(1.5);
+        let index = IvfPqIndex::build(8, &vectors, &ids, &config).unwrap();
+        write_ivfpq_segment(segment_fixture_v2_path(), &index).unwrap();
+    }
+
+    /// Layout version 2: every row also sits in a second list, and each is still found exactly
+    /// once. Never regenerate this file.
+    #[test]
+    fn segment_fixture_v2_with_spilled_entries_opens_forever() {
+        let index = open_ivfpq_segment(segment_fixture_v2_path()).unwrap();
+        assert_eq!(
+            (index.len(), index.dim(), index.metric(), index.nlist()),
+            (100, 8, Metric::Cosine, 4)
+        );
+        assert!(index.has_spills());
+        assert!(index.entries() > 100);
+        let mut ids = index.ids().to_vec();
+        ids.sort_unstable();
+        assert_eq!(ids, (2000..2100).collect::<Vec<u64>>());
+        let everything = SearchParams {
+            nprobe: 4,
+            rerank: 100,
+        };
+        for row in [0, 50, 99] {
+            let v = index.vector(row).unwrap().to_vec();
+            let hits = index.search(&v, 100, &everything, None);
+            assert_eq!(hits.len(), 100, "every id once");
+            assert_eq!(hits[0].id, index.ids()[row]);
+            assert!(hits[0].distance.abs() < 1e-5);
+        }
     }
 
     /// Backward compatibility: the first segment file format keeps opening, and its stored

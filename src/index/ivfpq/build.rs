@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use super::{IvfPqConfig, IvfPqIndex, IvfPqMeta, IvfPqParts, LAYOUT_VERSION, invalid};
+use super::{IvfPqConfig, IvfPqIndex, IvfPqMeta, IvfPqParts, LAYOUT_VERSION, invalid, spill};
 use crate::index::distance::{self, normalize};
 use crate::index::error::IndexError;
 use crate::index::fastscan;
@@ -89,6 +89,18 @@ impl IvfPqIndex {
                 "kmeans_iters and max_points_per_centroid must be positive",
             ));
         }
+        if let Some(lambda) = config.soar_lambda {
+            if config.pq_bits != 4 {
+                return Err(invalid(
+                    "spilling (soar_lambda) needs 4-bit codes: 8-bit codes are stored in row order",
+                ));
+            }
+            if !lambda.is_finite() || lambda < 0.0 {
+                return Err(invalid(format!(
+                    "soar_lambda = {lambda} must be a finite number >= 0"
+                )));
+            }
+        }
         let needed = config.nlist.max(ksub);
         if n < needed {
             return Err(IndexError::NotEnoughData { needed, got: n });
@@ -154,27 +166,18 @@ impl IvfPqIndex {
             next[a as usize] += 1;
         }
 
+        // Spilled entries: the second list of every vector, grouped by list like the rows.
+        let spill = config
+            .soar_lambda
+            .map(|lambda| Spill::new(&data, dim, &centroids, &assign, &order, lambda));
+
         // Encode residuals and lay out ids and vectors in row (list) order.
         let m = config.pq_m;
-        let mut codes = vec![0u8; n * m];
+        let codes = encode_residuals(&data, dim, &centroids, &pq, &order, |e| assign[order[e]]);
+        let spill_codes = spill
+            .as_ref()
+            .map(|s| encode_residuals(&data, dim, &centroids, &pq, &s.sources, |e| s.lists[e]));
         const CHUNK: usize = 256;
-        codes
-            .par_chunks_mut(CHUNK * m)
-            .zip(order.par_chunks(CHUNK))
-            .for_each(|(out, rows)| {
-                let mut residual = vec![0.0f32; dim];
-                for (c, &r) in out.chunks_exact_mut(m).zip(rows) {
-                    let cent = &centroids[assign[r] as usize * dim..][..dim];
-                    for ((o, &x), &cv) in residual
-                        .iter_mut()
-                        .zip(&data[r * dim..(r + 1) * dim])
-                        .zip(cent)
-                    {
-                        *o = x - cv;
-                    }
-                    pq.encode(&residual, c);
-                }
-            });
         let mut ordered = vec![0.0f32; n * dim];
         ordered
             .par_chunks_mut(dim * CHUNK)
@@ -186,14 +189,27 @@ impl IvfPqIndex {
             });
         let ordered_ids: Vec<u64> = order.iter().map(|&r| ids[r]).collect();
         let codes = if config.pq_bits == 4 {
+            // A list's own rows first, then its spilled entries, in the same blocks.
             let mut packed = Vec::new();
+            let mut list_codes = Vec::new();
             for l in 0..config.nlist {
                 let (s, e) = (offsets[l] as usize, offsets[l + 1] as usize);
-                fastscan::pack_codes(&codes[s * m..e * m], m, &mut packed);
+                list_codes.clear();
+                list_codes.extend_from_slice(&codes[s * m..e * m]);
+                if let (Some(spill), Some(spill_codes)) = (&spill, &spill_codes) {
+                    let (s, e) = (spill.offsets[l] as usize, spill.offsets[l + 1] as usize);
+                    list_codes.extend_from_slice(&spill_codes[s * m..e * m]);
+                }
+                fastscan::pack_codes(&list_codes, m, &mut packed);
             }
             packed
         } else {
             codes
+        };
+        // No copy kept (one list, or every other list too far): stored as an index without.
+        let (spill_offsets, spill_rows) = match spill {
+            Some(s) if !s.rows.is_empty() => (s.offsets, s.rows),
+            _ => (Vec::new(), Vec::new()),
         };
 
         Self::from_parts(IvfPqParts {
@@ -205,6 +221,7 @@ impl IvfPqIndex {
                 pq_m: m,
                 pq_bits: config.pq_bits,
                 n,
+                spilled: spill_rows.len(),
             },
             centroids: Slab::from(centroids),
             codebooks: pq.codebooks().clone(),
@@ -212,6 +229,99 @@ impl IvfPqIndex {
             codes: Slab::from(codes),
             ids: Slab::from(ordered_ids),
             vectors: Slab::from(ordered),
+            spill_offsets: Slab::from(spill_offsets),
+            spill_rows: Slab::from(spill_rows),
         })
+    }
+}
+
+/// PQ codes of `data[sources[e]] - centroid[list_of(e)]` for every entry `e`, `m` bytes each.
+fn encode_residuals(
+    data: &[f32],
+    dim: usize,
+    centroids: &[f32],
+    pq: &ProductQuantizer,
+    sources: &[usize],
+    list_of: impl Fn(usize) -> u32 + Sync,
+) -> Vec<u8> {
+    const CHUNK: usize = 256;
+    let m = pq.m();
+    let mut codes = vec![0u8; sources.len() * m];
+    codes
+        .par_chunks_mut(CHUNK * m)
+        .zip(sources.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(chunk, (out, rows))| {
+            let mut residual = vec![0.0f32; dim];
+            for (i, (c, &r)) in out.chunks_exact_mut(m).zip(rows).enumerate() {
+                let list = list_of(chunk * CHUNK + i) as usize;
+                let cent = &centroids[list * dim..][..dim];
+                for ((o, &x), &cv) in residual
+                    .iter_mut()
+                    .zip(&data[r * dim..(r + 1) * dim])
+                    .zip(cent)
+                {
+                    *o = x - cv;
+                }
+                pq.encode(&residual, c);
+            }
+        });
+    codes
+}
+
+/// The spilled entries of a build, grouped by list.
+struct Spill {
+    /// `nlist + 1` offsets: list `l` holds entries `offsets[l]..offsets[l + 1]`.
+    offsets: Vec<u64>,
+    /// Per entry, the row (position in list order) it copies.
+    rows: Vec<u32>,
+    /// Per entry, the input vector it copies.
+    sources: Vec<usize>,
+    /// Per entry, its list.
+    lists: Vec<u32>,
+}
+
+impl Spill {
+    /// Spills every vector of `data` (whose own lists are `assign`, and which `order` lays out in
+    /// list order) to its SOAR list.
+    fn new(
+        data: &[f32],
+        dim: usize,
+        centroids: &[f32],
+        assign: &[u32],
+        order: &[usize],
+        lambda: f32,
+    ) -> Self {
+        let nlist = centroids.len() / dim;
+        let second = spill::soar_lists(data, dim, centroids, assign, lambda);
+        let mut row_of = vec![0u32; order.len()];
+        for (row, &r) in order.iter().enumerate() {
+            row_of[r] = row as u32;
+        }
+        let mut offsets = vec![0u64; nlist + 1];
+        for l in second.iter().flatten() {
+            offsets[*l as usize + 1] += 1;
+        }
+        for l in 0..nlist {
+            offsets[l + 1] += offsets[l];
+        }
+        let total = offsets[nlist] as usize;
+        let mut next: Vec<u64> = offsets[..nlist].to_vec();
+        let (mut rows, mut sources, mut lists) =
+            (vec![0u32; total], vec![0usize; total], vec![0u32; total]);
+        // In row order, so each list's entries are ascending rows.
+        for &r in order {
+            if let Some(l) = second[r] {
+                let e = next[l as usize] as usize;
+                next[l as usize] += 1;
+                (rows[e], sources[e], lists[e]) = (row_of[r], r, l);
+            }
+        }
+        Spill {
+            offsets,
+            rows,
+            sources,
+            lists,
+        }
     }
 }

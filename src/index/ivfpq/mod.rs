@@ -23,6 +23,14 @@
 //!   exact distances from the raw vectors (kept in list order so a storage layer can map them from
 //!   disk; they are read only for these candidates).
 //!
+//! * **Spilled copies (SOAR)**: with [`IvfPqConfig::soar_lambda`] every vector is also encoded a
+//!   second time, in the list that best covers what its own list's centroid gets wrong (Sun et
+//!   al., "SOAR: improved indexing for approximate nearest neighbor search", NeurIPS 2023; ScaNN's
+//!   spilling). A true neighbour is then missed only when neither of its two lists is probed, so
+//!   a recall target is reached with far fewer lists. Spilled entries sit after a list's own rows
+//!   in its fast-scan blocks and name the row they copy; a row can reach the candidates twice, so
+//!   the search drops the second before answering. 4-bit codes only.
+//!
 //! Rows are positions in list order: row `r` has id `ids()[r]`, and a [`RowSet`](super::RowSet)
 //! filter is over rows ([`IvfPqIndex::search_ids_in`] takes one over ids instead). Filtered-out
 //! rows never become candidates, so a selective filter still yields `k` hits when the probed
@@ -56,6 +64,7 @@ mod scan4;
 mod scan8;
 mod scanner;
 mod search;
+mod spill;
 #[cfg(test)]
 mod tests;
 
@@ -70,7 +79,12 @@ use super::sq8::Sq8;
 use super::{Metric, Slab};
 
 /// Version of the part layout described by [`IvfPqMeta`]; bump when any part's meaning changes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// 2 added spilled entries ([`IvfPqParts::spill_offsets`], [`IvfPqParts::spill_rows`]); a
+/// version-1 index has none and still loads.
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// The oldest part layout [`IvfPqIndex::from_parts`] still reads.
+pub const OLDEST_LAYOUT_VERSION: u32 = 1;
 
 /// Float centroids of at least this many bytes also get an 8-bit copy ([`Coarse8`]) that
 /// shortlists the lists a probe scores exactly. Measured at the edge: on 100k × 128 at nlist 1024
@@ -102,6 +116,17 @@ pub struct IvfPqConfig {
     pub max_points_per_centroid: usize,
     /// Residuals sampled to train the PQ codebooks.
     pub pq_train_points: usize,
+    /// `Some(λ)`: store every vector a second time, in the list chosen by SOAR (see the module
+    /// doc): the list `c` minimising `‖x - c‖² + λ <x - c, r̂>²`, with `r̂` the direction of the
+    /// vector's residual in its own list, so that the copy's error is as close to orthogonal to
+    /// the first as the centroids allow. Doubles the codes; 4-bit codes only. `None`: one list
+    /// per vector.
+    ///
+    /// Measured on 58k × 384 MiniLM at nlist 1024 (IVF with exact lists, recall@10 of the
+    /// probed lists): 0.99 needs 256–320 probes (16,000–20,000 codes scanned) with one list,
+    /// 64 (9,000 codes) with spilling at λ 1.5; λ 1 and 1.5 differ by under 0.002.
+    #[serde(default)]
+    pub soar_lambda: Option<f32>,
 }
 
 impl IvfPqConfig {
@@ -116,6 +141,7 @@ impl IvfPqConfig {
             kmeans_iters: 10,
             max_points_per_centroid: 256,
             pq_train_points: 65_536,
+            soar_lambda: None,
         }
     }
 }
@@ -173,6 +199,10 @@ pub struct IvfPqMeta {
     pub pq_bits: u8,
     /// Number of vectors (rows).
     pub n: usize,
+    /// Number of spilled entries: 0, or up to `n` when built with [`IvfPqConfig::soar_lambda`].
+    /// Absent, and 0, in layout version 1.
+    #[serde(default)]
+    pub spilled: usize,
 }
 
 /// Everything an [`IvfPqIndex`] is made of, for a storage layer to write out and map back.
@@ -193,6 +223,11 @@ pub struct IvfPqParts {
     pub ids: Slab<u64>,
     /// `n * dim` raw vectors in row order (normalised for cosine), for exact re-ranking.
     pub vectors: Slab<f32>,
+    /// Empty without spilled entries; otherwise `nlist + 1` offsets into `spill_rows`: list `l`
+    /// also holds the entries `spill_offsets[l]..spill_offsets[l + 1]`, coded after its rows.
+    pub spill_offsets: Slab<u64>,
+    /// The row each spilled entry copies (`spilled` of them, each row at most once).
+    pub spill_rows: Slab<u32>,
 }
 
 /// A sealed, immutable IVF-PQ index. Searches take `&self` and share it freely across threads.
@@ -212,6 +247,10 @@ pub struct IvfPqIndex {
     /// Squared centroid norms (derived), for `||q - c||² = ||q||² + ||c||² - 2<q, c>`.
     centroid_norms: Vec<f32>,
     list_offsets: Slab<u64>,
+    /// Spilled entries per list (empty, or `nlist + 1` offsets into `spill_rows`).
+    spill_offsets: Slab<u64>,
+    /// The row each spilled entry copies.
+    spill_rows: Slab<u32>,
     /// 4-bit: byte offset of each list's first block (derived); 8-bit: empty.
     block_offsets: Vec<usize>,
     /// L2 with 4-bit codes: `nlist * m * 16` floats of [`ProductQuantizer::residual_terms`] per
@@ -266,6 +305,15 @@ impl IvfPqIndex {
     pub fn ids(&self) -> &[u64] {
         &self.ids
     }
+    /// Whether vectors are also stored in a second list ([`IvfPqConfig::soar_lambda`]).
+    pub fn has_spills(&self) -> bool {
+        !self.spill_rows.is_empty()
+    }
+    /// Coded entries over all lists: the rows plus their spilled copies. A probe of `nprobe`
+    /// lists scans about `entries() * nprobe / nlist` codes.
+    pub fn entries(&self) -> usize {
+        self.n + self.spill_rows.len()
+    }
     /// Raw vector of a row (normalised for cosine).
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
         self.vectors.get(row * self.dim..(row + 1) * self.dim)
@@ -318,7 +366,8 @@ impl IvfPqIndex {
             + (self.centroids.len() + self.centroid_norms.len()) * 4
             + self.coarse.memory_bytes()
             + self.coarse8.as_ref().map_or(0, Coarse8::memory_bytes)
-            + self.list_offsets.len() * 8
+            + (self.list_offsets.len() + self.spill_offsets.len()) * 8
+            + self.spill_rows.len() * 4
             + self.block_offsets.len() * size_of::<usize>()
             + (self.precomputed.len() + self.code_terms.len()) * 4
             + self.pq.memory_bytes()

@@ -4,8 +4,12 @@
 
 use rayon::prelude::*;
 
-use super::{COARSE8_FROM_BYTES, IvfPqIndex, IvfPqMeta, IvfPqParts, LAYOUT_VERSION, corrupted};
+use super::{
+    COARSE8_FROM_BYTES, IvfPqIndex, IvfPqMeta, IvfPqParts, LAYOUT_VERSION, OLDEST_LAYOUT_VERSION,
+    corrupted,
+};
 use crate::index::Metric;
+use crate::index::Slab;
 use crate::index::coarse::CoarseTable;
 use crate::index::coarse8::Coarse8;
 use crate::index::distance;
@@ -24,10 +28,12 @@ impl IvfPqIndex {
             codes,
             ids,
             vectors,
+            spill_offsets,
+            spill_rows,
         } = parts;
-        if meta.version != LAYOUT_VERSION {
+        if !(OLDEST_LAYOUT_VERSION..=LAYOUT_VERSION).contains(&meta.version) {
             return Err(corrupted(format!(
-                "layout version {} (expected {LAYOUT_VERSION})",
+                "layout version {} (this build reads {OLDEST_LAYOUT_VERSION} to {LAYOUT_VERSION})",
                 meta.version
             )));
         }
@@ -38,6 +44,7 @@ impl IvfPqIndex {
             pq_m,
             pq_bits,
             n,
+            spilled,
             ..
         } = meta;
         pq::check_params(dim, pq_m, pq_bits).map_err(|e| corrupted(e.to_string()))?;
@@ -67,6 +74,11 @@ impl IvfPqIndex {
         }
         expect("ids", ids.len(), Some(n))?;
         expect("vectors", vectors.len(), n.checked_mul(dim))?;
+        check_spills(&meta, &spill_offsets, &spill_rows)?;
+        let spilled_in = |l: usize| match spilled {
+            0 => 0,
+            _ => (spill_offsets[l + 1] - spill_offsets[l]) as usize,
+        };
         let mut block_offsets = Vec::new();
         if pq_bits == 4 {
             let bb = fastscan::block_bytes(pq_m);
@@ -74,7 +86,7 @@ impl IvfPqIndex {
             block_offsets.reserve(nlist + 1);
             for l in 0..nlist {
                 block_offsets.push(at);
-                let len = (list_offsets[l + 1] - list_offsets[l]) as usize;
+                let len = (list_offsets[l + 1] - list_offsets[l]) as usize + spilled_in(l);
                 at = fastscan::blocks_for(len)
                     .checked_mul(bb)
                     .and_then(|b| b.checked_add(at))
@@ -129,6 +141,8 @@ impl IvfPqIndex {
             coarse8,
             centroid_norms,
             list_offsets,
+            spill_offsets,
+            spill_rows,
             block_offsets,
             precomputed,
             code_terms,
@@ -151,6 +165,7 @@ impl IvfPqIndex {
                 pq_m: self.pq.m(),
                 pq_bits: self.pq.bits(),
                 n: self.n,
+                spilled: self.spill_rows.len(),
             },
             centroids: self.centroids.clone(),
             codebooks: self.pq.codebooks().clone(),
@@ -158,6 +173,48 @@ impl IvfPqIndex {
             codes: self.codes.clone(),
             ids: self.ids.clone(),
             vectors: self.vectors.clone(),
+            spill_offsets: self.spill_offsets.clone(),
+            spill_rows: self.spill_rows.clone(),
         }
     }
+}
+
+/// Checks the spilled entries against the metadata: none in layout version 1 or with 8-bit
+/// codes; otherwise `nlist + 1` offsets rising from 0 to `spilled`, and rows below `n`, each
+/// spilled at most once (so a hit can reach the candidates at most twice, which the search's
+/// de-duplication relies on).
+fn check_spills(meta: &IvfPqMeta, offsets: &Slab<u64>, rows: &Slab<u32>) -> Result<(), IndexError> {
+    if meta.spilled == 0 {
+        return match offsets.is_empty() && rows.is_empty() {
+            true => Ok(()),
+            false => Err(corrupted("spilled entries stored but none declared")),
+        };
+    }
+    if meta.version < 2 || meta.pq_bits != 4 {
+        return Err(corrupted(
+            "spilled entries need layout version 2 and 4-bit codes",
+        ));
+    }
+    if offsets.len() != meta.nlist + 1
+        || offsets[0] != 0
+        || offsets.windows(2).any(|w| w[0] > w[1])
+        || offsets[meta.nlist] != meta.spilled as u64
+        || rows.len() != meta.spilled
+    {
+        return Err(corrupted(
+            "spill offsets are not increasing from 0 to the spilled entries",
+        ));
+    }
+    let mut seen = vec![false; meta.n];
+    for &r in rows.iter() {
+        match seen.get_mut(r as usize) {
+            Some(s) if !*s => *s = true,
+            _ => {
+                return Err(corrupted(format!(
+                    "spilled row {r} is out of range or repeated"
+                )));
+            }
+        }
+    }
+    Ok(())
 }

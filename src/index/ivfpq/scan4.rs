@@ -40,9 +40,11 @@ pub(super) struct FastScan<'a, K, T> {
     index: &'a IvfPqIndex,
     kernel: K,
     tables: T,
-    /// The current list: first row, rows, packed codes, and its `(scale, bias)`.
+    /// The current list: first row, own rows, the rows of its spilled entries (coded after the
+    /// own rows), packed codes, and its `(scale, bias)`.
     start: usize,
-    len: usize,
+    own: usize,
+    spills: &'a [u32],
     codes: &'a [u8],
     scale: f32,
     bias: f32,
@@ -56,7 +58,8 @@ impl<'a, K: Kernel, T: ListTables> FastScan<'a, K, T> {
             kernel,
             tables,
             start: 0,
-            len: 0,
+            own: 0,
+            spills: &[],
             codes: &[],
             scale: 1.0,
             bias: 0.0,
@@ -87,22 +90,29 @@ impl<K: Kernel, T: ListTables> ListScanner for FastScan<'_, K, T> {
         let index = self.index;
         let (start, end) = index.list_rows(list);
         self.start = start;
-        self.len = end - start;
+        self.own = end - start;
+        self.spills = index.list_spills(list);
         self.codes = &index.codes[index.block_offsets[list]..index.block_offsets[list + 1]];
         (self.scale, self.bias) = self.tables.set_list(index, list, coarse);
     }
 
     #[inline]
     fn scan_codes(&mut self, threshold: f32, mut on_candidate: impl FnMut(usize, f32) -> f32) {
-        let (start, scale, bias) = (self.start, self.scale, self.bias);
+        let (start, own, spills) = (self.start, self.own, self.spills);
+        let (scale, bias) = (self.scale, self.bias);
         self.kernel.scan_list(
             self.codes,
-            self.len,
+            own + spills.len(),
             self.index.pq.m(),
             self.tables.qlut(),
             fastscan::u16_threshold(threshold, scale, bias),
             |i, sum| {
-                let next = on_candidate(start + i, bias + scale * sum as f32);
+                // Only rows that may beat the threshold get here: the branch is off the scan.
+                let row = match i.checked_sub(own) {
+                    None => start + i,
+                    Some(s) => spills[s] as usize,
+                };
+                let next = on_candidate(row, bias + scale * sum as f32);
                 fastscan::u16_threshold(next, scale, bias)
             },
         );

@@ -139,12 +139,20 @@ impl IvfPqIndex {
         }
     }
 
-    /// `(id, list)` for every row: the inverted list each point was assigned to.
+    /// `(id, list)` for every entry: the inverted list each point was assigned to, and with
+    /// spilling ([`IvfPqConfig::soar_lambda`](super::IvfPqConfig::soar_lambda)) also the list
+    /// that holds its second copy (after every first assignment).
     pub fn list_of_each_row(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
-        (0..self.nlist).flat_map(move |l| {
+        let own = (0..self.nlist).flat_map(move |l| {
             let (start, end) = self.list_rows(l);
             (start..end).map(move |r| (self.ids[r], l))
-        })
+        });
+        let spilled = (0..self.nlist).flat_map(move |l| {
+            self.list_spills(l)
+                .iter()
+                .map(move |&r| (self.ids[r as usize], l))
+        });
+        own.chain(spilled)
     }
 
     /// The `k` nearest rows' ids and distances, sorted by (distance, id), among the rows `filter`
@@ -195,10 +203,20 @@ impl IvfPqIndex {
         };
         let probes = self.probe(&q, params.nprobe.clamp(1, self.nlist));
         let rerank = params.rerank > 0;
-        let mut pool = TopK::new(if rerank {
+        let spilled = self.has_spills();
+        // Re-ranking takes the best `k * rerank` distinct rows. A spilled row can be met twice,
+        // so the pool is twice that: it still holds the best `w` distinct rows for any `w` it
+        // is twice (each takes at most two places, so the j-th best has at most 2(j - 1)
+        // entries ahead of its best one).
+        let wanted = if rerank {
             k.saturating_mul(params.rerank)
         } else {
             k
+        };
+        let mut pool = TopK::new(if spilled {
+            wanted.saturating_mul(2)
+        } else {
+            wanted
         });
         // Without re-ranking the pool holds ids directly; with it, rows (mapped to ids after).
         let row_ids: &[u64] = &self.ids;
@@ -213,10 +231,15 @@ impl IvfPqIndex {
                 allowed,
             },
         );
-        if !rerank {
-            return pool.into_sorted_vec();
+        let mut best = pool.into_sorted_vec();
+        if spilled {
+            keep_first_of_each_id(&mut best);
+            best.truncate(wanted);
         }
-        let mut rows: Vec<u32> = pool.into_sorted_vec().iter().map(|c| c.id as u32).collect();
+        if !rerank {
+            return best;
+        }
+        let mut rows: Vec<u32> = best.iter().map(|c| c.id as u32).collect();
         let through_codes = rows.len() >= RERANK_THROUGH_CODES_FROM * k;
         self.exact_top_k_of(&q, k, &mut rows, through_codes)
     }
@@ -291,6 +314,24 @@ impl IvfPqIndex {
     fn prefetch_vector(&self, row: usize) {
         crate::index::prefetch_slice(&self.vectors[row * self.dim..(row + 1) * self.dim]);
     }
+}
+
+/// Drops every entry whose id an earlier entry has: with `hits` sorted by distance, each id
+/// keeps its best. A sort of positions by id rather than a hash set: pools are a few dozen.
+fn keep_first_of_each_id(hits: &mut Vec<Neighbor>) {
+    let mut by_id: Vec<usize> = (0..hits.len()).collect();
+    by_id.sort_unstable_by_key(|&i| (hits[i].id, i));
+    let mut keep = vec![true; hits.len()];
+    for pair in by_id.windows(2) {
+        if hits[pair[0]].id == hits[pair[1]].id {
+            keep[pair[1]] = false;
+        }
+    }
+    let mut at = 0;
+    hits.retain(|_| {
+        at += 1;
+        keep[at - 1]
+    });
 }
 
 /// Probed lists as `(list, coarse term)`, closest first: the top-k threshold then tightens sooner.

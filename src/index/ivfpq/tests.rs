@@ -845,3 +845,188 @@ fn shortlisted_probes_are_the_exact_probes() {
         }
     }
 }
+
+/// Data of many small overlapping blobs, so that lists meet inside them and a neighbour is often
+/// across a list boundary: where a second list helps (in [`fixture`]'s far-apart blobs few
+/// vectors have a list near enough to spill to).
+fn overlapping() -> Fixture {
+    let n = 20_000;
+    Fixture {
+        data: clustered(n, 2_000, 21),
+        ids: (0..n as u64).map(|i| i * 3 + 17).collect(),
+        queries: clustered(50, 2_000, 22),
+    }
+}
+
+fn spilled_config(metric: Metric) -> IvfPqConfig {
+    let mut c = config(metric, 4);
+    c.soar_lambda = Some(1.5);
+    c
+}
+
+/// Ids must come back once each, sorted by distance.
+fn assert_distinct_and_sorted(hits: &[Neighbor]) {
+    let mut ids: Vec<u64> = hits.iter().map(|nb| nb.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), hits.len(), "an id answered twice: {hits:?}");
+    assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+}
+
+#[test]
+fn spilled_indexes_answer_exactly_and_once_per_id() {
+    let f = overlapping();
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(metric)).unwrap();
+        assert!(index.has_spills());
+        // Every row is in its own list, and most once more in another one.
+        let mut lists: Vec<(u64, usize)> = index.list_of_each_row().collect();
+        assert_eq!(lists.len(), index.entries());
+        assert!(index.entries() > index.len() * 3 / 2, "{}", index.entries());
+        lists.sort_unstable();
+        assert!(lists.windows(3).all(|w| w[0].0 != w[2].0));
+        assert!(lists.windows(2).all(|w| w[0] != w[1]));
+        let all = SearchParams {
+            nprobe: 64,
+            rerank: 20_000,
+        };
+        for q in f.queries.chunks_exact(DIM).take(10) {
+            assert_eq!(
+                index.search(q, 10, &all, None),
+                exact(metric, &f.data, &f.ids, q, 10, |_| true),
+                "{metric:?}"
+            );
+            // Without re-ranking every probed row is met twice: still k distinct ids.
+            for params in [
+                SearchParams {
+                    nprobe: 64,
+                    rerank: 0,
+                },
+                SearchParams {
+                    nprobe: 4,
+                    rerank: 2,
+                },
+            ] {
+                let hits = index.search(q, 10, &params, None);
+                assert_eq!(hits.len(), 10, "{metric:?} {params:?}");
+                assert_distinct_and_sorted(&hits);
+            }
+            // A filter admitting 10 rows: probing everything finds each of them once.
+            let n = index.len();
+            let rare = RowSet::from_rows(n, (0..n).step_by(2_000));
+            for rerank in [0, 4] {
+                let p = SearchParams { nprobe: 64, rerank };
+                let hits = index.search(q, 20, &p, Some(&rare));
+                assert_eq!(hits.len(), 10);
+                assert_distinct_and_sorted(&hits);
+                let want: Vec<u64> = (0..n).step_by(2_000).map(|r| index.ids()[r]).collect();
+                assert!(hits.iter().all(|nb| want.contains(&nb.id)));
+            }
+        }
+    }
+}
+
+#[test]
+fn spilling_finds_more_neighbours_with_the_same_probes() {
+    let f = overlapping();
+    for metric in [Metric::L2, Metric::Cosine] {
+        let plain = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(metric, 4)).unwrap();
+        let spilled = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(metric)).unwrap();
+        for nprobe in [2, 4] {
+            let p = SearchParams { nprobe, rerank: 10 };
+            let (before, after) = (
+                recall(&plain, &f, metric, p),
+                recall(&spilled, &f, metric, p),
+            );
+            // Measured: 0.34 → 0.47 and 0.50 → 0.67 (L2), 0.28 → 0.43 and 0.43 → 0.63 (cosine).
+            assert!(
+                after >= before + 0.05,
+                "{metric:?} nprobe {nprobe}: {after} with spilling, {before} without"
+            );
+        }
+    }
+}
+
+#[test]
+fn spilled_parts_round_trip_and_their_corruption_is_refused() {
+    let f = fixture();
+    let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(Metric::L2)).unwrap();
+    let parts = index.to_parts();
+    assert_eq!(parts.meta.version, LAYOUT_VERSION);
+    assert_eq!(parts.meta.spilled, parts.spill_rows.len());
+    let meta_json = serde_json::to_string(&parts.meta).unwrap();
+    let mut restored_parts = parts.clone();
+    restored_parts.meta = serde_json::from_str(&meta_json).unwrap();
+    let restored = IvfPqIndex::from_parts(restored_parts).unwrap();
+    assert_eq!(restored.memory_bytes(), index.memory_bytes());
+    let p = SearchParams {
+        nprobe: 8,
+        rerank: 4,
+    };
+    for q in f.queries.chunks_exact(DIM).take(10) {
+        assert_eq!(
+            index.search(q, 10, &p, None),
+            restored.search(q, 10, &p, None)
+        );
+    }
+    let refused = |bad: IvfPqParts| {
+        assert!(matches!(
+            IvfPqIndex::from_parts(bad),
+            Err(IndexError::Corrupted(_))
+        ))
+    };
+    // A row spilled twice, a row out of range, offsets that disagree with the count, spills
+    // declared by a version-1 layout, and spills left out.
+    let mut rows = parts.spill_rows.to_vec();
+    rows[1] = rows[0];
+    refused(IvfPqParts {
+        spill_rows: Slab::from(rows),
+        ..parts.clone()
+    });
+    let mut rows = parts.spill_rows.to_vec();
+    rows[5] = index.len() as u32;
+    refused(IvfPqParts {
+        spill_rows: Slab::from(rows),
+        ..parts.clone()
+    });
+    let mut offsets = parts.spill_offsets.to_vec();
+    offsets[64] -= 1;
+    refused(IvfPqParts {
+        spill_offsets: Slab::from(offsets),
+        ..parts.clone()
+    });
+    let mut bad = parts.clone();
+    bad.meta.version = 1;
+    refused(bad);
+    let mut bad = parts.clone();
+    bad.meta.spilled = 0;
+    refused(bad);
+    // A version-1 index without spills still loads (and its codes must then match its rows).
+    let plain = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 4)).unwrap();
+    let mut v1 = plain.to_parts();
+    v1.meta.version = 1;
+    let v1 = IvfPqIndex::from_parts(v1).unwrap();
+    assert!(!v1.has_spills());
+    // Spilled entries need codes of their own in the list's blocks.
+    refused(IvfPqParts {
+        codes: plain.to_parts().codes,
+        ..parts
+    });
+    // Spilling is refused for 8-bit codes, whose codes are kept in row order.
+    let mut eight = config(Metric::L2, 8);
+    eight.soar_lambda = Some(1.0);
+    assert!(matches!(
+        IvfPqIndex::build(DIM, &f.data, &f.ids, &eight),
+        Err(IndexError::InvalidParameter(_))
+    ));
+    // With one list there is nowhere to spill: an index without copies.
+    let mut one_list = spilled_config(Metric::L2);
+    one_list.nlist = 1;
+    let single =
+        IvfPqIndex::build(DIM, &f.data[..2_000 * DIM], &f.ids[..2_000], &one_list).unwrap();
+    assert!(!single.has_spills());
+    assert_eq!(single.to_parts().meta.spilled, 0);
+    let mut negative = spilled_config(Metric::L2);
+    negative.soar_lambda = Some(-1.0);
+    assert!(IvfPqIndex::build(DIM, &f.data, &f.ids, &negative).is_err());
+}
