@@ -493,63 +493,68 @@ mod tests {
         ));
     }
 
-    fn segment_fixture_path() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ivfpq_segment_v1.shoal")
+    /// `tests/fixtures/ivfpq_segment_v{version}.shoal`.
+    fn segment_fixture(version: u32) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/ivfpq_segment_v{version}.shoal"))
+    }
+
+    /// Writes fixture `version` — 100 rows of 8 (25 random rows of 32, seed `seed`), ids from
+    /// `first_id`, built with `config` — if it is missing; refuses to overwrite it.
+    fn write_missing_fixture(version: u32, seed: u64, first_id: u64, config: IvfPqConfig) {
+        let path = segment_fixture(version);
+        assert!(
+            !path.exists(),
+            "the v{version} segment fixture must never be rewritten"
+        );
+        let vectors = random_vectors(25, seed);
+        let ids: Vec<u64> = (first_id..first_id + 100).collect();
+        let index = IvfPqIndex::build(8, &vectors, &ids, &config).unwrap();
+        write_ivfpq_segment(path, &index).unwrap();
+    }
+
+    /// Opens fixture `version` and checks what every fixture holds: 100 rows of 8 under `metric`
+    /// in 4 lists, whose ids (rows are in list order) are a permutation of those written.
+    fn opened_fixture(version: u32, metric: Metric, first_id: u64) -> IvfPqIndex {
+        let index = open_ivfpq_segment(segment_fixture(version)).unwrap();
+        assert_eq!(
+            (index.len(), index.dim(), index.metric(), index.nlist()),
+            (100, 8, metric, 4)
+        );
+        let mut ids = index.ids().to_vec();
+        ids.sort_unstable();
+        assert_eq!(ids, (first_id..first_id + 100).collect::<Vec<u64>>());
+        index
     }
 
     /// Writes the segment fixture (container version 1, index layout version 1) if it is
-    /// missing; refuses to overwrite it. Run by hand only if the fixture is lost:
+    /// missing. Run by hand only if the fixture is lost:
     /// `cargo test --lib storage::segment::tests::write_missing_segment_fixture -- --ignored`.
+    /// (This build writes layout version 2; the v1 file is the one checked in.)
     #[test]
     #[ignore = "writes the checked-in fixture"]
     fn write_missing_segment_fixture() {
-        assert!(
-            !segment_fixture_path().exists(),
-            "the v1 segment fixture must never be rewritten"
-        );
-        let vectors = random_vectors(25, 11); // 25 rows of 32 = 100 rows of 8
-        let ids: Vec<u64> = (0..100).map(|i| 1000 + i).collect();
-        let config = IvfPqConfig::new(Metric::L2, 4, 4, 4);
-        let index = IvfPqIndex::build(8, &vectors, &ids, &config).unwrap();
-        write_ivfpq_segment(segment_fixture_path(), &index).unwrap();
+        write_missing_fixture(1, 11, 1000, IvfPqConfig::new(Metric::L2, 4, 4, 4));
     }
 
-    fn segment_fixture_v2_path() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ivfpq_segment_v2.shoal")
-    }
-
-    /// Writes the layout-version-2 fixture (an index with spilled entries) if it is missing;
-    /// refuses to overwrite it. By hand only:
+    /// Writes the layout-version-2 fixture (an index with spilled entries) if it is missing.
+    /// By hand only:
     /// `cargo test --lib storage::segment::tests::write_missing_segment_fixture_v2 -- --ignored`.
     #[test]
     #[ignore = "writes the checked-in fixture"]
     fn write_missing_segment_fixture_v2() {
-        assert!(
-            !segment_fixture_v2_path().exists(),
-            "the v2 segment fixture must never be rewritten"
-        );
-        let vectors = random_vectors(25, 12);
-        let ids: Vec<u64> = (0..100).map(|i| 2000 + i).collect();
         let mut config = IvfPqConfig::new(Metric::Cosine, 4, 4, 4);
         config.soar_lambda = Some(1.5);
-        let index = IvfPqIndex::build(8, &vectors, &ids, &config).unwrap();
-        write_ivfpq_segment(segment_fixture_v2_path(), &index).unwrap();
+        write_missing_fixture(2, 12, 2000, config);
     }
 
     /// Layout version 2: every row also sits in a second list, and each is still found exactly
     /// once. Never regenerate this file.
     #[test]
     fn segment_fixture_v2_with_spilled_entries_opens_forever() {
-        let index = open_ivfpq_segment(segment_fixture_v2_path()).unwrap();
-        assert_eq!(
-            (index.len(), index.dim(), index.metric(), index.nlist()),
-            (100, 8, Metric::Cosine, 4)
-        );
+        let index = opened_fixture(2, Metric::Cosine, 2000);
         assert!(index.has_spills());
         assert!(index.entries() > 100);
-        let mut ids = index.ids().to_vec();
-        ids.sort_unstable();
-        assert_eq!(ids, (2000..2100).collect::<Vec<u64>>());
         let everything = SearchParams {
             nprobe: 4,
             rerank: 100,
@@ -567,15 +572,7 @@ mod tests {
     /// vectors are still found exactly. Add a fixture per new version; never regenerate this one.
     #[test]
     fn segment_fixture_v1_opens_forever() {
-        let index = open_ivfpq_segment(segment_fixture_path()).unwrap();
-        assert_eq!(
-            (index.len(), index.dim(), index.metric(), index.nlist()),
-            (100, 8, Metric::L2, 4)
-        );
-        // Rows are in inverted-list order; the ids are a permutation of those written.
-        let mut ids = index.ids().to_vec();
-        ids.sort_unstable();
-        assert_eq!(ids, (1000..1100).collect::<Vec<u64>>());
+        let index = opened_fixture(1, Metric::L2, 1000);
         let everything = SearchParams {
             nprobe: 4,
             rerank: 100,

@@ -256,16 +256,23 @@ fn probing_everything_with_full_rerank_is_exact() {
     let f = fixture();
     for (metric, bits) in [(Metric::L2, 4u8), (Metric::Cosine, 8), (Metric::Dot, 4)] {
         let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(metric, bits)).unwrap();
-        let params = SearchParams {
-            nprobe: 64,
-            rerank: 20_000,
-        };
-        for q in f.queries.chunks_exact(DIM).take(10) {
-            assert_eq!(
-                index.search(q, 10, &params, None),
-                exact(metric, &f.data, &f.ids, q, 10, |_| true)
-            );
-        }
+        assert_exhaustive_search_is_exact(&index, &f, metric);
+    }
+}
+
+/// Probing every list of `index` (64) and re-ranking every candidate gives the exact top 10 of
+/// the first 10 queries.
+fn assert_exhaustive_search_is_exact(index: &IvfPqIndex, f: &Fixture, metric: Metric) {
+    let params = SearchParams {
+        nprobe: 64,
+        rerank: 20_000,
+    };
+    for q in f.queries.chunks_exact(DIM).take(10) {
+        assert_eq!(
+            index.search(q, 10, &params, None),
+            exact(metric, &f.data, &f.ids, q, 10, |_| true),
+            "{metric:?}"
+        );
     }
 }
 
@@ -886,16 +893,8 @@ fn spilled_indexes_answer_exactly_and_once_per_id() {
         lists.sort_unstable();
         assert!(lists.windows(3).all(|w| w[0].0 != w[2].0));
         assert!(lists.windows(2).all(|w| w[0] != w[1]));
-        let all = SearchParams {
-            nprobe: 64,
-            rerank: 20_000,
-        };
+        assert_exhaustive_search_is_exact(&index, &f, metric);
         for q in f.queries.chunks_exact(DIM).take(10) {
-            assert_eq!(
-                index.search(q, 10, &all, None),
-                exact(metric, &f.data, &f.ids, q, 10, |_| true),
-                "{metric:?}"
-            );
             // Without re-ranking every probed row is met twice: still k distinct ids.
             for params in [
                 SearchParams {
