@@ -48,6 +48,10 @@ pub(crate) trait RowSource {
 /// later query reads the column instead of the payloads.
 pub const COLUMN_DECODE_SHARE: usize = 16;
 
+/// About how many posting rows can be walked (a bit test each) for the cost of one look-up of a
+/// candidate row in a roaring posting.
+const LOOKUP_PER_BIT_TEST: u64 = 8;
+
 impl RowSource for Chunk {
     fn point(&self, row: usize) -> Option<PointId> {
         self.points.get(row).copied()
@@ -142,9 +146,16 @@ impl<S: RowSource> Ctx<'_, S> {
         let n = cand.len() as u32;
         match &ans.sure {
             Sure::Rows(_) => {}
-            // Walk the candidates when the posting has more rows than the candidates have
-            // words (counting the candidates would itself be a pass over every word).
-            Sure::Bitmap(b) if (cand.words().len() as u64) < b.len() => {
+            // Walk the candidates only when they are several times fewer than the posting's
+            // rows: each costs a bitmap look-up (a search in a roaring container), each posting
+            // row a bit test. Counting the candidates is a pass over their words, which is
+            // cheap next to a posting with more rows than that. (Walking every live candidate
+            // whenever the posting held more rows than the candidates had words made a 1.6%
+            // filter on MiniLM, 920 of 58k rows, 8× slower than a 1.4% one.)
+            Sure::Bitmap(b)
+                if (cand.words().len() as u64) < b.len()
+                    && (cand.count() as u64).saturating_mul(LOOKUP_PER_BIT_TEST) < b.len() =>
+            {
                 for r in cand.iter() {
                     if b.contains(r as u32) {
                         out.insert(r);
