@@ -115,6 +115,7 @@ impl IvfPqIndex {
 
     /// The rows `list` holds as spilled entries, coded after its own rows (empty without
     /// spilling).
+    #[inline]
     pub(super) fn list_spills(&self, list: usize) -> &[u32] {
         match self.spill_offsets.get(list..list + 2) {
             Some(&[s, e]) => &self.spill_rows[s as usize..e as usize],
@@ -125,11 +126,7 @@ impl IvfPqIndex {
     /// Whether `list` holds any row, its own or spilled (empty lists are never probed).
     #[inline]
     pub(super) fn has_rows(&self, list: usize) -> bool {
-        self.list_offsets[list + 1] > self.list_offsets[list]
-            || self
-                .spill_offsets
-                .get(list..list + 2)
-                .is_some_and(|w| w[1] > w[0])
+        self.list_offsets[list + 1] > self.list_offsets[list] || !self.list_spills(list).is_empty()
     }
 
     /// `y = q - c_list`, the query as a residual of `list`'s centroid.

@@ -101,6 +101,9 @@ pub(super) fn soar_lists(
 
 #[cfg(test)]
 mod tests {
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
     use super::*;
 
     /// The loss of list `c` for row `x` in list `p`, written out directly.
@@ -117,13 +120,8 @@ mod tests {
     #[test]
     fn each_row_spills_to_the_list_of_least_soar_loss() {
         let dim = 8;
-        let mut state = 7u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        };
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut next = || rng.random_range(-0.5..0.5f32);
         let centroids: Vec<f32> = (0..20 * dim).map(|_| next()).collect();
         let data: Vec<f32> = (0..300 * dim).map(|_| next()).collect();
         let primary = crate::index::kmeans::assign(&data, dim, &centroids);

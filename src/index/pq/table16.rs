@@ -77,6 +77,35 @@ struct Raw {
     dsub: usize,
 }
 
+/// The addresses a kernel touches, written once. Each is inside its slice for `j < m`, `d < dsub`.
+#[cfg(target_arch = "x86_64")]
+impl Raw {
+    /// Component `d` of sub-space `j` of the query.
+    #[inline(always)]
+    unsafe fn y(&self, j: usize, d: usize) -> f32 {
+        // SAFETY: `j * dsub + d < m * dsub`, the length of `y`.
+        unsafe { *self.y.add(j * self.dsub + d) }
+    }
+    /// The 16 centroid values of sub-space `j`, dimension `d`.
+    #[inline(always)]
+    unsafe fn row(&self, j: usize, d: usize) -> *const f32 {
+        // SAFETY: row `j * dsub + d` of the codebooks starts inside them and holds 16 floats.
+        unsafe { self.codebooks.add((j * self.dsub + d) * KSUB) }
+    }
+    /// The 16 codeword norms of sub-space `j`.
+    #[inline(always)]
+    unsafe fn norms(&self, j: usize) -> *const f32 {
+        // SAFETY: `j < m`; the norms hold 16 per sub-space.
+        unsafe { self.norms.add(j * KSUB) }
+    }
+    /// Where sub-space `j`'s 16 distances go.
+    #[inline(always)]
+    unsafe fn out(&self, j: usize) -> *mut f32 {
+        // SAFETY: `j < m`; the table holds 16 per sub-space.
+        unsafe { self.out.add(j * KSUB) }
+    }
+}
+
 /// Fixed-size rows, so the compiler unrolls and vectorises each sub-space.
 fn l2_table_portable(codebooks: &[f32], norms: &[f32], y: &[f32], dsub: usize, out: &mut [f32]) {
     for (j, (o, n)) in out
@@ -106,31 +135,20 @@ fn l2_table_portable(codebooks: &[f32], norms: &[f32], y: &[f32], dsub: usize, o
 #[target_feature(enable = "avx512f")]
 unsafe fn l2_table_avx512(raw: Raw) {
     use std::arch::x86_64::*;
-    let Raw {
-        codebooks,
-        norms,
-        y,
-        out,
-        m,
-        dsub,
-    } = raw;
-    // SAFETY: every access is one `Raw` documents.
+    // SAFETY: every access goes through `Raw`'s accessors with `j < m`, `d < dsub`.
     unsafe {
         let two = _mm512_set1_ps(2.0);
-        for j in 0..m {
+        for j in 0..raw.m {
             let mut acc = _mm512_setzero_ps();
             let mut ny = 0.0f32;
-            for d in 0..dsub {
-                let x = *y.add(j * dsub + d);
-                let row = _mm512_loadu_ps(codebooks.add((j * dsub + d) * KSUB));
+            for d in 0..raw.dsub {
+                let x = raw.y(j, d);
+                let row = _mm512_loadu_ps(raw.row(j, d));
                 acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(x), row));
                 ny += x * x;
             }
-            let base = _mm512_add_ps(_mm512_set1_ps(ny), _mm512_loadu_ps(norms.add(j * KSUB)));
-            _mm512_storeu_ps(
-                out.add(j * KSUB),
-                _mm512_sub_ps(base, _mm512_mul_ps(two, acc)),
-            );
+            let base = _mm512_add_ps(_mm512_set1_ps(ny), _mm512_loadu_ps(raw.norms(j)));
+            _mm512_storeu_ps(raw.out(j), _mm512_sub_ps(base, _mm512_mul_ps(two, acc)));
         }
     }
 }
@@ -141,30 +159,23 @@ unsafe fn l2_table_avx512(raw: Raw) {
 #[target_feature(enable = "avx2")]
 unsafe fn l2_table_avx2(raw: Raw) {
     use std::arch::x86_64::*;
-    let Raw {
-        codebooks,
-        norms,
-        y,
-        out,
-        m,
-        dsub,
-    } = raw;
-    // SAFETY: every access is one `Raw` documents, each 16-float row as two halves.
+    // SAFETY: every access goes through `Raw`'s accessors with `j < m`, `d < dsub`, each
+    // 16-float row read as two halves.
     unsafe {
         let two = _mm256_set1_ps(2.0);
-        for j in 0..m {
+        for j in 0..raw.m {
             let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             let mut ny = 0.0f32;
-            for d in 0..dsub {
-                let x = *y.add(j * dsub + d);
+            for d in 0..raw.dsub {
+                let x = raw.y(j, d);
                 let xv = _mm256_set1_ps(x);
-                let row = codebooks.add((j * dsub + d) * KSUB);
+                let row = raw.row(j, d);
                 lo = _mm256_add_ps(lo, _mm256_mul_ps(xv, _mm256_loadu_ps(row)));
                 hi = _mm256_add_ps(hi, _mm256_mul_ps(xv, _mm256_loadu_ps(row.add(8))));
                 ny += x * x;
             }
             let nyv = _mm256_set1_ps(ny);
-            let (n, o) = (norms.add(j * KSUB), out.add(j * KSUB));
+            let (n, o) = (raw.norms(j), raw.out(j));
             let base_lo = _mm256_add_ps(nyv, _mm256_loadu_ps(n));
             let base_hi = _mm256_add_ps(nyv, _mm256_loadu_ps(n.add(8)));
             _mm256_storeu_ps(o, _mm256_sub_ps(base_lo, _mm256_mul_ps(two, lo)));
