@@ -31,7 +31,8 @@ use rayon::prelude::*;
 
 mod argmin;
 
-use self::argmin::{argmin, argmin_shifted};
+use self::argmin::argmin;
+pub(crate) use self::argmin::argmin_shifted;
 use super::distance::{self, Kernels};
 use super::{IndexError, Metric};
 

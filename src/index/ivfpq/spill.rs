@@ -10,15 +10,18 @@
 //! vector's own: a list that much farther is probed by queries far from the vector, and its
 //! code, for a residual larger than the codebooks were trained on, would misjudge it.
 //!
-//! Both products come from one matrix product per block of rows: `[X; R̂] · Cᵀ` gives `<x, c>`
-//! and `<r̂, c>`, and `<x - c, r̂> = <x, r̂> - <c, r̂>`; the rest is a pass over the centroids.
+//! One matrix product per block of rows gives what the loss needs. `X · Cᵀ` gives `<x, c>` for
+//! every list, and `<x - c, r̂> = <x, r̂> - <c, r̂>` with `<c, r̂> = (<c, x> - <c, c_p>) / ‖r‖`:
+//! the block's rows are taken in list order, so its few own lists' products `C_p · Cᵀ` are a
+//! small second product, where stacking the residual directions under the rows (`[X; R̂] · Cᵀ`)
+//! doubled the work (0.37 s → 0.2 s of a 58k × 384 MiniLM build at nlist 1024).
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
 use crate::index::distance;
 
-/// Rows per matrix product: with `k` centroids the product holds `2 * ROWS * k` floats.
+/// Rows per matrix product: with `k` centroids the products hold at most `2 * ROWS * k` floats.
 const ROWS: usize = 128;
 
 /// The largest `‖x - c‖² / ‖x - c_p‖²` of a spilled copy. On 58k × 384 MiniLM at nlist 1024 the
@@ -40,62 +43,83 @@ pub(super) fn soar_lists(
     lambda: f32,
 ) -> Vec<Option<u32>> {
     let k = centroids.len() / dim;
+    let n = primary.len();
     let c_norms: Vec<f32> = centroids.chunks_exact(dim).map(distance::norm_sq).collect();
     let ct = ArrayView2::from_shape((k, dim), centroids).expect("k * dim floats");
     let ct = ct.t();
-    let mut out = vec![None; primary.len()];
-    out.par_chunks_mut(ROWS)
-        .zip(primary.par_chunks(ROWS))
-        .enumerate()
+    // Rows in list order (stable), so that a block of rows has few own lists.
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_by_key(|&r| primary[r as usize]);
+    let mut by_entry = vec![None; n];
+    by_entry
+        .par_chunks_mut(ROWS)
+        .zip(order.par_chunks(ROWS))
         .for_each_init(
-            || (vec![0.0f32; 2 * ROWS * dim], vec![0.0f32; 2 * ROWS * k]),
-            |(stacked, products), (b, (out, own))| {
-                let rows = own.len();
-                let x = &data[b * ROWS * dim..(b * ROWS + rows) * dim];
-                // The first `rows` rows of `stacked` are the vectors, the next their residual
-                // directions.
-                let (xs, dirs) = stacked.split_at_mut(ROWS * dim);
-                xs[..rows * dim].copy_from_slice(x);
-                for ((d, xr), &p) in dirs.chunks_exact_mut(dim).zip(x.chunks_exact(dim)).zip(own) {
-                    let c = &centroids[p as usize * dim..][..dim];
-                    for ((o, &a), &b) in d.iter_mut().zip(xr).zip(c) {
-                        *o = a - b;
-                    }
-                    let norm = distance::norm_sq(d).sqrt();
-                    let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-                    d.iter_mut().for_each(|v| *v *= inv);
+            || {
+                (
+                    vec![0.0f32; ROWS * dim],
+                    vec![0.0f32; ROWS * dim],
+                    vec![0.0f32; 2 * ROWS * k],
+                )
+            },
+            |(xs, own_lists, products), (out, rows)| {
+                let r = rows.len();
+                for (x, &row) in xs.chunks_exact_mut(dim).zip(rows) {
+                    x.copy_from_slice(&data[row as usize * dim..][..dim]);
                 }
-                let both = ArrayView2::from_shape((2 * ROWS, dim), &stacked[..])
-                    .expect("2 * ROWS * dim floats");
-                let mut prod = ArrayViewMut2::from_shape((2 * ROWS, k), &mut products[..])
-                    .expect("2 * ROWS * k floats");
-                ndarray::linalg::general_mat_mul(1.0, &both, &ct, 0.0, &mut prod);
-                let (xc, rc) = products.split_at(ROWS * k);
-                for (i, (o, &p)) in out.iter_mut().zip(own).enumerate() {
-                    let xr = &x[i * dim..(i + 1) * dim];
-                    let dir = &stacked[(ROWS + i) * dim..(ROWS + i + 1) * dim];
-                    let x_dir = distance::dot(xr, dir);
+                // The block's own lists, each once (rows are sorted by list), and each row's.
+                let mut lists: Vec<u32> = Vec::new();
+                let mut run = Vec::with_capacity(r);
+                for &row in rows {
+                    let p = primary[row as usize];
+                    if lists.last() != Some(&p) {
+                        own_lists[lists.len() * dim..][..dim]
+                            .copy_from_slice(&centroids[p as usize * dim..][..dim]);
+                        lists.push(p);
+                    }
+                    run.push(lists.len() - 1);
+                }
+                let u = lists.len();
+                let (xc, gc) = products.split_at_mut(ROWS * k);
+                let xv = ArrayView2::from_shape((r, dim), &xs[..r * dim]).expect("r * dim");
+                let mut xcv = ArrayViewMut2::from_shape((r, k), &mut xc[..r * k]).expect("r * k");
+                ndarray::linalg::general_mat_mul(1.0, &xv, &ct, 0.0, &mut xcv);
+                let pv = ArrayView2::from_shape((u, dim), &own_lists[..u * dim]).expect("u * dim");
+                let mut gcv = ArrayViewMut2::from_shape((u, k), &mut gc[..u * k]).expect("u * k");
+                ndarray::linalg::general_mat_mul(1.0, &pv, &ct, 0.0, &mut gcv);
+                for (i, o) in out.iter_mut().enumerate() {
+                    let p = lists[run[i]] as usize;
+                    let xr = &xs[i * dim..(i + 1) * dim];
+                    let cp = &centroids[p * dim..(p + 1) * dim];
+                    let residual = distance::l2_sq(xr, cp).sqrt();
+                    let inv = if residual > 0.0 { 1.0 / residual } else { 0.0 };
                     let xn = distance::norm_sq(xr);
-                    let (xc, rc) = (&xc[i * k..(i + 1) * k], &rc[i * k..(i + 1) * k]);
+                    let (xc, gc) = (&xc[i * k..(i + 1) * k], &gc[run[i] * k..(run[i] + 1) * k]);
+                    // <x, r̂> = (‖x‖² - <x, c_p>) / ‖r‖.
+                    let x_dir = (xn - xc[p]) * inv;
                     let dist = |c: usize| (xn + c_norms[c] - 2.0 * xc[c]).max(0.0);
                     let mut best: Option<(usize, f32)> = None;
-                    for (c, &r_c) in rc.iter().enumerate() {
-                        if c == p as usize {
+                    for c in 0..k {
+                        if c == p {
                             continue;
                         }
-                        let along = x_dir - r_c;
+                        let along = x_dir - (xc[c] - gc[c]) * inv;
                         let loss = dist(c) + lambda * along * along;
                         if best.is_none_or(|(_, b)| loss < b) {
                             best = Some((c, loss));
                         }
                     }
-                    let own = dist(p as usize);
+                    let own = dist(p);
                     *o = best
                         .filter(|&(c, _)| dist(c) <= MAX_RESIDUAL_RATIO * own)
                         .map(|(c, _)| c as u32);
                 }
             },
         );
+    let mut out = vec![None; n];
+    for (&row, s) in order.iter().zip(by_entry) {
+        out[row as usize] = s;
+    }
     out
 }
 

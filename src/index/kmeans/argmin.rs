@@ -72,6 +72,29 @@ mod avx512 {
         let n = dots.len().min(c_norms.len());
         let (pd, pc) = (dots.as_ptr(), c_norms.as_ptr());
         let minus_two = _mm512_set1_ps(-2.0);
+        if n <= 16 {
+            // One vector (a 4-bit PQ codebook): one reduction and the lowest lane equal to it,
+            // half the dependent steps of the running minimum and index below, which matters
+            // when this is called once per sub-space of every encoded vector.
+            let m = ((1u32 << n) - 1) as __mmask16;
+            // SAFETY: masked loads read lanes inside 0..n.
+            let v = unsafe {
+                _mm512_fmadd_ps(
+                    minus_two,
+                    _mm512_maskz_loadu_ps(m, pd),
+                    _mm512_maskz_loadu_ps(m, pc),
+                )
+            };
+            // Lanes past n and NaN lanes become +inf, so neither can be the minimum.
+            let ordered = _mm512_mask_cmp_ps_mask::<_CMP_ORD_Q>(m, v, v);
+            let v = _mm512_mask_mov_ps(_mm512_set1_ps(f32::INFINITY), ordered, v);
+            let min = _mm512_reduce_min_ps(v);
+            if min == f32::INFINITY {
+                return (0, f32::INFINITY);
+            }
+            let eq = _mm512_mask_cmp_ps_mask::<_CMP_EQ_OQ>(ordered, v, _mm512_set1_ps(min));
+            return (u32::from(eq).trailing_zeros(), min);
+        }
         let mut best_v = _mm512_set1_ps(f32::INFINITY);
         let mut best_i = _mm512_setzero_si512();
         let mut idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
