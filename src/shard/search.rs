@@ -253,6 +253,6 @@ fn search_ivf(
         // Exact requested, a selective filter, or too few matches in the probed lists: scan the
         // allowed rows exactly so the limit is still filled (through the 8-bit codes when the
         // segment has them: the same answer, a quarter of the memory traffic).
-        _ => index.exact_among(query, k, &mut positions()),
+        _ => index.exact_among(query, k, &positions()),
     }
 }

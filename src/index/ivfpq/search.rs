@@ -239,9 +239,9 @@ impl IvfPqIndex {
         if !rerank {
             return best;
         }
-        let mut rows: Vec<u32> = best.iter().map(|c| c.id as u32).collect();
+        let rows: Vec<u32> = best.iter().map(|c| c.id as u32).collect();
         let through_codes = rows.len() >= RERANK_THROUGH_CODES_FROM * k;
-        self.exact_top_k_of(&q, k, &mut rows, through_codes)
+        self.exact_top_k_of(&q, k, &rows, through_codes)
     }
 
     /// The exact `k` nearest of `rows` to the prepared query `q`, as `(id, distance)` sorted by
@@ -256,7 +256,7 @@ impl IvfPqIndex {
         &self,
         q: &[f32],
         k: usize,
-        rows: &mut [u32],
+        rows: &[u32],
         through_codes: bool,
     ) -> Vec<Neighbor> {
         let vectors: &[f32] = &self.vectors;
@@ -301,8 +301,8 @@ impl IvfPqIndex {
     /// ([`IvfPqIndex::with_sq8`]) the codes are scored first and only the rows that could still
     /// be among the `k` are read raw (see [`Sq8::exact_top_k`](crate::index::sq8::Sq8::exact_top_k));
     /// a scan of scattered rows is bound by memory, and the codes are a quarter of the bytes.
-    /// `rows` is reordered; rows past the end are skipped.
-    pub fn exact_among(&self, query: &[f32], k: usize, rows: &mut [u32]) -> Vec<Neighbor> {
+    /// Rows past the end are skipped.
+    pub fn exact_among(&self, query: &[f32], k: usize, rows: &[u32]) -> Vec<Neighbor> {
         let Some(q) = self.prepared(query, k) else {
             return Vec::new();
         };

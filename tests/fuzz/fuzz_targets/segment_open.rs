@@ -36,8 +36,8 @@ fn check(data: &[u8]) {
         let hits = index.search(&query, 5, &params, None);
         assert!(hits.len() <= 5);
     }
-    let mut rows: Vec<u32> = (0..index.len().min(300) as u32).rev().collect();
-    let exact = index.exact_among(&query, 5, &mut rows);
+    let rows: Vec<u32> = (0..index.len().min(300) as u32).rev().collect();
+    let exact = index.exact_among(&query, 5, &rows);
     assert!(exact.len() <= 5);
     assert!(!with_codes || index.sq8().is_some());
     let _ = index.memory_bytes();
