@@ -122,8 +122,8 @@ impl ProductQuantizer {
         let per_centroid = if ksub <= 16 { 1024 } else { 256 };
         // One sample of rows for every sub-space, as FAISS draws it: each k-means then trains
         // on all it is given. Drawing a sample per sub-space out of all `n` rows (and copying
-        // all `n` sub-vectors first) was half of the codebooks' training time on a 384-d
-        // 4-bit quantiser (192 sub-spaces).
+        // all `n` sub-vectors first) was about a third of the codebooks' training time on a
+        // 384-d 4-bit quantiser (192 sub-spaces: 0.65 s → 0.45 s on MiniLM).
         let rows: Vec<usize> = if n > ksub * per_centroid {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let mut rows = sample(&mut rng, n, ksub * per_centroid).into_vec();

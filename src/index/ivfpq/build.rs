@@ -293,11 +293,8 @@ impl Spill {
         lambda: f32,
     ) -> Self {
         let nlist = centroids.len() / dim;
-        let second = spill::soar_lists(data, dim, centroids, assign, lambda);
-        let mut row_of = vec![0u32; order.len()];
-        for (row, &r) in order.iter().enumerate() {
-            row_of[r] = row as u32;
-        }
+        // Entry `row` of `second` is the spilled list of source row `order[row]`.
+        let second = spill::soar_lists(data, dim, centroids, assign, order, lambda);
         let mut offsets = vec![0u64; nlist + 1];
         for l in second.iter().flatten() {
             offsets[*l as usize + 1] += 1;
@@ -310,11 +307,11 @@ impl Spill {
         let (mut rows, mut sources, mut lists) =
             (vec![0u32; total], vec![0usize; total], vec![0u32; total]);
         // In row order, so each list's entries are ascending rows.
-        for &r in order {
-            if let Some(l) = second[r] {
+        for (row, (&r, l)) in order.iter().zip(second).enumerate() {
+            if let Some(l) = l {
                 let e = next[l as usize] as usize;
                 next[l as usize] += 1;
-                (rows[e], sources[e], lists[e]) = (row_of[r], r, l);
+                (rows[e], sources[e], lists[e]) = (row as u32, r, l);
             }
         }
         Spill {
