@@ -175,6 +175,11 @@ pub struct BenchArgs {
     /// Target recall@k for --tune.
     #[arg(long, requires = "tune", default_value_t = 0.95)]
     pub recall: f64,
+    /// Timed passes over the queries for every reported row (not the tuner's samples); the pass with the median wall
+    /// time is reported. A thousand queries at tens of thousands a second take tens of
+    /// milliseconds, too short a time to compare builds on a shared machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub passes: u64,
     /// Queries per tuning measurement (the winner is confirmed on all of them).
     #[arg(long, default_value_t = 1000)]
     pub tune_queries: usize,
@@ -302,6 +307,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     workload.sample_queries = args.tune_queries.max(1);
     workload.sq8 = args.sq8;
     workload.soar_lambda = args.soar;
+    workload.passes = args.passes as usize;
     let database = args.engine == EngineKind::Shard || args.defaults;
     if args.sq8 && (database || args.server.is_some()) {
         return Err(BenchError::InvalidParameter(

@@ -29,7 +29,7 @@ use ndarray::s;
 
 use super::engine::Workload;
 use super::filters::{FilteredWorkload, Selectivity, filtered_recall, payload};
-use super::measure::{LatencySummary, recall_at_k, run_queries_indexed};
+use super::measure::{LatencySummary, median_pass, recall_at_k, run_queries_indexed};
 use super::report::BenchReport;
 use super::run::report;
 use super::{BenchError, QueryResult};
@@ -279,7 +279,9 @@ fn measure(
     };
     let warm = workload.queries.slice(s![..nq.min(64), ..]);
     run_queries_indexed(warm, workload.threads, || (), run_one);
-    let run = run_queries_indexed(workload.queries, workload.threads, || (), run_one);
+    let run = median_pass(workload.passes, || {
+        run_queries_indexed(workload.queries, workload.threads, || (), run_one)
+    });
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }

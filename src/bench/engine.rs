@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use ndarray::{ArrayView2, s};
 
-use super::measure::{LatencySummary, recall_at_k, run_queries};
+use super::measure::{LatencySummary, median_pass, recall_at_k, run_queries};
 use super::sweep::{BuildConfig, SearchConfig};
 use super::tune::Evaluate;
 use super::{BenchError, QueryResult};
@@ -40,6 +40,9 @@ pub struct Workload<'a> {
     /// In-process index builds spill every vector to a second list with this SOAR λ
     /// ([`IvfPqConfig::soar_lambda`]).
     pub soar_lambda: Option<f32>,
+    /// Timed passes over the queries per measurement; the pass with the median wall time is
+    /// reported ([`median_pass`](super::measure::median_pass)).
+    pub passes: usize,
 }
 
 impl<'a> Workload<'a> {
@@ -91,6 +94,7 @@ impl<'a> Workload<'a> {
             sample_queries: 1000,
             sq8: false,
             soar_lambda: None,
+            passes: 1,
         })
     }
 
@@ -187,7 +191,9 @@ pub fn measure(
     };
     let warm = queries.slice(s![..nq.min(64), ..]);
     run_queries(warm, workload.threads, run_one);
-    let run = run_queries(queries, workload.threads, run_one);
+    let run = median_pass(workload.passes, || {
+        run_queries(queries, workload.threads, run_one)
+    });
     let recall = recall_at_k(&run.ids, groundtruth, k)?;
     let ivf_flat = ivf_flat_recall(built, queries, groundtruth, k, search.nprobe);
     let latency = LatencySummary::from_seconds(&run.latencies);

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::engine::Workload;
 use super::filters::{FilteredWorkload, Selectivity, filtered_recall, payload};
-use super::measure::{LatencySummary, recall_at_k, run_queries_indexed};
+use super::measure::{LatencySummary, median_pass, recall_at_k, run_queries_indexed};
 use super::run::{bar, report};
 use super::sweep::{BuildConfig, SearchConfig, SweepGrid};
 use super::{BenchError, BenchReport, QueryResult};
@@ -636,7 +636,10 @@ fn measure(
     let warm = rows.slice(s![..rows.nrows().min(64usize.div_ceil(batch)), ..]);
     run_queries_indexed(warm, concurrency, init, run_one);
     let cpu_before = (server_cpu_seconds(client), crate::process::cpu_seconds());
-    let run = run_queries_indexed(rows, concurrency, init, run_one);
+    let passes = workload.passes.max(1);
+    let run = median_pass(passes, || {
+        run_queries_indexed(rows, concurrency, init, run_one)
+    });
     let cpu_after = (server_cpu_seconds(client), crate::process::cpu_seconds());
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
@@ -645,7 +648,7 @@ fn measure(
     // machine's cores when both run on it.
     let per_query = |a: Option<f64>, b: Option<f64>| {
         a.zip(b)
-            .map(|(a, b)| format!("{:.1} µs", (b - a) * 1e6 / nq.max(1) as f64))
+            .map(|(a, b)| format!("{:.1} µs", (b - a) * 1e6 / (nq * passes).max(1) as f64))
             .unwrap_or_else(|| "?".into())
     };
     eprintln!(

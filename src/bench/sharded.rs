@@ -20,7 +20,7 @@ use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 
 use super::engine::Workload;
-use super::measure::{LatencySummary, recall_at_k, run_queries};
+use super::measure::{LatencySummary, median_pass, recall_at_k, run_queries};
 use super::report::ShardingResult;
 use super::run::{bar, report};
 use super::sweep::{BuildConfig, SearchConfig, SweepGrid, auto_nlist};
@@ -322,7 +322,8 @@ pub fn measure_sharded(
         run_one,
     );
     touched.store(0, Ordering::Relaxed);
-    let run = run_queries(queries, workload.threads, run_one);
+    let passes = workload.passes.max(1);
+    let run = median_pass(passes, || run_queries(queries, workload.threads, run_one));
     let recall = recall_at_k(&run.ids, workload.groundtruth, k)?;
     let latency = LatencySummary::from_seconds(&run.latencies);
     let placement_kind = match placement {
@@ -349,7 +350,7 @@ pub fn measure_sharded(
                 PlacementKind::Hash => built.shards.len(),
                 PlacementKind::Centroid => shard_probe,
             },
-            shards_touched_mean: touched.load(Ordering::Relaxed) as f64 / nq as f64,
+            shards_touched_mean: touched.load(Ordering::Relaxed) as f64 / (nq * passes) as f64,
             shard_sizes: built.sizes.clone(),
             placement_seconds,
         }),
