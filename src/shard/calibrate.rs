@@ -38,6 +38,7 @@ use crate::index::{Metric, RowSet, TopK};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
 /// Neighbours per calibration query: recall@10, as the benchmarks measure it.
 pub const K: usize = 10;
@@ -85,6 +86,70 @@ pub struct Calibration {
     /// The curves measured under a filter, largest share first (version 2 on).
     #[serde(default)]
     pub filtered: Vec<FilteredCurve>,
+    /// [`Calibration::widening`]'s points for each recall target and re-rank factor asked so
+    /// far: derived from the curves, never stored. A calibration's curves are not changed once
+    /// it is asked for a widening (segments hold it behind an `Arc`).
+    #[serde(skip)]
+    pub widening_memo: WideningMemo,
+}
+
+/// The `(ln share, ln factor)` points [`Calibration::widening`] interpolates, per `(target,
+/// rerank)`. Working them out reads every curve (a few hundred points), which cost 3% of a
+/// filtered query on MiniLM when done for each segment of each query; a search asks the same
+/// target and re-rank factor almost every time, so each pair is worked out once.
+#[derive(Default)]
+pub struct WideningMemo(RwLock<Vec<WideningPoints>>);
+
+/// The points for one `(target, rerank)`, `None` when the unfiltered curve has no answer.
+type WideningPoints = ((u64, usize), Option<Arc<[(f64, f64)]>>);
+
+/// How many `(target, rerank)` pairs are remembered; past it, the oldest goes.
+const WIDENING_MEMO_PAIRS: usize = 8;
+
+impl WideningMemo {
+    /// The points for `(target, rerank)`, worked out with `compute` the first time.
+    fn get(
+        &self,
+        target: f64,
+        rerank: usize,
+        compute: impl FnOnce() -> Option<Vec<(f64, f64)>>,
+    ) -> Option<Arc<[(f64, f64)]>> {
+        let key = (target.to_bits(), rerank);
+        let read = self.0.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, points)) = read.iter().find(|(k, _)| *k == key) {
+            return points.clone();
+        }
+        drop(read);
+        let points: Option<Arc<[(f64, f64)]>> = compute().map(Into::into);
+        let mut write = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if !write.iter().any(|(k, _)| *k == key) {
+            if write.len() >= WIDENING_MEMO_PAIRS {
+                write.remove(0);
+            }
+            write.push((key, points.clone()));
+        }
+        points
+    }
+}
+
+/// A copy starts empty: the memo is derived, and fills again on use.
+impl Clone for WideningMemo {
+    fn clone(&self) -> Self {
+        WideningMemo::default()
+    }
+}
+
+/// Derived from the curves, so it never tells two calibrations apart.
+impl PartialEq for WideningMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for WideningMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WideningMemo")
+    }
 }
 
 /// The curve measured with a pseudo-random share of the rows admitted inside the scan.
@@ -131,24 +196,9 @@ impl Calibration {
         if self.filtered.is_empty() || share.is_nan() || share <= 0.0 {
             return None;
         }
-        let needed = |curve: &[CurvePoint], queries: usize| {
-            choose(curve, queries, target, None, Some(rerank)).map(|p| p.nprobe.max(1) as f64)
-        };
-        let base = needed(&self.curve, self.queries)?;
-        // (ln share, ln factor), share falling; the factor made non-decreasing.
-        let mut filtered: Vec<&FilteredCurve> = self.filtered.iter().collect();
-        filtered.sort_by(|a, b| b.share.total_cmp(&a.share));
-        let mut points = vec![(0.0f64, 0.0f64)];
-        for f in filtered {
-            if f.share.is_nan() || f.share <= 0.0 || f.share >= 1.0 {
-                continue;
-            }
-            let Some(p) = needed(&f.curve, f.queries) else {
-                continue;
-            };
-            let last = points.last().map_or(0.0, |l| l.1);
-            points.push((f.share.ln(), (p / base).ln().max(last)));
-        }
+        let points = self
+            .widening_memo
+            .get(target, rerank, || self.widening_points(target, rerank))?;
         let x = share.min(1.0).ln();
         let at = |(x0, y0): (f64, f64), (x1, y1): (f64, f64)| {
             if x1 == x0 {
@@ -177,6 +227,30 @@ impl Calibration {
             }
         };
         Some(ln_factor.exp().max(1.0))
+    }
+
+    /// The points [`Calibration::widening`] interpolates: `(ln share, ln factor)` from share 1
+    /// (factor 1) falling, the factor made non-decreasing; `None` when the unfiltered curve has
+    /// no answer for `rerank`.
+    fn widening_points(&self, target: f64, rerank: usize) -> Option<Vec<(f64, f64)>> {
+        let needed = |curve: &[CurvePoint], queries: usize| {
+            choose(curve, queries, target, None, Some(rerank)).map(|p| p.nprobe.max(1) as f64)
+        };
+        let base = needed(&self.curve, self.queries)?;
+        let mut filtered: Vec<&FilteredCurve> = self.filtered.iter().collect();
+        filtered.sort_by(|a, b| b.share.total_cmp(&a.share));
+        let mut points = vec![(0.0f64, 0.0f64)];
+        for f in filtered {
+            if f.share.is_nan() || f.share <= 0.0 || f.share >= 1.0 {
+                continue;
+            }
+            let Some(p) = needed(&f.curve, f.queries) else {
+                continue;
+            };
+            let last = points.last().map_or(0.0, |l| l.1);
+            points.push((f.share.ln(), (p / base).ln().max(last)));
+        }
+        Some(points)
     }
 }
 
@@ -299,6 +373,7 @@ pub fn calibrate(index: &IvfPqIndex, pq_m: usize, pq_bits: u8, seed: u64) -> Opt
         queries: truths.len(),
         curve,
         filtered,
+        widening_memo: WideningMemo::default(),
     })
 }
 
@@ -443,6 +518,7 @@ mod tests {
                 point(8, 4, 0.99, 70.0),
             ],
             filtered: Vec::new(),
+            widening_memo: WideningMemo::default(),
         }
     }
 
@@ -480,7 +556,11 @@ mod tests {
             w(&c, 0.01)
         );
         // Never below 1, never falling as the share falls, even on noisy curves.
-        c.filtered = vec![needing(0.3, 2), needing(0.1, 16), needing(0.03, 8)];
+        // (A new calibration: the memo holds the points of the curves it first saw.)
+        let c = Calibration {
+            filtered: vec![needing(0.3, 2), needing(0.1, 16), needing(0.03, 8)],
+            ..curve()
+        };
         assert!((w(&c, 0.3) - 1.0).abs() < 1e-9);
         assert!((w(&c, 0.03) - 4.0).abs() < 1e-9);
     }

@@ -16,8 +16,14 @@
 //! [`super::calibrate`]): `nprobe` is multiplied by the factor measured for `s` at the search's
 //! recall target, or by `1/sqrt(s)` for a segment without filtered curves, and is at least enough
 //! lists that, on average, `4 × k × rerank` matches are in them.
-//! The exact scan is chosen when its estimated time is no more than the widened scan's, from
-//! per-step costs measured on both plans ([`cost`]).
+//! Between the two, the matches in the widened scan's lists can be searched exactly without
+//! reading those lists' other rows ([`Plan::Probed`]): each match's lists are looked up, and
+//! only the matches in a probed list are scored — the candidates the widened scan would meet,
+//! scored exactly. The cheapest of the three by estimated time is chosen, from per-step costs
+//! measured on each plan ([`cost`]); the exact scan of all matches wins ties.
+//!
+//! The matches are listed rather than put in a set over the segment's rows whenever the plan
+//! reads them one by one ([`matches_for_search`]).
 
 use super::column::Column;
 use super::filter::{CompiledFilter, Cond};
@@ -199,12 +205,17 @@ impl<S: RowSource> Ctx<'_, S> {
     }
 
     /// Rows of `live` passing `f`: listed from the postings of its most selective indexed
-    /// `must` condition when they hold at most one row in `share` ([`SPARSE_SHARE`]), as a set
-    /// otherwise.
-    fn matches_listing_at(&self, f: &CompiledFilter, live: &RowSet, share: usize) -> Matches {
+    /// `must` condition when `list` says so of their count (an upper bound of the matches), as
+    /// a set otherwise.
+    fn matches_listing_if(
+        &self,
+        f: &CompiledFilter,
+        live: &RowSet,
+        list: impl Fn(usize) -> bool,
+    ) -> Matches {
         let must = self.must_answers(f);
         if let Some((_, Some(ans))) = must.first()
-            && usize::try_from(ans.estimate()).is_ok_and(|e| e.saturating_mul(share) <= live.len())
+            && usize::try_from(ans.estimate()).is_ok_and(list)
         {
             return Matches::List(self.listed(f, &must, live));
         }
@@ -333,7 +344,8 @@ impl<S: RowSource> Ctx<'_, S> {
 /// cloning, narrowing, counting and walking it cost a selective query more than its scan).
 /// Measured on 1M × 128 (3 segments; `benches/ab.sh`, 3 alternated runs): a filter matching
 /// 0.1% ran 1.37× as fast listed; at 1% (one row in 100) listing was 0.88× (within the noise,
-/// but no gain), so only filters matching at most one row in 256 are listed.
+/// but no gain), so only filters matching at most one row in 256 are listed — where the plan is
+/// not known. A search lists whatever its plan will scan exactly ([`matches_for_search`]).
 pub const SPARSE_SHARE: usize = 256;
 
 /// The live rows of a segment a filter lets through.
@@ -358,21 +370,44 @@ impl Matches {
 /// Live rows of `seg` passing `filter`: listed when a payload index of a built segment finds
 /// them few ([`SPARSE_SHARE`]), as a set over segment rows otherwise.
 pub(super) fn matches(seg: &Segment, filter: Option<&CompiledFilter>) -> Matches {
-    matches_listing_at(seg, filter, SPARSE_SHARE)
+    let live = seg.live.len();
+    matches_listing_if(seg, filter, |e| e.saturating_mul(SPARSE_SHARE) <= live)
+}
+
+/// Live rows of `seg` passing `filter` for a search whose plan scans `n` matching rows exactly
+/// when `exact(n)`: listed when a payload index finds at most `n` candidates and the plan for
+/// `n` is the exact scan, which reads the matches one by one, so the list is all it needs (a
+/// set would cost a pass over every row of the segment to build and another to walk). The plan
+/// for fewer matches is exact too (its cost falls with them, the widened scan's does not), so
+/// the upper bound decides for the true count. Otherwise as [`matches`]: the IVF-PQ scan
+/// admits its candidates through a set, and a list would only be turned into one.
+pub(super) fn matches_for_search(
+    seg: &Segment,
+    filter: &CompiledFilter,
+    exact: impl Fn(usize) -> bool,
+) -> Matches {
+    let live = seg.live.len();
+    matches_listing_if(seg, Some(filter), |e| {
+        e.saturating_mul(SPARSE_SHARE) <= live || exact(e)
+    })
 }
 
 /// [`matches`], listing whenever the filter has an indexed `must` condition, however many
 /// rows it matches: so that tests compare the two ways on every filter.
 #[cfg(test)]
 pub(super) fn matches_listing_any(seg: &Segment, filter: &CompiledFilter) -> Matches {
-    matches_listing_at(seg, Some(filter), 0)
+    matches_listing_if(seg, Some(filter), |_| true)
 }
 
-/// [`matches`], listing when the smallest indexed answer holds at most one row in `share`.
-fn matches_listing_at(seg: &Segment, filter: Option<&CompiledFilter>, share: usize) -> Matches {
+/// [`matches`], listing when `list` says so of the smallest indexed answer's size.
+fn matches_listing_if(
+    seg: &Segment,
+    filter: Option<&CompiledFilter>,
+    list: impl Fn(usize) -> bool,
+) -> Matches {
     match (&seg.body, filter.filter(|f| !f.is_empty())) {
         (SegBody::Ivf(ivf), Some(f)) => {
-            with_ctx(ivf, |ctx| ctx.matches_listing_at(f, &seg.live, share))
+            with_ctx(ivf, |ctx| ctx.matches_listing_if(f, &seg.live, list))
         }
         _ => Matches::Set(allowed(seg, filter)),
     }
@@ -483,6 +518,19 @@ pub mod cost {
     pub const FASTSCAN_NS_PER_CODE: f64 = 0.05;
     /// One 8-bit code scored by a table look-up.
     pub const TABLE_NS_PER_CODE: f64 = 0.7;
+    /// One component of a centroid scored when the lists to probe are chosen: the centroids
+    /// come from memory (the scans evict them), 276 × 384 of them in 11 µs on the 2-core Xeon.
+    pub const COARSE_NS_PER_COMPONENT: f64 = 0.1;
+    /// One match's lists looked up (a random read) by the exact scan of the probed lists'
+    /// matches, before any of its codes are read (7 ns measured on MiniLM's 58k rows).
+    pub const PROBED_NS_PER_MATCH: f64 = 10.0;
+    /// The largest share of the matches the probed lists may hold for the exact scan of them
+    /// to be chosen over the exact scan of all: below it the saving outweighs the probe and
+    /// the look-ups whatever the vectors' size. Measured on the 2-core Xeon (shard engine,
+    /// defaults): MiniLM at 1% probed lists holding 0.43 of the matches and ran 0.79× as fast
+    /// as the exact scan of all of them (and at recall 0.98, not 1); at 2% they held 0.21 and
+    /// ran 1.19×; 1M × 128 at 1%, 0.24 and 1.52×.
+    pub const PROBED_MAX_SHARE: f64 = 0.25;
 }
 
 /// How a built segment is searched for a filter letting `matching` of its `rows` through.
@@ -490,6 +538,12 @@ pub mod cost {
 pub(super) enum Plan {
     /// Exact distances over the matching rows.
     Exact,
+    /// Exact distances over the matching rows in the `nprobe` lists nearest the query
+    /// ([`IvfPqIndex::exact_among_probed`]): the rows the IVF-PQ scan with these parameters
+    /// would meet among the matches, without reading the lists' other rows.
+    ///
+    /// [`IvfPqIndex::exact_among_probed`]: crate::index::ivfpq::IvfPqIndex::exact_among_probed
+    Probed(SearchParams),
     /// The IVF-PQ scan with these parameters.
     Ivf(SearchParams),
 }
@@ -519,9 +573,38 @@ impl SegShape {
         matching as f64 * self.dim as f64 * per
     }
 
+    /// About what share of a segment's rows lie in `nprobe` of its lists (their own or, with
+    /// spilled copies, their second).
+    fn probed_share(&self, nprobe: usize) -> f64 {
+        let lists_per_row = self.entries as f64 / self.rows.max(1) as f64;
+        (nprobe as f64 / self.nlist.max(1) as f64 * lists_per_row).min(1.0)
+    }
+
+    /// Whether [`plan_ivf`] could choose to read the matches one by one (the exact scan of
+    /// all of them or of the probed lists') for `matching` rows whatever the widening: that
+    /// costs no more than probing every list, with the probed lists no fewer than any widening
+    /// leaves them.
+    pub fn reading_matches_possible(
+        &self,
+        params: &SearchParams,
+        k: usize,
+        matching: usize,
+    ) -> bool {
+        let fewest = widened_nprobe(params, k, matching, self, Some(1.0));
+        let cheapest = self
+            .exact_ns(matching)
+            .min(self.probed_ns(matching, fewest));
+        matching <= super::EXACT_SCAN_ROWS || cheapest <= self.ivf_ns(self.nlist, k, params.rerank)
+    }
+
     /// Estimated nanoseconds of re-ranking `rows` raw vectors.
     fn rerank_ns(&self, rows: usize) -> f64 {
         rows as f64 * self.dim as f64 * cost::EXACT_NS_PER_COMPONENT
+    }
+
+    /// Estimated nanoseconds of choosing the lists to probe.
+    fn coarse_ns(&self) -> f64 {
+        self.nlist as f64 * self.dim as f64 * cost::COARSE_NS_PER_COMPONENT
     }
 
     /// Estimated nanoseconds of the IVF-PQ scan probing `nprobe` lists, then re-ranking
@@ -533,7 +616,23 @@ impl SegShape {
         } else {
             cost::TABLE_NS_PER_CODE
         };
-        probed_rows * self.pq_m.max(1) as f64 * per_code + self.rerank_ns(k * rerank)
+        self.coarse_ns()
+            + probed_rows * self.pq_m.max(1) as f64 * per_code
+            + self.rerank_ns(k * rerank)
+    }
+
+    /// Estimated nanoseconds of the exact scan of those of `matching` rows in the `nprobe`
+    /// lists nearest the query: each match's lists looked up, then the share of them in a
+    /// probed list (its own or, with spilled copies, its second) scanned exactly. Infinite
+    /// (never chosen) when that share is above [`cost::PROBED_MAX_SHARE`].
+    fn probed_ns(&self, matching: usize, nprobe: usize) -> f64 {
+        let share = self.probed_share(nprobe);
+        if share > cost::PROBED_MAX_SHARE {
+            return f64::INFINITY;
+        }
+        self.coarse_ns()
+            + matching as f64 * cost::PROBED_NS_PER_MATCH
+            + self.exact_ns((matching as f64 * share).ceil() as usize)
     }
 }
 
@@ -544,6 +643,23 @@ impl SegShape {
 /// widened by `1/sqrt(share)`.
 ///
 /// [`Calibration::widening`]: super::calibrate::Calibration::widening
+/// The lists a search for `matching` of a segment's rows probes: `params.nprobe` widened by
+/// `widening` (by `1/sqrt(share)` without one; never narrowed), and at least enough lists to
+/// hold `4 × k × rerank` matches on average.
+fn widened_nprobe(
+    params: &SearchParams,
+    k: usize,
+    matching: usize,
+    seg: &SegShape,
+    widening: Option<f64>,
+) -> usize {
+    let nlist = seg.nlist.max(1);
+    let s = matching as f64 / seg.rows.max(1) as f64;
+    let widened = (params.nprobe as f64 * widening.unwrap_or(1.0 / s.sqrt()).max(1.0)).ceil();
+    let fill = (4 * k * params.rerank.max(1)) as f64 * nlist as f64 / matching.max(1) as f64;
+    widened.max(fill.ceil()).min(nlist as f64).max(1.0) as usize
+}
+
 pub(super) fn plan_ivf(
     params: &SearchParams,
     k: usize,
@@ -559,18 +675,29 @@ pub(super) fn plan_ivf(
         // Unfiltered and nothing deleted: the caller's parameters as they are.
         return Plan::Ivf(*params);
     }
-    let nlist = seg.nlist.max(1);
-    let s = matching as f64 / rows as f64;
-    let widened = (params.nprobe as f64 * widening.unwrap_or(1.0 / s.sqrt()).max(1.0)).ceil();
-    let fill = (4 * k * params.rerank.max(1)) as f64 * nlist as f64 / matching as f64;
-    let nprobe = widened.max(fill.ceil()).min(nlist as f64).max(1.0) as usize;
-    if seg.exact_ns(matching) <= seg.ivf_ns(nprobe, k, params.rerank) {
-        return Plan::Exact;
-    }
-    Plan::Ivf(SearchParams {
+    let nprobe = widened_nprobe(params, k, matching, seg, widening);
+    let widened = SearchParams {
         nprobe,
         rerank: params.rerank,
-    })
+    };
+    let exact = seg.exact_ns(matching);
+    let probed = seg.probed_ns(matching, nprobe);
+    let ivf = seg.ivf_ns(nprobe, k, params.rerank);
+    if exact <= probed.min(ivf) {
+        Plan::Exact
+    } else if probed <= ivf {
+        Plan::Probed(widened)
+    } else {
+        Plan::Ivf(widened)
+    }
+}
+
+impl Plan {
+    /// Whether the plan reads the matching rows one by one, so that their list is all it
+    /// needs of them ([`Matches::List`]).
+    pub fn reads_matches(&self) -> bool {
+        matches!(self, Plan::Exact | Plan::Probed(_))
+    }
 }
 
 #[cfg(test)]
@@ -627,6 +754,39 @@ mod tests {
             plan_ivf(&params, 10, four.rows, &four, None),
             Plan::Ivf(params)
         );
+        // A 200k-row segment of 1M × 128 with spilled copies and 8-bit codes, as measured: at
+        // 1% the 60 probed lists of 512 hold about a quarter of the matches, and the exact scan
+        // of just those is chosen; at 0.1% all of them are scanned.
+        let sift = SegShape {
+            rows: 200_000,
+            entries: 400_000,
+            nlist: 512,
+            dim: 128,
+            pq_m: 64,
+            pq_bits: 4,
+            sq8: true,
+        };
+        let p = SearchParams {
+            nprobe: 10,
+            rerank: 4,
+        };
+        assert_eq!(
+            plan_ivf(&p, 10, 2_000, &sift, Some(6.0)),
+            Plan::Probed(SearchParams { nprobe: 60, ..p })
+        );
+        assert_eq!(plan_ivf(&p, 10, 200, &sift, Some(20.0)), Plan::Exact);
+        // `reading_matches_possible` never rules out a plan `plan_ivf` makes read the matches,
+        // whatever the widening, and does rule out a 50% filter over 4-bit codes.
+        for shape in [four, eight, coded] {
+            for matching in (1..=shape.rows).step_by(97) {
+                for widening in [None, Some(1.0), Some(4.0), Some(1000.0)] {
+                    if plan_ivf(&params, 10, matching, &shape, widening).reads_matches() {
+                        assert!(shape.reading_matches_possible(&params, 10, matching));
+                    }
+                }
+            }
+        }
+        assert!(!four.reading_matches_possible(&params, 10, four.rows / 2));
         // A measured widening replaces `1/sqrt(share)`: at 10%, 1.6x instead of 3.2x.
         let measured = plan_ivf(&params, 10, four.rows / 10, &four, Some(1.6));
         assert!(

@@ -103,6 +103,7 @@ impl Shard {
         let view = &plan.segments;
         #[cfg(test)]
         pause_at(&self.inner.hooks.search);
+        let pq = (self.inner.config.pq_m, self.inner.config.pq_bits);
         let mut all: Vec<(f32, PointId, usize, u32)> = Vec::new();
         for (i, seg) in view.iter().enumerate() {
             if seg.live_count == 0 {
@@ -111,7 +112,13 @@ impl Shard {
             let found = req
                 .filter
                 .filter(|f| !f.is_empty())
-                .map(|f| matches(seg, Some(f)));
+                .map(|f| match &seg.body {
+                    SegBody::Ivf(ivf) => planner::matches_for_search(seg, f, |n| {
+                        req.exact
+                            || plan_reads_matches(ivf, k, (&plan.params[i], plan.target), n, pq)
+                    }),
+                    SegBody::Flat(_) => matches(seg, Some(f)),
+                });
             let (pass, matching) = match &found {
                 Some(Matches::Set(s)) => (Pass::Set(s), s.count()),
                 Some(Matches::List(l)) => (Pass::List(l), l.len()),
@@ -133,7 +140,7 @@ impl Shard {
                     pass,
                     matching,
                     req.exact,
-                    (self.inner.config.pq_m, self.inner.config.pq_bits),
+                    pq,
                 ),
             };
             all.extend(hits.into_iter().filter_map(|n| {
@@ -204,8 +211,56 @@ fn search_chunks(
     top.into_sorted_vec()
 }
 
-/// Search of a built segment: the index with the allowed rows passed in, or an exact scan of
-/// them when asked, when the filter is selective or when the probed lists held too few.
+/// The shape of a built segment, as its search plan's costs need it.
+fn segment_shape(ivf: &IvfSeg, (pq_m, pq_bits): (usize, u8)) -> planner::SegShape {
+    let index = &ivf.index;
+    planner::SegShape {
+        rows: index.len(),
+        entries: index.entries(),
+        nlist: index.nlist(),
+        dim: index.dim(),
+        pq_m,
+        pq_bits,
+        sq8: index.sq8().is_some(),
+    }
+}
+
+/// Whether a built segment's search for `matching` of its rows reads them one by one
+/// ([`planner::Plan::reads_matches`]): [`segment_plan`], without reading the calibration when
+/// a scan of every list would cost less than that.
+fn plan_reads_matches(
+    ivf: &IvfSeg,
+    k: usize,
+    (params, target): (&SearchParams, f64),
+    matching: usize,
+    pq: (usize, u8),
+) -> bool {
+    segment_shape(ivf, pq).reading_matches_possible(params, k, matching)
+        && segment_plan(ivf, k, (params, target), matching, pq).reads_matches()
+}
+
+/// How a built segment is searched for `matching` of its rows ([`planner::plan_ivf`]), with
+/// `nprobe` widened as its calibration measured for that share at the recall `target`.
+fn segment_plan(
+    ivf: &IvfSeg,
+    k: usize,
+    (params, target): (&SearchParams, f64),
+    matching: usize,
+    pq: (usize, u8),
+) -> planner::Plan {
+    let index = &ivf.index;
+    let shape = segment_shape(ivf, pq);
+    let share = matching as f64 / index.len().max(1) as f64;
+    let widening = match &ivf.calibration {
+        Some(c) if matching < index.len() => c.widening(share, target, params.rerank),
+        _ => None,
+    };
+    planner::plan_ivf(params, k, matching, &shape, widening)
+}
+
+/// Search of a built segment: the index with the allowed rows passed in, an exact scan of those
+/// of them in the probed lists, or an exact scan of all of them when asked, when the filter is
+/// selective or when the probed lists held too few.
 #[allow(clippy::too_many_arguments)]
 fn search_ivf(
     ivf: &IvfSeg,
@@ -215,27 +270,22 @@ fn search_ivf(
     allowed: Pass<'_>,
     matching: usize,
     exact: bool,
-    (pq_m, pq_bits): (usize, u8),
+    pq: (usize, u8),
 ) -> Vec<Neighbor> {
     let index = &ivf.index;
-    let shape = planner::SegShape {
-        rows: index.len(),
-        entries: index.entries(),
-        nlist: index.nlist(),
-        dim: index.dim(),
-        pq_m,
-        pq_bits,
-        sq8: index.sq8().is_some(),
+    let plan = segment_plan(ivf, k, (params, target), matching, pq);
+    let positions = || match allowed {
+        Pass::Set(s) => ivf.positions(s.iter()),
+        Pass::List(l) => ivf.positions(l.iter().map(|&r| r as usize)),
     };
-    let share = matching as f64 / index.len().max(1) as f64;
-    let widening = match &ivf.calibration {
-        Some(c) if matching < index.len() => c.widening(share, target, params.rerank),
-        _ => None,
-    };
-    let plan = planner::plan_ivf(params, k, matching, &shape, widening);
+    let mut read = None;
     let approx = match plan {
         _ if exact => None,
         planner::Plan::Exact => None,
+        planner::Plan::Probed(p) => {
+            let rows: &[u32] = read.insert(positions());
+            Some(index.exact_among_probed(query, k, p.nprobe, rows))
+        }
         // Every row is live and passes: nothing to check per candidate.
         planner::Plan::Ivf(p) if matching == index.len() => Some(index.search(query, k, &p, None)),
         // The index's ids are segment rows: it checks each candidate against the allowed rows.
@@ -243,16 +293,12 @@ fn search_ivf(
             Some(index.search_ids_in(query, k, &p, &allowed.to_set(index.len())))
         }
     };
-    let positions = || match allowed {
-        Pass::Set(s) => ivf.positions(s.iter()),
-        Pass::List(l) => ivf.positions(l.iter().map(|&r| r as usize)),
-    };
     match approx {
         // The probed lists held enough matching rows.
         Some(hits) if hits.len() >= k.min(matching) => hits,
         // Exact requested, a selective filter, or too few matches in the probed lists: scan the
         // allowed rows exactly so the limit is still filled (through the 8-bit codes when the
         // segment has them: the same answer, a quarter of the memory traffic).
-        _ => index.exact_among(query, k, &positions()),
+        _ => index.exact_among(query, k, &read.unwrap_or_else(positions)),
     }
 }

@@ -69,6 +69,7 @@ mod spill;
 mod tests;
 
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 use super::coarse::CoarseTable;
 use super::coarse8::Coarse8;
@@ -269,6 +270,10 @@ pub struct IvfPqIndex {
     /// ([`IvfPqIndex::with_sq8`]): exact scans over chosen rows read these first
     /// ([`IvfPqIndex::exact_among`]). Not part of [`IvfPqParts`]; stored beside them.
     sq8: Option<Sq8>,
+    /// Per row, its own list and the list it is spilled to (`u32::MAX` when none), derived on
+    /// the first search that asks which lists chosen rows are in
+    /// ([`IvfPqIndex::exact_among_probed`]): 8 bytes a row, against `4 * dim` for its vector.
+    lists_of_rows: OnceLock<Vec<[u32; 2]>>,
     simd: SimdLevel,
 }
 

@@ -3,6 +3,7 @@
 //! are derived here, once per load, rather than stored.
 
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 use super::{
     COARSE8_FROM_BYTES, IvfPqIndex, IvfPqMeta, IvfPqParts, LAYOUT_VERSION, OLDEST_LAYOUT_VERSION,
@@ -150,6 +151,7 @@ impl IvfPqIndex {
             ids,
             vectors,
             sq8: None,
+            lists_of_rows: OnceLock::new(),
             simd: SimdLevel::detect(),
         })
     }

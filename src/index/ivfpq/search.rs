@@ -309,6 +309,72 @@ impl IvfPqIndex {
         self.exact_top_k_of(&q, k, rows, true)
     }
 
+    /// The exact `k` nearest of those of `rows` (positions in list order) that lie in the
+    /// `nprobe` lists nearest the query, in their own list or the one they are spilled to: the
+    /// candidates an IVF scan of those lists would meet among `rows`, scored exactly instead of
+    /// through their PQ codes (so recall is at least the scan's at that `nprobe`), at a cost
+    /// that follows the rows rather than the lists' lengths. What a selective filter's matches
+    /// need when an exact scan of all of them costs more than looking up their lists.
+    pub fn exact_among_probed(
+        &self,
+        query: &[f32],
+        k: usize,
+        nprobe: usize,
+        rows: &[u32],
+    ) -> Vec<Neighbor> {
+        let Some(q) = self.prepared(query, k) else {
+            return Vec::new();
+        };
+        let mut probed = vec![0u64; self.nlist.div_ceil(64)];
+        for (list, _) in self.probe(&q, nprobe.clamp(1, self.nlist)) {
+            probed[list / 64] |= 1 << (list % 64);
+        }
+        let is_probed = |l: u32| {
+            probed
+                .get(l as usize / 64)
+                .is_some_and(|w| w >> (l % 64) & 1 == 1)
+        };
+        let lists = self.lists_of_rows();
+        // Each look-up is a cache miss at a random row: asked for a few rows ahead.
+        const AHEAD: usize = 16;
+        let kept: Vec<u32> = crate::index::prefetched(rows, AHEAD, |r| {
+            if let Some(l) = lists.get(r as usize) {
+                crate::index::prefetch(l);
+            }
+        })
+        .filter(|&r| {
+            lists
+                .get(r as usize)
+                .is_some_and(|&[own, spill]| is_probed(own) || is_probed(spill))
+        })
+        .collect();
+        self.exact_top_k_of(&q, k, &kept, true)
+    }
+
+    /// Per row, its own list and the one it is spilled to (`u32::MAX` when none), derived
+    /// once from the list offsets and spilled entries.
+    fn lists_of_rows(&self) -> &[[u32; 2]] {
+        self.lists_of_rows.get_or_init(|| {
+            let mut lists = vec![[u32::MAX; 2]; self.n];
+            for (l, w) in self.list_offsets.windows(2).enumerate() {
+                for entry in lists
+                    .get_mut(w[0] as usize..w[1] as usize)
+                    .unwrap_or_default()
+                {
+                    entry[0] = l as u32;
+                }
+            }
+            for l in 0..self.nlist {
+                for &r in self.list_spills(l) {
+                    if let Some(entry) = lists.get_mut(r as usize) {
+                        entry[1] = l as u32;
+                    }
+                }
+            }
+            lists
+        })
+    }
+
     /// Hints the CPU to start loading a row's raw vector.
     #[inline]
     fn prefetch_vector(&self, row: usize) {

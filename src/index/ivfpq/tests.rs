@@ -1029,3 +1029,44 @@ fn spilled_parts_round_trip_and_their_corruption_is_refused() {
     negative.soar_lambda = Some(-1.0);
     assert!(IvfPqIndex::build(DIM, &f.data, &f.ids, &negative).is_err());
 }
+
+/// The exact search over the matches in the probed lists is brute force over the given rows
+/// whose own or spilled list is among the `nprobe` nearest, and with every list probed it is
+/// the exact search over all of them.
+#[test]
+fn the_probed_exact_scan_is_brute_force_over_the_probed_lists_rows() {
+    let f = overlapping();
+    for metric in [Metric::L2, Metric::Cosine] {
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(metric)).unwrap();
+        let mut lists_of: std::collections::HashMap<u64, Vec<usize>> = Default::default();
+        for (id, list) in index.list_of_each_row() {
+            lists_of.entry(id).or_default().push(list);
+        }
+        // Every seventh row (positions in list order), out of order.
+        let mut rows: Vec<u32> = (0..index.len() as u32).step_by(7).collect();
+        rows.reverse();
+        for q in f.queries.chunks_exact(DIM).take(10) {
+            let mut unit = q.to_vec();
+            if metric == Metric::Cosine {
+                normalize(&mut unit);
+            }
+            for nprobe in [1, 4, 16] {
+                let probed: Vec<usize> = index.probe(&unit, nprobe).iter().map(|p| p.0).collect();
+                let admitted: std::collections::HashSet<u64> = rows
+                    .iter()
+                    .map(|&r| index.ids()[r as usize])
+                    .filter(|id| lists_of[id].iter().any(|l| probed.contains(l)))
+                    .collect();
+                assert!(admitted.len() < rows.len(), "{nprobe} lists hold every row");
+                let want = exact(metric, &f.data, &f.ids, q, 10, |r| {
+                    admitted.contains(&f.ids[r])
+                });
+                let got = index.exact_among_probed(q, 10, nprobe, &rows);
+                let ids = |hits: &[Neighbor]| hits.iter().map(|nb| nb.id).collect::<Vec<_>>();
+                assert_eq!(ids(&got), ids(&want), "{metric:?} nprobe {nprobe}");
+            }
+            let all = index.exact_among_probed(q, 10, index.nlist(), &rows);
+            assert_eq!(all, index.exact_among(q, 10, &rows));
+        }
+    }
+}
