@@ -109,13 +109,19 @@ impl Shard {
             if seg.live_count == 0 {
                 continue;
             }
+            let built = |ivf| BuiltSearch {
+                ivf,
+                k,
+                params: &plan.params[i],
+                target: plan.target,
+                pq,
+            };
             let found = req
                 .filter
                 .filter(|f| !f.is_empty())
                 .map(|f| match &seg.body {
                     SegBody::Ivf(ivf) => planner::matches_for_search(seg, f, |n| {
-                        req.exact
-                            || plan_reads_matches(ivf, k, (&plan.params[i], plan.target), n, pq)
+                        req.exact || built(ivf).reads_matches(n)
                     }),
                     SegBody::Flat(_) => matches(seg, Some(f)),
                 });
@@ -132,16 +138,7 @@ impl Shard {
                     let set = pass.to_set(seg.rows);
                     search_chunks(chunks, &query, k, (matching < seg.rows).then_some(&*set))
                 }
-                SegBody::Ivf(ivf) => search_ivf(
-                    ivf,
-                    &query,
-                    k,
-                    (&plan.params[i], plan.target),
-                    pass,
-                    matching,
-                    req.exact,
-                    pq,
-                ),
+                SegBody::Ivf(ivf) => built(ivf).search(&query, pass, matching, req.exact),
             };
             all.extend(hits.into_iter().filter_map(|n| {
                 let row = n.id as usize;
@@ -211,94 +208,95 @@ fn search_chunks(
     top.into_sorted_vec()
 }
 
-/// The shape of a built segment, as its search plan's costs need it.
-fn segment_shape(ivf: &IvfSeg, (pq_m, pq_bits): (usize, u8)) -> planner::SegShape {
-    let index = &ivf.index;
-    planner::SegShape {
-        rows: index.len(),
-        entries: index.entries(),
-        nlist: index.nlist(),
-        dim: index.dim(),
-        pq_m,
-        pq_bits,
-        sq8: index.sq8().is_some(),
+/// One search of one built segment: what its plan and its scan need besides the query.
+struct BuiltSearch<'a> {
+    ivf: &'a IvfSeg,
+    k: usize,
+    /// The parameters the search plan resolved for the segment.
+    params: &'a SearchParams,
+    /// The recall target the widening is read at.
+    target: f64,
+    /// The collection's `(pq_m, pq_bits)`.
+    pq: (usize, u8),
+}
+
+impl BuiltSearch<'_> {
+    /// The shape of the segment, as its plan's costs need it.
+    fn shape(&self) -> planner::SegShape {
+        let index = &self.ivf.index;
+        planner::SegShape {
+            rows: index.len(),
+            entries: index.entries(),
+            nlist: index.nlist(),
+            dim: index.dim(),
+            pq_m: self.pq.0,
+            pq_bits: self.pq.1,
+            sq8: index.sq8().is_some(),
+        }
     }
-}
 
-/// Whether a built segment's search for `matching` of its rows reads them one by one
-/// ([`planner::Plan::reads_matches`]): [`segment_plan`], without reading the calibration when
-/// a scan of every list would cost less than that.
-fn plan_reads_matches(
-    ivf: &IvfSeg,
-    k: usize,
-    (params, target): (&SearchParams, f64),
-    matching: usize,
-    pq: (usize, u8),
-) -> bool {
-    segment_shape(ivf, pq).reading_matches_possible(params, k, matching)
-        && segment_plan(ivf, k, (params, target), matching, pq).reads_matches()
-}
+    /// Whether the search for `matching` rows reads them one by one
+    /// ([`planner::Plan::reads_matches`]), without reading the calibration when a scan of
+    /// every list would cost less than that.
+    fn reads_matches(&self, matching: usize) -> bool {
+        self.shape()
+            .reading_matches_possible(self.params, self.k, matching)
+            && self.plan(matching).reads_matches()
+    }
 
-/// How a built segment is searched for `matching` of its rows ([`planner::plan_ivf`]), with
-/// `nprobe` widened as its calibration measured for that share at the recall `target`.
-fn segment_plan(
-    ivf: &IvfSeg,
-    k: usize,
-    (params, target): (&SearchParams, f64),
-    matching: usize,
-    pq: (usize, u8),
-) -> planner::Plan {
-    let index = &ivf.index;
-    let shape = segment_shape(ivf, pq);
-    let share = matching as f64 / index.len().max(1) as f64;
-    let widening = match &ivf.calibration {
-        Some(c) if matching < index.len() => c.widening(share, target, params.rerank),
-        _ => None,
-    };
-    planner::plan_ivf(params, k, matching, &shape, widening)
-}
+    /// How the segment is searched for `matching` of its rows ([`planner::plan_ivf`]), with
+    /// `nprobe` widened as its calibration measured for that share at the recall target.
+    fn plan(&self, matching: usize) -> planner::Plan {
+        let index = &self.ivf.index;
+        let share = matching as f64 / index.len().max(1) as f64;
+        let widening = match &self.ivf.calibration {
+            Some(c) if matching < index.len() => c.widening(share, self.target, self.params.rerank),
+            _ => None,
+        };
+        planner::plan_ivf(self.params, self.k, matching, &self.shape(), widening)
+    }
 
-/// Search of a built segment: the index with the allowed rows passed in, an exact scan of those
-/// of them in the probed lists, or an exact scan of all of them when asked, when the filter is
-/// selective or when the probed lists held too few.
-#[allow(clippy::too_many_arguments)]
-fn search_ivf(
-    ivf: &IvfSeg,
-    query: &[f32],
-    k: usize,
-    (params, target): (&SearchParams, f64),
-    allowed: Pass<'_>,
-    matching: usize,
-    exact: bool,
-    pq: (usize, u8),
-) -> Vec<Neighbor> {
-    let index = &ivf.index;
-    let plan = segment_plan(ivf, k, (params, target), matching, pq);
-    let positions = || match allowed {
-        Pass::Set(s) => ivf.positions(s.iter()),
-        Pass::List(l) => ivf.positions(l.iter().map(|&r| r as usize)),
-    };
-    let mut read = None;
-    let approx = match plan {
-        _ if exact => None,
-        planner::Plan::Exact => None,
-        planner::Plan::Probed(p) => {
-            let rows: &[u32] = read.insert(positions());
-            Some(index.exact_among_probed(query, k, p.nprobe, rows))
+    /// The search: the index with the allowed rows passed in, an exact scan of those of them
+    /// in the probed lists, or an exact scan of all of them when asked, when the filter is
+    /// selective or when the probed lists held too few.
+    fn search(
+        &self,
+        query: &[f32],
+        allowed: Pass<'_>,
+        matching: usize,
+        exact: bool,
+    ) -> Vec<Neighbor> {
+        let (ivf, k) = (self.ivf, self.k);
+        let index = &ivf.index;
+        let plan = self.plan(matching);
+        let positions = || match allowed {
+            Pass::Set(s) => ivf.positions(s.iter()),
+            Pass::List(l) => ivf.positions(l.iter().map(|&r| r as usize)),
+        };
+        let mut read = None;
+        let approx = match plan {
+            _ if exact => None,
+            planner::Plan::Exact => None,
+            planner::Plan::Probed(p) => {
+                let rows: &[u32] = read.insert(positions());
+                Some(index.exact_among_probed(query, k, p.nprobe, rows))
+            }
+            // Every row is live and passes: nothing to check per candidate.
+            planner::Plan::Ivf(p) if matching == index.len() => {
+                Some(index.search(query, k, &p, None))
+            }
+            // The index's ids are segment rows: it checks each candidate against the allowed rows.
+            planner::Plan::Ivf(p) => {
+                Some(index.search_ids_in(query, k, &p, &allowed.to_set(index.len())))
+            }
+        };
+        match approx {
+            // The probed lists held enough matching rows.
+            Some(hits) if hits.len() >= k.min(matching) => hits,
+            // Exact requested, a selective filter, or too few matches in the probed lists: scan the
+            // allowed rows exactly so the limit is still filled (through the 8-bit codes when the
+            // segment has them: the same answer, a quarter of the memory traffic).
+            _ => index.exact_among(query, k, &read.unwrap_or_else(positions)),
         }
-        // Every row is live and passes: nothing to check per candidate.
-        planner::Plan::Ivf(p) if matching == index.len() => Some(index.search(query, k, &p, None)),
-        // The index's ids are segment rows: it checks each candidate against the allowed rows.
-        planner::Plan::Ivf(p) => {
-            Some(index.search_ids_in(query, k, &p, &allowed.to_set(index.len())))
-        }
-    };
-    match approx {
-        // The probed lists held enough matching rows.
-        Some(hits) if hits.len() >= k.min(matching) => hits,
-        // Exact requested, a selective filter, or too few matches in the probed lists: scan the
-        // allowed rows exactly so the limit is still filled (through the 8-bit codes when the
-        // segment has them: the same answer, a quarter of the memory traffic).
-        _ => index.exact_among(query, k, &read.unwrap_or_else(positions)),
     }
 }
