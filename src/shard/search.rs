@@ -300,3 +300,37 @@ impl BuiltSearch<'_> {
         }
     }
 }
+
+#[cfg(test)]
+impl Shard {
+    /// The plan each built segment takes for `req`, with `req.nprobe` and `req.rerank` as its
+    /// parameters: so that tests can see which plan answered.
+    pub(super) fn plans(&self, req: &SearchRequest<'_>) -> Vec<planner::Plan> {
+        let fallback = SearchParams {
+            nprobe: req.nprobe,
+            rerank: req.rerank,
+        };
+        let Ok(plan) = self.plan_search(&Tuning::explicit(req.nprobe, req.rerank), fallback) else {
+            return Vec::new();
+        };
+        let pq = (self.inner.config.pq_m, self.inner.config.pq_bits);
+        let k = req.limit.saturating_add(req.offset);
+        plan.segments
+            .iter()
+            .enumerate()
+            .filter_map(|(i, seg)| match &seg.body {
+                SegBody::Ivf(ivf) => Some(
+                    BuiltSearch {
+                        ivf,
+                        k,
+                        params: &plan.params[i],
+                        target: plan.target,
+                        pq,
+                    }
+                    .plan(matches(seg, req.filter).count()),
+                ),
+                SegBody::Flat(_) => None,
+            })
+            .collect()
+    }
+}

@@ -407,6 +407,79 @@ fn filtered_search_fills_the_limit_from_sealed_segments() {
     );
 }
 
+/// Clustered vectors: `clusters` tight blobs, so that lists follow them.
+fn blob_vec(rng: &mut ChaCha8Rng, centres: &[Vec<f32>]) -> Vec<f32> {
+    let c = &centres[rng.random_range(0..centres.len())];
+    c.iter()
+        .map(|x| x + rng.random_range(-0.1f32..0.1))
+        .collect()
+}
+
+/// A filter whose matches mostly lie outside the lists a widened scan would probe is answered
+/// by scoring exactly just the matches inside them (`Plan::Probed`): every hit passes the
+/// filter, and the answer is near the exact filtered one.
+#[test]
+fn the_probed_plan_answers_within_the_filter_and_near_exact() {
+    let dim = 128;
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let shard = Shard::new(ShardConfig {
+        nlist: 256,
+        pq_m: 64,
+        pq_bits: 4,
+        ..config(dim, Metric::L2, 60_000)
+    });
+    let centres: Vec<Vec<f32>> = (0..200).map(|_| random_vec(&mut rng, dim)).collect();
+    // 1% of the rows match a group: 600, more than are always scanned exactly.
+    let points: Vec<PointWrite> = (0..60_000u64)
+        .map(|i| point(i, blob_vec(&mut rng, &centres), i % 100))
+        .collect();
+    shard.apply(1, &ShardCommand::Upsert { points }).unwrap();
+    shard.wait_for_builds();
+    assert_eq!(shard.stats().indexed_points, 60_000);
+    let (mut probed, mut hit, mut total) = (0, 0, 0);
+    for g in 0..5u64 {
+        let f = serde_json::from_value::<Filter>(
+            json!({"must": [{"key": "group", "match": {"value": g}}]}),
+        )
+        .unwrap()
+        .compile()
+        .unwrap();
+        for nprobe in [1, 2, 4] {
+            let q = blob_vec(&mut rng, &centres);
+            let mut r = req(&q, 10, Some(&f), false);
+            r.nprobe = nprobe;
+            r.rerank = 1;
+            if !shard
+                .plans(&r)
+                .iter()
+                .any(|p| matches!(p, planner::Plan::Probed(_)))
+            {
+                continue;
+            }
+            probed += 1;
+            let hits = shard.search(&r).unwrap();
+            assert_eq!(hits.len(), 10);
+            let ids = |hits: &[Hit]| -> Vec<u64> {
+                hits.iter()
+                    .map(|h| match h.record.id {
+                        PointId::Num(i) => i,
+                        PointId::Uuid(_) => panic!("numeric ids only"),
+                    })
+                    .collect()
+            };
+            assert!(ids(&hits).iter().all(|i| i % 100 == g), "{hits:?}");
+            let exact = ids(&shard.search(&req(&q, 10, Some(&f), true)).unwrap());
+            hit += ids(&hits).iter().filter(|i| exact.contains(i)).count();
+            total += 10;
+        }
+    }
+    assert!(
+        probed >= 5,
+        "the probed plan answered {probed} of 15 searches"
+    );
+    assert!(hit * 10 >= total * 9, "recall@10 {hit}/{total}");
+}
+
 #[test]
 fn approximate_search_recalls_exact_neighbours() {
     let dim = 16;
