@@ -374,21 +374,22 @@ pub(super) fn matches(seg: &Segment, filter: Option<&CompiledFilter>) -> Matches
     matches_listing_if(seg, filter, |e| e.saturating_mul(SPARSE_SHARE) <= live)
 }
 
-/// Live rows of `seg` passing `filter` for a search whose plan scans `n` matching rows exactly
-/// when `exact(n)`: listed when a payload index finds at most `n` candidates and the plan for
-/// `n` is the exact scan, which reads the matches one by one, so the list is all it needs (a
-/// set would cost a pass over every row of the segment to build and another to walk). The plan
-/// for fewer matches is exact too (its cost falls with them, the widened scan's does not), so
-/// the upper bound decides for the true count. Otherwise as [`matches`]: the IVF-PQ scan
-/// admits its candidates through a set, and a list would only be turned into one.
+/// Live rows of `seg` passing `filter` for a search whose plan reads `n` matching rows one by
+/// one when `reads(n)` ([`Plan::reads_matches`]): listed when a payload index finds at most `n`
+/// candidates and the plan for `n` reads them, so the list is all it needs (a set would cost a
+/// pass over every row of the segment to build and another to walk). The upper bound decides
+/// for the true count: with fewer matches the exact scan costs less and the widened scan more,
+/// so a plan that read `n` matches almost always reads fewer; where it does not, the IVF-PQ scan
+/// turns the list into a set (the same answer, a little dearer). Otherwise as [`matches`]: the
+/// IVF-PQ scan admits its candidates through a set, and a list would only be turned into one.
 pub(super) fn matches_for_search(
     seg: &Segment,
     filter: &CompiledFilter,
-    exact: impl Fn(usize) -> bool,
+    reads: impl Fn(usize) -> bool,
 ) -> Matches {
     let live = seg.live.len();
     matches_listing_if(seg, Some(filter), |e| {
-        e.saturating_mul(SPARSE_SHARE) <= live || exact(e)
+        e.saturating_mul(SPARSE_SHARE) <= live || reads(e)
     })
 }
 
