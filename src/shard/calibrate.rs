@@ -90,7 +90,7 @@ pub struct Calibration {
     /// far: derived from the curves, never stored. A calibration's curves are not changed once
     /// it is asked for a widening (segments hold it behind an `Arc`).
     #[serde(skip)]
-    pub widening_memo: WideningMemo,
+    widening_memo: WideningMemo,
 }
 
 /// The `(ln share, ln factor)` points [`Calibration::widening`] interpolates, per `(target,
@@ -98,7 +98,7 @@ pub struct Calibration {
 /// filtered query on MiniLM when done for each segment of each query; a search asks the same
 /// target and re-rank factor almost every time, so each pair is worked out once.
 #[derive(Default)]
-pub struct WideningMemo(RwLock<Vec<WideningPoints>>);
+struct WideningMemo(RwLock<Vec<WideningPoints>>);
 
 /// The points for one `(target, rerank)`, `None` when the unfiltered curve has no answer.
 type WideningPoints = ((u64, usize), Option<Arc<[(f64, f64)]>>);

@@ -637,13 +637,6 @@ impl SegShape {
     }
 }
 
-/// Chooses the plan for one built segment (see the module doc): the exact scan when it is
-/// estimated no dearer than the widened IVF-PQ scan. `widening` is the factor the segment's
-/// calibration measured for this share of matching rows ([`Calibration::widening`]); without
-/// one (an uncalibrated segment, or one calibrated before filtered curves existed) `nprobe` is
-/// widened by `1/sqrt(share)`.
-///
-/// [`Calibration::widening`]: super::calibrate::Calibration::widening
 /// The lists a search for `matching` of a segment's rows probes: `params.nprobe` widened by
 /// `widening` (by `1/sqrt(share)` without one; never narrowed), and at least enough lists to
 /// hold `4 × k × rerank` matches on average.
@@ -661,6 +654,14 @@ fn widened_nprobe(
     widened.max(fill.ceil()).min(nlist as f64).max(1.0) as usize
 }
 
+/// Chooses the plan for one built segment (see the module doc): of the exact scan of all
+/// matches, the exact scan of the probed lists' matches and the widened IVF-PQ scan, the one
+/// estimated cheapest, the exact scan of all winning ties. `widening` is the factor the segment's
+/// calibration measured for this share of matching rows ([`Calibration::widening`]); without
+/// one (an uncalibrated segment, or one calibrated before filtered curves existed) `nprobe` is
+/// widened by `1/sqrt(share)`.
+///
+/// [`Calibration::widening`]: super::calibrate::Calibration::widening
 pub(super) fn plan_ivf(
     params: &SearchParams,
     k: usize,

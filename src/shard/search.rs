@@ -109,13 +109,7 @@ impl Shard {
             if seg.live_count == 0 {
                 continue;
             }
-            let built = |ivf| BuiltSearch {
-                ivf,
-                k,
-                params: &plan.params[i],
-                target: plan.target,
-                pq,
-            };
+            let built = |ivf| BuiltSearch::new(plan, i, ivf, k, pq);
             let found = req
                 .filter
                 .filter(|f| !f.is_empty())
@@ -220,7 +214,18 @@ struct BuiltSearch<'a> {
     pq: (usize, u8),
 }
 
-impl BuiltSearch<'_> {
+impl<'a> BuiltSearch<'a> {
+    /// The search of `plan`'s segment `i`, built as `ivf`.
+    fn new(plan: &'a SearchPlan, i: usize, ivf: &'a IvfSeg, k: usize, pq: (usize, u8)) -> Self {
+        BuiltSearch {
+            ivf,
+            k,
+            params: &plan.params[i],
+            target: plan.target,
+            pq,
+        }
+    }
+
     /// The shape of the segment, as its plan's costs need it.
     fn shape(&self) -> planner::SegShape {
         let index = &self.ivf.index;
@@ -320,14 +325,7 @@ impl Shard {
             .enumerate()
             .filter_map(|(i, seg)| match &seg.body {
                 SegBody::Ivf(ivf) => Some(
-                    BuiltSearch {
-                        ivf,
-                        k,
-                        params: &plan.params[i],
-                        target: plan.target,
-                        pq,
-                    }
-                    .plan(matches(seg, req.filter).count()),
+                    BuiltSearch::new(&plan, i, ivf, k, pq).plan(matches(seg, req.filter).count()),
                 ),
                 SegBody::Flat(_) => None,
             })

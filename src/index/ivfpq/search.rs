@@ -325,15 +325,10 @@ impl IvfPqIndex {
         let Some(q) = self.prepared(query, k) else {
             return Vec::new();
         };
-        let mut probed = vec![0u64; self.nlist.div_ceil(64)];
-        for (list, _) in self.probe(&q, nprobe.clamp(1, self.nlist)) {
-            probed[list / 64] |= 1 << (list % 64);
-        }
-        let is_probed = |l: u32| {
-            probed
-                .get(l as usize / 64)
-                .is_some_and(|w| w >> (l % 64) & 1 == 1)
-        };
+        let probes = self.probe(&q, nprobe.clamp(1, self.nlist));
+        let probed = RowSet::from_rows(self.nlist, probes.iter().map(|&(list, _)| list));
+        // `u32::MAX` (no spilled copy) is past the set's end: never probed.
+        let is_probed = |l: u32| probed.contains(l as usize);
         let lists = self.lists_of_rows();
         // Each look-up is a cache miss at a random row: asked for a few rows ahead.
         const AHEAD: usize = 16;
@@ -356,15 +351,11 @@ impl IvfPqIndex {
     fn lists_of_rows(&self) -> &[[u32; 2]] {
         self.lists_of_rows.get_or_init(|| {
             let mut lists = vec![[u32::MAX; 2]; self.n];
-            for (l, w) in self.list_offsets.windows(2).enumerate() {
-                for entry in lists
-                    .get_mut(w[0] as usize..w[1] as usize)
-                    .unwrap_or_default()
-                {
+            for l in 0..self.nlist {
+                let (start, end) = self.list_rows(l);
+                for entry in lists.get_mut(start..end).unwrap_or_default() {
                     entry[0] = l as u32;
                 }
-            }
-            for l in 0..self.nlist {
                 for &r in self.list_spills(l) {
                     if let Some(entry) = lists.get_mut(r as usize) {
                         entry[1] = l as u32;
