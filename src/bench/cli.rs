@@ -175,9 +175,9 @@ pub struct BenchArgs {
     /// Target recall@k for --tune.
     #[arg(long, requires = "tune", default_value_t = 0.95)]
     pub recall: f64,
-    /// Timed passes over the queries for every reported row (not the tuner's samples); the pass with the median wall
-    /// time is reported. A thousand queries at tens of thousands a second take tens of
-    /// milliseconds, too short a time to compare builds on a shared machine.
+    /// Timed passes over the queries for every reported row (not the tuner's samples); the
+    /// pass with the median wall time is reported. A thousand queries at tens of thousands a
+    /// second take tens of milliseconds, too short a time to compare builds on a shared machine.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub passes: u64,
     /// Queries per tuning measurement (the winner is confirmed on all of them).
