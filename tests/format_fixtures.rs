@@ -507,6 +507,7 @@ fn collection_snapshot_v1_recovers_its_points() {
             collections: vec![SnapCollection {
                 name: "fixture".into(),
                 spec: CollectionSpec::new(8, Metric::L2),
+                named: Vec::new(),
                 shard_number: 1,
                 shards: vec![0],
             }],
@@ -515,7 +516,7 @@ fn collection_snapshot_v1_recovers_its_points() {
         let sha = snapshots::write_snapshot(
             &file,
             &meta,
-            &[(0, 0, segment_fixture_shard())],
+            &[(0, 0, shoal::shard::Lanes::single(segment_fixture_shard()))],
             staging.path(),
         )
         .unwrap();
@@ -535,8 +536,12 @@ fn collection_snapshot_v1_recovers_its_points() {
         opened.meta.collections[0].spec,
         CollectionSpec::new(8, Metric::L2)
     );
-    let (s, shard) = &opened.shards[0][0];
+    // Written before named vectors: no `named` in its meta, one lane per shard.
+    assert!(opened.meta.collections[0].named.is_empty());
+    let (s, lanes) = &opened.shards[0][0];
     assert_eq!(*s, 0);
+    assert_eq!(lanes.len(), 1);
+    let shard = lanes.primary();
     let want = segment_fixture_shard();
     let ids: Vec<PointId> = (0..240).map(PointId::Num).collect();
     assert_eq!(shard.get(&ids, true, true), want.get(&ids, true, true));

@@ -226,7 +226,7 @@ fn bad_matrix_inputs(call: &dyn Fn(&str, Value) -> (u16, Value)) {
         (json!({"limit": 0}), "limit = 0"),
         (json!({"sample": -3}), "invalid JSON body"),
         (json!({"sample": "ten"}), "invalid JSON body"),
-        (json!({"using": "image"}), "using"),
+        (json!({"using": "image"}), "\"image\""),
         (json!({"shard_key": "eu"}), "shard_key"),
         (
             json!({"filter": {"must": [{"key": "kind", "colour": 1}]}}),

@@ -46,3 +46,14 @@ fn qdrant_client_matrix_and_cluster() {
         );
     }
 }
+
+/// Named vectors through qdrant-client: `tests/python/qdrant_named_vectors.py` creates a
+/// collection with a dict `vectors_config`, upserts every form, queries each vector with
+/// `using` (filters, batches, groups, queries by example), reads vectors by name, takes the
+/// distance matrix of one vector and recovers a snapshot, each answer checked in Python.
+#[test]
+fn qdrant_client_named_vectors() {
+    if !skipped() {
+        run_script("qdrant_named_vectors.py", false, "named vectors: ok");
+    }
+}

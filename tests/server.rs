@@ -3,22 +3,9 @@
 
 mod common;
 
-use common::Server;
+use common::{Server, vec_for};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-
-fn vec_for(i: u64, dim: usize) -> Vec<f32> {
-    // Deterministic pseudo-random components in [-1, 1).
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
-    (0..dim)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 2000) as f32 / 1000.0 - 1.0
-        })
-        .collect()
-}
 
 fn l2(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
@@ -712,7 +699,11 @@ fn a_batch_of_writes_applies_in_order_or_refuses_whole() {
             "operations[1]",
         ),
         (json!({"frobnicate": {}}), "frobnicate"),
-        (json!({"update_vectors": {"points": []}}), "update_vectors"),
+        (json!({"update_vectors": {"points": []}}), "operations[1]"),
+        (
+            json!({"delete_vectors": {"points": [1], "vector": [""]}}),
+            "delete_vectors",
+        ),
     ] {
         let body = json!({"operations": [{"delete": {"points": [0]}}, bad]});
         let (status, out) = s.call("POST", "/collections/b/points/batch", Some(body));

@@ -6,19 +6,22 @@
 //! changes nothing and its 400 names the operation (`operations[2]: …`). Applying is not atomic,
 //! as in Qdrant: if the cluster fails part-way, the operations before the failing one stay
 //! applied (each was acknowledged by its shards' Raft groups). The answer is one
-//! `UpdateResult` per operation, in order. `update_vectors` and `delete_vectors` are refused by
-//! name: shoal has one vector per point and no vector-less points.
+//! `UpdateResult` per operation, in order. `delete_vectors` is refused by name: every point
+//! carries each of its collection's vectors.
 
 use super::error::ApiError;
 use super::payload::{
     DeletePayload, PayloadTarget, SetPayload, clear_command, delete_command, overwrite_command,
     set_command,
 };
-use super::points::{DeleteTarget, apply_delete, delete_target, points_to_write, update_result};
-use super::types::{DeletePoints, UpdateResult, UpsertPoints, WriteQuery};
+use super::points::{
+    DeleteTarget, apply_delete, delete_target, points_to_write, update_result, vector_updates,
+};
+use super::types::{DeletePoints, UpdateResult, UpdateVectors, UpsertPoints, WriteQuery};
+use super::vectors::VectorLayout;
 use super::{AppState, JsonBody, ok};
 use crate::router::WriteAck;
-use crate::shard::{PointWrite, ShardCommand};
+use crate::shard::{PointWrite, ShardCommand, VectorUpdate};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -46,20 +49,21 @@ enum Operation {
     OverwritePayload(SetPayload),
     DeletePayload(DeletePayload),
     ClearPayload(PayloadTarget),
-    // Refused by name: the bodies are never looked at.
-    UpdateVectors(#[allow(dead_code)] serde::de::IgnoredAny),
+    UpdateVectors(UpdateVectors),
+    // Refused by name: the body is never looked at.
     DeleteVectors(#[allow(dead_code)] serde::de::IgnoredAny),
 }
 
 /// An operation checked and ready to apply.
 enum Checked {
     Upsert(Vec<PointWrite>),
+    UpdateVectors(Vec<VectorUpdate>),
     Delete(DeleteTarget),
     EveryShard(ShardCommand),
 }
 
 /// Parses and checks operation `i`.
-fn check(st: &AppState, dim: usize, i: usize, op: Value) -> Result<Checked, ApiError> {
+fn check(st: &AppState, layout: &VectorLayout, i: usize, op: Value) -> Result<Checked, ApiError> {
     let at = |e: ApiError| match e {
         ApiError::BadRequest(m) => ApiError::bad(format!("operations[{i}]: {m}")),
         other => other,
@@ -67,15 +71,18 @@ fn check(st: &AppState, dim: usize, i: usize, op: Value) -> Result<Checked, ApiE
     let limits = &st.config.limits;
     let op: Operation = serde_json::from_value(op).map_err(|e| at(ApiError::bad(e.to_string())))?;
     let checked = match op {
-        Operation::Upsert(req) => points_to_write(limits, dim, &req).map(Checked::Upsert),
+        Operation::Upsert(req) => points_to_write(limits, layout, &req).map(Checked::Upsert),
         Operation::Delete(req) => delete_target(limits, &req).map(Checked::Delete),
         Operation::SetPayload(req) => set_command(limits, req).map(Checked::EveryShard),
         Operation::OverwritePayload(req) => overwrite_command(limits, req).map(Checked::EveryShard),
         Operation::DeletePayload(req) => delete_command(limits, req).map(Checked::EveryShard),
         Operation::ClearPayload(req) => clear_command(limits, &req).map(Checked::EveryShard),
-        Operation::UpdateVectors(_) | Operation::DeleteVectors(_) => Err(ApiError::bad(
-            "update_vectors and delete_vectors are not supported: shoal keeps one vector per \
-             point; upsert the point with its new vector instead",
+        Operation::UpdateVectors(req) => {
+            vector_updates(limits, layout, &req).map(Checked::UpdateVectors)
+        }
+        Operation::DeleteVectors(_) => Err(ApiError::bad(
+            "delete_vectors is not supported: every point carries each of the collection's \
+             vectors; upsert the point with new vectors, or delete it",
         )),
     };
     checked.map_err(at)
@@ -91,7 +98,7 @@ pub async fn batch_update(
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<BatchUpdate>,
 ) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     if req.operations.is_empty() {
         return Err(ApiError::bad("no operations"));
     }
@@ -102,7 +109,7 @@ pub async fn batch_update(
         .operations
         .into_iter()
         .enumerate()
-        .map(|(i, op)| check(&st, cfg.dim(), i, op))
+        .map(|(i, op)| check(&st, &layout, i, op))
         .collect::<Result<Vec<_>, _>>()?;
     let upserted: usize = checked
         .iter()
@@ -116,6 +123,7 @@ pub async fn batch_update(
     for op in checked {
         let ack: WriteAck = match op {
             Checked::Upsert(points) => st.router.upsert(&name, points).await?,
+            Checked::UpdateVectors(updates) => st.router.update_vectors(&name, updates).await?,
             Checked::Delete(target) => apply_delete(&st, &name, target).await?,
             Checked::EveryShard(command) => st.router.write_every_shard(&name, command).await?,
         };

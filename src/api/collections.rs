@@ -8,10 +8,11 @@
 use super::error::ApiError;
 use super::types::{
     self, CreateCollection, Distance, IvfPqParams, ResolvedIvfPq, ResolvedSearch, UpdateCollection,
-    VectorParams,
+    VectorParams, VectorsConfig,
 };
 use crate::collection::{
-    self, CollectionSpec, IvfPqSpec, Metric, Placement, SearchSpec, SearchUpdate, VectorSpec,
+    self, CollectionSpec, CollectionVectors, IvfPqSpec, Metric, NamedVectorSpec, Placement,
+    SearchSpec, SearchUpdate, VectorSpec,
 };
 use serde_json::Value;
 
@@ -41,57 +42,47 @@ impl From<Metric> for Distance {
     }
 }
 
-/// The spec a `PUT /collections/{name}` body asks for: `vectors` is required and must be one
-/// unnamed vector, `placement` is `hash` or `centroid`.
-pub fn spec_of(req: &CreateCollection) -> Result<CollectionSpec, ApiError> {
+/// The spec a `PUT /collections/{name}` body asks for and its named vectors (none for one
+/// unnamed vector): `vectors` is required, either one vector `{"size", "distance"}` (or Qdrant's
+/// named form with only the empty name, its unnamed vector) or named vectors
+/// `{"name": {"size", "distance"}, ..}`; `placement` is `hash` or `centroid`.
+pub fn spec_of(req: &CreateCollection) -> Result<(CollectionSpec, Vec<NamedVectorSpec>), ApiError> {
     let vectors = req.vectors.as_ref().ok_or_else(|| {
         ApiError::bad(
             "missing `vectors`: give {\"size\": N, \"distance\": \"Cosine\"|\"Euclid\"|\"Dot\"}",
         )
     })?;
-    // Qdrant's named form with only the empty name is its unnamed vector (LangChain's Qdrant
-    // store creates collections so: `{"": {"size": ..}}`).
-    let vectors_json = match vectors.as_object() {
+    let (vector, named) = match vectors.as_object() {
+        // LangChain's Qdrant store creates collections so: `{"": {"size": ..}}`.
         Some(named) if named.len() == 1 && named.get("").is_some_and(Value::is_object) => {
-            &named[""]
+            (vector_spec(&named[""], "vectors")?, Vec::new())
         }
         Some(named)
             if !named.is_empty()
                 && !named.contains_key("size")
                 && named.values().all(Value::is_object) =>
         {
-            let names: Vec<&str> = named.keys().map(String::as_str).collect();
-            return Err(ApiError::bad(format!(
-                "vectors: named vectors {names:?} are not supported: shoal collections have one unnamed vector (give {{\"size\": N, \"distance\": ..}}, or the name \"\")"
-            )));
-        }
-        _ => vectors,
-    };
-    let vectors: VectorParams = serde_json::from_value(vectors_json.clone()).map_err(|e| {
-        ApiError::bad(format!(
-            "invalid `vectors` ({e}): shoal supports one unnamed vector {{\"size\": N, \"distance\": \"Cosine\"|\"Euclid\"|\"Dot\"}}"
-        ))
-    })?;
-    // A setting serde would drop silently (multivectors, another datatype) is refused by name:
-    // a collection must never be created without what it asked for.
-    if let Some(fields) = vectors_json.as_object() {
-        for (field, value) in fields {
-            match field.as_str() {
-                "size" | "distance" | "on_disk" | "hnsw_config" | "quantization_config" => {}
-                "datatype" if value.is_null() || value == "float32" => {}
-                "multivector_config" if value.is_null() => {}
-                other => {
-                    return Err(ApiError::bad(format!(
-                        "vectors.{other} = {value} is not supported by shoal (one dense float32 vector per point)"
-                    )));
-                }
+            if named.contains_key("") {
+                return Err(ApiError::bad(
+                    "vectors: the empty name is the unnamed vector; it cannot be mixed with named vectors",
+                ));
             }
+            let named = named
+                .iter()
+                .map(|(name, v)| {
+                    Ok(NamedVectorSpec {
+                        name: name.clone(),
+                        vectors: vector_spec(v, &format!("vectors.{name}"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            (named[0].vectors, named)
         }
-    }
+        _ => (vector_spec(vectors, "vectors")?, Vec::new()),
+    };
     if !is_blank(&req.sparse_vectors) {
         return Err(ApiError::bad("sparse_vectors are not supported by shoal"));
     }
-    let metric = Metric::try_from(vectors.distance)?;
     let placement = match req.placement.as_deref() {
         None => None,
         Some(name) => Some(Placement::from_name(name).ok_or_else(|| {
@@ -100,11 +91,8 @@ pub fn spec_of(req: &CreateCollection) -> Result<CollectionSpec, ApiError> {
     };
     let ivf = req.ivf_pq_config.clone().unwrap_or_default();
     let search = req.search_config.clone().unwrap_or_default();
-    Ok(CollectionSpec {
-        vectors: VectorSpec {
-            dim: vectors.size,
-            metric,
-        },
+    let spec = CollectionSpec {
+        vectors: vector,
         shard_number: req.shard_number,
         replication_factor: req.replication_factor,
         placement,
@@ -120,6 +108,36 @@ pub fn spec_of(req: &CreateCollection) -> Result<CollectionSpec, ApiError> {
             shard_probe: search.shard_probe,
             recall_target: search.recall_target,
         },
+    };
+    Ok((spec, named))
+}
+
+/// One vector's `{"size", "distance", ..}` (`what` names it in errors). A setting serde would
+/// drop silently (multivectors, another datatype) is refused by name: a collection must never
+/// be created without what it asked for.
+fn vector_spec(json: &Value, what: &str) -> Result<VectorSpec, ApiError> {
+    let params: VectorParams = serde_json::from_value(json.clone()).map_err(|e| {
+        ApiError::bad(format!(
+            "invalid `{what}` ({e}): give {{\"size\": N, \"distance\": \"Cosine\"|\"Euclid\"|\"Dot\"}}"
+        ))
+    })?;
+    if let Some(fields) = json.as_object() {
+        for (field, value) in fields {
+            match field.as_str() {
+                "size" | "distance" | "on_disk" | "hnsw_config" | "quantization_config" => {}
+                "datatype" if value.is_null() || value == "float32" => {}
+                "multivector_config" if value.is_null() => {}
+                other => {
+                    return Err(ApiError::bad(format!(
+                        "{what}.{other} = {value} is not supported by shoal (dense float32 vectors)"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(VectorSpec {
+        dim: params.size,
+        metric: Metric::try_from(params.distance)?,
     })
 }
 
@@ -138,8 +156,9 @@ fn is_blank(v: &Option<Value>) -> bool {
 /// [`UpdateCollection`]). Settings restated with their current value are not changes.
 pub fn update_of(
     req: &UpdateCollection,
-    current: &collection::CollectionConfig,
+    vectors: &CollectionVectors,
 ) -> Result<SearchUpdate, ApiError> {
+    let current = &vectors.config;
     for (field, value) in [
         ("sparse_vectors", &req.sparse_vectors),
         ("strict_mode_config", &req.strict_mode_config),
@@ -199,14 +218,19 @@ pub fn update_of(
             }
         }
     }
-    if let Some(vectors) = req.vectors.as_ref().filter(|v| !v.is_null()) {
-        let vectors = vectors
+    if let Some(changed) = req.vectors.as_ref().filter(|v| !v.is_null()) {
+        let changed = changed
             .as_object()
             .ok_or_else(|| ApiError::bad("`vectors` must be an object"))?;
-        for (name, diff) in vectors {
-            if !name.is_empty() {
+        for (name, diff) in changed {
+            let exists = if name.is_empty() {
+                vectors.named.is_empty()
+            } else {
+                vectors.named.iter().any(|n| &n.name == name)
+            };
+            if !exists {
                 return Err(ApiError::bad(format!(
-                    "vectors.{name}: named vectors are not supported (the collection has one unnamed vector)"
+                    "vectors.{name:?}: the collection has no such vector"
                 )));
             }
             let fields = diff
@@ -218,7 +242,7 @@ pub fn update_of(
                     "hnsw_config" | "quantization_config" | "on_disk"
                 ) {
                     return Err(ApiError::bad(format!(
-                        "vectors.\"\".{field} cannot be changed by shoal"
+                        "vectors.{name:?}.{field} cannot be changed by shoal"
                     )));
                 }
             }
@@ -233,13 +257,34 @@ pub fn update_of(
     })
 }
 
+/// A collection's configuration in Qdrant's shape: `vectors` one vector, or named vectors by
+/// name.
+pub fn config_out(v: &CollectionVectors) -> types::CollectionConfig {
+    let mut out = types::CollectionConfig::from(&v.config);
+    if !v.named.is_empty() {
+        out.vectors = VectorsConfig::Named(
+            v.named
+                .iter()
+                .map(|n| {
+                    let params = VectorParams {
+                        size: n.space.dim,
+                        distance: n.space.metric.into(),
+                    };
+                    (n.name.clone(), params)
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
 impl From<&collection::CollectionConfig> for types::CollectionConfig {
     fn from(c: &collection::CollectionConfig) -> Self {
         types::CollectionConfig {
-            vectors: VectorParams {
+            vectors: VectorsConfig::Single(VectorParams {
                 size: c.vectors.dim,
                 distance: c.vectors.metric.into(),
-            },
+            }),
             shard_number: c.shard_number,
             replication_factor: c.replication_factor,
             placement: c.placement.as_str().to_owned(),
@@ -266,7 +311,37 @@ mod tests {
     use serde_json::json;
 
     fn spec(body: serde_json::Value) -> Result<CollectionSpec, ApiError> {
-        spec_of(&serde_json::from_value(body).unwrap())
+        let (spec, named) = spec_of(&serde_json::from_value(body).unwrap())?;
+        assert!(named.is_empty(), "{named:?}");
+        Ok(spec)
+    }
+
+    #[test]
+    fn a_map_of_vectors_is_named_vectors() {
+        let (_, named) = spec_of(
+            &serde_json::from_value(json!({"vectors": {
+                "text": {"size": 8, "distance": "Cosine", "on_disk": true},
+                "image": {"size": 4, "distance": "Dot"}
+            }}))
+            .unwrap(),
+        )
+        .unwrap();
+        let got: Vec<(&str, u64, Metric)> = named
+            .iter()
+            .map(|n| (n.name.as_str(), n.vectors.dim, n.vectors.metric))
+            .collect();
+        assert!(got.contains(&("text", 8, Metric::Cosine)), "{got:?}");
+        assert!(got.contains(&("image", 4, Metric::Dot)), "{got:?}");
+        let bad = spec_of(
+            &serde_json::from_value(json!({"vectors": {
+                "text": {"size": 8, "distance": "Cosine", "datatype": "uint8"}
+            }}))
+            .unwrap(),
+        );
+        match bad {
+            Err(ApiError::BadRequest(m)) => assert!(m.contains("vectors.text.datatype"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -302,12 +377,8 @@ mod tests {
             ),
             (json!({}), "missing `vectors`"),
             (
-                json!({"vectors": {"a": {"size": 8, "distance": "Dot"}}}),
-                "named vectors [\"a\"] are not supported",
-            ),
-            (
                 json!({"vectors": {"": {"size": 8, "distance": "Dot"}, "b": {"size": 2, "distance": "Dot"}}}),
-                "are not supported",
+                "empty name",
             ),
             (
                 json!({"vectors": {"": {"size": 8, "distance": "Dot", "datatype": "uint8"}}}),
@@ -365,8 +436,12 @@ mod tests {
         let c = CollectionSpec::new(8, Metric::Dot)
             .resolve(&collection::IndexDefaults::default(), 3)
             .unwrap();
+        let v = CollectionVectors {
+            config: c,
+            named: Vec::new(),
+        };
         let update =
-            |body: serde_json::Value| update_of(&serde_json::from_value(body).unwrap(), &c);
+            |body: serde_json::Value| update_of(&serde_json::from_value(body).unwrap(), &v);
         let u = update(json!({
             "search_config": {"nprobe": 8, "rerank": null, "recall_target": 0.99},
             "optimizers_config": {"indexing_threshold": 10000},
@@ -402,7 +477,7 @@ mod tests {
             ),
             (
                 json!({"vectors": {"text": {"on_disk": true}}}),
-                "named vectors",
+                "no such vector",
             ),
             (json!({"sparse_vectors": {"text": {}}}), "sparse_vectors"),
             (json!({"metadata": {"owner": "me"}}), "metadata"),
@@ -420,7 +495,10 @@ mod tests {
             .resolve(&collection::IndexDefaults::default(), 3)
             .unwrap();
         let wire = types::CollectionConfig::from(&c);
-        assert_eq!(wire.vectors.distance, Distance::Dot);
+        match &wire.vectors {
+            VectorsConfig::Single(v) => assert_eq!(v.distance, Distance::Dot),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(wire.placement, "hash");
         assert_eq!(wire.ivf_pq_config.nlist, c.ivf_pq.nlist);
         assert_eq!(wire.group_id, 3);

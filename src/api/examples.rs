@@ -11,7 +11,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::parse;
 use super::vector_input::VectorInput;
-use crate::collection::Metric;
+use super::vectors::VectorLayout;
+use crate::collection::{CollectionConfig, Metric};
 use crate::index::distance;
 use crate::router::ReadOptions;
 use crate::shard::PointId;
@@ -99,24 +100,42 @@ pub fn parse_query(query: &Value) -> Result<Examples, ApiError> {
     }
 }
 
-/// `lookup_from`: the collection the example ids are read from (default: the queried one).
+/// Where the example ids are read from: a collection and the vector of it (Qdrant's
+/// `lookup_from`; by default the queried collection and the vector the query uses).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookup<'a> {
+    /// The collection.
+    pub collection: &'a str,
+    /// The named vector read (`None`: the unnamed one, or the only one).
+    pub vector: Option<&'a str>,
+}
+
+/// `lookup_from` of a query on `queried` that uses the vector `using`.
 pub fn lookup_collection<'a>(
     lookup_from: Option<&'a Value>,
     queried: &'a str,
-) -> Result<&'a str, ApiError> {
+    using: Option<&'a str>,
+) -> Result<Lookup<'a>, ApiError> {
     let Some(l) = lookup_from.filter(|v| !v.is_null()) else {
-        return Ok(queried);
+        return Ok(Lookup {
+            collection: queried,
+            vector: using,
+        });
     };
-    if let Some(v) = l.get("vector").filter(|v| !v.is_null())
-        && v.as_str() != Some("")
-    {
-        return Err(ApiError::bad(format!(
-            "lookup_from.vector = {v}: collections have one unnamed vector"
-        )));
-    }
-    l.get("collection")
+    let vector = match l.get("vector") {
+        None | Some(Value::Null) => using,
+        Some(Value::String(v)) => Some(v.as_str()),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "lookup_from.vector must be a vector name, got {other}"
+            )));
+        }
+    };
+    let collection = l
+        .get("collection")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad("lookup_from.collection must be a collection name"))
+        .ok_or_else(|| ApiError::bad("lookup_from.collection must be a collection name"))?;
+    Ok(Lookup { collection, vector })
 }
 
 /// The query vector of `examples` and the points to leave out of the answer: Qdrant's average
@@ -126,12 +145,14 @@ pub fn lookup_collection<'a>(
 pub async fn resolve(
     st: &AppState,
     queried: &str,
-    lookup: &str,
+    lookup: &Lookup<'_>,
     examples: &Examples,
-    metric: Metric,
-    dim: usize,
+    searched: &CollectionConfig,
     read: &ReadOptions,
 ) -> Result<(Vec<f32>, Vec<PointId>), ApiError> {
+    let (metric, dim) = (searched.metric(), searched.dim());
+    let from = VectorLayout::of(st, lookup.collection)?;
+    let lane = from.lane_of(lookup.vector)?;
     let ids: Vec<PointId> = examples
         .positive
         .iter()
@@ -144,7 +165,10 @@ pub async fn resolve(
     let stored = if ids.is_empty() {
         Vec::new()
     } else {
-        st.router.get(lookup, &ids, false, true, read).await?.value
+        st.router
+            .get(lookup.collection, &ids, false, true, read)
+            .await?
+            .value
     };
     let vector_of = |e: &Example, what: &str| -> Result<Vec<f32>, ApiError> {
         let mut v = match e {
@@ -152,9 +176,13 @@ pub async fn resolve(
             Example::Point(id) => stored
                 .iter()
                 .find(|r| r.id == *id)
-                .and_then(|r| r.vector.clone())
+                .and_then(|r| from.unpack(r.vector.as_deref()?, lane).map(<[f32]>::to_vec))
                 .ok_or_else(|| {
-                    ApiError::PointNotFound(format!("{} in collection {lookup}", id.to_json()))
+                    ApiError::PointNotFound(format!(
+                        "{} in collection {}",
+                        id.to_json(),
+                        lookup.collection
+                    ))
                 })?,
         };
         if v.len() != dim {
@@ -191,7 +219,11 @@ pub async fn resolve(
             .map(|(p, n)| p + (p - n))
             .collect(),
     };
-    let exclude = if lookup == queried { ids } else { Vec::new() };
+    let exclude = if lookup.collection == queried {
+        ids
+    } else {
+        Vec::new()
+    };
     Ok((query, exclude))
 }
 
@@ -231,15 +263,29 @@ mod tests {
     }
 
     #[test]
-    fn lookup_from_names_a_collection_and_no_named_vector() {
-        assert_eq!(lookup_collection(None, "c").unwrap(), "c");
+    fn lookup_from_names_a_collection_and_its_vector() {
+        let at = |collection, vector| Lookup { collection, vector };
+        assert_eq!(lookup_collection(None, "c", None).unwrap(), at("c", None));
         assert_eq!(
-            lookup_collection(Some(&json!({"collection": "d"})), "c").unwrap(),
-            "d"
+            lookup_collection(None, "c", Some("img")).unwrap(),
+            at("c", Some("img"))
         );
+        assert_eq!(
+            lookup_collection(Some(&json!({"collection": "d"})), "c", Some("img")).unwrap(),
+            at("d", Some("img"))
+        );
+        assert_eq!(
+            lookup_collection(
+                Some(&json!({"collection": "d", "vector": "txt"})),
+                "c",
+                None
+            )
+            .unwrap(),
+            at("d", Some("txt"))
+        );
+        assert!(lookup_collection(Some(&json!({"vector": ""})), "c", None).is_err());
         assert!(
-            lookup_collection(Some(&json!({"collection": "d", "vector": "img"})), "c").is_err()
+            lookup_collection(Some(&json!({"collection": "d", "vector": 3})), "c", None).is_err()
         );
-        assert!(lookup_collection(Some(&json!({"vector": ""})), "c").is_err());
     }
 }

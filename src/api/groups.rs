@@ -15,8 +15,8 @@ use super::points::{
     Prepared, answer, prepare, prepare_query, read_options, record_out, scored, search_input,
 };
 use super::types::{QueryRequest, ReadQuery, RecordOut, ScoredPoint, SearchRequestBody};
+use super::vectors::VectorLayout;
 use super::{AppState, JsonBody};
-use crate::collection::Metric;
 use crate::router::ReadOptions;
 use crate::router::groups::{Group, Grouping};
 use crate::shard::PointId;
@@ -109,6 +109,8 @@ struct Lookup {
     collection: String,
     payload: PayloadSelector,
     with_vector: bool,
+    /// `with_vectors` as sent (a list names the vectors shown).
+    vectors: Option<Value>,
 }
 
 /// Parses `with_lookup`: a collection name, or `{collection, with_payload (default true),
@@ -120,6 +122,7 @@ fn lookup(v: Option<&Value>) -> Result<Option<Lookup>, ApiError> {
             collection: name.clone(),
             payload: PayloadSelector::All,
             with_vector: false,
+            vectors: None,
         })),
         Some(Value::Object(o)) => {
             if let Some(k) = o
@@ -137,6 +140,7 @@ fn lookup(v: Option<&Value>) -> Result<Option<Lookup>, ApiError> {
                 collection: name.clone(),
                 payload: parse::with_payload(o.get("with_payload"), true)?,
                 with_vector: parse::with_vector(o.get("with_vectors"))?,
+                vectors: o.get("with_vectors").cloned(),
             }))
         }
         Some(_) => Err(ApiError::bad(
@@ -161,6 +165,7 @@ async fn look_up(
     if ids.is_empty() {
         return Ok(());
     }
+    let view = VectorLayout::of(st, &lookup.collection)?.view(lookup.vectors.as_ref())?;
     let a = st
         .router
         .get(
@@ -175,7 +180,7 @@ async fn look_up(
     let by_id: HashMap<PointId, RecordOut> = a
         .value
         .iter()
-        .map(|r| (r.id, record_out(r, &lookup.payload)))
+        .map(|r| (r.id, record_out(r, &lookup.payload, &view)))
         .collect();
     for g in &mut out.groups {
         g.lookup = parse::id(&g.id).ok().and_then(|id| by_id.get(&id).cloned());
@@ -185,13 +190,13 @@ async fn look_up(
 
 /// The groups as Qdrant answers them: hits scored, selected and thresholded as a plain
 /// search's are; a group left with no hit is dropped.
-fn groups_out(metric: Metric, p: &Prepared, groups: Vec<Group>) -> GroupsResult {
+fn groups_out(p: &Prepared, groups: Vec<Group>) -> GroupsResult {
     GroupsResult {
         groups: groups
             .into_iter()
             .map(|g| PointGroup {
                 id: g.id,
-                hits: scored(metric, p, g.hits),
+                hits: scored(p, g.hits),
                 lookup: None,
             })
             .filter(|g| !g.hits.is_empty())
@@ -209,12 +214,12 @@ pub async fn search_groups(
     Query(q): Query<ReadQuery>,
     JsonBody(req): JsonBody<SearchGroupsRequest>,
 ) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     let read = read_options(&q, &req.search.read)?;
     let with_lookup = lookup(req.with_lookup.as_ref())?;
     let p = prepare(
         &st.config.limits,
-        &cfg,
+        &layout,
         search_input(&req.search),
         "query vector",
     )?;
@@ -223,11 +228,11 @@ pub async fn search_groups(
         req.group_size,
         req.search.limit,
         req.search.offset,
-        p.max_distance(cfg.metric()),
+        p.max_distance(p.metric),
     )?;
     let a = st.router.search_groups(&name, &p.query, &g, &read).await?;
     let mut missing: BTreeSet<u32> = a.missing_shards.into_iter().collect();
-    let mut out = groups_out(cfg.metric(), &p, a.value);
+    let mut out = groups_out(&p, a.value);
     if let Some(l) = &with_lookup {
         look_up(&st, l, &read, &mut out, &mut missing).await?;
     }
@@ -244,16 +249,16 @@ pub async fn query_groups(
     Query(q): Query<ReadQuery>,
     JsonBody(req): JsonBody<QueryGroupsRequest>,
 ) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     let read = read_options(&q, &req.query.read)?;
     let with_lookup = lookup(req.with_lookup.as_ref())?;
-    let mut p = prepare_query(&st, &name, &cfg, &req.query, &read, "query").await?;
+    let mut p = prepare_query(&st, &name, &layout, &req.query, &read, "query").await?;
     let g = grouping(
         &req.group_by,
         req.group_size,
         req.query.limit.unwrap_or(10),
         req.query.offset,
-        p.max_distance(cfg.metric()),
+        p.max_distance(p.metric),
     )?;
     // A query by example leaves its examples out: it asks for that many more per group.
     let g = Grouping {
@@ -263,7 +268,7 @@ pub async fn query_groups(
     p.window = None;
     let a = st.router.search_groups(&name, &p.query, &g, &read).await?;
     let mut missing: BTreeSet<u32> = a.missing_shards.into_iter().collect();
-    let mut out = groups_out(cfg.metric(), &p, a.value);
+    let mut out = groups_out(&p, a.value);
     for grp in &mut out.groups {
         grp.hits.truncate(g.group_size - p.exclude.len());
     }

@@ -48,9 +48,9 @@ pub async fn create_collection(
     Query(q): Query<MetaQuery>,
     JsonBody(req): JsonBody<CreateCollection>,
 ) -> Result<Response, ApiError> {
-    let spec = super::collections::spec_of(&req)?;
+    let (spec, named) = super::collections::spec_of(&req)?;
     let cluster = st.cluster.clone();
-    let create = async move { cluster.create_collection(&name, spec).await };
+    let create = async move { cluster.create_named_collection(&name, spec, named).await };
     within(q.timeout, "create_collection", create).await?;
     Ok(ok(true))
 }
@@ -72,7 +72,7 @@ pub async fn update_collection(
         let (n, c) = state
             .resolve(&name)
             .ok_or_else(|| ApiError::CollectionNotFound(name.clone()))?;
-        (n.to_owned(), c.config)
+        (n.to_owned(), c.vectors())
     };
     let update = super::collections::update_of(&req, &current)?;
     let cluster = st.cluster.clone();
@@ -168,7 +168,7 @@ pub async fn get_collection(
         .resolve(&name)
         .map(|(n, m)| (n.to_owned(), m))
         .ok_or_else(|| ApiError::CollectionNotFound(name.clone()))?;
-    let cfg = CollectionConfig::from(&meta.config);
+    let cfg = super::collections::config_out(&meta.vectors());
     // One path for every collection, one shard or many: per shard the largest figures any
     // replica reports, summed over the shards.
     let counts = crate::cluster::status::collection_counts(&st.cluster, &name).await;

@@ -11,6 +11,7 @@
 use super::error::ApiError;
 use super::points::{answer, read_options, score};
 use super::types::{ReadFields, ReadQuery};
+use super::vectors::VectorLayout;
 use super::{AppState, JsonBody};
 use crate::router::matrix::DistanceMatrix;
 use crate::shard::Filter;
@@ -35,7 +36,7 @@ pub struct SearchMatrixRequest {
     pub sample: Option<usize>,
     /// Neighbours per sampled point (default 3).
     pub limit: Option<usize>,
-    /// The vector name: collections have one unnamed vector, so only `""` is accepted.
+    /// The vector name (absent or `""` for the unnamed vector).
     pub using: Option<String>,
     /// Refused: shoal has no shard keys.
     #[schema(value_type = Option<Object>)]
@@ -87,14 +88,8 @@ async fn matrix(
     q: &ReadQuery,
     req: SearchMatrixRequest,
 ) -> Result<(DistanceMatrix, Vec<Vec<(usize, f32)>>, BTreeSet<u32>), ApiError> {
-    let config = st.router.collection_config(name)?;
-    if let Some(u) = &req.using
-        && !u.is_empty()
-    {
-        return Err(ApiError::bad(format!(
-            "using = {u:?}: collections have one unnamed vector"
-        )));
-    }
+    let layout = VectorLayout::of(st, name)?;
+    let config = layout.lane_config(layout.lane_of(req.using.as_deref())?);
     if req.shard_key.as_ref().is_some_and(|k| !k.is_null()) {
         return Err(ApiError::bad(
             "shard_key is not supported: shoal has no shard keys (its shards are placed by hash or centroid)",
@@ -105,6 +100,7 @@ async fn matrix(
         .router
         .distance_matrix(
             name,
+            req.using.as_deref(),
             req.sample.unwrap_or(DEFAULT_SAMPLE),
             req.limit.unwrap_or(DEFAULT_LIMIT),
             req.filter,

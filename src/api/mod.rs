@@ -33,8 +33,11 @@
 //! `hnsw_config`, `optimizers_config`, `wal_config`, `quantization_config`, `on_disk_payload`,
 //! `write_consistency_factor`, `params.hnsw_ef`, `count.exact` (counts are exact), `wait` (every
 //! write is applied and durable in the Raft log before it is answered).
-//! Refused with a 400: named vectors, sparse vectors, `Manhattan`, `prefetch`, non-vector
-//! queries, a `replication_factor` above the number of cluster members.
+//! Named vectors (`vectors` as a map on create, a vector per name on upsert, `using` or the
+//! search API's `{"name", "vector"}` on queries, vectors by name in answers; [`vectors`]): every
+//! point carries every named vector. Refused with a 400: a point missing one of its named
+//! vectors, sparse vectors, `Manhattan`, `prefetch`, non-vector queries, a `replication_factor`
+//! above the number of cluster members.
 //!
 //! shoal's own fields: `ivf_pq_config` and `search_config` on create; `params.nprobe`,
 //! `params.rerank`, `params.shard_probe` on searches; `consistency_token` in write answers.
@@ -70,6 +73,7 @@ pub mod readiness;
 pub mod snapshots;
 pub mod types;
 pub mod vector_input;
+pub mod vectors;
 
 pub use crate::config::ApiConfig;
 pub use error::ApiError;
@@ -246,6 +250,7 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         points::retrieve_points,
         points::get_point,
         points::delete_points,
+        points::update_vectors,
         batch::batch_update,
         points::count_points,
         points::scroll_points,
@@ -425,6 +430,10 @@ pub fn router(state: AppState) -> Router {
             axum::routing::put(upsert_points).post(retrieve_points),
         )
         .route("/collections/{name}/points/delete", post(delete_points))
+        .route(
+            "/collections/{name}/points/vectors",
+            put(points::update_vectors),
+        )
         .route(
             "/collections/{name}/points/batch",
             post(batch::batch_update),

@@ -25,6 +25,13 @@ pub fn vector(v: &VectorInput, dim: usize, what: &str) -> Result<Vec<f32>, ApiEr
             "{what}: wrong vector dimension: expected {dim}, got {}",
             d.len()
         ))),
+        // Qdrant's named-vector form with the unnamed (default) vector only.
+        VectorInput::Named(entries) if entries.len() == 1 && entries[0].0.is_empty() => {
+            vector(&entries[0].1, dim, what)
+        }
+        VectorInput::Named(_) => Err(ApiError::bad(format!(
+            "{what}: the vector must be a list of {dim} numbers (the collection has one unnamed vector)"
+        ))),
         VectorInput::Other(v) => vector_json(v, dim, what),
     }
 }
@@ -65,19 +72,13 @@ fn vector_json(v: &Value, dim: usize, what: &str) -> Result<Vec<f32>, ApiError> 
     Ok(out)
 }
 
-/// What every universal query must be: single-stage, on the unnamed vector.
+/// What every universal query must be: single-stage (`using` is checked against the
+/// collection's vectors where the query is prepared).
 pub fn query_shape(q: &QueryRequest) -> Result<(), ApiError> {
     if q.prefetch.as_ref().is_some_and(|p| !p.is_null()) {
         return Err(ApiError::bad(
             "prefetch (multi-stage queries) is not supported",
         ));
-    }
-    if let Some(u) = &q.using
-        && !u.is_empty()
-    {
-        return Err(ApiError::bad(format!(
-            "using = {u:?}: collections have one unnamed vector"
-        )));
     }
     Ok(())
 }

@@ -11,11 +11,12 @@ use super::error::ApiError;
 use super::examples;
 use super::parse::{self, PayloadSelector};
 use super::types::*;
+use super::vectors::{VectorLayout, VectorView};
 use super::{AppState, JsonBody, elapsed_now, ok};
 use crate::collection::limits::RequestLimits;
-use crate::collection::{CollectionConfig, Metric, SearchQuery};
+use crate::collection::{Metric, SearchQuery};
 use crate::router::{Answer, Consistency, ConsistencyToken, ReadOptions, WriteAck};
-use crate::shard::{Filter, Hit, PointId, PointWrite, Record};
+use crate::shard::{Filter, Hit, PointId, PointWrite, Record, VectorUpdate};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
@@ -32,11 +33,11 @@ fn check_filter(limits: &RequestLimits, filter: Option<&Filter>) -> Result<(), A
     Ok(())
 }
 
-pub(super) fn record_out(r: &Record, sel: &PayloadSelector) -> RecordOut {
+pub(super) fn record_out(r: &Record, sel: &PayloadSelector, vectors: &VectorView) -> RecordOut {
     RecordOut {
         id: r.id.to_json(),
         payload: sel.apply(r.payload.as_deref()),
-        vector: r.vector.clone(),
+        vector: vectors.show(r.vector.clone()),
     }
 }
 
@@ -106,6 +107,10 @@ pub(super) fn read_options(q: &ReadQuery, body: &ReadFields) -> Result<ReadOptio
 /// A search, fully checked, ready to route.
 pub(super) struct Prepared {
     pub(super) query: SearchQuery,
+    /// The metric of the vector searched (scores follow it).
+    pub(super) metric: Metric,
+    /// How the hits' vectors are shown.
+    vectors: VectorView,
     payload: PayloadSelector,
     score_threshold: Option<f32>,
     /// Example points of a query by example, left out of the answer; the query then asks for
@@ -117,6 +122,8 @@ pub(super) struct Prepared {
 
 pub(super) struct SearchInput<'a> {
     vector: &'a VectorInput,
+    /// The named vector searched (`using`), if the request names one that way.
+    using: Option<&'a str>,
     limit: usize,
     offset: Option<usize>,
     filter: Option<&'a Filter>,
@@ -128,11 +135,12 @@ pub(super) struct SearchInput<'a> {
 
 pub(super) fn prepare(
     limits: &RequestLimits,
-    cfg: &CollectionConfig,
+    layout: &VectorLayout,
     s: SearchInput<'_>,
     what: &str,
 ) -> Result<Prepared, ApiError> {
-    let vector = parse::vector(s.vector, cfg.dim(), what)?;
+    let (lane, vector) = layout.query(s.vector, s.using, what)?;
+    let cfg = &layout.lane_config(lane);
     // Its squared norm too: a finite vector can still overflow the distances.
     crate::collection::limits::check_vector(&vector, cfg.dim(), what)?;
     let params = s.params.cloned().unwrap_or_default();
@@ -149,6 +157,7 @@ pub(super) fn prepare(
         shard_probe: params.shard_probe,
         with_payload: payload.wants(),
         with_vector: parse::with_vector(s.with_vector)?,
+        using: layout.using(lane),
     };
     // The model's checks (the router runs them again), here so a batch is refused whole.
     query.check_params(cfg)?;
@@ -160,6 +169,8 @@ pub(super) fn prepare(
     check_filter(limits, s.filter)?;
     Ok(Prepared {
         query,
+        metric: cfg.metric(),
+        vectors: layout.view(s.with_vector)?,
         payload,
         score_threshold: s.score_threshold,
         exclude: Vec::new(),
@@ -184,7 +195,8 @@ impl Prepared {
     }
 }
 
-pub(super) fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<ScoredPoint> {
+pub(super) fn scored(p: &Prepared, hits: Vec<Hit>) -> Vec<ScoredPoint> {
+    let metric = p.metric;
     let (skip, take) = p.window.unwrap_or((0, usize::MAX));
     hits.into_iter()
         .filter(|h| !p.exclude.contains(&h.record.id))
@@ -195,7 +207,7 @@ pub(super) fn scored(metric: Metric, p: &Prepared, hits: Vec<Hit>) -> Vec<Scored
             version: 0,
             score: score(metric, h.distance),
             payload: p.payload.apply(h.record.payload.as_deref()),
-            vector: h.record.vector,
+            vector: p.vectors.show(h.record.vector),
         })
         .filter(|sp| match p.score_threshold {
             None => true,
@@ -223,7 +235,6 @@ fn batch_parallelism() -> usize {
 async fn run_all(
     st: &AppState,
     name: &str,
-    metric: Metric,
     ps: &[Prepared],
     read: &ReadOptions,
 ) -> Result<(Vec<Vec<ScoredPoint>>, BTreeSet<u32>), ApiError> {
@@ -242,7 +253,7 @@ async fn run_all(
     for (p, a) in ps.iter().zip(answers) {
         let a: Answer<Vec<Hit>> = a?;
         missing.extend(a.missing_shards.iter().copied());
-        out.push(scored(metric, p, a.value));
+        out.push(scored(p, a.value));
     }
     Ok((out, missing))
 }
@@ -251,7 +262,7 @@ async fn run_all(
 /// dimension and the request caps; no id twice.
 pub(super) fn points_to_write(
     limits: &RequestLimits,
-    dim: usize,
+    layout: &VectorLayout,
     req: &UpsertPoints,
 ) -> Result<Vec<PointWrite>, ApiError> {
     // The cap before any vector is converted (the router checks it again).
@@ -265,13 +276,18 @@ pub(super) fn points_to_write(
                 let what = format!("points[{i}]");
                 Ok(PointWrite {
                     id: parse::id(&p.id).map_err(|e| ApiError::bad(format!("{what}: {e}")))?,
-                    vector: parse::vector(&p.vector, dim, &what)?,
+                    vector: layout.point(&p.vector, &what)?,
                     payload: parse::payload(p.payload.as_ref(), &what)?,
                 })
             })
             .collect::<Result<_, ApiError>>()?,
         (None, Some(b)) => {
+            let named_short = match &b.vectors {
+                BatchVectors::Named(n) => n.iter().any(|(_, l)| l.len() != b.ids.len()),
+                BatchVectors::List(_) => false,
+            };
             if b.vectors.len() != b.ids.len()
+                || named_short
                 || b.payloads.as_ref().is_some_and(|p| p.len() != b.ids.len())
             {
                 return Err(ApiError::bad(
@@ -284,7 +300,7 @@ pub(super) fn points_to_write(
                     Ok(PointWrite {
                         id: parse::id(&b.ids[i])
                             .map_err(|e| ApiError::bad(format!("{what}: {e}")))?,
-                        vector: parse::vector(&b.vectors[i], dim, &what)?,
+                        vector: batch_vector(layout, &b.vectors, i, &what)?,
                         payload: parse::payload(b.payloads.as_ref().map(|p| &p[i]), &what)?,
                     })
                 })
@@ -304,6 +320,59 @@ pub(super) fn points_to_write(
         )));
     }
     Ok(points)
+}
+
+/// Point `i`'s vector of an upsert's column form, packed.
+fn batch_vector(
+    layout: &VectorLayout,
+    vectors: &BatchVectors,
+    i: usize,
+    what: &str,
+) -> Result<Vec<f32>, ApiError> {
+    match vectors {
+        BatchVectors::List(l) => layout.point(&l[i], what),
+        BatchVectors::Named(n) => {
+            let by_name: Vec<(&str, &VectorInput)> =
+                n.iter().map(|(name, l)| (name.as_str(), &l[i])).collect();
+            layout.pack(&by_name, what)
+        }
+    }
+}
+
+/// The updates of an `update_vectors` body, checked against the collection's vectors and the
+/// request caps; no id twice.
+pub(super) fn vector_updates(
+    limits: &RequestLimits,
+    layout: &VectorLayout,
+    req: &UpdateVectors,
+) -> Result<Vec<VectorUpdate>, ApiError> {
+    limits.check_points(req.points.len(), "points")?;
+    if req.shard_key.as_ref().is_some_and(|k| !k.is_null()) {
+        return Err(ApiError::bad(
+            "shard_key is not supported: shoal has no shard keys",
+        ));
+    }
+    if req.points.is_empty() {
+        return Err(ApiError::bad("no points to update"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    req.points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let what = format!("points[{i}]");
+            let id = parse::id(&p.id).map_err(|e| ApiError::bad(format!("{what}: {e}")))?;
+            if !seen.insert(id) {
+                return Err(ApiError::bad(format!(
+                    "duplicate point id {id} in one request"
+                )));
+            }
+            Ok(VectorUpdate {
+                id,
+                vectors: layout.update(&p.vector, &what)?,
+            })
+        })
+        .collect()
 }
 
 /// Which points a delete removes.
@@ -357,9 +426,27 @@ pub async fn upsert_points(
     Query(_q): Query<WriteQuery>,
     JsonBody(req): JsonBody<UpsertPoints>,
 ) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
-    let points = points_to_write(&st.config.limits, cfg.dim(), &req)?;
+    let layout = VectorLayout::of(&st, &name)?;
+    let points = points_to_write(&st.config.limits, &layout, &req)?;
     Ok(write_answer(st.router.upsert(&name, points).await?))
+}
+
+/// Replace vectors of existing points, keeping their payloads (Qdrant's `update_vectors`): the
+/// unnamed vector, or any of the named ones; ids the collection does not hold are ignored.
+#[utoipa::path(put, path = "/collections/{name}/points/vectors", tag = "points", request_body = UpdateVectors,
+    params(("name" = String, Path), ("wait" = Option<bool>, Query)),
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
+pub async fn update_vectors(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(_q): Query<WriteQuery>,
+    JsonBody(req): JsonBody<UpdateVectors>,
+) -> Result<Response, ApiError> {
+    let layout = VectorLayout::of(&st, &name)?;
+    let updates = vector_updates(&st.config.limits, &layout, &req)?;
+    Ok(write_answer(
+        st.router.update_vectors(&name, updates).await?,
+    ))
 }
 
 /// Delete points by id (`points`) or by `filter`.
@@ -387,14 +474,15 @@ pub async fn retrieve_points(
     Query(q): Query<ReadQuery>,
     JsonBody(req): JsonBody<RetrieveRequest>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     let read = read_options(&q, &req.read)?;
     st.config.limits.check_points(req.ids.len(), "ids")?;
     let ids = parse::ids(&req.ids)?;
     let sel = parse::with_payload(req.with_payload.as_ref(), true)?;
     let wv = parse::with_vector(req.with_vector.as_ref())?;
+    let view = layout.view(req.with_vector.as_ref())?;
     let a = st.router.get(&name, &ids, sel.wants(), wv, &read).await?;
-    let out: Vec<RecordOut> = a.value.iter().map(|r| record_out(r, &sel)).collect();
+    let out: Vec<RecordOut> = a.value.iter().map(|r| record_out(r, &sel, &view)).collect();
     Ok(answer(out, &a.missing_shards.into_iter().collect()))
 }
 
@@ -407,7 +495,7 @@ pub async fn get_point(
     Path((name, id)): Path<(String, String)>,
     Query(q): Query<ReadQuery>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
+    let view = VectorLayout::of(&st, &name)?.view(None)?;
     let read = read_options(&q, &ReadFields::default())?;
     let v = match id.parse::<u64>() {
         Ok(n) => Value::from(n),
@@ -417,7 +505,7 @@ pub async fn get_point(
     let a = st.router.get(&name, &[pid], true, true, &read).await?;
     let r = a.value.first().ok_or(ApiError::PointNotFound(id))?;
     Ok(answer(
-        record_out(r, &PayloadSelector::All),
+        record_out(r, &PayloadSelector::All, &view),
         &a.missing_shards.into_iter().collect(),
     ))
 }
@@ -454,7 +542,7 @@ pub async fn scroll_points(
     Query(q): Query<ReadQuery>,
     JsonBody(req): JsonBody<ScrollRequest>,
 ) -> Result<Response, ApiError> {
-    st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     let read = read_options(&q, &req.read)?;
     let offset = match &req.offset {
         None | Some(Value::Null) => None,
@@ -467,6 +555,7 @@ pub async fn scroll_points(
     check_filter(&st.config.limits, req.filter.as_ref())?;
     let sel = parse::with_payload(req.with_payload.as_ref(), true)?;
     let wv = parse::with_vector(req.with_vector.as_ref())?;
+    let view = layout.view(req.with_vector.as_ref())?;
     if let Some(order_by) = &req.order_by {
         if offset.is_some() {
             return Err(ApiError::bad(
@@ -486,7 +575,7 @@ pub async fn scroll_points(
                 &read,
             )
             .await?;
-        let points = a.value.iter().map(|r| record_out(r, &sel)).collect();
+        let points = a.value.iter().map(|r| record_out(r, &sel, &view)).collect();
         return Ok(answer(
             ScrollResponse {
                 points,
@@ -513,7 +602,7 @@ pub async fn scroll_points(
                 .value
                 .records
                 .iter()
-                .map(|r| record_out(r, &sel))
+                .map(|r| record_out(r, &sel, &view))
                 .collect(),
             next_page_offset: a.value.next.map(|n| n.to_json()),
         },
@@ -524,6 +613,7 @@ pub async fn scroll_points(
 pub(super) fn search_input(r: &SearchRequestBody) -> SearchInput<'_> {
     SearchInput {
         vector: &r.vector,
+        using: None,
         limit: r.limit,
         offset: r.offset,
         filter: r.filter.as_ref(),
@@ -544,11 +634,15 @@ pub async fn search_points(
     Query(q): Query<ReadQuery>,
     JsonBody(req): JsonBody<SearchRequestBody>,
 ) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     let read = read_options(&q, &req.read)?;
-    let p = prepare(&st.config.limits, &cfg, search_input(&req), "query vector")?;
-    let (mut out, missing) =
-        run_all(&st, &name, cfg.metric(), std::slice::from_ref(&p), &read).await?;
+    let p = prepare(
+        &st.config.limits,
+        &layout,
+        search_input(&req),
+        "query vector",
+    )?;
+    let (mut out, missing) = run_all(&st, &name, std::slice::from_ref(&p), &read).await?;
     Ok(answer(out.pop().unwrap_or_default(), &missing))
 }
 
@@ -562,7 +656,7 @@ pub async fn search_batch(
     Query(q): Query<ReadQuery>,
     JsonBody(req): JsonBody<SearchBatch>,
 ) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     let read = read_options(&q, &req.read)?;
     st.config.limits.check_queries(req.searches.len())?;
     let ps = req
@@ -572,13 +666,13 @@ pub async fn search_batch(
         .map(|(i, r)| {
             prepare(
                 &st.config.limits,
-                &cfg,
+                &layout,
                 search_input(r),
                 &format!("searches[{i}]"),
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let (out, missing) = run_all(&st, &name, cfg.metric(), &ps, &read).await?;
+    let (out, missing) = run_all(&st, &name, &ps, &read).await?;
     Ok(answer(out, &missing))
 }
 
@@ -587,7 +681,7 @@ pub async fn search_batch(
 pub(super) async fn prepare_query(
     st: &AppState,
     name: &str,
-    cfg: &CollectionConfig,
+    layout: &VectorLayout,
     q: &QueryRequest,
     read: &ReadOptions,
     what: &str,
@@ -608,27 +702,28 @@ pub(super) async fn prepare_query(
         }
         return prepare(
             &st.config.limits,
-            cfg,
+            layout,
             query_input(q, parse::query_vector(q)?),
             what,
         );
     };
     parse::query_shape(q)?;
     let ex = examples::parse_query(query).map_err(|e| in_query(e, what))?;
-    let lookup = examples::lookup_collection(q.lookup_from.as_ref(), name)?;
+    let lane = layout.lane_of(q.using.as_deref())?;
+    let lookup = examples::lookup_collection(q.lookup_from.as_ref(), name, q.using.as_deref())?;
     let (vector, exclude) =
-        examples::resolve(st, name, lookup, &ex, cfg.metric(), cfg.dim(), read).await?;
+        examples::resolve(st, name, &lookup, &ex, &layout.lane_config(lane), read).await?;
     let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(10));
     // Enough hits that `limit` remain once the examples are left out.
     let mut p = prepare(
         &st.config.limits,
-        cfg,
+        layout,
         query_input(q, &VectorInput::Dense(vector)),
         what,
     )?;
     p.query.offset = 0;
     p.query.limit = offset.saturating_add(limit).saturating_add(exclude.len());
-    p.query.check_params(cfg)?;
+    p.query.check_params(&layout.lane_config(lane))?;
     p.exclude = exclude;
     p.window = Some((offset, limit));
     Ok(p)
@@ -638,6 +733,7 @@ pub(super) async fn prepare_query(
 fn query_input<'a>(q: &'a QueryRequest, vector: &'a VectorInput) -> SearchInput<'a> {
     SearchInput {
         vector,
+        using: q.using.as_deref(),
         limit: q.limit.unwrap_or(10),
         offset: q.offset,
         filter: q.filter.as_ref(),
@@ -666,11 +762,10 @@ pub async fn query_points(
     Query(q): Query<ReadQuery>,
     JsonBody(req): JsonBody<QueryRequest>,
 ) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     let read = read_options(&q, &req.read)?;
-    let p = prepare_query(&st, &name, &cfg, &req, &read, "query").await?;
-    let (mut out, missing) =
-        run_all(&st, &name, cfg.metric(), std::slice::from_ref(&p), &read).await?;
+    let p = prepare_query(&st, &name, &layout, &req, &read, "query").await?;
+    let (mut out, missing) = run_all(&st, &name, std::slice::from_ref(&p), &read).await?;
     Ok(answer(
         QueryResponse {
             points: out.pop().unwrap_or_default(),
@@ -689,14 +784,14 @@ pub async fn query_batch(
     Query(q): Query<ReadQuery>,
     JsonBody(req): JsonBody<QueryBatch>,
 ) -> Result<Response, ApiError> {
-    let cfg = st.router.collection_config(&name)?;
+    let layout = VectorLayout::of(&st, &name)?;
     let read = read_options(&q, &req.read)?;
     st.config.limits.check_queries(req.searches.len())?;
     let mut ps = Vec::with_capacity(req.searches.len());
     for (i, q) in req.searches.iter().enumerate() {
-        ps.push(prepare_query(&st, &name, &cfg, q, &read, &format!("searches[{i}]")).await?);
+        ps.push(prepare_query(&st, &name, &layout, q, &read, &format!("searches[{i}]")).await?);
     }
-    let (out, missing) = run_all(&st, &name, cfg.metric(), &ps, &read).await?;
+    let (out, missing) = run_all(&st, &name, &ps, &read).await?;
     let out: Vec<QueryResponse> = out
         .into_iter()
         .map(|points| QueryResponse { points })

@@ -6,7 +6,7 @@
 //! `wal_config`, `quantization_config`, `on_disk_payload`, ...) are accepted and ignored on input,
 //! and reported with fixed, sensible values on output so that `qdrant-client` models parse.
 
-pub use super::vector_input::{QueryInput, VectorInput};
+pub use super::vector_input::{BatchVectors, QueryInput, VectorInput};
 use crate::shard::Filter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,13 +25,23 @@ pub enum Distance {
     Manhattan,
 }
 
-/// `vectors` of a collection: one unnamed dense vector.
+/// One vector of a collection: its dimension and metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VectorParams {
     /// Dimension.
     pub size: u64,
     /// Metric.
     pub distance: Distance,
+}
+
+/// `vectors` of a collection: one unnamed vector, or named vectors by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum VectorsConfig {
+    /// One unnamed vector.
+    Single(VectorParams),
+    /// Named vectors.
+    Named(std::collections::BTreeMap<String, VectorParams>),
 }
 
 /// shoal's IVF-PQ settings of a collection (an extra field beside Qdrant's).
@@ -141,8 +151,8 @@ pub struct UpdateCollection {
 /// `config.params` and `config.ivf_pq_config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CollectionConfig {
-    /// The vector space.
-    pub vectors: VectorParams,
+    /// The vector space: one vector, or named vectors by name.
+    pub vectors: VectorsConfig,
     /// Always 1 on a single node.
     pub shard_number: u32,
     /// Always 1 on a single node.
@@ -224,15 +234,38 @@ pub struct PointStruct {
     pub payload: Option<Value>,
 }
 
+/// `PUT /collections/{name}/points/vectors` (Qdrant's `update_vectors`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpdateVectors {
+    /// The points and their new vectors.
+    pub points: Vec<PointVectors>,
+    /// Refused: shoal has no shard keys.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub shard_key: Option<Value>,
+}
+
+/// One point's new vectors: a list for the unnamed vector, or a map of the named vectors that
+/// change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PointVectors {
+    /// Unsigned integer or UUID string.
+    #[schema(value_type = Object)]
+    pub id: Value,
+    /// The new vector(s).
+    #[schema(value_type = Object)]
+    pub vector: VectorInput,
+}
+
 /// Column form of an upsert.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Batch {
     /// Ids.
     #[schema(value_type = Vec<Object>)]
     pub ids: Vec<Value>,
-    /// Vectors, one per id.
-    #[schema(value_type = Vec<Vec<f32>>)]
-    pub vectors: Vec<VectorInput>,
+    /// Vectors, one per id: a list, or with named vectors an object of lists by name.
+    #[schema(value_type = Object)]
+    pub vectors: BatchVectors,
     /// Payloads, one per id (or absent).
     #[serde(default)]
     #[schema(value_type = Option<Vec<Object>>)]
@@ -365,7 +398,7 @@ pub struct QueryRequest {
     pub with_vector: Option<Value>,
     /// Drop hits worse than this score.
     pub score_threshold: Option<f32>,
-    /// Named vector to use: only the unnamed one exists.
+    /// The named vector searched (absent or `""`: the unnamed vector).
     pub using: Option<String>,
     /// Qdrant's multi-stage queries: not supported.
     #[schema(value_type = Option<Object>)]
@@ -399,9 +432,19 @@ pub struct RecordOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
-    /// The vector, when asked for.
+    /// The vector, when asked for: a list, or with named vectors an object of lists by name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vector: Option<Vec<f32>>,
+    pub vector: Option<VectorOut>,
+}
+
+/// A point's vector in an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum VectorOut {
+    /// The unnamed vector.
+    Dense(Vec<f32>),
+    /// Named vectors by name.
+    Named(std::collections::BTreeMap<String, Vec<f32>>),
 }
 
 /// A search hit.
@@ -418,9 +461,9 @@ pub struct ScoredPoint {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
-    /// The vector, when asked for.
+    /// The vector, when asked for: a list, or with named vectors an object of lists by name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub vector: Option<Vec<f32>>,
+    pub vector: Option<VectorOut>,
 }
 
 /// `{"points": [...]}` of a query.

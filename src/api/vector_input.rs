@@ -18,6 +18,9 @@ use std::fmt;
 pub enum VectorInput {
     /// A list of numbers, each finite once rounded to `f32`.
     Dense(Vec<f32>),
+    /// An object: vectors by name (`{"text": [..], "image": [..]}`), or the search API's
+    /// `{"name": .., "vector": ..}`; each value read as a vector in turn, in the order sent.
+    Named(Vec<(String, VectorInput)>),
     /// Anything else, kept as sent.
     Other(Value),
 }
@@ -37,6 +40,14 @@ impl Serialize for VectorInput {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             VectorInput::Dense(v) => v.serialize(s),
+            VectorInput::Named(entries) => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(entries.len()))?;
+                for (name, v) in entries {
+                    m.serialize_entry(name, v)?;
+                }
+                m.end()
+            }
             VectorInput::Other(v) => v.serialize(s),
         }
     }
@@ -168,8 +179,12 @@ impl<'de> Deserialize<'de> for VectorInput {
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<VectorInput, A::Error> {
                 read_list(seq)
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VectorInput, A::Error> {
-                Value::deserialize(MapAccessDeserializer::new(map)).map(VectorInput::Other)
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<VectorInput, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, VectorInput>()? {
+                    entries.push(entry);
+                }
+                Ok(VectorInput::Named(entries))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<VectorInput, E> {
                 Ok(VectorInput::Other(Value::from(v)))
@@ -181,6 +196,71 @@ impl<'de> Deserialize<'de> for VectorInput {
                 Ok(VectorInput::Other(Value::from(v)))
             }
             other_visits!(VectorInput::Other);
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `vectors` of an upsert's column form: one list of vectors (the unnamed vector), or a list
+/// per vector name (`{"image": [[..], ..], "text": [[..], ..]}`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchVectors {
+    /// The unnamed vector of each point.
+    List(Vec<VectorInput>),
+    /// Each name's vector of each point, in the order sent.
+    Named(Vec<(String, Vec<VectorInput>)>),
+}
+
+impl BatchVectors {
+    /// How many points the column holds (the longest list for named vectors).
+    pub fn len(&self) -> usize {
+        match self {
+            BatchVectors::List(l) => l.len(),
+            BatchVectors::Named(n) => n.iter().map(|(_, l)| l.len()).max().unwrap_or(0),
+        }
+    }
+
+    /// Whether it holds no vector.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Serialize for BatchVectors {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            BatchVectors::List(l) => l.serialize(s),
+            BatchVectors::Named(n) => {
+                let mut m = s.serialize_map(Some(n.len()))?;
+                for (name, l) in n {
+                    m.serialize_entry(name, l)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchVectors {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BatchVectors;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of vectors, or an object of lists of vectors by name")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<BatchVectors, A::Error> {
+                Vec::<VectorInput>::deserialize(SeqAccessDeserializer::new(seq))
+                    .map(BatchVectors::List)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BatchVectors, A::Error> {
+                let mut named = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Vec<VectorInput>>()? {
+                    named.push(entry);
+                }
+                Ok(BatchVectors::Named(named))
+            }
         }
         d.deserialize_any(V)
     }
@@ -261,7 +341,7 @@ mod tests {
         }
         assert_eq!(
             vector(r#"{"": [1, 2]}"#),
-            VectorInput::Other(json!({"": [1, 2]}))
+            VectorInput::Named(vec![("".into(), VectorInput::Dense(vec![1.0, 2.0]))])
         );
         assert_eq!(
             vector("[[1], null]"),

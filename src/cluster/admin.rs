@@ -6,7 +6,7 @@ use super::meta::{self, AliasAction, AliasRefusal, CollectionMeta, MetaCommand, 
 use super::rpc::{Applied, ClusterReply, ClusterRequest};
 use super::{Cluster, STATUS_TIMEOUT};
 use crate::cluster::placement::CentroidPlacement;
-use crate::collection::{CollectionSpec, Error, SearchUpdate, validate_name};
+use crate::collection::{CollectionSpec, Error, NamedVectorSpec, SearchUpdate, validate_name};
 use crate::raft::{GroupId, NodeId, NodeInfo, RaftGroupError, Role};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -142,7 +142,12 @@ pub fn place(members: &[NodeId], shards: u32, rf: u32, start: usize) -> Vec<Vec<
 
 /// Create collection `name` as `spec` asks: the one place a create's name is checked and its
 /// spec resolved (with this leader's defaults and the next free group ids).
-pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &CollectionSpec) -> Outcome {
+pub(crate) async fn create_collection(
+    c: &Cluster,
+    name: &str,
+    spec: &CollectionSpec,
+    named: &[NamedVectorSpec],
+) -> Outcome {
     validate_name(name)?;
     let _admin = c.admin_lock.lock().await;
     let state = c.state();
@@ -158,7 +163,11 @@ pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &Collection
     // even be initialised.
     let members = live_members(c, &state).await;
     let first = state.next_group.max(1);
-    let config = spec.resolve(&c.defaults, first)?;
+    let (config, named) = if named.is_empty() {
+        (spec.resolve(&c.defaults, first)?, Vec::new())
+    } else {
+        crate::collection::named::resolve_named(spec, named, &c.defaults, first)?
+    };
     let rf = config.replication_factor;
     if rf as usize > members.len() && rf as usize <= state.members.len() {
         // Enough members exist but some do not answer now (starting, restarting, cut off):
@@ -188,14 +197,15 @@ pub(crate) async fn create_collection(c: &Cluster, name: &str, spec: &Collection
         })
         .collect();
     let (index, _) = c
-        .propose(MetaCommand::CreateCollectionV2 {
-            name: name.to_owned(),
-            meta: CollectionMeta {
+        .propose(MetaCommand::create(
+            name.to_owned(),
+            CollectionMeta {
                 config,
                 shards: shards.clone(),
                 centroids: None,
+                named,
             },
-        })
+        ))
         .await?;
     tracing::info!(
         collection = name,

@@ -5,7 +5,9 @@
 //! are what this build writes: a change that alters them fails here. `cluster-state.bin`
 //! version 2 is the hand-written layout before the storage envelope (`SHOALMET`), rebuilt here
 //! by hand from the same body; version 3 is the envelope around that body (only read since
-//! version 4), version 4 the envelope around the body with aliases, which this build writes.
+//! version 4), version 4 the envelope around the body with aliases (only read since version 5),
+//! version 5 the envelope around the body with named vectors, which this build writes;
+//! `create_collection_v3.bin` pins the create of a collection with named vectors.
 //! `MetaCommand::UpdateAliases` is pinned by `update_aliases_v1.bin`. Replies of the cluster
 //! service between nodes are pinned too: `cluster_reply_groups_v1.bin` and
 //! `cluster_reply_centroids_v1.bin` hold a [`ClusterReply::Applied`] of each non-empty result.
@@ -17,7 +19,7 @@ use super::persisted::ClusterStateV3;
 use super::placement::CentroidPlacement;
 use super::rpc::{Applied, ClusterReply};
 use crate::collection::{
-    CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
+    CollectionConfig, IvfPqSettings, Metric, NamedVector, Placement, SearchSettings, VectorSpace,
 };
 use crate::raft::NodeInfo;
 use std::path::PathBuf;
@@ -86,6 +88,7 @@ fn collection() -> CollectionMeta {
             },
         ],
         centroids: Some(CentroidPlacement::train(&sample, 8, Metric::Dot, 2, 2, 7)),
+        named: Vec::new(),
     }
 }
 
@@ -149,13 +152,14 @@ fn meta_command_v2_fixture_decodes() {
         meta: CollectionMeta {
             config: config_v2(),
             ..collection()
-        },
+        }
+        .into(),
     };
     let stored = check("create_collection_v2.bin", &cmd.encode());
     match postcard::from_bytes::<MetaCommand>(&stored).unwrap() {
         MetaCommand::CreateCollectionV2 { name, meta } => {
             assert_eq!(name, "tuned");
-            assert_eq!(meta.config, config_v2());
+            assert_eq!(CollectionMeta::from(meta).config, config_v2());
         }
         other => panic!("decoded {other:?}"),
     }
@@ -173,7 +177,11 @@ fn state_v4() -> ClusterState {
 fn body_v3(state: &ClusterState) -> Vec<u8> {
     let v3 = ClusterStateV3 {
         members: state.members.clone(),
-        collections: state.collections.clone(),
+        collections: state
+            .collections
+            .iter()
+            .map(|(n, c)| (n.clone(), c.clone().into()))
+            .collect(),
         next_group: state.next_group,
         reconfigured: state.reconfigured.clone(),
         applied_index: state.applied_index,
@@ -193,13 +201,66 @@ fn legacy_v2_file(state: &ClusterState) -> Vec<u8> {
     out
 }
 
+/// A collection with named vectors: what version 5 added.
+fn named_collection() -> CollectionMeta {
+    let vector = |name: &str, dim, metric, pq_m| NamedVector {
+        name: name.into(),
+        space: VectorSpace { dim, metric },
+        pq_m,
+    };
+    let mut c = collection();
+    c.centroids = None;
+    c.config.placement = Placement::Hash;
+    c.named = vec![
+        vector("image", 8, Metric::Dot, 4),
+        vector("text", 6, Metric::Cosine, 3),
+    ];
+    c.config.vectors = c.named[0].space;
+    c.shards = vec![ShardMeta {
+        group: 5,
+        replicas: vec![1],
+    }];
+    c
+}
+
+fn state_v5() -> ClusterState {
+    let mut s = state_v4();
+    s.collections.insert("multi".into(), named_collection());
+    s.next_group = 6;
+    s
+}
+
 #[test]
-fn cluster_state_file_v4_fixture_decodes_and_v3_v2_and_v1_still_read() {
-    // Version 4: the storage envelope around the state with aliases, what this build writes.
-    let bytes = meta::encode_state(&state_v4()).unwrap();
-    let stored = check("cluster_state_v4.bin", &bytes);
+fn create_collection_v3_fixture_decodes() {
+    let cmd = MetaCommand::create("multi".into(), named_collection());
+    assert!(matches!(cmd, MetaCommand::CreateCollectionV3 { .. }));
+    let stored = check("create_collection_v3.bin", &cmd.encode());
+    match postcard::from_bytes::<MetaCommand>(&stored).unwrap() {
+        MetaCommand::CreateCollectionV3 { name, meta } => {
+            assert_eq!(name, "multi");
+            assert_eq!(meta, named_collection());
+        }
+        other => panic!("decoded {other:?}"),
+    }
+    // Without named vectors a create is still written as version 2.
+    assert!(matches!(
+        MetaCommand::create("docs".into(), collection()),
+        MetaCommand::CreateCollectionV2 { .. }
+    ));
+}
+
+#[test]
+fn cluster_state_file_v5_fixture_decodes_and_v4_v3_v2_and_v1_still_read() {
+    // Version 5: the storage envelope around the state with named vectors, what this build
+    // writes.
+    let bytes = meta::encode_state(&state_v5()).unwrap();
+    let stored = check("cluster_state_v5.bin", &bytes);
     assert_eq!(&stored[..8], &crate::storage::envelope::CLUSTER_STATE.magic);
-    assert_eq!(meta::decode_state(&stored).unwrap(), state_v4());
+    assert_eq!(meta::decode_state(&stored).unwrap(), state_v5());
+    // Version 4, as the previous release wrote it (never regenerated): no named vectors.
+    let v4 = read("cluster_state_v4.bin");
+    assert_eq!(u32::from_le_bytes(v4[8..12].try_into().unwrap()), 4);
+    assert_eq!(meta::decode_state(&v4).unwrap(), state_v4());
     // Version 3, as the previous release wrote it (never regenerated): no aliases.
     let v3 = read("cluster_state_v3.bin");
     assert_eq!(u32::from_le_bytes(v3[8..12].try_into().unwrap()), 3);
@@ -215,12 +276,12 @@ fn cluster_state_file_v4_fixture_decodes_and_v3_v2_and_v1_still_read() {
     assert!(v1.applied_index > 0 || !v1.members.is_empty(), "{v1:?}");
     // Newer versions are refused by name, not misread (the header checksum forged to match).
     let mut newer = stored.clone();
-    newer[8..12].copy_from_slice(&5u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&6u32.to_le_bytes());
     let crc = crc32fast::hash(&newer[..28]);
     newer[28..32].copy_from_slice(&crc.to_le_bytes());
     let err = meta::decode_state(&newer).unwrap_err().to_string();
     assert!(
-        err.contains("version 5") && err.contains("upgrade"),
+        err.contains("version 6") && err.contains("upgrade"),
         "{err}"
     );
     // A version past 2 in the old layout is damage, not a newer format.

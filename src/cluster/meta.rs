@@ -12,10 +12,12 @@
 //! copy of the state and kept only if every action succeeds, so an alias swap (delete + create)
 //! is atomic on every node.
 
-use super::persisted::{ClusterStateV3, CollectionMetaV1};
+use super::persisted::{ClusterStateV3, ClusterStateV4, CollectionMetaV1, CollectionMetaV2};
 use super::placement::CentroidPlacement;
-use crate::collection::{CollectionConfig, Error};
+use crate::collection::named::CollectionVectors;
+use crate::collection::{CollectionConfig, Error, NamedVector};
 use crate::raft::{GroupId, NodeId, NodeInfo, StateMachineApp};
+use crate::shard::ShardConfig;
 use crate::storage::envelope;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,6 +50,29 @@ pub struct CollectionMeta {
     pub shards: Vec<ShardMeta>,
     /// The centroid placement, once trained (first writer wins).
     pub centroids: Option<CentroidPlacement>,
+    /// The named vectors, sorted by name (empty: one unnamed vector); each a lane of every
+    /// shard ([`crate::collection::named`]). Added in `cluster-state.bin` version 5.
+    #[serde(with = "super::persisted::named_v1")]
+    pub named: Vec<NamedVector>,
+}
+
+impl CollectionMeta {
+    /// Its vectors: the configuration and the named vectors, which give each shard's lanes.
+    pub fn vectors(&self) -> CollectionVectors {
+        CollectionVectors {
+            config: self.config,
+            named: self.named.clone(),
+        }
+    }
+
+    /// The shapes of the lanes of the shard that runs as `group`.
+    pub fn shard_configs(&self, group: GroupId) -> Vec<ShardConfig> {
+        self.vectors()
+            .lane_configs()
+            .iter()
+            .map(|c| c.shard_config(group))
+            .collect()
+    }
 }
 
 /// The replicated cluster metadata. Deterministic: only [`MetaCommand`]s change it.
@@ -129,6 +154,8 @@ pub struct ShardLocation<'a> {
     pub meta: &'a ShardMeta,
     /// The collection's configuration.
     pub config: &'a CollectionConfig,
+    /// The whole collection (its named vectors give the shard's lanes).
+    pub collection_meta: &'a CollectionMeta,
 }
 
 impl ClusterState {
@@ -199,6 +226,7 @@ impl ClusterState {
                     shard: i as u32,
                     meta: s,
                     config: &c.config,
+                    collection_meta: c,
                 })
         })
     }
@@ -220,12 +248,18 @@ impl ClusterState {
                 Ok(Vec::new())
             }
             MetaCommand::CreateCollection { name, meta } => {
-                self.apply(MetaCommand::CreateCollectionV2 {
+                self.apply(MetaCommand::CreateCollectionV3 {
                     name,
                     meta: meta.into(),
                 })
             }
             MetaCommand::CreateCollectionV2 { name, meta } => {
+                self.apply(MetaCommand::CreateCollectionV3 {
+                    name,
+                    meta: meta.into(),
+                })
+            }
+            MetaCommand::CreateCollectionV3 { name, meta } => {
                 if self.collections.contains_key(&name) {
                     return Err(format!("collection `{name}` already exists"));
                 }
@@ -345,12 +379,14 @@ pub enum MetaCommand {
         /// The new replica nodes.
         replicas: Vec<NodeId>,
     },
-    /// Add a collection (refused if the name exists).
+    /// Add a collection (refused if the name exists), without named vectors. Still written
+    /// for collections with one unnamed vector, so that nodes of the release before named
+    /// vectors can follow the log.
     CreateCollectionV2 {
         /// Name.
         name: String,
         /// Configuration and shards.
-        meta: CollectionMeta,
+        meta: CollectionMetaV2,
     },
     /// Replace a collection's configuration (`PATCH /collections/{name}`). Refused unless only
     /// what can change on a live collection differs: today its default search settings.
@@ -366,6 +402,29 @@ pub enum MetaCommand {
         /// The actions.
         actions: Vec<AliasAction>,
     },
+    /// Add a collection (refused if the name exists), with its named vectors: written for a
+    /// collection that has them.
+    CreateCollectionV3 {
+        /// Name.
+        name: String,
+        /// Configuration, shards and named vectors.
+        meta: CollectionMeta,
+    },
+}
+
+impl MetaCommand {
+    /// The entry that creates `name` as `meta`: version 3 when it has named vectors, else
+    /// version 2, which nodes of the previous release read too.
+    pub fn create(name: String, meta: CollectionMeta) -> Self {
+        if meta.named.is_empty() {
+            MetaCommand::CreateCollectionV2 {
+                name,
+                meta: meta.into(),
+            }
+        } else {
+            MetaCommand::CreateCollectionV3 { name, meta }
+        }
+    }
 }
 
 impl MetaCommand {
@@ -422,7 +481,7 @@ pub(super) fn encode_state(state: &ClusterState) -> std::io::Result<Vec<u8>> {
 /// hand-written layout before the storage envelope (`SHOALMET`, version, `u32` length, body,
 /// CRC-32); versions 3 and 4 are the envelope. Version 1's body holds configurations in version
 /// 1's layout ([`ClusterStateV1`]); versions 2 and 3 hold [`ClusterStateV3`] (no aliases);
-/// version 4 holds [`ClusterState`].
+/// version 4 holds [`ClusterStateV4`] (no named vectors); version 5 holds [`ClusterState`].
 pub(super) fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
     let bad = |m: String| {
         std::io::Error::new(
@@ -442,6 +501,11 @@ pub(super) fn decode_state(bytes: &[u8]) -> std::io::Result<ClusterState> {
             postcard::from_bytes(decoded.body).map_err(|e| bad(e.to_string()))?;
         return Ok(v3.into());
     }
+    if decoded.version == 4 {
+        let v4: ClusterStateV4 =
+            postcard::from_bytes(decoded.body).map_err(|e| bad(e.to_string()))?;
+        return Ok(v4.into());
+    }
     postcard::from_bytes(decoded.body).map_err(|e| bad(e.to_string()))
 }
 
@@ -458,18 +522,14 @@ pub(crate) struct ClusterStateV1 {
 
 impl From<ClusterStateV1> for ClusterState {
     fn from(s: ClusterStateV1) -> Self {
-        ClusterState {
+        ClusterStateV3 {
             members: s.members,
-            collections: s
-                .collections
-                .into_iter()
-                .map(|(name, c)| (name, c.into()))
-                .collect(),
+            collections: super::persisted::upgraded(s.collections),
             next_group: s.next_group,
             reconfigured: s.reconfigured,
             applied_index: s.applied_index,
-            aliases: BTreeMap::new(),
         }
+        .into()
     }
 }
 
@@ -530,9 +590,9 @@ mod tests {
     }
 
     fn create(name: &str, groups: &[GroupId]) -> Vec<u8> {
-        MetaCommand::CreateCollectionV2 {
-            name: name.into(),
-            meta: CollectionMeta {
+        MetaCommand::create(
+            name.into(),
+            CollectionMeta {
                 config: config(),
                 shards: groups
                     .iter()
@@ -542,8 +602,9 @@ mod tests {
                     })
                     .collect(),
                 centroids: None,
+                named: Vec::new(),
             },
-        }
+        )
         .encode()
     }
 

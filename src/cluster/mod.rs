@@ -518,7 +518,10 @@ impl Cluster {
             ClusterRequest::Join { id, info } => admin::join(self, id, info).await,
             ClusterRequest::RemoveMember { id } => admin::remove_member(self, id).await,
             ClusterRequest::CreateCollection { name, spec } => {
-                admin::create_collection(self, &name, &spec).await
+                admin::create_collection(self, &name, &spec, &[]).await
+            }
+            ClusterRequest::CreateNamedCollection { name, spec, named } => {
+                admin::create_collection(self, &name, &spec, &named).await
             }
             ClusterRequest::DeleteCollection { name } => {
                 admin::delete_collection(self, &name).await
@@ -581,15 +584,30 @@ impl Cluster {
     /// Create a collection (through the metadata leader, which checks the name and resolves
     /// the spec) and wait until this node's replicas of it run.
     pub async fn create_collection(&self, name: &str, spec: CollectionSpec) -> Result<(), Error> {
-        let (index, _) = self
-            .meta_request(
-                ClusterRequest::CreateCollection {
-                    name: name.to_owned(),
-                    spec,
-                },
-                FORWARD_TIMEOUT,
-            )
-            .await?;
+        self.create_named_collection(name, spec, Vec::new()).await
+    }
+
+    /// [`Self::create_collection`] with named vectors (none: one unnamed vector, `spec`'s).
+    pub async fn create_named_collection(
+        &self,
+        name: &str,
+        spec: CollectionSpec,
+        named: Vec<crate::collection::NamedVectorSpec>,
+    ) -> Result<(), Error> {
+        // A create without named vectors stays the request every node version understands.
+        let request = if named.is_empty() {
+            ClusterRequest::CreateCollection {
+                name: name.to_owned(),
+                spec,
+            }
+        } else {
+            ClusterRequest::CreateNamedCollection {
+                name: name.to_owned(),
+                spec,
+                named,
+            }
+        };
+        let (index, _) = self.meta_request(request, FORWARD_TIMEOUT).await?;
         self.wait_meta_applied(index, Duration::from_secs(10))
             .await?;
         self.wait_local_replicas(name, Duration::from_secs(15))

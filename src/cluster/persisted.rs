@@ -17,13 +17,15 @@
 //! [`config_v2`] map the model to and from them for `#[serde(with)]`.
 //!
 //! [`ClusterStateV3`] is the whole state as `cluster-state.bin` versions 2 and 3 held it,
-//! before aliases were added at its end (version 4); only read.
+//! before aliases were added at its end (version 4); [`ClusterStateV4`] as version 4 held it,
+//! before collections gained their named vectors (version 5, [`named_v1`]); both only read,
+//! their collections in [`CollectionMetaV2`]'s layout.
 
 use super::meta::{ClusterState, CollectionMeta, ShardMeta};
 use super::placement::CentroidPlacement;
 use crate::collection::config::{UNCALIBRATED_NPROBE, UNCALIBRATED_RERANK};
 use crate::collection::{
-    CollectionConfig, IvfPqSettings, Metric, Placement, SearchSettings, VectorSpace,
+    CollectionConfig, IvfPqSettings, Metric, NamedVector, Placement, SearchSettings, VectorSpace,
 };
 use crate::raft::{GroupId, NodeId, NodeInfo};
 use crate::shard::DEFAULT_RECALL_TARGET;
@@ -186,6 +188,26 @@ enum MetricV2 {
     Dot,
 }
 
+impl From<Metric> for MetricV2 {
+    fn from(m: Metric) -> Self {
+        match m {
+            Metric::Cosine => MetricV2::Cosine,
+            Metric::L2 => MetricV2::L2,
+            Metric::Dot => MetricV2::Dot,
+        }
+    }
+}
+
+impl From<MetricV2> for Metric {
+    fn from(m: MetricV2) -> Self {
+        match m {
+            MetricV2::Cosine => Metric::Cosine,
+            MetricV2::L2 => Metric::L2,
+            MetricV2::Dot => Metric::Dot,
+        }
+    }
+}
+
 /// Version 2's placement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum PlacementV2 {
@@ -218,11 +240,7 @@ impl From<&CollectionConfig> for ConfigV2 {
     fn from(c: &CollectionConfig) -> Self {
         ConfigV2 {
             dim: c.vectors.dim,
-            metric: match c.vectors.metric {
-                Metric::Cosine => MetricV2::Cosine,
-                Metric::L2 => MetricV2::L2,
-                Metric::Dot => MetricV2::Dot,
-            },
+            metric: c.vectors.metric.into(),
             shard_number: c.shard_number,
             replication_factor: c.replication_factor,
             placement: match c.placement {
@@ -258,11 +276,7 @@ impl TryFrom<ConfigV2> for CollectionConfig {
         Ok(CollectionConfig {
             vectors: VectorSpace {
                 dim: c.dim,
-                metric: match c.metric {
-                    MetricV2::Cosine => Metric::Cosine,
-                    MetricV2::L2 => Metric::L2,
-                    MetricV2::Dot => Metric::Dot,
-                },
+                metric: c.metric.into(),
             },
             shard_number: c.shard_number,
             replication_factor: c.replication_factor,
@@ -322,6 +336,7 @@ impl From<CollectionMetaV1> for CollectionMeta {
             config: m.config,
             shards: m.shards,
             centroids: m.centroids,
+            named: Vec::new(),
         }
     }
 }
@@ -336,12 +351,113 @@ impl From<CollectionMeta> for CollectionMetaV1 {
     }
 }
 
+/// A [`CollectionMeta`] before named vectors (the configuration in [`config_v2`]'s layout):
+/// what the log's `CreateCollectionV2` entries and `cluster-state.bin` versions 2 to 4 hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionMetaV2 {
+    #[serde(with = "config_v2")]
+    pub(crate) config: CollectionConfig,
+    pub(crate) shards: Vec<ShardMeta>,
+    pub(crate) centroids: Option<CentroidPlacement>,
+}
+
+impl From<CollectionMetaV1> for CollectionMetaV2 {
+    /// The same collection: only the configuration's stored layout differs.
+    fn from(m: CollectionMetaV1) -> Self {
+        CollectionMetaV2 {
+            config: m.config,
+            shards: m.shards,
+            centroids: m.centroids,
+        }
+    }
+}
+
+impl From<CollectionMeta> for CollectionMetaV2 {
+    /// Drops the named vectors: only for a collection without them.
+    fn from(m: CollectionMeta) -> Self {
+        CollectionMetaV2 {
+            config: m.config,
+            shards: m.shards,
+            centroids: m.centroids,
+        }
+    }
+}
+
+impl From<CollectionMetaV2> for CollectionMeta {
+    fn from(m: CollectionMetaV2) -> Self {
+        CollectionMeta {
+            config: m.config,
+            shards: m.shards,
+            centroids: m.centroids,
+            named: Vec::new(),
+        }
+    }
+}
+
+/// Version 1 of a stored named vector (`cluster-state.bin` version 5, `CreateCollectionV3`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct NamedVectorV1 {
+    name: String,
+    dim: u64,
+    metric: MetricV2,
+    pq_m: u64,
+}
+
+/// A collection's named vectors in version 1's layout, for `#[serde(with)]`.
+pub(crate) mod named_v1 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    /// Writes version 1.
+    pub(crate) fn serialize<S: Serializer>(v: &[NamedVector], s: S) -> Result<S::Ok, S::Error> {
+        let stored: Vec<NamedVectorV1> = v
+            .iter()
+            .map(|n| NamedVectorV1 {
+                name: n.name.clone(),
+                dim: n.space.dim,
+                metric: MetricV2::from(n.space.metric),
+                pq_m: n.pq_m as u64,
+            })
+            .collect();
+        stored.serialize(s)
+    }
+
+    /// Reads version 1.
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<NamedVector>, D::Error> {
+        Vec::<NamedVectorV1>::deserialize(d)?
+            .into_iter()
+            .map(|n| {
+                Ok(NamedVector {
+                    name: n.name,
+                    space: VectorSpace {
+                        dim: n.dim,
+                        metric: n.metric.into(),
+                    },
+                    pq_m: usize::try_from(n.pq_m).map_err(|_| {
+                        serde::de::Error::custom(format!("stored pq_m = {} does not fit", n.pq_m))
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Every collection of an older layout in the newer one.
+pub(crate) fn upgraded<A: Into<B>, B>(collections: BTreeMap<String, A>) -> BTreeMap<String, B> {
+    collections
+        .into_iter()
+        .map(|(name, c)| (name, c.into()))
+        .collect()
+}
+
 /// [`ClusterState`] as `cluster-state.bin` versions 2 and 3 held it: the same fields, without
 /// the aliases (postcard is positional, so version 4 appended them); only read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ClusterStateV3 {
     pub(crate) members: BTreeMap<NodeId, NodeInfo>,
-    pub(crate) collections: BTreeMap<String, CollectionMeta>,
+    pub(crate) collections: BTreeMap<String, CollectionMetaV2>,
     pub(crate) next_group: GroupId,
     pub(crate) reconfigured: BTreeSet<GroupId>,
     pub(crate) applied_index: u64,
@@ -349,13 +465,39 @@ pub(crate) struct ClusterStateV3 {
 
 impl From<ClusterStateV3> for ClusterState {
     fn from(s: ClusterStateV3) -> Self {
-        ClusterState {
+        ClusterStateV4 {
             members: s.members,
             collections: s.collections,
             next_group: s.next_group,
             reconfigured: s.reconfigured,
             applied_index: s.applied_index,
             aliases: BTreeMap::new(),
+        }
+        .into()
+    }
+}
+
+/// [`ClusterState`] as `cluster-state.bin` version 4 held it: collections without named
+/// vectors; only read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ClusterStateV4 {
+    pub(crate) members: BTreeMap<NodeId, NodeInfo>,
+    pub(crate) collections: BTreeMap<String, CollectionMetaV2>,
+    pub(crate) next_group: GroupId,
+    pub(crate) reconfigured: BTreeSet<GroupId>,
+    pub(crate) applied_index: u64,
+    pub(crate) aliases: BTreeMap<String, String>,
+}
+
+impl From<ClusterStateV4> for ClusterState {
+    fn from(s: ClusterStateV4) -> Self {
+        ClusterState {
+            members: s.members,
+            collections: upgraded(s.collections),
+            next_group: s.next_group,
+            reconfigured: s.reconfigured,
+            applied_index: s.applied_index,
+            aliases: s.aliases,
         }
     }
 }

@@ -63,7 +63,7 @@ async fn reconcile_once(c: &Cluster, state: &ClusterState) {
         // Sealed segment files live beside the group's Raft snapshots (which hard-link them),
         // so destroying the group removes them too.
         let segments = c.node.groups_dir().join(group.to_string()).join("segments");
-        let app = match ShardApp::with_data_dir(loc.config.shard_config(group), &segments) {
+        let app = match ShardApp::with_lanes(loc.collection_meta.shard_configs(group), &segments) {
             Ok(app) => Arc::new(app),
             Err(e) => {
                 tracing::warn!(group, error = %e, "cannot open shard segments");
@@ -132,8 +132,8 @@ fn snapshot_new_segments(c: &Cluster, seen: &mut HashMap<GroupId, u64>) {
     let local = c.local_shards();
     seen.retain(|group, _| local.iter().any(|(g, _)| g == group));
     for (group, shard) in local {
-        let engine = shard.app.shard();
-        let changes = engine.segment_changes();
+        let lanes = shard.app.lanes();
+        let changes = lanes.segment_changes();
         // A restored engine counts from 0 again: only a count that moved and is not 0 is news.
         if changes == 0 || seen.get(&group) == Some(&changes) {
             seen.insert(group, changes);
@@ -141,8 +141,7 @@ fn snapshot_new_segments(c: &Cluster, seen: &mut HashMap<GroupId, u64>) {
         }
         // A segment still being built or compacted would go into the snapshot as raw rows (up
         // to `seal_threshold` vectors written out): wait until the engine's jobs are done.
-        let stats = engine.stats();
-        if stats.building > 0 || stats.compacting > 0 {
+        if lanes.busy() {
             continue;
         }
         seen.insert(group, changes);
@@ -162,8 +161,8 @@ async fn destroy(c: &Cluster, group: GroupId) {
     let Some(local) = c.remove_local(group) else {
         return;
     };
-    let shard = local.app.shard();
-    let _ = tokio::task::spawn_blocking(move || shard.wait_for_builds()).await;
+    let lanes = local.app.lanes();
+    let _ = tokio::task::spawn_blocking(move || lanes.wait_for_builds()).await;
     match c.node.destroy_group(group).await {
         Ok(()) => tracing::info!(group, "shard replica destroyed"),
         Err(e) => tracing::warn!(group, error = %e, "cannot destroy shard replica"),

@@ -98,6 +98,16 @@ pub enum ClusterRequest {
         /// The actions, in order.
         actions: Vec<super::meta::AliasAction>,
     },
+    /// (Metadata leader) Create a collection with named vectors: `spec` with each vector's
+    /// space in turn ([`crate::collection::named::resolve_named`]).
+    CreateNamedCollection {
+        /// Name.
+        name: String,
+        /// What the collection asks for (its own vector space is not used).
+        spec: CollectionSpec,
+        /// The named vectors.
+        named: Vec<crate::collection::NamedVectorSpec>,
+    },
 }
 
 impl ClusterRequest {

@@ -3,9 +3,11 @@
 //!
 //! ## What a snapshot is
 //! A [`crate::storage::archive`] file whose `meta` is a [`SnapshotMeta`] (JSON text: the kind,
-//! the node, and per collection its name, the [`CollectionSpec`] that recreates it and the
-//! shards held) and whose members are each shard's snapshot directory, `<c>/<s>/shard.snap`
-//! and `<c>/<s>/seg-*.seg` (`c` the collection's index in `meta`, `s` the shard number). Its
+//! the node, and per collection its name, the [`CollectionSpec`] and named vectors that recreate
+//! it and the shards held) and whose members are each shard's snapshot directory,
+//! `<c>/<s>/shard.snap` and `<c>/<s>/seg-*.seg` (`c` the collection's index in `meta`, `s` the
+//! shard number), with the lanes of named vectors after the first in `<c>/<s>/lanes/<i>/`
+//! ([`crate::shard::Lanes`]; `named` is absent from snapshots of builds before them). Its
 //! SHA-256 is computed as it is written and kept beside it in `<name>.checksum`.
 //!
 //! Three kinds, as Qdrant has them, stored under the node's data directory:
@@ -29,8 +31,8 @@
 
 use super::Cluster;
 use crate::collection::spec::{IvfPqSpec, SearchSpec, VectorSpec};
-use crate::collection::{CollectionConfig, CollectionSpec, Error};
-use crate::shard::Shard;
+use crate::collection::{CollectionConfig, CollectionSpec, Error, NamedVector, NamedVectorSpec};
+use crate::shard::Lanes;
 use crate::storage::archive;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -96,6 +98,10 @@ pub struct SnapCollection {
     pub name: String,
     /// What recreates it (every setting of its resolved configuration).
     pub spec: CollectionSpec,
+    /// Its named vectors (none: one unnamed vector, `spec`'s). Absent in the snapshots of
+    /// builds before named vectors, which had none.
+    #[serde(default)]
+    pub named: Vec<NamedVectorSpec>,
     /// Its shard count.
     pub shard_number: u32,
     /// The shards the snapshot holds (all of them but in a shard snapshot).
@@ -151,6 +157,20 @@ pub fn spec_of(config: &CollectionConfig) -> CollectionSpec {
             recall_target: Some(config.search.recall_target),
         },
     }
+}
+
+/// The specs that recreate these named vectors.
+pub fn named_specs(named: &[NamedVector]) -> Vec<NamedVectorSpec> {
+    named
+        .iter()
+        .map(|n| NamedVectorSpec {
+            name: n.name.clone(),
+            vectors: VectorSpec {
+                dim: n.space.dim,
+                metric: n.space.metric,
+            },
+        })
+        .collect()
 }
 
 /// Checks a snapshot name given by a user: a file name of `[A-Za-z0-9._-]` ending in
@@ -226,8 +246,9 @@ impl Drop for Staging {
 pub struct Opened {
     /// The archive's description.
     pub meta: SnapshotMeta,
-    /// Per collection of `meta`, its shards restored from the snapshot (shard number, shard).
-    pub shards: Vec<Vec<(u32, Shard)>>,
+    /// Per collection of `meta`, its shards restored from the snapshot (shard number, the
+    /// shard's lanes: one per vector).
+    pub shards: Vec<Vec<(u32, Lanes)>>,
     /// The directory the shards' files were extracted into (removed when this is dropped).
     _staging: Staging,
 }
@@ -263,17 +284,19 @@ pub fn open(path: &Path, checksum: Option<&str>, root: &Path) -> Result<Opened, 
         let mut restored = Vec::with_capacity(col.shards.len());
         for s in &col.shards {
             let dir = staging.path().join(c.to_string()).join(s.to_string());
-            let shard = Shard::restore(&dir, false).map_err(|e| {
+            let lanes = col.named.len().max(1);
+            let shard = Lanes::restore_into(&dir, lanes, false, None).map_err(|e| {
                 SnapshotError::bad(format!(
                     "snapshot damaged: collection {} shard {s}: {e}",
                     col.name
                 ))
             })?;
-            if shard.config().dim != col.spec.vectors.dim as usize {
+            let first = col.named.first().map_or(col.spec.vectors, |n| n.vectors);
+            if shard.primary().config().dim != first.dim as usize {
                 return Err(SnapshotError::bad(format!(
                     "snapshot damaged: shard {s} holds vectors of dimension {}, the collection {}",
-                    shard.config().dim,
-                    col.spec.vectors.dim
+                    shard.primary().config().dim,
+                    first.dim
                 )));
             }
             restored.push((*s, shard));
@@ -288,14 +311,14 @@ pub fn open(path: &Path, checksum: Option<&str>, root: &Path) -> Result<Opened, 
 }
 
 /// Per shard number, the directory a shard snapshot goes to and the shard to snapshot.
-type Taken = Vec<(usize, u32, Shard)>;
+type Taken = Vec<(usize, u32, Lanes)>;
 
 /// Writes the archive of `meta` from `shards` (collection index, shard number, shard) to
 /// `target`; returns its SHA-256. Blocking.
 pub fn write_snapshot(
     target: &Path,
     meta: &SnapshotMeta,
-    shards: &[(usize, u32, Shard)],
+    shards: &[(usize, u32, Lanes)],
     staging: &Path,
 ) -> Result<String, SnapshotError> {
     let mut members = Vec::new();
@@ -305,18 +328,34 @@ pub fn write_snapshot(
         shard
             .snapshot(&dir)
             .map_err(|e| SnapshotError::internal(format!("snapshot of shard {s}: {e}")))?;
-        let mut files: Vec<String> = std::fs::read_dir(&dir)
-            .map_err(SnapshotError::internal)?
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        files.sort();
-        for f in files {
-            members.push((format!("{rel}/{f}"), dir.join(&f)));
-        }
+        add_members(&dir, &rel, &mut members)?;
     }
     let text = serde_json::to_string(meta).map_err(SnapshotError::internal)?;
     archive::write(target, &text, &members).map_err(SnapshotError::internal)
+}
+
+/// Adds every file under `dir` (lanes other than the first sit in subdirectories) as members
+/// named `rel/<path>`, in name order.
+fn add_members(
+    dir: &Path,
+    rel: &str,
+    members: &mut Vec<(String, PathBuf)>,
+) -> Result<(), SnapshotError> {
+    let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
+        .map_err(SnapshotError::internal)?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if path.is_dir() {
+            add_members(&path, &format!("{rel}/{name}"), members)?;
+        } else {
+            members.push((format!("{rel}/{name}"), path));
+        }
+    }
+    Ok(())
 }
 
 /// The snapshots of this node.
@@ -383,11 +422,11 @@ impl Snapshots<'_> {
         meta: &super::CollectionMeta,
         s: u32,
         what: &str,
-    ) -> Result<Shard, SnapshotError> {
+    ) -> Result<Lanes, SnapshotError> {
         let group = meta.shards[s as usize].group;
         self.cluster
             .local_shard(group)
-            .map(|l| l.app.shard())
+            .map(|l| l.app.lanes())
             .ok_or_else(|| {
                 SnapshotError::bad(format!(
                     "collection `{name}`: shard {s} has no replica on this node (node {}, replicas on {:?}); \
@@ -434,6 +473,7 @@ impl Snapshots<'_> {
             collections.push(SnapCollection {
                 name: name.clone(),
                 spec: spec_of(&meta.config),
+                named: named_specs(&meta.named),
                 shard_number: meta.shards.len() as u32,
                 shards,
             });

@@ -141,8 +141,9 @@ pub fn local_status(c: &Cluster) -> NodeStatus {
             .local_shards()
             .iter()
             .map(|(_, s)| {
-                let shard = s.app.shard();
-                replica_status(&s.group, Some(&shard.stats()), Some(shard.payload_schema()))
+                let lanes = s.app.lanes();
+                let schema = lanes.primary().payload_schema();
+                replica_status(&s.group, Some(&lanes.stats()), Some(schema))
             })
             .collect(),
     }
@@ -479,7 +480,7 @@ pub fn local_collection_stats(c: &Cluster) -> BTreeMap<String, Vec<crate::shard:
         if let Some(loc) = state.find_group(group) {
             out.entry(loc.collection.to_owned())
                 .or_default()
-                .push(local.app.shard().stats());
+                .push(local.app.lanes().stats());
         }
     }
     out

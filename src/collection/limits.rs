@@ -239,6 +239,7 @@ impl RequestLimits {
             ShardCommand::Delete { ids } | ShardCommand::DeleteAt { ids, .. } => {
                 self.check_points(ids.len(), "ids")
             }
+            ShardCommand::UpdateVectors { points } => self.check_points(points.len(), "points"),
             ShardCommand::CreateFieldIndex { .. } | ShardCommand::DeleteFieldIndex { .. } => Ok(()),
         }
     }

@@ -16,12 +16,14 @@
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod named;
 pub mod query;
 pub mod spec;
 
 pub use config::{CollectionConfig, IvfPqSettings, Placement, SearchSettings, VectorSpace};
 pub use error::Error;
 pub use limits::validate_name;
+pub use named::{CollectionVectors, NamedVector, NamedVectorSpec};
 pub use query::SearchQuery;
 pub use spec::{
     CollectionSpec, IndexDefaults, IvfPqSpec, SearchSpec, SearchUpdate, VectorSpec,

@@ -33,8 +33,12 @@ pub struct SearchQuery {
     pub shard_probe: Option<usize>,
     /// Return payloads.
     pub with_payload: bool,
-    /// Return vectors.
+    /// Return vectors (every vector of the point, packed in lane order when the collection
+    /// has named vectors).
     pub with_vector: bool,
+    /// The named vector searched (`None`: the unnamed one, see
+    /// [`CollectionVectors::lane_of`](super::CollectionVectors::lane_of)).
+    pub using: Option<String>,
 }
 
 impl SearchQuery {
@@ -106,6 +110,7 @@ mod tests {
             shard_probe: None,
             with_payload: false,
             with_vector: false,
+            using: None,
         };
         assert!(ok.check(&config).is_ok());
         let bad: Vec<(SearchQuery, &str)> = vec![

@@ -66,10 +66,11 @@ pub fn nearest_among(
 
 impl Router {
     /// `sample` random points passing `filter` (fewer if fewer match) and each one's `limit`
-    /// nearest others among them.
+    /// nearest others among them, by the vector `using` names.
     pub async fn distance_matrix(
         &self,
         collection: &str,
+        using: Option<&str>,
         sample: usize,
         limit: usize,
         filter: Option<Filter>,
@@ -77,9 +78,12 @@ impl Router {
     ) -> Result<Answer<DistanceMatrix>, Error> {
         let meta = self.meta(collection)?;
         self.config.limits.check_filter_opt(filter.as_ref())?;
-        let dim = meta.config.dim();
+        let vectors = meta.vectors();
+        let lane = vectors.lane_of(using)?;
+        let config = vectors.lane_config(lane);
+        let dim = config.dim();
         limits::check_matrix(sample, limit, dim)?;
-        let metric = meta.config.metric();
+        let metric = config.metric();
         let seed: u64 = rand::random();
         let out = self
             .fan_out_all(collection, &meta, read, |group, read| {
@@ -96,7 +100,14 @@ impl Router {
             ShardResponse::Sample(v) => Some(v),
             _ => None,
         });
-        let points = merge_samples(lists, sample);
+        // Each sampled point carries all its vectors packed: keep the one searched.
+        let dims = vectors.lane_dims();
+        let mut points = merge_samples(lists, sample);
+        for (_, v) in points.iter_mut() {
+            if let Some(part) = crate::collection::named::unpack(&dims, v, lane) {
+                *v = part.to_vec();
+            }
+        }
         if let Some((id, v)) = points.iter().find(|(_, v)| v.len() != dim) {
             return Err(Error::Internal(format!(
                 "point {id} came back with {} components, the collection has {dim}",

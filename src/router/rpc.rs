@@ -192,6 +192,21 @@ pub enum ShardRequest {
         #[serde(with = "crate::shard::point::json_text")]
         filter: Option<Filter>,
     },
+    /// A search of lane `lane` of the shard: a named vector other than the first (appended
+    /// after `Sample`; lane 0 is searched by `Search` and `SearchTuned`). Hits carry every
+    /// lane's vector, packed, when vectors are asked for.
+    SearchLane {
+        /// The group.
+        group: GroupId,
+        /// Freshness.
+        read: ReadSpec,
+        /// The search (its vector is the lane's).
+        search: ShardSearch,
+        /// What the query fixes and the recall it aims for.
+        tuning: WireTuning,
+        /// The lane (the named vector's position among the collection's, sorted by name).
+        lane: u32,
+    },
 }
 
 /// [`crate::shard::Tuning`] on the wire.
@@ -248,7 +263,8 @@ impl ShardRequest {
             | ShardRequest::ScrollOrdered { group, .. }
             | ShardRequest::SearchTuned { group, .. }
             | ShardRequest::Facet { group, .. }
-            | ShardRequest::Sample { group, .. } => *group,
+            | ShardRequest::Sample { group, .. }
+            | ShardRequest::SearchLane { group, .. } => *group,
         }
     }
 
@@ -457,13 +473,15 @@ async fn run_at(
 }
 
 /// A read over the points a filter selects (counts, scrolls, facets, samples): the freshness
-/// check and the compiled filter ([`prepare`]), then `read` on the blocking pool.
+/// check and the compiled filter ([`prepare`]), then `read` on the blocking pool, given the
+/// shard's lanes (every one holds the same points; lane 0 answers, the others add their
+/// vectors).
 async fn filtered_read(
     app: &Arc<ShardApp>,
     group: &RaftGroup,
     spec: &ReadSpec,
     filter: Option<&Filter>,
-    read: impl FnOnce(crate::shard::Shard, Option<crate::shard::CompiledFilter>) -> ShardResponse
+    read: impl FnOnce(crate::shard::Lanes, Option<crate::shard::CompiledFilter>) -> ShardResponse
     + Send
     + 'static,
 ) -> ShardResponse {
@@ -471,8 +489,8 @@ async fn filtered_read(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let shard = app.shard();
-    run_at(exec::Cost::Long, move || read(shard, filter)).await
+    let lanes = app.lanes();
+    run_at(exec::Cost::Long, move || read(lanes, filter)).await
 }
 
 /// The read's freshness check on this replica, then its filter compiled; `Err` is the answer to
@@ -498,18 +516,26 @@ fn compile(filter: Option<&Filter>) -> Result<Option<crate::shard::CompiledFilte
 /// Searches this node's replica: the read's freshness, the filter compiled, then the search on
 /// the runtime worker or the blocking pool as its estimated cost says. `tuning` fixes what the
 /// query fixed; the rest each sealed segment takes from its calibration.
+/// `lane` is the vector searched (0 unless the collection has named vectors).
 async fn search_replica(
     app: &Arc<ShardApp>,
     group: &RaftGroup,
     read: ReadSpec,
     search: ShardSearch,
     tuning: Tuning,
+    lane: usize,
 ) -> ShardResponse {
     let filter = match prepare(group, &read, search.filter.as_ref()).await {
         Ok(f) => f,
         Err(r) => return r,
     };
-    let shard = app.shard();
+    let lanes = app.lanes();
+    let Some(shard) = lanes.lane(lane).cloned() else {
+        return ShardResponse::error(
+            ErrorKind::BadRequest,
+            format!("the shard has {} lane(s), no lane {lane}", lanes.len()),
+        );
+    };
     let fallback = crate::index::ivfpq::SearchParams {
         nprobe: search.nprobe,
         rerank: search.rerank,
@@ -546,7 +572,9 @@ async fn search_replica(
         };
         match shard.search_planned(&req, &plan) {
             Ok(hits) => ShardResponse::Hits(
-                hits.iter()
+                lanes
+                    .join_hits(hits)
+                    .iter()
                     .map(|h: &Hit| WireHit {
                         record: WireRecord::from(&h.record),
                         distance: h.distance,
@@ -567,7 +595,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
                 Ok(c) => c,
                 Err(e) => return ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
             };
-            if let Err(e) = app.shard().validate(&cmd) {
+            if let Err(e) = app.validate(&cmd) {
                 return ShardResponse::error(ErrorKind::BadRequest, e.to_string());
             }
             match group.write(command).await {
@@ -581,14 +609,21 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
         }
         ShardRequest::Search { read, search, .. } => {
             let tuning = Tuning::explicit(search.nprobe, search.rerank);
-            search_replica(app, group, read, search, tuning).await
+            search_replica(app, group, read, search, tuning, 0).await
         }
         ShardRequest::SearchTuned {
             read,
             search,
             tuning,
             ..
-        } => search_replica(app, group, read, search, tuning.into()).await,
+        } => search_replica(app, group, read, search, tuning.into(), 0).await,
+        ShardRequest::SearchLane {
+            read,
+            search,
+            tuning,
+            lane,
+            ..
+        } => search_replica(app, group, read, search, tuning.into(), lane as usize).await,
         ShardRequest::Get {
             read,
             ids,
@@ -599,11 +634,12 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             if let Err(r) = ready(group, &read).await {
                 return r;
             }
-            let shard = app.shard();
+            let lanes = app.lanes();
             run_at(exec::Cost::Long, move || {
+                let records = lanes.primary().get(&ids, with_payload, with_vector);
                 ShardResponse::Records(
-                    shard
-                        .get(&ids, with_payload, with_vector)
+                    lanes
+                        .join_records(records)
                         .iter()
                         .map(WireRecord::from)
                         .collect(),
@@ -612,8 +648,8 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             .await
         }
         ShardRequest::Count { read, filter, .. } => {
-            filtered_read(app, group, &read, filter.as_ref(), move |shard, filter| {
-                ShardResponse::Count(shard.count(filter.as_ref()) as u64)
+            filtered_read(app, group, &read, filter.as_ref(), move |lanes, filter| {
+                ShardResponse::Count(lanes.primary().count(filter.as_ref()) as u64)
             })
             .await
         }
@@ -626,11 +662,20 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             with_vector,
             ..
         } => {
-            filtered_read(app, group, &read, filter.as_ref(), move |shard, filter| {
-                let (records, next) =
-                    shard.scroll(offset, limit, filter.as_ref(), with_payload, with_vector);
+            filtered_read(app, group, &read, filter.as_ref(), move |lanes, filter| {
+                let (records, next) = lanes.primary().scroll(
+                    offset,
+                    limit,
+                    filter.as_ref(),
+                    with_payload,
+                    with_vector,
+                );
                 ShardResponse::Page {
-                    records: records.iter().map(WireRecord::from).collect(),
+                    records: lanes
+                        .join_records(records)
+                        .iter()
+                        .map(WireRecord::from)
+                        .collect(),
                     next,
                 }
             })
@@ -645,7 +690,8 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             with_vector,
             ..
         } => {
-            filtered_read(app, group, &read, filter.as_ref(), move |shard, filter| {
+            filtered_read(app, group, &read, filter.as_ref(), move |lanes, filter| {
+                let shard = lanes.primary();
                 let order = crate::shard::OrderBy {
                     key: order.key,
                     descending: order.descending,
@@ -659,7 +705,9 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
                     with_vector,
                 ) {
                     Ok(rows) => ShardResponse::OrderedPage(
-                        rows.iter()
+                        lanes
+                            .join(rows, |r| (r.record.id, r.record.vector.as_mut()))
+                            .iter()
                             .map(|r| (r.value, WireRecord::from(&r.record)))
                             .collect(),
                     ),
@@ -676,7 +724,7 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
                 group,
                 &read,
                 filter.as_ref(),
-                move |shard, filter| match shard.facet(&key, filter.as_ref()) {
+                move |lanes, filter| match lanes.primary().facet(&key, filter.as_ref()) {
                     Ok(counts) => ShardResponse::Facets(counts.into_iter().collect()),
                     Err(e) => ShardResponse::error(ErrorKind::BadRequest, e.to_string()),
                 },
@@ -690,10 +738,11 @@ pub async fn execute(group: &RaftGroup, app: &Arc<ShardApp>, req: ShardRequest) 
             filter,
             ..
         } => {
-            filtered_read(app, group, &read, filter.as_ref(), move |shard, filter| {
+            filtered_read(app, group, &read, filter.as_ref(), move |lanes, filter| {
+                let sampled = lanes.primary().sample(seed, k, filter.as_ref());
                 ShardResponse::Sample(
-                    shard
-                        .sample(seed, k, filter.as_ref())
+                    lanes
+                        .join(sampled, |p| (p.id, Some(&mut p.vector)))
                         .into_iter()
                         .map(|p| (p.key, p.id, p.vector))
                         .collect(),
@@ -757,6 +806,26 @@ mod tests {
                     rerank: Some(2),
                     recall_target: Some(0.9),
                 },
+            },
+            ShardRequest::SearchLane {
+                group: 4,
+                read: session,
+                search: ShardSearch {
+                    vector: vec![0.25, 1.0, 2.0],
+                    limit: 5,
+                    filter: Some(filter.clone()),
+                    nprobe: 4,
+                    rerank: 2,
+                    exact: false,
+                    with_payload: true,
+                    with_vector: true,
+                },
+                tuning: WireTuning {
+                    nprobe: Some(3),
+                    rerank: None,
+                    recall_target: None,
+                },
+                lane: 2,
             },
             ShardRequest::Get {
                 group: 5,

@@ -26,7 +26,11 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<Vec<Hit>>, Error> {
         let meta = self.meta(collection)?;
-        q.check(&meta.config)?;
+        // The vector searched: its lane of every shard, and its space.
+        let vectors = meta.vectors();
+        let lane = vectors.lane_of(q.using.as_deref())?;
+        let config = vectors.lane_config(lane);
+        q.check(&config)?;
         self.config.limits.check_filter_opt(q.filter.as_ref())?;
         // An exact search is exhaustive: every shard, whatever the placement.
         let shards = match (&meta.centroids, Self::is_centroid(&meta)) {
@@ -44,7 +48,7 @@ impl Router {
         // What the query or the collection fixes; the rest each sealed segment takes from its
         // calibration. A fixed rerank is widened for hash placement (each shard returns its own
         // top-k), as is the fallback of segments without calibration.
-        let mut tuning = q.tuning(&meta.config);
+        let mut tuning = q.tuning(&config);
         let widen = |r: usize| {
             if Self::is_centroid(&meta) {
                 r
@@ -57,8 +61,8 @@ impl Router {
             vector: q.vector.clone(),
             limit: q.limit.saturating_add(q.offset),
             filter: q.filter.clone(),
-            nprobe: meta.config.search.fallback_nprobe(meta.config.ivf_pq.nlist),
-            rerank: widen(meta.config.search.fallback_rerank()),
+            nprobe: config.search.fallback_nprobe(config.ivf_pq.nlist),
+            rerank: widen(config.search.fallback_rerank()),
             exact: q.exact,
             with_payload: q.with_payload,
             with_vector: q.with_vector,
@@ -66,6 +70,14 @@ impl Router {
         let out = self
             .fan_out(collection, &meta, &shards, read, |group, read| {
                 match (tuning.nprobe, tuning.rerank) {
+                    // Another named vector than the first: the request that names the lane.
+                    _ if lane > 0 => ShardRequest::SearchLane {
+                        group,
+                        read,
+                        search: search.clone(),
+                        tuning: tuning.into(),
+                        lane: lane as u32,
+                    },
                     // Both fixed: the request every node version understands.
                     (Some(nprobe), Some(rerank)) => ShardRequest::Search {
                         group,

@@ -16,7 +16,7 @@ use super::Router;
 use crate::cluster::snapshots::{Opened, SnapCollection, SnapshotError, SnapshotKind, open};
 use crate::collection::Error;
 use crate::collection::limits::validate_name;
-use crate::shard::{Filter, PointId, PointWrite, Shard, ShardCommand};
+use crate::shard::{Filter, Lanes, PointId, PointWrite, ShardCommand};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -70,7 +70,16 @@ impl Router {
             .into());
         }
         // What the create would refuse for good is refused before anything is deleted.
-        col.spec.resolve(self.cluster.defaults(), 1)?;
+        if col.named.is_empty() {
+            col.spec.resolve(self.cluster.defaults(), 1)?;
+        } else {
+            crate::collection::named::resolve_named(
+                &col.spec,
+                &col.named,
+                self.cluster.defaults(),
+                1,
+            )?;
+        }
         let rf = col.spec.replication_factor.unwrap_or(1) as usize;
         if rf > state.members.len() {
             return Err(Error::bad(format!(
@@ -82,7 +91,9 @@ impl Router {
         }
         drop(state);
         self.cluster.delete_collection(name).await?;
-        self.cluster.create_collection(name, col.spec).await?;
+        self.cluster
+            .create_named_collection(name, col.spec, col.named.clone())
+            .await?;
         self.write_indexes(name, None, shards).await?;
         for (_, shard) in shards {
             self.write_points(name, shard).await?;
@@ -123,7 +134,8 @@ impl Router {
         let fits = col.shards == [shard_id]
             && col.shard_number == shards_now
             && col.spec.vectors.dim == meta.config.vectors.dim
-            && col.spec.vectors.metric == meta.config.vectors.metric;
+            && col.spec.vectors.metric == meta.config.vectors.metric
+            && col.named == crate::cluster::snapshots::named_specs(&meta.named);
         if !fits {
             return Err(Error::bad(format!(
                 "the snapshot holds shard {:?} of a {}-shard collection of {}-dimensional {:?} vectors; \
@@ -165,11 +177,11 @@ impl Router {
         &self,
         name: &str,
         only: Option<u32>,
-        shards: &[(u32, Shard)],
+        shards: &[(u32, Lanes)],
     ) -> Result<(), Error> {
         let mut schema = BTreeMap::new();
         for (_, shard) in shards {
-            for (field, info) in shard.payload_schema() {
+            for (field, info) in shard.primary().payload_schema() {
                 schema.insert(field, info.data_type);
             }
         }
@@ -190,13 +202,14 @@ impl Router {
         Ok(())
     }
 
-    /// Upserts every point of `shard` into `name`, in batches.
-    async fn write_points(&self, name: &str, shard: &Shard) -> Result<(), Error> {
+    /// Upserts every point of `shard` into `name`, in batches (with all its vectors packed).
+    async fn write_points(&self, name: &str, shard: &Lanes) -> Result<(), Error> {
         let batch = RECOVER_BATCH.min(self.config.limits.max_batch_points.max(1));
         let mut offset: Option<PointId> = None;
         loop {
-            let (records, next) = shard.scroll(offset, batch, None, true, true);
-            let points: Vec<PointWrite> = records
+            let (records, next) = shard.primary().scroll(offset, batch, None, true, true);
+            let points: Vec<PointWrite> = shard
+                .join_records(records)
                 .into_iter()
                 .map(|r| PointWrite {
                     id: r.id,

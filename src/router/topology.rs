@@ -7,7 +7,7 @@ use super::resilience::Resilience;
 use super::{Consistency, Counters, Router, RouterConfig, RoutingStats, exec, hlc};
 use crate::cluster::placement::HashRing;
 use crate::cluster::{Cluster, CollectionMeta, ShardMeta};
-use crate::collection::{CollectionConfig, Error};
+use crate::collection::{CollectionConfig, CollectionVectors, Error};
 use crate::raft::{GroupId, NodeId};
 use crate::shard::SegmentCalibration;
 use std::collections::HashMap;
@@ -48,6 +48,11 @@ impl Router {
     /// The configuration of a collection (404 if unknown).
     pub fn collection_config(&self, collection: &str) -> Result<CollectionConfig, Error> {
         Ok(self.meta(collection)?.config)
+    }
+
+    /// The vectors of a collection: its configuration and named vectors (404 if unknown).
+    pub fn collection_vectors(&self, collection: &str) -> Result<CollectionVectors, Error> {
+        Ok(self.meta(collection)?.vectors())
     }
 
     pub(super) fn ring(&self, shards: u32) -> Arc<HashRing> {

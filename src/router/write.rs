@@ -11,7 +11,7 @@ use crate::cluster::placement::CentroidPlacement;
 use crate::cluster::{CollectionMeta, ShardMeta};
 use crate::collection::Error;
 use crate::raft::budget::MAX_ENTRY_BYTES;
-use crate::shard::{Filter, PointId, PointWrite, ShardCommand};
+use crate::shard::{Filter, PointId, PointWrite, ShardCommand, VectorUpdate};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -196,7 +196,8 @@ impl Router {
     ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
         self.config.limits.check_points(points.len(), "points")?;
-        check_points(&points, meta.config.dim())?;
+        // With named vectors, each point carries them packed (`collection::named`).
+        check_points(&points, meta.vectors().packed_dim())?;
         let n = meta.shards.len() as u32;
         let mut owned: BTreeMap<u32, Vec<PointWrite>> = BTreeMap::new();
         let centroid = Self::is_centroid(&meta);
@@ -296,6 +297,87 @@ impl Router {
                 )
             })
             .collect();
+        self.write_all(collection, &meta, per_shard).await
+    }
+
+    /// Replaces vectors of existing points, keeping their payloads (Qdrant's `update_vectors`):
+    /// each update names the vectors (lanes) it changes, each of that vector's dimension with
+    /// finite components; ids the collection does not hold are ignored. Under centroid
+    /// placement a point's shard follows its vector, so a vector change there is refused (an
+    /// upsert moves the point).
+    pub async fn update_vectors(
+        &self,
+        collection: &str,
+        updates: Vec<VectorUpdate>,
+    ) -> Result<WriteAck, Error> {
+        let meta = self.meta(collection)?;
+        self.config.limits.check_points(updates.len(), "points")?;
+        if updates.is_empty() {
+            return Err(Error::bad("no points to update"));
+        }
+        if Self::is_centroid(&meta) {
+            return Err(Error::bad(format!(
+                "collection `{collection}` places points by centroid, so a point's shard follows its vector: upsert the point with its new vector instead"
+            )));
+        }
+        let dims = meta.vectors().lane_dims();
+        let mut seen = HashSet::with_capacity(updates.len());
+        for (i, u) in updates.iter().enumerate() {
+            let what = format!("points[{i}] (id {})", u.id);
+            if u.vectors.is_empty() {
+                return Err(Error::bad(format!("{what}: no vector to update")));
+            }
+            let mut lanes = HashSet::new();
+            for (lane, v) in &u.vectors {
+                let dim = dims.get(*lane as usize).ok_or_else(|| {
+                    Error::bad(format!("{what}: the collection has no vector lane {lane}"))
+                })?;
+                if !lanes.insert(*lane) {
+                    return Err(Error::bad(format!("{what}: a vector is given twice")));
+                }
+                crate::collection::limits::check_vector(v, *dim, &what)?;
+            }
+            if !seen.insert(u.id) {
+                return Err(Error::bad(format!(
+                    "duplicate point id {} in one request",
+                    u.id
+                )));
+            }
+        }
+        let n = meta.shards.len() as u32;
+        let ring = self.ring(n.max(1));
+        let mut owned: BTreeMap<u32, Vec<VectorUpdate>> = BTreeMap::new();
+        for u in updates {
+            let s = if n <= 1 { 0 } else { ring.shard_of(&u.id) };
+            owned.entry(s).or_default().push(u);
+        }
+        // Entries of at most UPSERT_ENTRY_BYTES (4 bytes a component, some for the id).
+        let mut per_shard: BTreeMap<u32, Vec<ShardCommand>> = BTreeMap::new();
+        for (s, updates) in owned {
+            let mut run: Vec<VectorUpdate> = Vec::new();
+            let mut used = 0usize;
+            for u in updates {
+                let size = 32
+                    + u.vectors
+                        .iter()
+                        .map(|(_, v)| 8 + 4 * v.len())
+                        .sum::<usize>();
+                if !run.is_empty() && used + size > UPSERT_ENTRY_BYTES {
+                    let points = std::mem::take(&mut run);
+                    per_shard
+                        .entry(s)
+                        .or_default()
+                        .push(ShardCommand::UpdateVectors { points });
+                    used = 0;
+                }
+                used += size;
+                run.push(u);
+            }
+            per_shard
+                .entry(s)
+                .or_default()
+                .push(ShardCommand::UpdateVectors { points: run });
+        }
         self.write_all(collection, &meta, per_shard).await
     }
 

@@ -38,6 +38,24 @@ impl Shard {
                 }
                 Ok(())
             }
+            ShardCommand::UpdateVectors { points } => {
+                let mut seen = HashSet::with_capacity(points.len());
+                for p in points {
+                    match p.vectors.as_slice() {
+                        [(0, v)] => check_vector(self.inner.config.dim, v)?,
+                        _ => {
+                            return Err(ShardError::Param(format!(
+                                "point {}: a one-vector shard takes exactly one new vector, for lane 0",
+                                p.id
+                            )));
+                        }
+                    }
+                    if !seen.insert(p.id) {
+                        return Err(ShardError::DuplicateId(p.id));
+                    }
+                }
+                Ok(())
+            }
             ShardCommand::Delete { .. } | ShardCommand::DeleteAt { .. } => Ok(()),
             ShardCommand::DeleteByFilter { filter } => {
                 filter.compile()?;
@@ -59,7 +77,9 @@ impl Shard {
         self.validate(command)?;
         if matches!(
             command,
-            ShardCommand::Upsert { .. } | ShardCommand::UpsertAt { .. }
+            ShardCommand::Upsert { .. }
+                | ShardCommand::UpsertAt { .. }
+                | ShardCommand::UpdateVectors { .. }
         ) {
             self.touch();
         }
@@ -76,6 +96,27 @@ impl Shard {
                         state.versions.insert(p.id, *version);
                         tombstoned |= self.append(&mut state, p)?;
                     }
+                }
+            }
+            ShardCommand::UpdateVectors { points } => {
+                for p in points {
+                    let Some(loc) = state.ids.get(&p.id).copied() else {
+                        continue;
+                    };
+                    // The point is written again with its payload and the new vector.
+                    let payload = state
+                        .record(p.id, loc, true, false)
+                        .and_then(|r| r.payload)
+                        .map(|p| (*p).clone());
+                    let Some((_, vector)) = p.vectors.first() else {
+                        continue;
+                    };
+                    let write = PointWrite {
+                        id: p.id,
+                        vector: vector.clone(),
+                        payload,
+                    };
+                    tombstoned |= self.append(&mut state, &write)?;
                 }
             }
             ShardCommand::Delete { ids } => {
@@ -113,6 +154,13 @@ impl Shard {
             self.maybe_compact(&mut state);
         }
         Ok(true)
+    }
+
+    /// Records `index` as applied without applying anything: the entry's command was refused
+    /// by another lane of the same shard ([`super::Lanes::apply`]), so this lane skips it too.
+    pub(super) fn skip(&self, index: u64) {
+        let mut state = write(&self.inner.state);
+        state.last_applied = state.last_applied.max(index);
     }
 
     /// Appends one point to the mutable segment (tombstoning its old row); returns whether an

@@ -19,6 +19,16 @@ pub struct PointWrite {
     pub payload: Option<Payload>,
 }
 
+/// New vectors for one point of [`ShardCommand::UpdateVectors`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorUpdate {
+    /// The point.
+    pub id: PointId,
+    /// `(lane, vector)` for each vector that changes (lane 0 in a one-vector shard, see
+    /// [`super::Lanes`]); the others stay.
+    pub vectors: Vec<(u32, Vec<f32>)>,
+}
+
 /// A write to one shard. Every replica applies the same sequence and reaches the same state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ShardCommand {
@@ -104,6 +114,13 @@ pub enum ShardCommand {
     ClearPayload {
         /// The points.
         points: PointSelector,
+    },
+    /// Replace vectors of existing points, keeping their payloads (Qdrant's `update_vectors`;
+    /// unknown ids are ignored, versions are untouched, as for payload updates). Appended after
+    /// `ClearPayload`.
+    UpdateVectors {
+        /// The points, with distinct ids.
+        points: Vec<VectorUpdate>,
     },
 }
 
@@ -197,6 +214,12 @@ mod tests {
             ShardCommand::DeletePayload {
                 keys: vec!["a".into(), "b.c".into()],
                 points: PointSelector::Filter(filter.clone()),
+            },
+            ShardCommand::UpdateVectors {
+                points: vec![VectorUpdate {
+                    id: PointId::Num(8),
+                    vectors: vec![(0, vec![0.25, -1.0]), (2, vec![3.0])],
+                }],
             },
             ShardCommand::ClearPayload {
                 points: PointSelector::Ids(vec![]),

@@ -50,7 +50,7 @@
 //! path, `search.rs` the search path, `query.rs` the other reads and the counters, `sample.rs` the
 //! random sample of the distance matrix, `build.rs` the
 //! background index builds, `state.rs` the state behind the lock, `config.rs` and `error.rs` the
-//! shape and the refusals.
+//! shape and the refusals. A replica runs one shard per vector of its collection ([`lanes`]).
 
 mod apply;
 mod build;
@@ -63,6 +63,7 @@ mod config;
 mod error;
 mod facet;
 pub mod filter;
+pub mod lanes;
 pub mod merge_policy;
 mod open;
 pub mod optimizations;
@@ -82,12 +83,13 @@ mod values;
 
 pub use apply::check_vector;
 pub use calibrate::DEFAULT_RECALL_TARGET;
-pub use command::{PointSelector, PointWrite, ShardCommand};
+pub use command::{PointSelector, PointWrite, ShardCommand, VectorUpdate};
 pub use compaction::CompactionConfig;
 pub use config::ShardConfig;
 pub use error::ShardError;
 pub use facet::FacetValue;
 pub use filter::{CompiledFilter, Filter, FilterError};
+pub use lanes::Lanes;
 pub use optimizations::{JobKind, JobRecord, Optimizations};
 pub use payload_index::{PayloadFieldInfo, PayloadFieldType, PayloadSchema};
 pub use payload_ops::{OrderBy, OrderedRecord};
@@ -162,6 +164,8 @@ pub struct Shard {
     inner: Arc<Inner>,
 }
 
+#[cfg(test)]
+mod lanes_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]

@@ -56,12 +56,12 @@ pub const fn magic(k: u8) -> [u8; 8] {
 
 /// The cluster metadata snapshot, `cluster-state.bin` (body: postcard `ClusterState`; version
 /// 1's body holds collection configurations in their version 1 layout, versions 2 and 3 hold
-/// the same body, version 4 appends the aliases). Versions 1 and 2 were written in the
-/// hand-written layout, 3 and 4 are the envelope.
+/// the same body, version 4 appends the aliases, version 5 each collection's named vectors).
+/// Versions 1 and 2 were written in the hand-written layout, 3 to 5 are the envelope.
 pub const CLUSTER_STATE: FileKind = FileKind {
     name: "cluster state",
     magic: magic(b'C'),
-    version: 4,
+    version: 5,
     oldest: 1,
     legacy: Some(LegacyLayout {
         magic: *b"SHOALMET",

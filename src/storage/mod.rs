@@ -231,7 +231,7 @@
 //!
 //! | kind | `k` | file | current version | body |
 //! |------|-----|------|-----------------|------|
-//! | [`envelope::CLUSTER_STATE`] | `C` | `cluster-state.bin` | 4 | postcard `ClusterState` (3: without aliases) |
+//! | [`envelope::CLUSTER_STATE`] | `C` | `cluster-state.bin` | 5 | postcard `ClusterState` (4: without named vectors; 3: without aliases) |
 //! | [`envelope::SHARD_SNAPSHOT`] | `S` | `<snapshot>/shard.snap` | 4 | postcard shard snapshot body |
 //! | [`envelope::SNAPSHOT_ARCHIVE`] | `A` | `snapshots/**/*.snapshot` (its first part) | 1 | postcard archive manifest; member bytes follow ([`archive`]) |
 //! | (`raft::manifest`) | `R` | `<raft snapshot>/MANIFEST` | 2 | postcard (last log id, membership, file list) |
@@ -259,7 +259,8 @@
 //!   for byte.
 //! - `tests/fixtures/cluster_state_v1/cluster-state.bin`, `tests/fixtures/meta/cluster_state_v2.bin`
 //!   and `tests/fixtures/shard_snapshot_v2/` are the envelope kinds as written before the
-//!   envelope, `tests/fixtures/meta/cluster_state_v3.bin`, `cluster_state_v4.bin` and
+//!   envelope, `tests/fixtures/meta/cluster_state_v3.bin`, `cluster_state_v4.bin`,
+//!   `cluster_state_v5.bin` and
 //!   `tests/fixtures/shard_snapshot_v4/` written in it; they decode, and their owners (cluster metadata, shard snapshot) restore them
 //!   completely.
 //! - `tests/fixtures/raft_snapshot_v1/` and `raft_snapshot_v2/` hold a Raft snapshot `MANIFEST`

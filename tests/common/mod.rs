@@ -21,6 +21,19 @@ pub struct Server {
     pub data_dir: PathBuf,
 }
 
+/// Deterministic pseudo-random components in [-1, 1): point `i`'s vector of `dim` dimensions.
+pub fn vec_for(i: u64, dim: usize) -> Vec<f32> {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

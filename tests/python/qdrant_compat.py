@@ -102,6 +102,13 @@ hits = client.query_points(name, query=models.RecommendQuery(
     recommend=models.RecommendInput(positive=[7, 8], negative=[20])), limit=5).points
 assert [str(h.id) for h in hits] == nearest(target, {7, 8, 20}, 5), hits
 
+# update_vectors replaces the vector and keeps the payload.
+client.update_vectors(name, points=[models.PointVectors(id=3, vector=[9.0, 0.0, 0.0, 0.0])],
+                      wait=True)
+three = client.retrieve(name, ids=[3], with_vectors=True, with_payload=True)[0]
+assert three.vector == [1.0, 0.0, 0.0, 0.0] and three.payload["name"] == "p3", three
+client.update_vectors(name, points=[models.PointVectors(id=3, vector=vec(3))], wait=True)
+
 got = client.retrieve(name, ids=[1, u, 1000], with_vectors=True, with_payload=True)
 assert sorted(str(p.id) for p in got) == sorted(["1", u]), got
 one = [p for p in got if p.id == 1][0]

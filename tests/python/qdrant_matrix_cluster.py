@@ -112,7 +112,7 @@ check_rows(ids, rows, 3, lambda i: i % 3 == 1)
 
 # Bad input: a JSON 400 naming what is wrong.
 for kwargs, needle in [({"sample": 1}, "sample = 1"), ({"sample": 5000}, "MAX_MATRIX_SAMPLE"),
-                       ({"limit": 0}, "limit = 0"), ({"using": "image"}, "using")]:
+                       ({"limit": 0}, "limit = 0"), ({"using": "image"}, "image")]:
     try:
         client.search_matrix_pairs(collection_name=name, **kwargs)
     except Exception as e:  # qdrant_client's UnexpectedResponse
