@@ -2,7 +2,8 @@
 //! 3 shards × 3 replicas): merged exact searches equal a single shard's answers for both
 //! placements; a killed shard leader loses no acknowledged write; a cut-off node accepts no
 //! write and never serves stale strong or session reads, then converges; concurrent upserts of
-//! one id through different routers leave it in exactly one shard, alike on every replica.
+//! one id through different routers leave it in exactly one shard, alike on every replica; a
+//! replica killed while writes land catches up every named vector.
 
 mod common;
 
@@ -496,4 +497,82 @@ fn concurrent_upserts_of_one_id_leave_it_in_exactly_one_shard() {
         }
     }
     assert_eq!(winners.len(), ids.len());
+}
+
+/// Named vectors on three nodes: a replica killed while writes land catches up every lane, and
+/// exact searches of each vector through each node (session reads, served by the node's own
+/// replica once it has the writes) equal brute force over all the points.
+#[test]
+fn a_follower_catches_up_every_named_vector() {
+    let mut c = TestCluster::start(3, &[]);
+    let body = json!({
+        "vectors": {"a": {"size": DIM, "distance": "Euclid"},
+                    "b": {"size": DIM, "distance": "Cosine"}},
+        "shard_number": 1,
+        "replication_factor": 3,
+    });
+    assert_eq!(c.ok(0, "PUT", "/collections/nv", body), json!(true));
+    let b_of = |i: u64| vector(i + 1_000_003);
+    let write = |c: &TestCluster, ids: std::ops::Range<u64>| -> String {
+        let points: Vec<Value> = ids
+            .map(|i| json!({"id": i, "vector": {"a": vector(i), "b": b_of(i)}, "payload": {"m": i % 5}}))
+            .collect();
+        let v = c.ok(
+            0,
+            "PUT",
+            "/collections/nv/points?wait=true",
+            json!({ "points": points }),
+        );
+        v["consistency_token"].as_str().expect("a token").to_owned()
+    };
+    write(&c, 0..300);
+    let victim = 2;
+    c.kill9(victim);
+    write(&c, 300..450);
+    let token = write(&c, 450..600);
+    c.restart(victim);
+    let unit = |v: Vec<f32>| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    for (using, q) in [("a", vector(7_777)), ("b", b_of(8_888))] {
+        let mut model: Vec<(f32, u64)> = (0..600)
+            .map(|i| {
+                let d = if using == "a" {
+                    vector(i)
+                        .iter()
+                        .zip(&q)
+                        .map(|(x, y)| (x - y) * (x - y))
+                        .sum()
+                } else {
+                    let (v, q) = (unit(b_of(i)), unit(q.clone()));
+                    -v.iter().zip(&q).map(|(x, y)| x * y).sum::<f32>()
+                };
+                (d, i)
+            })
+            .collect();
+        model.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        let want: Vec<u64> = model.iter().take(10).map(|m| m.1).collect();
+        for node in 0..3 {
+            let v = wait_for(
+                "a session read through the node",
+                Duration::from_secs(30),
+                || {
+                    let (st, v) = query(
+                        &c,
+                        node,
+                        "nv",
+                        json!({"query": q, "using": using, "limit": 10,
+                               "params": {"exact": true}}),
+                        &format!("consistency=session&consistency_token={token}"),
+                    );
+                    (st == 200).then_some(v)
+                },
+            );
+            let got: Vec<u64> = hits(&v).into_iter().map(|h| h.0).collect();
+            assert_eq!(got, want, "vector {using} through node {node}");
+        }
+    }
+    // Every replica holds every point.
+    assert_eq!(converged(&c, "nv", Duration::from_secs(30)), vec![600]);
 }
