@@ -142,6 +142,14 @@ fn named_vectors_over_rest_answer_as_brute_force_and_survive_kill_9() {
         "{info}"
     );
     assert_eq!(info["points_count"], N);
+    // Each vector's sealed segments report their own calibration, under the vector's name.
+    let calibrated: HashSet<&str> = info["calibration"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["vector"].as_str())
+        .collect();
+    assert_eq!(calibrated, HashSet::from(["a", "b"]), "{info}");
     let before = exact_answers(&s);
 
     // The indexed search of each vector at the default recall target, against brute force.

@@ -195,8 +195,9 @@ pub async fn get_collection(
         .router
         .calibrations(&name)?
         .into_iter()
-        .flat_map(|(shard, segs)| {
-            segs.into_iter().map(move |c| {
+        .flat_map(|sc| {
+            let (shard, vector) = (sc.shard, sc.vector);
+            sc.segments.into_iter().map(move |c| {
                 let at = c.at(target);
                 // How much a filtered search widens `nprobe` here, per measured share.
                 let filtered: Vec<serde_json::Value> = at
@@ -211,7 +212,7 @@ pub async fn get_collection(
                             .collect()
                     })
                     .unwrap_or_default();
-                json!({
+                let mut entry = json!({
                     "shard": shard,
                     "segment": c.segment,
                     "points": c.rows,
@@ -221,7 +222,11 @@ pub async fn get_collection(
                     "rerank": at.map(|p| p.rerank),
                     "measured_recall": at.map(|p| p.recall),
                     "filtered": filtered,
-                })
+                });
+                if let Some(name) = &vector {
+                    entry["vector"] = json!(name);
+                }
+                entry
             })
         })
         .collect();

@@ -13,6 +13,17 @@ use crate::shard::SegmentCalibration;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// The calibrations of one local shard replica's sealed segments, for one of its vectors.
+#[derive(Debug, Clone)]
+pub struct ShardCalibrations {
+    /// The shard.
+    pub shard: u32,
+    /// The named vector (`None`: the unnamed one).
+    pub vector: Option<String>,
+    /// Each sealed segment's calibration.
+    pub segments: Vec<SegmentCalibration>,
+}
+
 impl Router {
     /// A router over `cluster`. Other nodes' routers reach this node's replicas through
     /// [`ShardService`](super::ShardService), which the node registers beside it.
@@ -135,19 +146,27 @@ impl Router {
     /// Per shard held on this node (shard number, the local replica's calibrations): what each
     /// sealed segment measured about itself when it was built. Replicas build their own
     /// segments, so another node's replica of the same shard may have chosen differently.
-    pub fn calibrations(
-        &self,
-        collection: &str,
-    ) -> Result<Vec<(u32, Vec<SegmentCalibration>)>, Error> {
+    ///
+    /// With named vectors each vector's segments are listed, under its name.
+    pub fn calibrations(&self, collection: &str) -> Result<Vec<ShardCalibrations>, Error> {
         let meta = self.meta(collection)?;
-        Ok(meta
-            .shards
-            .iter()
-            .enumerate()
-            .filter_map(|(i, shard)| {
-                let local = self.cluster.local_shard(shard.group)?;
-                Some((i as u32, local.app.shard().calibrations()))
-            })
-            .collect())
+        let mut out = Vec::new();
+        for (i, shard) in meta.shards.iter().enumerate() {
+            let Some(local) = self.cluster.local_shard(shard.group) else {
+                continue;
+            };
+            let lanes = local.app.lanes();
+            for lane in 0..lanes.len() {
+                let Some(engine) = lanes.lane(lane) else {
+                    continue;
+                };
+                out.push(ShardCalibrations {
+                    shard: i as u32,
+                    vector: meta.named.get(lane).map(|n| n.name.clone()),
+                    segments: engine.calibrations(),
+                });
+            }
+        }
+        Ok(out)
     }
 }
