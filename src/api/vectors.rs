@@ -30,11 +30,6 @@ impl VectorLayout {
         VectorLayout { vectors, dims }
     }
 
-    /// The collection's configuration (its first vector's space).
-    pub fn config(&self) -> &CollectionConfig {
-        &self.vectors.config
-    }
-
     /// Lane `lane`'s configuration (its vector's dimension and metric).
     pub fn lane_config(&self, lane: usize) -> CollectionConfig {
         self.vectors.lane_config(lane)

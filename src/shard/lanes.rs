@@ -12,10 +12,10 @@
 //! lanes, a point's `vector` is its lanes' vectors end to end, in lane order (its *packed*
 //! vector); [`Lanes::apply`] gives each lane its part. A vector update names the lanes it
 //! changes, and each lane gets the points that change its vector. Every other command goes to
-//! every lane as it is. The lanes apply the same entries in the same order, so they hold the same points, and
-//! a command one lane would refuse is refused by all of them before any applies it (each still
-//! records the index, so replay stays idempotent). Since Raft pauses applies while a snapshot is
-//! written, the lanes of one snapshot cover the same index.
+//! every lane as it is. The lanes apply the same entries in the same order, so they hold the
+//! same points, and a command one lane would refuse is refused by all of them before any
+//! applies it (each still records the index, so replay stays idempotent). Since Raft pauses
+//! applies while a snapshot is written, the lanes of one snapshot cover the same index.
 //!
 //! **Files.** Lane 0 lives where a one-lane shard lives (its data directory, its snapshot
 //! directory), so one-lane shards are unchanged; lane `i > 0` lives in `lanes/<i>/` under both.
@@ -59,16 +59,14 @@ impl Lanes {
     /// Empty lanes of these shapes (at least one), lane `i`'s segment files in
     /// [`lane_dir`]`(data_dir, i)`.
     pub fn open(configs: Vec<ShardConfig>, data_dir: &Path) -> Result<Self, ShardError> {
+        if configs.is_empty() {
+            return Err(ShardError::Config("a shard needs at least one lane".into()));
+        }
         let lanes = configs
             .into_iter()
             .enumerate()
             .map(|(i, c)| Shard::open(c, &lane_dir(data_dir, i)))
             .collect::<Result<Vec<_>, _>>()?;
-        if lanes.is_empty() {
-            return Err(ShardError::Corrupted(
-                "a shard needs at least one lane".into(),
-            ));
-        }
         Ok(Lanes { lanes })
     }
 
@@ -130,8 +128,8 @@ impl Lanes {
         self.lanes.iter().map(|l| l.config().dim).sum()
     }
 
-    /// What lane `lane` applies of `command`: its part of every packed vector of an upsert,
-    /// every other command as it is.
+    /// What lane `lane` applies of `command`: its part of every packed vector of an upsert, the
+    /// points of a vector update that change its vector, every other command as it is.
     fn part<'c>(&self, lane: usize, command: &'c ShardCommand) -> Cow<'c, ShardCommand> {
         if self.lanes.len() == 1 {
             return Cow::Borrowed(command);
