@@ -45,15 +45,6 @@ impl VectorLayout {
         Ok(self.vectors.lane_of(using)?)
     }
 
-    fn names(&self) -> String {
-        self.vectors
-            .named
-            .iter()
-            .map(|n| format!("{:?}", n.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     /// A point's vector from an upsert, packed: a list of numbers for the unnamed vector, an
     /// object giving every named vector by name otherwise.
     pub fn point(&self, v: &VectorInput, what: &str) -> Result<Vec<f32>, ApiError> {
@@ -63,7 +54,7 @@ impl VectorLayout {
         let VectorInput::Named(entries) = v else {
             return Err(ApiError::bad(format!(
                 "{what}: the collection has named vectors ({}): give the vector as {{\"name\": [numbers], ..}}",
-                self.names()
+                self.vectors.names()
             )));
         };
         let by_name: Vec<(&str, &VectorInput)> =
@@ -80,7 +71,7 @@ impl VectorLayout {
         {
             return Err(ApiError::bad(format!(
                 "{what}: the collection has no vector named {k:?} (it has {})",
-                self.names()
+                self.vectors.names()
             )));
         }
         let by_lane = self
@@ -108,7 +99,7 @@ impl VectorLayout {
         let VectorInput::Named(entries) = v else {
             return Err(ApiError::bad(format!(
                 "{what}: the collection has named vectors ({}): give the new vectors as {{\"name\": [numbers], ..}}",
-                self.names()
+                self.vectors.names()
             )));
         };
         if entries.is_empty() {

@@ -102,13 +102,6 @@ impl CollectionVectors {
     /// there is only one).
     pub fn lane_of(&self, using: Option<&str>) -> Result<usize, Error> {
         let named = &self.named;
-        let names = || {
-            named
-                .iter()
-                .map(|n| format!("{:?}", n.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         match (named.is_empty(), using) {
             (true, None | Some("")) => Ok(0),
             (true, Some(u)) => Err(Error::bad(format!(
@@ -117,15 +110,24 @@ impl CollectionVectors {
             (false, None | Some("")) if named.len() == 1 => Ok(0),
             (false, None | Some("")) => Err(Error::bad(format!(
                 "the collection has named vectors ({}): name one with `using`",
-                names()
+                self.names()
             ))),
             (false, Some(u)) => named.iter().position(|n| n.name == u).ok_or_else(|| {
                 Error::bad(format!(
                     "the collection has no vector named {u:?} (it has {})",
-                    names()
+                    self.names()
                 ))
             }),
         }
+    }
+
+    /// The names of the named vectors, quoted, for messages (`"image", "text"`).
+    pub fn names(&self) -> String {
+        self.named
+            .iter()
+            .map(|n| format!("{:?}", n.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The configuration of lane `lane` (the collection's own for lane 0 or no named vectors).

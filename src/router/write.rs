@@ -351,32 +351,15 @@ impl Router {
             let s = if n <= 1 { 0 } else { ring.shard_of(&u.id) };
             owned.entry(s).or_default().push(u);
         }
-        // Entries of at most UPSERT_ENTRY_BYTES (4 bytes a component, some for the id).
+        // Entries of at most UPSERT_ENTRY_BYTES, as an upsert's.
         let mut per_shard: BTreeMap<u32, Vec<ShardCommand>> = BTreeMap::new();
         for (s, updates) in owned {
-            let mut run: Vec<VectorUpdate> = Vec::new();
-            let mut used = 0usize;
-            for u in updates {
-                let size = 32
-                    + u.vectors
-                        .iter()
-                        .map(|(_, v)| 8 + 4 * v.len())
-                        .sum::<usize>();
-                if !run.is_empty() && used + size > UPSERT_ENTRY_BYTES {
-                    let points = std::mem::take(&mut run);
-                    per_shard
-                        .entry(s)
-                        .or_default()
-                        .push(ShardCommand::UpdateVectors { points });
-                    used = 0;
-                }
-                used += size;
-                run.push(u);
+            for points in split_by_bytes(updates, UPSERT_ENTRY_BYTES)? {
+                per_shard
+                    .entry(s)
+                    .or_default()
+                    .push(ShardCommand::UpdateVectors { points });
             }
-            per_shard
-                .entry(s)
-                .or_default()
-                .push(ShardCommand::UpdateVectors { points: run });
         }
         self.write_all(collection, &meta, per_shard).await
     }

@@ -1,4 +1,4 @@
-//! Upsert batches cut to what one replicated log entry may carry.
+//! Upsert (and vector-update) batches cut to what one replicated log entry may carry.
 //!
 //! A shard's upsert is one Raft entry, and an entry carries at most
 //! [`MAX_ENTRY_BYTES`](crate::raft::budget::MAX_ENTRY_BYTES) (issue 14, finding 2: larger ones
@@ -8,7 +8,26 @@
 
 use crate::collection::Error;
 use crate::raft::budget::MAX_ENTRY_BYTES;
-use crate::shard::PointWrite;
+use crate::shard::{PointId, PointWrite, VectorUpdate};
+use serde::Serialize;
+
+/// One point of a write that is cut into entries: encoded as it is logged, named by its id.
+pub trait EntryPoint: Serialize {
+    /// The point's id (named when it alone is too large).
+    fn point_id(&self) -> PointId;
+}
+
+impl EntryPoint for PointWrite {
+    fn point_id(&self) -> PointId {
+        self.id
+    }
+}
+
+impl EntryPoint for VectorUpdate {
+    fn point_id(&self) -> PointId {
+        self.id
+    }
+}
 
 /// Bytes an upsert command adds around its points (variant tag, lengths, version).
 const ENTRY_FRAMING: usize = 64;
@@ -22,7 +41,7 @@ pub const UPSERT_ENTRY_BYTES: usize = crate::raft::budget::MAX_ENTRY_BYTES / 2;
 ///
 /// A point that alone encodes to more than [`MAX_ENTRY_BYTES`] can never be written: the whole
 /// batch is refused with [`Error::TooLarge`] naming it, before anything is sent.
-pub fn split_by_bytes(points: Vec<PointWrite>, cap: usize) -> Result<Vec<Vec<PointWrite>>, Error> {
+pub fn split_by_bytes<P: EntryPoint>(points: Vec<P>, cap: usize) -> Result<Vec<Vec<P>>, Error> {
     let sizes: Vec<usize> = points
         .iter()
         .map(|p| postcard::experimental::serialized_size(p).unwrap_or(usize::MAX))
@@ -34,7 +53,7 @@ pub fn split_by_bytes(points: Vec<PointWrite>, cap: usize) -> Result<Vec<Vec<Poi
     {
         return Err(Error::TooLarge(format!(
             "point {} encodes to {size} bytes, over the {MAX_ENTRY_BYTES}-byte limit of one replicated log entry; store large blobs elsewhere and keep a reference in the payload",
-            p.id
+            p.point_id()
         )));
     }
     if sizes.iter().fold(0usize, |a, s| a.saturating_add(*s)) <= cap {
@@ -81,7 +100,7 @@ mod tests {
         let pts: Vec<_> = (0..10).map(|i| point(i, 8)).collect();
         let runs = split_by_bytes(pts.clone(), 1 << 20).unwrap();
         assert_eq!(runs, vec![pts]);
-        assert!(split_by_bytes(Vec::new(), 10).unwrap().len() <= 1);
+        assert!(split_by_bytes(Vec::<PointWrite>::new(), 10).unwrap().len() <= 1);
     }
 
     #[test]

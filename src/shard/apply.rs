@@ -23,39 +23,45 @@ pub fn check_vector(dim: usize, v: &[f32]) -> Result<(), ShardError> {
     Ok(())
 }
 
+/// Runs `check` on each point of a write and refuses an id given twice: the pass every write
+/// of points gets before it is logged (and again when it is applied).
+pub(super) fn check_each<T>(
+    points: &[T],
+    id: impl Fn(&T) -> PointId,
+    check: impl Fn(&T) -> Result<(), ShardError>,
+) -> Result<(), ShardError> {
+    let mut seen = HashSet::with_capacity(points.len());
+    for p in points {
+        check(p)?;
+        let id = id(p);
+        if !seen.insert(id) {
+            return Err(ShardError::DuplicateId(id));
+        }
+    }
+    Ok(())
+}
+
 impl Shard {
     /// Checks a command without applying it, so that callers can refuse bad input before it is
     /// logged. `apply` runs the same checks.
     pub fn validate(&self, command: &ShardCommand) -> Result<(), ShardError> {
         match command {
-            ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => {
-                let mut seen = HashSet::with_capacity(points.len());
-                for p in points {
-                    check_vector(self.inner.config.dim, &p.vector)?;
-                    if !seen.insert(p.id) {
-                        return Err(ShardError::DuplicateId(p.id));
-                    }
-                }
-                Ok(())
-            }
-            ShardCommand::UpdateVectors { points } => {
-                let mut seen = HashSet::with_capacity(points.len());
-                for p in points {
-                    match p.vectors.as_slice() {
-                        [(0, v)] => check_vector(self.inner.config.dim, v)?,
-                        _ => {
-                            return Err(ShardError::Param(format!(
-                                "point {}: a one-vector shard takes exactly one new vector, for lane 0",
-                                p.id
-                            )));
-                        }
-                    }
-                    if !seen.insert(p.id) {
-                        return Err(ShardError::DuplicateId(p.id));
-                    }
-                }
-                Ok(())
-            }
+            ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => check_each(
+                points,
+                |p| p.id,
+                |p| check_vector(self.inner.config.dim, &p.vector),
+            ),
+            ShardCommand::UpdateVectors { points } => check_each(
+                points,
+                |p| p.id,
+                |p| match p.vectors.as_slice() {
+                    [(0, v)] => check_vector(self.inner.config.dim, v),
+                    _ => Err(ShardError::Param(format!(
+                        "point {}: a one-vector shard takes exactly one new vector, for lane 0",
+                        p.id
+                    ))),
+                },
+            ),
             ShardCommand::Delete { .. } | ShardCommand::DeleteAt { .. } => Ok(()),
             ShardCommand::DeleteByFilter { filter } => {
                 filter.compile()?;

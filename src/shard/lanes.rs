@@ -23,8 +23,9 @@
 //! **Reads.** Searches run in one lane. Reads that return vectors read lane 0 and then join the
 //! other lanes' vectors into a packed vector; a point deleted between the two reads is left out.
 
+use super::apply::check_each;
 use super::command::{ShardCommand, VectorUpdate};
-use super::{Hit, PointId, Record, Shard, ShardConfig, ShardError, ShardStats};
+use super::{Hit, PointId, Record, Shard, ShardConfig, ShardError, ShardStats, check_vector};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -172,39 +173,53 @@ impl Lanes {
     }
 
     /// Checks a command against every lane without applying it (a packed vector of the wrong
-    /// length is refused with the packed dimension).
+    /// length is refused with the packed dimension). An upsert's packed vectors are checked in
+    /// place, a command every lane gets as it is once, on lane 0.
     pub fn validate(&self, command: &ShardCommand) -> Result<(), ShardError> {
-        if let ShardCommand::UpdateVectors { points } = command {
-            for p in points {
-                let mut lanes: Vec<u32> = p.vectors.iter().map(|(l, _)| *l).collect();
-                lanes.sort_unstable();
-                lanes.dedup();
-                if lanes.len() != p.vectors.len()
-                    || lanes.iter().any(|l| *l as usize >= self.lanes.len())
-                {
-                    return Err(ShardError::Param(format!(
-                        "point {}: new vectors must name distinct lanes below {}",
-                        p.id,
-                        self.lanes.len()
-                    )));
-                }
+        match command {
+            ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. }
+                if self.lanes.len() > 1 =>
+            {
+                let packed = self.packed_dim();
+                check_each(points, |p| p.id, |p| self.check_packed(packed, &p.vector))
             }
-        }
-        if self.lanes.len() > 1
-            && let ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } = command
-        {
-            let packed = self.packed_dim();
-            for p in points {
-                if p.vector.len() != packed {
-                    return Err(ShardError::Dimension {
-                        expected: packed,
-                        got: p.vector.len(),
-                    });
+            ShardCommand::UpdateVectors { points } => {
+                for p in points {
+                    let mut lanes: Vec<u32> = p.vectors.iter().map(|(l, _)| *l).collect();
+                    lanes.sort_unstable();
+                    lanes.dedup();
+                    if lanes.len() != p.vectors.len()
+                        || lanes.iter().any(|l| *l as usize >= self.lanes.len())
+                    {
+                        return Err(ShardError::Param(format!(
+                            "point {}: new vectors must name distinct lanes below {}",
+                            p.id,
+                            self.lanes.len()
+                        )));
+                    }
                 }
+                for (i, lane) in self.lanes.iter().enumerate() {
+                    lane.validate(&self.part(i, command))?;
+                }
+                Ok(())
             }
+            _ => self.lanes[0].validate(command),
         }
-        for (i, lane) in self.lanes.iter().enumerate() {
-            lane.validate(&self.part(i, command))?;
+    }
+
+    /// A packed vector: `packed` long, each lane's part finite.
+    fn check_packed(&self, packed: usize, v: &[f32]) -> Result<(), ShardError> {
+        if v.len() != packed {
+            return Err(ShardError::Dimension {
+                expected: packed,
+                got: v.len(),
+            });
+        }
+        let mut start = 0;
+        for lane in &self.lanes {
+            let dim = lane.config().dim;
+            check_vector(dim, &v[start..start + dim])?;
+            start += dim;
         }
         Ok(())
     }
