@@ -33,7 +33,11 @@ python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 for side in ("old", "new"):
-    rows = [json.load(open(f"{out}/{side}-{i}.json"))["results"] for i in range(1, rounds + 1)]
+    reports = [json.load(open(f"{out}/{side}-{i}.json")) for i in range(1, rounds + 1)]
+    waits = [(r.get("index_wait_seconds"), r.get("idle_wait_seconds")) for r in reports]
+    print(side, "seconds after the last write until every point indexed / idle:",
+          [(round(a or 0, 1), round(b or 0, 1)) for a, b in waits])
+    rows = [r["results"] for r in reports]
     for j, row in enumerate(rows[0]):
         q = [r[j]["qps"] for r in rows]
         rec = [r[j].get("recall", float("nan")) for r in rows]

@@ -301,6 +301,7 @@ mod tests {
             segments: None,
             indexed_points: None,
             index_wait_seconds: None,
+            idle_wait_seconds: None,
             results: rows,
         }
     }

@@ -366,7 +366,11 @@ impl Drop for Remote<'_> {
 /// What building one collection through the API cost.
 struct Ingested {
     ingest_seconds: f64,
+    /// Seconds from the first write until the server reported no build running.
     build_seconds: f64,
+    /// Seconds from the first write until every point was first reported indexed, if that
+    /// happened before the builds stopped.
+    indexed_seconds: Option<f64>,
 }
 
 /// Creates the collection with the build settings; an existing collection is refused (never
@@ -485,8 +489,12 @@ fn fill(
     let spinner = bar(multi, 0, "index");
     spinner.enable_steady_tick(Duration::from_millis(200));
     let deadline = Instant::now() + options.index_timeout;
+    let mut indexed_seconds = None;
     let info = loop {
         let info = client.call("GET", &format!("/collections/{name}"), None)?;
+        if indexed_seconds.is_none() && every_point_indexed(&info) {
+            indexed_seconds = Some(start.elapsed().as_secs_f64());
+        }
         if info["status"] == "green" {
             break info;
         }
@@ -510,6 +518,7 @@ fn fill(
         return Ok(Ingested {
             ingest_seconds,
             build_seconds,
+            indexed_seconds,
         });
     };
     if indexed < n as u64 {
@@ -530,7 +539,14 @@ fn fill(
     Ok(Ingested {
         ingest_seconds,
         build_seconds,
+        indexed_seconds,
     })
+}
+
+/// Whether a collection's info reports every point in an indexed segment.
+fn every_point_indexed(info: &serde_json::Value) -> bool {
+    let count = |key: &str| info[key].as_u64().unwrap_or(0);
+    count("indexed_vectors_count") >= count("points_count")
 }
 
 /// Runs every query once through `POST /points/query` with `search` settings and summarises
@@ -788,22 +804,27 @@ pub fn run_remote_sweep(
 }
 
 /// After the server reports no build running, waits until it has indexed every point, or until
-/// `settle` has passed with points still unindexed. Returns the seconds waited, the segments and
-/// the indexed points at the end.
+/// `settle` has passed with points still unindexed. Returns the seconds waited, when every point
+/// was first indexed (seconds from the call), the segments and the indexed points at the end.
 fn settle_remote(
     client: &Client,
     name: &str,
     settle: Duration,
-) -> Result<(f64, usize, usize), BenchError> {
+) -> Result<(f64, Option<f64>, usize, usize), BenchError> {
     let start = Instant::now();
+    let mut indexed_after = None;
     loop {
         let info = client.call("GET", &format!("/collections/{name}"), None)?;
         let count = |key: &str| info[key].as_u64().unwrap_or(0) as usize;
         let (points, indexed) = (count("points_count"), count("indexed_vectors_count"));
+        if indexed_after.is_none() && every_point_indexed(&info) {
+            indexed_after = Some(start.elapsed().as_secs_f64());
+        }
         let idle = info["status"] == "green";
         if idle && (indexed >= points || start.elapsed() >= settle) {
             return Ok((
                 start.elapsed().as_secs_f64(),
+                indexed_after,
                 count("segments_count"),
                 indexed,
             ));
@@ -871,13 +892,22 @@ pub fn run_remote_defaults(
         &selectivities,
         &multi,
     )?;
-    let (waited, segments, indexed) = settle_remote(&client, &remote.name, options.settle)?;
+    let (waited, indexed_after, segments, indexed) =
+        settle_remote(&client, &remote.name, options.settle)?;
+    // Seconds from the last write: while the bench waited for the builds, or after.
+    let after_load = ingested.build_seconds - ingested.ingest_seconds;
+    let index_wait = match (ingested.indexed_seconds, indexed_after) {
+        (Some(t), _) => Some(t - ingested.ingest_seconds),
+        (None, Some(t)) => Some(after_load + t),
+        (None, None) => None,
+    };
     eprintln!(
-        "loaded {} points in {:.2}s; {:.2}s after the builds: {segments} segments, {indexed} \
-         points indexed",
+        "loaded {} points in {:.2}s; every point indexed {} later, idle {:.2}s later: \
+         {segments} segments, {indexed} points indexed",
         workload.n(),
         ingested.ingest_seconds,
-        waited
+        index_wait.map_or_else(|| "not".to_string(), |s| format!("{s:.2}s")),
+        after_load + waited
     );
     let no_map = std::collections::HashMap::new();
     let mut results = Vec::with_capacity(1 + filtered.len());
@@ -922,7 +952,8 @@ pub fn run_remote_defaults(
         (ingested.ingest_seconds > 0.0).then(|| workload.n() as f64 / ingested.ingest_seconds);
     out.segments = Some(segments);
     out.indexed_points = Some(indexed);
-    out.index_wait_seconds = Some(ingested.build_seconds - ingested.ingest_seconds + waited);
+    out.index_wait_seconds = index_wait.or(Some(after_load + waited));
+    out.idle_wait_seconds = Some(after_load + waited);
     Ok(out)
 }
 

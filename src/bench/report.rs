@@ -76,6 +76,10 @@ pub struct BenchReport {
     /// stopped building without doing so (database modes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_wait_seconds: Option<f64>,
+    /// Seconds from the last write until the database ran no build or merge (database modes;
+    /// merges may go on after every point is indexed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_wait_seconds: Option<f64>,
     /// One row per measured search setting.
     pub results: Vec<QueryResult>,
 }
@@ -217,10 +221,10 @@ impl BenchReport {
             out.insert_str(
                 out.find('\n').map_or(out.len(), |i| i + 1),
                 &format!(
-                    "segments={segments} indexed_points={indexed}/{} index_wait={}\n",
+                    "segments={segments} indexed_points={indexed}/{} index_wait={} idle_wait={}\n",
                     self.n,
-                    self.index_wait_seconds
-                        .map_or_else(|| "?".to_string(), |s| format!("{s:.2}s"))
+                    seconds(self.index_wait_seconds),
+                    seconds(self.idle_wait_seconds)
                 ),
             );
         }
@@ -320,6 +324,11 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// `1.25s`, or `?` when not measured.
+fn seconds(s: Option<f64>) -> String {
+    s.map_or_else(|| "?".to_string(), |s| format!("{s:.2}s"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +354,7 @@ mod tests {
             segments: None,
             indexed_points: None,
             index_wait_seconds: None,
+            idle_wait_seconds: None,
             results: vec![QueryResult {
                 nprobe: 4,
                 rerank: 2,

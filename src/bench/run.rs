@@ -69,6 +69,7 @@ pub(super) fn report(
         segments: None,
         indexed_points: None,
         index_wait_seconds: None,
+        idle_wait_seconds: None,
         results,
     }
 }
