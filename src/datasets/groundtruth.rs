@@ -1,24 +1,11 @@
-//! Exact k-nearest-neighbour ground truth, the yardstick every recall number is measured against.
-//!
-//! Queries × base distances are computed a block at a time as one matrix product
-//! (`ndarray::linalg::general_mat_mul`): `|q - b|² = |q|² + |b|² - 2 q·b` for L2, `1 - q̂·b/|b|` for
-//! cosine (queries normalised once), `-q·b` for dot. Query blocks run in parallel on rayon, each
-//! keeping a bounded top-k per query, so 10k × 1M × 128 is a few minutes on two cores and needs
-//! only one block of distances per thread in memory.
+//! Exact k-nearest-neighbour ground truth, the yardstick every recall number is measured against:
+//! [`crate::index::knn`]'s blocked matrix products, with the checks a dataset tool needs.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, Axis, s};
-use rayon::prelude::*;
+use ndarray::{Array2, ArrayView2};
 
 use super::DatasetError;
 use crate::index::Metric;
-
-/// Base rows per block of the distance product: large enough for the GEMM to run at speed, small
-/// enough that a block of distances stays in cache-friendly memory.
-const BASE_BLOCK: usize = 4096;
+use crate::index::knn::exact_knn_sets;
 
 /// Exact top-`k` neighbours of every query: row `i` holds base row numbers, nearest first (ties
 /// broken by the smaller row number). When the base has fewer than `k` rows, every row is
@@ -68,90 +55,14 @@ pub fn try_exact_knn(
         return Ok((Array2::zeros((nq, k)), Array2::zeros((nq, k))));
     }
 
-    // Queries: normalised for cosine; squared norms for L2.
-    let mut q = queries.as_standard_layout().into_owned();
-    if metric == Metric::Cosine {
-        q.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .for_each(|mut row| {
-                let n = row.dot(&row).sqrt();
-                if n > 0.0 {
-                    row.mapv_inplace(|v| v / n);
-                }
-            });
-    }
-    let qnorm: Vec<f32> = q.axis_iter(Axis(0)).map(|r| r.dot(&r)).collect();
-    // Base: squared norms (L2) or inverse norms (cosine; a zero vector gets 0, so distance 1).
-    let bnorm: Vec<f32> = base
-        .axis_iter(Axis(0))
-        .into_par_iter()
-        .map(|r| {
-            let sq = r.dot(&r);
-            match metric {
-                Metric::L2 => sq,
-                Metric::Cosine if sq > 0.0 => 1.0 / sq.sqrt(),
-                Metric::Cosine | Metric::Dot => 0.0,
-            }
-        })
-        .collect();
-
-    let threads = rayon::current_num_threads().max(1);
-    let qblock = (nq / (threads * 4)).clamp(8, 256);
-    let blocks: Vec<(Vec<u32>, Vec<f32>)> = q
-        .axis_chunks_iter(Axis(0), qblock)
-        .into_par_iter()
-        .enumerate()
-        .map(|(bi, qb)| {
-            let q0 = bi * qblock;
-            let rows = qb.nrows();
-            let mut heaps: Vec<TopK> = (0..rows).map(|_| TopK::new(k)).collect();
-            let mut g = Array2::<f32>::zeros((rows, BASE_BLOCK.min(nb)));
-            let mut b0 = 0;
-            while b0 < nb {
-                let b1 = (b0 + BASE_BLOCK).min(nb);
-                let bb = base.slice(s![b0..b1, ..]);
-                let mut gv = g.slice_mut(s![.., ..b1 - b0]);
-                general_mat_mul(1.0, &qb, &bb.t(), 0.0, &mut gv);
-                for (i, heap) in heaps.iter_mut().enumerate() {
-                    let row = gv.row(i);
-                    let qn = qnorm[q0 + i];
-                    let norms = &bnorm[b0..b1];
-                    let mut threshold = heap.threshold();
-                    for (j, (&dot, &bn)) in row.iter().zip(norms).enumerate() {
-                        let d = match metric {
-                            Metric::L2 => {
-                                let d = qn + bn - 2.0 * dot;
-                                if d < 0.0 { 0.0 } else { d }
-                            }
-                            Metric::Cosine => 1.0 - dot * bn,
-                            Metric::Dot => -dot,
-                        };
-                        // NaN never beats the threshold; it only fills a heap that is not full
-                        // yet (as +inf), so every query still gets k neighbours.
-                        if d < threshold || heap.heap.len() < k {
-                            heap.push((b0 + j) as u32, if d.is_nan() { f32::INFINITY } else { d });
-                            threshold = heap.threshold();
-                        }
-                    }
-                }
-                b0 = b1;
-            }
-            let mut ids = Vec::with_capacity(rows * k);
-            let mut dists = Vec::with_capacity(rows * k);
-            for heap in heaps {
-                for (id, d) in heap.into_sorted() {
-                    ids.push(id);
-                    dists.push(d);
-                }
-            }
-            (ids, dists)
-        })
-        .collect();
+    let found = exact_knn_sets(base, queries, k, metric, 1, |_, _, _| true)
+        .pop()
+        .unwrap_or_default();
     let mut ids = Vec::with_capacity(nq * k);
     let mut dists = Vec::with_capacity(nq * k);
-    for (i, d) in blocks {
-        ids.extend(i);
-        dists.extend(d);
+    for (id, d) in found.into_iter().flatten() {
+        ids.push(id);
+        dists.push(d);
     }
     let ids = Array2::from_shape_vec((nq, k), ids)
         .map_err(|e| DatasetError::InvalidArgument(e.to_string()))?;
@@ -160,70 +71,11 @@ pub fn try_exact_knn(
     Ok((ids, dists))
 }
 
-/// A (distance, id) pair ordered by distance then id, for the bounded max-heap.
-#[derive(Clone, Copy)]
-struct Entry(f32, u32);
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
-    }
-}
-
-/// The `k` smallest (distance, id) pairs seen so far; the worst sits on top to be evicted.
-struct TopK {
-    k: usize,
-    heap: BinaryHeap<Entry>,
-}
-
-impl TopK {
-    fn new(k: usize) -> Self {
-        TopK {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
-    }
-
-    /// A distance must be below this to enter (ids arrive in increasing order, so a tie with the
-    /// current worst loses to it, which is the smaller id).
-    fn threshold(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::INFINITY
-        } else {
-            self.heap.peek().map_or(f32::INFINITY, |e| e.0)
-        }
-    }
-
-    fn push(&mut self, id: u32, d: f32) {
-        self.heap.push(Entry(d, id));
-        if self.heap.len() > self.k {
-            self.heap.pop();
-        }
-    }
-
-    fn into_sorted(self) -> Vec<(u32, f32)> {
-        self.heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|e| (e.1, e.0))
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::knn::BASE_BLOCK;
+    use ndarray::s;
     use rand::{RngExt, SeedableRng};
 
     fn brute(

@@ -10,6 +10,7 @@ pub mod fastscan;
 pub mod flat;
 pub mod ivfpq;
 pub mod kmeans;
+pub mod knn;
 pub mod pq;
 pub mod rowset;
 pub mod slab;

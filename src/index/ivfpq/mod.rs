@@ -64,6 +64,7 @@ mod scan4;
 mod scan8;
 mod scanner;
 mod search;
+pub use search::GridSearch;
 mod spill;
 #[cfg(test)]
 mod tests;
@@ -322,6 +323,10 @@ impl IvfPqIndex {
     /// Raw vector of a row (normalised for cosine).
     pub fn vector(&self, row: usize) -> Option<&[f32]> {
         self.vectors.get(row * self.dim..(row + 1) * self.dim)
+    }
+    /// Every row's raw vector, row after row (`len() * dim()` floats, rows in list order).
+    pub fn vectors(&self) -> &[f32] {
+        &self.vectors[..self.n * self.dim]
     }
     /// Adds 8-bit codes of the raw vectors ([`Sq8`], a quarter of their bytes), which
     /// [`IvfPqIndex::exact_among`] scores first.

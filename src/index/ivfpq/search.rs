@@ -191,6 +191,38 @@ impl IvfPqIndex {
         })
     }
 
+    /// A search that probes more lists step by step: [`GridSearch::advance`] to `nprobe`
+    /// returns what [`search_ids_in`](Self::search_ids_in) (or, without `ids`,
+    /// [`search`](Self::search)) returns at that `nprobe` without re-ranking (`rerank: 0`),
+    /// scanning only the lists the previous steps did not (the lists probed at `nprobe` are the
+    /// first `nprobe` of the closest-first probe order). A search per step would scan the first
+    /// lists again every time: a segment's calibration measures its recall curve this way.
+    /// `max_nprobe` is the last step; `None` when there is nothing to answer (see `prepared`).
+    pub fn grid_search<'a>(
+        &'a self,
+        query: &[f32],
+        k: usize,
+        max_nprobe: usize,
+        ids: Option<&'a RowSet>,
+    ) -> Option<GridSearch<'a>> {
+        let q = self.prepared(query, k)?.into_owned();
+        let probes = self.probe(&q, max_nprobe.clamp(1, self.nlist));
+        let pool = TopK::new(if self.has_spills() {
+            k.saturating_mul(2)
+        } else {
+            k
+        });
+        Some(GridSearch {
+            index: self,
+            q,
+            probes,
+            pool,
+            k,
+            ids,
+            scanned: 0,
+        })
+    }
+
     fn search_where(
         &self,
         query: &[f32],
@@ -397,6 +429,56 @@ fn sorted_probes(best: TopK) -> Vec<(usize, f32)> {
         .into_iter()
         .map(|nb| (nb.id as usize, nb.distance))
         .collect()
+}
+
+/// A search probing more lists step by step ([`IvfPqIndex::grid_search`]).
+pub struct GridSearch<'a> {
+    index: &'a IvfPqIndex,
+    /// The query as rows are stored.
+    q: Vec<f32>,
+    /// Every list the last step probes, closest first.
+    probes: Vec<(usize, f32)>,
+    /// The best candidates by code distance over the lists scanned so far (ids).
+    pool: TopK,
+    k: usize,
+    ids: Option<&'a RowSet>,
+    /// Lists of `probes` scanned so far.
+    scanned: usize,
+}
+
+impl GridSearch<'_> {
+    /// Scans up to the first `nprobe` lists (none again) and returns the `k` best candidates by
+    /// code distance so far, sorted by (distance, id).
+    pub fn advance(&mut self, nprobe: usize) -> Vec<Neighbor> {
+        let index = self.index;
+        let upto = nprobe.clamp(1, index.nlist).min(self.probes.len());
+        if upto > self.scanned {
+            let row_ids: &[u64] = &index.ids;
+            let ids = self.ids;
+            with_scanner(
+                index,
+                &self.q,
+                ScanProbes {
+                    probes: &self.probes[self.scanned..upto],
+                    pool: &mut self.pool,
+                    key: |row: usize| row_ids[row],
+                    allowed: |row: usize| {
+                        ids.is_none_or(|ids| {
+                            let id = row_ids[row];
+                            id < ids.len() as u64 && ids.contains(id as usize)
+                        })
+                    },
+                },
+            );
+            self.scanned = upto;
+        }
+        let mut best = self.pool.clone().into_sorted_vec();
+        if index.has_spills() {
+            keep_first_of_each_id(&mut best);
+            best.truncate(self.k);
+        }
+        best
+    }
 }
 
 /// The probe loop: every probed list, closest first, through one scanner into one pool.

@@ -1070,3 +1070,46 @@ fn the_probed_exact_scan_is_brute_force_over_the_probed_lists_rows() {
         }
     }
 }
+
+/// Each step of a grid search answers as a search at that `nprobe` without re-ranking does,
+/// with and without an id filter, with and without spilled rows, at either code size.
+#[test]
+fn a_grid_search_step_is_the_search_at_that_nprobe() {
+    let grid = [1, 2, 3, 5, 8, 13, 21, 40, 64];
+    let cases = [
+        (fixture(), config(Metric::L2, 4)),
+        (fixture(), config(Metric::Cosine, 8)),
+        (overlapping(), spilled_config(Metric::L2)),
+        (overlapping(), spilled_config(Metric::Dot)),
+    ];
+    for (f, cfg) in cases {
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &cfg).unwrap();
+        let n = index.len();
+        // Ids here are the fixture's; a filter over them admits every third.
+        let max_id = f.ids.iter().copied().max().unwrap() as usize + 1;
+        let third = RowSet::from_rows(max_id, f.ids.iter().map(|&i| i as usize).step_by(3));
+        for q in f.queries.chunks_exact(DIM).take(6) {
+            for ids in [None, Some(&third)] {
+                let mut grid_search = index.grid_search(q, 30, 64, ids).unwrap();
+                for &nprobe in &grid {
+                    let p = SearchParams { nprobe, rerank: 0 };
+                    let want = match ids {
+                        Some(set) => index.search_ids_in(q, 30, &p, set),
+                        None => index.search(q, 30, &p, None),
+                    };
+                    let got = grid_search.advance(nprobe);
+                    assert_eq!(
+                        got,
+                        want,
+                        "{:?} nprobe {nprobe} filtered {}",
+                        cfg.metric,
+                        ids.is_some()
+                    );
+                }
+            }
+        }
+        assert!(n > 0);
+        // Nothing to answer: a query of the wrong dimension.
+        assert!(index.grid_search(&[0.0; 3], 10, 8, None).is_none());
+    }
+}
