@@ -340,6 +340,24 @@ fn named_vectors_over_rest_answer_as_brute_force_and_survive_kill_9() {
             json!({"vectors": {"x": {"size": 0, "distance": "Dot"}}}),
             "\"x\"",
         ),
+        (
+            "POST",
+            "/collections/nv/points/count",
+            json!({"filter": {"must": [{"has_vector": "c"}]}}),
+            "has_vector",
+        ),
+        (
+            "POST",
+            "/collections/nv/points/query",
+            json!({"query": vec_for(1, DIM_A), "using": "a", "filter": {"should": [{"has_vector": "nope"}]}}),
+            "\"nope\"",
+        ),
+        (
+            "POST",
+            "/collections/nv/points/delete",
+            json!({"filter": {"must_not": [{"must": [{"has_vector": "c"}]}]}}),
+            "has_vector",
+        ),
     ];
     for (method, path, body, needle) in bad {
         let (status, v) = s.call(method, path, Some(body.clone()));
@@ -351,6 +369,19 @@ fn named_vectors_over_rest_answer_as_brute_force_and_survive_kill_9() {
         s.ok("POST", "/collections/nv/points/count", json!({}))["count"],
         N
     );
+    // Every point carries both vectors: has_vector of either holds for all of them.
+    for name in ["a", "b"] {
+        let has = json!({"filter": {"must": [{"has_vector": name}]}});
+        assert_eq!(
+            s.ok("POST", "/collections/nv/points/count", has)["count"],
+            N
+        );
+        let lacks = json!({"filter": {"must_not": [{"has_vector": name}]}, "exact": true});
+        assert_eq!(
+            s.ok("POST", "/collections/nv/points/count", lacks)["count"],
+            0
+        );
+    }
 
     // kill -9: the lanes come back from the Raft snapshot and the log, answering the same.
     s.kill9();

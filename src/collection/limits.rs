@@ -110,26 +110,32 @@ pub struct FilterSize {
     pub values: usize,
 }
 
-fn list_size(l: &Option<OneOrMany>, out: &mut FilterSize) {
-    match l {
-        None => {}
-        Some(OneOrMany::Many(v)) => v.iter().for_each(|c| condition_size(c, out)),
-        Some(OneOrMany::One(c)) => condition_size(c, out),
-    }
+/// Calls `visit` on every condition of `f`, at every depth (inside filters used as conditions
+/// and inside `nested`), parents before their children.
+pub fn for_each_condition(f: &Filter, visit: &mut impl FnMut(&Condition)) {
+    lists_each(&f.must, &f.should, &f.must_not, &f.min_should, visit);
 }
 
-fn lists_size(
+fn lists_each(
     must: &Option<OneOrMany>,
     should: &Option<OneOrMany>,
     must_not: &Option<OneOrMany>,
     min_should: &Option<MinShould>,
-    out: &mut FilterSize,
+    visit: &mut impl FnMut(&Condition),
 ) {
-    list_size(must, out);
-    list_size(should, out);
-    list_size(must_not, out);
-    if let Some(m) = min_should {
-        m.conditions.iter().for_each(|c| condition_size(c, out));
+    let lists = [must, should, must_not].into_iter().flatten();
+    let conditions = lists
+        .flat_map(|l| match l {
+            OneOrMany::Many(v) => v.as_slice(),
+            OneOrMany::One(c) => std::slice::from_ref(&**c),
+        })
+        .chain(min_should.iter().flat_map(|m| &m.conditions));
+    for c in conditions {
+        visit(c);
+        if let Some(n) = &c.nested {
+            for_each_condition(&n.filter, visit);
+        }
+        lists_each(&c.must, &c.should, &c.must_not, &c.min_should, visit);
     }
 }
 
@@ -139,21 +145,13 @@ fn condition_size(c: &Condition, out: &mut FilterSize) {
     if let Some(m) = &c.r#match {
         out.values += m.any.as_ref().map_or(0, Vec::len) + m.except.as_ref().map_or(0, Vec::len);
     }
-    if let Some(n) = &c.nested {
-        filter_into(&n.filter, out);
-    }
-    lists_size(&c.must, &c.should, &c.must_not, &c.min_should, out);
-}
-
-fn filter_into(f: &Filter, out: &mut FilterSize) {
-    lists_size(&f.must, &f.should, &f.must_not, &f.min_should, out);
 }
 
 /// The size of a filter: its conditions at every depth and the values it lists. Linear in the
 /// filter; the depth is bounded by the JSON parser (128 levels), so the recursion is too.
 pub fn filter_size(f: &Filter) -> FilterSize {
     let mut out = FilterSize::default();
-    filter_into(f, &mut out);
+    for_each_condition(f, &mut |c| condition_size(c, &mut out));
     out
 }
 
@@ -197,11 +195,6 @@ impl RequestLimits {
             )));
         }
         Ok(())
-    }
-
-    /// [`Self::check_filter`] of an optional filter.
-    pub fn check_filter_opt(&self, f: Option<&Filter>) -> Result<(), Error> {
-        f.map_or(Ok(()), |f| self.check_filter(f))
     }
 
     /// Checks the number of points (or ids) of one request against `max_batch_points`.

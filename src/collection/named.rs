@@ -7,9 +7,10 @@
 //! vectors *packed*: the lanes' vectors end to end, in lane order ([`pack`], [`unpack`]).
 
 use super::config::{CollectionConfig, IvfPqSettings, VectorSpace};
-use super::limits::MAX_NAME_LEN;
+use super::limits::{MAX_NAME_LEN, for_each_condition};
 use super::spec::{CollectionSpec, IndexDefaults, VectorSpec};
 use super::{Error, Placement};
+use crate::shard::Filter;
 use serde::{Deserialize, Serialize};
 
 /// The most named vectors a collection may have.
@@ -119,6 +120,23 @@ impl CollectionVectors {
                 ))
             }),
         }
+    }
+
+    /// Checks that every `has_vector` condition of `filter` names a vector of the collection
+    /// (as `using` would). Every point carries every vector the collection declares, so a shard
+    /// evaluates `has_vector` of any name as true: the name is checked here, before a filter is
+    /// accepted.
+    pub fn check_filter(&self, filter: &Filter) -> Result<(), Error> {
+        let mut out = Ok(());
+        for_each_condition(filter, &mut |c| {
+            if let (Some(name), Ok(())) = (&c.has_vector, &out) {
+                out = self
+                    .lane_of(Some(name))
+                    .map(|_| ())
+                    .map_err(|e| Error::bad(format!("has_vector: {e}")));
+            }
+        });
+        out
     }
 
     /// The names of the named vectors, quoted, for messages (`"image", "text"`).

@@ -39,7 +39,7 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<Vec<(FacetValue, u64)>>, Error> {
         let meta = self.meta(collection)?;
-        self.config.limits.check_filter_opt(filter.as_ref())?;
+        self.check_filter(&meta, filter.as_ref())?;
         if limit == 0 {
             return Err(Error::bad("limit must be at least 1"));
         }

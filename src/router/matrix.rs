@@ -77,7 +77,7 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<DistanceMatrix>, Error> {
         let meta = self.meta(collection)?;
-        self.config.limits.check_filter_opt(filter.as_ref())?;
+        self.check_filter(&meta, filter.as_ref())?;
         let vectors = meta.vectors();
         let lane = vectors.lane_of(using)?;
         let config = vectors.lane_config(lane);

@@ -31,7 +31,7 @@ impl Router {
         let lane = vectors.lane_of(q.using.as_deref())?;
         let config = vectors.lane_config(lane);
         q.check(&config)?;
-        self.config.limits.check_filter_opt(q.filter.as_ref())?;
+        self.check_filter(&meta, q.filter.as_ref())?;
         // An exact search is exhaustive: every shard, whatever the placement.
         let shards = match (&meta.centroids, Self::is_centroid(&meta)) {
             (Some(c), true) if !q.exact => {

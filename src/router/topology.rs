@@ -9,7 +9,7 @@ use crate::cluster::placement::HashRing;
 use crate::cluster::{Cluster, CollectionMeta, ShardMeta};
 use crate::collection::{CollectionConfig, CollectionVectors, Error};
 use crate::raft::{GroupId, NodeId};
-use crate::shard::SegmentCalibration;
+use crate::shard::{Filter, PointSelector, SegmentCalibration, ShardCommand};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -54,6 +54,40 @@ impl Router {
             .resolve(collection)
             .map(|(_, meta)| meta.clone())
             .ok_or_else(|| Error::NotFound(collection.to_owned()))
+    }
+
+    /// Checks a filter sent to `meta`'s collection: its size against the request caps, and
+    /// every `has_vector` name against the collection's vectors.
+    pub(super) fn check_filter(
+        &self,
+        meta: &CollectionMeta,
+        filter: Option<&Filter>,
+    ) -> Result<(), Error> {
+        let Some(f) = filter else { return Ok(()) };
+        self.config.limits.check_filter(f)?;
+        meta.vectors().check_filter(f)
+    }
+
+    /// [`Self::check_filter`] of the filter a command sent to every shard carries (payload
+    /// updates and deletes by filter), after the command's own caps.
+    pub(super) fn check_command(
+        &self,
+        meta: &CollectionMeta,
+        command: &ShardCommand,
+    ) -> Result<(), Error> {
+        self.config.limits.check_command(command)?;
+        let filter = match command {
+            ShardCommand::SetPayload { points, .. }
+            | ShardCommand::OverwritePayload { points, .. }
+            | ShardCommand::DeletePayload { points, .. }
+            | ShardCommand::ClearPayload { points } => match points {
+                PointSelector::Filter(f) => Some(f),
+                PointSelector::Ids(_) => None,
+            },
+            ShardCommand::DeleteByFilter { filter } => Some(filter),
+            _ => None,
+        };
+        filter.map_or(Ok(()), |f| meta.vectors().check_filter(f))
     }
 
     /// The configuration of a collection (404 if unknown).

@@ -285,7 +285,7 @@ impl Router {
         filter: Filter,
     ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
-        self.config.limits.check_filter(&filter)?;
+        self.check_filter(&meta, Some(&filter))?;
         let per_shard = Self::all_shards(&meta)
             .into_iter()
             .map(|s| {
@@ -373,7 +373,7 @@ impl Router {
         command: ShardCommand,
     ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
-        self.config.limits.check_command(&command)?;
+        self.check_command(&meta, &command)?;
         let per_shard = Self::all_shards(&meta)
             .into_iter()
             .map(|s| (s, vec![command.clone()]))

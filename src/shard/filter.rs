@@ -17,7 +17,8 @@
 //! - `values_count`: bounds on how many values the key holds (array elements, or 1 for one
 //!   non-null value; 0 when missing or null);
 //! - `geo_radius`, `geo_bounding_box`, `geo_polygon` on `{"lon", "lat"}` values;
-//! - `has_id`, `has_vector` (collections have one unnamed vector, `""`, that every point has),
+//! - `has_id`, `has_vector` (every point has every vector of its collection: true for any name
+//!   here, the collection refuses names it does not declare before a filter reaches a shard),
 //!   `is_empty`, `is_null`, `nested` (`{"key": "items", "filter": {..}}`: the filter must hold for
 //!   one array element as a whole), and a filter used as a condition.
 //!
@@ -576,15 +577,10 @@ impl Condition {
         if let Some(ids) = &self.has_id {
             return Ok(Cond::HasId(ids.iter().copied().collect()));
         }
-        if let Some(name) = &self.has_vector {
-            return if name.is_empty() {
-                Ok(Cond::Always)
-            } else {
-                Err(FilterError::Invalid(
-                    "has_vector",
-                    format!("no vector named {name:?}: collections have one unnamed vector (\"\")"),
-                ))
-            };
+        if self.has_vector.is_some() {
+            // Every point carries every vector its collection declares; the collection checks
+            // the name before the filter reaches a shard (`CollectionVectors::check_filter`).
+            return Ok(Cond::Always);
         }
         if let Some(k) = &self.is_empty {
             return Ok(Cond::IsEmpty(path(&k.key)?));
@@ -944,7 +940,6 @@ mod tests {
             err(json!({"must": [{"key": "a", "range": {"gt": "yesterday"}}]}))
                 .contains("yesterday")
         );
-        assert!(err(json!({"must": [{"has_vector": "image"}]})).contains("image"));
         assert!(
             err(json!({"must": [{"key": "a", "match": {"text": "  "}}]})).contains("match.text")
         );
@@ -1015,9 +1010,10 @@ mod tests {
         no(json!({"must": [{"key": "bio", "match": {"text": "fox cat"}}]}));
         yes(json!({"must": [{"key": "bio", "match": {"phrase": "brown fox"}}]}));
         no(json!({"must": [{"key": "bio", "match": {"phrase": "fox brown"}}]}));
-        // has_vector of the unnamed vector.
+        // has_vector of the unnamed vector, or of a named one (the collection checks names).
         yes(json!({"must": [{"has_vector": ""}]}));
         no(json!({"must_not": [{"has_vector": ""}]}));
+        yes(json!({"must": [{"has_vector": "image"}]}));
         // Geo.
         yes(
             json!({"must": [{"key": "loc", "geo_radius": {"center": {"lon": 2.35, "lat": 48.85}, "radius": 1000.0}}]}),
