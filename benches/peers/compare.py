@@ -88,10 +88,13 @@ def main():
         seg = [r.get("segments") for r in rs if r.get("segments") is not None]
         idx = [r.get("indexed_points") for r in rs if r.get("indexed_points") is not None]
         wait = [r.get("index_wait_seconds") for r in rs if r.get("index_wait_seconds") is not None]
+        idle = [r.get("idle_wait_seconds") for r in rs if r.get("idle_wait_seconds") is not None]
         build = [r.get("build_seconds") for r in rs if r.get("build_seconds") is not None]
+        # index wait: until every point was indexed; idle wait: until builds and merges stopped.
         print(f"  {name}: segments {statistics.median(seg) if seg else '?'}, indexed points "
               f"{statistics.median(idx) if idx else '?'}/{n}, load+index {statistics.median(build):.1f}s"
-              f"{f', index wait after load {statistics.median(wait):.1f}s' if wait else ''}")
+              f"{f', every point indexed {statistics.median(wait):.1f}s after the load' if wait else ''}"
+              f"{f', idle {statistics.median(idle):.1f}s after it' if idle else ''}")
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
