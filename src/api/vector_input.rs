@@ -40,14 +40,7 @@ impl Serialize for VectorInput {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             VectorInput::Dense(v) => v.serialize(s),
-            VectorInput::Named(entries) => {
-                use serde::ser::SerializeMap;
-                let mut m = s.serialize_map(Some(entries.len()))?;
-                for (name, v) in entries {
-                    m.serialize_entry(name, v)?;
-                }
-                m.end()
-            }
+            VectorInput::Named(entries) => s.collect_map(entries.iter().map(|(n, v)| (n, v))),
             VectorInput::Other(v) => v.serialize(s),
         }
     }
@@ -228,16 +221,9 @@ impl BatchVectors {
 
 impl Serialize for BatchVectors {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
         match self {
             BatchVectors::List(l) => l.serialize(s),
-            BatchVectors::Named(n) => {
-                let mut m = s.serialize_map(Some(n.len()))?;
-                for (name, l) in n {
-                    m.serialize_entry(name, l)?;
-                }
-                m.end()
-            }
+            BatchVectors::Named(n) => s.collect_map(n.iter().map(|(name, l)| (name, l))),
         }
     }
 }

@@ -816,17 +816,17 @@ fn settle_remote(
     loop {
         let info = client.call("GET", &format!("/collections/{name}"), None)?;
         let count = |key: &str| info[key].as_u64().unwrap_or(0) as usize;
-        let (points, indexed) = (count("points_count"), count("indexed_vectors_count"));
-        if indexed_after.is_none() && every_point_indexed(&info) {
+        let all_indexed = every_point_indexed(&info);
+        if indexed_after.is_none() && all_indexed {
             indexed_after = Some(start.elapsed().as_secs_f64());
         }
         let idle = info["status"] == "green";
-        if idle && (indexed >= points || start.elapsed() >= settle) {
+        if idle && (all_indexed || start.elapsed() >= settle) {
             return Ok((
                 start.elapsed().as_secs_f64(),
                 indexed_after,
                 count("segments_count"),
-                indexed,
+                count("indexed_vectors_count"),
             ));
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -9,7 +9,7 @@ use crate::cluster::placement::HashRing;
 use crate::cluster::{Cluster, CollectionMeta, ShardMeta};
 use crate::collection::{CollectionConfig, CollectionVectors, Error};
 use crate::raft::{GroupId, NodeId};
-use crate::shard::{Filter, PointSelector, SegmentCalibration, ShardCommand};
+use crate::shard::{Filter, SegmentCalibration, ShardCommand};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -76,18 +76,9 @@ impl Router {
         command: &ShardCommand,
     ) -> Result<(), Error> {
         self.config.limits.check_command(command)?;
-        let filter = match command {
-            ShardCommand::SetPayload { points, .. }
-            | ShardCommand::OverwritePayload { points, .. }
-            | ShardCommand::DeletePayload { points, .. }
-            | ShardCommand::ClearPayload { points } => match points {
-                PointSelector::Filter(f) => Some(f),
-                PointSelector::Ids(_) => None,
-            },
-            ShardCommand::DeleteByFilter { filter } => Some(filter),
-            _ => None,
-        };
-        filter.map_or(Ok(()), |f| meta.vectors().check_filter(f))
+        command
+            .filter()
+            .map_or(Ok(()), |f| meta.vectors().check_filter(f))
     }
 
     /// The configuration of a collection (404 if unknown).

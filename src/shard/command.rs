@@ -151,6 +151,22 @@ impl ShardCommand {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         Ok(postcard::from_bytes(bytes)?)
     }
+
+    /// The filter that selects the points this command changes: a delete by filter, or a
+    /// payload update by filter.
+    pub fn filter(&self) -> Option<&Filter> {
+        match self {
+            ShardCommand::SetPayload { points, .. }
+            | ShardCommand::OverwritePayload { points, .. }
+            | ShardCommand::DeletePayload { points, .. }
+            | ShardCommand::ClearPayload { points } => match points {
+                PointSelector::Filter(f) => Some(f),
+                PointSelector::Ids(_) => None,
+            },
+            ShardCommand::DeleteByFilter { filter } => Some(filter),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
