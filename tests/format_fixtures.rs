@@ -136,17 +136,81 @@ fn shard_snapshot_v4_restores_its_points() {
     let old = Shard::restore(old_dir.path(), false).unwrap();
     assert_eq!(shard.get(&ids, true, true), old.get(&ids, true, true));
 
-    // Version 5 with a valid header checksum: "upgrade", not a misread.
+    // A version above this build's with a valid header checksum: "upgrade", not a misread.
     let mut newer = bytes.clone();
-    newer[8..12].copy_from_slice(&5u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&99u32.to_le_bytes());
     let crc = crc32fast::hash(&newer[..28]);
     newer[28..32].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(dir.path().join("shard.snap"), &newer).unwrap();
     let err = Shard::restore(dir.path(), false).err().unwrap().to_string();
     assert!(
-        err.contains("version 5") && err.contains("upgrade"),
+        err.contains("version 99") && err.contains("upgrade"),
         "{err}"
     );
+}
+
+/// `tests/fixtures/shard_snapshot_v5` is the v2 fixture's shard after the vectors of points 1,
+/// 2 and 5 were deleted, snapshotted by the build that introduced format version 5 (each
+/// segment's rows without a vector; `SHOAL_WRITE_FIXTURES=1` writes it when it is missing, never
+/// regenerate it). Every later build must restore those points without their vectors.
+#[test]
+fn shard_snapshot_v5_restores_points_without_vectors() {
+    use shoal::shard::{PointSelector, SearchRequest, ShardCommand};
+    let v5 = fixture("shard_snapshot_v5");
+    let lacking = [1u64, 2, 5].map(PointId::Num);
+    if std::env::var_os("SHOAL_WRITE_FIXTURES").is_some() && !v5.exists() {
+        let from = copy_of("shard_snapshot_v2");
+        let shard = Shard::restore(from.path(), false).unwrap();
+        let next = shard.stats().last_applied + 1;
+        let delete = ShardCommand::DeleteVectors {
+            points: PointSelector::Ids(lacking.to_vec()),
+            lanes: vec![0],
+        };
+        assert!(shard.apply(next, &delete).unwrap());
+        shard.snapshot(&v5).unwrap();
+    }
+    let bytes = std::fs::read(v5.join("shard.snap")).unwrap();
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 5);
+    let dir = copy_of("shard_snapshot_v5");
+    let shard = Shard::restore(dir.path(), false).expect("a version 5 shard snapshot restores");
+    let old_dir = copy_of("shard_snapshot_v2");
+    let old = Shard::restore(old_dir.path(), false).unwrap();
+    assert_eq!(shard.count(None), 22);
+    let ids: Vec<PointId> = (0..24).map(PointId::Num).collect();
+    for (got, was) in shard
+        .get(&ids, true, true)
+        .iter()
+        .zip(old.get(&ids, true, true))
+    {
+        assert_eq!((got.id, &got.payload), (was.id, &was.payload));
+        let v = got.vector.as_ref().unwrap();
+        if lacking.contains(&got.id) {
+            assert!(v.iter().all(|x| x.is_nan()), "{:?} kept its vector", got.id);
+        } else {
+            assert_eq!(got.vector, was.vector);
+        }
+    }
+    // An exact search over every point finds all but those three.
+    let q = vec![0.0; shard.config().dim];
+    let req = SearchRequest {
+        vector: &q,
+        limit: 100,
+        offset: 0,
+        filter: None,
+        nprobe: 64,
+        rerank: 4,
+        exact: true,
+        with_payload: false,
+        with_vector: false,
+    };
+    let found: Vec<PointId> = shard
+        .search(&req)
+        .unwrap()
+        .iter()
+        .map(|h| h.record.id)
+        .collect();
+    assert_eq!(found.len(), 19);
+    assert!(found.iter().all(|id| !lacking.contains(id)));
 }
 
 /// The shard behind the segment fixtures: 240 points in two sealed IVF-PQ segments of 120 rows

@@ -2,7 +2,8 @@
 //! different dimensions and metrics, two shards, segments sealed and indexed per vector; every
 //! vector searched exactly and approximately (with and without a filter), points read back with
 //! all or some of their vectors, every kind of bad input a 400, and the same answers after
-//! `kill -9` and a restart.
+//! `kill -9` and a restart. Then points without some of their vectors (`delete_vectors`, and
+//! upserts that leave one out) against a model of which point has which vector.
 
 mod common;
 
@@ -259,12 +260,6 @@ fn named_vectors_over_rest_answer_as_brute_force_and_survive_kill_9() {
         (
             "PUT",
             "/collections/nv/points",
-            json!({"points": [{"id": 1, "vector": {"a": vec_for(1, DIM_A)}}]}),
-            "\"b\"",
-        ),
-        (
-            "PUT",
-            "/collections/nv/points",
             json!({"points": [{"id": 1, "vector": {"a": vec_for(1, DIM_A), "b": vec_for(1, DIM_B), "c": [1.0]}}]}),
             "\"c\"",
         ),
@@ -369,7 +364,7 @@ fn named_vectors_over_rest_answer_as_brute_force_and_survive_kill_9() {
         s.ok("POST", "/collections/nv/points/count", json!({}))["count"],
         N
     );
-    // Every point carries both vectors: has_vector of either holds for all of them.
+    // Every point has both vectors: has_vector of either holds for all of them.
     for name in ["a", "b"] {
         let has = json!({"filter": {"must": [{"has_vector": name}]}});
         assert_eq!(
@@ -396,4 +391,206 @@ fn named_vectors_over_rest_answer_as_brute_force_and_survive_kill_9() {
     );
     let a: Vec<f32> = serde_json::from_value(got[0]["vector"]["a"].clone()).unwrap();
     assert_eq!(a, vec_for(900, DIM_A));
+}
+
+/// Which vectors point `i` has after [`delete_some_vectors`]: `a` goes from group 2 (by
+/// filter) and point 1, `b` from every fifth point (by id), point 1 and point 3 (upserted
+/// without it).
+fn has(name: &str, i: u64) -> bool {
+    match name {
+        "a" => i % 4 != 2 && i != 1,
+        _ => !i.is_multiple_of(5) && i != 1 && i != 3,
+    }
+}
+
+fn delete_some_vectors(s: &Server) {
+    let fifth: Vec<u64> = (0..N).step_by(5).collect();
+    s.ok(
+        "POST",
+        "/collections/nv/points/vectors/delete?wait=true",
+        json!({"points": fifth, "vector": ["b"]}),
+    );
+    s.ok(
+        "POST",
+        "/collections/nv/points/vectors/delete?wait=true",
+        json!({"filter": {"must": [{"key": "group", "match": {"value": 2}}]}, "vector": ["a"]}),
+    );
+    s.ok(
+        "POST",
+        "/collections/nv/points/batch?wait=true",
+        json!({"operations": [{"delete_vectors": {"points": [1], "vector": ["a", "b"]}}]}),
+    );
+    // Qdrant lets an upsert leave a named vector out: the point has none of it.
+    s.ok(
+        "PUT",
+        "/collections/nv/points?wait=true",
+        json!({"points": [{"id": 3, "vector": {"a": vec_for(3, DIM_A)}, "payload": {"group": 3}}]}),
+    );
+}
+
+/// Every answer that depends on which point has which vector, against [`has`]; returns the
+/// ids of the exact answers (a recovered copy's scores may differ in the last bit).
+fn check_missing_vectors(s: &Server, c: &str) -> Vec<Vec<u64>> {
+    let mut out = Vec::new();
+    for (name, dim) in [("a", DIM_A), ("b", DIM_B)] {
+        for j in 0..4 {
+            let q = vec_for(60_000 + j, dim);
+            let filter =
+                (j % 2 == 1).then(|| json!({"must": [{"key": "group", "match": {"value": 1}}]}));
+            let exact = s.ok(
+                "POST",
+                &format!("/collections/{c}/points/query"),
+                json!({"query": q, "using": name, "limit": 10, "filter": filter,
+                       "params": {"exact": true}}),
+            );
+            let want = brute_force(name, &q, 10, |i| {
+                has(name, i) && (filter.is_none() || i % 4 == 1)
+            });
+            assert_eq!(ids(&exact["points"]), want, "{c}: {name} query {j}");
+            out.push(want);
+            let approximate = s.ok(
+                "POST",
+                &format!("/collections/{c}/points/query"),
+                json!({"query": q, "using": name, "limit": 10, "filter": filter}),
+            );
+            for i in ids(&approximate["points"]) {
+                assert!(
+                    has(name, i),
+                    "{c}: {name} returned {i}, which has no {name}"
+                );
+            }
+        }
+        let with = (0..N).filter(|i| has(name, *i)).count() as u64;
+        for (filter, want) in [
+            (json!({"must": [{"has_vector": name}]}), with),
+            (json!({"must_not": [{"has_vector": name}]}), N - with),
+        ] {
+            let got = s.ok(
+                "POST",
+                &format!("/collections/{c}/points/count"),
+                json!({"filter": filter, "exact": true}),
+            );
+            assert_eq!(got["count"], want, "{c}: {filter}");
+        }
+        // The distance matrix samples only points that have the vector compared.
+        let m = s.ok(
+            "POST",
+            &format!("/collections/{c}/points/search/matrix/offsets"),
+            json!({"sample": 300, "limit": 2, "using": name}),
+        );
+        for id in m["ids"].as_array().unwrap() {
+            let i = id.as_u64().unwrap();
+            assert!(has(name, i), "{c}: the {name} matrix sampled {i}");
+        }
+    }
+    // Reads show each point's vectors, and only those; payloads stay.
+    let got = s.ok(
+        "POST",
+        &format!("/collections/{c}/points"),
+        json!({"ids": [0, 1, 2, 3, 4, 6, 10], "with_vector": true, "with_payload": true}),
+    );
+    for p in got.as_array().unwrap() {
+        let i = p["id"].as_u64().unwrap();
+        let names: Vec<&str> = p["vector"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let want: Vec<&str> = ["a", "b"].into_iter().filter(|n| has(n, i)).collect();
+        assert_eq!(names, want, "{c}: point {i}: {p}");
+        assert_eq!(p["payload"], json!({"group": i % 4}), "{c}: {p}");
+    }
+    out
+}
+
+#[test]
+fn points_without_some_vectors_over_rest_match_a_model_and_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start(dir.path(), &[]);
+    load(&s);
+    wait_indexed(&s);
+    delete_some_vectors(&s);
+    let before = check_missing_vectors(&s, "nv");
+    assert_eq!(
+        s.ok("POST", "/collections/nv/points/count", json!({}))["count"],
+        N,
+        "deleting vectors deleted points"
+    );
+    // A query by example needs the example's vector.
+    let (status, v) = s.call(
+        "POST",
+        "/collections/nv/points/query",
+        Some(json!({"query": 5, "using": "b", "limit": 3})),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["status"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("has no vector \"b\""),
+        "{v}"
+    );
+
+    // Bad deletes are 400s naming the problem, and change nothing.
+    for (body, needle) in [
+        (json!({"points": [1], "vector": []}), "at least one"),
+        (json!({"points": [1], "vector": ["z"]}), "\"z\""),
+        (json!({"points": [1], "vector": ["a", "a"]}), "twice"),
+        (json!({"vector": ["a"]}), "exactly one"),
+        (
+            json!({"points": [1], "filter": {"must": []}, "vector": ["a"]}),
+            "exactly one",
+        ),
+        (json!({"points": ["x"], "vector": ["a"]}), "x"),
+        (json!({"points": [1], "vector": ["a"], "bogus": 1}), "bogus"),
+        (
+            json!({"filter": {"must": [{"has_vector": "z"}]}, "vector": ["a"]}),
+            "\"z\"",
+        ),
+        (
+            json!({"filter": {"must": [{"has_vector": "a", "has_vector_lane": 0}]}, "vector": ["b"]}),
+            "has_vector_lane",
+        ),
+    ] {
+        let (status, v) = s.call(
+            "POST",
+            "/collections/nv/points/vectors/delete",
+            Some(body.clone()),
+        );
+        assert_eq!(status, 400, "{body}: {v}");
+        let message = v["status"]["error"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    assert_eq!(check_missing_vectors(&s, "nv"), before);
+
+    // A user's snapshot carries the missing vectors, recovered in place and as a copy.
+    let snap = s.ok("POST", "/collections/nv/snapshots?wait=true", Value::Null);
+    let name = snap["name"].as_str().unwrap();
+    let url = format!("http://{}/collections/nv/snapshots/{name}", s.addr);
+    s.ok(
+        "PUT",
+        "/collections/copy/snapshots/recover?wait=true",
+        json!({ "location": url }),
+    );
+    assert_eq!(check_missing_vectors(&s, "copy"), before);
+
+    // kill -9: the same answers from the Raft snapshot and the log.
+    s.kill9();
+    drop(s);
+    let s = Server::start(dir.path(), &[]);
+    wait_indexed(&s);
+    assert_eq!(check_missing_vectors(&s, "nv"), before);
+    // A vector given back is searched again.
+    s.ok(
+        "PUT",
+        "/collections/nv/points/vectors?wait=true",
+        json!({"points": [{"id": 5, "vector": {"b": vec_for(5, DIM_B)}}]}),
+    );
+    let got = s.ok(
+        "POST",
+        "/collections/nv/points/query",
+        json!({"query": vec_for(5, DIM_B), "using": "b", "limit": 1, "params": {"exact": true}}),
+    );
+    assert_eq!(ids(&got["points"]), vec![5]);
 }

@@ -701,8 +701,8 @@ fn a_batch_of_writes_applies_in_order_or_refuses_whole() {
         (json!({"frobnicate": {}}), "frobnicate"),
         (json!({"update_vectors": {"points": []}}), "operations[1]"),
         (
-            json!({"delete_vectors": {"points": [1], "vector": [""]}}),
-            "delete_vectors",
+            json!({"delete_vectors": {"points": [1], "vector": ["nope"]}}),
+            "\"nope\"",
         ),
     ] {
         let body = json!({"operations": [{"delete": {"points": [0]}}, bad]});

@@ -1,13 +1,13 @@
 //! `POST /collections/{name}/points/batch` (qdrant-client's `batch_update_points`): a list of
 //! writes — `upsert`, `delete`, `set_payload`, `overwrite_payload`, `delete_payload`,
-//! `clear_payload` — applied in order, each as its own route applies it.
+//! `clear_payload`, `update_vectors`, `delete_vectors` — applied in order, each as its own
+//! route applies it.
 //!
 //! Every operation is parsed and checked before the first is applied, so a malformed batch
 //! changes nothing and its 400 names the operation (`operations[2]: …`). Applying is not atomic,
 //! as in Qdrant: if the cluster fails part-way, the operations before the failing one stay
 //! applied (each was acknowledged by its shards' Raft groups). The answer is one
-//! `UpdateResult` per operation, in order. `delete_vectors` is refused by name: every point
-//! carries each of its collection's vectors.
+//! `UpdateResult` per operation, in order.
 
 use super::error::ApiError;
 use super::payload::{
@@ -15,9 +15,12 @@ use super::payload::{
     set_command,
 };
 use super::points::{
-    DeleteTarget, apply_delete, delete_target, points_to_write, update_result, vector_updates,
+    DeleteTarget, apply_delete, delete_target, points_to_write, update_result, vector_deletes,
+    vector_updates,
 };
-use super::types::{DeletePoints, UpdateResult, UpdateVectors, UpsertPoints, WriteQuery};
+use super::types::{
+    DeletePoints, DeleteVectors, UpdateResult, UpdateVectors, UpsertPoints, WriteQuery,
+};
 use super::vectors::VectorLayout;
 use super::{AppState, JsonBody, ok};
 use crate::router::WriteAck;
@@ -50,8 +53,7 @@ enum Operation {
     DeletePayload(DeletePayload),
     ClearPayload(PayloadTarget),
     UpdateVectors(UpdateVectors),
-    // Refused by name: the body is never looked at.
-    DeleteVectors(#[allow(dead_code)] serde::de::IgnoredAny),
+    DeleteVectors(DeleteVectors),
 }
 
 /// An operation checked and ready to apply.
@@ -80,10 +82,9 @@ fn check(st: &AppState, layout: &VectorLayout, i: usize, op: Value) -> Result<Ch
         Operation::UpdateVectors(req) => {
             vector_updates(limits, layout, &req).map(Checked::UpdateVectors)
         }
-        Operation::DeleteVectors(_) => Err(ApiError::bad(
-            "delete_vectors is not supported: every point carries each of the collection's \
-             vectors; upsert the point with new vectors, or delete it",
-        )),
+        Operation::DeleteVectors(req) => {
+            vector_deletes(limits, layout, &req).map(Checked::EveryShard)
+        }
     };
     checked.map_err(at)
 }

@@ -173,17 +173,28 @@ pub async fn resolve(
     let vector_of = |e: &Example, what: &str| -> Result<Vec<f32>, ApiError> {
         let mut v = match e {
             Example::Vector(v) => parse::vector(v, dim, what)?,
-            Example::Point(id) => stored
-                .iter()
-                .find(|r| r.id == *id)
-                .and_then(|r| from.unpack(r.vector.as_deref()?, lane).map(<[f32]>::to_vec))
-                .ok_or_else(|| {
+            Example::Point(id) => {
+                let record = stored.iter().find(|r| r.id == *id).ok_or_else(|| {
                     ApiError::PointNotFound(format!(
                         "{} in collection {}",
                         id.to_json(),
                         lookup.collection
                     ))
-                })?,
+                })?;
+                // A point whose vector was deleted is no example of it.
+                record
+                    .vector
+                    .as_deref()
+                    .and_then(|v| from.unpack(v, lane))
+                    .map(<[f32]>::to_vec)
+                    .ok_or_else(|| {
+                        ApiError::bad(format!(
+                            "{what}: point {} has no vector {:?}",
+                            id.to_json(),
+                            from.using(lane).unwrap_or_default()
+                        ))
+                    })?
+            }
         };
         if v.len() != dim {
             return Err(ApiError::bad(format!(

@@ -251,6 +251,7 @@ impl<T: DeserializeOwned + Send + 'static> FromRequest<AppState> for JsonBody<T>
         points::get_point,
         points::delete_points,
         points::update_vectors,
+        points::delete_vectors,
         batch::batch_update,
         points::count_points,
         points::scroll_points,
@@ -433,6 +434,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/collections/{name}/points/vectors",
             put(points::update_vectors),
+        )
+        .route(
+            "/collections/{name}/points/vectors/delete",
+            post(points::delete_vectors),
         )
         .route(
             "/collections/{name}/points/batch",

@@ -16,7 +16,9 @@ use super::{AppState, JsonBody, elapsed_now, ok};
 use crate::collection::limits::RequestLimits;
 use crate::collection::{Metric, SearchQuery};
 use crate::router::{Answer, Consistency, ConsistencyToken, ReadOptions, WriteAck};
-use crate::shard::{Filter, Hit, PointId, PointWrite, Record, VectorUpdate};
+use crate::shard::{
+    Filter, Hit, PointId, PointSelector, PointWrite, Record, ShardCommand, VectorUpdate,
+};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
@@ -375,6 +377,46 @@ pub(super) fn vector_updates(
         .collect()
 }
 
+/// The command of a `delete_vectors` body: the points (ids or a filter, checked against the
+/// request caps) and the lanes of the vectors named (each a vector of the collection, none
+/// twice).
+pub(super) fn vector_deletes(
+    limits: &RequestLimits,
+    layout: &VectorLayout,
+    req: &DeleteVectors,
+) -> Result<ShardCommand, ApiError> {
+    if req.shard_key.as_ref().is_some_and(|k| !k.is_null()) {
+        return Err(ApiError::bad(
+            "shard_key is not supported: shoal has no shard keys",
+        ));
+    }
+    if req.vector.is_empty() {
+        return Err(ApiError::bad("vector: name at least one vector to delete"));
+    }
+    let mut lanes = Vec::with_capacity(req.vector.len());
+    for name in &req.vector {
+        let lane = layout.lane_of(Some(name)).map_err(|e| match e {
+            ApiError::BadRequest(m) => ApiError::bad(format!("vector: {m}")),
+            other => other,
+        })? as u32;
+        if lanes.contains(&lane) {
+            return Err(ApiError::bad(format!("vector: {name:?} named twice")));
+        }
+        lanes.push(lane);
+    }
+    let points = match delete_target(
+        limits,
+        &DeletePoints {
+            points: req.points.clone(),
+            filter: req.filter.clone(),
+        },
+    )? {
+        DeleteTarget::Ids(ids) => PointSelector::Ids(ids),
+        DeleteTarget::Filter(f) => PointSelector::Filter(f),
+    };
+    Ok(ShardCommand::DeleteVectors { points, lanes })
+}
+
 /// Which points a delete removes.
 pub(super) enum DeleteTarget {
     /// These ids.
@@ -446,6 +488,26 @@ pub async fn update_vectors(
     let updates = vector_updates(&st.config.limits, &layout, &req)?;
     Ok(write_answer(
         st.router.update_vectors(&name, updates).await?,
+    ))
+}
+
+/// Delete vectors of points, keeping the points and their payloads (Qdrant's `delete_vectors`):
+/// the points chosen by id (`points`) or `filter` are no longer found by searches of those
+/// vectors, and reads show them without them, until an upsert or `update_vectors` gives them
+/// back. A filter's `has_vector` sees the change.
+#[utoipa::path(post, path = "/collections/{name}/points/vectors/delete", tag = "points", request_body = DeleteVectors,
+    params(("name" = String, Path), ("wait" = Option<bool>, Query)),
+    responses((status = 200, body = UpdateResult), (status = 400), (status = 404), (status = 503), (status = 415, description = "a body without Content-Type: application/json")))]
+pub async fn delete_vectors(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(_q): Query<WriteQuery>,
+    JsonBody(req): JsonBody<DeleteVectors>,
+) -> Result<Response, ApiError> {
+    let layout = VectorLayout::of(&st, &name)?;
+    let command = vector_deletes(&st.config.limits, &layout, &req)?;
+    Ok(write_answer(
+        st.router.write_every_shard(&name, command).await?,
     ))
 }
 

@@ -245,6 +245,26 @@ pub struct UpdateVectors {
     pub shard_key: Option<Value>,
 }
 
+/// `POST /collections/{name}/points/vectors/delete` (Qdrant's `delete_vectors`): the points, by
+/// `points` (ids) or `filter`, and the names of the vectors they lose.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteVectors {
+    /// Ids of the points.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub points: Option<Vec<Value>>,
+    /// Every point matching.
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// The names of the vectors to delete (`""`: the unnamed vector).
+    pub vector: Vec<String>,
+    /// Refused: shoal has no shard keys.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub shard_key: Option<Value>,
+}
+
 /// One point's new vectors: a list for the unnamed vector, or a map of the named vectors that
 /// change.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

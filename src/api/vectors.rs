@@ -8,6 +8,7 @@ use super::parse;
 use super::types::{VectorInput, VectorOut};
 use crate::collection::CollectionConfig;
 use crate::collection::named::{self, CollectionVectors};
+use crate::shard::lanes::is_absent;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -62,8 +63,8 @@ impl VectorLayout {
         self.pack(&by_name, what)
     }
 
-    /// Packs vectors given by name (each checked against its dimension; every name needed,
-    /// none unknown).
+    /// Packs vectors given by name (each checked against its dimension, none unknown; a
+    /// vector not given is one the point does not have).
     pub fn pack(&self, by_name: &[(&str, &VectorInput)], what: &str) -> Result<Vec<f32>, ApiError> {
         if let Some((k, _)) = by_name
             .iter()
@@ -196,13 +197,15 @@ impl VectorView {
     pub fn show(&self, packed: Option<Vec<f32>>) -> Option<VectorOut> {
         let v = packed?;
         if self.names.is_empty() {
-            return Some(VectorOut::Dense(v));
+            return (!is_absent(&v)).then_some(VectorOut::Dense(v));
         }
+        // A vector the point does not have (deleted, or never given) is left out.
         let mut out = BTreeMap::new();
         let mut start = 0;
         for (name, dim) in self.names.iter().zip(&self.dims) {
-            if self.select.as_ref().is_none_or(|s| s.contains(name)) {
-                out.insert(name.clone(), v.get(start..start + dim)?.to_vec());
+            let part = v.get(start..start + dim)?;
+            if self.select.as_ref().is_none_or(|s| s.contains(name)) && !is_absent(part) {
+                out.insert(name.clone(), part.to_vec());
             }
             start += dim;
         }

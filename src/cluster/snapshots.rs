@@ -159,6 +159,32 @@ pub fn spec_of(config: &CollectionConfig) -> CollectionSpec {
     }
 }
 
+/// The spec that recreates a collection of this configuration and these named vectors. Each
+/// named vector derived its own `pq_m` from its dimension when the create gave none, and the
+/// collection's own is lane 0's: it is kept only when every named vector has that one (an
+/// explicit setting, or defaults that agreed), else left for each vector to derive again.
+pub fn recreating_spec(config: &CollectionConfig, named: &[NamedVector]) -> CollectionSpec {
+    let mut spec = spec_of(config);
+    if named.iter().any(|n| n.pq_m != config.ivf_pq.pq_m) {
+        spec.ivf_pq.pq_m = None;
+    }
+    spec
+}
+
+/// A snapshot's spec with a `pq_m` that divides every named vector's dimension: snapshots
+/// written before [`recreating_spec`] carried lane 0's `pq_m` for all of them.
+pub fn recoverable_spec(spec: &CollectionSpec, named: &[NamedVectorSpec]) -> CollectionSpec {
+    let mut spec = *spec;
+    if let Some(m) = spec.ivf_pq.pq_m
+        && named
+            .iter()
+            .any(|n| m == 0 || n.vectors.dim % m as u64 != 0)
+    {
+        spec.ivf_pq.pq_m = None;
+    }
+    spec
+}
+
 /// The specs that recreate these named vectors.
 pub fn named_specs(named: &[NamedVector]) -> Vec<NamedVectorSpec> {
     named
@@ -472,7 +498,7 @@ impl Snapshots<'_> {
             }
             collections.push(SnapCollection {
                 name: name.clone(),
-                spec: spec_of(&meta.config),
+                spec: recreating_spec(&meta.config, &meta.named),
                 named: named_specs(&meta.named),
                 shard_number: meta.shards.len() as u32,
                 shards,

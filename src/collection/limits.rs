@@ -8,7 +8,7 @@
 //! for better messages and maps the refusals to 400.
 
 use super::Error;
-use crate::shard::filter::{Condition, Filter, MinShould, OneOrMany};
+use crate::shard::filter::{Condition, Filter};
 use crate::shard::{PointSelector, ShardCommand};
 
 /// Longest accepted collection name.
@@ -110,35 +110,6 @@ pub struct FilterSize {
     pub values: usize,
 }
 
-/// Calls `visit` on every condition of `f`, at every depth (inside filters used as conditions
-/// and inside `nested`), parents before their children.
-pub fn for_each_condition(f: &Filter, visit: &mut impl FnMut(&Condition)) {
-    lists_each(&f.must, &f.should, &f.must_not, &f.min_should, visit);
-}
-
-fn lists_each(
-    must: &Option<OneOrMany>,
-    should: &Option<OneOrMany>,
-    must_not: &Option<OneOrMany>,
-    min_should: &Option<MinShould>,
-    visit: &mut impl FnMut(&Condition),
-) {
-    let lists = [must, should, must_not].into_iter().flatten();
-    let conditions = lists
-        .flat_map(|l| match l {
-            OneOrMany::Many(v) => v.as_slice(),
-            OneOrMany::One(c) => std::slice::from_ref(&**c),
-        })
-        .chain(min_should.iter().flat_map(|m| &m.conditions));
-    for c in conditions {
-        visit(c);
-        if let Some(n) = &c.nested {
-            for_each_condition(&n.filter, visit);
-        }
-        lists_each(&c.must, &c.should, &c.must_not, &c.min_should, visit);
-    }
-}
-
 fn condition_size(c: &Condition, out: &mut FilterSize) {
     out.conditions += 1;
     out.values += c.has_id.as_ref().map_or(0, Vec::len);
@@ -151,7 +122,7 @@ fn condition_size(c: &Condition, out: &mut FilterSize) {
 /// filter; the depth is bounded by the JSON parser (128 levels), so the recursion is too.
 pub fn filter_size(f: &Filter) -> FilterSize {
     let mut out = FilterSize::default();
-    for_each_condition(f, &mut |c| condition_size(c, &mut out));
+    f.visit_conditions(&mut |c| condition_size(c, &mut out));
     out
 }
 
@@ -224,7 +195,8 @@ impl RequestLimits {
             ShardCommand::SetPayload { points, .. }
             | ShardCommand::OverwritePayload { points, .. }
             | ShardCommand::DeletePayload { points, .. }
-            | ShardCommand::ClearPayload { points } => self.check_selector(points),
+            | ShardCommand::ClearPayload { points }
+            | ShardCommand::DeleteVectors { points, .. } => self.check_selector(points),
             ShardCommand::DeleteByFilter { filter } => self.check_filter(filter),
             ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => {
                 self.check_points(points.len(), "points")

@@ -7,7 +7,7 @@
 //! vectors *packed*: the lanes' vectors end to end, in lane order ([`pack`], [`unpack`]).
 
 use super::config::{CollectionConfig, IvfPqSettings, VectorSpace};
-use super::limits::{MAX_NAME_LEN, for_each_condition};
+use super::limits::MAX_NAME_LEN;
 use super::spec::{CollectionSpec, IndexDefaults, VectorSpec};
 use super::{Error, Placement};
 use crate::shard::Filter;
@@ -122,21 +122,29 @@ impl CollectionVectors {
         }
     }
 
-    /// Checks that every `has_vector` condition of `filter` names a vector of the collection
-    /// (as `using` would). Every point carries every vector the collection declares, so a shard
-    /// evaluates `has_vector` of any name as true: the name is checked here, before a filter is
-    /// accepted.
-    pub fn check_filter(&self, filter: &Filter) -> Result<(), Error> {
+    /// `filter` as the shards take it: every `has_vector` condition checked to name a vector
+    /// of the collection (as `using` would) and given that vector's lane, which the shard's
+    /// lanes turn into the points lacking it ([`crate::shard::Lanes::resolve_filter`]). A
+    /// request that sets the lane itself is refused: it is not a condition users write.
+    pub fn resolve_filter(&self, filter: &Filter) -> Result<Filter, Error> {
         let mut out = Ok(());
-        for_each_condition(filter, &mut |c| {
-            if let (Some(name), Ok(())) = (&c.has_vector, &out) {
-                out = self
-                    .lane_of(Some(name))
-                    .map(|_| ())
-                    .map_err(|e| Error::bad(format!("has_vector: {e}")));
+        let mut resolved = filter.clone();
+        resolved.visit_conditions_mut(&mut |c| {
+            if out.is_err() {
+                return;
+            }
+            if c.has_vector_lane.is_some() {
+                out = Err(Error::bad(
+                    "invalid filter condition: unknown key \"has_vector_lane\"",
+                ));
+            } else if let Some(name) = &c.has_vector {
+                match self.lane_of(Some(name)) {
+                    Ok(lane) => c.has_vector_lane = Some(lane as u32),
+                    Err(e) => out = Err(Error::bad(format!("has_vector: {e}"))),
+                }
             }
         });
-        out
+        out.map(|()| resolved)
     }
 
     /// The names of the named vectors, quoted, for messages (`"image", "text"`).
@@ -184,8 +192,9 @@ impl CollectionVectors {
     }
 }
 
-/// A point's vectors packed in lane order, from its vector per lane (`None`: the lane's vector
-/// is missing, refused with a message naming it).
+/// A point's vectors packed in lane order, from its vector per lane. `None`: the point does
+/// not have that named vector (as Qdrant allows), packed as NaNs
+/// ([`crate::shard::lanes::is_absent`]); the unnamed vector is required.
 pub fn pack(named: &[NamedVector], mut by_lane: Vec<Option<Vec<f32>>>) -> Result<Vec<f32>, Error> {
     if named.is_empty() {
         return by_lane
@@ -195,12 +204,10 @@ pub fn pack(named: &[NamedVector], mut by_lane: Vec<Option<Vec<f32>>>) -> Result
     }
     let mut packed = Vec::new();
     for (n, v) in named.iter().zip(by_lane) {
-        let v = v.ok_or_else(|| {
-            Error::bad(format!(
-                "the point has no vector {:?}: shoal stores every named vector of every point",
-                n.name
-            ))
-        })?;
+        let Some(v) = v else {
+            packed.extend(std::iter::repeat_n(f32::NAN, n.space.dim as usize));
+            continue;
+        };
         if v.len() as u64 != n.space.dim {
             return Err(Error::bad(format!(
                 "vector {:?} has dimension {}, expected {}",
@@ -214,10 +221,13 @@ pub fn pack(named: &[NamedVector], mut by_lane: Vec<Option<Vec<f32>>>) -> Result
     Ok(packed)
 }
 
-/// Lane `lane`'s part of a packed vector (`None` if it is too short).
+/// Lane `lane`'s part of a packed vector (`None` if it is too short, or the point does not
+/// have that vector).
 pub fn unpack<'v>(dims: &[usize], packed: &'v [f32], lane: usize) -> Option<&'v [f32]> {
     let start: usize = dims.get(..lane)?.iter().sum();
-    packed.get(start..start + dims.get(lane)?)
+    packed
+        .get(start..start + dims.get(lane)?)
+        .filter(|part| !crate::shard::lanes::is_absent(part))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<Vec<(FacetValue, u64)>>, Error> {
         let meta = self.meta(collection)?;
-        self.check_filter(&meta, filter.as_ref())?;
+        let filter = self.check_filter(&meta, filter)?;
         if limit == 0 {
             return Err(Error::bad("limit must be at least 1"));
         }

@@ -12,6 +12,7 @@ use super::rpc::{ShardRequest, ShardResponse};
 use super::{Answer, ReadOptions, Router, exec};
 use crate::collection::{Error, Metric, limits};
 use crate::index::distance::distance_batch;
+use crate::shard::filter::Condition;
 use crate::shard::{Filter, PointId};
 
 /// A sample and, for each sampled point, its nearest other sampled points.
@@ -77,9 +78,14 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<DistanceMatrix>, Error> {
         let meta = self.meta(collection)?;
-        self.check_filter(&meta, filter.as_ref())?;
         let vectors = meta.vectors();
         let lane = vectors.lane_of(using)?;
+        // Only points that have the vector compared are sampled.
+        let has_vector = Condition {
+            has_vector: Some(using.unwrap_or_default().to_owned()),
+            ..Condition::default()
+        };
+        let filter = self.check_filter(&meta, Some(filter.unwrap_or_default().and(has_vector)))?;
         let config = vectors.lane_config(lane);
         let dim = config.dim();
         limits::check_matrix(sample, limit, dim)?;

@@ -87,7 +87,7 @@ impl Router {
         read: &ReadOptions,
     ) -> Result<Answer<u64>, Error> {
         let meta = self.meta(collection)?;
-        self.check_filter(&meta, filter.as_ref())?;
+        let filter = self.check_filter(&meta, filter)?;
         let out = self
             .fan_out_all(collection, &meta, read, |group, read| ShardRequest::Count {
                 group,
@@ -123,7 +123,7 @@ impl Router {
     ) -> Result<Answer<Page>, Error> {
         let meta = self.meta(collection)?;
         self.config.limits.check_scroll_limit(limit)?;
-        self.check_filter(&meta, filter.as_ref())?;
+        let filter = self.check_filter(&meta, filter)?;
         let out = self
             .fan_out_all(collection, &meta, read, |group, read| {
                 ShardRequest::Scroll {
@@ -173,7 +173,7 @@ impl Router {
     ) -> Result<Answer<Vec<Record>>, Error> {
         let meta = self.meta(collection)?;
         self.config.limits.check_scroll_limit(limit)?;
-        self.check_filter(&meta, filter.as_ref())?;
+        let filter = self.check_filter(&meta, filter)?;
         let descending = order.descending;
         let out = self
             .fan_out_all(collection, &meta, read, |group, read| {

@@ -485,7 +485,7 @@ async fn filtered_read(
     + Send
     + 'static,
 ) -> ShardResponse {
-    let filter = match prepare(group, spec, filter).await {
+    let filter = match prepare(app, group, spec, filter).await {
         Ok(f) => f,
         Err(r) => return r,
     };
@@ -493,24 +493,25 @@ async fn filtered_read(
     run_at(exec::Cost::Long, move || read(lanes, filter)).await
 }
 
-/// The read's freshness check on this replica, then its filter compiled; `Err` is the answer to
+/// The read's freshness check on this replica, then its filter resolved against the lanes
+/// (`has_vector`, [`crate::shard::Lanes::resolve_filter`]) and compiled; `Err` is the answer to
 /// send instead.
 async fn prepare(
+    app: &ShardApp,
     group: &RaftGroup,
     read: &ReadSpec,
     filter: Option<&Filter>,
 ) -> Result<Option<crate::shard::CompiledFilter>, ShardResponse> {
     ready(group, read).await?;
-    compile(filter)
-}
-
-fn compile(filter: Option<&Filter>) -> Result<Option<crate::shard::CompiledFilter>, ShardResponse> {
-    filter
-        .map(|f| {
-            f.compile()
-                .map_err(|e| ShardResponse::error(ErrorKind::BadRequest, e.to_string()))
-        })
-        .transpose()
+    let bad = |e: String| ShardResponse::error(ErrorKind::BadRequest, e);
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
+    let resolved = app
+        .lanes()
+        .resolve_filter(filter)
+        .map_err(|e| bad(e.to_string()))?;
+    resolved.compile().map(Some).map_err(|e| bad(e.to_string()))
 }
 
 /// Searches this node's replica: the read's freshness, the filter compiled, then the search on
@@ -525,7 +526,7 @@ async fn search_replica(
     tuning: Tuning,
     lane: usize,
 ) -> ShardResponse {
-    let filter = match prepare(group, &read, search.filter.as_ref()).await {
+    let filter = match prepare(app, group, &read, search.filter.as_ref()).await {
         Ok(f) => f,
         Err(r) => return r,
     };

@@ -31,7 +31,7 @@ impl Router {
         let lane = vectors.lane_of(q.using.as_deref())?;
         let config = vectors.lane_config(lane);
         q.check(&config)?;
-        self.check_filter(&meta, q.filter.as_ref())?;
+        let filter = self.check_filter(&meta, q.filter.clone())?;
         // An exact search is exhaustive: every shard, whatever the placement.
         let shards = match (&meta.centroids, Self::is_centroid(&meta)) {
             (Some(c), true) if !q.exact => {
@@ -60,7 +60,7 @@ impl Router {
         let search = ShardSearch {
             vector: q.vector.clone(),
             limit: q.limit.saturating_add(q.offset),
-            filter: q.filter.clone(),
+            filter: filter.clone(),
             nprobe: config.search.fallback_nprobe(config.ivf_pq.nlist),
             rerank: widen(config.search.fallback_rerank()),
             exact: q.exact,

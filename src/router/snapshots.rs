@@ -70,15 +70,11 @@ impl Router {
             .into());
         }
         // What the create would refuse for good is refused before anything is deleted.
+        let spec = crate::cluster::snapshots::recoverable_spec(&col.spec, &col.named);
         if col.named.is_empty() {
-            col.spec.resolve(self.cluster.defaults(), 1)?;
+            spec.resolve(self.cluster.defaults(), 1)?;
         } else {
-            crate::collection::named::resolve_named(
-                &col.spec,
-                &col.named,
-                self.cluster.defaults(),
-                1,
-            )?;
+            crate::collection::named::resolve_named(&spec, &col.named, self.cluster.defaults(), 1)?;
         }
         let rf = col.spec.replication_factor.unwrap_or(1) as usize;
         if rf > state.members.len() {
@@ -92,7 +88,7 @@ impl Router {
         drop(state);
         self.cluster.delete_collection(name).await?;
         self.cluster
-            .create_named_collection(name, col.spec, col.named.clone())
+            .create_named_collection(name, spec, col.named.clone())
             .await?;
         self.write_indexes(name, None, shards).await?;
         for (_, shard) in shards {

@@ -56,29 +56,33 @@ impl Router {
             .ok_or_else(|| Error::NotFound(collection.to_owned()))
     }
 
-    /// Checks a filter sent to `meta`'s collection: its size against the request caps, and
-    /// every `has_vector` name against the collection's vectors.
+    /// A filter sent to `meta`'s collection, checked (its size against the request caps) and
+    /// resolved against the collection's vectors ([`CollectionVectors::resolve_filter`]):
+    /// what the shards are sent.
+    ///
+    /// [`CollectionVectors::resolve_filter`]: crate::collection::named::CollectionVectors::resolve_filter
     pub(super) fn check_filter(
         &self,
         meta: &CollectionMeta,
-        filter: Option<&Filter>,
-    ) -> Result<(), Error> {
-        let Some(f) = filter else { return Ok(()) };
-        self.config.limits.check_filter(f)?;
-        meta.vectors().check_filter(f)
+        filter: Option<Filter>,
+    ) -> Result<Option<Filter>, Error> {
+        let Some(f) = filter else { return Ok(None) };
+        self.config.limits.check_filter(&f)?;
+        meta.vectors().resolve_filter(&f).map(Some)
     }
 
     /// [`Self::check_filter`] of the filter a command sent to every shard carries (payload
-    /// updates and deletes by filter), after the command's own caps.
+    /// updates, deletes by filter, vector deletes), after the command's own caps.
     pub(super) fn check_command(
         &self,
         meta: &CollectionMeta,
-        command: &ShardCommand,
-    ) -> Result<(), Error> {
-        self.config.limits.check_command(command)?;
-        command
-            .filter()
-            .map_or(Ok(()), |f| meta.vectors().check_filter(f))
+        mut command: ShardCommand,
+    ) -> Result<ShardCommand, Error> {
+        self.config.limits.check_command(&command)?;
+        if let Some(f) = command.filter_mut() {
+            *f = meta.vectors().resolve_filter(f)?;
+        }
+        Ok(command)
     }
 
     /// The configuration of a collection (404 if unknown).

@@ -197,7 +197,7 @@ impl Router {
         let meta = self.meta(collection)?;
         self.config.limits.check_points(points.len(), "points")?;
         // With named vectors, each point carries them packed (`collection::named`).
-        check_points(&points, meta.vectors().packed_dim())?;
+        check_points(&points, &meta.vectors().lane_dims())?;
         let n = meta.shards.len() as u32;
         let mut owned: BTreeMap<u32, Vec<PointWrite>> = BTreeMap::new();
         let centroid = Self::is_centroid(&meta);
@@ -285,7 +285,7 @@ impl Router {
         filter: Filter,
     ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
-        self.check_filter(&meta, Some(&filter))?;
+        let filter = self.check_filter(&meta, Some(filter))?.unwrap_or_default();
         let per_shard = Self::all_shards(&meta)
             .into_iter()
             .map(|s| {
@@ -373,7 +373,7 @@ impl Router {
         command: ShardCommand,
     ) -> Result<WriteAck, Error> {
         let meta = self.meta(collection)?;
-        self.check_command(&meta, &command)?;
+        let command = self.check_command(&meta, command)?;
         let per_shard = Self::all_shards(&meta)
             .into_iter()
             .map(|s| (s, vec![command.clone()]))
@@ -382,16 +382,31 @@ impl Router {
     }
 }
 
-/// The router's own checks of an upsert: at least one point, every vector of dimension `dim`
-/// with finite components, no id twice.
-fn check_points(points: &[PointWrite], dim: usize) -> Result<(), Error> {
+/// The router's own checks of an upsert: at least one point, every vector packed from lanes
+/// of dimensions `dims`, each lane's part finite or absent (NaNs, see
+/// [`crate::shard::lanes::is_absent`]: what the API packs for a named vector left out, and
+/// what a recovered snapshot's point without a vector reads as; JSON cannot carry a NaN), no
+/// id twice.
+fn check_points(points: &[PointWrite], dims: &[usize]) -> Result<(), Error> {
     if points.is_empty() {
         return Err(Error::bad("no points to upsert"));
     }
+    let packed: usize = dims.iter().sum();
     let mut seen = HashSet::with_capacity(points.len());
     for (i, p) in points.iter().enumerate() {
         let what = format!("points[{i}] (id {})", p.id);
-        crate::collection::limits::check_vector(&p.vector, dim, &what)?;
+        if p.vector.len() != packed {
+            // The whole vector's dimension, as the message has always said.
+            crate::collection::limits::check_vector(&p.vector, packed, &what)?;
+        }
+        let mut start = 0;
+        for dim in dims {
+            let part = &p.vector[start..start + dim];
+            start += dim;
+            if !crate::shard::lanes::is_absent(part) {
+                crate::collection::limits::check_vector(part, *dim, &what)?;
+            }
+        }
         if !seen.insert(p.id) {
             return Err(Error::bad(format!(
                 "duplicate point id {} in one request",

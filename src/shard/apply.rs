@@ -3,7 +3,7 @@
 //! the mutable segment.
 
 use super::planner::allowed;
-use super::segment::{CHUNK_ROWS, Chunk, SegBody};
+use super::segment::{CHUNK_ROWS, Chunk, SegBody, no_vector_placeholder};
 use super::{Loc, PointId, PointWrite, Shard, ShardCommand, ShardError, State, payload_ops, write};
 use crate::index::FlatIndex;
 use std::collections::HashSet;
@@ -46,10 +46,14 @@ impl Shard {
     /// logged. `apply` runs the same checks.
     pub fn validate(&self, command: &ShardCommand) -> Result<(), ShardError> {
         match command {
+            // An empty vector: the point has none (see `append`).
             ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => check_each(
                 points,
                 |p| p.id,
-                |p| check_vector(self.inner.config.dim, &p.vector),
+                |p| match p.vector.is_empty() {
+                    true => Ok(()),
+                    false => check_vector(self.inner.config.dim, &p.vector),
+                },
             ),
             ShardCommand::UpdateVectors { points } => check_each(
                 points,
@@ -138,6 +142,17 @@ impl Shard {
                     }
                 }
             }
+            ShardCommand::DeleteVectors { points, lanes } => {
+                if lanes.contains(&0) {
+                    for id in payload_ops::selected(&state, points)? {
+                        if let Some(loc) = state.ids.get(&id).copied()
+                            && let Some(seg) = state.segment_mut(loc.seg)
+                        {
+                            seg.mark_vectorless(loc.row as usize);
+                        }
+                    }
+                }
+            }
             ShardCommand::DeleteByFilter { filter } => {
                 let filter = filter.compile()?;
                 let doomed: Vec<PointId> = state
@@ -170,7 +185,8 @@ impl Shard {
     }
 
     /// Appends one point to the mutable segment (tombstoning its old row); returns whether an
-    /// old row was tombstoned.
+    /// old row was tombstoned. A point with an empty vector has none: its row holds a
+    /// placeholder and is marked [`vectorless`](super::segment::Segment::vectorless).
     pub(super) fn append(&self, state: &mut State, p: &PointWrite) -> Result<bool, ShardError> {
         let replaced = state.tombstone(&p.id);
         let config = &self.inner.config;
@@ -186,10 +202,17 @@ impl Shard {
             chunk.index.sync(&state.schema, 0, |_| None);
             chunks.push(Arc::new(chunk));
         }
+        let no_vector = p.vector.is_empty();
         if let Some(last) = chunks.last_mut() {
             // Copies the chunk only if a query still reads it (at most CHUNK_ROWS rows).
             let chunk = Arc::make_mut(last);
-            chunk.flat.add(row as u64, &p.vector)?;
+            if no_vector {
+                chunk
+                    .flat
+                    .add(row as u64, &no_vector_placeholder(config.dim))?;
+            } else {
+                chunk.flat.add(row as u64, &p.vector)?;
+            }
             chunk.index.add_row(chunk.points.len(), p.payload.as_ref());
             chunk.points.push(p.id);
             chunk.payloads.push(p.payload.clone().map(Arc::new));
@@ -199,6 +222,9 @@ impl Shard {
         live.insert(row);
         seg.rows += 1;
         seg.live_count += 1;
+        if no_vector {
+            seg.mark_vectorless(row);
+        }
         let seg_id = seg.id;
         state.ids.insert(
             p.id,

@@ -122,6 +122,16 @@ pub enum ShardCommand {
         /// The points, with distinct ids.
         points: Vec<VectorUpdate>,
     },
+    /// Remove vectors from the selected points, keeping the points and their payloads
+    /// (Qdrant's `delete_vectors`): a point without a vector is never a search hit in that
+    /// vector and reads show it without it, until an upsert or vector update gives it one
+    /// again. Unknown ids are ignored, versions untouched. Appended after `UpdateVectors`.
+    DeleteVectors {
+        /// The points.
+        points: PointSelector,
+        /// The lanes whose vector goes (lane 0 in a one-vector shard, see [`super::Lanes`]).
+        lanes: Vec<u32>,
+    },
 }
 
 /// Which points a payload update applies to, as of the moment the command is applied. Unknown
@@ -152,6 +162,22 @@ impl ShardCommand {
         Ok(postcard::from_bytes(bytes)?)
     }
 
+    /// [`Self::filter`], to rewrite in place.
+    pub fn filter_mut(&mut self) -> Option<&mut Filter> {
+        match self {
+            ShardCommand::SetPayload { points, .. }
+            | ShardCommand::OverwritePayload { points, .. }
+            | ShardCommand::DeletePayload { points, .. }
+            | ShardCommand::ClearPayload { points }
+            | ShardCommand::DeleteVectors { points, .. } => match points {
+                PointSelector::Filter(f) => Some(f),
+                PointSelector::Ids(_) => None,
+            },
+            ShardCommand::DeleteByFilter { filter } => Some(filter),
+            _ => None,
+        }
+    }
+
     /// The filter that selects the points this command changes: a delete by filter, or a
     /// payload update by filter.
     pub fn filter(&self) -> Option<&Filter> {
@@ -159,7 +185,8 @@ impl ShardCommand {
             ShardCommand::SetPayload { points, .. }
             | ShardCommand::OverwritePayload { points, .. }
             | ShardCommand::DeletePayload { points, .. }
-            | ShardCommand::ClearPayload { points } => match points {
+            | ShardCommand::ClearPayload { points }
+            | ShardCommand::DeleteVectors { points, .. } => match points {
                 PointSelector::Filter(f) => Some(f),
                 PointSelector::Ids(_) => None,
             },
@@ -239,6 +266,10 @@ mod tests {
             },
             ShardCommand::ClearPayload {
                 points: PointSelector::Ids(vec![]),
+            },
+            ShardCommand::DeleteVectors {
+                points: PointSelector::Filter(filter.clone()),
+                lanes: vec![1, 0],
             },
         ];
         for c in cmds {

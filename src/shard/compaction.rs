@@ -183,17 +183,30 @@ impl Shard {
         };
         let stored: usize = sources.iter().map(|s| s.rows).sum();
         let swap = |state: &mut State| {
-            // Tombstones as they are now, not as they were when the rows were gathered.
-            let current: HashMap<u32, Arc<RowSet>> = sources
+            // Tombstones and deleted vectors as they are now, not as they were when the rows
+            // were gathered.
+            let current: HashMap<u32, (Arc<RowSet>, Arc<RowSet>)> = sources
                 .iter()
-                .filter_map(|s| state.segment(s.id).map(|c| (s.id, Arc::clone(&c.live))))
+                .filter_map(|s| {
+                    state
+                        .segment(s.id)
+                        .map(|c| (s.id, (Arc::clone(&c.live), Arc::clone(&c.vectorless))))
+                })
                 .collect();
             let mut live = RowSet::new(n);
+            let mut vectorless = RowSet::new(0);
             let mut moved = Vec::new();
             for (j, (sid, row)) in origin.iter().enumerate() {
-                if current.get(sid).is_some_and(|l| l.contains(*row as usize)) {
+                let Some((l, v)) = current.get(sid) else {
+                    continue;
+                };
+                if l.contains(*row as usize) {
                     live.insert(j);
                     moved.push(j);
+                    if v.contains(*row as usize) {
+                        vectorless.resize(n);
+                        vectorless.insert(j);
+                    }
                 }
             }
             let live_count = moved.len();
@@ -234,6 +247,7 @@ impl Shard {
                         live: Arc::new(live),
                         live_count,
                         rows: n,
+                        vectorless: Arc::new(vectorless),
                         busy: false,
                     };
                     super::payload_ops::sync_segment(&mut seg, &state.schema);
@@ -278,6 +292,7 @@ mod tests {
             id,
             body: SegBody::Flat(Vec::new()),
             live: Arc::new(RowSet::new(0)),
+            vectorless: Arc::new(RowSet::new(0)),
             live_count: live,
             rows,
             busy: false,

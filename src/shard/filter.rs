@@ -114,6 +114,107 @@ impl OneOrMany {
             OneOrMany::One(c) => std::slice::from_ref(c),
         }
     }
+
+    fn as_mut_slice(&mut self) -> &mut [Condition] {
+        match self {
+            OneOrMany::Many(v) => v,
+            OneOrMany::One(c) => std::slice::from_mut(&mut **c),
+        }
+    }
+}
+
+impl Filter {
+    /// This filter and `condition`: both must hold.
+    pub fn and(self, condition: Condition) -> Filter {
+        let this = Condition {
+            must: self.must,
+            should: self.should,
+            must_not: self.must_not,
+            min_should: self.min_should,
+            ..Condition::default()
+        };
+        let conditions = if this == Condition::default() {
+            vec![condition]
+        } else {
+            vec![this, condition]
+        };
+        Filter {
+            must: Some(OneOrMany::Many(conditions)),
+            unknown: self.unknown,
+            ..Filter::default()
+        }
+    }
+
+    /// Calls `visit` on every condition of the filter, nested ones (in `nested` and in inner
+    /// filters) after the condition holding them.
+    pub fn visit_conditions(&self, visit: &mut impl FnMut(&Condition)) {
+        lists_each(
+            &self.must,
+            &self.should,
+            &self.must_not,
+            &self.min_should,
+            visit,
+        );
+    }
+
+    /// Calls `visit` on every condition of the filter, nested ones (in `nested` and in inner
+    /// filters) after the condition holding them; `visit` may rewrite a condition in place.
+    pub fn visit_conditions_mut(&mut self, visit: &mut impl FnMut(&mut Condition)) {
+        lists_mut(
+            &mut self.must,
+            &mut self.should,
+            &mut self.must_not,
+            &mut self.min_should,
+            visit,
+        );
+    }
+}
+
+fn lists_each(
+    must: &Option<OneOrMany>,
+    should: &Option<OneOrMany>,
+    must_not: &Option<OneOrMany>,
+    min_should: &Option<MinShould>,
+    visit: &mut impl FnMut(&Condition),
+) {
+    let lists = [must, should, must_not]
+        .into_iter()
+        .flatten()
+        .flat_map(OneOrMany::as_slice);
+    for c in lists.chain(min_should.iter().flat_map(|m| &m.conditions)) {
+        visit(c);
+        if let Some(n) = &c.nested {
+            n.filter.visit_conditions(visit);
+        }
+        lists_each(&c.must, &c.should, &c.must_not, &c.min_should, visit);
+    }
+}
+
+fn lists_mut(
+    must: &mut Option<OneOrMany>,
+    should: &mut Option<OneOrMany>,
+    must_not: &mut Option<OneOrMany>,
+    min_should: &mut Option<MinShould>,
+    visit: &mut impl FnMut(&mut Condition),
+) {
+    let lists = [must, should, must_not]
+        .into_iter()
+        .flat_map(|l| l.iter_mut())
+        .flat_map(OneOrMany::as_mut_slice);
+    let counted = min_should.iter_mut().flat_map(|m| m.conditions.iter_mut());
+    for c in lists.chain(counted) {
+        visit(c);
+        if let Some(n) = &mut c.nested {
+            n.filter.visit_conditions_mut(visit);
+        }
+        lists_mut(
+            &mut c.must,
+            &mut c.should,
+            &mut c.must_not,
+            &mut c.min_should,
+            visit,
+        );
+    }
 }
 
 /// One filter condition. Exactly one kind must be given: a field condition (`key` with one of
@@ -147,9 +248,17 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub has_id: Option<Vec<PointId>>,
-    /// The point has this vector (only the unnamed vector `""` exists).
+    /// The point has this vector (`""`: the unnamed one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub has_vector: Option<String>,
+    /// Not for users (the router refuses it in a request): the lane of `has_vector`'s vector,
+    /// which the router resolves from the name before the filter goes to the shards, where
+    /// [`Lanes::resolve_filter`](super::Lanes::resolve_filter) turns it into the points that
+    /// lack that vector. Absent in filters logged before vectors could be deleted, where
+    /// `has_vector` holds for every point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub has_vector_lane: Option<u32>,
     /// The field is missing, null or an empty array: `{"key": "..."}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_empty: Option<KeyRef>,
@@ -578,8 +687,15 @@ impl Condition {
             return Ok(Cond::HasId(ids.iter().copied().collect()));
         }
         if self.has_vector.is_some() {
-            // Every point carries every vector its collection declares; the collection checks
-            // the name before the filter reaches a shard (`CollectionVectors::check_filter`).
+            if self.has_vector_lane.is_some() {
+                // In a request: not a key users write. On a shard: the lanes did not resolve
+                // it, and only they know which points lack a vector (guessing would be wrong).
+                return Err(FilterError::Invalid(
+                    "has_vector",
+                    "has_vector_lane is set by the router, never in a request (and resolved by the shard's lanes before a filter is evaluated)".into(),
+                ));
+            }
+            // Logged before vectors could be deleted: every point had every vector.
             return Ok(Cond::Always);
         }
         if let Some(k) = &self.is_empty {

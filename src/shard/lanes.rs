@@ -22,9 +22,18 @@
 //!
 //! **Reads.** Searches run in one lane. Reads that return vectors read lane 0 and then join the
 //! other lanes' vectors into a packed vector; a point deleted between the two reads is left out.
+//!
+//! **Points without some vectors.** A point may lack a lane's vector: an upsert whose part for
+//! the lane is NaNs ([`is_absent`]; the lane stores the point with an empty vector), or a
+//! [`ShardCommand::DeleteVectors`] naming the lane. The lane keeps the point and its payload but
+//! never returns it from a search, and reads give its part as NaNs. `has_vector` is answered
+//! here, not in a lane: the router gives each such condition its lane, and
+//! [`Lanes::resolve_filter`] turns it into "none of the points lacking that lane's vector"
+//! before any lane compiles the filter (for a write, once, before any lane applies it).
 
 use super::apply::check_each;
 use super::command::{ShardCommand, VectorUpdate};
+use super::filter::{Condition, Filter, OneOrMany};
 use super::{Hit, PointId, Record, Shard, ShardConfig, ShardError, ShardStats, check_vector};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -132,18 +141,26 @@ impl Lanes {
     /// What lane `lane` applies of `command`: its part of every packed vector of an upsert, the
     /// points of a vector update that change its vector, every other command as it is.
     fn part<'c>(&self, lane: usize, command: &'c ShardCommand) -> Cow<'c, ShardCommand> {
-        if self.lanes.len() == 1 {
+        if self.lanes.len() == 1 && !has_absent_vector(command) {
             return Cow::Borrowed(command);
         }
         let start: usize = self.lanes[..lane].iter().map(|l| l.config().dim).sum();
         let end = start + self.lanes[lane].config().dim;
+        // A part of NaNs is a vector the point does not have: the lane gets an empty one.
         let slice = |points: &[super::PointWrite]| {
             points
                 .iter()
-                .map(|p| super::PointWrite {
-                    id: p.id,
-                    vector: p.vector.get(start..end).unwrap_or_default().to_vec(),
-                    payload: p.payload.clone(),
+                .map(|p| {
+                    let part = p.vector.get(start..end).unwrap_or_default();
+                    super::PointWrite {
+                        id: p.id,
+                        vector: if is_absent(part) {
+                            Vec::new()
+                        } else {
+                            part.to_vec()
+                        },
+                        payload: p.payload.clone(),
+                    }
                 })
                 .collect()
         };
@@ -168,7 +185,77 @@ impl Lanes {
                     })
                     .collect(),
             }),
+            // Each lane named loses its vector, as its lane 0; the others only record the index.
+            ShardCommand::DeleteVectors { points, lanes } => {
+                Cow::Owned(ShardCommand::DeleteVectors {
+                    points: points.clone(),
+                    lanes: if lanes.contains(&(lane as u32)) {
+                        vec![0]
+                    } else {
+                        Vec::new()
+                    },
+                })
+            }
             other => Cow::Borrowed(other),
+        }
+    }
+
+    /// `filter` with every resolved `has_vector` (one the router gave a lane) turned into what
+    /// the shard can evaluate: "none of the points without that lane's vector". Borrowed when
+    /// the filter has no such condition.
+    pub fn resolve_filter<'f>(&self, filter: &'f Filter) -> Result<Cow<'f, Filter>, ShardError> {
+        let mut lanes = Vec::new();
+        filter.visit_conditions(&mut |c| {
+            if let (Some(_), Some(l)) = (&c.has_vector, c.has_vector_lane) {
+                lanes.push(l);
+            }
+        });
+        if lanes.is_empty() {
+            return Ok(Cow::Borrowed(filter));
+        }
+        let mut without: HashMap<u32, Vec<PointId>> = HashMap::new();
+        for l in lanes {
+            let lane = self.lanes.get(l as usize).ok_or_else(|| {
+                ShardError::Param(format!(
+                    "has_vector names lane {l}; the shard has {}",
+                    self.lanes.len()
+                ))
+            })?;
+            without.entry(l).or_insert_with(|| lane.vectorless_points());
+        }
+        let mut out = filter.clone();
+        out.visit_conditions_mut(&mut |c| {
+            if let (Some(_), Some(l)) = (&c.has_vector, c.has_vector_lane) {
+                let lacking = Condition {
+                    has_id: Some(without.get(&l).cloned().unwrap_or_default()),
+                    ..Condition::default()
+                };
+                *c = Condition {
+                    must_not: Some(OneOrMany::One(Box::new(lacking))),
+                    ..Condition::default()
+                };
+            }
+        });
+        Ok(Cow::Owned(out))
+    }
+
+    /// `command` with its filter resolved ([`Self::resolve_filter`]).
+    fn resolve_command<'c>(
+        &self,
+        command: &'c ShardCommand,
+    ) -> Result<Cow<'c, ShardCommand>, ShardError> {
+        let Some(filter) = command.filter() else {
+            return Ok(Cow::Borrowed(command));
+        };
+        match self.resolve_filter(filter)? {
+            Cow::Borrowed(_) => Ok(Cow::Borrowed(command)),
+            Cow::Owned(resolved) => {
+                let mut owned = command.clone();
+                if let Some(f) = owned.filter_mut() {
+                    *f = resolved;
+                }
+                Ok(Cow::Owned(owned))
+            }
         }
     }
 
@@ -176,10 +263,9 @@ impl Lanes {
     /// length is refused with the packed dimension). An upsert's packed vectors are checked in
     /// place, a command every lane gets as it is once, on lane 0.
     pub fn validate(&self, command: &ShardCommand) -> Result<(), ShardError> {
+        let command = &*self.resolve_command(command)?;
         match command {
-            ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. }
-                if self.lanes.len() > 1 =>
-            {
+            ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => {
                 let packed = self.packed_dim();
                 check_each(points, |p| p.id, |p| self.check_packed(packed, &p.vector))
             }
@@ -203,11 +289,26 @@ impl Lanes {
                 }
                 Ok(())
             }
+            ShardCommand::DeleteVectors { lanes, .. } => {
+                let mut sorted = lanes.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                if sorted.len() != lanes.len()
+                    || sorted.iter().any(|l| *l as usize >= self.lanes.len())
+                {
+                    return Err(ShardError::Param(format!(
+                        "vectors to delete must name distinct lanes below {}",
+                        self.lanes.len()
+                    )));
+                }
+                self.lanes[0].validate(command)
+            }
             _ => self.lanes[0].validate(command),
         }
     }
 
-    /// A packed vector: `packed` long, each lane's part finite.
+    /// A packed vector: `packed` long, each lane's part finite or (a vector the point does not
+    /// have) all NaN.
     fn check_packed(&self, packed: usize, v: &[f32]) -> Result<(), ShardError> {
         if v.len() != packed {
             return Err(ShardError::Dimension {
@@ -218,7 +319,10 @@ impl Lanes {
         let mut start = 0;
         for lane in &self.lanes {
             let dim = lane.config().dim;
-            check_vector(dim, &v[start..start + dim])?;
+            let part = &v[start..start + dim];
+            if !is_absent(part) {
+                check_vector(dim, part)?;
+            }
             start += dim;
         }
         Ok(())
@@ -227,8 +331,19 @@ impl Lanes {
     /// Applies the command at log `index` to every lane (see [`Shard::apply`]): all of them or,
     /// when any lane would refuse it, none (each records the index either way).
     pub fn apply(&self, index: u64, command: &ShardCommand) -> Result<bool, ShardError> {
+        // Resolved once, before any lane applies it: every lane selects the same points.
+        let command = match self.resolve_command(command) {
+            Ok(c) => c,
+            Err(e) => {
+                for lane in &self.lanes {
+                    lane.skip(index);
+                }
+                return Err(e);
+            }
+        };
+        let command = &*command;
         if self.lanes.len() == 1 {
-            return self.lanes[0].apply(index, command);
+            return self.lanes[0].apply(index, &self.part(0, command));
         }
         if let Err(e) = self.validate(command) {
             for lane in &self.lanes {
@@ -331,4 +446,20 @@ impl Lanes {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Lanes { lanes })
     }
+}
+
+/// Whether an upsert holds a point without a vector (see [`is_absent`]).
+fn has_absent_vector(command: &ShardCommand) -> bool {
+    match command {
+        ShardCommand::Upsert { points } | ShardCommand::UpsertAt { points, .. } => {
+            points.iter().any(|p| is_absent(&p.vector))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a lane's part of a packed vector stands for a vector the point does not have: NaNs,
+/// which no stored vector holds (writes refuse them) and reads of such a point return.
+pub fn is_absent(part: &[f32]) -> bool {
+    !part.is_empty() && part.iter().all(|x| x.is_nan())
 }

@@ -176,3 +176,5 @@ mod policy_tests;
 mod raft_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectorless_tests;

@@ -102,9 +102,9 @@ pub(super) fn validate(command: &ShardCommand) -> Result<(), ShardError> {
             }
             selector(points)
         }
-        ShardCommand::OverwritePayload { points, .. } | ShardCommand::ClearPayload { points } => {
-            selector(points)
-        }
+        ShardCommand::OverwritePayload { points, .. }
+        | ShardCommand::ClearPayload { points }
+        | ShardCommand::DeleteVectors { points, .. } => selector(points),
         _ => Ok(()),
     }
 }
@@ -166,7 +166,7 @@ fn set_at(map: &mut Payload, path: &[&str], payload: &Payload) {
     }
 }
 
-fn selected(state: &State, points: &PointSelector) -> Result<Vec<PointId>, ShardError> {
+pub(super) fn selected(state: &State, points: &PointSelector) -> Result<Vec<PointId>, ShardError> {
     Ok(match points {
         PointSelector::Ids(ids) => ids
             .iter()
@@ -254,6 +254,12 @@ impl Shard {
                     }
                     let Some(vector) = seg.body.vector(row).map(<[f32]>::to_vec) else {
                         continue;
+                    };
+                    // A point without its vector stays without it (see `Shard::append`).
+                    let vector = if seg.is_vectorless(row) {
+                        Vec::new()
+                    } else {
+                        vector
                     };
                     let write = PointWrite {
                         id,

@@ -78,6 +78,22 @@ impl Shard {
             .collect()
     }
 
+    /// The live points whose vector was deleted ([`ShardCommand::DeleteVectors`](super::ShardCommand::DeleteVectors)).
+    pub fn vectorless_points(&self) -> Vec<PointId> {
+        let state = read(&self.inner.state);
+        state
+            .segments
+            .iter()
+            .filter(|s| !s.vectorless.is_empty())
+            .flat_map(|s| {
+                s.vectorless
+                    .iter()
+                    .filter(|r| s.live.contains(*r))
+                    .filter_map(|r| s.body.point(r))
+            })
+            .collect()
+    }
+
     /// Live points passing the filter.
     pub fn count(&self, filter: Option<&CompiledFilter>) -> usize {
         match filter {

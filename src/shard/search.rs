@@ -106,6 +106,8 @@ impl Shard {
         let pq = (self.inner.config.pq_m, self.inner.config.pq_bits);
         let mut all: Vec<(f32, PointId, usize, u32)> = Vec::new();
         for (i, seg) in view.iter().enumerate() {
+            // Rows whose vector was deleted are not searched.
+            let seg = &*seg.searchable();
             if seg.live_count == 0 {
                 continue;
             }

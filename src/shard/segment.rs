@@ -250,6 +250,11 @@ pub(super) struct Segment {
     pub live_count: usize,
     /// Rows stored, live or not.
     pub rows: usize,
+    /// Rows whose vector was deleted (Qdrant's `delete_vectors`): still points, with their
+    /// payloads, but no search returns them and reads show no vector. Empty (length 0) until a
+    /// row of the segment loses its vector; copied on write like `live`. The row keeps its old
+    /// vector (or a placeholder, see [`no_vector_placeholder`]) in the index, never read.
+    pub vectorless: Arc<RowSet>,
     /// Frozen for a background job (index build or compaction): no other job may take it.
     pub busy: bool,
 }
@@ -258,6 +263,49 @@ impl Segment {
     pub fn is_indexed(&self) -> bool {
         matches!(self.body, SegBody::Ivf(_))
     }
+
+    /// Whether `row` has no vector.
+    pub fn is_vectorless(&self, row: usize) -> bool {
+        self.vectorless.contains(row)
+    }
+
+    /// Marks `row` as having no vector (copying the set only if a query still reads it).
+    pub fn mark_vectorless(&mut self, row: usize) {
+        let set = Arc::make_mut(&mut self.vectorless);
+        if set.len() < self.rows {
+            set.resize(self.rows);
+        }
+        if row < set.len() {
+            set.insert(row);
+        }
+    }
+
+    /// The segment as a search sees it: its live rows that have a vector. Borrowed (no cost)
+    /// while no row of the segment has lost its vector.
+    pub fn searchable(&self) -> std::borrow::Cow<'_, Segment> {
+        if self.vectorless.is_empty() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut live = (*self.live).clone();
+        live.difference_with(&self.vectorless);
+        let live_count = live.count();
+        std::borrow::Cow::Owned(Segment {
+            live: Arc::new(live),
+            live_count,
+            ..self.clone()
+        })
+    }
+}
+
+/// What a point without a vector stores in its row: a unit vector (finite and of norm 1 under
+/// every metric, so index builds treat it as any other row). Never returned: the row is marked
+/// in [`Segment::vectorless`].
+pub(super) fn no_vector_placeholder(dim: usize) -> Vec<f32> {
+    let mut v = vec![0.0; dim];
+    if let Some(first) = v.first_mut() {
+        *first = 1.0;
+    }
+    v
 }
 
 /// Rows gathered for building a segment: vectors (row-major, as stored), points, payloads.

@@ -21,8 +21,10 @@
 //! nothing is parsed but payloads. A sealed segment snapshotted while its build was still running
 //! is built again (same seed). Format version 3 appends the payload schema (JSON text, after the
 //! version 2 body, inside the checksummed region); payload indexes are not stored but rebuilt
-//! from the payloads on restore. Version 4 is version 3's body inside the envelope. Versions 3,
-//! 2 and 1 (one file holding everything) are still read; `tests/fixtures/shard_snapshot_v2` is
+//! from the payloads on restore. Version 4 is version 3's body inside the envelope. Version 5
+//! appends, per segment, the bits of its rows whose vector was deleted (Qdrant's
+//! `delete_vectors`, [`Segment::vectorless`]). Versions 4, 3, 2 and 1 (one file holding
+//! everything) are still read; `tests/fixtures/shard_snapshot_v2` is
 //! a version-2 snapshot every build must restore.
 //!
 //! The snapshot takes the shard's lock only to clone its segment list, versions and applied
@@ -65,6 +67,13 @@ struct Body {
 struct Extra {
     /// The payload schema as JSON text.
     schema: String,
+}
+
+/// What format 5 appends after [`Extra`]: per segment, in the body's order, the bits of its rows
+/// whose vector was deleted ([`Segment::vectorless`]; no words for none).
+#[derive(Serialize, Deserialize)]
+struct Vectorless {
+    segments: Vec<Vec<u64>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -212,10 +221,16 @@ impl Shard {
             schema: serde_json::to_string(&schema)
                 .map_err(|e| ShardError::Corrupted(e.to_string()))?,
         };
+        let vectorless = Vectorless {
+            segments: view.iter().map(|s| s.vectorless.words().to_vec()).collect(),
+        };
         let mut encoded =
             postcard::to_stdvec(&body).map_err(|e| ShardError::Corrupted(e.to_string()))?;
         encoded
             .extend(postcard::to_stdvec(&extra).map_err(|e| ShardError::Corrupted(e.to_string()))?);
+        encoded.extend(
+            postcard::to_stdvec(&vectorless).map_err(|e| ShardError::Corrupted(e.to_string()))?,
+        );
         envelope::write_envelope(dir.join(FILE_NAME), &envelope::SHARD_SNAPSHOT, &encoded)
             .map_err(std::io::Error::other)?;
         sweep_segment_dir(dir, &keep)?;
@@ -252,7 +267,8 @@ impl Shard {
         let (config, state, pending) = match version {
             1 => v1::decode(encoded)?,
             // 2 and 3 are the layout before the envelope, 4 the envelope; 3 and 4 hold the same
-            // body. The envelope refused every version outside 1..=FORMAT_VERSION.
+            // body, 5 appends the deleted-vector bits. The envelope refused every version
+            // outside 1..=FORMAT_VERSION.
             _ => decode(dir, encoded, data_dir, version)?,
         };
         if let Some(d) = data_dir {
@@ -324,6 +340,7 @@ fn assemble(
         live: Arc::new(live),
         live_count,
         rows,
+        vectorless: Arc::new(RowSet::new(0)),
         busy: false,
     });
     Ok(())
@@ -358,16 +375,28 @@ fn decode(
 ) -> Result<Decoded, ShardError> {
     let (body, rest): (Body, &[u8]) =
         postcard::take_from_bytes(encoded).map_err(|e| ShardError::Corrupted(e.to_string()))?;
-    let schema = match version {
-        2 if rest.is_empty() => super::PayloadSchema::new(),
+    let corrupted = |e: postcard::Error| ShardError::Corrupted(e.to_string());
+    let (schema, mut vectorless) = match version {
+        2 if rest.is_empty() => (super::PayloadSchema::new(), Vec::new()),
         2 => return Err(bad("trailing bytes after the snapshot body")),
         _ => {
-            let extra: Extra =
-                postcard::from_bytes(rest).map_err(|e| ShardError::Corrupted(e.to_string()))?;
-            serde_json::from_str(&extra.schema)
-                .map_err(|e| ShardError::Corrupted(format!("payload schema: {e}")))?
+            let (extra, rest): (Extra, &[u8]) =
+                postcard::take_from_bytes(rest).map_err(corrupted)?;
+            let vectorless = if version >= 5 {
+                let v: Vectorless = postcard::from_bytes(rest).map_err(corrupted)?;
+                if v.segments.len() != body.segments.len() {
+                    return Err(bad("deleted-vector bits for another number of segments"));
+                }
+                v.segments
+            } else {
+                Vec::new()
+            };
+            let schema = serde_json::from_str(&extra.schema)
+                .map_err(|e| ShardError::Corrupted(format!("payload schema: {e}")))?;
+            (schema, vectorless)
         }
     };
+    vectorless.resize(body.segments.len(), Vec::new());
     let config: ShardConfig =
         serde_json::from_str(&body.config).map_err(|e| ShardError::Corrupted(e.to_string()))?;
     let mut state = State {
@@ -379,7 +408,7 @@ fn decode(
         schema,
     };
     let mut pending = Vec::new();
-    for s in body.segments {
+    for (s, vectorless) in body.segments.into_iter().zip(vectorless) {
         let rows = usize::try_from(s.rows).map_err(|_| bad("row count"))?;
         let body = match s.content {
             Content::Rows {
@@ -417,6 +446,18 @@ fn decode(
             }
         };
         assemble(&mut state, &mut pending, s.id, s.sealed, rows, s.live, body)?;
+        if !vectorless.is_empty() {
+            // Written as long as the segment was when its first vector went: pad to its rows.
+            let mut words = vectorless;
+            if words.len() > rows.div_ceil(64) {
+                return Err(bad("deleted-vector bits"));
+            }
+            words.resize(rows.div_ceil(64), 0);
+            let set = RowSet::from_words(rows, words).ok_or_else(|| bad("deleted-vector bits"))?;
+            if let Some(seg) = state.segments.last_mut() {
+                seg.vectorless = Arc::new(set);
+            }
+        }
     }
     if state.segments.is_empty() {
         return Err(bad("no segments"));

@@ -93,6 +93,7 @@ pub(super) fn empty_segment(id: u32) -> Segment {
         live: Arc::new(RowSet::new(0)),
         live_count: 0,
         rows: 0,
+        vectorless: Arc::new(RowSet::new(0)),
         busy: false,
     }
 }
@@ -115,8 +116,15 @@ pub(super) fn record_in(
         } else {
             None
         },
+        // A row without a vector reads as NaNs, which no stored vector holds: through the
+        // lanes' packed vectors they tell "no vector" apart from "not asked for".
         vector: if with_vector {
-            seg.body.vector(row).map(<[f32]>::to_vec)
+            let v = seg.body.vector(row);
+            if seg.is_vectorless(row) {
+                v.map(|v| vec![f32::NAN; v.len()])
+            } else {
+                v.map(<[f32]>::to_vec)
+            }
         } else {
             None
         },

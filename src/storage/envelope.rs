@@ -76,7 +76,7 @@ pub const CLUSTER_STATE: FileKind = FileKind {
 pub const SHARD_SNAPSHOT: FileKind = FileKind {
     name: "shard snapshot",
     magic: magic(b'S'),
-    version: 4,
+    version: 5,
     oldest: 1,
     legacy: Some(LegacyLayout {
         magic: *b"SHOALSNP",

@@ -232,7 +232,7 @@
 //! | kind | `k` | file | current version | body |
 //! |------|-----|------|-----------------|------|
 //! | [`envelope::CLUSTER_STATE`] | `C` | `cluster-state.bin` | 5 | postcard `ClusterState` (4: without named vectors; 3: without aliases) |
-//! | [`envelope::SHARD_SNAPSHOT`] | `S` | `<snapshot>/shard.snap` | 4 | postcard shard snapshot body |
+//! | [`envelope::SHARD_SNAPSHOT`] | `S` | `<snapshot>/shard.snap` | 5 | postcard shard snapshot body |
 //! | [`envelope::SNAPSHOT_ARCHIVE`] | `A` | `snapshots/**/*.snapshot` (its first part) | 1 | postcard archive manifest; member bytes follow ([`archive`]) |
 //! | (`raft::manifest`) | `R` | `<raft snapshot>/MANIFEST` | 2 | postcard (last log id, membership, file list) |
 //!

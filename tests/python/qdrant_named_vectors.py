@@ -6,8 +6,10 @@ Run by tests/qdrant_client.rs, which starts the server and provides the virtuale
 Covers: create_collection with a dict `vectors_config`, get_collection, upsert (PointStruct with
 a vector per name, Batch with a list per name), upload_points, query_points / query_batch_points
 / query_points_groups with `using`, filters, queries by example (an id, recommend) with `using`,
-retrieve and scroll with all or some vectors, search_matrix_pairs with `using`, a collection
-snapshot recovered under a new name, and the errors for a missing or unknown vector.
+retrieve and scroll with all or some vectors, search_matrix_pairs with `using`, update_vectors,
+points without some vectors (an upsert leaving one out, delete_vectors by ids, by filter and in
+batch_update_points, has_vector), a collection snapshot recovered under a new name, and the
+errors for a missing or unknown vector.
 """
 
 import math
@@ -155,15 +157,56 @@ assert pairs
 for p in pairs:
     assert abs(p.score - euclid(image(p.a), image(p.b))) < 1e-4, p
 
-# Errors: a query that names no vector, an unknown vector, a point missing one.
+# Errors: a query that names no vector, an unknown vector.
 code, msg = status_of(lambda: client.query_points(name, query=text(1), limit=3))
 assert code == 400 and "using" in msg, msg
 code, msg = status_of(lambda: client.query_points(name, query=text(1), using="audio", limit=3))
 assert code == 400 and "audio" in msg, msg
-code, msg = status_of(lambda: client.upsert(name, points=[
-    models.PointStruct(id=1000, vector={"text": text(1)})]))
-assert code == 400 and "image" in msg, msg
 assert client.count(name, exact=True).count == N
+
+# Points without some of their vectors: one upserted without "image", delete_vectors by ids, by
+# filter and in a batch. Searches of a vector skip the points without it; has_vector counts
+# them; reads leave the vector out; the payload stays.
+COMPLETED = models.UpdateStatus.COMPLETED
+NEW = N
+assert client.upsert(name, wait=True, points=[
+    models.PointStruct(id=NEW, vector={"text": text(NEW)}, payload={"doc": 99, "group": 0})
+]).status == COMPLETED
+N += 1
+assert client.delete_vectors(name, vectors=["image"], points=[5, 6], wait=True).status == COMPLETED
+doc3 = models.Filter(must=[models.FieldCondition(key="doc", match=models.MatchValue(value=3))])
+assert client.delete_vectors(name, vectors=["text"], points=models.FilterSelector(filter=doc3),
+                             wait=True).status == COMPLETED
+client.batch_update_points(name, update_operations=[
+    models.DeleteVectorsOperation(delete_vectors=models.DeleteVectors(points=[40],
+                                                                      vector=["image", "text"]))
+], wait=True)
+lacks = {"image": {5, 6, NEW, 40}, "text": {15, 16, 17, 18, 19, 40}}
+everyone = set(range(N))
+for using, q in (("text", text(16.2)), ("image", image(5.1))):
+    hits = client.query_points(name, query=q, using=using, limit=6,
+                               search_params=models.SearchParams(exact=True)).points
+    assert [h.id for h in hits] == ranked(using, q, leave_out=lacks[using])[:6], (using, hits)
+    hits = client.query_points(name, query=q, using=using, limit=20).points
+    assert not {h.id for h in hits} & lacks[using], (using, hits)
+    has = models.Filter(must=[models.HasVectorCondition(has_vector=using)])
+    assert client.count(name, count_filter=has, exact=True).count == len(everyone - lacks[using])
+    has_not = models.Filter(must_not=[models.HasVectorCondition(has_vector=using)])
+    assert client.count(name, count_filter=has_not, exact=True).count == len(lacks[using])
+for p in client.retrieve(name, ids=[5, 15, 40, NEW, 2], with_vectors=True, with_payload=True):
+    assert set(p.vector) == {v for v in ("text", "image") if p.id not in lacks[v]}, p
+    assert p.payload == ({"doc": 99, "group": 0} if p.id == NEW
+                         else {"doc": p.id // 5, "group": p.id % 3}), p
+code, msg = status_of(lambda: client.query_points(name, query=5, using="image", limit=3))
+assert code == 400 and "no vector" in msg, msg
+code, msg = status_of(lambda: client.delete_vectors(name, vectors=["audio"], points=[1]))
+assert code == 400 and "audio" in msg, msg
+# A vector given back is searched again.
+client.update_vectors(name, points=[models.PointVectors(id=5, vector={"image": image(5)})],
+                      wait=True)
+lacks["image"].discard(5)
+hits = client.query_points(name, query=image(5), using="image", limit=1).points
+assert hits[0].id == 5, hits
 
 # A collection snapshot recovered under another name answers as the original.
 desc = client.create_snapshot(name, wait=True)
