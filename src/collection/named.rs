@@ -308,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn packing_puts_lanes_end_to_end_and_refuses_missing_ones() {
+    fn packing_puts_lanes_end_to_end_and_missing_ones_as_nans() {
         let named = vec![
             NamedVector {
                 name: "a".into(),
@@ -331,7 +331,12 @@ mod tests {
         assert_eq!(p, vec![1.0, 2.0, 3.0]);
         assert_eq!(unpack(&[2, 1], &p, 1), Some(&[3.0][..]));
         assert_eq!(unpack(&[2, 1], &p, 0), Some(&[1.0, 2.0][..]));
-        assert!(pack(&named, vec![Some(vec![1.0, 2.0]), None]).is_err());
+        // A vector the point lacks packs as NaNs and unpacks as none.
+        let p = pack(&named, vec![Some(vec![1.0, 2.0]), None]).unwrap();
+        assert_eq!(p.len(), 3);
+        assert!(p[2].is_nan());
+        assert_eq!(unpack(&[2, 1], &p, 1), None);
+        assert_eq!(unpack(&[2, 1], &p, 0), Some(&[1.0, 2.0][..]));
         assert!(pack(&named, vec![Some(vec![1.0]), Some(vec![3.0])]).is_err());
     }
 }
