@@ -6,7 +6,7 @@
 
 use super::filter::Filter;
 use super::lanes::{Lanes, is_absent};
-use super::tests::{config, point, random_vec};
+use super::tests::{config, point, random_vec, req};
 use super::*;
 use crate::index::{Metric, distance};
 use rand::SeedableRng;
@@ -88,15 +88,8 @@ fn has_vector(lane: u32, not: bool) -> Filter {
 
 fn search(lane: &Shard, q: &[f32], exact: bool, filter: Option<&CompiledFilter>) -> Vec<PointId> {
     let req = SearchRequest {
-        vector: q,
-        limit: 10,
-        offset: 0,
-        filter,
-        nprobe: 8,
         rerank: 4,
-        exact,
-        with_payload: false,
-        with_vector: false,
+        ..req(q, 10, filter, exact)
     };
     lane.search(&req)
         .unwrap()
