@@ -353,7 +353,7 @@ fn flat_body(
     payloads: Vec<Option<super::Payload>>,
 ) -> Result<SegBody, ShardError> {
     let n = points.len();
-    if payloads.len() != n || vectors.len() != n * config.dim {
+    if payloads.len() != n || n.checked_mul(config.dim) != Some(vectors.len()) {
         return Err(bad("segment arrays disagree in length"));
     }
     let rows = Rows {
