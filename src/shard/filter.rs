@@ -17,8 +17,10 @@
 //! - `values_count`: bounds on how many values the key holds (array elements, or 1 for one
 //!   non-null value; 0 when missing or null);
 //! - `geo_radius`, `geo_bounding_box`, `geo_polygon` on `{"lon", "lat"}` values;
-//! - `has_id`, `has_vector` (every point has every vector of its collection: true for any name
-//!   here, the collection refuses names it does not declare before a filter reaches a shard),
+//! - `has_id`, `has_vector` (the router checks the name and gives the condition its lane, and
+//!   [`Lanes::resolve_filter`](super::Lanes::resolve_filter) rewrites it into the points that
+//!   lack that vector before a filter is compiled; one without a lane, logged before vectors
+//!   could be deleted, holds for every point),
 //!   `is_empty`, `is_null`, `nested` (`{"key": "items", "filter": {..}}`: the filter must hold for
 //!   one array element as a whole), and a filter used as a condition.
 //!
