@@ -23,7 +23,7 @@
 //! version 2 body, inside the checksummed region); payload indexes are not stored but rebuilt
 //! from the payloads on restore. Version 4 is version 3's body inside the envelope. Version 5
 //! appends, per segment, the bits of its rows whose vector was deleted (Qdrant's
-//! `delete_vectors`, [`Segment::vectorless`]). Versions 4, 3, 2 and 1 (one file holding
+//! `delete_vectors`, `Segment::vectorless`). Versions 4, 3, 2 and 1 (one file holding
 //! everything) are still read; `tests/fixtures/shard_snapshot_v2` is
 //! a version-2 snapshot every build must restore.
 //!
