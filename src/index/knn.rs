@@ -15,14 +15,11 @@
 //! `admit` is asked only for rows close enough to enter that set's top-k, so a sparse subset
 //! costs a few calls per query rather than one per row.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 
-use super::Metric;
+use super::{Metric, TopK};
 
 /// Base rows per block of the distance product: large enough for the GEMM to run at speed, small
 /// enough that a block of distances stays in cache-friendly memory.
@@ -124,11 +121,11 @@ pub fn exact_knn_sets(
                             continue;
                         }
                         for (set, heap) in per_set.iter_mut().enumerate() {
-                            if (d < heap.threshold() || heap.heap.len() < k)
+                            if (d < heap.threshold() || !heap.is_full())
                                 && admit(set, query, b0 + j)
                             {
                                 heap.push(
-                                    (b0 + j) as u32,
+                                    (b0 + j) as u64,
                                     if d.is_nan() { f32::INFINITY } else { d },
                                 );
                             }
@@ -140,7 +137,18 @@ pub fn exact_knn_sets(
             }
             heaps
                 .into_iter()
-                .map(|per_set| per_set.into_iter().map(TopK::into_sorted).collect())
+                .map(|per_set| {
+                    per_set
+                        .into_iter()
+                        .map(|top| {
+                            // Rows fit u32 (the caller's contract).
+                            top.into_sorted_vec()
+                                .into_iter()
+                                .map(|n| (n.id as u32, n.distance))
+                                .collect()
+                        })
+                        .collect()
+                })
                 .collect()
         })
         .collect();
@@ -159,67 +167,6 @@ fn loosest_threshold(heaps: &[TopK]) -> f32 {
         .iter()
         .map(TopK::threshold)
         .fold(f32::NEG_INFINITY, f32::max)
-}
-
-/// A (distance, id) pair ordered by distance then id, for the bounded max-heap.
-#[derive(Clone, Copy)]
-struct Entry(f32, u32);
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
-    }
-}
-
-/// The `k` smallest (distance, id) pairs seen so far; the worst sits on top to be evicted.
-struct TopK {
-    k: usize,
-    heap: BinaryHeap<Entry>,
-}
-
-impl TopK {
-    fn new(k: usize) -> Self {
-        TopK {
-            k,
-            heap: BinaryHeap::with_capacity(k + 1),
-        }
-    }
-
-    /// A distance must be below this to enter (ids arrive in increasing order, so a tie with the
-    /// current worst loses to it, which is the smaller id).
-    fn threshold(&self) -> f32 {
-        if self.heap.len() < self.k {
-            f32::INFINITY
-        } else {
-            self.heap.peek().map_or(f32::INFINITY, |e| e.0)
-        }
-    }
-
-    fn push(&mut self, id: u32, d: f32) {
-        self.heap.push(Entry(d, id));
-        if self.heap.len() > self.k {
-            self.heap.pop();
-        }
-    }
-
-    fn into_sorted(self) -> Vec<(u32, f32)> {
-        self.heap
-            .into_sorted_vec()
-            .into_iter()
-            .map(|e| (e.1, e.0))
-            .collect()
-    }
 }
 
 #[cfg(test)]
