@@ -271,12 +271,7 @@ impl Lanes {
             }
             ShardCommand::UpdateVectors { points } => {
                 for p in points {
-                    let mut lanes: Vec<u32> = p.vectors.iter().map(|(l, _)| *l).collect();
-                    lanes.sort_unstable();
-                    lanes.dedup();
-                    if lanes.len() != p.vectors.len()
-                        || lanes.iter().any(|l| *l as usize >= self.lanes.len())
-                    {
+                    if !self.distinct_lanes(p.vectors.iter().map(|(l, _)| *l)) {
                         return Err(ShardError::Param(format!(
                             "point {}: new vectors must name distinct lanes below {}",
                             p.id,
@@ -290,12 +285,7 @@ impl Lanes {
                 Ok(())
             }
             ShardCommand::DeleteVectors { lanes, .. } => {
-                let mut sorted = lanes.clone();
-                sorted.sort_unstable();
-                sorted.dedup();
-                if sorted.len() != lanes.len()
-                    || sorted.iter().any(|l| *l as usize >= self.lanes.len())
-                {
+                if !self.distinct_lanes(lanes.iter().copied()) {
                     return Err(ShardError::Param(format!(
                         "vectors to delete must name distinct lanes below {}",
                         self.lanes.len()
@@ -305,6 +295,15 @@ impl Lanes {
             }
             _ => self.lanes[0].validate(command),
         }
+    }
+
+    /// Whether `lanes` are lanes of this shard, none twice (what a command naming lanes needs).
+    fn distinct_lanes(&self, lanes: impl Iterator<Item = u32>) -> bool {
+        let mut seen = vec![false; self.lanes.len()];
+        lanes.into_iter().all(|l| {
+            seen.get_mut(l as usize)
+                .is_some_and(|s| !std::mem::replace(s, true))
+        })
     }
 
     /// A packed vector: `packed` long, each lane's part finite or (a vector the point does not
