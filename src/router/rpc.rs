@@ -485,33 +485,33 @@ async fn filtered_read(
     + Send
     + 'static,
 ) -> ShardResponse {
-    let filter = match prepare(app, group, spec, filter).await {
-        Ok(f) => f,
+    let (lanes, filter) = match prepare(app, group, spec, filter).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let lanes = app.lanes();
     run_at(exec::Cost::Long, move || read(lanes, filter)).await
 }
 
-/// The read's freshness check on this replica, then its filter resolved against the lanes
-/// (`has_vector`, [`crate::shard::Lanes::resolve_filter`]) and compiled; `Err` is the answer to
-/// send instead.
+/// The read's freshness check on this replica, then the lanes the read runs on and its filter
+/// resolved against them (`has_vector`, [`crate::shard::Lanes::resolve_filter`]) and compiled;
+/// `Err` is the answer to send instead.
 async fn prepare(
     app: &ShardApp,
     group: &RaftGroup,
     read: &ReadSpec,
     filter: Option<&Filter>,
-) -> Result<Option<crate::shard::CompiledFilter>, ShardResponse> {
+) -> Result<(crate::shard::Lanes, Option<crate::shard::CompiledFilter>), ShardResponse> {
     ready(group, read).await?;
+    let lanes = app.lanes();
     let bad = |e: String| ShardResponse::error(ErrorKind::BadRequest, e);
     let Some(filter) = filter else {
-        return Ok(None);
+        return Ok((lanes, None));
     };
-    let resolved = app
-        .lanes()
+    let resolved = lanes
         .resolve_filter(filter)
         .map_err(|e| bad(e.to_string()))?;
-    resolved.compile().map(Some).map_err(|e| bad(e.to_string()))
+    let compiled = resolved.compile().map_err(|e| bad(e.to_string()))?;
+    Ok((lanes, Some(compiled)))
 }
 
 /// Searches this node's replica: the read's freshness, the filter compiled, then the search on
@@ -526,11 +526,10 @@ async fn search_replica(
     tuning: Tuning,
     lane: usize,
 ) -> ShardResponse {
-    let filter = match prepare(app, group, &read, search.filter.as_ref()).await {
-        Ok(f) => f,
+    let (lanes, filter) = match prepare(app, group, &read, search.filter.as_ref()).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let lanes = app.lanes();
     let Some(shard) = lanes.lane(lane).cloned() else {
         return ShardResponse::error(
             ErrorKind::BadRequest,
