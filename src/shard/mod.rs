@@ -33,7 +33,8 @@
 //! segment's payload indexes where the field has one ([`payload_index`], [`planner`]), and passed
 //! **into** the index search, so a filtered query returns `limit` hits whenever that many points
 //! match — no post-filtering. The planner searches a selective filter's matches exactly and
-//! widens `nprobe` for the rest; a segment whose probed lists held too few matches is also
+//! widens `nprobe` for the rest, scanning only the entries of an indexed value's rows where the
+//! filter requires one ([`subsets`]); a segment whose probed lists held too few matches is also
 //! scanned exactly over its matching rows. Payload updates and the payload schema are
 //! `payload_ops`.
 //!
@@ -78,6 +79,7 @@ mod search;
 mod segment;
 pub mod snapshot;
 mod state;
+mod subsets;
 pub mod tuning;
 mod values;
 

@@ -397,6 +397,35 @@ impl FieldIndex {
             .collect()
     }
 
+    /// The one posting holding exactly the rows `pred` matches, when `pred` is an equality this
+    /// index answers that way (a keyword, an integer, a bool); `None` otherwise (UUIDs, whose
+    /// postings are checked against the text, lists, ranges, other kinds).
+    pub fn posting_key(&self, pred: &FieldPred) -> Option<Key> {
+        use PayloadFieldType as T;
+        match (self.kind, pred) {
+            (T::Keyword, FieldPred::Match(s @ Scalar::Keyword(_)))
+            | (T::Integer, FieldPred::Match(s @ Scalar::Integer(_)))
+            | (T::Bool, FieldPred::Match(s @ Scalar::Bool(_))) => scalar_key(s),
+            _ => None,
+        }
+    }
+
+    /// How many rows the posting of `key` holds.
+    pub fn posting_len(&self, key: &Key) -> usize {
+        self.eq.get(key).map_or(0, |b| b.len() as usize)
+    }
+
+    /// The rows of `key`'s posting below `rows`, as a set over `rows` rows.
+    pub fn posting_rows(&self, key: &Key, rows: usize) -> RowSet {
+        match (self.dense.get(key), self.eq.get(key)) {
+            (Some(d), _) if d.rows.len() == rows => d.rows.clone(),
+            (_, Some(b)) => {
+                RowSet::from_rows(rows, b.iter().map(|r| r as usize).take_while(|r| *r < rows))
+            }
+            _ => RowSet::new(rows),
+        }
+    }
+
     /// The rows matching `pred` as far as this index can tell; `None` when it cannot answer.
     pub fn answer(&self, pred: &FieldPred) -> Option<Answer> {
         use PayloadFieldType as T;

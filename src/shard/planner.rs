@@ -31,8 +31,8 @@ use super::payload_index::{Answer, PayloadIndex, Sure};
 use super::point::{Payload, PointId};
 use super::segment::{CHUNK_ROWS, Chunk, IvfSeg, SegBody, Segment};
 use super::values::JsonPath;
-use crate::index::RowSet;
 use crate::index::ivfpq::SearchParams;
+use crate::index::{RowSet, fastscan};
 use std::sync::Arc;
 
 /// A run of rows numbered from 0: what the per-row fallback reads.
@@ -532,6 +532,16 @@ pub mod cost {
     /// as the exact scan of all of them (and at recall 0.98, not 1); at 2% they held 0.21 and
     /// ran 1.19×; 1M × 128 at 1%, 0.24 and 1.52×.
     pub const PROBED_MAX_SHARE: f64 = 0.25;
+    /// One entry of a probed list's u8 table (`pq_m * 16` of them) made for the list: a
+    /// subset's lists are short, so making their tables is a visible part of scanning them.
+    pub const LIST_TABLE_NS_PER_ENTRY: f64 = 0.1;
+    /// How many times cheaper than the best other plan the scan of a subset must be estimated
+    /// to be chosen: a subset holds a copy of its rows' codes for as long as the segment lives,
+    /// so it is made only where it pays clearly. (On MiniLM a 1% filter's subset scan was
+    /// estimated about as dear as the exact scan of its matches, and the subsets of every 1%
+    /// value filled the memory budget that 10% and 50% filters, which gain 1.6× and 1.3×, then
+    /// lacked.)
+    pub const SUBSET_MIN_GAIN: f64 = 1.5;
 }
 
 /// How a built segment is searched for a filter letting `matching` of its `rows` through.
@@ -547,6 +557,10 @@ pub(super) enum Plan {
     Probed(SearchParams),
     /// The IVF-PQ scan with these parameters.
     Ivf(SearchParams),
+    /// The IVF-PQ scan with these parameters over only the entries of the rows of the filter's
+    /// indexed value ([`super::subsets`]): the candidates of [`Plan::Ivf`], from the posting's
+    /// share of the codes.
+    Subset(SearchParams),
 }
 
 /// The shape of a built segment, as the plan's costs need it.
@@ -622,6 +636,23 @@ impl SegShape {
             + self.rerank_ns(k * rerank)
     }
 
+    /// Estimated nanoseconds of the IVF-PQ scan probing `nprobe` lists for only the entries of
+    /// `subset` of the rows ([`Plan::Subset`]), then re-ranking `k * rerank` raw vectors: each
+    /// probed list makes its table and scores whole blocks of 32 entries.
+    fn subset_ns(&self, nprobe: usize, k: usize, rerank: usize, subset: usize) -> f64 {
+        let share = subset as f64 / self.rows.max(1) as f64;
+        let per_list = self.entries as f64 * share / self.nlist.max(1) as f64;
+        // A list with entries scores at least one block.
+        let blocks = if per_list >= 1.0 {
+            (per_list / fastscan::BLOCK as f64).ceil()
+        } else {
+            per_list
+        };
+        let table = self.pq_m as f64 * 16.0 * cost::LIST_TABLE_NS_PER_ENTRY;
+        let scan = blocks * fastscan::BLOCK as f64 * self.pq_m as f64 * cost::FASTSCAN_NS_PER_CODE;
+        self.coarse_ns() + nprobe as f64 * (table + scan) + self.rerank_ns(k * rerank)
+    }
+
     /// Estimated nanoseconds of the exact scan of those of `matching` rows in the `nprobe`
     /// lists nearest the query: each match's lists looked up, then the share of them in a
     /// probed list (its own or, with spilled copies, its second) scanned exactly. Infinite
@@ -656,7 +687,10 @@ fn widened_nprobe(
 
 /// Chooses the plan for one built segment (see the module doc): of the exact scan of all
 /// matches, the exact scan of the probed lists' matches and the widened IVF-PQ scan, the one
-/// estimated cheapest, the exact scan of all winning ties. `widening` is the factor the segment's
+/// estimated cheapest, the exact scan of all winning ties; unless the same widened scan over
+/// only the entries of the filter's indexed value's `subset` rows (when the segment keeps them
+/// or has room for them, with 4-bit codes) is estimated [`cost::SUBSET_MIN_GAIN`] times cheaper
+/// than all three. `widening` is the factor the segment's
 /// calibration measured for this share of matching rows ([`Calibration::widening`]); without
 /// one (an uncalibrated segment, or one calibrated before filtered curves existed) `nprobe` is
 /// widened by `1/sqrt(share)`.
@@ -668,6 +702,7 @@ pub(super) fn plan_ivf(
     matching: usize,
     seg: &SegShape,
     widening: Option<f64>,
+    subset: Option<usize>,
 ) -> Plan {
     let rows = seg.rows;
     if matching == 0 || rows == 0 || matching <= super::EXACT_SCAN_ROWS {
@@ -685,7 +720,13 @@ pub(super) fn plan_ivf(
     let exact = seg.exact_ns(matching);
     let probed = seg.probed_ns(matching, nprobe);
     let ivf = seg.ivf_ns(nprobe, k, params.rerank);
-    if exact <= probed.min(ivf) {
+    let regrouped = match subset {
+        Some(rows) if seg.pq_bits == 4 => seg.subset_ns(nprobe, k, params.rerank, rows),
+        _ => f64::INFINITY,
+    };
+    if regrouped * cost::SUBSET_MIN_GAIN <= exact.min(probed).min(ivf) {
+        Plan::Subset(widened)
+    } else if exact <= probed.min(ivf) {
         Plan::Exact
     } else if probed <= ivf {
         Plan::Probed(widened)
@@ -736,6 +777,7 @@ mod tests {
                 (shape.rows as f64 * share) as usize,
                 shape,
                 None,
+                None,
             )
         };
         assert_eq!(at(&four, 0.01), Plan::Exact);
@@ -751,9 +793,9 @@ mod tests {
         assert_eq!(at(&coded, 0.03), Plan::Exact);
         assert!(matches!(at(&coded, 0.1), Plan::Ivf(_)));
         // Few matches are always searched exactly, everything unfiltered as asked.
-        assert_eq!(plan_ivf(&params, 10, 300, &four, None), Plan::Exact);
+        assert_eq!(plan_ivf(&params, 10, 300, &four, None, None), Plan::Exact);
         assert_eq!(
-            plan_ivf(&params, 10, four.rows, &four, None),
+            plan_ivf(&params, 10, four.rows, &four, None, None),
             Plan::Ivf(params)
         );
         // A 200k-row segment of 1M × 128 with spilled copies and 8-bit codes, as measured: at
@@ -773,16 +815,16 @@ mod tests {
             rerank: 4,
         };
         assert_eq!(
-            plan_ivf(&p, 10, 2_000, &sift, Some(6.0)),
+            plan_ivf(&p, 10, 2_000, &sift, Some(6.0), None),
             Plan::Probed(SearchParams { nprobe: 60, ..p })
         );
-        assert_eq!(plan_ivf(&p, 10, 200, &sift, Some(20.0)), Plan::Exact);
+        assert_eq!(plan_ivf(&p, 10, 200, &sift, Some(20.0), None), Plan::Exact);
         // `reading_matches_possible` never rules out a plan `plan_ivf` makes read the matches,
         // whatever the widening, and does rule out a 50% filter over 4-bit codes.
         for shape in [four, eight, coded] {
             for matching in (1..=shape.rows).step_by(97) {
                 for widening in [None, Some(1.0), Some(4.0), Some(1000.0)] {
-                    if plan_ivf(&params, 10, matching, &shape, widening).reads_matches() {
+                    if plan_ivf(&params, 10, matching, &shape, widening, None).reads_matches() {
                         assert!(shape.reading_matches_possible(&params, 10, matching));
                     }
                 }
@@ -790,7 +832,7 @@ mod tests {
         }
         assert!(!four.reading_matches_possible(&params, 10, four.rows / 2));
         // A measured widening replaces `1/sqrt(share)`: at 10%, 1.6x instead of 3.2x.
-        let measured = plan_ivf(&params, 10, four.rows / 10, &four, Some(1.6));
+        let measured = plan_ivf(&params, 10, four.rows / 10, &four, Some(1.6), None);
         assert!(
             matches!(measured, Plan::Ivf(p) if p.nprobe == 79),
             "{measured:?}"

@@ -6,11 +6,12 @@
 use super::pause_at;
 use super::planner::{self, Matches, matches};
 use super::segment::{CHUNK_ROWS, Chunk, IvfSeg, SegBody, Segment};
+use super::subsets::{self, SubsetChoice};
 use super::{
     CompiledFilter, PointId, Record, SearchPlan, Shard, ShardError, Tuning, check_vector, read,
     record_in,
 };
-use crate::index::ivfpq::SearchParams;
+use crate::index::ivfpq::{SearchParams, SubsetLists};
 use crate::index::{Metric, Neighbor, RowSet, TopK, distance};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -111,16 +112,18 @@ impl Shard {
             if seg.live_count == 0 {
                 continue;
             }
-            let built = |ivf| BuiltSearch::new(plan, i, ivf, k, pq);
-            let found = req
-                .filter
-                .filter(|f| !f.is_empty())
-                .map(|f| match &seg.body {
-                    SegBody::Ivf(ivf) => planner::matches_for_search(seg, f, |n| {
-                        req.exact || built(ivf).reads_matches(n)
-                    }),
-                    SegBody::Flat(_) => matches(seg, Some(f)),
-                });
+            let filter = req.filter.filter(|f| !f.is_empty());
+            // A built segment's search, made once: it looks up the filter's subset.
+            let built = match &seg.body {
+                SegBody::Ivf(ivf) => Some(BuiltSearch::new(plan, i, ivf, k, pq, filter)),
+                SegBody::Flat(_) => None,
+            };
+            let found = filter.map(|f| match &built {
+                Some(built) => {
+                    planner::matches_for_search(seg, f, |n| req.exact || built.reads_matches(n))
+                }
+                None => matches(seg, Some(f)),
+            });
             let (pass, matching) = match &found {
                 Some(Matches::Set(s)) => (Pass::Set(s), s.count()),
                 Some(Matches::List(l)) => (Pass::List(l), l.len()),
@@ -129,12 +132,14 @@ impl Shard {
             if matching == 0 {
                 continue;
             }
-            let hits: Vec<Neighbor> = match &seg.body {
-                SegBody::Flat(chunks) => {
+            let hits: Vec<Neighbor> = match (&seg.body, &built) {
+                (_, Some(built)) => built.search(&query, pass, matching, req.exact),
+                (SegBody::Flat(chunks), None) => {
                     let set = pass.to_set(seg.rows);
                     search_chunks(chunks, &query, k, (matching < seg.rows).then_some(&*set))
                 }
-                SegBody::Ivf(ivf) => built(ivf).search(&query, pass, matching, req.exact),
+                // Never: every built segment got its search above.
+                (SegBody::Ivf(_), None) => Vec::new(),
             };
             all.extend(hits.into_iter().filter_map(|n| {
                 let row = n.id as usize;
@@ -214,17 +219,32 @@ struct BuiltSearch<'a> {
     target: f64,
     /// The collection's `(pq_m, pq_bits)`.
     pq: (usize, u8),
+    /// The filter's indexed value whose rows' entries the scan may read alone, when the
+    /// segment keeps them or has room for them ([`super::subsets`]).
+    subset: Option<SubsetChoice>,
 }
 
 impl<'a> BuiltSearch<'a> {
-    /// The search of `plan`'s segment `i`, built as `ivf`.
-    fn new(plan: &'a SearchPlan, i: usize, ivf: &'a IvfSeg, k: usize, pq: (usize, u8)) -> Self {
+    /// The search of `plan`'s segment `i`, built as `ivf`, for `filter`.
+    fn new(
+        plan: &'a SearchPlan,
+        i: usize,
+        ivf: &'a IvfSeg,
+        k: usize,
+        pq: (usize, u8),
+        filter: Option<&CompiledFilter>,
+    ) -> Self {
+        let subset = filter
+            .filter(|_| pq.1 == 4)
+            .and_then(|f| subsets::choose(&ivf.payload_index(), f))
+            .filter(|c| ivf.subsets.available(&ivf.index, c));
         BuiltSearch {
             ivf,
             k,
             params: &plan.params[i],
             target: plan.target,
             pq,
+            subset,
         }
     }
 
@@ -260,7 +280,26 @@ impl<'a> BuiltSearch<'a> {
             Some(c) if matching < index.len() => c.widening(share, self.target, self.params.rerank),
             _ => None,
         };
-        planner::plan_ivf(self.params, self.k, matching, &self.shape(), widening)
+        let subset = self.subset.as_ref().map(|c| c.rows);
+        planner::plan_ivf(
+            self.params,
+            self.k,
+            matching,
+            &self.shape(),
+            widening,
+            subset,
+        )
+    }
+
+    /// The entries of the filter's indexed value's rows, regrouped now if the segment does not
+    /// keep them yet; `None` when it has no room for them.
+    fn regrouped(&self) -> Option<Arc<SubsetLists>> {
+        let choice = self.subset.as_ref()?;
+        let (field, key) = &choice.key;
+        self.ivf.subsets.get_or_build(&self.ivf.index, choice, || {
+            let index = self.ivf.payload_index();
+            Some(index.field(field)?.posting_rows(key, self.ivf.points.len()))
+        })
     }
 
     /// The search: the index with the allowed rows passed in, an exact scan of those of them
@@ -296,6 +335,14 @@ impl<'a> BuiltSearch<'a> {
             planner::Plan::Ivf(p) => {
                 Some(index.search_ids_in(query, k, &p, &allowed.to_set(index.len())))
             }
+            planner::Plan::Subset(p) => {
+                let allowed = allowed.to_set(index.len());
+                Some(match self.regrouped() {
+                    Some(subset) => index.search_subset_ids_in(query, k, &p, &subset, &allowed),
+                    // No room after all (another search filled the budget): the whole lists.
+                    None => index.search_ids_in(query, k, &p, &allowed),
+                })
+            }
         };
         match approx {
             // The probed lists held enough matching rows.
@@ -327,7 +374,8 @@ impl Shard {
             .enumerate()
             .filter_map(|(i, seg)| match &seg.body {
                 SegBody::Ivf(ivf) => Some(
-                    BuiltSearch::new(&plan, i, ivf, k, pq).plan(matches(seg, req.filter).count()),
+                    BuiltSearch::new(&plan, i, ivf, k, pq, req.filter)
+                        .plan(matches(seg, req.filter).count()),
                 ),
                 SegBody::Flat(_) => None,
             })

@@ -19,6 +19,7 @@ use super::calibrate::Calibration;
 use super::column::ColumnCache;
 use super::payload_index::PayloadIndex;
 use super::point::{Payload, PointId};
+use super::subsets::SubsetCache;
 use crate::index::ivfpq::IvfPqIndex;
 use crate::index::{FlatIndex, RowSet};
 use crate::storage::payload_index::{self, PAYLOAD_INDEX_SECTION};
@@ -134,6 +135,8 @@ pub(super) struct IvfSeg {
     payload_index: RwLock<Arc<PayloadIndex>>,
     /// Payload fields decoded into columns for filters on fields without an index.
     pub columns: ColumnCache,
+    /// The codes of indexed payload values' rows, regrouped by list ([`super::subsets`]).
+    pub subsets: SubsetCache,
 }
 
 impl IvfSeg {
@@ -163,6 +166,7 @@ impl IvfSeg {
             calibration: None,
             payload_index: RwLock::default(),
             columns: ColumnCache::default(),
+            subsets: SubsetCache::default(),
         })
     }
 
@@ -177,6 +181,7 @@ impl IvfSeg {
             .payload_index
             .write()
             .unwrap_or_else(|e| e.into_inner()) = index;
+        self.subsets.clear();
     }
 
     pub fn vector(&self, row: usize) -> Option<&[f32]> {

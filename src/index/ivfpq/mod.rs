@@ -54,6 +54,8 @@
 //!   table on `q - c`) and scans that list's codes (`scan_codes`). `scanner::with_scanner` picks
 //!   the implementation once per query from the code type, the metric's table mode and the SIMD
 //!   level, so no per-list loop tests any of them.
+//! * `subset.rs`: a chosen part of the rows' 4-bit codes regrouped by list, which a filtered
+//!   scan reads instead of the whole lists when a payload index names the part.
 //! * `scan8.rs` (8-bit codes, float tables) and `scan4.rs` (4-bit fast-scan codes, u8 tables, one
 //!   kernel type per SIMD level): the scanners. A new code type is one more scanner there and one
 //!   more arm in `with_scanner`; the search loop does not change.
@@ -66,6 +68,8 @@ mod scanner;
 mod search;
 pub use search::GridSearch;
 mod spill;
+mod subset;
+pub use subset::SubsetLists;
 #[cfg(test)]
 mod tests;
 
@@ -365,6 +369,20 @@ impl IvfPqIndex {
         }
         self.simd = level;
         Ok(())
+    }
+
+    /// Bytes of the codes (the part of the index a scan reads).
+    pub fn code_bytes(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// Bytes of one [`fastscan`] block of 32 entries' codes (4-bit codes; 0 for 8-bit ones).
+    pub fn block_bytes(&self) -> usize {
+        if self.pq.bits() == 4 {
+            fastscan::block_bytes(self.pq.m())
+        } else {
+            0
+        }
     }
 
     /// Resident bytes: codes, ids, centroids, codebooks and derived tables. The raw vectors and

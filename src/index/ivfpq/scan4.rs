@@ -16,8 +16,8 @@
 //! A row's distance is `bias + scale * sum` with `(scale, bias)` from quantising its list's table
 //! ([`fastscan::quantize_lut`]), and the float threshold is turned into a conservative u16 one.
 
-use super::IvfPqIndex;
 use super::scanner::{ListScanner, prefetch_lines};
+use super::{IvfPqIndex, SubsetLists};
 use crate::index::fastscan::{self, Kernel};
 
 /// How a 4-bit scanner gets the quantised table of each list (see the module doc).
@@ -40,6 +40,8 @@ pub(super) struct FastScan<'a, K, T> {
     index: &'a IvfPqIndex,
     kernel: K,
     tables: T,
+    /// When set, each list's entries in it are scanned instead of the list's own.
+    subset: Option<&'a SubsetLists>,
     /// The current list: first row, own rows, the rows of its spilled entries (coded after the
     /// own rows), packed codes, and its `(scale, bias)`.
     start: usize,
@@ -51,12 +53,19 @@ pub(super) struct FastScan<'a, K, T> {
 }
 
 impl<'a, K: Kernel, T: ListTables> FastScan<'a, K, T> {
-    /// A scanner over `index` with the query's tables `tables`.
-    pub(super) fn new(index: &'a IvfPqIndex, kernel: K, tables: T) -> Self {
+    /// A scanner over `index` (or, with `subset`, over its entries) with the query's tables
+    /// `tables`.
+    pub(super) fn new(
+        index: &'a IvfPqIndex,
+        kernel: K,
+        tables: T,
+        subset: Option<&'a SubsetLists>,
+    ) -> Self {
         FastScan {
             index,
             kernel,
             tables,
+            subset,
             start: 0,
             own: 0,
             spills: &[],
@@ -67,12 +76,26 @@ impl<'a, K: Kernel, T: ListTables> FastScan<'a, K, T> {
     }
 }
 
+impl<'a, K: Kernel, T: ListTables> FastScan<'a, K, T> {
+    /// `list`'s packed codes: the subset's entries, or the list's own.
+    #[inline]
+    fn list_codes(&self, list: usize) -> &'a [u8] {
+        match self.subset {
+            Some(subset) => subset.list_codes(list),
+            None => {
+                let index = self.index;
+                &index.codes[index.block_offsets[list]..index.block_offsets[list + 1]]
+            }
+        }
+    }
+}
+
 impl<K: Kernel, T: ListTables> ListScanner for FastScan<'_, K, T> {
     /// Prefetches the first 2 KiB of the list's codes and what its table needs.
     #[inline]
     fn prefetch_list(&self, list: usize) {
         let index = self.index;
-        let codes = &index.codes[index.block_offsets[list]..index.block_offsets[list + 1]];
+        let codes = self.list_codes(list);
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -88,11 +111,17 @@ impl<K: Kernel, T: ListTables> ListScanner for FastScan<'_, K, T> {
 
     fn set_list(&mut self, list: usize, coarse: f32) {
         let index = self.index;
-        let (start, end) = index.list_rows(list);
-        self.start = start;
-        self.own = end - start;
-        self.spills = index.list_spills(list);
-        self.codes = &index.codes[index.block_offsets[list]..index.block_offsets[list + 1]];
+        if let Some(subset) = self.subset {
+            // Every entry named by its row, as spilled entries are.
+            (self.start, self.own) = (0, 0);
+            self.spills = subset.list_rows(list);
+        } else {
+            let (start, end) = index.list_rows(list);
+            self.start = start;
+            self.own = end - start;
+            self.spills = index.list_spills(list);
+        }
+        self.codes = self.list_codes(list);
         (self.scale, self.bias) = self.tables.set_list(index, list, coarse);
     }
 

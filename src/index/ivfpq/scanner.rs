@@ -14,6 +14,7 @@
 //! type meant editing both. Now it means a new [`ListScanner`] and one arm here.
 
 use super::IvfPqIndex;
+use super::SubsetLists;
 use super::scan4::{FastScan, PrecomputedL2, ResidualL2, SharedTable};
 use super::scan8::{Pq8Residual, Pq8Shared, Pq8Terms};
 use crate::index::Metric;
@@ -48,20 +49,28 @@ pub(super) trait ScanWith {
 
 /// Picks the scanner for `index` and query `q` (normalised for cosine) and runs `with` on it:
 /// FAISS' `get_InvertedListScanner`, the one place that knows every code type.
-pub(super) fn with_scanner(index: &IvfPqIndex, q: &[f32], with: impl ScanWith) {
+///
+/// With `subset` (4-bit codes only; ignored otherwise) a 4-bit scanner reads each list's entries
+/// in it instead of the list's own ([`SubsetLists`]).
+pub(super) fn with_scanner(
+    index: &IvfPqIndex,
+    q: &[f32],
+    subset: Option<&SubsetLists>,
+    with: impl ScanWith,
+) {
     if index.pq.bits() == 4 {
         // Each level is a distinct kernel type; constructing one checks the CPU, which
         // `set_simd_level` has already checked, so the scalar fallback is never taken.
         match index.simd {
             SimdLevel::Avx512 => match Avx512Kernel::new() {
-                Some(k) => with_fastscan(index, q, k, with),
-                None => with_fastscan(index, q, ScalarKernel, with),
+                Some(k) => with_fastscan(index, q, subset, k, with),
+                None => with_fastscan(index, q, subset, ScalarKernel, with),
             },
             SimdLevel::Avx2 => match Avx2Kernel::new() {
-                Some(k) => with_fastscan(index, q, k, with),
-                None => with_fastscan(index, q, ScalarKernel, with),
+                Some(k) => with_fastscan(index, q, subset, k, with),
+                None => with_fastscan(index, q, subset, ScalarKernel, with),
             },
-            SimdLevel::Scalar => with_fastscan(index, q, ScalarKernel, with),
+            SimdLevel::Scalar => with_fastscan(index, q, subset, ScalarKernel, with),
         }
         return;
     }
@@ -73,22 +82,31 @@ pub(super) fn with_scanner(index: &IvfPqIndex, q: &[f32], with: impl ScanWith) {
 }
 
 /// The 4-bit scanner with kernel `K`, by table mode.
-fn with_fastscan<K: Kernel>(index: &IvfPqIndex, q: &[f32], kernel: K, with: impl ScanWith) {
+fn with_fastscan<K: Kernel>(
+    index: &IvfPqIndex,
+    q: &[f32],
+    subset: Option<&SubsetLists>,
+    kernel: K,
+    with: impl ScanWith,
+) {
     match (index.metric, index.precomputed.is_empty()) {
         (Metric::L2, false) => with.run(FastScan::new(
             index,
             kernel,
             PrecomputedL2::new(index, q, kernel),
+            subset,
         )),
         (Metric::L2, true) => with.run(FastScan::new(
             index,
             kernel,
             ResidualL2::new(index, q, kernel),
+            subset,
         )),
         (Metric::Cosine | Metric::Dot, _) => with.run(FastScan::new(
             index,
             kernel,
             SharedTable::new(index, q, kernel),
+            subset,
         )),
     }
 }

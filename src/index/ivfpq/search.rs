@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::scanner::{ListScanner, ScanWith, with_scanner};
-use super::{IvfPqIndex, SearchParams};
+use super::{IvfPqIndex, SearchParams, SubsetLists};
 use crate::index::coarse8::Coarse8;
 use crate::index::distance::{self, normalize};
 use crate::index::{Metric, Neighbor, RowSet, TopK};
@@ -230,6 +230,19 @@ impl IvfPqIndex {
         params: &SearchParams,
         allowed: impl Fn(usize) -> bool,
     ) -> Vec<Neighbor> {
+        self.search_with(query, k, params, None, allowed)
+    }
+
+    /// The search: probe, scan each probed list (only its entries in `subset`, when given) for
+    /// the rows `allowed` admits, re-rank.
+    pub(super) fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        subset: Option<&SubsetLists>,
+        allowed: impl Fn(usize) -> bool,
+    ) -> Vec<Neighbor> {
         let Some(q) = self.prepared(query, k) else {
             return Vec::new();
         };
@@ -256,6 +269,7 @@ impl IvfPqIndex {
         with_scanner(
             self,
             &q,
+            subset,
             ScanProbes {
                 probes: &probes,
                 pool: &mut pool,
@@ -458,6 +472,7 @@ impl GridSearch<'_> {
             with_scanner(
                 index,
                 &self.q,
+                None,
                 ScanProbes {
                     probes: &self.probes[self.scanned..upto],
                     pool: &mut self.pool,

@@ -1113,3 +1113,92 @@ fn a_grid_search_step_is_the_search_at_that_nprobe() {
         assert!(index.grid_search(&[0.0; 3], 10, 8, None).is_none());
     }
 }
+
+/// A scan of a subset's entries answers exactly as the filtered scan of the whole lists, for
+/// every 4-bit scanner (shared table, precomputed and residual L2 tables), with spilled rows, at
+/// every SIMD level, with and without re-ranking, whenever the admitted ids are among the
+/// subset's rows; and it holds each chosen row's entries and no other.
+#[test]
+fn a_subset_scan_answers_as_the_filtered_scan() {
+    // Few lists: L2's precomputed tables get built; a copy without them scans with per-list ones.
+    let mut sixteen = config(Metric::L2, 4);
+    sixteen.nlist = 16;
+    let f = fixture();
+    let precomputed = IvfPqIndex::build(DIM, &f.data, &f.ids, &sixteen).unwrap();
+    assert!(!precomputed.precomputed.is_empty());
+    let mut plain = precomputed.clone();
+    plain.precomputed = Vec::new();
+    let mut cases = vec![(fixture(), plain), (f, precomputed)];
+    let f = fixture();
+    let cosine = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::Cosine, 4)).unwrap();
+    cases.push((f, cosine));
+    for metric in [Metric::L2, Metric::Dot] {
+        let f = overlapping();
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(metric)).unwrap();
+        assert!(index.has_spills());
+        cases.push((f, index));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    for (f, mut index) in cases {
+        let max_id = f.ids.iter().copied().max().unwrap() as usize + 1;
+        for share in [0.02, 0.1, 0.5] {
+            // The posting: a random share of the ids; the filter admits a random half of it.
+            let posting: Vec<usize> = f
+                .ids
+                .iter()
+                .map(|&i| i as usize)
+                .filter(|_| rng.random_bool(share))
+                .collect();
+            let chosen = RowSet::from_rows(max_id, posting.iter().copied());
+            let admitted = RowSet::from_rows(
+                max_id,
+                posting.iter().copied().filter(|_| rng.random_bool(0.5)),
+            );
+            let subset = index.subset_lists(&chosen).unwrap();
+            // Each chosen row once per list it is coded in, nothing else.
+            let want_entries: usize = (0..index.nlist)
+                .map(|l| {
+                    let (s, e) = index.list_rows(l);
+                    (s..e)
+                        .chain(index.list_spills(l).iter().map(|&r| r as usize))
+                        .filter(|&r| chosen.contains(index.ids()[r] as usize))
+                        .count()
+                })
+                .sum();
+            assert_eq!(subset.entries(), want_entries);
+            for level in SimdLevel::available() {
+                index.set_simd_level(level).unwrap();
+                for q in f.queries.chunks_exact(DIM).take(6) {
+                    for (nprobe, rerank) in [(1, 0), (4, 0), (16, 0), (8, 3), (64, 2)] {
+                        let p = SearchParams { nprobe, rerank };
+                        for ids in [&admitted, &chosen] {
+                            let want = index.search_ids_in(q, 10, &p, ids);
+                            let got = index.search_subset_ids_in(q, 10, &p, &subset, ids);
+                            assert_eq!(got, want, "{:?} share {share} {p:?}", index.metric);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // 8-bit codes are not regrouped, and a subset of another index answers nothing.
+    let f = fixture();
+    let eight = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 8)).unwrap();
+    let max_id = f.ids.iter().copied().max().unwrap() as usize + 1;
+    let all = RowSet::from_rows(max_id, f.ids.iter().map(|&i| i as usize));
+    assert!(eight.subset_lists(&all).is_none());
+    let mut few = config(Metric::L2, 4);
+    few.nlist = 4;
+    let other = IvfPqIndex::build(DIM, &f.data, &f.ids, &few).unwrap();
+    let foreign = other.subset_lists(&all).unwrap();
+    let four = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 4)).unwrap();
+    let p = SearchParams {
+        nprobe: 8,
+        rerank: 0,
+    };
+    let q = &f.queries[..DIM];
+    assert!(
+        four.search_subset_ids_in(q, 10, &p, &foreign, &all)
+            .is_empty()
+    );
+}

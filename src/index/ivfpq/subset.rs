@@ -1,0 +1,145 @@
+//! The 4-bit codes of a chosen part of an index's rows, regrouped by list: what a widened
+//! filtered scan reads when the filter is one a payload index answers with a posting (a tenant,
+//! a category, a language).
+//!
+//! A filtered IVF-PQ scan scores every code of every probed list and drops the rows the filter
+//! rules out after the fact: at 10% selectivity nine codes in ten are scored for nothing, and the
+//! filter needs more lists than an unfiltered query (its `k` nearest are the `k / s` nearest of
+//! everything), so the scan costs several times the unfiltered one. [`SubsetLists`] keeps, per
+//! list, only the entries of the chosen rows (own and spilled), packed in the same fast-scan
+//! blocks: scanning it costs the chosen share of the full scan, with the same tables and the same
+//! distances. Qdrant builds extra graph links per indexed payload value for the same reason; this
+//! is the inverted-file form of it, derived from the index's own codes (no encoding, no training).
+//!
+//! [`IvfPqIndex::search_subset_ids_in`] answers exactly what [`IvfPqIndex::search_ids_in`] answers
+//! whenever every admitted id is among the subset's rows: the same lists are probed, each
+//! admitted row is scored from the same code with the same table, and the top-k keeps the best by
+//! `(distance, id)` whatever order they come in.
+
+use super::{IvfPqIndex, SearchParams};
+use crate::index::fastscan::{self, BLOCK};
+use crate::index::{Neighbor, RowSet};
+
+/// Per list, the entries of a chosen set of rows, with their codes packed (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubsetLists {
+    /// `nlist + 1` offsets into `rows`: list `l` holds `rows[offsets[l]..offsets[l + 1]]`.
+    offsets: Vec<u32>,
+    /// The index row of each entry, list after list (a row spilled to a second list that is
+    /// also chosen appears in both, as in the index).
+    rows: Vec<u32>,
+    /// `nlist + 1` byte offsets into `codes`: list `l`'s blocks.
+    block_offsets: Vec<usize>,
+    /// Each list's entries' codes in [`fastscan`] blocks.
+    codes: Vec<u8>,
+}
+
+impl SubsetLists {
+    /// Entries over all lists.
+    pub fn entries(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.offsets.len() * 4
+            + self.rows.len() * 4
+            + self.block_offsets.len() * 8
+            + self.codes.len()
+    }
+
+    /// The index rows of `list`'s entries, in scan order.
+    #[inline]
+    pub(super) fn list_rows(&self, list: usize) -> &[u32] {
+        match self.offsets.get(list..list + 2) {
+            Some(&[s, e]) => &self.rows[s as usize..e as usize],
+            _ => &[],
+        }
+    }
+
+    /// `list`'s packed codes.
+    #[inline]
+    pub(super) fn list_codes(&self, list: usize) -> &[u8] {
+        match self.block_offsets.get(list..list + 2) {
+            Some(&[s, e]) => &self.codes[s..e],
+            _ => &[],
+        }
+    }
+}
+
+impl IvfPqIndex {
+    /// The entries of the rows whose *id* is in `ids` (ids below `ids.len()`), regrouped by
+    /// list with their codes (see the module doc); `None` for 8-bit codes, which are scored one
+    /// table look-up per code and gain nothing from being regrouped.
+    pub fn subset_lists(&self, ids: &RowSet) -> Option<SubsetLists> {
+        if self.pq.bits() != 4 {
+            return None;
+        }
+        let m = self.pq.m();
+        let block = fastscan::block_bytes(m);
+        let row_ids: &[u64] = &self.ids;
+        let chosen = |row: usize| {
+            let id = row_ids[row];
+            id < ids.len() as u64 && ids.contains(id as usize)
+        };
+        let mut offsets = Vec::with_capacity(self.nlist + 1);
+        let mut block_offsets = Vec::with_capacity(self.nlist + 1);
+        let mut rows = Vec::new();
+        let mut codes = Vec::new();
+        // One list's chosen entries' codes, a byte per code, as `pack_codes` takes them.
+        let mut loose: Vec<u8> = Vec::new();
+        offsets.push(0);
+        block_offsets.push(0);
+        for list in 0..self.nlist {
+            let (start, end) = self.list_rows(list);
+            let spills = self.list_spills(list);
+            let packed = &self.codes[self.block_offsets[list]..self.block_offsets[list + 1]];
+            loose.clear();
+            for entry in 0..(end - start) + spills.len() {
+                let row = match entry.checked_sub(end - start) {
+                    None => start + entry,
+                    Some(s) => spills[s] as usize,
+                };
+                if !chosen(row) {
+                    continue;
+                }
+                let b = &packed[(entry / BLOCK) * block..(entry / BLOCK + 1) * block];
+                loose.extend((0..m).map(|j| fastscan::unpack_code(b, entry % BLOCK, j)));
+                rows.push(row as u32);
+            }
+            fastscan::pack_codes(&loose, m, &mut codes);
+            offsets.push(rows.len() as u32);
+            block_offsets.push(codes.len());
+        }
+        codes.shrink_to_fit();
+        rows.shrink_to_fit();
+        Some(SubsetLists {
+            offsets,
+            rows,
+            block_offsets,
+            codes,
+        })
+    }
+
+    /// [`search_ids_in`](Self::search_ids_in) scanning only `subset`'s entries of the probed
+    /// lists: the same answer whenever every id in `ids` is one of the rows `subset` was made
+    /// from, at the cost of scoring only those rows' codes. A `subset` made by another index
+    /// (another number of lists) answers nothing.
+    pub fn search_subset_ids_in(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        subset: &SubsetLists,
+        ids: &RowSet,
+    ) -> Vec<Neighbor> {
+        if subset.offsets.len() != self.nlist + 1 || self.pq.bits() != 4 {
+            return Vec::new();
+        }
+        let row_ids: &[u64] = &self.ids;
+        self.search_with(query, k, params, Some(subset), |row: usize| {
+            let id = row_ids[row];
+            id < ids.len() as u64 && ids.contains(id as usize)
+        })
+    }
+}
