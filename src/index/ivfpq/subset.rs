@@ -85,29 +85,39 @@ impl IvfPqIndex {
         let mut offsets = Vec::with_capacity(self.nlist + 1);
         let mut block_offsets = Vec::with_capacity(self.nlist + 1);
         let mut rows = Vec::new();
-        let mut codes = Vec::new();
-        // One list's chosen entries' codes, a byte per code, as `pack_codes` takes them.
-        let mut loose: Vec<u8> = Vec::new();
+        let mut codes: Vec<u8> = Vec::new();
+        // One list's chosen entries, by their place in the list.
+        let mut picked: Vec<usize> = Vec::new();
         offsets.push(0);
         block_offsets.push(0);
         for list in 0..self.nlist {
             let (start, end) = self.list_rows(list);
             let spills = self.list_spills(list);
             let packed = &self.codes[self.block_offsets[list]..self.block_offsets[list + 1]];
-            loose.clear();
+            picked.clear();
             for entry in 0..(end - start) + spills.len() {
                 let row = match entry.checked_sub(end - start) {
                     None => start + entry,
                     Some(s) => spills[s] as usize,
                 };
-                if !chosen(row) {
-                    continue;
+                if chosen(row) {
+                    picked.push(entry);
+                    rows.push(row as u32);
                 }
-                let b = &packed[(entry / BLOCK) * block..(entry / BLOCK + 1) * block];
-                loose.extend((0..m).map(|j| fastscan::unpack_code(b, entry % BLOCK, j)));
-                rows.push(row as u32);
             }
-            fastscan::pack_codes(&loose, m, &mut codes);
+            // Each code moved from its nibble in the list's block to its nibble in the
+            // subset's, block to block (padding sub-spaces and slots stay 0, as packed).
+            let base = codes.len();
+            codes.resize(base + fastscan::blocks_for(picked.len()) * block, 0);
+            for (slot, &entry) in picked.iter().enumerate() {
+                let src = &packed[(entry / BLOCK) * block..][..block];
+                let dst = &mut codes[base + (slot / BLOCK) * block..][..block];
+                let (from, from_shift) = nibble(entry % BLOCK);
+                let (to, to_shift) = nibble(slot % BLOCK);
+                for j in 0..m {
+                    dst[j * 16 + to] |= ((src[j * 16 + from] >> from_shift) & 15) << to_shift;
+                }
+            }
             offsets.push(rows.len() as u32);
             block_offsets.push(codes.len());
         }
@@ -142,4 +152,11 @@ impl IvfPqIndex {
             id < ids.len() as u64 && ids.contains(id as usize)
         })
     }
+}
+
+/// Where slot `i` (0..32) of a fast-scan block keeps its code in each sub-space's 16 bytes: the
+/// byte, and the shift of its nibble (see [`fastscan`]'s layout).
+#[inline]
+fn nibble(i: usize) -> (usize, u32) {
+    if i < 16 { (i, 0) } else { (i - 16, 4) }
 }
