@@ -183,12 +183,18 @@ impl IvfPqIndex {
         params: &SearchParams,
         ids: &RowSet,
     ) -> Vec<Neighbor> {
-        // The slab is dereferenced once, not per candidate (a deref asks its owner for the bytes).
+        self.search_where(query, k, params, self.id_in(ids))
+    }
+
+    /// Whether a row's *id* is in `ids` (ids below `ids.len()`): how every search and subset
+    /// over ids admits a row. The slab of ids is dereferenced once here, not per row (a deref
+    /// asks its owner for the bytes).
+    pub(super) fn id_in<'a>(&'a self, ids: &'a RowSet) -> impl Fn(usize) -> bool + 'a {
         let row_ids: &[u64] = &self.ids;
-        self.search_where(query, k, params, |row: usize| {
+        move |row: usize| {
             let id = row_ids[row];
             id < ids.len() as u64 && ids.contains(id as usize)
-        })
+        }
     }
 
     /// A search that probes more lists step by step: [`GridSearch::advance`] to `nprobe`
@@ -468,7 +474,7 @@ impl GridSearch<'_> {
         let upto = nprobe.clamp(1, index.nlist).min(self.probes.len());
         if upto > self.scanned {
             let row_ids: &[u64] = &index.ids;
-            let ids = self.ids;
+            let admits = self.ids.map(|ids| index.id_in(ids));
             with_scanner(
                 index,
                 &self.q,
@@ -477,12 +483,7 @@ impl GridSearch<'_> {
                     probes: &self.probes[self.scanned..upto],
                     pool: &mut self.pool,
                     key: |row: usize| row_ids[row],
-                    allowed: |row: usize| {
-                        ids.is_none_or(|ids| {
-                            let id = row_ids[row];
-                            id < ids.len() as u64 && ids.contains(id as usize)
-                        })
-                    },
+                    allowed: |row: usize| admits.as_ref().is_none_or(|admits| admits(row)),
                 },
             );
             self.scanned = upto;

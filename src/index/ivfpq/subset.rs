@@ -77,11 +77,7 @@ impl IvfPqIndex {
         }
         let m = self.pq.m();
         let block = fastscan::block_bytes(m);
-        let row_ids: &[u64] = &self.ids;
-        let chosen = |row: usize| {
-            let id = row_ids[row];
-            id < ids.len() as u64 && ids.contains(id as usize)
-        };
+        let chosen = self.id_in(ids);
         let mut offsets = Vec::with_capacity(self.nlist + 1);
         let mut block_offsets = Vec::with_capacity(self.nlist + 1);
         let mut rows = Vec::new();
@@ -146,11 +142,7 @@ impl IvfPqIndex {
         if subset.offsets.len() != self.nlist + 1 || self.pq.bits() != 4 {
             return Vec::new();
         }
-        let row_ids: &[u64] = &self.ids;
-        self.search_with(query, k, params, Some(subset), |row: usize| {
-            let id = row_ids[row];
-            id < ids.len() as u64 && ids.contains(id as usize)
-        })
+        self.search_with(query, k, params, Some(subset), self.id_in(ids))
     }
 }
 
