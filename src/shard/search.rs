@@ -113,16 +113,16 @@ impl Shard {
                 continue;
             }
             let filter = req.filter.filter(|f| !f.is_empty());
-            // A built segment's search, made once: it looks up the filter's subset.
-            let built = match &seg.body {
-                SegBody::Ivf(ivf) => Some(BuiltSearch::new(plan, i, ivf, k, pq, filter)),
-                SegBody::Flat(_) => None,
+            // A built segment's search is made once: it looks up the filter's subset.
+            let body = match &seg.body {
+                SegBody::Ivf(ivf) => Body::Built(BuiltSearch::new(plan, i, ivf, k, pq, filter)),
+                SegBody::Flat(chunks) => Body::Flat(chunks),
             };
-            let found = filter.map(|f| match &built {
-                Some(built) => {
+            let found = filter.map(|f| match &body {
+                Body::Built(built) => {
                     planner::matches_for_search(seg, f, |n| req.exact || built.reads_matches(n))
                 }
-                None => matches(seg, Some(f)),
+                Body::Flat(_) => matches(seg, Some(f)),
             });
             let (pass, matching) = match &found {
                 Some(Matches::Set(s)) => (Pass::Set(s), s.count()),
@@ -132,14 +132,12 @@ impl Shard {
             if matching == 0 {
                 continue;
             }
-            let hits: Vec<Neighbor> = match (&seg.body, &built) {
-                (_, Some(built)) => built.search(&query, pass, matching, req.exact),
-                (SegBody::Flat(chunks), None) => {
+            let hits: Vec<Neighbor> = match &body {
+                Body::Built(built) => built.search(&query, pass, matching, req.exact),
+                Body::Flat(chunks) => {
                     let set = pass.to_set(seg.rows);
                     search_chunks(chunks, &query, k, (matching < seg.rows).then_some(&*set))
                 }
-                // Never: every built segment got its search above.
-                (SegBody::Ivf(_), None) => Vec::new(),
             };
             all.extend(hits.into_iter().filter_map(|n| {
                 let row = n.id as usize;
@@ -207,6 +205,13 @@ fn search_chunks(
         }
     }
     top.into_sorted_vec()
+}
+
+/// How one segment is searched: exactly over a flat segment's chunks, or through a built one's
+/// plan.
+enum Body<'a> {
+    Flat(&'a [Arc<Chunk>]),
+    Built(BuiltSearch<'a>),
 }
 
 /// One search of one built segment: what its plan and its scan need besides the query.
