@@ -6,17 +6,18 @@
 //! (an update writes the point again elsewhere, a delete only clears a live bit). The segment
 //! regroups the posting's entries once, on the first search whose plan wants it
 //! ([`super::planner::Plan::Subset`]), and keeps them for every later one. The planner prices the
-//! scan of a subset at the posting's share of the full scan, so a 10% filter costs about a third
-//! of an unfiltered query instead of three times one.
+//! scan of a subset at the posting's share of the full scan (whole blocks of 32 entries a list):
+//! measured, a 10% filter then ran at 1.0–2.2× the unfiltered QPS where it ran at 0.6–1.1×.
 //!
 //! Memory is bounded per segment: the subsets a segment keeps hold at most [`BUDGET_CODES`] times
 //! the bytes of its own codes (about three fields' worth of values: each field's values together
 //! hold every row once, with a 4-byte row number per entry beside the codes); a value whose lists
 //! would hold fewer than [`MIN_ENTRIES_PER_LIST`] entries each is never regrouped (its blocks
 //! would be mostly padding); and the planner makes one only where it is estimated clearly
-//! cheaper than every other plan ([`super::planner::cost::SUBSET_MIN_GAIN`]). Past that, no new subset is built and such filters take the plans they took
-//! before: nothing is evicted, so a workload cycling through many values never rebuilds. The
-//! cache is emptied when the segment's payload indexes are replaced.
+//! cheaper than every other plan ([`super::planner::cost::SUBSET_MIN_GAIN`]). Past the budget,
+//! no new subset is built and such filters take the plans they took before: nothing is evicted,
+//! so a workload cycling through many values never rebuilds. The cache is emptied when the
+//! segment's payload indexes are replaced.
 
 use super::filter::{CompiledFilter, Cond};
 use super::payload_index::PayloadIndex;
