@@ -536,18 +536,27 @@ fn the_subset_plan_answers_as_the_whole_lists_do() {
             |i| i % 10 == 4 && i >= 5000,
         ),
     ];
+    let filters: Vec<(CompiledFilter, Passes)> = filters
+        .into_iter()
+        .map(|(f, passes)| {
+            let f = serde_json::from_value::<Filter>(f).unwrap();
+            (f.compile().unwrap(), passes)
+        })
+        .collect();
+    // The approximate search every query makes, before and after the indexes are dropped.
+    fn approx<'a>(q: &'a [f32], f: &'a CompiledFilter) -> SearchRequest<'a> {
+        SearchRequest {
+            nprobe: 8,
+            rerank: 4,
+            ..req(q, 10, Some(f), false)
+        }
+    }
     let queries: Vec<Vec<f32>> = (0..12).map(|_| blob_vec(&mut rng, &centres)).collect();
     let mut answers = Vec::new();
     let (mut subset_plans, mut hit, mut total) = (0, 0, 0);
     for (f, passes) in &filters {
-        let f = serde_json::from_value::<Filter>(f.clone())
-            .unwrap()
-            .compile()
-            .unwrap();
         for q in &queries {
-            let mut r = req(q, 10, Some(&f), false);
-            r.nprobe = 8;
-            r.rerank = 4;
+            let r = approx(q, f);
             let plans = shard.plans(&r);
             subset_plans += plans
                 .iter()
@@ -556,7 +565,7 @@ fn the_subset_plan_answers_as_the_whole_lists_do() {
             let got = num_ids(&shard.search(&r).unwrap());
             assert_eq!(got.len(), 10);
             assert!(got.iter().all(|&i| passes(i)), "{got:?}");
-            let exact = num_ids(&shard.search(&req(q, 10, Some(&f), true)).unwrap());
+            let exact = num_ids(&shard.search(&req(q, 10, Some(f), true)).unwrap());
             hit += got.iter().filter(|i| exact.contains(i)).count();
             total += 10;
             answers.push((plans, got));
@@ -580,15 +589,9 @@ fn the_subset_plan_answers_as_the_whole_lists_do() {
     let mut compared = 0;
     let mut answers = answers.into_iter();
     for (f, _) in &filters {
-        let f = serde_json::from_value::<Filter>(f.clone())
-            .unwrap()
-            .compile()
-            .unwrap();
         for q in &queries {
             let (plans, got) = answers.next().unwrap();
-            let mut r = req(q, 10, Some(&f), false);
-            r.nprobe = 8;
-            r.rerank = 4;
+            let r = approx(q, f);
             let whole: Vec<_> = plans
                 .iter()
                 .map(|p| match p {
