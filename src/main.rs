@@ -48,6 +48,20 @@ fn init_logs(config: &ServeConfig) {
     }
 }
 
+/// A benchmark logs only when `SHOAL_LOG_LEVEL` asks (its report is the output): for example
+/// `shoal::shard::subsets=debug` for each regrouping, `shoal::shard::search=trace` for each
+/// segment's plan.
+fn init_bench_logs() {
+    if let Ok(level) = std::env::var("SHOAL_LOG_LEVEL")
+        && let Ok(filter) = tracing_subscriber::EnvFilter::try_new(level)
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
 /// Resolves on ctrl-c or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -160,7 +174,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dataset(args) => shoal::datasets::cli::run(args),
-        Command::Bench(args) => Ok(shoal::bench::cli::run(*args)?),
+        Command::Bench(args) => {
+            init_bench_logs();
+            Ok(shoal::bench::cli::run(*args)?)
+        }
         Command::Serve(args) => run_server(ServeConfig::load(*args)?),
         Command::Openapi => {
             println!("{}", shoal::api::openapi_json());

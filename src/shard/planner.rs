@@ -21,6 +21,11 @@
 //! only the matches in a probed list are scored — the candidates the widened scan would meet,
 //! scored exactly. The cheapest of the three by estimated time is chosen, from per-step costs
 //! measured on each plan ([`cost`]); the exact scan of all matches wins ties.
+//! When the filter's `must` holds an equality on an indexed value, two more plans read only
+//! that value's rows' codes, regrouped by the segment ([`super::subsets`]): the widened scan
+//! over their entries in the probed lists ([`Plan::Subset`]), or every one of their codes scored
+//! with one table, no list probed ([`Plan::SubsetCodes`]); either is taken only where estimated
+//! clearly cheaper than the other three, since the segment keeps the copy.
 //!
 //! The matches are listed rather than put in a set over the segment's rows whenever the plan
 //! reads them one by one ([`matches_for_search`]).
@@ -542,6 +547,10 @@ pub mod cost {
     /// value filled the memory budget that 10% and 50% filters, which gain 1.6× and 1.3×, then
     /// lacked.)
     pub const SUBSET_MIN_GAIN: f64 = 1.5;
+    /// One entry of a value's codes scanned as one run ([`super::Plan::SubsetCodes`]), beside
+    /// its codes: its offset made from its list's coarse term, its block's bound and the
+    /// candidate check the offsets rule out of the kernel.
+    pub const OFFSET_NS_PER_ENTRY: f64 = 1.0;
 }
 
 /// How a built segment is searched for a filter letting `matching` of its `rows` through.
@@ -561,6 +570,22 @@ pub(super) enum Plan {
     /// indexed value ([`super::subsets`]): the candidates of [`Plan::Ivf`], from the posting's
     /// share of the codes.
     Subset(SearchParams),
+    /// Every code of the rows of the filter's indexed value scored with one table shared by
+    /// all lists, nearest lists first, no list probed ([`super::subsets`]), then the best
+    /// `k * rerank` re-ranked: the exact plans' candidates (all the matches), each scored
+    /// from its 4-bit code instead of its vector.
+    SubsetCodes(SearchParams),
+}
+
+/// The filter's indexed value, as the plans that scan only its rows' codes see it: how many
+/// rows its posting holds and which regrouped forms the segment keeps or has room for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Regroupable {
+    pub rows: usize,
+    /// Per list ([`Plan::Subset`]).
+    pub lists: bool,
+    /// One run ([`Plan::SubsetCodes`]).
+    pub codes: bool,
 }
 
 /// The shape of a built segment, as the plan's costs need it.
@@ -653,6 +678,14 @@ impl SegShape {
         self.coarse_ns() + nprobe as f64 * (table + scan) + self.rerank_ns(k * rerank)
     }
 
+    /// Estimated nanoseconds of scoring every code of `subset` rows with one table
+    /// ([`Plan::SubsetCodes`]; every list's coarse term first), then re-ranking `k * rerank`
+    /// raw vectors. The blocks of far lists that the scan skips are not counted: an upper bound.
+    fn subset_codes_ns(&self, k: usize, rerank: usize, subset: usize) -> f64 {
+        let per_entry = self.pq_m as f64 * cost::FASTSCAN_NS_PER_CODE + cost::OFFSET_NS_PER_ENTRY;
+        self.coarse_ns() + subset as f64 * per_entry + self.rerank_ns(k * rerank.max(1))
+    }
+
     /// Estimated nanoseconds of the exact scan of those of `matching` rows in the `nprobe`
     /// lists nearest the query: each match's lists looked up, then the share of them in a
     /// probed list (its own or, with spilled copies, its second) scanned exactly. Infinite
@@ -702,7 +735,7 @@ pub(super) fn plan_ivf(
     matching: usize,
     seg: &SegShape,
     widening: Option<f64>,
-    subset: Option<usize>,
+    subset: Option<Regroupable>,
 ) -> Plan {
     let rows = seg.rows;
     if matching == 0 || rows == 0 || matching <= super::EXACT_SCAN_ROWS {
@@ -720,12 +753,28 @@ pub(super) fn plan_ivf(
     let exact = seg.exact_ns(matching);
     let probed = seg.probed_ns(matching, nprobe);
     let ivf = seg.ivf_ns(nprobe, k, params.rerank);
-    let regrouped = match subset {
-        Some(rows) if seg.pq_bits == 4 => seg.subset_ns(nprobe, k, params.rerank, rows),
-        _ => f64::INFINITY,
+    let (lists, codes) = match subset {
+        Some(s) if seg.pq_bits == 4 => (
+            if s.lists {
+                seg.subset_ns(nprobe, k, params.rerank, s.rows)
+            } else {
+                f64::INFINITY
+            },
+            if s.codes {
+                seg.subset_codes_ns(k, params.rerank, s.rows)
+            } else {
+                f64::INFINITY
+            },
+        ),
+        _ => (f64::INFINITY, f64::INFINITY),
     };
-    if regrouped * cost::SUBSET_MIN_GAIN <= exact.min(probed).min(ivf) {
-        Plan::Subset(widened)
+    let others = exact.min(probed).min(ivf);
+    if codes.min(lists) * cost::SUBSET_MIN_GAIN <= others {
+        if codes <= lists {
+            Plan::SubsetCodes(widened)
+        } else {
+            Plan::Subset(widened)
+        }
     } else if exact <= probed.min(ivf) {
         Plan::Exact
     } else if probed <= ivf {

@@ -1,31 +1,37 @@
-//! A sealed segment's codes regrouped per indexed payload value ([`SubsetLists`]), so that a
-//! filter on that value scans only its rows' codes in the probed lists.
+//! A sealed segment's codes regrouped per indexed payload value, so that a filter on that value
+//! scores only its rows' codes: per list ([`SubsetLists`], read in the probed lists) or as one
+//! run of every row once ([`SubsetCodes`], scored whole with one table).
 //!
 //! A filter whose `must` holds an equality on a field with a payload index (`tenant = "a"`,
 //! `sel_10 = 3`) matches rows its posting names; those rows never change in a sealed segment
 //! (an update writes the point again elsewhere, a delete only clears a live bit). The segment
-//! regroups the posting's entries once, on the first search whose plan wants it
-//! ([`super::planner::Plan::Subset`]), and keeps them for every later one. The planner prices the
-//! scan of a subset at the posting's share of the full scan (whole blocks of 32 entries a list):
-//! measured, a 10% filter then ran at 1.0–2.2× the unfiltered QPS where it ran at 0.6–1.1×.
+//! regroups the posting's codes once, on the first search whose plan wants them
+//! ([`super::planner::Plan::Subset`], [`super::planner::Plan::SubsetCodes`]), and keeps them for
+//! every later one. The planner prices the per-list form at the posting's share of the full
+//! scan (whole blocks of 32 entries a list) and the single run at every code of the posting
+//! plus every list's coarse term: the first pays for dense values (measured, a 10% filter ran
+//! at 1.0–2.2× the unfiltered QPS where it ran at 0.6–1.1×), the second for values with a few
+//! entries a list, which the per-list form would pad to a block each and which the exact plans
+//! read vector by vector.
 //!
-//! Memory is bounded per segment: the subsets a segment keeps hold at most [`BUDGET_CODES`] times
-//! the bytes of its own codes (about three fields' worth of values: each field's values together
-//! hold every row once, with a 4-byte row number per entry beside the codes); a value whose lists
-//! would hold fewer than [`MIN_ENTRIES_PER_LIST`] entries each is never regrouped (its blocks
-//! would be mostly padding); and the planner makes one only where it is estimated clearly
-//! cheaper than every other plan ([`super::planner::cost::SUBSET_MIN_GAIN`]). Past the budget,
-//! no new subset is built and such filters take the plans they took before: nothing is evicted,
-//! so a workload cycling through many values never rebuilds. The cache is emptied when the
-//! segment's payload indexes are replaced.
+//! Memory is bounded per segment: the subsets a segment keeps, of both forms, hold at most
+//! [`BUDGET_CODES`] times the bytes of its own codes (about three fields' worth of values: each
+//! field's values together hold every row once, with a 4-byte row number per entry beside the
+//! codes); a value whose lists would hold fewer than [`MIN_ENTRIES_PER_LIST`] entries each is
+//! never regrouped per list (its blocks would be mostly padding); and the planner makes one
+//! only where it is estimated clearly cheaper than every other plan
+//! ([`super::planner::cost::SUBSET_MIN_GAIN`]). Past the budget, no new subset is built and such
+//! filters take the plans they took before: nothing is evicted, so a workload cycling through
+//! many values never rebuilds. The cache is emptied when the segment's payload indexes are
+//! replaced.
 
 use super::filter::{CompiledFilter, Cond};
 use super::payload_index::PayloadIndex;
 use crate::index::RowSet;
 use crate::index::fastscan::BLOCK;
-use crate::index::ivfpq::{IvfPqIndex, SubsetLists};
+use crate::index::ivfpq::{IvfPqIndex, SubsetCodes, SubsetLists};
 use crate::storage::payload_index::PostingKey;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How many times its own code bytes a segment's subsets may hold (see the module doc).
@@ -45,11 +51,16 @@ pub(super) type SubsetKey = (String, PostingKey);
 pub(super) struct SubsetChoice {
     pub key: SubsetKey,
     pub rows: usize,
+    /// Whether the filter is this equality and nothing else: its matches are then exactly the
+    /// posting's live rows.
+    pub whole: bool,
 }
 
 /// Of `f`'s `must` conditions that are an equality a payload index answers with one posting,
 /// the one with the fewest rows: every match of `f` is in its posting.
 pub(super) fn choose(index: &PayloadIndex, f: &CompiledFilter) -> Option<SubsetChoice> {
+    let whole =
+        f.must.len() == 1 && f.should.is_empty() && f.must_not.is_empty() && f.min_should.is_none();
     f.must
         .iter()
         .filter_map(|c| match c {
@@ -60,6 +71,7 @@ pub(super) fn choose(index: &PayloadIndex, f: &CompiledFilter) -> Option<SubsetC
                 Some(SubsetChoice {
                     key: (path.key.clone(), key),
                     rows,
+                    whole,
                 })
             }
             _ => None,
@@ -67,68 +79,181 @@ pub(super) fn choose(index: &PayloadIndex, f: &CompiledFilter) -> Option<SubsetC
         .min_by_key(|c| c.rows)
 }
 
-/// A segment's subsets by value (see the module doc).
+/// How a value's rows' codes are regrouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Form {
+    /// Per list ([`SubsetLists`]): for values dense enough to fill blocks in every list,
+    /// scanned in the probed lists ([`super::planner::Plan::Subset`]).
+    Lists,
+    /// Every row once in one run of blocks ([`SubsetCodes`]): scanned whole with one table
+    /// ([`super::planner::Plan::SubsetCodes`]).
+    Codes,
+}
+
+/// One regrouped form of a value's codes, as the cache keeps it.
+pub(super) trait Regrouped: Sized {
+    /// The form it is.
+    const FORM: Form;
+
+    /// Made from the rows whose id is in `rows`; `None` for codes that are not 4-bit.
+    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self>;
+
+    /// Entries held.
+    fn entries(&self) -> usize;
+
+    /// Bytes held.
+    fn memory_bytes(&self) -> usize;
+
+    /// As the cache keeps it.
+    fn wrap(this: Arc<Self>) -> Kept;
+
+    /// Back from the cache (`None` for the other form, which a key never maps to).
+    fn unwrap(kept: &Kept) -> Option<Arc<Self>>;
+}
+
+impl Regrouped for SubsetLists {
+    const FORM: Form = Form::Lists;
+
+    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self> {
+        index.subset_lists(rows)
+    }
+
+    fn entries(&self) -> usize {
+        SubsetLists::entries(self)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        SubsetLists::memory_bytes(self)
+    }
+
+    fn wrap(this: Arc<Self>) -> Kept {
+        Kept::Lists(this)
+    }
+
+    fn unwrap(kept: &Kept) -> Option<Arc<Self>> {
+        match kept {
+            Kept::Lists(s) => Some(Arc::clone(s)),
+            Kept::Codes(_) => None,
+        }
+    }
+}
+
+impl Regrouped for SubsetCodes {
+    const FORM: Form = Form::Codes;
+
+    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self> {
+        index.subset_codes(rows)
+    }
+
+    fn entries(&self) -> usize {
+        SubsetCodes::entries(self)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        SubsetCodes::memory_bytes(self)
+    }
+
+    fn wrap(this: Arc<Self>) -> Kept {
+        Kept::Codes(this)
+    }
+
+    fn unwrap(kept: &Kept) -> Option<Arc<Self>> {
+        match kept {
+            Kept::Codes(s) => Some(Arc::clone(s)),
+            Kept::Lists(_) => None,
+        }
+    }
+}
+
+/// A kept subset, of either form.
+#[derive(Debug)]
+pub(super) enum Kept {
+    Lists(Arc<SubsetLists>),
+    Codes(Arc<SubsetCodes>),
+}
+
+/// A segment's subsets by value and form (see the module doc).
 #[derive(Debug, Default)]
 pub(crate) struct SubsetCache {
-    inner: Mutex<Kept>,
+    inner: Mutex<Held>,
 }
 
 #[derive(Debug, Default)]
-struct Kept {
-    subsets: HashMap<SubsetKey, Arc<SubsetLists>>,
+struct Held {
+    subsets: HashMap<(SubsetKey, Form), Kept>,
+    /// Subsets made and then found past the budget (their size was estimated below it): not
+    /// made again, or every search for that value would pay for making it.
+    refused: HashSet<(SubsetKey, Form)>,
     bytes: usize,
 }
 
 impl SubsetCache {
-    /// Whether `choice`'s subset is kept already or, as estimated from its rows, is dense
-    /// enough to make ([`MIN_ENTRIES_PER_LIST`]) and would fit the budget of `index`.
-    pub fn available(&self, index: &IvfPqIndex, choice: &SubsetChoice) -> bool {
-        let kept = self.lock();
-        kept.subsets.contains_key(&choice.key)
-            || (entries_per_list(index, choice.rows) >= MIN_ENTRIES_PER_LIST
-                && kept.bytes + estimated_bytes(index, choice.rows) <= budget(index))
+    /// Whether `choice`'s subset in `form` is kept already or, as estimated from its rows,
+    /// would be worth making (a per-list subset only when dense enough,
+    /// [`MIN_ENTRIES_PER_LIST`]) and would fit the budget of `index`.
+    pub fn available(&self, index: &IvfPqIndex, choice: &SubsetChoice, form: Form) -> bool {
+        let held = self.lock();
+        let key = (choice.key.clone(), form);
+        if held.subsets.contains_key(&key) {
+            return true;
+        }
+        if held.refused.contains(&key) {
+            return false;
+        }
+        let estimate = match form {
+            Form::Lists if entries_per_list(index, choice.rows) < MIN_ENTRIES_PER_LIST => {
+                return false;
+            }
+            Form::Lists => estimated_bytes(index, choice.rows),
+            Form::Codes => SubsetCodes::estimated_bytes(index, choice.rows),
+        };
+        held.bytes + estimate <= budget(index)
     }
 
-    /// The subset of `choice`, made now from the rows of the posting (`rows`, over segment
-    /// rows) if not kept yet; `None` when it would not fit the budget or the codes are 8-bit.
-    pub fn get_or_build(
+    /// The subset of `choice` in form `T`, made now from the rows of the posting (`rows`, over
+    /// segment rows) if not kept yet; `None` when it would not fit the budget or the codes are
+    /// 8-bit.
+    pub fn get_or_build<T: Regrouped>(
         &self,
         index: &IvfPqIndex,
         choice: &SubsetChoice,
         rows: impl FnOnce() -> Option<RowSet>,
-    ) -> Option<Arc<SubsetLists>> {
-        if let Some(s) = self.lock().subsets.get(&choice.key) {
-            return Some(Arc::clone(s));
+    ) -> Option<Arc<T>> {
+        let key = (choice.key.clone(), T::FORM);
+        if let Some(s) = self.lock().subsets.get(&key) {
+            return T::unwrap(s);
         }
-        if !self.available(index, choice) {
+        if !self.available(index, choice, T::FORM) {
             return None;
         }
         // Built outside the lock: two searches may build the same subset; one is kept.
         let started = std::time::Instant::now();
-        let subset = Arc::new(index.subset_lists(&rows()?)?);
+        let subset = Arc::new(T::build(index, &rows()?)?);
         tracing::debug!(
             field = %choice.key.0,
+            form = ?T::FORM,
             rows = choice.rows,
             entries = subset.entries(),
             bytes = subset.memory_bytes(),
             ms = started.elapsed().as_secs_f64() * 1e3,
             "regrouped an indexed value's codes"
         );
-        let mut kept = self.lock();
-        if let Some(s) = kept.subsets.get(&choice.key) {
-            return Some(Arc::clone(s));
+        let mut held = self.lock();
+        if let Some(s) = held.subsets.get(&key) {
+            return T::unwrap(s);
         }
-        if kept.bytes + subset.memory_bytes() > budget(index) {
+        if held.bytes + subset.memory_bytes() > budget(index) {
+            held.refused.insert(key);
             return None;
         }
-        kept.bytes += subset.memory_bytes();
-        kept.subsets.insert(choice.key.clone(), Arc::clone(&subset));
+        held.bytes += subset.memory_bytes();
+        held.subsets.insert(key, T::wrap(Arc::clone(&subset)));
         Some(subset)
     }
 
     /// Drops every subset (the payload indexes they were chosen by changed).
     pub fn clear(&self) {
-        *self.lock() = Kept::default();
+        *self.lock() = Held::default();
     }
 
     /// Bytes held.
@@ -137,7 +262,7 @@ impl SubsetCache {
         self.lock().bytes
     }
 
-    fn lock(&self) -> MutexGuard<'_, Kept> {
+    fn lock(&self) -> MutexGuard<'_, Held> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -153,8 +278,8 @@ fn entries_per_list(index: &IvfPqIndex, rows: usize) -> f64 {
     index.entries() as f64 * share / index.nlist().max(1) as f64
 }
 
-/// About the bytes of a subset of `rows` rows: each list's whole blocks of codes and a row
-/// number (4 bytes) per entry.
+/// About the bytes of a per-list subset of `rows` rows: each list's whole blocks of codes and
+/// a row number (4 bytes) per entry.
 fn estimated_bytes(index: &IvfPqIndex, rows: usize) -> usize {
     let per_list = entries_per_list(index, rows);
     let blocks = (per_list / BLOCK as f64).ceil() * index.nlist() as f64;
@@ -186,6 +311,7 @@ mod tests {
         SubsetChoice {
             key: (field.into(), PostingKey::Int(value)),
             rows,
+            whole: true,
         }
     }
 
@@ -198,35 +324,88 @@ mod tests {
         let cache = SubsetCache::default();
         let all = || Some(RowSet::from_rows(n, 0..n));
         let first = choice("a", 1, n);
-        assert!(cache.available(&index, &first));
+        assert!(cache.available(&index, &first, Form::Lists));
         // 50 rows over 8 lists, 6 a list: mostly padding, never made.
-        assert!(!cache.available(&index, &choice("sparse", 1, 50)));
-        assert!(cache.available(&index, &choice("dense", 1, 200)));
-        let built = cache.get_or_build(&index, &first, all).unwrap();
+        assert!(!cache.available(&index, &choice("sparse", 1, 50), Form::Lists));
+        assert!(cache.available(&index, &choice("dense", 1, 200), Form::Lists));
+        let built = cache
+            .get_or_build::<SubsetLists>(&index, &first, all)
+            .unwrap();
         assert_eq!(built.entries(), n);
         assert!(cache.memory_bytes() <= budget(&index));
         // Kept: the same subset without building (the rows are not asked for).
         let again = cache
-            .get_or_build(&index, &first, || panic!("rebuilt"))
+            .get_or_build::<SubsetLists>(&index, &first, || panic!("rebuilt"))
             .unwrap();
         assert!(Arc::ptr_eq(&built, &again));
         // Every row once more is past four times the codes with the entries' row numbers.
         let second = choice("a", 2, n);
         let third = choice("b", 1, n);
-        let kept = [second, third]
+        let kept = [&second, &third]
             .iter()
-            .filter(|c| cache.get_or_build(&index, c, all).is_some())
+            .filter(|c| cache.get_or_build::<SubsetLists>(&index, c, all).is_some())
             .count();
         assert!(kept < 2, "{kept}");
+        // One refused is never made again, whether refused before or after it was made.
+        for c in [&second, &third] {
+            let again = cache.get_or_build::<SubsetLists>(&index, c, || panic!("made again"));
+            assert_eq!(again.is_some(), cache.available(&index, c, Form::Lists));
+        }
         assert!(cache.memory_bytes() <= budget(&index));
-        assert!(!cache.available(&index, &choice("c", 1, n)));
-        assert!(cache.available(&index, &first));
+        assert!(!cache.available(&index, &choice("c", 1, n), Form::Lists));
+        assert!(cache.available(&index, &first, Form::Lists));
         cache.clear();
         assert_eq!(cache.memory_bytes(), 0);
-        assert!(cache.available(&index, &choice("c", 1, n)));
+        assert!(cache.available(&index, &choice("c", 1, n), Form::Lists));
         assert!(
             SubsetCache::default()
-                .get_or_build(&built_index(n, 8), &first, all)
+                .get_or_build::<SubsetLists>(&built_index(n, 8), &first, all)
+                .is_none()
+        );
+    }
+
+    /// A value too sparse for per-list blocks is still made as one run of codes, which holds
+    /// every row once (no padding per list) and shares the budget with the per-list form.
+    #[test]
+    fn sparse_values_are_kept_as_one_run() {
+        let n = 2_000;
+        let index = built_index(n, 4);
+        let cache = SubsetCache::default();
+        let sparse = choice("sparse", 1, 50);
+        assert!(!cache.available(&index, &sparse, Form::Lists));
+        assert!(cache.available(&index, &sparse, Form::Codes));
+        let rows = || Some(RowSet::from_rows(n, (0..n).step_by(40)));
+        let codes = cache
+            .get_or_build::<SubsetCodes>(&index, &sparse, rows)
+            .unwrap();
+        assert_eq!(codes.entries(), 50);
+        assert!(codes.memory_bytes() <= SubsetCodes::estimated_bytes(&index, 50));
+        assert_eq!(cache.memory_bytes(), codes.memory_bytes());
+        // Kept under its own form: the per-list form of the same value is another subset.
+        let again = cache
+            .get_or_build::<SubsetCodes>(&index, &sparse, || panic!("rebuilt"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&codes, &again));
+        assert!(
+            cache
+                .get_or_build::<SubsetLists>(&index, &sparse, || panic!("built"))
+                .is_none()
+        );
+        // The budget is shared: runs of half the rows fill it.
+        let kept = (0..8)
+            .filter(|&v| {
+                cache
+                    .get_or_build::<SubsetCodes>(&index, &choice("half", v, n / 2), || {
+                        Some(RowSet::from_rows(n, 0..n / 2))
+                    })
+                    .is_some()
+            })
+            .count();
+        assert!((1..8).contains(&kept), "{kept}");
+        assert!(cache.memory_bytes() <= budget(&index));
+        assert!(
+            SubsetCache::default()
+                .get_or_build::<SubsetCodes>(&built_index(n, 8), &sparse, rows)
                 .is_none()
         );
     }
@@ -265,10 +444,18 @@ mod tests {
             pick(json!({"must": [half, ten]})),
             Some(SubsetChoice {
                 key: ("ten".into(), PostingKey::Int(3)),
-                rows: 10
+                rows: 10,
+                whole: false,
             })
         );
-        assert_eq!(pick(json!({"must": [half]})).map(|c| c.rows), Some(50));
+        assert_eq!(
+            pick(json!({"must": [half]})).map(|c| (c.rows, c.whole)),
+            Some((50, true))
+        );
+        let not_x = json!({"must_not": [{"key": "x", "match": {"value": 1}}]});
+        let mut with_not = not_x.clone();
+        with_not["must"] = json!([ten]);
+        assert_eq!(pick(with_not).map(|c| c.whole), Some(false));
         assert_eq!(
             pick(json!({"must": [{"key": "x", "range": {"lt": 5}}]})),
             None

@@ -442,6 +442,14 @@ fn blob_shard(
     (shard, rng, centres)
 }
 
+/// `group = g`, compiled.
+fn group_filter(g: u64) -> CompiledFilter {
+    serde_json::from_value::<Filter>(json!({"must": [{"key": "group", "match": {"value": g}}]}))
+        .unwrap()
+        .compile()
+        .unwrap()
+}
+
 /// The numeric ids of `hits`, in order.
 fn num_ids(hits: &[Hit]) -> Vec<u64> {
     hits.iter()
@@ -461,12 +469,7 @@ fn the_probed_plan_answers_within_the_filter_and_near_exact() {
     let (shard, mut rng, centres) = blob_shard(17, (128, 256, 64), 60_000, 200, 100);
     let (mut probed, mut hit, mut total) = (0, 0, 0);
     for g in 0..5u64 {
-        let f = serde_json::from_value::<Filter>(
-            json!({"must": [{"key": "group", "match": {"value": g}}]}),
-        )
-        .unwrap()
-        .compile()
-        .unwrap();
+        let f = group_filter(g);
         for nprobe in [1, 2, 4] {
             let q = blob_vec(&mut rng, &centres);
             let mut r = req(&q, 10, Some(&f), false);
@@ -606,6 +609,54 @@ fn the_subset_plan_answers_as_the_whole_lists_do() {
         }
     }
     assert!(compared >= 24, "compared {compared} of 48");
+}
+
+/// A filter on a sparse indexed value (1%: a few entries a list, too few to regroup per list)
+/// scores every code of that value's rows with one table (`Plan::SubsetCodes`): every hit
+/// passes the filter and was not deleted, and the answer is near the exact filtered one.
+#[test]
+fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
+    let (shard, mut rng, centres) = blob_shard(19, (128, 256, 64), 60_000, 200, 100);
+    let cmd = ShardCommand::CreateFieldIndex {
+        field: "group".into(),
+        field_type: PayloadFieldType::Integer,
+    };
+    shard.apply(2, &cmd).unwrap();
+    // Every tenth point of group 0 deleted: never an answer (540 rows stay, more than are
+    // always scanned exactly).
+    let gone: Vec<PointId> = (0..60_000u64).step_by(1_000).map(PointId::Num).collect();
+    shard.apply(3, &ShardCommand::Delete { ids: gone }).unwrap();
+    let (mut codes_plans, mut hit, mut total) = (0, 0, 0);
+    for g in 0..5u64 {
+        let f = group_filter(g);
+        for _ in 0..4 {
+            let q = blob_vec(&mut rng, &centres);
+            let r = SearchRequest {
+                nprobe: 4,
+                rerank: 4,
+                ..req(&q, 10, Some(&f), false)
+            };
+            codes_plans += shard
+                .plans(&r)
+                .iter()
+                .filter(|p| matches!(p, planner::Plan::SubsetCodes(_)))
+                .count();
+            let got = num_ids(&shard.search(&r).unwrap());
+            assert_eq!(got.len(), 10);
+            assert!(
+                got.iter().all(|i| i % 100 == g && i % 1_000 != 0),
+                "{got:?}"
+            );
+            let exact = num_ids(&shard.search(&req(&q, 10, Some(&f), true)).unwrap());
+            hit += got.iter().filter(|i| exact.contains(i)).count();
+            total += 10;
+        }
+    }
+    assert!(
+        codes_plans >= 20,
+        "{codes_plans} plans scored the value's codes"
+    );
+    assert!(hit * 10 >= total * 9, "recall@10 {hit}/{total}");
 }
 
 #[test]

@@ -56,6 +56,9 @@
 //!   level, so no per-list loop tests any of them.
 //! * `subset.rs`: a chosen part of the rows' 4-bit codes regrouped by list, which a filtered
 //!   scan reads instead of the whole lists when a payload index names the part.
+//! * `subset_codes.rs`: a chosen part of the rows' 4-bit codes as one run, every row once,
+//!   scored whole with one table shared by all lists (each row offset by its list's coarse
+//!   term): for parts too sparse to fill a block in each list.
 //! * `scan8.rs` (8-bit codes, float tables) and `scan4.rs` (4-bit fast-scan codes, u8 tables, one
 //!   kernel type per SIMD level): the scanners. A new code type is one more scanner there and one
 //!   more arm in `with_scanner`; the search loop does not change.
@@ -70,6 +73,9 @@ pub use search::GridSearch;
 mod spill;
 mod subset;
 pub use subset::SubsetLists;
+use subset::nibble;
+mod subset_codes;
+pub use subset_codes::SubsetCodes;
 #[cfg(test)]
 mod tests;
 

@@ -59,25 +59,59 @@ pub(super) fn with_scanner(
     with: impl ScanWith,
 ) {
     if index.pq.bits() == 4 {
-        // Each level is a distinct kernel type; constructing one checks the CPU, which
-        // `set_simd_level` has already checked, so the scalar fallback is never taken.
-        match index.simd {
-            SimdLevel::Avx512 => match Avx512Kernel::new() {
-                Some(k) => with_fastscan(index, q, subset, k, with),
-                None => with_fastscan(index, q, subset, ScalarKernel, with),
+        with_kernel(
+            index.simd,
+            FastScanWith {
+                index,
+                q,
+                subset,
+                with,
             },
-            SimdLevel::Avx2 => match Avx2Kernel::new() {
-                Some(k) => with_fastscan(index, q, subset, k, with),
-                None => with_fastscan(index, q, subset, ScalarKernel, with),
-            },
-            SimdLevel::Scalar => with_fastscan(index, q, subset, ScalarKernel, with),
-        }
+        );
         return;
     }
     match (index.metric, index.code_terms.is_empty()) {
         (Metric::L2, false) => with.run(Pq8Terms::new(index, q)),
         (Metric::L2, true) => with.run(Pq8Residual::new(index, q)),
         (Metric::Cosine | Metric::Dot, _) => with.run(Pq8Shared::new(index, q)),
+    }
+}
+
+/// What runs with the fast-scan kernel of an index's SIMD level. A trait rather than a closure
+/// because it is generic over the kernel type: each kernel gets its own copy of the loop.
+pub(super) trait WithKernel {
+    /// Runs with the chosen kernel.
+    fn run<K: Kernel>(self, kernel: K);
+}
+
+/// Runs `with` on the kernel of `level`. Each level is a distinct kernel type; constructing one
+/// checks the CPU, which `set_simd_level` has already checked, so the scalar fallback is never
+/// taken.
+pub(super) fn with_kernel(level: SimdLevel, with: impl WithKernel) {
+    match level {
+        SimdLevel::Avx512 => match Avx512Kernel::new() {
+            Some(k) => with.run(k),
+            None => with.run(ScalarKernel),
+        },
+        SimdLevel::Avx2 => match Avx2Kernel::new() {
+            Some(k) => with.run(k),
+            None => with.run(ScalarKernel),
+        },
+        SimdLevel::Scalar => with.run(ScalarKernel),
+    }
+}
+
+/// [`with_fastscan`] as a [`WithKernel`].
+struct FastScanWith<'a, W> {
+    index: &'a IvfPqIndex,
+    q: &'a [f32],
+    subset: Option<&'a SubsetLists>,
+    with: W,
+}
+
+impl<W: ScanWith> WithKernel for FastScanWith<'_, W> {
+    fn run<K: Kernel>(self, kernel: K) {
+        with_fastscan(self.index, self.q, self.subset, kernel, self.with);
     }
 }
 

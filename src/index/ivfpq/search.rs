@@ -304,7 +304,7 @@ impl IvfPqIndex {
     /// is read raw. `rows` is reordered.
     ///
     /// [`Sq8::exact_top_k`]: crate::index::sq8::Sq8::exact_top_k
-    fn exact_top_k_of(
+    pub(super) fn exact_top_k_of(
         &self,
         q: &[f32],
         k: usize,

@@ -149,6 +149,6 @@ impl IvfPqIndex {
 /// Where slot `i` (0..32) of a fast-scan block keeps its code in each sub-space's 16 bytes: the
 /// byte, and the shift of its nibble (see [`fastscan`]'s layout).
 #[inline]
-fn nibble(i: usize) -> (usize, u32) {
+pub(super) fn nibble(i: usize) -> (usize, u32) {
     if i < 16 { (i, 0) } else { (i - 16, 4) }
 }
