@@ -60,6 +60,17 @@ impl Shard {
         read(&self.inner.state).segments.clone()
     }
 
+    /// Waits until no segment is regrouping an indexed value's codes on the build pool
+    /// ([`super::subsets`]): a benchmark's warm-up, or a test that wants the plans a segment
+    /// takes once it keeps them.
+    pub fn wait_for_regrouping(&self) {
+        for seg in self.view() {
+            if let SegBody::Ivf(ivf) = &seg.body {
+                ivf.subsets.wait_settled();
+            }
+        }
+    }
+
     /// The nearest live points to the query, closest first (ties by id), searching sealed
     /// segments with exactly `req.nprobe` and `req.rerank`.
     pub fn search(&self, req: &SearchRequest<'_>) -> Result<Vec<Hit>, ShardError> {
@@ -225,7 +236,7 @@ enum Body<'a> {
 
 /// One search of one built segment: what its plan and its scan need besides the query.
 struct BuiltSearch<'a> {
-    ivf: &'a IvfSeg,
+    ivf: &'a Arc<IvfSeg>,
     k: usize,
     /// The parameters the search plan resolved for the segment.
     params: &'a SearchParams,
@@ -233,9 +244,10 @@ struct BuiltSearch<'a> {
     target: f64,
     /// The collection's `(pq_m, pq_bits)`.
     pq: (usize, u8),
-    /// The filter's indexed value whose rows' codes the scan may read alone, and in which
-    /// forms the segment keeps them or has room for them ([`super::subsets`]).
-    subset: Option<(SubsetChoice, planner::Regroupable)>,
+    /// The filter's indexed value whose rows' codes the scan may read alone
+    /// ([`super::subsets`]): the forms the segment keeps them in or has room to make, and the
+    /// forms it keeps now.
+    subset: Option<(SubsetChoice, planner::Regroupable, planner::Regroupable)>,
 }
 
 impl<'a> BuiltSearch<'a> {
@@ -243,7 +255,7 @@ impl<'a> BuiltSearch<'a> {
     fn new(
         plan: &'a SearchPlan,
         i: usize,
-        ivf: &'a IvfSeg,
+        ivf: &'a Arc<IvfSeg>,
         k: usize,
         pq: (usize, u8),
         filter: Option<&CompiledFilter>,
@@ -252,14 +264,19 @@ impl<'a> BuiltSearch<'a> {
             .filter(|_| pq.1 == 4)
             .and_then(|f| subsets::choose(&ivf.payload_index(), f))
             .map(|c| {
-                let forms = planner::Regroupable {
+                let possible = planner::Regroupable {
                     rows: c.rows,
                     lists: ivf.subsets.available(&ivf.index, &c, Form::Lists),
                     codes: ivf.subsets.available(&ivf.index, &c, Form::Codes),
                 };
-                (c, forms)
+                let kept = planner::Regroupable {
+                    rows: c.rows,
+                    lists: ivf.subsets.is_kept(&c, Form::Lists),
+                    codes: ivf.subsets.is_kept(&c, Form::Codes),
+                };
+                (c, possible, kept)
             })
-            .filter(|(_, forms)| forms.lists || forms.codes);
+            .filter(|(_, possible, _)| possible.lists || possible.codes);
         BuiltSearch {
             ivf,
             k,
@@ -302,26 +319,46 @@ impl<'a> BuiltSearch<'a> {
             Some(c) if matching < index.len() => c.widening(share, self.target, self.params.rerank),
             _ => None,
         };
-        let subset = self.subset.as_ref().map(|(_, forms)| *forms);
-        planner::plan_ivf(
-            self.params,
-            self.k,
-            matching,
-            &self.shape(),
-            widening,
-            subset,
-        )
+        let shape = self.shape();
+        let plan_with =
+            |subset| planner::plan_ivf(self.params, self.k, matching, &shape, widening, subset);
+        let Some((_, possible, kept)) = &self.subset else {
+            return plan_with(None);
+        };
+        // A subset plan whose form is not kept yet asks for it to be made in the background
+        // and takes the best plan without it meanwhile.
+        match plan_with(Some(*possible)) {
+            planner::Plan::Subset(_) if !kept.lists => self.regroup_later::<SubsetLists>(),
+            planner::Plan::SubsetCodes(_) if !kept.codes => self.regroup_later::<SubsetCodes>(),
+            wanted => return wanted,
+        }
+        plan_with(Some(*kept).filter(|k| k.lists || k.codes))
     }
 
-    /// The codes of the filter's indexed value's rows in form `T`, regrouped now if the
-    /// segment does not keep them yet; `None` when it has no room for them.
+    /// Has the codes of the filter's indexed value's rows regrouped in form `T` on the build
+    /// pool, unless they are kept, being made, refused or past the budget: a search never
+    /// waits for them (a 50% value of a 500,000-row segment takes 150 ms).
+    fn regroup_later<T: subsets::Regrouped>(&self) {
+        let Some((choice, ..)) = &self.subset else {
+            return;
+        };
+        let Some(claim) = self.ivf.subsets.claim(&self.ivf.index, choice, T::FORM) else {
+            return;
+        };
+        let ivf = Arc::clone(self.ivf);
+        let (field, key) = choice.key.clone();
+        super::build_pool::submit(move || {
+            ivf.subsets.make::<T>(&ivf.index, claim, || {
+                let index = ivf.payload_index();
+                Some(index.field(&field)?.posting_rows(&key, ivf.points.len()))
+            });
+        });
+    }
+
+    /// The codes of the filter's indexed value's rows in form `T`, if the segment keeps them.
     fn regrouped<T: subsets::Regrouped>(&self) -> Option<Arc<T>> {
-        let (choice, _) = self.subset.as_ref()?;
-        let (field, key) = &choice.key;
-        self.ivf.subsets.get_or_build(&self.ivf.index, choice, || {
-            let index = self.ivf.payload_index();
-            Some(index.field(field)?.posting_rows(key, self.ivf.points.len()))
-        })
+        let (choice, ..) = self.subset.as_ref()?;
+        self.ivf.subsets.kept::<T>(choice)
     }
 
     /// The search of a filter that is one indexed equality and nothing else
@@ -332,7 +369,7 @@ impl<'a> BuiltSearch<'a> {
     /// when the plan is another, the segment has no room for the value's codes, or deletes
     /// left fewer than `k` of its rows (the search with the matches then decides).
     fn search_posting(&self, query: &[f32], live: &RowSet) -> Option<Vec<Neighbor>> {
-        let (choice, _) = self.subset.as_ref().filter(|(c, _)| c.whole)?;
+        let (choice, ..) = self.subset.as_ref().filter(|(c, ..)| c.whole)?;
         let index = &self.ivf.index;
         let plan = self.plan(choice.rows);
         tracing::trace!(

@@ -555,6 +555,11 @@ fn the_subset_plan_answers_as_the_whole_lists_do() {
         }
     }
     let queries: Vec<Vec<f32>> = (0..12).map(|_| blob_vec(&mut rng, &centres)).collect();
+    // Each value's codes are regrouped on the build pool when a plan first wants them.
+    for (f, _) in &filters {
+        shard.plans(&approx(&queries[0], f));
+    }
+    shard.wait_for_regrouping();
     let mut answers = Vec::new();
     let (mut subset_plans, mut hit, mut total) = (0, 0, 0);
     for (f, passes) in &filters {
@@ -612,8 +617,9 @@ fn the_subset_plan_answers_as_the_whole_lists_do() {
 }
 
 /// A filter on a sparse indexed value (1%: a few entries a list, too few to regroup per list)
-/// scores every code of that value's rows with one table (`Plan::SubsetCodes`): every hit
-/// passes the filter and was not deleted, and the answer is near the exact filtered one.
+/// scores every code of that value's rows with one table (`Plan::SubsetCodes`) once the
+/// segment has regrouped them in the background: every hit passes the filter and was not
+/// deleted, and the answer is near the exact filtered one.
 #[test]
 fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
     let (shard, mut rng, centres) = blob_shard(19, (128, 256, 64), 60_000, 200, 100);
@@ -626,16 +632,34 @@ fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
     // always scanned exactly).
     let gone: Vec<PointId> = (0..60_000u64).step_by(1_000).map(PointId::Num).collect();
     shard.apply(3, &ShardCommand::Delete { ids: gone }).unwrap();
+    let queries: Vec<Vec<f32>> = (0..4).map(|_| blob_vec(&mut rng, &centres)).collect();
+    fn approx<'a>(q: &'a [f32], f: &'a CompiledFilter) -> SearchRequest<'a> {
+        SearchRequest {
+            nprobe: 4,
+            rerank: 4,
+            ..req(q, 10, Some(f), false)
+        }
+    }
+    // No search waits for a value's codes: the first one plans without them and has them
+    // regrouped on the build pool; once that is done, the plan reads them.
+    let f = group_filter(1);
+    let first = shard.plans(&approx(&queries[0], &f));
+    assert!(!first.is_empty());
+    assert!(
+        !first
+            .iter()
+            .any(|p| matches!(p, planner::Plan::SubsetCodes(_))),
+        "{first:?}"
+    );
+    for g in 0..5u64 {
+        shard.plans(&approx(&queries[0], &group_filter(g)));
+    }
+    shard.wait_for_regrouping();
     let (mut codes_plans, mut hit, mut total) = (0, 0, 0);
     for g in 0..5u64 {
         let f = group_filter(g);
-        for _ in 0..4 {
-            let q = blob_vec(&mut rng, &centres);
-            let r = SearchRequest {
-                nprobe: 4,
-                rerank: 4,
-                ..req(&q, 10, Some(&f), false)
-            };
+        for q in &queries {
+            let r = approx(q, &f);
             codes_plans += shard
                 .plans(&r)
                 .iter()
@@ -647,7 +671,7 @@ fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
                 got.iter().all(|i| i % 100 == g && i % 1_000 != 0),
                 "{got:?}"
             );
-            let exact = num_ids(&shard.search(&req(&q, 10, Some(&f), true)).unwrap());
+            let exact = num_ids(&shard.search(&req(q, 10, Some(&f), true)).unwrap());
             hit += got.iter().filter(|i| exact.contains(i)).count();
             total += 10;
         }
