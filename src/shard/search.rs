@@ -6,7 +6,7 @@
 use super::pause_at;
 use super::planner::{self, Matches, matches};
 use super::segment::{CHUNK_ROWS, Chunk, IvfSeg, SegBody, Segment};
-use super::subsets::{self, Form, SubsetChoice};
+use super::subsets::{self, SubsetChoice};
 use super::{
     CompiledFilter, PointId, Record, SearchPlan, Shard, ShardError, Tuning, check_vector, read,
     record_in,
@@ -264,15 +264,16 @@ impl<'a> BuiltSearch<'a> {
             .filter(|_| pq.1 == 4)
             .and_then(|f| subsets::choose(&ivf.payload_index(), f))
             .map(|c| {
+                let [(lists, kept_lists), (codes, kept_codes)] = ivf.subsets.forms(&ivf.index, &c);
                 let possible = planner::Regroupable {
                     rows: c.rows,
-                    lists: ivf.subsets.available(&ivf.index, &c, Form::Lists),
-                    codes: ivf.subsets.available(&ivf.index, &c, Form::Codes),
+                    lists,
+                    codes,
                 };
                 let kept = planner::Regroupable {
                     rows: c.rows,
-                    lists: ivf.subsets.is_kept(&c, Form::Lists),
-                    codes: ivf.subsets.is_kept(&c, Form::Codes),
+                    lists: kept_lists,
+                    codes: kept_codes,
                 };
                 (c, possible, kept)
             })
@@ -378,18 +379,30 @@ impl<'a> BuiltSearch<'a> {
             rows = index.len(),
             "segment plan"
         );
-        let hits = match plan {
+        let hits = self.search_subset(query, plan, live)?;
+        (hits.len() >= self.k).then_some(hits)
+    }
+
+    /// The scan of a subset plan over the value's kept codes for the rows `allowed` admits;
+    /// `None` for another plan, or when the segment does not keep the codes in the plan's form.
+    fn search_subset(
+        &self,
+        query: &[f32],
+        plan: planner::Plan,
+        allowed: &RowSet,
+    ) -> Option<Vec<Neighbor>> {
+        let (index, k) = (&self.ivf.index, self.k);
+        match plan {
             planner::Plan::Subset(p) => {
                 let lists = self.regrouped::<SubsetLists>()?;
-                index.search_subset_ids_in(query, self.k, &p, &lists, live)
+                Some(index.search_subset_ids_in(query, k, &p, &lists, allowed))
             }
             planner::Plan::SubsetCodes(p) => {
                 let codes = self.regrouped::<SubsetCodes>()?;
-                index.search_subset_codes_ids_in(query, self.k, p.rerank, &codes, live)
+                Some(index.search_subset_codes_ids_in(query, k, p.rerank, &codes, allowed))
             }
-            _ => return None,
-        };
-        (hits.len() >= self.k).then_some(hits)
+            _ => None,
+        }
     }
 
     /// The search: the index with the allowed rows passed in, an exact scan of those of them
@@ -426,22 +439,13 @@ impl<'a> BuiltSearch<'a> {
             planner::Plan::Ivf(p) => {
                 Some(index.search_ids_in(query, k, &p, &allowed.to_set(index.len())))
             }
-            planner::Plan::Subset(p) => {
+            planner::Plan::Subset(p) | planner::Plan::SubsetCodes(p) => {
                 let allowed = allowed.to_set(index.len());
-                Some(match self.regrouped::<SubsetLists>() {
-                    Some(subset) => index.search_subset_ids_in(query, k, &p, &subset, &allowed),
-                    // No room after all (another search filled the budget): the whole lists.
-                    None => index.search_ids_in(query, k, &p, &allowed),
-                })
-            }
-            planner::Plan::SubsetCodes(p) => {
-                let allowed = allowed.to_set(index.len());
-                Some(match self.regrouped::<SubsetCodes>() {
-                    Some(codes) => {
-                        index.search_subset_codes_ids_in(query, k, p.rerank, &codes, &allowed)
-                    }
-                    None => index.search_ids_in(query, k, &p, &allowed),
-                })
+                // Not kept after all (the cache was cleared meanwhile): the whole lists.
+                Some(
+                    self.search_subset(query, plan, &allowed)
+                        .unwrap_or_else(|| index.search_ids_in(query, k, &p, &allowed)),
+                )
             }
         };
         match approx {

@@ -209,16 +209,33 @@ pub(super) struct Claim {
 
 impl SubsetCache {
     /// Whether `choice`'s subset in `form` is kept now.
+    #[cfg(test)]
     pub fn is_kept(&self, choice: &SubsetChoice, form: Form) -> bool {
         self.lock()
             .subsets
             .contains_key(&(choice.key.clone(), form))
     }
 
+    /// For `Form::Lists` and `Form::Codes` in turn: whether `choice`'s subset in that form is
+    /// kept or may be made now (not being made, not refused, worth making, within the budget),
+    /// and whether it is kept now: what a search plans with, under one look at the cache.
+    pub fn forms(&self, index: &IvfPqIndex, choice: &SubsetChoice) -> [(bool, bool); 2] {
+        let held = self.lock();
+        [Form::Lists, Form::Codes].map(|form| {
+            let key = (choice.key.clone(), form);
+            let kept = held.subsets.contains_key(&key);
+            (
+                kept || Self::room_for(&held, index, &key, choice.rows).is_some(),
+                kept,
+            )
+        })
+    }
+
     /// Whether `choice`'s subset in `form` is kept already or, as estimated from its rows,
     /// would be worth making (a per-list subset only when dense enough,
     /// [`MIN_ENTRIES_PER_LIST`]) and would fit the budget of `index` (with what is being made
     /// counted in); not while it is being made, nor once refused.
+    #[cfg(test)]
     pub fn available(&self, index: &IvfPqIndex, choice: &SubsetChoice, form: Form) -> bool {
         let held = self.lock();
         let key = (choice.key.clone(), form);
@@ -338,11 +355,12 @@ impl SubsetCache {
     /// Drops every subset (the payload indexes they were chosen by changed); those being made
     /// are dropped when finished.
     pub fn clear(&self) {
-        let generation = self.lock().generation + 1;
-        *self.lock() = Held {
-            generation,
+        let mut held = self.lock();
+        *held = Held {
+            generation: held.generation + 1,
             ..Held::default()
         };
+        drop(held);
         self.settled.notify_all();
     }
 

@@ -73,7 +73,7 @@ pub use search::GridSearch;
 mod spill;
 mod subset;
 pub use subset::SubsetLists;
-use subset::nibble;
+use subset::move_code;
 mod subset_codes;
 pub use subset_codes::SubsetCodes;
 #[cfg(test)]

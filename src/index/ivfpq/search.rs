@@ -50,6 +50,20 @@ impl IvfPqIndex {
 
     /// [`probe`](Self::probe) from exact products with every centroid.
     pub(super) fn probe_exact(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
+        let scores = self.coarse_scores(q);
+        // Bounded selection: most lists fail the first comparison against the heap's worst.
+        let mut best = TopK::new(nprobe);
+        for (l, &s) in scores.iter().enumerate() {
+            if s <= best.threshold() && self.has_rows(l) {
+                best.push(l as u64, s);
+            }
+        }
+        sorted_probes(best)
+    }
+
+    /// Every list's coarse term, from exact products with its centroid: `||q - c||²` for L2,
+    /// `-<q, c>` otherwise.
+    pub(super) fn coarse_scores(&self, q: &[f32]) -> Vec<f32> {
         let mut scores = vec![0.0f32; self.nlist];
         self.coarse.dots(q, &mut scores);
         if self.metric == Metric::L2 {
@@ -60,14 +74,7 @@ impl IvfPqIndex {
         } else {
             scores.iter_mut().for_each(|s| *s = -*s);
         }
-        // Bounded selection: most lists fail the first comparison against the heap's worst.
-        let mut best = TopK::new(nprobe);
-        for (l, &s) in scores.iter().enumerate() {
-            if s <= best.threshold() && self.has_rows(l) {
-                best.push(l as u64, s);
-            }
-        }
-        sorted_probes(best)
+        scores
     }
 
     /// [`probe`](Self::probe) through the 8-bit centroids: the same lists as

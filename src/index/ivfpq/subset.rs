@@ -106,13 +106,7 @@ impl IvfPqIndex {
             let base = codes.len();
             codes.resize(base + fastscan::blocks_for(picked.len()) * block, 0);
             for (slot, &entry) in picked.iter().enumerate() {
-                let src = &packed[(entry / BLOCK) * block..][..block];
-                let dst = &mut codes[base + (slot / BLOCK) * block..][..block];
-                let (from, from_shift) = nibble(entry % BLOCK);
-                let (to, to_shift) = nibble(slot % BLOCK);
-                for j in 0..m {
-                    dst[j * 16 + to] |= ((src[j * 16 + from] >> from_shift) & 15) << to_shift;
-                }
+                move_code(packed, entry, &mut codes[base..], slot, m, |_, _| {});
             }
             offsets.push(rows.len() as u32);
             block_offsets.push(codes.len());
@@ -146,9 +140,33 @@ impl IvfPqIndex {
     }
 }
 
+/// Ors the `m` 4-bit codes of entry `from` of the packed blocks `src` into entry `to` of the
+/// packed blocks `dst` (zero there before), nibble to nibble without unpacking, calling
+/// `on_code(j, code)` for each sub-space's code on the way: how both subset forms are made.
+#[inline]
+pub(super) fn move_code(
+    src: &[u8],
+    from: usize,
+    dst: &mut [u8],
+    to: usize,
+    m: usize,
+    mut on_code: impl FnMut(usize, u8),
+) {
+    let block = fastscan::block_bytes(m);
+    let src = &src[(from / BLOCK) * block..][..block];
+    let dst = &mut dst[(to / BLOCK) * block..][..block];
+    let (from, from_shift) = nibble(from % BLOCK);
+    let (to, to_shift) = nibble(to % BLOCK);
+    for j in 0..m {
+        let code = (src[j * 16 + from] >> from_shift) & 15;
+        dst[j * 16 + to] |= code << to_shift;
+        on_code(j, code);
+    }
+}
+
 /// Where slot `i` (0..32) of a fast-scan block keeps its code in each sub-space's 16 bytes: the
 /// byte, and the shift of its nibble (see [`fastscan`]'s layout).
 #[inline]
-pub(super) fn nibble(i: usize) -> (usize, u32) {
+fn nibble(i: usize) -> (usize, u32) {
     if i < 16 { (i, 0) } else { (i - 16, 4) }
 }

@@ -23,8 +23,7 @@
 //! the blocks of far lists are never read.
 
 use super::scanner::{WithKernel, with_kernel};
-use super::{IvfPqIndex, nibble};
-use crate::index::distance;
+use super::{IvfPqIndex, move_code};
 use crate::index::fastscan::{self, BLOCK, Kernel};
 use crate::index::{Metric, Neighbor, RowSet, TopK};
 
@@ -90,10 +89,6 @@ impl IvfPqIndex {
                 if slot % BLOCK == 0 {
                     codes.resize(codes.len() + block, 0);
                 }
-                let src = &packed[((row - start) / BLOCK) * block..][..block];
-                let dst = &mut codes[(slot / BLOCK) * block..][..block];
-                let (from, from_shift) = nibble((row - start) % BLOCK);
-                let (to, to_shift) = nibble(slot % BLOCK);
                 let mut term = 0.0f32;
                 if l2 && !table_made {
                     match self.precomputed.get(list * m * 16..(list + 1) * m * 16) {
@@ -105,11 +100,9 @@ impl IvfPqIndex {
                     }
                     table_made = true;
                 }
-                for j in 0..m {
-                    let code = (src[j * 16 + from] >> from_shift) & 15;
-                    dst[j * 16 + to] |= code << to_shift;
+                move_code(packed, row - start, &mut codes, slot, m, |j, code| {
                     term += table[j * 16 + code as usize];
-                }
+                });
                 rows.push(row as u32);
                 lists.push(list as u32);
                 if l2 {
@@ -214,17 +207,12 @@ impl<K: Fn(usize) -> u64, A: Fn(usize) -> bool> WithKernel for CodesScan<'_, K, 
             prune,
         } = self;
         let m = index.pq.m();
-        // Every list's coarse term, as a probe scores it, then as the offset of its rows.
-        let mut offsets = vec![0.0f32; index.nlist];
-        index.coarse.dots(q, &mut offsets);
+        // Every list's coarse term, as a probe scores it, then as the offset of its rows (the
+        // same for L2, whose coarse term is the offset).
+        let mut offsets = index.coarse_scores(q);
         let l2 = index.metric == Metric::L2;
-        if l2 {
-            let qn = distance::norm_sq(q);
-            for (s, &cn) in offsets.iter_mut().zip(&index.centroid_norms) {
-                *s = qn + cn - 2.0 * *s;
-            }
-        } else {
-            offsets.iter_mut().for_each(|s| *s = index.list_bias(-*s));
+        if !l2 {
+            offsets.iter_mut().for_each(|s| *s = index.list_bias(*s));
         }
         // The shared table: `-<q_j, c_jk>`, doubled for L2.
         let mut lut = vec![0.0f32; m * 16];
