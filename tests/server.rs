@@ -517,6 +517,17 @@ fn api_keys_separate_admin_and_read_only() {
         metrics.contains("shoal_collection_points{collection=\"k\"} 1"),
         "{metrics}"
     );
+    // What filtered searches' regrouped codes hold (none yet), and none being made: what
+    // `shoal bench --server` waits on before its timed filtered passes.
+    for gauge in [
+        "shoal_collection_filter_subset_bytes",
+        "shoal_collection_filter_subsets_being_made",
+    ] {
+        assert!(
+            metrics.contains(&format!("{gauge}{{collection=\"k\"}} 0")),
+            "{metrics}"
+        );
+    }
 }
 
 /// A collection created with only size and distance: a query without params uses each sealed

@@ -130,7 +130,7 @@ impl Metrics {
                 "# HELP process_cpu_seconds_total User and system CPU time of the server process.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
             );
         }
-        let gauges: [Gauge; 8] = [
+        let gauges: [Gauge; 10] = [
             ("shoal_collection_points", "Live points.", |s| s.points),
             (
                 "shoal_collection_segments",
@@ -166,6 +166,16 @@ impl Metrics {
                 "shoal_collection_compactions",
                 "Compactions finished since the collection was loaded.",
                 |s| s.compactions as usize,
+            ),
+            (
+                "shoal_collection_filter_subset_bytes",
+                "Bytes of indexed values' codes regrouped for filtered searches.",
+                |s| s.filter_subset_bytes,
+            ),
+            (
+                "shoal_collection_filter_subsets_being_made",
+                "Regroupings of indexed values' codes queued or running.",
+                |s| s.filter_subsets_being_made,
             ),
         ];
         for (name, help, f) in gauges {

@@ -2,6 +2,7 @@
 //! the shard's counters ([`ShardStats`]) and applied position.
 
 use super::planner::{self, allowed};
+use super::segment::SegBody;
 use super::{CompiledFilter, Loc, Payload, PointId, SegmentCalibration, Shard, read, tuning};
 use crate::index::RowSet;
 use std::collections::{HashMap, HashSet};
@@ -48,6 +49,10 @@ pub struct ShardStats {
     pub compacted_deleted_rows: u64,
     /// Per calibrated segment: the choice at the default recall target and the measured curve.
     pub calibrations: Vec<SegmentCalibration>,
+    /// Bytes of indexed values' codes regrouped for filtered searches (see `subsets`).
+    pub filter_subset_bytes: usize,
+    /// Such regroupings queued or running on the build pool.
+    pub filter_subsets_being_made: usize,
 }
 
 impl Shard {
@@ -204,6 +209,11 @@ impl Shard {
             if seg.is_indexed() {
                 s.indexed_segments += 1;
                 s.indexed_points += seg.live_count;
+            }
+            if let SegBody::Ivf(ivf) = &seg.body {
+                let (bytes, being_made) = ivf.subsets.usage();
+                s.filter_subset_bytes += bytes;
+                s.filter_subsets_being_made += being_made;
             }
         }
         s

@@ -399,7 +399,7 @@ impl<'a> BuiltSearch<'a> {
             }
             planner::Plan::SubsetCodes(p) => {
                 let codes = self.regrouped::<SubsetCodes>()?;
-                Some(index.search_subset_codes_ids_in(query, k, p.rerank, &codes, allowed))
+                Some(index.search_subset_codes_ids_in(query, k, &p, &codes, allowed))
             }
             _ => None,
         }

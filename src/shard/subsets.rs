@@ -370,6 +370,13 @@ impl SubsetCache {
         self.lock().bytes
     }
 
+    /// Bytes held and subsets being made: what the shard's stats report, so an operator sees
+    /// what regrouping costs in memory and when a fresh server has finished it.
+    pub fn usage(&self) -> (usize, usize) {
+        let held = self.lock();
+        (held.bytes, held.pending.len())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Held> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -526,9 +533,9 @@ mod tests {
         let n = 2_000;
         let index = Arc::new(built_index(n, 4));
         let cache = Arc::new(SubsetCache::default());
-        // Half the rows each: two such runs fit the budget together.
-        let all = move || Some(RowSet::from_rows(n, 0..n / 2));
-        let a = choice("a", 1, n / 2);
+        // A quarter of the rows each: two such runs fit the budget together.
+        let all = move || Some(RowSet::from_rows(n, 0..n / 4));
+        let a = choice("a", 1, n / 4);
         let claim = cache.claim(&index, &a, Form::Codes).unwrap();
         assert!(cache.claim(&index, &a, Form::Codes).is_none());
         assert!(!cache.available(&index, &a, Form::Codes));
@@ -538,9 +545,9 @@ mod tests {
         };
         cache.wait_settled();
         assert!(cache.is_kept(&a, Form::Codes));
-        assert_eq!(cache.kept::<SubsetCodes>(&a).unwrap().entries(), n / 2);
+        assert_eq!(cache.kept::<SubsetCodes>(&a).unwrap().entries(), n / 4);
         maker.join().unwrap();
-        let b = choice("b", 1, n / 2);
+        let b = choice("b", 1, n / 4);
         let claim = cache.claim(&index, &b, Form::Codes).unwrap();
         cache.clear();
         cache.make::<SubsetCodes>(&index, claim, all);

@@ -642,6 +642,7 @@ fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
     }
     // No search waits for a value's codes: the first one plans without them and has them
     // regrouped on the build pool; once that is done, the plan reads them.
+    assert_eq!(shard.stats().filter_subset_bytes, 0);
     let f = group_filter(1);
     let first = shard.plans(&approx(&queries[0], &f));
     assert!(!first.is_empty());
@@ -655,6 +656,10 @@ fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
         shard.plans(&approx(&queries[0], &group_filter(g)));
     }
     shard.wait_for_regrouping();
+    // The stats report what the regrouped codes hold, and that none is being made any more.
+    let stats = shard.stats();
+    assert_eq!(stats.filter_subsets_being_made, 0);
+    assert!(stats.filter_subset_bytes > 0, "{stats:?}");
     let (mut codes_plans, mut hit, mut total) = (0, 0, 0);
     for g in 0..5u64 {
         let f = group_filter(g);

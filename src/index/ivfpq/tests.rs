@@ -1216,11 +1216,11 @@ fn a_subset_scan_answers_as_the_filtered_scan() {
     );
 }
 
-/// A scan of a subset's codes as one run considers every admitted row of the subset: skipping
-/// the blocks whose bound is past the threshold changes nothing, with a pool as large as the
-/// subset the answer is the exact filtered answer, and a small re-rank finds about what the
-/// scan of every list finds with the same re-rank; for
-/// every 4-bit scanner's table mode, with spilled rows (each row once), at every SIMD level.
+/// A scan of a value's codes as one run ([`IvfPqIndex::search_subset_codes_ids_in`]) considers
+/// every admitted row whatever lists it takes first: with every candidate re-ranked its answer is
+/// the exact filtered answer at any `nprobe`, every hit is admitted, and with a small re-rank it
+/// finds about what the scan of every list finds with the same re-rank. For every 4-bit
+/// scanner's table mode, with spilled rows (each row once), at every SIMD level.
 #[test]
 fn a_subset_codes_scan_considers_every_admitted_row() {
     let cases = four_bit_cases();
@@ -1241,26 +1241,34 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
                 index.set_simd_level(level).unwrap();
                 for q in f.queries.chunks_exact(DIM).take(6) {
                     for ids in [&admitted, &chosen] {
-                        for rerank in [0, 1, 4] {
-                            let pruned =
-                                index.search_subset_codes(q, 10, rerank, &codes, ids, true);
-                            let whole =
-                                index.search_subset_codes(q, 10, rerank, &codes, ids, false);
-                            assert_eq!(pruned, whole, "{:?} share {share}", index.metric);
-                            assert!(pruned.iter().all(|h| ids.contains(h.id as usize)));
-                        }
                         let exact = index.exact_among(q, 10, &rows_of(ids));
-                        let every =
-                            index.search_subset_codes_ids_in(q, 10, posting.len(), &codes, ids);
-                        assert_eq!(every, exact, "{:?} share {share}", index.metric);
-                        let few = index.search_subset_codes_ids_in(q, 10, 4, &codes, ids);
+                        for nprobe in [1, 3, index.nlist] {
+                            for rerank in [0, 1, 4] {
+                                let params = SearchParams { nprobe, rerank };
+                                let got =
+                                    index.search_subset_codes_ids_in(q, 10, &params, &codes, ids);
+                                assert_eq!(got.len(), exact.len());
+                                assert!(got.iter().all(|h| ids.contains(h.id as usize)));
+                            }
+                            let every = SearchParams {
+                                nprobe,
+                                rerank: posting.len(),
+                            };
+                            let got = index.search_subset_codes_ids_in(q, 10, &every, &codes, ids);
+                            assert_eq!(got, exact, "{:?} share {share}", index.metric);
+                        }
+                        let few = SearchParams {
+                            nprobe: 4,
+                            rerank: 4,
+                        };
+                        let got = index.search_subset_codes_ids_in(q, 10, &few, &codes, ids);
                         let all_lists = SearchParams {
                             nprobe: index.nlist,
                             rerank: 4,
                         };
                         let scan = index.search_ids_in(q, 10, &all_lists, ids);
                         wanted += exact.len();
-                        found += few.iter().filter(|h| exact.contains(h)).count();
+                        found += got.iter().filter(|h| exact.contains(h)).count();
                         scanned += scan.iter().filter(|h| exact.contains(h)).count();
                     }
                 }
@@ -1288,8 +1296,12 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
     let foreign = other.subset_codes(&all).unwrap();
     let four = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 4)).unwrap();
     let q = &f.queries[..DIM];
+    let params = SearchParams {
+        nprobe: 4,
+        rerank: 0,
+    };
     assert!(
-        four.search_subset_codes_ids_in(q, 10, 0, &foreign, &all)
+        four.search_subset_codes_ids_in(q, 10, &params, &foreign, &all)
             .is_empty()
     );
 }
