@@ -364,12 +364,6 @@ impl SubsetCache {
         self.settled.notify_all();
     }
 
-    /// Bytes held.
-    #[cfg(test)]
-    pub fn memory_bytes(&self) -> usize {
-        self.lock().bytes
-    }
-
     /// Bytes held and subsets being made: what the shard's stats report, so an operator sees
     /// what regrouping costs in memory and when a fresh server has finished it.
     pub fn usage(&self) -> (usize, usize) {
@@ -447,7 +441,7 @@ mod tests {
             .get_or_build::<SubsetLists>(&index, &first, all)
             .unwrap();
         assert_eq!(built.entries(), n);
-        assert!(cache.memory_bytes() <= budget(&index));
+        assert!(cache.usage().0 <= budget(&index));
         // Kept: the same subset without building (the rows are not asked for).
         let again = cache
             .get_or_build::<SubsetLists>(&index, &first, || panic!("rebuilt"))
@@ -466,11 +460,11 @@ mod tests {
             let again = cache.get_or_build::<SubsetLists>(&index, c, || panic!("made again"));
             assert_eq!(again.is_some(), cache.available(&index, c, Form::Lists));
         }
-        assert!(cache.memory_bytes() <= budget(&index));
+        assert!(cache.usage().0 <= budget(&index));
         assert!(!cache.available(&index, &choice("c", 1, n), Form::Lists));
         assert!(cache.available(&index, &first, Form::Lists));
         cache.clear();
-        assert_eq!(cache.memory_bytes(), 0);
+        assert_eq!(cache.usage().0, 0);
         assert!(cache.available(&index, &choice("c", 1, n), Form::Lists));
         assert!(
             SubsetCache::default()
@@ -495,7 +489,7 @@ mod tests {
             .unwrap();
         assert_eq!(codes.entries(), 50);
         assert!(codes.memory_bytes() <= SubsetCodes::estimated_bytes(&index, 50));
-        assert_eq!(cache.memory_bytes(), codes.memory_bytes());
+        assert_eq!(cache.usage().0, codes.memory_bytes());
         // Kept under its own form: the per-list form of the same value is another subset.
         let again = cache
             .get_or_build::<SubsetCodes>(&index, &sparse, || panic!("rebuilt"))
@@ -517,7 +511,7 @@ mod tests {
             })
             .count();
         assert!((1..8).contains(&kept), "{kept}");
-        assert!(cache.memory_bytes() <= budget(&index));
+        assert!(cache.usage().0 <= budget(&index));
         assert!(
             SubsetCache::default()
                 .get_or_build::<SubsetCodes>(&built_index(n, 8), &sparse, rows)
@@ -552,7 +546,7 @@ mod tests {
         cache.clear();
         cache.make::<SubsetCodes>(&index, claim, all);
         assert!(!cache.is_kept(&b, Form::Codes));
-        assert_eq!(cache.memory_bytes(), 0);
+        assert_eq!(cache.usage().0, 0);
         assert!(cache.available(&index, &b, Form::Codes));
     }
 

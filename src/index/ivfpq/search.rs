@@ -266,11 +266,7 @@ impl IvfPqIndex {
         // so the pool is twice that: it still holds the best `w` distinct rows for any `w` it
         // is twice (each takes at most two places, so the j-th best has at most 2(j - 1)
         // entries ahead of its best one).
-        let wanted = if rerank {
-            k.saturating_mul(params.rerank)
-        } else {
-            k
-        };
+        let wanted = candidates_for(k, params.rerank);
         let mut pool = TopK::new(if spilled {
             wanted.saturating_mul(2)
         } else {
@@ -298,9 +294,15 @@ impl IvfPqIndex {
         if !rerank {
             return best;
         }
+        self.reranked(&q, k, &best)
+    }
+
+    /// The exact `k` nearest of the candidate rows `best` (a pool that kept rows, not ids) to
+    /// the prepared query `q`: every re-ranking search's last step.
+    pub(super) fn reranked(&self, q: &[f32], k: usize, best: &[Neighbor]) -> Vec<Neighbor> {
         let rows: Vec<u32> = best.iter().map(|c| c.id as u32).collect();
         let through_codes = rows.len() >= RERANK_THROUGH_CODES_FROM * k;
-        self.exact_top_k_of(&q, k, &rows, through_codes)
+        self.exact_top_k_of(q, k, &rows, through_codes)
     }
 
     /// The exact `k` nearest of `rows` to the prepared query `q`, as `(id, distance)` sorted by
@@ -451,6 +453,15 @@ fn keep_first_of_each_id(hits: &mut Vec<Neighbor>) {
 }
 
 /// Probed lists as `(list, coarse term)`, closest first: the top-k threshold then tightens sooner.
+/// The candidates a search keeps for `k` answers: `k * rerank` to re-rank, or `k` without.
+pub(super) fn candidates_for(k: usize, rerank: usize) -> usize {
+    if rerank > 0 {
+        k.saturating_mul(rerank)
+    } else {
+        k
+    }
+}
+
 fn sorted_probes(best: TopK) -> Vec<(usize, f32)> {
     best.into_sorted_vec()
         .into_iter()

@@ -100,7 +100,7 @@ impl IvfPqIndex {
         if ids.len() > u32::MAX as usize + 1 {
             return None;
         }
-        let row_ids: &[u64] = &self.ids;
+        let (chosen, row_ids): (_, &[u64]) = (self.id_in(ids), &self.ids);
         let l2 = self.metric == Metric::L2;
         let (mut rows, mut entry_ids, mut lists, mut terms, mut codes) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -112,10 +112,7 @@ impl IvfPqIndex {
             let (start, end) = self.list_rows(list);
             let packed = &self.codes[self.block_offsets[list]..self.block_offsets[list + 1]];
             let mut table_made = false;
-            for (row, &id) in row_ids.iter().enumerate().take(end).skip(start) {
-                if id >= ids.len() as u64 || !ids.contains(id as usize) {
-                    continue;
-                }
+            for row in (start..end).filter(|&row| chosen(row)) {
                 let slot = rows.len();
                 if slot % BLOCK == 0 {
                     codes.resize(codes.len() + block, 0);
@@ -135,7 +132,8 @@ impl IvfPqIndex {
                     term += table[j * 16 + code as usize];
                 });
                 rows.push(row as u32);
-                entry_ids.push(id as u32);
+                // Below `ids.len()`, so within u32 (checked above).
+                entry_ids.push(row_ids[row] as u32);
                 lists.push(list as u32);
                 if l2 {
                     terms.push(term);
@@ -176,12 +174,7 @@ impl IvfPqIndex {
             return Vec::new();
         };
         let rerank = params.rerank;
-        let wanted = if rerank > 0 {
-            k.saturating_mul(rerank)
-        } else {
-            k
-        };
-        let mut pool = TopK::new(wanted);
+        let mut pool = TopK::new(super::search::candidates_for(k, rerank));
         let scan = CodesScan {
             index: self,
             q: &q,
@@ -190,16 +183,15 @@ impl IvfPqIndex {
             pool: &mut pool,
             // The pool keeps rows when re-ranking follows (the vectors are in row order).
             rerank: rerank > 0,
-            allowed: |id: u32| (id as usize) < ids.len() && ids.contains(id as usize),
+            // Ids past the set's end are not in it (`RowSet::contains`).
+            allowed: |id: u32| ids.contains(id as usize),
         };
         with_kernel(self.simd, scan);
         let best = pool.into_sorted_vec();
         if rerank == 0 {
             return best;
         }
-        let rows: Vec<u32> = best.iter().map(|c| c.id as u32).collect();
-        let through_codes = rows.len() >= super::search::RERANK_THROUGH_CODES_FROM * k;
-        self.exact_top_k_of(&q, k, &rows, through_codes)
+        self.reranked(&q, k, &best)
     }
 }
 
