@@ -21,7 +21,7 @@
 
 use super::merge_policy::{MergePolicy, SegmentMeta, compute_merge_candidates};
 use super::segment::{Rows, SegBody, Segment};
-use super::{IvfSeg, Loc, Shard, State};
+use super::{Loc, Shard, State};
 use crate::index::RowSet;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -113,10 +113,23 @@ impl Shard {
         ) else {
             return;
         };
+        let (new_id, sources) = self.begin_merge(state, &ids);
+        if self.inner.background {
+            let shard = self.clone();
+            super::build_pool::submit(move || shard.run_compaction(new_id, sources, None));
+        } else {
+            self.run_compaction(new_id, sources, Some(state));
+        }
+    }
+
+    /// Books a merge of the segments `ids` into a new segment: marks them busy and counts the
+    /// job. Returns the new segment's id and copies of the sources (their rows are immutable;
+    /// their tombstones copy-on-write snapshots), for [`Shard::run_compaction`].
+    pub(super) fn begin_merge(&self, state: &mut State, ids: &[u32]) -> (u32, Vec<Segment>) {
         let new_id = state.next_segment;
         state.next_segment += 1;
         let mut sources = Vec::with_capacity(ids.len());
-        for id in &ids {
+        for id in ids {
             if let Some(seg) = state.segment_mut(*id) {
                 seg.busy = true;
                 sources.push(seg.clone());
@@ -133,16 +146,16 @@ impl Shard {
         self.inner.building.fetch_add(1, Ordering::SeqCst);
         self.inner.compacting_rows.fetch_add(rows, Ordering::SeqCst);
         self.start_job();
-        if self.inner.background {
-            let shard = self.clone();
-            super::build_pool::submit(move || shard.run_compaction(new_id, sources, None));
-        } else {
-            self.run_compaction(new_id, sources, Some(state));
-        }
+        (new_id, sources)
     }
 
     /// Merges the live rows of `sources` into segment `new_id` and swaps it in.
-    fn run_compaction(&self, new_id: u32, sources: Vec<Segment>, locked: Option<&mut State>) {
+    pub(super) fn run_compaction(
+        &self,
+        new_id: u32,
+        sources: Vec<Segment>,
+        locked: Option<&mut State>,
+    ) {
         let config = &self.inner.config;
         // The merged segment's file stores the indexes of the schema as it is now; one changed
         // meanwhile is brought up to date when the segment is swapped in.
@@ -170,16 +183,14 @@ impl Shard {
         let n = rows.len();
         let body = if n == 0 {
             None
-        } else if let Some(index) = self.build_index(&rows) {
-            IvfSeg::new(index, rows.points, rows.payloads).map(|seg| {
-                let seg = self.calibrated(seg);
-                super::payload_ops::index_ivf(&seg, &schema);
-                SegBody::Ivf(Arc::new(self.persist(new_id, seg)))
-            })
         } else {
-            rows.into_chunks(config.dim, config.metric)
-                .ok()
-                .map(SegBody::Flat)
+            match self.build_segment(new_id, rows, &schema, super::JobKind::Merge) {
+                Ok(seg) => seg.map(|seg| SegBody::Ivf(Arc::new(seg))),
+                Err(rows) => rows
+                    .into_chunks(config.dim, config.metric)
+                    .ok()
+                    .map(SegBody::Flat),
+            }
         };
         let stored: usize = sources.iter().map(|s| s.rows).sum();
         let swap = |state: &mut State| {

@@ -565,3 +565,100 @@ fn built_segments_keep_their_8_bit_codes_through_persist_and_restart() {
         assert_exact_matches_model(&shard, &model, &mut rng, metric, dim);
     }
 }
+
+/// Holds every worker of the build pool until the returned sender is dropped, so that the jobs
+/// submitted meanwhile queue up (as they do while a load outruns the builds).
+fn hold_the_build_pool() -> mpsc::Sender<()> {
+    let (started_tx, started) = mpsc::channel();
+    let (release, wait) = mpsc::channel::<()>();
+    let wait = Arc::new(std::sync::Mutex::new(wait));
+    for _ in 0..build_pool::threads() {
+        let (started_tx, wait) = (started_tx.clone(), Arc::clone(&wait));
+        build_pool::submit(move || {
+            started_tx.send(()).unwrap();
+            // Every holder returns once the sender is dropped.
+            let _ = wait.lock().unwrap().recv();
+        });
+    }
+    for _ in 0..build_pool::threads() {
+        started.recv_timeout(Duration::from_secs(120)).unwrap();
+    }
+    release
+}
+
+#[test]
+fn queued_builds_are_built_as_one_segment_and_lose_no_write() {
+    let dim = 8;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(dim, Metric::L2, 300);
+    cfg.compaction.tiers = true;
+    let shard = Shard::open(cfg, data.path()).unwrap();
+    let mut model = Model::default();
+    let mut index = 0;
+    let mut apply = |shard: &Shard, model: &mut Model, cmd: ShardCommand| {
+        index += 1;
+        shard.apply(index, &cmd).unwrap();
+        model.apply(&cmd);
+    };
+    let release = hold_the_build_pool();
+    // Four segments sealed while no worker is free: four builds queue.
+    for batch in 0..4u64 {
+        let up = ShardCommand::Upsert {
+            points: (batch * 300..(batch + 1) * 300)
+                .map(|i| point(i, random_vec(&mut rng, dim), i % 5))
+                .collect(),
+        };
+        apply(&shard, &mut model, up);
+    }
+    // Deletes and updates of queued rows, before any build starts.
+    apply(
+        &shard,
+        &mut model,
+        ShardCommand::Delete {
+            ids: (0..40).chain(650..670).map(num).collect(),
+        },
+    );
+    let update = ShardCommand::Upsert {
+        points: (900..930)
+            .map(|i| point(i, random_vec(&mut rng, dim), 1))
+            .collect(),
+    };
+    apply(&shard, &mut model, update);
+    let s = shard.stats();
+    assert_eq!((s.segments, s.indexed_segments, s.building), (5, 0, 4));
+    drop(release);
+    shard.wait_for_builds();
+    let s = shard.stats();
+    // One training for the four: one indexed segment of their 1,200 rows, and the mutable one
+    // with the updates.
+    assert_eq!(
+        (s.segments, s.indexed_segments, s.building, s.compacting),
+        (2, 1, 0, 0)
+    );
+    assert_eq!(s.points, 1200 - 60);
+    assert_eq!(s.indexed_points, 1200 - 60 - 30);
+    assert_exact_matches_model(&shard, &model, &mut rng, Metric::L2, dim);
+    // Every queued build is reported done, as is the merge that did them.
+    let jobs = shard.optimizations();
+    assert!(jobs.running.is_empty(), "{jobs:?}");
+    let builds = |kind: JobKind| jobs.completed.iter().filter(|j| j.kind == kind).count();
+    assert_eq!(
+        (builds(JobKind::IndexBuild), builds(JobKind::Merge)),
+        (4, 1)
+    );
+}
+
+#[test]
+fn a_queued_build_takes_the_others_within_the_cap() {
+    let mut queued = vec![(3, 100), (4, 300), (5, 100), (6, 50)];
+    // Its own entry first, then the oldest that fit.
+    assert_eq!(build::claim_queued(&mut queued, 5, 260), vec![5, 3, 6]);
+    assert_eq!(queued, vec![(4, 300)]);
+    // Gone: taken by an earlier job.
+    assert!(build::claim_queued(&mut queued, 5, 1000).is_empty());
+    // No cap: only its own.
+    let mut queued = vec![(1, 10), (2, 10)];
+    assert_eq!(build::claim_queued(&mut queued, 2, 0), vec![2]);
+    assert_eq!(queued, vec![(1, 10)]);
+}

@@ -104,7 +104,6 @@ pub use tuning::{SearchPlan, SearchWork, SegmentCalibration, Tuning};
 pub use values::{JsonPath, parse_datetime};
 
 use build::Jobs;
-use segment::IvfSeg;
 use state::{Loc, State, empty_segment, read, record_in, write};
 use std::path::PathBuf;
 #[cfg(test)]
@@ -142,6 +141,10 @@ struct Inner {
     job_log: optimizations::JobLog,
     /// Index builds in flight.
     building: AtomicUsize,
+    /// Sealed segments (with their rows) whose index build waits on the pool, oldest first: the
+    /// first of their jobs to run builds them together (`build.rs`). Locked only under the state
+    /// lock.
+    queued_builds: std::sync::Mutex<Vec<(u32, usize)>>,
     /// Compactions in flight, and the rows they rewrite.
     compacting: AtomicUsize,
     compacting_rows: AtomicUsize,

@@ -57,6 +57,7 @@ impl Shard {
                 jobs: Jobs::default(),
                 job_log: super::optimizations::JobLog::default(),
                 building: AtomicUsize::new(0),
+                queued_builds: Default::default(),
                 compacting: AtomicUsize::new(0),
                 compacting_rows: AtomicUsize::new(0),
                 compactions: AtomicU64::new(0),
