@@ -123,20 +123,24 @@ impl IvfPqIndex {
 
     /// [`search_ids_in`](Self::search_ids_in) scanning only `subset`'s entries of the probed
     /// lists: the same answer whenever every id in `ids` is one of the rows `subset` was made
-    /// from, at the cost of scoring only those rows' codes. A `subset` made by another index
-    /// (another number of lists) answers nothing.
+    /// from, at the cost of scoring only those rows' codes; without `ids` every row of the
+    /// subset is admitted, and no id is read. A `subset` made by another index (another number
+    /// of lists) answers nothing.
     pub fn search_subset_ids_in(
         &self,
         query: &[f32],
         k: usize,
         params: &SearchParams,
         subset: &SubsetLists,
-        ids: &RowSet,
+        ids: Option<&RowSet>,
     ) -> Vec<Neighbor> {
         if subset.offsets.len() != self.nlist + 1 || self.pq.bits() != 4 {
             return Vec::new();
         }
-        self.search_with(query, k, params, Some(subset), self.id_in(ids))
+        match ids {
+            Some(ids) => self.search_with(query, k, params, Some(subset), self.id_in(ids)),
+            None => self.search_with(query, k, params, Some(subset), |_| true),
+        }
     }
 }
 

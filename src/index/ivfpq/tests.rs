@@ -1186,9 +1186,12 @@ fn a_subset_scan_answers_as_the_filtered_scan() {
                         let p = SearchParams { nprobe, rerank };
                         for ids in [&admitted, &chosen] {
                             let want = index.search_ids_in(q, 10, &p, ids);
-                            let got = index.search_subset_ids_in(q, 10, &p, &subset, ids);
+                            let got = index.search_subset_ids_in(q, 10, &p, &subset, Some(ids));
                             assert_eq!(got, want, "{:?} share {share} {p:?}", index.metric);
                         }
+                        // Every entry admitted: the subset's own rows.
+                        let all = index.search_subset_ids_in(q, 10, &p, &subset, None);
+                        assert_eq!(all, index.search_ids_in(q, 10, &p, &chosen));
                     }
                 }
             }
@@ -1211,7 +1214,7 @@ fn a_subset_scan_answers_as_the_filtered_scan() {
     };
     let q = &f.queries[..DIM];
     assert!(
-        four.search_subset_ids_in(q, 10, &p, &foreign, &all)
+        four.search_subset_ids_in(q, 10, &p, &foreign, Some(&all))
             .is_empty()
     );
 }
@@ -1245,23 +1248,40 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
                         for nprobe in [1, 3, index.nlist] {
                             for rerank in [0, 1, 4] {
                                 let params = SearchParams { nprobe, rerank };
-                                let got =
-                                    index.search_subset_codes_ids_in(q, 10, &params, &codes, ids);
+                                let got = index.search_subset_codes_ids_in(
+                                    q,
+                                    10,
+                                    &params,
+                                    &codes,
+                                    Some(ids),
+                                );
                                 assert_eq!(got.len(), exact.len());
                                 assert!(got.iter().all(|h| ids.contains(h.id as usize)));
+                                // Every entry admitted: the subset's own rows.
+                                let all =
+                                    index.search_subset_codes_ids_in(q, 10, &params, &codes, None);
+                                let chosen_only = index.search_subset_codes_ids_in(
+                                    q,
+                                    10,
+                                    &params,
+                                    &codes,
+                                    Some(&chosen),
+                                );
+                                assert_eq!(all, chosen_only);
                             }
                             let every = SearchParams {
                                 nprobe,
                                 rerank: posting.len(),
                             };
-                            let got = index.search_subset_codes_ids_in(q, 10, &every, &codes, ids);
+                            let got =
+                                index.search_subset_codes_ids_in(q, 10, &every, &codes, Some(ids));
                             assert_eq!(got, exact, "{:?} share {share}", index.metric);
                         }
                         let few = SearchParams {
                             nprobe: 4,
                             rerank: 4,
                         };
-                        let got = index.search_subset_codes_ids_in(q, 10, &few, &codes, ids);
+                        let got = index.search_subset_codes_ids_in(q, 10, &few, &codes, Some(ids));
                         let all_lists = SearchParams {
                             nprobe: index.nlist,
                             rerank: 4,
@@ -1301,7 +1321,7 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
         rerank: 0,
     };
     assert!(
-        four.search_subset_codes_ids_in(q, 10, &params, &foreign, &all)
+        four.search_subset_codes_ids_in(q, 10, &params, &foreign, Some(&all))
             .is_empty()
     );
 }
