@@ -215,6 +215,9 @@ impl IvfPqIndex {
     }
 }
 
+/// How many blocks ahead of the scan a [`SubsetCodes`] run's bytes are asked for.
+const PREFETCH_BLOCKS: usize = 2;
+
 /// One scan of a [`SubsetCodes`] into a pool (see the module doc).
 struct CodesScan<'s, A> {
     index: &'s IvfPqIndex,
@@ -288,7 +291,17 @@ impl<A: Fn(u32) -> bool> WithKernel for CodesScan<'_, A> {
         let (scale, qbias) = kernel.quantize_lut(&lut, m, &mut qlut);
         let block = fastscan::block_bytes(m);
         let mut bias = [0.0f32; BLOCK];
-        for b in blocks {
+        for (j, &b) in blocks.iter().enumerate() {
+            // The blocks of the nearest lists lie anywhere in the run, and a value's run is read
+            // from memory no earlier query warmed: ask for a later block's bytes now.
+            if let Some(&next) = blocks.get(j + PREFETCH_BLOCKS) {
+                crate::index::prefetch_slice(&subset.codes[next * block..(next + 1) * block]);
+                let (from, to) = (next * BLOCK, n.min((next + 1) * BLOCK));
+                crate::index::prefetch_slice(&subset.lists[from..to]);
+                crate::index::prefetch_slice(
+                    &subset.terms[from.min(subset.terms.len())..to.min(subset.terms.len())],
+                );
+            }
             let base = b * BLOCK;
             let len = BLOCK.min(n - base);
             // Each entry's offset: its list's coarse term, its code term (L2), the table's bias.
