@@ -19,7 +19,7 @@
 //! last query or snapshot holding them lets go. One merge runs at a time per shard; the policy is
 //! asked again when it (or any build) ends.
 
-use super::merge_policy::{MergePolicy, SegmentMeta, compute_merge_candidates};
+use super::merge_policy::{MergePolicy, SegmentMeta, compute_merge_candidates, compute_rest_merge};
 use super::segment::{Rows, SegBody, Segment};
 use super::{Loc, Shard, State};
 use crate::index::RowSet;
@@ -77,11 +77,13 @@ impl CompactionConfig {
 }
 
 /// The ids of the sealed segments to compact next, if the policy finds work. `segments` is the
-/// shard's list, the mutable segment last (never chosen).
+/// shard's list, the mutable segment last (never chosen); `at_rest`: the shard has seen no
+/// write for its idle-seal delay, so the policy's merges at rest apply too.
 pub(super) fn pick(
     segments: &[Segment],
     cfg: &CompactionConfig,
     seal_threshold: usize,
+    at_rest: bool,
 ) -> Option<Vec<u32>> {
     if !cfg.enabled {
         return None;
@@ -95,7 +97,12 @@ pub(super) fn pick(
             busy: s.busy,
         })
         .collect();
-    compute_merge_candidates(&sealed, &cfg.policy(seal_threshold))
+    let policy = cfg.policy(seal_threshold);
+    compute_merge_candidates(&sealed, &policy).or_else(|| {
+        at_rest
+            .then(|| compute_rest_merge(&sealed, &policy))
+            .flatten()
+    })
 }
 
 impl Shard {
@@ -110,6 +117,7 @@ impl Shard {
             &state.segments,
             &config.compaction,
             config.effective_seal_threshold(),
+            self.at_rest(),
         ) else {
             return;
         };
@@ -318,12 +326,13 @@ mod tests {
             pick(
                 &[seg(1, 1000, 1000), seg(2, 1000, 990), seg(9, 1000, 1000)],
                 &cfg,
-                1000
+                1000,
+                false
             ),
             Some(vec![1, 2])
         );
         assert_eq!(
-            pick(&[seg(1, 1000, 1000), seg(9, 1000, 1000)], &cfg, 1000),
+            pick(&[seg(1, 1000, 1000), seg(9, 1000, 1000)], &cfg, 1000, true),
             None
         );
         // 30% deleted: rewritten alone.
@@ -331,7 +340,8 @@ mod tests {
             pick(
                 &[seg(1, 1000, 700), seg(2, 4000, 4000), seg(9, 10, 10)],
                 &cfg,
-                1000
+                1000,
+                false
             ),
             Some(vec![1])
         );
@@ -339,14 +349,21 @@ mod tests {
         let mut busy = seg(1, 1000, 1000);
         busy.busy = true;
         assert_eq!(
-            pick(&[busy, seg(2, 1000, 1000), seg(9, 0, 0)], &cfg, 1000),
+            pick(&[busy, seg(2, 1000, 1000), seg(9, 0, 0)], &cfg, 1000, true),
             None
         );
         let off = CompactionConfig {
             enabled: false,
             ..CompactionConfig::default()
         };
-        assert_eq!(pick(&[seg(1, 1000, 0), seg(9, 0, 0)], &off, 1000), None);
+        assert_eq!(
+            pick(&[seg(1, 1000, 0), seg(9, 0, 0)], &off, 1000, true),
+            None
+        );
+        // At rest, a smaller segment joins a larger one it fills a quarter of; not before.
+        let rest = [seg(1, 4000, 4000), seg(2, 2000, 2000), seg(9, 0, 0)];
+        assert_eq!(pick(&rest, &cfg, 1000, false), None);
+        assert_eq!(pick(&rest, &cfg, 1000, true), Some(vec![2, 1]));
     }
 
     #[test]

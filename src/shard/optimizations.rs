@@ -137,6 +137,7 @@ impl Shard {
             &state.segments,
             &config.compaction,
             config.effective_seal_threshold(),
+            self.at_rest(),
         )
         .unwrap_or_default();
         let live = |id: u32| state.segment(id).map_or(0, |s| s.live_count);

@@ -93,13 +93,22 @@ impl Shard {
         self.inner.last_write_ms.store(now_ms(), Ordering::SeqCst);
     }
 
+    /// Whether no write reached the shard for `compaction.idle_seal_ms` (never, with idle
+    /// sealing off): the merges at rest of [`super::merge_policy`] may then run.
+    pub(super) fn at_rest(&self) -> bool {
+        let idle_ms = self.inner.config.compaction.idle_seal_ms;
+        idle_ms > 0
+            && now_ms().saturating_sub(self.inner.last_write_ms.load(Ordering::SeqCst)) >= idle_ms
+    }
+
     /// Seals the mutable segment if no write reached it for `compaction.idle_seal_ms` and it holds
-    /// more than [`EXACT_SCAN_ROWS`] rows. Returns whether it sealed. Called by the idle timer;
-    /// tests call it directly.
+    /// more than [`EXACT_SCAN_ROWS`] rows; otherwise, at rest, starts a merge at rest if the
+    /// policy has one. Returns whether it sealed. Called by the idle timer; tests call it
+    /// directly.
     pub fn seal_if_idle(&self) -> bool {
         let idle_ms = self.inner.config.compaction.idle_seal_ms;
         let idle = || now_ms().saturating_sub(self.inner.last_write_ms.load(Ordering::SeqCst));
-        if idle_ms == 0 || idle() < idle_ms {
+        if !self.at_rest() {
             return false;
         }
         let worth = |state: &State| {
@@ -109,6 +118,7 @@ impl Shard {
                 .is_some_and(|s| s.rows > EXACT_SCAN_ROWS)
         };
         if !worth(&super::read(&self.inner.state)) {
+            self.merge_at_rest();
             return false;
         }
         let mut state = super::write(&self.inner.state);
@@ -118,6 +128,29 @@ impl Shard {
         }
         self.seal(&mut state);
         true
+    }
+
+    /// Starts the merge at rest the policy finds, if no compaction runs: looked for under the
+    /// read lock on every tick of the idle timer, so the write lock is taken only when there is
+    /// one to start.
+    fn merge_at_rest(&self) {
+        let config = &self.inner.config;
+        if self.inner.compacting.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        let wanted = {
+            let state = super::read(&self.inner.state);
+            super::compaction::pick(
+                &state.segments,
+                &config.compaction,
+                config.effective_seal_threshold(),
+                true,
+            )
+            .is_some()
+        };
+        if wanted {
+            self.maybe_compact(&mut super::write(&self.inner.state));
+        }
     }
 
     /// Puts the shard on the idle timer when it seals in the background and idle sealing is on.
