@@ -177,36 +177,17 @@ impl IvfPqIndex {
         };
         let rerank = params.rerank;
         let mut pool = TopK::new(super::search::candidates_for(k, rerank));
-        let nprobe = params.nprobe.clamp(1, self.nlist);
-        // The pool keeps rows when re-ranking follows (the vectors are in row order).
-        let keep_rows = rerank > 0;
-        match ids {
-            Some(ids) => with_kernel(
-                self.simd,
-                CodesScan {
-                    index: self,
-                    q: &q,
-                    subset,
-                    nprobe,
-                    pool: &mut pool,
-                    rerank: keep_rows,
-                    // Ids past the set's end are not in it (`RowSet::contains`).
-                    allowed: Some(|id: u32| ids.contains(id as usize)),
-                },
-            ),
-            None => with_kernel(
-                self.simd,
-                CodesScan {
-                    index: self,
-                    q: &q,
-                    subset,
-                    nprobe,
-                    pool: &mut pool,
-                    rerank: keep_rows,
-                    allowed: None::<fn(u32) -> bool>,
-                },
-            ),
-        }
+        let scan = CodesScan {
+            index: self,
+            q: &q,
+            subset,
+            nprobe: params.nprobe.clamp(1, self.nlist),
+            pool: &mut pool,
+            // The pool keeps rows when re-ranking follows (the vectors are in row order).
+            rerank: rerank > 0,
+            allowed: ids,
+        };
+        with_kernel(self.simd, scan);
         let best = pool.into_sorted_vec();
         if rerank == 0 {
             return best;
@@ -219,7 +200,7 @@ impl IvfPqIndex {
 const PREFETCH_BLOCKS: usize = 2;
 
 /// One scan of a [`SubsetCodes`] into a pool (see the module doc).
-struct CodesScan<'s, A> {
+struct CodesScan<'s> {
     index: &'s IvfPqIndex,
     /// The query as rows are stored.
     q: &'s [f32],
@@ -229,11 +210,11 @@ struct CodesScan<'s, A> {
     pool: &'s mut TopK,
     /// Whether the pool keeps each entry's row (for re-ranking) rather than its id.
     rerank: bool,
-    /// Whether an entry's id may be a hit (the filter); `None`: every entry may.
-    allowed: Option<A>,
+    /// The ids that may be hits (the filter); `None`: every entry may, and no id is read.
+    allowed: Option<&'s RowSet>,
 }
 
-impl<A: Fn(u32) -> bool> WithKernel for CodesScan<'_, A> {
+impl WithKernel for CodesScan<'_> {
     fn run<Kern: Kernel>(self, kernel: Kern) {
         let CodesScan {
             index,
@@ -330,7 +311,8 @@ impl<A: Fn(u32) -> bool> WithKernel for CodesScan<'_, A> {
                 &qlut,
                 threshold(pool.threshold()),
                 |i, sum| {
-                    if allowed.as_ref().is_none_or(|allowed| allowed(ids[i])) {
+                    // Ids past the set's end are not in it (`RowSet::contains`).
+                    if allowed.is_none_or(|allowed| allowed.contains(ids[i] as usize)) {
                         let key = if rerank { rows[i] } else { ids[i] };
                         pool.push(key as u64, bias[i] + scale * sum as f32);
                     }
