@@ -106,19 +106,25 @@ pub(super) fn pick(
 }
 
 impl Shard {
+    /// The merge the policy would start next on `segments` ([`pick`] under this shard's
+    /// settings).
+    pub(super) fn next_merge(&self, segments: &[Segment], at_rest: bool) -> Option<Vec<u32>> {
+        let config = &self.inner.config;
+        pick(
+            segments,
+            &config.compaction,
+            config.effective_seal_threshold(),
+            at_rest,
+        )
+    }
+
     /// Starts a compaction if the policy finds work and none is running. Called with the write
     /// lock held, after commands that delete rows and after jobs end.
     pub(super) fn maybe_compact(&self, state: &mut State) {
-        let config = &self.inner.config;
         if self.inner.compacting.load(Ordering::SeqCst) > 0 {
             return;
         }
-        let Some(ids) = pick(
-            &state.segments,
-            &config.compaction,
-            config.effective_seal_threshold(),
-            self.at_rest(),
-        ) else {
+        let Some(ids) = self.next_merge(&state.segments, self.at_rest()) else {
             return;
         };
         let (new_id, sources) = self.begin_merge(state, &ids);

@@ -132,14 +132,9 @@ impl Shard {
             .cloned()
             .collect();
         let state = read(&self.inner.state);
-        let config = &self.inner.config;
-        let next = super::compaction::pick(
-            &state.segments,
-            &config.compaction,
-            config.effective_seal_threshold(),
-            self.at_rest(),
-        )
-        .unwrap_or_default();
+        let next = self
+            .next_merge(&state.segments, self.at_rest())
+            .unwrap_or_default();
         let live = |id: u32| state.segment(id).map_or(0, |s| s.live_count);
         let queued = if next.is_empty() {
             Vec::new()

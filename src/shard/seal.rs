@@ -106,8 +106,6 @@ impl Shard {
     /// policy has one. Returns whether it sealed. Called by the idle timer; tests call it
     /// directly.
     pub fn seal_if_idle(&self) -> bool {
-        let idle_ms = self.inner.config.compaction.idle_seal_ms;
-        let idle = || now_ms().saturating_sub(self.inner.last_write_ms.load(Ordering::SeqCst));
         if !self.at_rest() {
             return false;
         }
@@ -123,7 +121,7 @@ impl Shard {
         }
         let mut state = super::write(&self.inner.state);
         // A write may have landed between the checks.
-        if !worth(&state) || idle() < idle_ms {
+        if !worth(&state) || !self.at_rest() {
             return false;
         }
         self.seal(&mut state);
@@ -134,20 +132,12 @@ impl Shard {
     /// read lock on every tick of the idle timer, so the write lock is taken only when there is
     /// one to start.
     fn merge_at_rest(&self) {
-        let config = &self.inner.config;
         if self.inner.compacting.load(Ordering::SeqCst) > 0 {
             return;
         }
-        let wanted = {
-            let state = super::read(&self.inner.state);
-            super::compaction::pick(
-                &state.segments,
-                &config.compaction,
-                config.effective_seal_threshold(),
-                true,
-            )
-            .is_some()
-        };
+        let wanted = self
+            .next_merge(&super::read(&self.inner.state).segments, true)
+            .is_some();
         if wanted {
             self.maybe_compact(&mut super::write(&self.inner.state));
         }
