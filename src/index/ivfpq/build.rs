@@ -253,6 +253,7 @@ fn encode_residuals(
         .enumerate()
         .for_each(|(chunk, (out, rows))| {
             let mut residual = vec![0.0f32; dim];
+            let mut scratch = pq.encode_scratch();
             for (i, (c, &r)) in out.chunks_exact_mut(m).zip(rows).enumerate() {
                 let list = list_of(chunk * CHUNK + i) as usize;
                 let cent = &centroids[list * dim..][..dim];
@@ -263,7 +264,7 @@ fn encode_residuals(
                 {
                     *o = x - cv;
                 }
-                pq.encode(&residual, c);
+                pq.encode_with(&residual, c, &mut scratch);
             }
         });
     codes
