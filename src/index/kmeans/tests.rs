@@ -150,6 +150,8 @@ fn gemm_and_pairwise_assignments_agree_with_brute_force() {
         (1000usize, 17usize, 5usize),
         (3000, 32, 100),
         (700, 128, 300),
+        // Past 1,024 centroids the products take them in chunks (`gemm_blocking`).
+        (600, 16, 1500),
     ] {
         let data: Vec<f32> = (0..n * dim)
             .map(|_| rng.random_range(-1.0f32..1.0))
@@ -279,7 +281,12 @@ fn nearest_centroids_sorted_and_metric_aware() {
 #[test]
 fn inner_product_assignment_is_argmax_dot() {
     let mut rng = ChaCha8Rng::seed_from_u64(8);
-    for (n, dim, k) in [(500usize, 128usize, 8usize), (500, 8, 256), (300, 64, 100)] {
+    for (n, dim, k) in [
+        (500usize, 128usize, 8usize),
+        (500, 8, 256),
+        (300, 64, 100),
+        (300, 16, 1100),
+    ] {
         let data: Vec<f32> = (0..n * dim)
             .map(|_| rng.random_range(-1.0f32..1.0))
             .collect();
