@@ -366,7 +366,7 @@ mod tests {
             pick(&[seg(1, 1000, 0), seg(9, 0, 0)], &off, 1000, true),
             None
         );
-        // At rest, a smaller segment joins a larger one it fills a quarter of; not before.
+        // At rest, a smaller segment joins a larger one it fills a tenth of; not before.
         let rest = [seg(1, 4000, 4000), seg(2, 2000, 2000), seg(9, 0, 0)];
         assert_eq!(pick(&rest, &cfg, 1000, false), None);
         assert_eq!(pick(&rest, &cfg, 1000, true), Some(vec![2, 1]));
