@@ -318,6 +318,12 @@ impl ProductQuantizer {
     /// callers that encode many rows: the buffer is made once, not per row. (A 64 KiB stack
     /// array zeroed on every call had been a tenth of a 1M-row build.)
     pub fn encode_with(&self, x: &[f32], codes: &mut [u8], scratch: &mut [f32]) {
+        assert!(
+            scratch.len() >= self.ksub,
+            "encode_with: a buffer of {} floats holds no table of {}",
+            scratch.len(),
+            self.ksub
+        );
         multiversion!(self.avx512, self.encode_impl(x, codes, scratch))
     }
 
