@@ -176,6 +176,11 @@ impl Coarse8 {
         self.abs_sums[l]
     }
 
+    /// `Σ_d |k[l][d]|` of every list, in list order.
+    pub fn abs_sums(&self) -> &[f32] {
+        &self.abs_sums
+    }
+
     /// `out[l] ≈ <q, centroid l>` for every list (`out.len() == nlist`, `q.len() == dim`), each
     /// within the returned bound of the exact product. A query with a non-finite value gets an
     /// infinite bound.

@@ -106,14 +106,24 @@ impl IvfPqIndex {
             }
         };
         // A score's error is the product's, doubled for L2, plus float rounding of the sums
-        // (covered by a relative slack on their magnitude). `dots` becomes the scores.
+        // (covered by a relative slack on their magnitude). `dots` becomes the scores, in one
+        // branch-free pass over slices that vectorises (indexed per list, with the metric
+        // tested inside, it was scalar: a large share of `probe`'s 15% of a query at nlist
+        // 4096 in perf). Doubling is exact, so the values are those of `score` and the bound.
         let factor = if l2 { 2.0 } else { 1.0 };
+        let (per, fixed) = (factor * bound.per_abs_code, factor * bound.fixed);
         let mut errors = vec![0.0f32; self.nlist];
-        for (l, (d, e)) in dots.iter_mut().zip(&mut errors).enumerate() {
-            let cn = if l2 { self.centroid_norms[l] } else { 0.0 };
-            let err = factor * (bound.per_abs_code * coarse8.abs_sum(l) + bound.fixed);
-            *e = err * (1.0 + 1e-3) + 1e-5 * (qn + cn + factor * d.abs());
-            *d = score(l, *d);
+        let lists = dots.iter_mut().zip(&mut errors).zip(coarse8.abs_sums());
+        if l2 {
+            for (((d, e), &abs), &cn) in lists.zip(&self.centroid_norms) {
+                *e = (per * abs + fixed) * (1.0 + 1e-3) + 1e-5 * (qn + cn + factor * d.abs());
+                *d = qn + cn - 2.0 * *d;
+            }
+        } else {
+            for ((d, e), &abs) in lists {
+                *e = (per * abs + fixed) * (1.0 + 1e-3) + 1e-5 * (factor * d.abs());
+                *d = -*d;
+            }
         }
         let scores = dots;
         let mut worst_case = TopK::new(nprobe);
