@@ -34,12 +34,27 @@ pub fn vec_for(i: u64, dim: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A loopback port free at the time of the call, for a server the test starts next.
+///
+/// Taken below Linux's ephemeral range (32768–60999 by default): a port bound to 0 and released
+/// comes from that range, where the kernel may hand it to one of the tests' own outgoing
+/// connections before the server binds it (a cluster node once failed to start so: "Address
+/// already in use"). Each test process walks the range from its own pid-spread start, so
+/// binaries running at once rarely try the same port, and never hands out one port twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 impl Server {
