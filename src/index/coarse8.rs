@@ -86,7 +86,7 @@ impl Level {
 }
 
 /// What [`Coarse8::approx_dots`] reports besides the products: list `l`'s error bound is
-/// `per_abs_code * abs_sum(l) + fixed`.
+/// `per_abs_code * abs_sums()[l] + fixed`.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorBound {
     /// Half the query's step (`α / 2`).
@@ -170,13 +170,8 @@ impl Coarse8 {
         self.blocks.len() + self.scales.len() * 4 + self.nlist * 8
     }
 
-    /// `Σ_d |k[l][d]|` of list `l`: its error bound is `per_abs_code * abs_sum(l) + fixed`.
-    #[inline]
-    pub fn abs_sum(&self, l: usize) -> f32 {
-        self.abs_sums[l]
-    }
-
-    /// `Σ_d |k[l][d]|` of every list, in list order.
+    /// `Σ_d |k[l][d]|` of every list, in list order: list `l`'s error bound is
+    /// `per_abs_code * abs_sums()[l] + fixed`.
     pub fn abs_sums(&self) -> &[f32] {
         &self.abs_sums
     }
@@ -358,7 +353,7 @@ mod tests {
                 let bound = table.approx_dots(&q, &mut approx);
                 for (l, c) in centroids.chunks_exact(dim).enumerate() {
                     let exact: f64 = c.iter().zip(&q).map(|(a, b)| *a as f64 * *b as f64).sum();
-                    let b = bound.per_abs_code * table.abs_sum(l) + bound.fixed;
+                    let b = bound.per_abs_code * table.abs_sums()[l] + bound.fixed;
                     let err = (approx[l] as f64 - exact).abs();
                     assert!(
                         err <= b as f64 * 1.0001 + 1e-4,
