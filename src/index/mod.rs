@@ -12,6 +12,7 @@ pub mod ivfpq;
 pub mod kmeans;
 pub mod knn;
 pub mod pq;
+pub mod reservoir;
 pub mod rowset;
 pub mod slab;
 pub mod sq8;
@@ -19,6 +20,7 @@ pub mod topk;
 
 pub use error::IndexError;
 pub use flat::FlatIndex;
+pub use reservoir::Reservoir;
 pub use rowset::RowSet;
 pub use topk::TopK;
 

@@ -8,7 +8,7 @@ use super::scanner::{ListScanner, ScanWith, with_scanner};
 use super::{IvfPqIndex, SearchParams, SubsetLists};
 use crate::index::coarse8::Coarse8;
 use crate::index::distance::{self, normalize};
-use crate::index::{Metric, Neighbor, RowSet, TopK};
+use crate::index::{Metric, Neighbor, Reservoir, RowSet, TopK};
 
 /// A re-rank goes through the 8-bit codes (when the index has them) once its pool holds at
 /// least this many candidates per hit asked for. Measured on MiniLM (384-d, nlist 256,
@@ -230,7 +230,7 @@ impl IvfPqIndex {
     ) -> Option<GridSearch<'a>> {
         let q = self.prepared(query, k)?.into_owned();
         let probes = self.probe(&q, max_nprobe.clamp(1, self.nlist));
-        let pool = TopK::new(if self.has_spills() {
+        let pool = Reservoir::new(if self.has_spills() {
             k.saturating_mul(2)
         } else {
             k
@@ -277,7 +277,7 @@ impl IvfPqIndex {
         // is twice (each takes at most two places, so the j-th best has at most 2(j - 1)
         // entries ahead of its best one).
         let wanted = candidates_for(k, params.rerank);
-        let mut pool = TopK::new(if spilled {
+        let mut pool = Reservoir::new(if spilled {
             wanted.saturating_mul(2)
         } else {
             wanted
@@ -487,7 +487,7 @@ pub struct GridSearch<'a> {
     /// Every list the last step probes, closest first.
     probes: Vec<(usize, f32)>,
     /// The best candidates by code distance over the lists scanned so far (ids).
-    pool: TopK,
+    pool: Reservoir,
     k: usize,
     ids: Option<&'a RowSet>,
     /// Lists of `probes` scanned so far.
@@ -529,7 +529,7 @@ impl GridSearch<'_> {
 struct ScanProbes<'s, K, A> {
     /// `(list, coarse term)`, closest first.
     probes: &'s [(usize, f32)],
-    pool: &'s mut TopK,
+    pool: &'s mut Reservoir,
     /// Row → what the pool keeps (the id, or the row itself when re-ranking follows).
     key: K,
     /// Whether a row may be a hit (the filter).

@@ -40,7 +40,7 @@
 use super::scanner::{WithKernel, with_kernel};
 use super::{IvfPqIndex, SearchParams, move_code};
 use crate::index::fastscan::{self, BLOCK, Kernel};
-use crate::index::{Metric, Neighbor, RowSet, TopK};
+use crate::index::{Metric, Neighbor, Reservoir, RowSet};
 
 /// A chosen set of rows' codes in one run of fast-scan blocks, in list order, with what each
 /// row's offset needs (see the module doc).
@@ -176,7 +176,7 @@ impl IvfPqIndex {
             return Vec::new();
         };
         let rerank = params.rerank;
-        let mut pool = TopK::new(super::search::candidates_for(k, rerank));
+        let mut pool = Reservoir::new(super::search::candidates_for(k, rerank));
         let scan = CodesScan {
             index: self,
             q: &q,
@@ -207,7 +207,7 @@ struct CodesScan<'s> {
     subset: &'s SubsetCodes,
     /// Lists whose blocks are scanned first.
     nprobe: usize,
-    pool: &'s mut TopK,
+    pool: &'s mut Reservoir,
     /// Whether the pool keeps each entry's row (for re-ranking) rather than its id.
     rerank: bool,
     /// The ids that may be hits (the filter); `None`: every entry may, and no id is read.
