@@ -79,10 +79,22 @@ impl Reservoir {
         self.threshold = self.kept[k - 1].distance;
     }
 
+    /// The `k` best in no particular order: for a caller that re-scores them anyway (re-ranking
+    /// reads them by row), which then pays no sort.
+    pub fn into_vec(mut self) -> Vec<Neighbor> {
+        if self.kept.len() > self.k {
+            self.cut();
+        }
+        self.kept
+    }
+
     /// The `k` best, closest first, ties by id.
     pub fn into_sorted_vec(mut self) -> Vec<Neighbor> {
+        // Only the best `k` are sorted (a cut needs `k >= 1`, which holds when more are kept).
+        if self.kept.len() > self.k {
+            self.cut();
+        }
         self.kept.sort_unstable_by(cmp_neighbors);
-        self.kept.truncate(self.k);
         self.kept
     }
 }
@@ -116,7 +128,11 @@ mod tests {
                     res.push(id, d);
                     assert!(res.threshold() >= heap.threshold(), "k {k} n {n}");
                 }
-                assert_eq!(res.into_sorted_vec(), heap.into_sorted_vec(), "k {k} n {n}");
+                let mut unsorted = res.clone().into_vec();
+                unsorted.sort_unstable_by(cmp_neighbors);
+                let want = heap.into_sorted_vec();
+                assert_eq!(unsorted, want, "k {k} n {n}");
+                assert_eq!(res.into_sorted_vec(), want, "k {k} n {n}");
             }
         }
     }

@@ -8,6 +8,7 @@ use super::scanner::{ListScanner, ScanWith, with_scanner};
 use super::{IvfPqIndex, SearchParams, SubsetLists};
 use crate::index::coarse8::Coarse8;
 use crate::index::distance::{self, normalize};
+use crate::index::topk::cmp_neighbors;
 use crate::index::{Metric, Neighbor, Reservoir, RowSet, TopK};
 
 /// A re-rank goes through the 8-bit codes (when the index has them) once its pool holds at
@@ -296,15 +297,20 @@ impl IvfPqIndex {
                 allowed,
             },
         );
+        if rerank {
+            // Re-ranking re-scores the rows whatever their order: no sort.
+            let mut best = pool.into_vec();
+            if spilled {
+                best = best_of_each_id(best, wanted);
+            }
+            return self.reranked(&q, k, &best);
+        }
         let mut best = pool.into_sorted_vec();
         if spilled {
             keep_first_of_each_id(&mut best);
             best.truncate(wanted);
         }
-        if !rerank {
-            return best;
-        }
-        self.reranked(&q, k, &best)
+        best
     }
 
     /// The exact `k` nearest of the candidate rows `best` (a pool that kept rows, not ids) to
@@ -444,6 +450,47 @@ impl IvfPqIndex {
     }
 }
 
+/// The `wanted` best `(distance, id)` entries of `hits` after each id keeps only its best
+/// entry, in no particular order: what [`keep_first_of_each_id`] and a truncation leave of the
+/// same entries sorted, without sorting them. Ids are told apart by a small open-addressing
+/// table (the pool is a few hundred entries at most); sorting them by distance and then by id
+/// was 5-8% of a 1M × 128 query in perf.
+fn best_of_each_id(hits: Vec<Neighbor>, wanted: usize) -> Vec<Neighbor> {
+    const EMPTY: u32 = u32::MAX;
+    let slots = (2 * hits.len()).next_power_of_two().max(16);
+    let mask = slots - 1;
+    let mut table = vec![EMPTY; slots];
+    let mut out: Vec<Neighbor> = Vec::with_capacity(hits.len());
+    for h in hits {
+        // Fibonacci hashing of the id; the top bits are the best mixed.
+        let mut i = (h.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & mask;
+        loop {
+            match table[i] {
+                EMPTY => {
+                    table[i] = out.len() as u32;
+                    out.push(h);
+                    break;
+                }
+                at if out[at as usize].id == h.id => {
+                    let kept = &mut out[at as usize];
+                    if cmp_neighbors(&h, kept).is_lt() {
+                        *kept = h;
+                    }
+                    break;
+                }
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+    if wanted == 0 {
+        out.clear();
+    } else if out.len() > wanted {
+        out.select_nth_unstable_by(wanted - 1, cmp_neighbors);
+        out.truncate(wanted);
+    }
+    out
+}
+
 /// Drops every entry whose id an earlier entry has: with `hits` sorted by distance, each id
 /// keeps its best. A sort of positions by id rather than a hash set: pools are a few dozen.
 fn keep_first_of_each_id(hits: &mut Vec<Neighbor>) {
@@ -561,6 +608,37 @@ impl<K: Fn(usize) -> u64, A: Fn(usize) -> bool> ScanWith for ScanProbes<'_, K, A
                 }
                 pool.threshold()
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    #[test]
+    fn best_of_each_id_keeps_what_sorting_and_deduplicating_keeps() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for n in [0usize, 1, 3, 40, 160, 320] {
+            for wanted in [0usize, 1, 10, 80, 400] {
+                // Ids repeat (a spilled row met twice) and distances tie.
+                let hits: Vec<Neighbor> = (0..n)
+                    .map(|_| Neighbor {
+                        id: rng.random_range(0..(n as u64 / 2).max(1)),
+                        distance: rng.random_range(0..30) as f32,
+                    })
+                    .collect();
+                let mut want = hits.clone();
+                want.sort_unstable_by(cmp_neighbors);
+                keep_first_of_each_id(&mut want);
+                want.truncate(wanted);
+                let mut got = best_of_each_id(hits, wanted);
+                got.sort_unstable_by(cmp_neighbors);
+                assert_eq!(got, want, "n {n} wanted {wanted}");
+            }
         }
     }
 }

@@ -188,11 +188,11 @@ impl IvfPqIndex {
             allowed: ids,
         };
         with_kernel(self.simd, scan);
-        let best = pool.into_sorted_vec();
         if rerank == 0 {
-            return best;
+            return pool.into_sorted_vec();
         }
-        self.reranked(&q, k, &best)
+        // Re-ranking re-scores the rows whatever their order: no sort.
+        self.reranked(&q, k, &pool.into_vec())
     }
 }
 
