@@ -16,12 +16,14 @@
 //! only lets a scan report a few more candidates.
 
 use super::Neighbor;
-use super::topk::cmp_neighbors;
+use super::topk::{admits, cmp_neighbors};
 
 /// Bounded selection of the `k` smallest `(distance, id)` pairs, kept unordered.
 #[derive(Clone, Debug)]
 pub struct Reservoir {
     k: usize,
+    /// Kept entries that trigger a cut: `2k` (saturating: `k` may come from a request).
+    cut_at: usize,
     kept: Vec<Neighbor>,
     /// No kept candidate's distance is above it once `k` are kept; `+inf` before, `-inf` when
     /// `k == 0`. Candidates strictly above it are refused.
@@ -33,6 +35,7 @@ impl Reservoir {
     pub fn new(k: usize) -> Self {
         Reservoir {
             k,
+            cut_at: k.saturating_mul(2),
             // Cap the up-front allocation: `k` may come from a request.
             kept: Vec::with_capacity(k.saturating_mul(2).min(8192)),
             threshold: if k == 0 {
@@ -52,9 +55,7 @@ impl Reservoir {
     /// Offers a candidate; NaN distances are ignored, ids are not deduplicated.
     #[inline(always)]
     pub fn push(&mut self, id: u64, distance: f32) {
-        // One comparison that also rejects NaN.
-        #[allow(clippy::neg_cmp_op_on_partial_ord)]
-        if !(distance <= self.threshold) {
+        if !admits(distance, self.threshold) {
             return;
         }
         self.kept.push(Neighbor { id, distance });
@@ -65,7 +66,7 @@ impl Reservoir {
                 .iter()
                 .map(|n| n.distance)
                 .fold(f32::MIN, f32::max);
-        } else if self.kept.len() >= 2 * self.k {
+        } else if self.kept.len() >= self.cut_at {
             self.cut();
         }
     }
@@ -110,7 +111,7 @@ mod tests {
     #[test]
     fn keeps_what_a_heap_keeps() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        for k in [0usize, 1, 2, 7, 80, 160] {
+        for k in [0usize, 1, 2, 7, 80, 160, usize::MAX] {
             for n in [0usize, 1, 5, 100, 3000] {
                 // Few distinct distances, so ties at the threshold are common; some NaN.
                 let cands: Vec<(u64, f32)> = (0..n)

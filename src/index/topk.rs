@@ -81,12 +81,9 @@ impl TopK {
     /// `(distance, id)`. NaN distances are ignored. Ids are not deduplicated.
     #[inline(always)]
     pub fn push(&mut self, id: u64, distance: f32) {
-        // One comparison that also rejects NaN.
-        #[allow(clippy::neg_cmp_op_on_partial_ord)]
-        if !(distance <= self.threshold) {
-            return;
+        if admits(distance, self.threshold) {
+            self.push_slow(Entry { distance, id });
         }
-        self.push_slow(Entry { distance, id });
     }
 
     #[inline]
@@ -171,6 +168,13 @@ impl Extend<Neighbor> for TopK {
             self.push(n.id, n.distance);
         }
     }
+}
+
+/// Whether a candidate at `distance` may enter a selection whose threshold is `threshold`: at
+/// or below it, and not NaN, in one comparison (the hot path of every scan).
+#[inline(always)]
+pub(crate) fn admits(distance: f32, threshold: f32) -> bool {
+    distance <= threshold
 }
 
 /// The total `(distance, id)` order every result list uses.
