@@ -33,11 +33,12 @@ pub struct Reservoir {
 impl Reservoir {
     /// An empty selection that will keep the `k` best.
     pub fn new(k: usize) -> Self {
+        let cut_at = k.saturating_mul(2);
         Reservoir {
             k,
-            cut_at: k.saturating_mul(2),
+            cut_at,
             // Cap the up-front allocation: `k` may come from a request.
-            kept: Vec::with_capacity(k.saturating_mul(2).min(8192)),
+            kept: Vec::with_capacity(cut_at.min(8192)),
             threshold: if k == 0 {
                 f32::NEG_INFINITY
             } else {
