@@ -906,6 +906,15 @@ impl CompiledFilter {
                 .is_none_or(|(cs, n)| cs.iter().filter(|c| holds(c)).take(*n).count() >= *n)
     }
 
+    /// Whether the filter is one `must` condition and nothing else: its matches are exactly
+    /// that condition's.
+    pub(crate) fn is_single_must(&self) -> bool {
+        self.must.len() == 1
+            && self.should.is_empty()
+            && self.must_not.is_empty()
+            && self.min_should.is_none()
+    }
+
     /// Whether the filter lets every point through (so that no row set needs building).
     pub fn is_empty(&self) -> bool {
         self.must.is_empty()

@@ -495,12 +495,83 @@ fn matches_listed_from_postings_are_the_matches_of_the_whole_segment() {
                     nonempty += usize::from(!rows.is_empty());
                 }
                 planner::Matches::Set(s) => assert_eq!(s, set),
+                planner::Matches::Posting(d) => assert_eq!(d.rows, set),
             }
         }
     }
     assert!(
         listed > 200 && nonempty > 100,
         "{listed} listed, {nonempty} found rows"
+    );
+}
+
+/// A filter that is one indexed condition answered by a dense posting, in a segment with no
+/// row deleted, takes the posting's own set as its matches (shared, not copied), and that set
+/// is the matches; once a row is deleted the matches are a set of their own again, without it.
+#[test]
+fn a_dense_posting_is_the_matches_until_a_row_is_deleted() {
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    let shard = Shard::new_inline_builds(config(8, Metric::L2, 1000));
+    let (mut model, mut index) = (Points::new(), 0);
+    upsert(&shard, &mut model, &mut index, &mut rng, 0..1500);
+    index_all(&shard, &mut index);
+    let single: CompiledFilter = serde_json::from_value::<Filter>(json!({
+        "must": [{"key": "b", "match": {"value": true}}]
+    }))
+    .unwrap()
+    .compile()
+    .unwrap();
+    let with_more: CompiledFilter = serde_json::from_value::<Filter>(json!({
+        "must": [{"key": "b", "match": {"value": true}}],
+        "must_not": [{"key": "n", "range": {"lt": 0}}]
+    }))
+    .unwrap()
+    .compile()
+    .unwrap();
+    let built = |shard: &Shard| {
+        shard
+            .view()
+            .into_iter()
+            .find(|s| matches!(s.body, SegBody::Ivf(_)))
+            .expect("a sealed segment")
+    };
+    let seg = built(&shard);
+    let want = planner::allowed(&seg, Some(&single));
+    assert!(want.count() * 32 >= seg.rows, "the posting is dense");
+    match planner::matches(&seg, Some(&single)) {
+        planner::Matches::Posting(d) => {
+            assert_eq!(d.rows, want);
+            assert_eq!(d.count as usize, want.count());
+        }
+        other => panic!("expected the posting's set, got {other:?}"),
+    }
+    // More than the one condition: a set of its own, with the same rows where `n` is never
+    // negative.
+    assert!(matches!(
+        planner::matches(&seg, Some(&with_more)),
+        planner::Matches::Set(_)
+    ));
+
+    let doomed = (0..seg.rows)
+        .find(|&r| want.contains(r))
+        .and_then(|r| seg.body.point(r))
+        .unwrap();
+    index += 1;
+    shard
+        .apply(index, &ShardCommand::Delete { ids: vec![doomed] })
+        .unwrap();
+    let seg = built(&shard);
+    let want = planner::allowed(&seg, Some(&single));
+    match planner::matches(&seg, Some(&single)) {
+        planner::Matches::Set(s) => assert_eq!(s, want),
+        other => panic!("expected a set without the deleted row, got {other:?}"),
+    }
+    assert_eq!(
+        shard.count(Some(&single)),
+        model
+            .iter()
+            .filter(|(id, (_, p))| **id != doomed && single.matches(id, Some(p)))
+            .count()
     );
 }
 

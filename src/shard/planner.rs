@@ -32,7 +32,7 @@
 
 use super::column::Column;
 use super::filter::{CompiledFilter, Cond};
-use super::payload_index::{Answer, PayloadIndex, Sure};
+use super::payload_index::{Answer, DensePosting, PayloadIndex, Sure};
 use super::point::{Payload, PointId};
 use super::segment::{CHUNK_ROWS, Chunk, IvfSeg, SegBody, Segment};
 use super::values::JsonPath;
@@ -216,6 +216,7 @@ impl<S: RowSource> Ctx<'_, S> {
         &self,
         f: &CompiledFilter,
         live: &RowSet,
+        all_live: bool,
         list: impl Fn(usize) -> bool,
     ) -> Matches {
         let must = self.must_answers(f);
@@ -223,6 +224,19 @@ impl<S: RowSource> Ctx<'_, S> {
             && usize::try_from(ans.estimate()).is_ok_and(list)
         {
             return Matches::List(self.listed(f, &must, live));
+        }
+        // One indexed condition whose posting is a set over every row and sure of each, and no
+        // row deleted: that set is the matches, shared instead of copied and narrowed (for a 50%
+        // filter on 1M rows, a 125 KB copy, a pass over it and a count per query, ~15% of the
+        // search).
+        if all_live
+            && f.is_single_must()
+            && let Some((_, Some(ans))) = must.first()
+            && ans.check.is_empty()
+            && let Sure::Rows(dense) = &ans.sure
+            && dense.rows.len() == live.len()
+        {
+            return Matches::Posting(Arc::clone(dense));
         }
         Matches::Set(self.filter_with(f, must, live.clone()))
     }
@@ -354,12 +368,14 @@ impl<S: RowSource> Ctx<'_, S> {
 pub const SPARSE_SHARE: usize = 256;
 
 /// The live rows of a segment a filter lets through.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(super) enum Matches {
     /// As a set over the segment's rows.
     Set(RowSet),
     /// Ascending, as found from a payload index's postings ([`SPARSE_SHARE`]).
     List(Vec<u32>),
+    /// A dense posting's set over the segment's rows, when it is exactly the matches.
+    Posting(Arc<DensePosting>),
 }
 
 impl Matches {
@@ -368,6 +384,7 @@ impl Matches {
         match self {
             Matches::Set(s) => s.count(),
             Matches::List(l) => l.len(),
+            Matches::Posting(d) => d.count as usize,
         }
     }
 }
@@ -412,9 +429,9 @@ fn matches_listing_if(
     list: impl Fn(usize) -> bool,
 ) -> Matches {
     match (&seg.body, filter.filter(|f| !f.is_empty())) {
-        (SegBody::Ivf(ivf), Some(f)) => {
-            with_ctx(ivf, |ctx| ctx.matches_listing_if(f, &seg.live, list))
-        }
+        (SegBody::Ivf(ivf), Some(f)) => with_ctx(ivf, |ctx| {
+            ctx.matches_listing_if(f, &seg.live, seg.live_count == seg.rows, list)
+        }),
         _ => Matches::Set(allowed(seg, filter)),
     }
 }

@@ -148,6 +148,7 @@ impl Shard {
                     let (pass, matching) = match &found {
                         Some(Matches::Set(s)) => (Pass::Set(s), s.count()),
                         Some(Matches::List(l)) => (Pass::List(l), l.len()),
+                        Some(Matches::Posting(d)) => (Pass::Set(&d.rows), d.count as usize),
                         None => (Pass::Set(&seg.live), seg.live_count),
                     };
                     if matching == 0 {

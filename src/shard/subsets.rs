@@ -62,8 +62,7 @@ pub(super) struct SubsetChoice {
 /// Of `f`'s `must` conditions that are an equality a payload index answers with one posting,
 /// the one with the fewest rows: every match of `f` is in its posting.
 pub(super) fn choose(index: &PayloadIndex, f: &CompiledFilter) -> Option<SubsetChoice> {
-    let whole =
-        f.must.len() == 1 && f.should.is_empty() && f.must_not.is_empty() && f.min_should.is_none();
+    let whole = f.is_single_must();
     f.must
         .iter()
         .filter_map(|c| match c {

@@ -263,6 +263,10 @@ pub struct IvfPqIndex {
     spill_offsets: Slab<u64>,
     /// The row each spilled entry copies.
     spill_rows: Slab<u32>,
+    /// The id of each spilled entry's row (derived, 8 bytes an entry), in `spill_rows`' order:
+    /// a filtered scan reads a spilled candidate's id beside its code, where reading it through
+    /// its row was a cache miss each (the row is another list's).
+    spill_ids: Vec<u64>,
     /// 4-bit: byte offset of each list's first block (derived); 8-bit: empty.
     block_offsets: Vec<usize>,
     /// L2 with 4-bit codes: `nlist * m * 16` floats of [`ProductQuantizer::residual_terms`] per
@@ -402,6 +406,7 @@ impl IvfPqIndex {
             + self.coarse8.as_ref().map_or(0, Coarse8::memory_bytes)
             + (self.list_offsets.len() + self.spill_offsets.len()) * 8
             + self.spill_rows.len() * 4
+            + self.spill_ids.len() * 8
             + self.block_offsets.len() * size_of::<usize>()
             + (self.precomputed.len() + self.code_terms.len()) * 4
             + self.pq.memory_bytes()

@@ -131,6 +131,10 @@ impl IvfPqIndex {
                 .collect();
             code_terms = per_vector.concat();
         }
+        let spill_ids = spill_rows
+            .iter()
+            .map(|&r| ids.get(r as usize).copied().unwrap_or(u64::MAX))
+            .collect();
         Ok(IvfPqIndex {
             dim,
             metric,
@@ -144,6 +148,7 @@ impl IvfPqIndex {
             list_offsets,
             spill_offsets,
             spill_rows,
+            spill_ids,
             block_offsets,
             precomputed,
             code_terms,

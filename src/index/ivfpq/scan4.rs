@@ -16,7 +16,7 @@
 //! A row's distance is `bias + scale * sum` with `(scale, bias)` from quantising its list's table
 //! ([`fastscan::quantize_lut`]), and the float threshold is turned into a conservative u16 one.
 
-use super::scanner::{ListScanner, prefetch_lines};
+use super::scanner::{EntryId, ListScanner, prefetch_lines};
 use super::{IvfPqIndex, SubsetLists};
 use crate::index::fastscan::{self, Kernel};
 
@@ -42,11 +42,16 @@ pub(super) struct FastScan<'a, K, T> {
     tables: T,
     /// When set, each list's entries in it are scanned instead of the list's own.
     subset: Option<&'a SubsetLists>,
+    /// Every row's id (a subset's entries are named by row, their ids read through it).
+    ids: &'a [u64],
     /// The current list: first row, own rows, the rows of its spilled entries (coded after the
-    /// own rows), packed codes, and its `(scale, bias)`.
+    /// own rows), the ids of both in the same order (no spilled ids for a subset's entries),
+    /// packed codes, and its `(scale, bias)`.
     start: usize,
     own: usize,
     spills: &'a [u32],
+    own_ids: &'a [u64],
+    spill_ids: &'a [u64],
     codes: &'a [u8],
     scale: f32,
     bias: f32,
@@ -66,9 +71,12 @@ impl<'a, K: Kernel, T: ListTables> FastScan<'a, K, T> {
             kernel,
             tables,
             subset,
+            ids: &index.ids,
             start: 0,
             own: 0,
             spills: &[],
+            own_ids: &[],
+            spill_ids: &[],
             codes: &[],
             scale: 1.0,
             bias: 0.0,
@@ -115,19 +123,27 @@ impl<K: Kernel, T: ListTables> ListScanner for FastScan<'_, K, T> {
             // Every entry named by its row, as spilled entries are.
             (self.start, self.own) = (0, 0);
             self.spills = subset.list_rows(list);
+            (self.own_ids, self.spill_ids) = (&[], &[]);
         } else {
             let (start, end) = index.list_rows(list);
             self.start = start;
             self.own = end - start;
             self.spills = index.list_spills(list);
+            self.own_ids = &self.ids[start..end];
+            self.spill_ids = index.list_spill_ids(list);
         }
         self.codes = self.list_codes(list);
         (self.scale, self.bias) = self.tables.set_list(index, list, coarse);
     }
 
     #[inline]
-    fn scan_codes(&mut self, threshold: f32, mut on_candidate: impl FnMut(usize, f32) -> f32) {
+    fn scan_codes(
+        &mut self,
+        threshold: f32,
+        mut on_candidate: impl FnMut(usize, EntryId<'_>, f32) -> f32,
+    ) {
         let (start, own, spills) = (self.start, self.own, self.spills);
+        let (ids, own_ids, spill_ids) = (self.ids, self.own_ids, self.spill_ids);
         let (scale, bias) = (self.scale, self.bias);
         self.kernel.scan_list(
             self.codes,
@@ -137,11 +153,16 @@ impl<K: Kernel, T: ListTables> ListScanner for FastScan<'_, K, T> {
             fastscan::u16_threshold(threshold, scale, bias),
             |i, sum| {
                 // Only rows that may beat the threshold get here: the branch is off the scan.
-                let row = match i.checked_sub(own) {
-                    None => start + i,
-                    Some(s) => spills[s] as usize,
+                let (row, id) = match i.checked_sub(own) {
+                    None => (start + i, EntryId::new(own_ids, i)),
+                    // A subset's entries: named by row alone.
+                    Some(s) if spill_ids.is_empty() => {
+                        let row = spills[s] as usize;
+                        (row, EntryId::new(ids, row))
+                    }
+                    Some(s) => (spills[s] as usize, EntryId::new(spill_ids, s)),
                 };
-                let next = on_candidate(row, bias + scale * sum as f32);
+                let next = on_candidate(row, id, bias + scale * sum as f32);
                 fastscan::u16_threshold(next, scale, bias)
             },
         );

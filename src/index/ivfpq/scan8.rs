@@ -10,13 +10,14 @@
 //!   built for each probed list.
 
 use super::IvfPqIndex;
-use super::scanner::ListScanner;
+use super::scanner::{EntryId, ListScanner};
 use crate::index::pq;
 
-/// The current list of an 8-bit scanner: its first row and its codes.
+/// The current list of an 8-bit scanner: its first row, its codes and its rows' ids.
 struct List<'a> {
     start: usize,
     codes: &'a [u8],
+    ids: &'a [u64],
 }
 
 impl<'a> List<'a> {
@@ -24,6 +25,7 @@ impl<'a> List<'a> {
         List {
             start: 0,
             codes: &[],
+            ids: &[],
         }
     }
 
@@ -32,6 +34,13 @@ impl<'a> List<'a> {
         let (start, end) = index.list_rows(list);
         self.start = start;
         self.codes = &index.codes[start * m..end * m];
+        self.ids = &index.ids[start..end];
+    }
+
+    /// Where the id of the list's `i`-th row is.
+    #[inline]
+    fn id(&self, i: usize) -> EntryId<'a> {
+        EntryId::new(self.ids, i)
     }
 }
 
@@ -64,15 +73,19 @@ impl ListScanner for Pq8Shared<'_> {
     }
 
     #[inline]
-    fn scan_codes(&mut self, threshold: f32, mut on_candidate: impl FnMut(usize, f32) -> f32) {
-        let start = self.list.start;
+    fn scan_codes(
+        &mut self,
+        threshold: f32,
+        mut on_candidate: impl FnMut(usize, EntryId<'_>, f32) -> f32,
+    ) {
+        let (start, list) = (self.list.start, &self.list);
         pq::scan_codes8(
             self.list.codes,
             self.index.pq.m(),
             &self.lut,
             self.bias,
             threshold,
-            |i, d| on_candidate(start + i, d),
+            |i, d| on_candidate(start + i, list.id(i), d),
         );
     }
 }
@@ -111,8 +124,12 @@ impl ListScanner for Pq8Terms<'_> {
     }
 
     #[inline]
-    fn scan_codes(&mut self, threshold: f32, mut on_candidate: impl FnMut(usize, f32) -> f32) {
-        let start = self.list.start;
+    fn scan_codes(
+        &mut self,
+        threshold: f32,
+        mut on_candidate: impl FnMut(usize, EntryId<'_>, f32) -> f32,
+    ) {
+        let (start, list) = (self.list.start, &self.list);
         pq::scan_codes8_terms(
             self.list.codes,
             self.index.pq.m(),
@@ -120,7 +137,7 @@ impl ListScanner for Pq8Terms<'_> {
             self.coarse,
             self.terms,
             threshold,
-            |i, d| on_candidate(start + i, d),
+            |i, d| on_candidate(start + i, list.id(i), d),
         );
     }
 }
@@ -156,15 +173,19 @@ impl ListScanner for Pq8Residual<'_> {
     }
 
     #[inline]
-    fn scan_codes(&mut self, threshold: f32, mut on_candidate: impl FnMut(usize, f32) -> f32) {
-        let start = self.list.start;
+    fn scan_codes(
+        &mut self,
+        threshold: f32,
+        mut on_candidate: impl FnMut(usize, EntryId<'_>, f32) -> f32,
+    ) {
+        let (start, list) = (self.list.start, &self.list);
         pq::scan_codes8(
             self.list.codes,
             self.index.pq.m(),
             &self.lut,
             0.0,
             threshold,
-            |i, d| on_candidate(start + i, d),
+            |i, d| on_candidate(start + i, list.id(i), d),
         );
     }
 }

@@ -34,10 +34,39 @@ pub(super) trait ListScanner {
     fn set_list(&mut self, list: usize, coarse: f32);
 
     /// Scans the current list. For every row whose distance (smaller is closer) may be at most
-    /// `threshold`, calls `on_candidate(row, distance)` with the row in index order; it returns
-    /// the threshold for the rest of the scan (lowered as a top-k fills). A scanner may report
-    /// rows above the threshold, never skip one at or below it.
-    fn scan_codes(&mut self, threshold: f32, on_candidate: impl FnMut(usize, f32) -> f32);
+    /// `threshold`, calls `on_candidate(row, id, distance)` with the row in index order and
+    /// where its id is; it returns the threshold for the rest of the scan (lowered as a top-k
+    /// fills). A scanner may report rows above the threshold, never skip one at or below it.
+    fn scan_codes(
+        &mut self,
+        threshold: f32,
+        on_candidate: impl FnMut(usize, EntryId<'_>, f32) -> f32,
+    );
+}
+
+/// Where a reported row's id is, read only by a caller that asks ([`EntryId::get`]): an array in
+/// the list's own order (its rows' ids, or its spilled entries', see
+/// [`IvfPqIndex::list_spill_ids`]), so that a filter on ids reads them beside the codes. Read
+/// through the row, a spilled candidate's id was a cache miss each (its row is another list's).
+/// Unfiltered re-ranking searches keep rows and never read an id.
+#[derive(Clone, Copy)]
+pub(super) struct EntryId<'a> {
+    ids: &'a [u64],
+    at: usize,
+}
+
+impl<'a> EntryId<'a> {
+    /// The id at `ids[at]`.
+    #[inline]
+    pub(super) fn new(ids: &'a [u64], at: usize) -> Self {
+        EntryId { ids, at }
+    }
+
+    /// The id (`u64::MAX` if the index is short of ids, which it checks when loaded).
+    #[inline]
+    pub(super) fn get(self) -> u64 {
+        self.ids.get(self.at).copied().unwrap_or(u64::MAX)
+    }
 }
 
 /// What a search does with the scanner picked for its query. A trait rather than a closure
@@ -171,6 +200,18 @@ impl IvfPqIndex {
     pub(super) fn list_spills(&self, list: usize) -> &[u32] {
         match self.spill_offsets.get(list..list + 2) {
             Some(&[s, e]) => &self.spill_rows[s as usize..e as usize],
+            _ => &[],
+        }
+    }
+
+    /// The ids of `list`'s spilled entries, in [`list_spills`](Self::list_spills)' order.
+    #[inline]
+    pub(super) fn list_spill_ids(&self, list: usize) -> &[u64] {
+        match self.spill_offsets.get(list..list + 2) {
+            Some(&[s, e]) => self
+                .spill_ids
+                .get(s as usize..e as usize)
+                .unwrap_or_default(),
             _ => &[],
         }
     }

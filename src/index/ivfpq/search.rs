@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::scanner::{ListScanner, ScanWith, with_scanner};
+use super::scanner::{EntryId, ListScanner, ScanWith, with_scanner};
 use super::{IvfPqIndex, SearchParams, SubsetLists};
 use crate::index::coarse8::Coarse8;
 use crate::index::distance::{self, normalize};
@@ -183,9 +183,9 @@ impl IvfPqIndex {
         params: &SearchParams,
         filter: Option<&RowSet>,
     ) -> Vec<Neighbor> {
-        self.search_where(query, k, params, |row: usize| {
-            filter.is_none_or(|f| row < f.len() && f.contains(row))
-        })
+        let allowed =
+            |row: usize, _: EntryId<'_>| filter.is_none_or(|f| row < f.len() && f.contains(row));
+        self.search_with(query, k, params, None, allowed)
     }
 
     /// [`search`](Self::search) among the rows whose *id* is in `ids` (ids below `ids.len()`).
@@ -201,7 +201,8 @@ impl IvfPqIndex {
         params: &SearchParams,
         ids: &RowSet,
     ) -> Vec<Neighbor> {
-        self.search_where(query, k, params, self.id_in(ids))
+        let allowed = |_, id: EntryId<'_>| id_admitted(ids, id.get());
+        self.search_with(query, k, params, None, allowed)
     }
 
     /// Whether a row's *id* is in `ids` (ids below `ids.len()`): how every search and subset
@@ -209,10 +210,7 @@ impl IvfPqIndex {
     /// asks its owner for the bytes).
     pub(super) fn id_in<'a>(&'a self, ids: &'a RowSet) -> impl Fn(usize) -> bool + 'a {
         let row_ids: &[u64] = &self.ids;
-        move |row: usize| {
-            let id = row_ids[row];
-            id < ids.len() as u64 && ids.contains(id as usize)
-        }
+        move |row: usize| id_admitted(ids, row_ids[row])
     }
 
     /// A search that probes more lists step by step: [`GridSearch::advance`] to `nprobe`
@@ -247,25 +245,15 @@ impl IvfPqIndex {
         })
     }
 
-    fn search_where(
-        &self,
-        query: &[f32],
-        k: usize,
-        params: &SearchParams,
-        allowed: impl Fn(usize) -> bool,
-    ) -> Vec<Neighbor> {
-        self.search_with(query, k, params, None, allowed)
-    }
-
     /// The search: probe, scan each probed list (only its entries in `subset`, when given) for
-    /// the rows `allowed` admits, re-rank.
+    /// the rows `allowed(row, id)` admits, re-rank.
     pub(super) fn search_with(
         &self,
         query: &[f32],
         k: usize,
         params: &SearchParams,
         subset: Option<&SubsetLists>,
-        allowed: impl Fn(usize) -> bool,
+        allowed: impl Fn(usize, EntryId<'_>) -> bool,
     ) -> Vec<Neighbor> {
         let Some(q) = self.prepared(query, k) else {
             return Vec::new();
@@ -284,8 +272,7 @@ impl IvfPqIndex {
             wanted
         });
         // Without re-ranking the pool holds ids directly; with it, rows (mapped to ids after).
-        let row_ids: &[u64] = &self.ids;
-        let key = |row: usize| if rerank { row as u64 } else { row_ids[row] };
+        let key = |row: usize, id: EntryId<'_>| if rerank { row as u64 } else { id.get() };
         with_scanner(
             self,
             &q,
@@ -486,6 +473,13 @@ fn best_of_each_id(hits: Vec<Neighbor>, wanted: usize) -> Vec<Neighbor> {
     out
 }
 
+/// Whether `id` is in `ids` (ids past its end are not): how searches and subsets over ids admit
+/// a row.
+#[inline]
+pub(super) fn id_admitted(ids: &RowSet, id: u64) -> bool {
+    id < ids.len() as u64 && ids.contains(id as usize)
+}
+
 /// Probed lists as `(list, coarse term)`, closest first: the top-k threshold then tightens sooner.
 /// The candidates a search keeps for `k` answers: `k * rerank` to re-rank, or `k` without.
 pub(super) fn candidates_for(k: usize, rerank: usize) -> usize {
@@ -525,8 +519,7 @@ impl GridSearch<'_> {
         let index = self.index;
         let upto = nprobe.clamp(1, index.nlist).min(self.probes.len());
         if upto > self.scanned {
-            let row_ids: &[u64] = &index.ids;
-            let admits = self.ids.map(|ids| index.id_in(ids));
+            let admits = self.ids;
             with_scanner(
                 index,
                 &self.q,
@@ -534,8 +527,10 @@ impl GridSearch<'_> {
                 ScanProbes {
                     probes: &self.probes[self.scanned..upto],
                     pool: &mut self.pool,
-                    key: |row: usize| row_ids[row],
-                    allowed: |row: usize| admits.as_ref().is_none_or(|admits| admits(row)),
+                    key: |_, id: EntryId<'_>| id.get(),
+                    allowed: |_, id: EntryId<'_>| {
+                        admits.is_none_or(|ids| id_admitted(ids, id.get()))
+                    },
                 },
             );
             self.scanned = upto;
@@ -554,13 +549,17 @@ struct ScanProbes<'s, K, A> {
     /// `(list, coarse term)`, closest first.
     probes: &'s [(usize, f32)],
     pool: &'s mut Reservoir,
-    /// Row → what the pool keeps (the id, or the row itself when re-ranking follows).
+    /// `(row, id)` → what the pool keeps (the id, or the row itself when re-ranking follows).
     key: K,
-    /// Whether a row may be a hit (the filter).
+    /// Whether a `(row, id)` may be a hit (the filter).
     allowed: A,
 }
 
-impl<K: Fn(usize) -> u64, A: Fn(usize) -> bool> ScanWith for ScanProbes<'_, K, A> {
+impl<K, A> ScanWith for ScanProbes<'_, K, A>
+where
+    K: Fn(usize, EntryId<'_>) -> u64,
+    A: Fn(usize, EntryId<'_>) -> bool,
+{
     #[inline]
     fn run<S: ListScanner>(self, mut scanner: S) {
         let ScanProbes {
@@ -579,9 +578,9 @@ impl<K: Fn(usize) -> u64, A: Fn(usize) -> bool> ScanWith for ScanProbes<'_, K, A
                 scanner.prefetch_list(next);
             }
             scanner.set_list(list, coarse);
-            scanner.scan_codes(pool.threshold(), |row, d| {
-                if allowed(row) {
-                    pool.push(key(row), d);
+            scanner.scan_codes(pool.threshold(), |row, id, d| {
+                if allowed(row, id) {
+                    pool.push(key(row, id), d);
                 }
                 pool.threshold()
             });

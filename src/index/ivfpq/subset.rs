@@ -16,6 +16,8 @@
 //! admitted row is scored from the same code with the same table, and the top-k keeps the best by
 //! `(distance, id)` whatever order they come in.
 
+use super::scanner::EntryId;
+use super::search::id_admitted;
 use super::{IvfPqIndex, SearchParams};
 use crate::index::fastscan::{self, BLOCK};
 use crate::index::{Neighbor, RowSet};
@@ -138,8 +140,11 @@ impl IvfPqIndex {
             return Vec::new();
         }
         match ids {
-            Some(ids) => self.search_with(query, k, params, Some(subset), self.id_in(ids)),
-            None => self.search_with(query, k, params, Some(subset), |_| true),
+            Some(ids) => {
+                let allowed = |_, id: EntryId<'_>| id_admitted(ids, id.get());
+                self.search_with(query, k, params, Some(subset), allowed)
+            }
+            None => self.search_with(query, k, params, Some(subset), |_, _| true),
         }
     }
 }

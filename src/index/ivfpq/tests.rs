@@ -325,8 +325,13 @@ fn an_id_filter_admits_what_the_same_rows_admit() {
     let f = fixture();
     let n = f.data.len() / DIM;
     let ids: Vec<u64> = (0..n as u64).collect();
-    for bits in [4u8, 8] {
-        let index = IvfPqIndex::build(DIM, &f.data, &ids, &config(Metric::L2, bits)).unwrap();
+    // With spilled copies too: a spilled candidate's id is read from the ids derived in the
+    // spills' order, which must name the row the entry copies.
+    for (bits, soar) in [(4u8, None), (8, None), (4, Some(1.5))] {
+        let mut c = config(Metric::L2, bits);
+        c.soar_lambda = soar;
+        let index = IvfPqIndex::build(DIM, &f.data, &ids, &c).unwrap();
+        assert_eq!(index.has_spills(), soar.is_some());
         let live = RowSet::from_rows(n, (0..n).filter(|i| i % 5 != 3));
         let rows = RowSet::from_rows(
             n,
