@@ -84,20 +84,18 @@ impl Reservoir {
     /// The `k` best in no particular order: for a caller that re-scores them anyway (re-ranking
     /// reads them by row), which then pays no sort.
     pub fn into_vec(mut self) -> Vec<Neighbor> {
+        // A cut needs `k >= 1`, which holds whenever more than `k` are kept.
         if self.kept.len() > self.k {
             self.cut();
         }
         self.kept
     }
 
-    /// The `k` best, closest first, ties by id.
-    pub fn into_sorted_vec(mut self) -> Vec<Neighbor> {
-        // Only the best `k` are sorted (a cut needs `k >= 1`, which holds when more are kept).
-        if self.kept.len() > self.k {
-            self.cut();
-        }
-        self.kept.sort_unstable_by(cmp_neighbors);
-        self.kept
+    /// The `k` best, closest first, ties by id (only those `k` are sorted).
+    pub fn into_sorted_vec(self) -> Vec<Neighbor> {
+        let mut best = self.into_vec();
+        best.sort_unstable_by(cmp_neighbors);
+        best
     }
 }
 

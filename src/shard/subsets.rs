@@ -20,8 +20,9 @@
 //! Memory is bounded per segment: the subsets a segment keeps, of both forms, hold at most
 //! [`BUDGET_CODES`] times the bytes of its own codes (about three fields' worth of values: each
 //! field's values together hold every row once, with a 4-byte row number per entry beside the
-//! codes, and a sparse field's per-list blocks are up to half padding); a value whose lists would hold fewer than [`MIN_ENTRIES_PER_LIST`] entries each is
-//! never regrouped per list (its blocks would be mostly padding); and the planner makes one
+//! codes, and a sparse field's per-list blocks are up to half padding); a value whose lists
+//! would hold fewer than [`MIN_ENTRIES_PER_LIST`] entries each is never regrouped per list (its
+//! blocks would be mostly padding); and the planner makes one
 //! only where it is estimated clearly cheaper than every other plan
 //! ([`super::planner::cost::SUBSET_MIN_GAIN`]). Past the budget, no new subset is built and such
 //! filters take the plans they took before: nothing is evicted, so a workload cycling through

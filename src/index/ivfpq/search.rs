@@ -284,9 +284,10 @@ impl IvfPqIndex {
                 allowed,
             },
         );
-        let mut best = match spilled {
-            true => best_of_each_id(pool.into_vec(), wanted),
-            false => pool.into_vec(),
+        let mut best = if spilled {
+            best_of_each_id(pool.into_vec(), wanted)
+        } else {
+            pool.into_vec()
         };
         if rerank {
             // Re-ranking re-scores the rows whatever their order: no sort.
