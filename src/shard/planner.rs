@@ -24,8 +24,10 @@
 //! When the filter's `must` holds an equality on an indexed value, two more plans read only
 //! that value's rows' codes, regrouped by the segment ([`super::subsets`]): the widened scan
 //! over their entries in the probed lists ([`Plan::Subset`]), or every one of their codes scored
-//! with one table, no list probed ([`Plan::SubsetCodes`]); either is taken only where estimated
-//! clearly cheaper than the other three, since the segment keeps the copy.
+//! with one table, no list probed ([`Plan::SubsetCodes`]); and one reads only its rows, per
+//! list, scoring those in the probed lists exactly ([`Plan::SubsetProbed`], the probed plan
+//! without a look-up per match). Any of them is taken only where estimated clearly cheaper than
+//! the other three, since the segment keeps the copy.
 //!
 //! The matches are listed rather than put in a set over the segment's rows whenever the plan
 //! reads them one by one ([`matches_for_search`]).
@@ -554,9 +556,26 @@ pub mod cost {
     /// as the exact scan of all of them (and at recall 0.98, not 1); at 2% they held 0.21 and
     /// ran 1.19×; 1M × 128 at 1%, 0.24 and 1.52×.
     pub const PROBED_MAX_SHARE: f64 = 0.25;
-    /// One entry of a probed list's u8 table (`pq_m * 16` of them) made for the list: a
-    /// subset's lists are short, so making their tables is a visible part of scanning them.
+    /// One entry of a probed list's u8 table (`pq_m * 16` of them), for what each probed list
+    /// costs beside its codes whatever the metric (its place, its first block, its offset): a
+    /// subset's lists are short, so this is a visible part of scanning them.
     pub const LIST_TABLE_NS_PER_ENTRY: f64 = 0.1;
+    /// One entry of the float table an L2 list makes for itself and quantises (inner products
+    /// share one table over all lists): in perf on 1M × 128 at 1% (the per-list codes, 47 lists
+    /// probed), making and quantising the tables took 28% of the query, 0.6 µs a list of
+    /// 64 × 16 entries.
+    pub const L2_TABLE_NS_PER_ENTRY: f64 = 0.5;
+    /// One probed entry of the IVF-PQ scan with a filter admitted inside it, beside its codes:
+    /// the candidates the filter turns away keep the threshold loose, so more are reported,
+    /// and each has its id read and checked. Measured with the widened scan at 50% (the same
+    /// plan as unfiltered but for the filter): 1M × 128 ran 140 µs a query at nprobe 10 where
+    /// its codes, tables and re-ranking are 87 µs (3 ns an entry); MiniLM 79 µs against 60
+    /// (6.5 ns an entry).
+    pub const FILTERED_NS_PER_ENTRY: f64 = 3.0;
+    /// One probed list's rows read from a value's rows per list ([`super::Plan::SubsetProbed`]):
+    /// its offsets and its run of rows, at a random place (a cache miss or two; not measured
+    /// apart, small beside the exact scores of its rows).
+    pub const ROWS_NS_PER_LIST: f64 = 20.0;
     /// How many times cheaper than the best other plan the scan of a subset must be estimated
     /// to be chosen: a subset holds a copy of its rows' codes for as long as the segment lives,
     /// so it is made only where it pays clearly. (On MiniLM a 1% filter's subset scan was
@@ -592,6 +611,13 @@ pub(super) enum Plan {
     /// `k * rerank` re-ranked: the exact plans' candidates (all the matches), each scored
     /// from its 4-bit code instead of its vector.
     SubsetCodes(SearchParams),
+    /// Exact distances over the rows of the filter's indexed value in the `nprobe` lists
+    /// nearest the query, each list's read from the value's rows per list ([`super::subsets`],
+    /// [`IvfPqIndex::exact_among_probed_subset`]): [`Plan::Probed`] for those rows without
+    /// looking up every match's lists.
+    ///
+    /// [`IvfPqIndex::exact_among_probed_subset`]: crate::index::ivfpq::IvfPqIndex::exact_among_probed_subset
+    SubsetProbed(SearchParams),
 }
 
 /// The filter's indexed value, as the plans that scan only its rows' codes see it: how many
@@ -603,6 +629,8 @@ pub(super) struct Regroupable {
     pub lists: bool,
     /// One run ([`Plan::SubsetCodes`]).
     pub codes: bool,
+    /// Rows per list, no codes ([`Plan::SubsetProbed`]).
+    pub row_lists: bool,
 }
 
 /// The shape of a built segment, as the plan's costs need it.
@@ -617,6 +645,9 @@ pub(super) struct SegShape {
     pub pq_bits: u8,
     /// Whether the segment has 8-bit codes of its rows for exact scans.
     pub sq8: bool,
+    /// Whether each probed list makes its own table (L2 over residuals; inner products share
+    /// one): [`cost::L2_TABLE_NS_PER_ENTRY`] a probed list.
+    pub list_tables: bool,
 }
 
 impl SegShape {
@@ -664,8 +695,19 @@ impl SegShape {
         self.nlist as f64 * self.dim as f64 * cost::COARSE_NS_PER_COMPONENT
     }
 
-    /// Estimated nanoseconds of the IVF-PQ scan probing `nprobe` lists, then re-ranking
-    /// `k * rerank` raw vectors.
+    /// Estimated nanoseconds a probed list costs the 4-bit scan beside its codes: its table
+    /// (on L2) and its place.
+    fn list_ns(&self) -> f64 {
+        let per_entry = if self.list_tables {
+            cost::LIST_TABLE_NS_PER_ENTRY + cost::L2_TABLE_NS_PER_ENTRY
+        } else {
+            cost::LIST_TABLE_NS_PER_ENTRY
+        };
+        self.pq_m as f64 * 16.0 * per_entry
+    }
+
+    /// Estimated nanoseconds of the IVF-PQ scan probing `nprobe` lists with a filter admitted
+    /// inside it, then re-ranking `k * rerank` raw vectors.
     fn ivf_ns(&self, nprobe: usize, k: usize, rerank: usize) -> f64 {
         let probed_rows = nprobe as f64 / self.nlist.max(1) as f64 * self.entries as f64;
         let per_code = if self.pq_bits == 4 {
@@ -673,8 +715,14 @@ impl SegShape {
         } else {
             cost::TABLE_NS_PER_CODE
         };
+        let tables = if self.pq_bits == 4 {
+            nprobe as f64 * self.list_ns()
+        } else {
+            0.0
+        };
         self.coarse_ns()
-            + probed_rows * self.pq_m.max(1) as f64 * per_code
+            + tables
+            + probed_rows * (self.pq_m.max(1) as f64 * per_code + cost::FILTERED_NS_PER_ENTRY)
             + self.rerank_ns(k * rerank)
     }
 
@@ -690,9 +738,18 @@ impl SegShape {
         } else {
             per_list
         };
-        let table = self.pq_m as f64 * 16.0 * cost::LIST_TABLE_NS_PER_ENTRY;
         let scan = blocks * fastscan::BLOCK as f64 * self.pq_m as f64 * cost::FASTSCAN_NS_PER_CODE;
-        self.coarse_ns() + nprobe as f64 * (table + scan) + self.rerank_ns(k * rerank)
+        self.coarse_ns() + nprobe as f64 * (self.list_ns() + scan) + self.rerank_ns(k * rerank)
+    }
+
+    /// Estimated nanoseconds of the exact scan of the entries of `subset` rows in the `nprobe`
+    /// lists nearest the query, read per list ([`Plan::SubsetProbed`]).
+    fn subset_probed_ns(&self, nprobe: usize, subset: usize) -> f64 {
+        let share = subset as f64 / self.rows.max(1) as f64;
+        let probed = nprobe as f64 / self.nlist.max(1) as f64 * self.entries as f64 * share;
+        self.coarse_ns()
+            + nprobe as f64 * cost::ROWS_NS_PER_LIST
+            + self.exact_ns(probed.ceil() as usize)
     }
 
     /// Estimated nanoseconds of scoring every code of `subset` rows with one table
@@ -737,10 +794,12 @@ fn widened_nprobe(
 
 /// Chooses the plan for one built segment (see the module doc): of the exact scan of all
 /// matches, the exact scan of the probed lists' matches and the widened IVF-PQ scan, the one
-/// estimated cheapest, the exact scan of all winning ties; unless the same widened scan over
-/// only the entries of the filter's indexed value's `subset` rows (when the segment keeps them
-/// or has room for them, with 4-bit codes) is estimated [`cost::SUBSET_MIN_GAIN`] times cheaper
-/// than all three. `widening` is the factor the segment's
+/// estimated cheapest, the exact scan of all winning ties; unless a plan over only the entries
+/// of the filter's indexed value's `subset` rows (when the segment keeps them or has room for
+/// them in its form: the same widened scan over their 4-bit codes per list, every code of them
+/// with one table, or the exact scan of those in the probed lists) is estimated
+/// [`cost::SUBSET_MIN_GAIN`] times cheaper than all three, the cheapest of those then.
+/// `widening` is the factor the segment's
 /// calibration measured for this share of matching rows ([`Calibration::widening`]); without
 /// one (an uncalibrated segment, or one calibrated before filtered curves existed) `nprobe` is
 /// widened by `1/sqrt(share)`.
@@ -770,24 +829,32 @@ pub(super) fn plan_ivf(
     let exact = seg.exact_ns(matching);
     let probed = seg.probed_ns(matching, nprobe);
     let ivf = seg.ivf_ns(nprobe, k, params.rerank);
-    let (lists, codes) = match subset {
-        Some(s) if seg.pq_bits == 4 => (
-            if s.lists {
+    let (lists, codes, rows_probed) = match subset {
+        Some(s) => (
+            if s.lists && seg.pq_bits == 4 {
                 seg.subset_ns(nprobe, k, params.rerank, s.rows)
             } else {
                 f64::INFINITY
             },
-            if s.codes {
+            if s.codes && seg.pq_bits == 4 {
                 seg.subset_codes_ns(k, params.rerank, s.rows)
             } else {
                 f64::INFINITY
             },
+            if s.row_lists {
+                seg.subset_probed_ns(nprobe, s.rows)
+            } else {
+                f64::INFINITY
+            },
         ),
-        _ => (f64::INFINITY, f64::INFINITY),
+        None => (f64::INFINITY, f64::INFINITY, f64::INFINITY),
     };
     let others = exact.min(probed).min(ivf);
-    if codes.min(lists) * cost::SUBSET_MIN_GAIN <= others {
-        if codes <= lists {
+    let regrouped = lists.min(codes).min(rows_probed);
+    if regrouped * cost::SUBSET_MIN_GAIN <= others {
+        if rows_probed <= lists.min(codes) {
+            Plan::SubsetProbed(widened)
+        } else if codes <= lists {
             Plan::SubsetCodes(widened)
         } else {
             Plan::Subset(widened)
@@ -830,6 +897,7 @@ mod tests {
             pq_m: 192,
             pq_bits: 4,
             sq8: false,
+            list_tables: false,
         };
         let eight = SegShape {
             pq_m: 64,
@@ -853,11 +921,18 @@ mod tests {
         assert_eq!(at(&eight, 0.1), Plan::Exact);
         assert!(matches!(at(&eight, 0.5), Plan::Ivf(_)));
         // With 8-bit codes the exact scan costs about a third as much: still exact at 1%, and
-        // taken at 3% where the widened scan would probe every list; not at 10%.
+        // taken at 3% where the widened scan would probe every list, and at 10% where it would
+        // probe 155 of the 256 (35,000 entries, each candidate admitted by the filter); not at
+        // 10% with the widening measured (1.6×, 79 lists).
         let coded = SegShape { sq8: true, ..four };
         assert_eq!(at(&coded, 0.01), Plan::Exact);
         assert_eq!(at(&coded, 0.03), Plan::Exact);
-        assert!(matches!(at(&coded, 0.1), Plan::Ivf(_)));
+        assert_eq!(at(&coded, 0.1), Plan::Exact);
+        let measured = plan_ivf(&params, 10, coded.rows / 10, &coded, Some(1.6), None);
+        assert!(
+            matches!(measured, Plan::Ivf(p) if p.nprobe == 79),
+            "{measured:?}"
+        );
         // Few matches are always searched exactly, everything unfiltered as asked.
         assert_eq!(plan_ivf(&params, 10, 300, &four, None, None), Plan::Exact);
         assert_eq!(
@@ -875,6 +950,7 @@ mod tests {
             pq_m: 64,
             pq_bits: 4,
             sq8: true,
+            list_tables: true,
         };
         let p = SearchParams {
             nprobe: 10,
@@ -903,5 +979,68 @@ mod tests {
             matches!(measured, Plan::Ivf(p) if p.nprobe == 79),
             "{measured:?}"
         );
+    }
+
+    /// A 1M × 128 L2 segment with spilled copies and 8-bit codes, as measured: a 1% value's
+    /// rows (17.5 entries a list) are scored exactly in the 47 probed lists, read per list,
+    /// rather than scanned from their codes there, whose tables (one a list on L2) would cost
+    /// more than the exact scores; a 10% value (175 entries a list) is scanned from its codes;
+    /// with inner products (one table shared by every list) the 1% value is scanned too; and
+    /// each plan is taken only from the forms the segment keeps or has room for.
+    #[test]
+    fn a_sparse_value_s_probed_rows_are_scored_exactly_where_l2_tables_would_dominate() {
+        let l2 = SegShape {
+            rows: 1_000_000,
+            entries: 2_000_000,
+            nlist: 1145,
+            dim: 128,
+            pq_m: 64,
+            pq_bits: 4,
+            sq8: true,
+            list_tables: true,
+        };
+        let inner = SegShape {
+            list_tables: false,
+            ..l2
+        };
+        let p = SearchParams {
+            nprobe: 10,
+            rerank: 6,
+        };
+        let every = |rows| Regroupable {
+            rows,
+            lists: true,
+            codes: true,
+            row_lists: true,
+        };
+        let widened = |nprobe| SearchParams { nprobe, ..p };
+        let at = |shape: &SegShape, rows, widening, forms| {
+            plan_ivf(&p, 10, rows, shape, Some(widening), Some(forms))
+        };
+        assert_eq!(
+            at(&l2, 10_000, 4.7, every(10_000)),
+            Plan::SubsetProbed(widened(47))
+        );
+        assert_eq!(
+            at(&l2, 100_000, 2.0, every(100_000)),
+            Plan::Subset(widened(20))
+        );
+        assert_eq!(
+            at(&inner, 10_000, 4.7, every(10_000)),
+            Plan::Subset(widened(47))
+        );
+        // Without room for the rows per list, the per-list codes; with no form, the probed
+        // plan, which looks up every match's lists.
+        let no_rows = Regroupable {
+            row_lists: false,
+            ..every(10_000)
+        };
+        assert_eq!(at(&l2, 10_000, 4.7, no_rows), Plan::Subset(widened(47)));
+        let none = Regroupable {
+            lists: false,
+            codes: false,
+            ..no_rows
+        };
+        assert_eq!(at(&l2, 10_000, 4.7, none), Plan::Probed(widened(47)));
     }
 }

@@ -11,7 +11,7 @@ use super::{
     CompiledFilter, PointId, Record, SearchPlan, Shard, ShardError, Tuning, check_vector, read,
     record_in,
 };
-use crate::index::ivfpq::{SearchParams, SubsetCodes, SubsetLists};
+use crate::index::ivfpq::{SearchParams, SubsetCodes, SubsetLists, SubsetRows};
 use crate::index::{Metric, Neighbor, RowSet, TopK, distance};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -268,20 +268,26 @@ impl<'a> BuiltSearch<'a> {
             .filter(|_| pq.1 == 4)
             .and_then(|f| subsets::choose(&ivf.payload_index(), f))
             .map(|c| {
-                let [(lists, kept_lists), (codes, kept_codes)] = ivf.subsets.forms(&ivf.index, &c);
+                let [
+                    (lists, kept_lists),
+                    (codes, kept_codes),
+                    (row_lists, kept_row_lists),
+                ] = ivf.subsets.forms(&ivf.index, &c);
                 let possible = planner::Regroupable {
                     rows: c.rows,
                     lists,
                     codes,
+                    row_lists,
                 };
                 let kept = planner::Regroupable {
                     rows: c.rows,
                     lists: kept_lists,
                     codes: kept_codes,
+                    row_lists: kept_row_lists,
                 };
                 (c, possible, kept)
             })
-            .filter(|(_, possible, _)| possible.lists || possible.codes);
+            .filter(|(_, possible, _)| possible.lists || possible.codes || possible.row_lists);
         BuiltSearch {
             ivf,
             k,
@@ -303,6 +309,7 @@ impl<'a> BuiltSearch<'a> {
             pq_m: self.pq.0,
             pq_bits: self.pq.1,
             sq8: index.sq8().is_some(),
+            list_tables: index.list_tables(),
         }
     }
 
@@ -335,9 +342,10 @@ impl<'a> BuiltSearch<'a> {
         match plan_with(Some(*possible)) {
             planner::Plan::Subset(_) if !kept.lists => self.regroup_later::<SubsetLists>(),
             planner::Plan::SubsetCodes(_) if !kept.codes => self.regroup_later::<SubsetCodes>(),
+            planner::Plan::SubsetProbed(_) if !kept.row_lists => self.regroup_later::<SubsetRows>(),
             wanted => return wanted,
         }
-        plan_with(Some(*kept).filter(|k| k.lists || k.codes))
+        plan_with(Some(*kept).filter(|k| k.lists || k.codes || k.row_lists))
     }
 
     /// Has the codes of the filter's indexed value's rows regrouped in form `T` on the build
@@ -406,6 +414,10 @@ impl<'a> BuiltSearch<'a> {
                 let codes = self.regrouped::<SubsetCodes>()?;
                 Some(index.search_subset_codes_ids_in(query, k, &p, &codes, allowed))
             }
+            planner::Plan::SubsetProbed(p) => {
+                let rows = self.regrouped::<SubsetRows>()?;
+                Some(index.exact_among_probed_subset(query, k, p.nprobe, &rows, allowed))
+            }
             _ => None,
         }
     }
@@ -444,7 +456,9 @@ impl<'a> BuiltSearch<'a> {
             planner::Plan::Ivf(p) => {
                 Some(index.search_ids_in(query, k, &p, &allowed.to_set(index.len())))
             }
-            planner::Plan::Subset(p) | planner::Plan::SubsetCodes(p) => {
+            planner::Plan::Subset(p)
+            | planner::Plan::SubsetCodes(p)
+            | planner::Plan::SubsetProbed(p) => {
                 let allowed = allowed.to_set(index.len());
                 // Not kept after all (the cache was cleared meanwhile): the whole lists.
                 Some(

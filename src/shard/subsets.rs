@@ -1,12 +1,14 @@
 //! A sealed segment's codes regrouped per indexed payload value, so that a filter on that value
-//! scores only its rows' codes: per list ([`SubsetLists`], read in the probed lists) or as one
-//! run of every row once ([`SubsetCodes`], scored whole with one table).
+//! scores only its rows' codes: per list ([`SubsetLists`], read in the probed lists), as one
+//! run of every row once ([`SubsetCodes`], scored whole with one table), or as the rows alone
+//! per list ([`SubsetRows`], scored exactly in the probed lists).
 //!
 //! A filter whose `must` holds an equality on a field with a payload index (`tenant = "a"`,
 //! `sel_10 = 3`) matches rows its posting names; those rows never change in a sealed segment
 //! (an update writes the point again elsewhere, a delete only clears a live bit). When a
 //! search's plan first wants the posting's codes in a form
-//! ([`super::planner::Plan::Subset`], [`super::planner::Plan::SubsetCodes`]), the segment claims
+//! ([`super::planner::Plan::Subset`], [`super::planner::Plan::SubsetCodes`],
+//! [`super::planner::Plan::SubsetProbed`]), the segment claims
 //! their making ([`SubsetCache::claim`]) and regroups them once on the build pool, keeping them
 //! for every later search; meanwhile searches take the best plan without them, so none waits (a
 //! 50% value of a 500,000-row segment took 150 ms, a 1% one 20–57 ms per list form on 900,000
@@ -15,9 +17,12 @@
 //! plus every list's coarse term: the first pays for dense values (measured, a 10% filter ran
 //! at 1.0–2.2× the unfiltered QPS where it ran at 0.6–1.1×), the second for values with a few
 //! entries a list, which the per-list form would pad to a block each and which the exact plans
-//! read vector by vector.
+//! read vector by vector. The rows alone pay where a value holds a few entries a list and each
+//! probed list would make its own table (L2) to score them: on 1M × 128 a 1% filter ran at
+//! 1.53× the QPS of the per-list codes (3 rounds alternated, medians), its rows scored exactly
+//! from the 8-bit codes instead.
 //!
-//! Memory is bounded per segment: the subsets a segment keeps, of both forms, hold at most
+//! Memory is bounded per segment: the subsets a segment keeps, of every form, hold at most
 //! [`BUDGET_CODES`] times the bytes of its own codes (about three fields' worth of values: each
 //! field's values together hold every row once, with a 4-byte row number per entry beside the
 //! codes, and a sparse field's per-list blocks are up to half padding); a value whose lists
@@ -33,7 +38,7 @@ use super::filter::{CompiledFilter, Cond};
 use super::payload_index::PayloadIndex;
 use crate::index::RowSet;
 use crate::index::fastscan::BLOCK;
-use crate::index::ivfpq::{IvfPqIndex, SubsetCodes, SubsetLists};
+use crate::index::ivfpq::{IvfPqIndex, SubsetCodes, SubsetLists, SubsetRows};
 use crate::storage::payload_index::PostingKey;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -95,6 +100,14 @@ pub(super) enum Form {
     /// Every row once in one run of blocks ([`SubsetCodes`]): scanned whole with one table
     /// ([`super::planner::Plan::SubsetCodes`]).
     Codes,
+    /// Per list, the entries' rows without codes ([`SubsetRows`]): the probed lists' rows
+    /// scored exactly ([`super::planner::Plan::SubsetProbed`]).
+    Rows,
+}
+
+impl Form {
+    /// Every form, in the order [`SubsetCache::forms`] reports them.
+    pub const ALL: [Form; 3] = [Form::Lists, Form::Codes, Form::Rows];
 }
 
 /// One regrouped form of a value's codes, as the cache keeps it.
@@ -114,7 +127,7 @@ pub(super) trait Regrouped: Sized {
     /// As the cache keeps it.
     fn wrap(this: Arc<Self>) -> Kept;
 
-    /// Back from the cache (`None` for the other form, which a key never maps to).
+    /// Back from the cache (`None` for another form, which a key never maps to).
     fn unwrap(kept: &Kept) -> Option<Arc<Self>>;
 }
 
@@ -140,7 +153,7 @@ impl Regrouped for SubsetLists {
     fn unwrap(kept: &Kept) -> Option<Arc<Self>> {
         match kept {
             Kept::Lists(s) => Some(Arc::clone(s)),
-            Kept::Codes(_) => None,
+            _ => None,
         }
     }
 }
@@ -167,16 +180,44 @@ impl Regrouped for SubsetCodes {
     fn unwrap(kept: &Kept) -> Option<Arc<Self>> {
         match kept {
             Kept::Codes(s) => Some(Arc::clone(s)),
-            Kept::Lists(_) => None,
+            _ => None,
         }
     }
 }
 
-/// A kept subset, of either form.
+impl Regrouped for SubsetRows {
+    const FORM: Form = Form::Rows;
+
+    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self> {
+        Some(index.subset_rows(rows))
+    }
+
+    fn entries(&self) -> usize {
+        SubsetRows::entries(self)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        SubsetRows::memory_bytes(self)
+    }
+
+    fn wrap(this: Arc<Self>) -> Kept {
+        Kept::Rows(this)
+    }
+
+    fn unwrap(kept: &Kept) -> Option<Arc<Self>> {
+        match kept {
+            Kept::Rows(s) => Some(Arc::clone(s)),
+            _ => None,
+        }
+    }
+}
+
+/// A kept subset, of any form.
 #[derive(Debug)]
 pub(super) enum Kept {
     Lists(Arc<SubsetLists>),
     Codes(Arc<SubsetCodes>),
+    Rows(Arc<SubsetRows>),
 }
 
 /// A segment's subsets by value and form (see the module doc).
@@ -220,12 +261,12 @@ impl SubsetCache {
             .contains_key(&(choice.key.clone(), form))
     }
 
-    /// For `Form::Lists` and `Form::Codes` in turn: whether `choice`'s subset in that form is
+    /// For each form of [`Form::ALL`] in turn: whether `choice`'s subset in that form is
     /// kept or may be made now (not being made, not refused, worth making, within the budget),
     /// and whether it is kept now: what a search plans with, under one look at the cache.
-    pub fn forms(&self, index: &IvfPqIndex, choice: &SubsetChoice) -> [(bool, bool); 2] {
+    pub fn forms(&self, index: &IvfPqIndex, choice: &SubsetChoice) -> [(bool, bool); 3] {
         let held = self.lock();
-        [Form::Lists, Form::Codes].map(|form| {
+        Form::ALL.map(|form| {
             let key = (choice.key.clone(), form);
             let kept = held.subsets.contains_key(&key);
             (
@@ -267,6 +308,7 @@ impl SubsetCache {
             Form::Lists if entries_per_list(index, rows) < MIN_ENTRIES_PER_LIST => return None,
             Form::Lists => estimated_bytes(index, rows),
             Form::Codes => SubsetCodes::estimated_bytes(index, rows),
+            Form::Rows => SubsetRows::estimated_bytes(index, rows),
         };
         (held.bytes + held.pending_bytes + estimate <= budget(index)).then_some(estimate)
     }
@@ -524,6 +566,52 @@ mod tests {
                 .get_or_build::<SubsetCodes>(&built_index(n, 8), &sparse, rows)
                 .is_none()
         );
+    }
+
+    /// A value's rows per list are made at any density (no blocks to pad), hold each entry's
+    /// row and each list's offset (4 bytes each, within their estimate), share the budget with
+    /// the coded forms, and are made for 8-bit codes too (no code is read).
+    #[test]
+    fn rows_per_list_are_kept_at_any_density_and_share_the_budget() {
+        let n = 2_000;
+        let index = built_index(n, 4);
+        let cache = SubsetCache::default();
+        let sparse = choice("sparse", 1, 50);
+        assert!(!cache.available(&index, &sparse, Form::Lists));
+        assert!(cache.available(&index, &sparse, Form::Rows));
+        let rows = || Some(RowSet::from_rows(n, (0..n).step_by(40)));
+        let kept = cache
+            .get_or_build::<SubsetRows>(&index, &sparse, rows)
+            .unwrap();
+        assert_eq!(kept.entries(), 50);
+        assert_eq!(kept.memory_bytes(), (50 + index.nlist() + 1) * 4);
+        assert!(kept.memory_bytes() <= SubsetRows::estimated_bytes(&index, 50));
+        assert_eq!(cache.usage().0, kept.memory_bytes());
+        let again = cache
+            .get_or_build::<SubsetRows>(&index, &sparse, || panic!("rebuilt"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&kept, &again));
+        // The rows of dense values fill the budget, which then has no room for either form.
+        let tries = 64;
+        let kept_rows = (0..tries)
+            .filter(|&v| {
+                cache
+                    .get_or_build::<SubsetRows>(&index, &choice("all", v, n), || {
+                        Some(RowSet::from_rows(n, 0..n))
+                    })
+                    .is_some()
+            })
+            .count();
+        assert!((1..tries as usize).contains(&kept_rows), "{kept_rows}");
+        let room = budget(&index) - cache.usage().0;
+        assert!(SubsetRows::estimated_bytes(&index, n) > room);
+        assert!(!cache.available(&index, &choice("dense", 1, n), Form::Rows));
+        assert!(!cache.available(&index, &choice("dense", 1, n), Form::Codes));
+        let eight = built_index(n, 8);
+        let kept = SubsetCache::default()
+            .get_or_build::<SubsetRows>(&eight, &sparse, rows)
+            .unwrap();
+        assert_eq!(kept.entries(), 50);
     }
 
     /// A subset is claimed by one maker at a time, held against the budget while made, kept

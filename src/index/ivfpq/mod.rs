@@ -72,8 +72,8 @@ mod search;
 pub use search::GridSearch;
 mod spill;
 mod subset;
-pub use subset::SubsetLists;
 use subset::move_code;
+pub use subset::{SubsetLists, SubsetRows};
 mod subset_codes;
 pub use subset_codes::SubsetCodes;
 #[cfg(test)]
@@ -365,6 +365,11 @@ impl IvfPqIndex {
     /// The 8-bit codes, if the index has them.
     pub fn sq8(&self) -> Option<&Sq8> {
         self.sq8.as_ref()
+    }
+    /// Whether each probed list makes and quantises a table of its own: L2 distances are over
+    /// the query's residual to the list's centroid; inner products share one table.
+    pub fn list_tables(&self) -> bool {
+        self.metric == Metric::L2
     }
     /// The fast-scan kernel level in use.
     pub fn simd_level(&self) -> SimdLevel {

@@ -1224,6 +1224,79 @@ fn a_subset_scan_answers_as_the_filtered_scan() {
     );
 }
 
+/// The exact scan of a value's rows in the probed lists, read per list
+/// ([`IvfPqIndex::exact_among_probed_subset`]), answers as the exact scan of the probed lists'
+/// matches with every row's lists looked up ([`IvfPqIndex::exact_among_probed`]) does, for the
+/// value's rows and for a filter admitting some of them: at every table mode and code width,
+/// with spilled rows (a row in two probed lists counted once), with and without 8-bit codes;
+/// the rows per list hold what the coded form holds; another index's rows answer nothing.
+#[test]
+fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
+    let mut cases = four_bit_cases();
+    let f = fixture();
+    let eight = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 8)).unwrap();
+    cases.push((f, eight));
+    let f = overlapping();
+    let coded = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(Metric::L2))
+        .unwrap()
+        .with_sq8()
+        .unwrap();
+    cases.push((f, coded));
+    let mut rng = ChaCha8Rng::seed_from_u64(43);
+    for (f, index) in cases {
+        // Index rows whose id is in `ids`.
+        let rows_of = |ids: &RowSet| -> Vec<u32> {
+            (0..index.len() as u32)
+                .filter(|&r| ids.contains(index.ids()[r as usize] as usize))
+                .collect()
+        };
+        for share in [0.02, 0.1, 0.5] {
+            let (_, chosen, admitted) = posting(&f, share, &mut rng);
+            let subset = index.subset_rows(&chosen);
+            if let Some(lists) = index.subset_lists(&chosen) {
+                assert_eq!(subset.entries(), lists.entries());
+                for l in 0..index.nlist {
+                    assert_eq!(subset.list_rows(l), lists.list_rows(l));
+                }
+            }
+            let (rows_chosen, rows_admitted) = (rows_of(&chosen), rows_of(&admitted));
+            for q in f.queries.chunks_exact(DIM).take(6) {
+                for nprobe in [1, 4, 16, index.nlist] {
+                    let name = format!("{:?} share {share} nprobe {nprobe}", index.metric);
+                    let want = index.exact_among_probed(q, 10, nprobe, &rows_admitted);
+                    let got =
+                        index.exact_among_probed_subset(q, 10, nprobe, &subset, Some(&admitted));
+                    assert_eq!(got, want, "{name}");
+                    let want = index.exact_among_probed(q, 10, nprobe, &rows_chosen);
+                    let got =
+                        index.exact_among_probed_subset(q, 10, nprobe, &subset, Some(&chosen));
+                    assert_eq!(got, want, "{name}");
+                    let all = index.exact_among_probed_subset(q, 10, nprobe, &subset, None);
+                    assert_eq!(all, want, "{name}");
+                }
+            }
+        }
+    }
+    let f = fixture();
+    let mut few = config(Metric::L2, 4);
+    few.nlist = 4;
+    let other = IvfPqIndex::build(DIM, &f.data, &f.ids, &few).unwrap();
+    let max_id = f.ids.iter().copied().max().unwrap() as usize + 1;
+    let all = RowSet::from_rows(max_id, f.ids.iter().map(|&i| i as usize));
+    let foreign = other.subset_rows(&all);
+    let four = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 4)).unwrap();
+    let q = &f.queries[..DIM];
+    assert!(
+        four.exact_among_probed_subset(q, 10, 8, &foreign, None)
+            .is_empty()
+    );
+    assert_eq!(
+        four.exact_among_probed_subset(q, 10, 8, &four.subset_rows(&all), None)
+            .len(),
+        10
+    );
+}
+
 /// A scan of a value's codes as one run ([`IvfPqIndex::search_subset_codes_ids_in`]) considers
 /// every admitted row whatever lists it takes first: with every candidate re-ranked its answer is
 /// the exact filtered answer at any `nprobe`, every hit is admitted, and with a small re-rank it
