@@ -569,7 +569,7 @@ mod tests {
     }
 
     /// A value's rows per list are made at any density (no blocks to pad), hold each entry's
-    /// row and each list's offset (4 bytes each, within their estimate), share the budget with
+    /// row and own list and each list's offset (4 bytes each, within their estimate), share the budget with
     /// the coded forms, and are made for 8-bit codes too (no code is read).
     #[test]
     fn rows_per_list_are_kept_at_any_density_and_share_the_budget() {
@@ -584,7 +584,7 @@ mod tests {
             .get_or_build::<SubsetRows>(&index, &sparse, rows)
             .unwrap();
         assert_eq!(kept.entries(), 50);
-        assert_eq!(kept.memory_bytes(), (50 + index.nlist() + 1) * 4);
+        assert_eq!(kept.memory_bytes(), (2 * 50 + index.nlist() + 1) * 4);
         assert!(kept.memory_bytes() <= SubsetRows::estimated_bytes(&index, 50));
         assert_eq!(cache.usage().0, kept.memory_bytes());
         let again = cache

@@ -1256,7 +1256,18 @@ fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
             if let Some(lists) = index.subset_lists(&chosen) {
                 assert_eq!(subset.entries(), lists.entries());
                 for l in 0..index.nlist {
-                    assert_eq!(subset.list_rows(l), lists.list_rows(l));
+                    assert_eq!(subset.list_rows(l), lists.list_rows(l).to_vec());
+                }
+            }
+            // Each entry names its row's own list: the entry's list for its own rows, the
+            // list whose rows hold it for a spilled entry.
+            for l in 0..index.nlist {
+                for &[row, owner] in subset.list_entries(l) {
+                    let (start, end) = index.list_rows(owner as usize);
+                    assert!((start..end).contains(&(row as usize)), "row {row} list {l}");
+                    if owner as usize != l {
+                        assert!(index.list_spills(l).contains(&row));
+                    }
                 }
             }
             let (rows_chosen, rows_admitted) = (rows_of(&chosen), rows_of(&admitted));
