@@ -633,6 +633,13 @@ pub(super) struct Regroupable {
     pub row_lists: bool,
 }
 
+impl Regroupable {
+    /// Whether any form is there: otherwise no subset plan can be taken.
+    pub fn any(&self) -> bool {
+        self.lists || self.codes || self.row_lists
+    }
+}
+
 /// The shape of a built segment, as the plan's costs need it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct SegShape {

@@ -287,7 +287,7 @@ impl<'a> BuiltSearch<'a> {
                 };
                 (c, possible, kept)
             })
-            .filter(|(_, possible, _)| possible.lists || possible.codes || possible.row_lists);
+            .filter(|(_, possible, _)| possible.any());
         BuiltSearch {
             ivf,
             k,
@@ -345,7 +345,7 @@ impl<'a> BuiltSearch<'a> {
             planner::Plan::SubsetProbed(_) if !kept.row_lists => self.regroup_later::<SubsetRows>(),
             wanted => return wanted,
         }
-        plan_with(Some(*kept).filter(|k| k.lists || k.codes || k.row_lists))
+        plan_with(Some(*kept).filter(planner::Regroupable::any))
     }
 
     /// Has the codes of the filter's indexed value's rows regrouped in form `T` on the build

@@ -569,8 +569,8 @@ mod tests {
     }
 
     /// A value's rows per list are made at any density (no blocks to pad), hold each entry's
-    /// row and own list and each list's offset (4 bytes each, within their estimate), share the budget with
-    /// the coded forms, and are made for 8-bit codes too (no code is read).
+    /// row and own list and each list's offset (4 bytes each, within their estimate), share the
+    /// budget with the coded forms, and are made for 8-bit codes too (no code is read).
     #[test]
     fn rows_per_list_are_kept_at_any_density_and_share_the_budget() {
         let n = 2_000;
