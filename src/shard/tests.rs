@@ -442,6 +442,18 @@ fn blob_shard(
     (shard, rng, centres)
 }
 
+/// Indexes `blob_shard`'s `group` field (command 2), then deletes the points whose id is a
+/// multiple of `step` (command 3) among its `n`.
+fn index_groups_and_delete_every(shard: &Shard, n: u64, step: usize) {
+    let cmd = ShardCommand::CreateFieldIndex {
+        field: "group".into(),
+        field_type: PayloadFieldType::Integer,
+    };
+    shard.apply(2, &cmd).unwrap();
+    let gone: Vec<PointId> = (0..n).step_by(step).map(PointId::Num).collect();
+    shard.apply(3, &ShardCommand::Delete { ids: gone }).unwrap();
+}
+
 /// `group = g`, compiled.
 fn group_filter(g: u64) -> CompiledFilter {
     serde_json::from_value::<Filter>(json!({"must": [{"key": "group", "match": {"value": g}}]}))
@@ -625,15 +637,9 @@ fn the_subset_plan_answers_as_the_whole_lists_do() {
 #[test]
 fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
     let (shard, mut rng, centres) = blob_shard(19, (128, 256, 64), 60_000, 200, 100);
-    let cmd = ShardCommand::CreateFieldIndex {
-        field: "group".into(),
-        field_type: PayloadFieldType::Integer,
-    };
-    shard.apply(2, &cmd).unwrap();
     // Every tenth point of group 0 deleted: never an answer (540 rows stay, more than are
     // always scanned exactly).
-    let gone: Vec<PointId> = (0..60_000u64).step_by(1_000).map(PointId::Num).collect();
-    shard.apply(3, &ShardCommand::Delete { ids: gone }).unwrap();
+    index_groups_and_delete_every(&shard, 60_000, 1_000);
     let queries: Vec<Vec<f32>> = (0..4).map(|_| blob_vec(&mut rng, &centres)).collect();
     fn approx<'a>(q: &'a [f32], f: &'a CompiledFilter) -> SearchRequest<'a> {
         SearchRequest {
@@ -699,14 +705,8 @@ fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
 #[test]
 fn the_subset_probed_plan_answers_as_the_probed_plan() {
     let (shard, mut rng, centres) = blob_shard(29, (128, 512, 64), 60_000, 200, 50);
-    let cmd = ShardCommand::CreateFieldIndex {
-        field: "group".into(),
-        field_type: PayloadFieldType::Integer,
-    };
-    shard.apply(2, &cmd).unwrap();
     // Every tenth point of group 0 deleted: never an answer.
-    let gone: Vec<PointId> = (0..60_000u64).step_by(500).map(PointId::Num).collect();
-    shard.apply(3, &ShardCommand::Delete { ids: gone }).unwrap();
+    index_groups_and_delete_every(&shard, 60_000, 500);
     fn approx<'a>(q: &'a [f32], f: &'a CompiledFilter, nprobe: usize) -> SearchRequest<'a> {
         SearchRequest {
             nprobe,

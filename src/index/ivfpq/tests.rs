@@ -1143,6 +1143,13 @@ fn four_bit_cases() -> Vec<(Fixture, IvfPqIndex)> {
     cases
 }
 
+/// The rows of `index` whose id is in `ids`, ascending.
+fn rows_with_id_in(index: &IvfPqIndex, ids: &RowSet) -> Vec<u32> {
+    (0..index.len() as u32)
+        .filter(|&r| ids.contains(index.ids()[r as usize] as usize))
+        .collect()
+}
+
 /// A posting of a random `share` of `f`'s ids, as a list and as a set, and a filter admitting
 /// a random half of it.
 fn posting(f: &Fixture, share: f64, rng: &mut ChaCha8Rng) -> (Vec<usize>, RowSet, RowSet) {
@@ -1244,12 +1251,6 @@ fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
     cases.push((f, coded));
     let mut rng = ChaCha8Rng::seed_from_u64(43);
     for (f, index) in cases {
-        // Index rows whose id is in `ids`.
-        let rows_of = |ids: &RowSet| -> Vec<u32> {
-            (0..index.len() as u32)
-                .filter(|&r| ids.contains(index.ids()[r as usize] as usize))
-                .collect()
-        };
         for share in [0.02, 0.1, 0.5] {
             let (_, chosen, admitted) = posting(&f, share, &mut rng);
             let subset = index.subset_rows(&chosen);
@@ -1270,7 +1271,10 @@ fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
                     }
                 }
             }
-            let (rows_chosen, rows_admitted) = (rows_of(&chosen), rows_of(&admitted));
+            let (rows_chosen, rows_admitted) = (
+                rows_with_id_in(&index, &chosen),
+                rows_with_id_in(&index, &admitted),
+            );
             for q in f.queries.chunks_exact(DIM).take(6) {
                 for nprobe in [1, 4, 16, index.nlist] {
                     let name = format!("{:?} share {share} nprobe {nprobe}", index.metric);
@@ -1322,18 +1326,12 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
             let (posting, chosen, admitted) = posting(&f, share, &mut rng);
             let codes = index.subset_codes(&chosen).unwrap();
             assert_eq!(codes.entries(), posting.len());
-            let row_ids = index.ids().to_vec();
-            let rows_of = |ids: &RowSet| -> Vec<u32> {
-                (0..row_ids.len() as u32)
-                    .filter(|&r| ids.contains(row_ids[r as usize] as usize))
-                    .collect()
-            };
             let (mut found, mut scanned, mut wanted) = (0, 0, 0);
             for level in SimdLevel::available() {
                 index.set_simd_level(level).unwrap();
                 for q in f.queries.chunks_exact(DIM).take(6) {
                     for ids in [&admitted, &chosen] {
-                        let exact = index.exact_among(q, 10, &rows_of(ids));
+                        let exact = index.exact_among(q, 10, &rows_with_id_in(&index, ids));
                         for nprobe in [1, 3, index.nlist] {
                             for rerank in [0, 1, 4] {
                                 let params = SearchParams { nprobe, rerank };
