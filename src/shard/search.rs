@@ -264,8 +264,9 @@ impl<'a> BuiltSearch<'a> {
         pq: (usize, u8),
         filter: Option<&CompiledFilter>,
     ) -> Self {
+        // Any code width: the planner offers each regrouped form only where it works (the
+        // two that score codes need 4-bit ones; the value's rows per list take any).
         let subset = filter
-            .filter(|_| pq.1 == 4)
             .and_then(|f| subsets::choose(&ivf.payload_index(), f))
             .map(|c| {
                 let [

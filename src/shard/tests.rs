@@ -420,7 +420,7 @@ fn blob_vec(rng: &mut ChaCha8Rng, centres: &[Vec<f32>]) -> Vec<f32> {
 /// and the blobs' centres, for queries near them.
 fn blob_shard(
     seed: u64,
-    (dim, nlist, pq_m): (usize, usize, usize),
+    (dim, nlist, pq_m, pq_bits): (usize, usize, usize, u8),
     n: u64,
     blobs: usize,
     groups: u64,
@@ -429,7 +429,7 @@ fn blob_shard(
     let shard = Shard::new(ShardConfig {
         nlist,
         pq_m,
-        pq_bits: 4,
+        pq_bits,
         ..config(dim, Metric::L2, n as usize)
     });
     let centres: Vec<Vec<f32>> = (0..blobs).map(|_| random_vec(&mut rng, dim)).collect();
@@ -478,7 +478,7 @@ fn num_ids(hits: &[Hit]) -> Vec<u64> {
 #[test]
 fn the_probed_plan_answers_within_the_filter_and_near_exact() {
     // 1% of the rows match a group: 600, more than are always scanned exactly.
-    let (shard, mut rng, centres) = blob_shard(17, (128, 256, 64), 60_000, 200, 100);
+    let (shard, mut rng, centres) = blob_shard(17, (128, 256, 64, 4), 60_000, 200, 100);
     let (mut probed, mut hit, mut total) = (0, 0, 0);
     for g in 0..5u64 {
         let f = group_filter(g);
@@ -516,7 +516,7 @@ fn the_probed_plan_answers_within_the_filter_and_near_exact() {
 /// (what the segment does once the index is dropped).
 #[test]
 fn the_subset_plan_answers_as_the_whole_lists_do() {
-    let (shard, mut rng, centres) = blob_shard(23, (32, 64, 16), 20_000, 100, 10);
+    let (shard, mut rng, centres) = blob_shard(23, (32, 64, 16, 4), 20_000, 100, 10);
     for (at, field, field_type) in [
         (2, "group", PayloadFieldType::Integer),
         (3, "even", PayloadFieldType::Bool),
@@ -636,7 +636,7 @@ fn the_subset_plan_answers_as_the_whole_lists_do() {
 /// deleted, and the answer is near the exact filtered one.
 #[test]
 fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
-    let (shard, mut rng, centres) = blob_shard(19, (128, 256, 64), 60_000, 200, 100);
+    let (shard, mut rng, centres) = blob_shard(19, (128, 256, 64, 4), 60_000, 200, 100);
     // Every tenth point of group 0 deleted: never an answer (540 rows stay, more than are
     // always scanned exactly).
     index_groups_and_delete_every(&shard, 60_000, 1_000);
@@ -704,7 +704,18 @@ fn the_subset_codes_plan_answers_within_the_filter_and_near_exact() {
 /// the same parameters.
 #[test]
 fn the_subset_probed_plan_answers_as_the_probed_plan() {
-    let (shard, mut rng, centres) = blob_shard(29, (128, 512, 64), 60_000, 200, 50);
+    subset_probed_plan_answers_as_the_probed_plan(4);
+}
+
+/// With 8-bit codes too: the value's rows per list hold no codes, so the plan is open to
+/// every code width (before, only 4-bit segments could take it).
+#[test]
+fn the_subset_probed_plan_answers_as_the_probed_plan_with_8_bit_codes() {
+    subset_probed_plan_answers_as_the_probed_plan(8);
+}
+
+fn subset_probed_plan_answers_as_the_probed_plan(pq_bits: u8) {
+    let (shard, mut rng, centres) = blob_shard(29, (128, 512, 64, pq_bits), 60_000, 200, 50);
     // Every tenth point of group 0 deleted: never an answer.
     index_groups_and_delete_every(&shard, 60_000, 500);
     fn approx<'a>(q: &'a [f32], f: &'a CompiledFilter, nprobe: usize) -> SearchRequest<'a> {
