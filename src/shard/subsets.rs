@@ -1,7 +1,8 @@
 //! A sealed segment's codes regrouped per indexed payload value, so that a filter on that value
 //! scores only its rows' codes: per list ([`SubsetLists`], read in the probed lists), as one
 //! run of every row once ([`SubsetCodes`], scored whole with one table), or as the rows alone
-//! per list ([`SubsetRows`], scored exactly in the probed lists).
+//! per list ([`SubsetRows`], scored exactly in the probed lists); and, for the exact scan of a
+//! selective filter's matches, the rows alone in the index's order ([`SubsetMembers`]).
 //!
 //! A filter whose `must` holds an equality on a field with a payload index (`tenant = "a"`,
 //! `sel_10 = 3`) matches rows its posting names; those rows never change in a sealed segment
@@ -38,7 +39,7 @@ use super::filter::{CompiledFilter, Cond};
 use super::payload_index::PayloadIndex;
 use crate::index::RowSet;
 use crate::index::fastscan::BLOCK;
-use crate::index::ivfpq::{IvfPqIndex, SubsetCodes, SubsetLists, SubsetRows};
+use crate::index::ivfpq::{IvfPqIndex, SubsetCodes, SubsetLists, SubsetMembers, SubsetRows};
 use crate::storage::payload_index::PostingKey;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -103,11 +104,16 @@ pub(super) enum Form {
     /// Per list, the entries' rows without codes ([`SubsetRows`]): the probed lists' rows
     /// scored exactly ([`super::planner::Plan::SubsetProbed`]).
     Rows,
+    /// The rows alone, every row once, in the index's order ([`SubsetMembers`]): what the exact
+    /// scan of the value's matches reads ([`super::planner::Plan::Exact`]) instead of
+    /// translating each posting row to its index row per query. Not a plan of its own, so
+    /// the planner does not price it.
+    Members,
 }
 
 impl Form {
-    /// Every form, in the order [`SubsetCache::forms`] reports them.
-    pub const ALL: [Form; 3] = [Form::Lists, Form::Codes, Form::Rows];
+    /// The forms the planner prices, in the order [`SubsetCache::forms`] reports them.
+    pub const PLANNED: [Form; 3] = [Form::Lists, Form::Codes, Form::Rows];
 }
 
 /// One regrouped form of a value's codes, as the cache keeps it.
@@ -212,12 +218,40 @@ impl Regrouped for SubsetRows {
     }
 }
 
+impl Regrouped for SubsetMembers {
+    const FORM: Form = Form::Members;
+
+    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self> {
+        Some(index.subset_members(rows))
+    }
+
+    fn entries(&self) -> usize {
+        SubsetMembers::entries(self)
+    }
+
+    fn memory_bytes(&self) -> usize {
+        SubsetMembers::memory_bytes(self)
+    }
+
+    fn wrap(this: Arc<Self>) -> Kept {
+        Kept::Members(this)
+    }
+
+    fn unwrap(kept: &Kept) -> Option<Arc<Self>> {
+        match kept {
+            Kept::Members(s) => Some(Arc::clone(s)),
+            _ => None,
+        }
+    }
+}
+
 /// A kept subset, of any form.
 #[derive(Debug)]
 pub(super) enum Kept {
     Lists(Arc<SubsetLists>),
     Codes(Arc<SubsetCodes>),
     Rows(Arc<SubsetRows>),
+    Members(Arc<SubsetMembers>),
 }
 
 /// A segment's subsets by value and form (see the module doc).
@@ -261,12 +295,12 @@ impl SubsetCache {
             .contains_key(&(choice.key.clone(), form))
     }
 
-    /// For each form of [`Form::ALL`] in turn: whether `choice`'s subset in that form is
+    /// For each form of [`Form::PLANNED`] in turn: whether `choice`'s subset in that form is
     /// kept or may be made now (not being made, not refused, worth making, within the budget),
     /// and whether it is kept now: what a search plans with, under one look at the cache.
     pub fn forms(&self, index: &IvfPqIndex, choice: &SubsetChoice) -> [(bool, bool); 3] {
         let held = self.lock();
-        Form::ALL.map(|form| {
+        Form::PLANNED.map(|form| {
             let key = (choice.key.clone(), form);
             let kept = held.subsets.contains_key(&key);
             (
@@ -309,6 +343,7 @@ impl SubsetCache {
             Form::Lists => estimated_bytes(index, rows),
             Form::Codes => SubsetCodes::estimated_bytes(index, rows),
             Form::Rows => SubsetRows::estimated_bytes(index, rows),
+            Form::Members => SubsetMembers::estimated_bytes(rows),
         };
         (held.bytes + held.pending_bytes + estimate <= budget(index)).then_some(estimate)
     }

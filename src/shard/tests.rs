@@ -786,6 +786,53 @@ fn subset_probed_plan_answers_as_the_probed_plan(pq_bits: u8) {
     assert!(compared >= 12, "compared {compared} of 48");
 }
 
+/// A selective filter on an indexed value, answered by the exact scan of its matches, reads
+/// them from the value's index rows once the segment keeps them (made in the background on
+/// the first search): the answers are the exact filtered ones, with deleted points never
+/// among them, before and after the rows are kept.
+#[test]
+fn the_exact_plan_reads_a_value_s_kept_rows_and_answers_exactly() {
+    // 8-bit codes (no coded subset form) and a deep re-rank (a widened probe of nearly every
+    // list): the exact scan of the matches is the cheapest plan, before and after regrouping.
+    let (shard, mut rng, centres) = blob_shard(31, (32, 64, 16, 8), 20_000, 100, 25);
+    // Every tenth point of group 0 deleted (800 rows a group, 720 left).
+    index_groups_and_delete_every(&shard, 20_000, 250);
+    let queries: Vec<Vec<f32>> = (0..6).map(|_| blob_vec(&mut rng, &centres)).collect();
+    fn approx<'a>(q: &'a [f32], f: &'a CompiledFilter) -> SearchRequest<'a> {
+        SearchRequest {
+            nprobe: 2,
+            rerank: 16,
+            ..req(q, 10, Some(f), false)
+        }
+    }
+    let check = |g: u64, q: &[f32]| {
+        let f = group_filter(g);
+        let got = num_ids(&shard.search(&approx(q, &f)).unwrap());
+        let exact = num_ids(&shard.search(&req(q, 10, Some(&f), true)).unwrap());
+        assert_eq!(got, exact, "group {g}");
+        assert!(got.iter().all(|i| i % 25 == g && i % 250 != 0), "{got:?}");
+    };
+    assert_eq!(shard.stats().filter_subset_bytes, 0);
+    for g in 0..4u64 {
+        let plans = shard.plans(&approx(&queries[0], &group_filter(g)));
+        assert_eq!(plans, vec![planner::Plan::Exact], "group {g}");
+        // Before the rows are kept: the posting translated per query.
+        check(g, &queries[0]);
+    }
+    shard.wait_for_regrouping();
+    // Kept: 4 bytes a row of each value searched, and nothing else.
+    assert_eq!(shard.stats().filter_subset_bytes, 4 * 800 * 4);
+    for g in 0..4u64 {
+        for q in &queries {
+            assert_eq!(
+                shard.plans(&approx(q, &group_filter(g))),
+                vec![planner::Plan::Exact]
+            );
+            check(g, q);
+        }
+    }
+}
+
 #[test]
 fn approximate_search_recalls_exact_neighbours() {
     let dim = 16;

@@ -56,6 +56,8 @@
 //!   level, so no per-list loop tests any of them.
 //! * `subset.rs`: a chosen part of the rows' 4-bit codes regrouped by list, which a filtered
 //!   scan reads instead of the whole lists when a payload index names the part.
+//! * `members.rs`: a chosen part's rows alone, ascending, which the exact scan of a selective
+//!   filter's matches reads when a payload index names the part.
 //! * `subset_codes.rs`: a chosen part of the rows' 4-bit codes as one run, every row once,
 //!   scored whole with one table shared by all lists (each row offset by its list's coarse
 //!   term): for parts too sparse to fill a block in each list.
@@ -64,6 +66,8 @@
 //!   more arm in `with_scanner`; the search loop does not change.
 
 mod build;
+mod members;
+pub use members::SubsetMembers;
 mod parts;
 mod scan4;
 mod scan8;

@@ -1231,6 +1231,53 @@ fn a_subset_scan_answers_as_the_filtered_scan() {
     );
 }
 
+/// A value's members are its rows, ascending, each once (spilled copies are not rows), and
+/// their exact scan answers as the exact scan of those rows (or of those a filter admits) does,
+/// with and without 8-bit codes; another index's members answer nothing.
+#[test]
+fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
+    let mut cases = four_bit_cases();
+    let f = overlapping();
+    let coded = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(Metric::L2))
+        .unwrap()
+        .with_sq8()
+        .unwrap();
+    cases.push((f, coded));
+    let mut rng = ChaCha8Rng::seed_from_u64(47);
+    for (f, index) in &cases {
+        for share in [0.02, 0.1, 0.5] {
+            let (_, chosen, admitted) = posting(f, share, &mut rng);
+            let members = index.subset_members(&chosen);
+            let rows = rows_with_id_in(index, &chosen);
+            assert_eq!(members.rows(), rows);
+            assert_eq!(members.memory_bytes(), 4 * rows.len());
+            for q in f.queries.chunks_exact(DIM).take(6) {
+                assert_eq!(
+                    index.exact_among_members(q, 10, &members, None),
+                    index.exact_among(q, 10, &rows)
+                );
+                assert_eq!(
+                    index.exact_among_members(q, 10, &members, Some(&admitted)),
+                    index.exact_among(q, 10, &rows_with_id_in(index, &admitted))
+                );
+            }
+        }
+    }
+    let (f, index) = &cases[0];
+    let mut few = config(Metric::L2, 4);
+    few.nlist = 4;
+    let fewer = IvfPqIndex::build(DIM, &f.data[..DIM * 100], &f.ids[..100], &few).unwrap();
+    let max_id = f.ids.iter().copied().max().unwrap() as usize + 1;
+    let all = RowSet::from_rows(max_id, f.ids.iter().map(|&i| i as usize));
+    let foreign = fewer.subset_members(&all);
+    assert_eq!(foreign.entries(), 100);
+    assert!(
+        index
+            .exact_among_members(&f.queries[..DIM], 10, &foreign, None)
+            .is_empty()
+    );
+}
+
 /// The exact scan of a value's rows in the probed lists, read per list
 /// ([`IvfPqIndex::exact_among_probed_subset`]), answers as the exact scan of the probed lists'
 /// matches with every row's lists looked up ([`IvfPqIndex::exact_among_probed`]) does, for the
