@@ -262,6 +262,10 @@ pub struct IvfPqIndex {
     coarse8: Option<Coarse8>,
     /// Squared centroid norms (derived), for `||q - c||² = ||q||² + ||c||² - 2<q, c>`.
     centroid_norms: Vec<f32>,
+    /// Whether each list holds any entry, own or spilled (derived): a probe asks it of every
+    /// list that scores well enough, and read through the offsets it was three stored slices
+    /// deep (4% of a 1% filter's query on 1M × 128 in perf).
+    list_filled: Vec<bool>,
     list_offsets: Slab<u64>,
     /// Spilled entries per list (empty, or `nlist + 1` offsets into `spill_rows`).
     spill_offsets: Slab<u64>,
@@ -413,6 +417,7 @@ impl IvfPqIndex {
             + (self.centroids.len() + self.centroid_norms.len()) * 4
             + self.coarse.memory_bytes()
             + self.coarse8.as_ref().map_or(0, Coarse8::memory_bytes)
+            + self.list_filled.len()
             + (self.list_offsets.len() + self.spill_offsets.len()) * 8
             + self.spill_rows.len() * 4
             + self.spill_ids.len() * 8

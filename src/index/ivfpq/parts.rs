@@ -99,6 +99,9 @@ impl IvfPqIndex {
             expect("codes", codes.len(), n.checked_mul(pq_m))?;
         }
         let centroid_norms = centroids.chunks_exact(dim).map(distance::norm_sq).collect();
+        let list_filled = (0..nlist)
+            .map(|l| list_offsets[l + 1] > list_offsets[l] || spilled_in(l) > 0)
+            .collect();
         let coarse = CoarseTable::new(&centroids, dim);
         let coarse8 = (nlist * dim * 4 >= COARSE8_FROM_BYTES)
             .then(|| Coarse8::new(&centroids, dim))
@@ -145,6 +148,7 @@ impl IvfPqIndex {
             coarse,
             coarse8,
             centroid_norms,
+            list_filled,
             list_offsets,
             spill_offsets,
             spill_rows,

@@ -219,7 +219,7 @@ impl IvfPqIndex {
     /// Whether `list` holds any row, its own or spilled (empty lists are never probed).
     #[inline]
     pub(super) fn has_rows(&self, list: usize) -> bool {
-        self.list_offsets[list + 1] > self.list_offsets[list] || !self.list_spills(list).is_empty()
+        self.list_filled.get(list).copied().unwrap_or(false)
     }
 
     /// `y = q - c_list`, the query as a residual of `list`'s centroid.
