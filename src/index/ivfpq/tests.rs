@@ -1231,18 +1231,29 @@ fn a_subset_scan_answers_as_the_filtered_scan() {
     );
 }
 
-/// A value's members are its rows, ascending, each once (spilled copies are not rows), and
-/// their exact scan answers as the exact scan of those rows (or of those a filter admits) does,
-/// with and without 8-bit codes; another index's members answer nothing.
-#[test]
-fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
+/// The indexes the exact scans of chosen rows are checked on: every 4-bit case, 8-bit codes,
+/// and spilled rows with 8-bit scalar codes of the vectors (scored through them first).
+fn exact_scan_cases() -> Vec<(Fixture, IvfPqIndex)> {
     let mut cases = four_bit_cases();
+    let f = fixture();
+    let eight = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 8)).unwrap();
+    cases.push((f, eight));
     let f = overlapping();
     let coded = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(Metric::L2))
         .unwrap()
         .with_sq8()
         .unwrap();
     cases.push((f, coded));
+    cases
+}
+
+/// A value's members are its rows, ascending, each once (spilled copies are not rows), and
+/// their exact scan answers as the exact scan of those rows (or of those a filter admits) does,
+/// at every code width, with and without 8-bit scalar codes; another index's members answer
+/// nothing.
+#[test]
+fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
+    let cases = exact_scan_cases();
     let mut rng = ChaCha8Rng::seed_from_u64(47);
     for (f, index) in &cases {
         for share in [0.02, 0.1, 0.5] {
@@ -1286,16 +1297,7 @@ fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
 /// the rows per list hold what the coded form holds; another index's rows answer nothing.
 #[test]
 fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
-    let mut cases = four_bit_cases();
-    let f = fixture();
-    let eight = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 8)).unwrap();
-    cases.push((f, eight));
-    let f = overlapping();
-    let coded = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(Metric::L2))
-        .unwrap()
-        .with_sq8()
-        .unwrap();
-    cases.push((f, coded));
+    let cases = exact_scan_cases();
     let mut rng = ChaCha8Rng::seed_from_u64(43);
     for (f, index) in cases {
         for share in [0.02, 0.1, 0.5] {
