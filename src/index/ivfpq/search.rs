@@ -332,16 +332,14 @@ impl IvfPqIndex {
         rows: &[u32],
         through_codes: bool,
     ) -> Vec<Neighbor> {
+        // The stored vectors are looked up once: a slice of stored parts costs a call to its
+        // owner and a checked cast each time, and the rows are many.
         let vectors: &[f32] = &self.vectors;
-        let exact = |row: usize| {
-            distance::distance(
-                self.metric,
-                q,
-                &vectors[row * self.dim..(row + 1) * self.dim],
-            )
-        };
+        let vector = |row: usize| &vectors[row * self.dim..(row + 1) * self.dim];
+        let exact = |row: usize| distance::distance(self.metric, q, vector(row));
+        let prefetch = |row: usize| crate::index::prefetch_slice(vector(row));
         let by_row = match self.sq8.as_ref().filter(|_| through_codes) {
-            Some(sq8) => sq8.exact_top_k(q, k, rows, exact, |r| self.prefetch_vector(r)),
+            Some(sq8) => sq8.exact_top_k(q, k, rows, exact, prefetch),
             None => {
                 // Raw vectors are read at random rows (and may be memory-mapped): each is asked
                 // for `AHEAD` rows early, so their cache misses overlap instead of queueing.
@@ -352,7 +350,7 @@ impl IvfPqIndex {
                     .filter(|&r| r < self.n)
                     .collect();
                 let mut top = TopK::new(k);
-                for r in crate::index::prefetched(&rows, AHEAD, |r| self.prefetch_vector(r)) {
+                for r in crate::index::prefetched(&rows, AHEAD, prefetch) {
                     top.push(r as u64, exact(r));
                 }
                 top.into_sorted_vec()
@@ -437,12 +435,6 @@ impl IvfPqIndex {
             }
             lists
         })
-    }
-
-    /// Hints the CPU to start loading a row's raw vector.
-    #[inline]
-    fn prefetch_vector(&self, row: usize) {
-        crate::index::prefetch_slice(&self.vectors[row * self.dim..(row + 1) * self.dim]);
     }
 }
 
