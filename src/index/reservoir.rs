@@ -91,6 +91,20 @@ impl Reservoir {
         self.kept
     }
 
+    /// The `k`-th best distance offered: `+inf` while fewer than `k` were kept (`-inf` when
+    /// `k == 0`), what a heap of the `k` best reports as its threshold. A selection made in two
+    /// passes cuts at it.
+    pub fn into_kth_distance(mut self) -> f32 {
+        if self.kept.len() > self.k {
+            self.cut();
+        }
+        if self.kept.len() < self.k {
+            f32::INFINITY
+        } else {
+            self.threshold
+        }
+    }
+
     /// The `k` best, closest first, ties by id (only those `k` are sorted).
     pub fn into_sorted_vec(self) -> Vec<Neighbor> {
         let mut best = self.into_vec();
@@ -128,6 +142,11 @@ mod tests {
                     res.push(id, d);
                     assert!(res.threshold() >= heap.threshold(), "k {k} n {n}");
                 }
+                assert_eq!(
+                    res.clone().into_kth_distance(),
+                    heap.threshold(),
+                    "k {k} n {n}"
+                );
                 let mut unsorted = res.clone().into_vec();
                 unsorted.sort_unstable_by(cmp_neighbors);
                 let want = heap.into_sorted_vec();

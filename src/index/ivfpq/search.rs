@@ -137,15 +137,7 @@ impl IvfPqIndex {
                 worst_case.push(l as u64, s + e);
             }
         }
-        let worst_case = worst_case.into_vec();
-        let cut = if worst_case.len() < nprobe {
-            f32::INFINITY
-        } else {
-            worst_case
-                .iter()
-                .map(|n| n.distance)
-                .fold(f32::MIN, f32::max)
-        };
+        let cut = worst_case.into_kth_distance();
         let centroids: &[f32] = &self.centroids;
         let mut best = Reservoir::new(nprobe);
         let mut scored = 0;
