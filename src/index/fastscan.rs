@@ -145,6 +145,17 @@ impl RowRanges {
         self.max_range = self.max_range.max(hi - lo);
     }
 
+    /// Records the first `rows` sub-spaces, whose minima a vector quantiser stored into
+    /// `mins` itself, `widest` their widest range; before any [`push`](Self::push). The bias sums
+    /// the minima in row order, as `push` does, so every level's tables are bit-identical.
+    #[inline(always)]
+    fn record_stored(&mut self, rows: usize, widest: f32) {
+        self.max_range = widest;
+        for &lo in &self.mins[..rows] {
+            self.bias += lo;
+        }
+    }
+
     /// The step of one u8 unit: the widest sub-space spans 0..=255.
     #[inline(always)]
     fn scale(&self) -> f32 {
@@ -557,10 +568,8 @@ mod avx2 {
                 _mm256_extractf128_ps(widest, 1),
             );
             let w2 = _mm_max_ps(w4, _mm_movehl_ps(w4, w4));
-            ranges.max_range = _mm_cvtss_f32(_mm_max_ss(w2, _mm_shuffle_ps(w2, w2, 1)));
-            for j in 0..grouped {
-                ranges.bias += ranges.mins[j];
-            }
+            let widest = _mm_cvtss_f32(_mm_max_ss(w2, _mm_shuffle_ps(w2, w2, 1)));
+            ranges.record_stored(grouped, widest);
             for j in grouped..m {
                 let a = _mm256_loadu_ps(p.add(j * 16));
                 let b = _mm256_loadu_ps(p.add(j * 16 + 8));
@@ -777,11 +786,7 @@ mod avx512 {
                 _mm512_storeu_ps(ranges.mins.as_mut_ptr().add(g), lo);
                 widest = _mm512_max_ps(widest, _mm512_sub_ps(hi, lo));
             }
-            ranges.max_range = _mm512_reduce_max_ps(widest);
-            // The bias sums the minima in row order, as every level does (bit-identical).
-            for j in 0..grouped {
-                ranges.bias += ranges.mins[j];
-            }
+            ranges.record_stored(grouped, _mm512_reduce_max_ps(widest));
             for j in grouped..m {
                 let row = _mm512_loadu_ps(p.add(j * 16));
                 ranges.push(j, _mm512_reduce_min_ps(row), _mm512_reduce_max_ps(row));
