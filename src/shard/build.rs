@@ -243,6 +243,9 @@ impl Shard {
     pub(super) fn calibrated(&self, mut seg: IvfSeg) -> IvfSeg {
         let c = &self.inner.config;
         seg.calibration = calibrate::calibrate(&seg.index, c.pq_m, c.pq_bits, c.seed).map(Arc::new);
+        if let Some(cal) = &seg.calibration {
+            log_calibration(&seg.index, cal);
+        }
         seg
     }
 
@@ -319,4 +322,31 @@ pub(super) fn claim_queued(queued: &mut Vec<(u32, usize)>, seg_id: u32, cap: usi
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Logs (at debug) what a segment's calibration chose at the default target and the factor its
+/// filtered searches widen `nprobe` by at each measured share: what decides a filtered plan's
+/// lists, read without a server (`SHOAL_LOG_LEVEL=shoal::shard::build=debug`).
+fn log_calibration(index: &IvfPqIndex, cal: &calibrate::Calibration) {
+    let target = calibrate::DEFAULT_RECALL_TARGET;
+    let Some(chosen) = cal.choose(target, None, None) else {
+        return;
+    };
+    let widenings: Vec<String> = cal
+        .filtered
+        .iter()
+        .map(|f| match cal.widening(f.share, target, chosen.rerank) {
+            Some(w) => format!("{}: x{w:.2}", f.share),
+            None => format!("{}: -", f.share),
+        })
+        .collect();
+    tracing::debug!(
+        rows = index.len(),
+        nlist = index.nlist(),
+        nprobe = chosen.nprobe,
+        rerank = chosen.rerank,
+        recall = chosen.recall,
+        widenings = widenings.join(", "),
+        "segment calibrated"
+    );
 }
