@@ -328,6 +328,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// filtered searches widen `nprobe` by at each measured share: what decides a filtered plan's
 /// lists, read without a server (`SHOAL_LOG_LEVEL=shoal::shard::build=debug`).
 fn log_calibration(index: &IvfPqIndex, cal: &calibrate::Calibration) {
+    // The widenings are worked out (and remembered by the calibration) only for the log.
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let target = calibrate::DEFAULT_RECALL_TARGET;
     let Some(chosen) = cal.choose(target, None, None) else {
         return;

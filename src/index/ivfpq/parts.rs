@@ -80,6 +80,9 @@ impl IvfPqIndex {
             0 => 0,
             _ => (spill_offsets[l + 1] - spill_offsets[l]) as usize,
         };
+        // Entries a list holds, its own rows and those spilled to it (offsets checked above).
+        let entries_in =
+            |l: usize| (list_offsets[l + 1] - list_offsets[l]) as usize + spilled_in(l);
         let mut block_offsets = Vec::new();
         if pq_bits == 4 {
             let bb = fastscan::block_bytes(pq_m);
@@ -87,8 +90,7 @@ impl IvfPqIndex {
             block_offsets.reserve(nlist + 1);
             for l in 0..nlist {
                 block_offsets.push(at);
-                let len = (list_offsets[l + 1] - list_offsets[l]) as usize + spilled_in(l);
-                at = fastscan::blocks_for(len)
+                at = fastscan::blocks_for(entries_in(l))
                     .checked_mul(bb)
                     .and_then(|b| b.checked_add(at))
                     .ok_or_else(|| corrupted("code size overflows"))?;
@@ -99,9 +101,7 @@ impl IvfPqIndex {
             expect("codes", codes.len(), n.checked_mul(pq_m))?;
         }
         let centroid_norms = centroids.chunks_exact(dim).map(distance::norm_sq).collect();
-        let list_filled = (0..nlist)
-            .map(|l| list_offsets[l + 1] > list_offsets[l] || spilled_in(l) > 0)
-            .collect();
+        let list_filled = (0..nlist).map(|l| entries_in(l) > 0).collect();
         let coarse = CoarseTable::new(&centroids, dim);
         let coarse8 = (nlist * dim * 4 >= COARSE8_FROM_BYTES)
             .then(|| Coarse8::new(&centroids, dim))
