@@ -20,7 +20,11 @@
 //! reading those lists' other rows ([`Plan::Probed`]): each match's lists are looked up, and
 //! only the matches in a probed list are scored — the candidates the widened scan would meet,
 //! scored exactly. The cheapest of the three by estimated time is chosen, from per-step costs
-//! measured on each plan ([`cost`]); the exact scan of all matches wins ties.
+//! measured on each plan ([`cost`]); the exact scan of all matches wins ties. The two plans that
+//! read the matches one by one pay for each its translation from a segment row (what a filter
+//! answers) to its index row, a random read that costs several times more in a segment of a
+//! million rows than in one whose per-row arrays stay in cache — unless the matches are a whole
+//! indexed value's rows, which the segment keeps as index rows ([`MatchRows`]).
 //! When the filter's `must` holds an equality on an indexed value, two more plans read only
 //! that value's rows' codes, regrouped by the segment ([`super::subsets`]): the widened scan
 //! over their entries in the probed lists ([`Plan::Subset`]), or every one of their codes scored
@@ -546,9 +550,29 @@ pub mod cost {
     /// One component of a centroid scored when the lists to probe are chosen: the centroids
     /// come from memory (the scans evict them), 276 × 384 of them in 11 µs on the 2-core Xeon.
     pub const COARSE_NS_PER_COMPONENT: f64 = 0.1;
-    /// One match's lists looked up (a random read) by the exact scan of the probed lists'
-    /// matches, before any of its codes are read (7 ns measured on MiniLM's 58k rows).
-    pub const PROBED_NS_PER_MATCH: f64 = 10.0;
+    /// One match's lists looked up by the exact scan of the probed lists' matches, before any
+    /// of its codes are read, in a segment of at most [`CACHED_ROWS`] rows, whose per-row
+    /// arrays stay in cache (with the translation below, 7 ns measured on MiniLM's 58k rows).
+    pub const LOOKUP_NS_PER_MATCH: f64 = 5.0;
+    /// The same in a segment of [`LARGE_ROWS`] rows or more: a read into 8 bytes a row. On 1M
+    /// × 128 with each plan forced (`benches/results/filter-probed-cost-2026-12-07.txt`) the
+    /// probed plan took 28–49 ns a match beside its exact scores, translation included.
+    pub const LOOKUP_NS_PER_MATCH_LARGE: f64 = 15.0;
+    /// One match of a filter's answer (a segment row) translated to its index row before the
+    /// plans that read the matches one by one can read it: a read into 4 bytes a row, at a
+    /// random place, in a segment of at most [`CACHED_ROWS`] rows. A whole value's kept
+    /// members are index rows already and skip it.
+    pub const TRANSLATE_NS_PER_MATCH: f64 = 3.0;
+    /// The same from [`LARGE_ROWS`] rows: on 1M × 128 the exact scan of a value's matches
+    /// translated per query ran 0.18 / 0.50 / 1.38 / 4.01 ms at 0.3 / 1 / 3 / 10% where the
+    /// scan of its kept members ran 0.10 / 0.30 / 0.83 / 2.95 ms, 11–24 ns a match.
+    pub const TRANSLATE_NS_PER_MATCH_LARGE: f64 = 20.0;
+    /// Rows up to which a per-row array read at random stays in cache (its cost at the small
+    /// end above).
+    pub const CACHED_ROWS: usize = 1 << 17;
+    /// Rows from which it costs the large end; between the two a read's cost grows with the
+    /// logarithm of the rows.
+    pub const LARGE_ROWS: usize = 1 << 20;
     /// The largest share of the matches the probed lists may hold for the exact scan of them
     /// to be chosen over the exact scan of all: below it the saving outweighs the probe and
     /// the look-ups whatever the vectors' size. Measured on the 2-core Xeon (shard engine,
@@ -640,6 +664,16 @@ impl Regroupable {
     }
 }
 
+/// Where the plans that read the matches one by one ([`Plan::Exact`], [`Plan::Probed`]) get
+/// them from: what each match costs before it is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MatchRows {
+    /// The filter's answer, segment rows, each translated to its index row per query.
+    Translated,
+    /// Index rows already: a whole indexed value's members, kept by the segment.
+    Index,
+}
+
 /// The shape of a built segment, as the plan's costs need it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct SegShape {
@@ -658,7 +692,36 @@ pub(super) struct SegShape {
 }
 
 impl SegShape {
-    /// Estimated nanoseconds of an exact scan over `matching` rows.
+    /// Estimated nanoseconds of the exact scan of `matching` rows read one by one from `from`:
+    /// each translated first unless they are index rows already.
+    fn exact_matches_ns(&self, matching: usize, from: MatchRows) -> f64 {
+        matching as f64 * self.translate_ns(from) + self.exact_ns(matching)
+    }
+
+    /// Estimated nanoseconds of translating one match read from `from` to its index row.
+    fn translate_ns(&self, from: MatchRows) -> f64 {
+        match from {
+            MatchRows::Translated => self.random_read_ns(
+                cost::TRANSLATE_NS_PER_MATCH,
+                cost::TRANSLATE_NS_PER_MATCH_LARGE,
+            ),
+            MatchRows::Index => 0.0,
+        }
+    }
+
+    /// Estimated nanoseconds of one read at a random place of a per-row array: `cached` in a
+    /// segment of up to [`cost::CACHED_ROWS`] rows, `large` from [`cost::LARGE_ROWS`], linearly
+    /// in `log2(rows)` between.
+    fn random_read_ns(&self, cached: f64, large: f64) -> f64 {
+        let (lo, hi) = (
+            (cost::CACHED_ROWS as f64).log2(),
+            (cost::LARGE_ROWS as f64).log2(),
+        );
+        let t = ((self.rows.max(1) as f64).log2() - lo) / (hi - lo);
+        cached + (large - cached) * t.clamp(0.0, 1.0)
+    }
+
+    /// Estimated nanoseconds of scoring `matching` rows exactly, index rows at hand.
     fn exact_ns(&self, matching: usize) -> f64 {
         let per = if self.sq8 {
             cost::EXACT_SQ8_NS_PER_COMPONENT
@@ -684,11 +747,12 @@ impl SegShape {
         params: &SearchParams,
         k: usize,
         matching: usize,
+        from: MatchRows,
     ) -> bool {
         let fewest = widened_nprobe(params, k, matching, self, Some(1.0));
         let cheapest = self
-            .exact_ns(matching)
-            .min(self.probed_ns(matching, fewest));
+            .exact_matches_ns(matching, from)
+            .min(self.probed_ns(matching, fewest, from));
         matching <= super::EXACT_SCAN_ROWS || cheapest <= self.ivf_ns(self.nlist, k, params.rerank)
     }
 
@@ -767,17 +831,20 @@ impl SegShape {
         self.coarse_ns() + subset as f64 * per_entry + self.rerank_ns(k * rerank.max(1))
     }
 
-    /// Estimated nanoseconds of the exact scan of those of `matching` rows in the `nprobe`
-    /// lists nearest the query: each match's lists looked up, then the share of them in a
-    /// probed list (its own or, with spilled copies, its second) scanned exactly. Infinite
-    /// (never chosen) when that share is above [`cost::PROBED_MAX_SHARE`].
-    fn probed_ns(&self, matching: usize, nprobe: usize) -> f64 {
+    /// Estimated nanoseconds of the exact scan of those of `matching` rows, read from `from`,
+    /// in the `nprobe` lists nearest the query: each match translated (unless an index row
+    /// already) and its lists looked up, then the share of them in a probed list (its own or,
+    /// with spilled copies, its second) scanned exactly. Infinite (never chosen) when that
+    /// share is above [`cost::PROBED_MAX_SHARE`].
+    fn probed_ns(&self, matching: usize, nprobe: usize, from: MatchRows) -> f64 {
         let share = self.probed_share(nprobe);
         if share > cost::PROBED_MAX_SHARE {
             return f64::INFINITY;
         }
+        let lookup =
+            self.random_read_ns(cost::LOOKUP_NS_PER_MATCH, cost::LOOKUP_NS_PER_MATCH_LARGE);
         self.coarse_ns()
-            + matching as f64 * cost::PROBED_NS_PER_MATCH
+            + matching as f64 * (self.translate_ns(from) + lookup)
             + self.exact_ns((matching as f64 * share).ceil() as usize)
     }
 }
@@ -819,6 +886,7 @@ pub(super) fn plan_ivf(
     seg: &SegShape,
     widening: Option<f64>,
     subset: Option<Regroupable>,
+    from: MatchRows,
 ) -> Plan {
     let rows = seg.rows;
     if matching == 0 || rows == 0 || matching <= super::EXACT_SCAN_ROWS {
@@ -833,8 +901,8 @@ pub(super) fn plan_ivf(
         nprobe,
         rerank: params.rerank,
     };
-    let exact = seg.exact_ns(matching);
-    let probed = seg.probed_ns(matching, nprobe);
+    let exact = seg.exact_matches_ns(matching, from);
+    let probed = seg.probed_ns(matching, nprobe, from);
     let ivf = seg.ivf_ns(nprobe, k, params.rerank);
     let (lists, codes, rows_probed) = match subset {
         Some(s) => (
@@ -886,6 +954,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use MatchRows::{Index, Translated};
 
     /// The MiniLM segment the costs were measured on: the plans measured fastest there are the
     /// ones chosen (exact at 1%, IVF-PQ at 10% and 50% with 4-bit codes; with 8-bit codes,
@@ -919,6 +988,7 @@ mod tests {
                 shape,
                 None,
                 None,
+                Translated,
             )
         };
         assert_eq!(at(&four, 0.01), Plan::Exact);
@@ -935,15 +1005,26 @@ mod tests {
         assert_eq!(at(&coded, 0.01), Plan::Exact);
         assert_eq!(at(&coded, 0.03), Plan::Exact);
         assert_eq!(at(&coded, 0.1), Plan::Exact);
-        let measured = plan_ivf(&params, 10, coded.rows / 10, &coded, Some(1.6), None);
+        let measured = plan_ivf(
+            &params,
+            10,
+            coded.rows / 10,
+            &coded,
+            Some(1.6),
+            None,
+            Translated,
+        );
         assert!(
             matches!(measured, Plan::Ivf(p) if p.nprobe == 79),
             "{measured:?}"
         );
         // Few matches are always searched exactly, everything unfiltered as asked.
-        assert_eq!(plan_ivf(&params, 10, 300, &four, None, None), Plan::Exact);
         assert_eq!(
-            plan_ivf(&params, 10, four.rows, &four, None, None),
+            plan_ivf(&params, 10, 300, &four, None, None, Translated),
+            Plan::Exact
+        );
+        assert_eq!(
+            plan_ivf(&params, 10, four.rows, &four, None, None, Translated),
             Plan::Ivf(params)
         );
         // A 200k-row segment of 1M × 128 with spilled copies and 8-bit codes, as measured: at
@@ -964,28 +1045,56 @@ mod tests {
             rerank: 4,
         };
         assert_eq!(
-            plan_ivf(&p, 10, 2_000, &sift, Some(6.0), None),
+            plan_ivf(&p, 10, 2_000, &sift, Some(6.0), None, Translated),
             Plan::Probed(SearchParams { nprobe: 60, ..p })
         );
-        assert_eq!(plan_ivf(&p, 10, 200, &sift, Some(20.0), None), Plan::Exact);
+        assert_eq!(
+            plan_ivf(&p, 10, 200, &sift, Some(20.0), None, Translated),
+            Plan::Exact
+        );
         // `reading_matches_possible` never rules out a plan `plan_ivf` makes read the matches,
         // whatever the widening, and does rule out a 50% filter over 4-bit codes.
         for shape in [four, eight, coded] {
             for matching in (1..=shape.rows).step_by(97) {
                 for widening in [None, Some(1.0), Some(4.0), Some(1000.0)] {
-                    if plan_ivf(&params, 10, matching, &shape, widening, None).reads_matches() {
-                        assert!(shape.reading_matches_possible(&params, 10, matching));
+                    if plan_ivf(&params, 10, matching, &shape, widening, None, Translated)
+                        .reads_matches()
+                    {
+                        assert!(shape.reading_matches_possible(&params, 10, matching, Translated));
                     }
                 }
             }
         }
-        assert!(!four.reading_matches_possible(&params, 10, four.rows / 2));
+        assert!(!four.reading_matches_possible(&params, 10, four.rows / 2, Translated));
         // A measured widening replaces `1/sqrt(share)`: at 10%, 1.6x instead of 3.2x.
-        let measured = plan_ivf(&params, 10, four.rows / 10, &four, Some(1.6), None);
+        let measured = plan_ivf(
+            &params,
+            10,
+            four.rows / 10,
+            &four,
+            Some(1.6),
+            None,
+            Translated,
+        );
         assert!(
             matches!(measured, Plan::Ivf(p) if p.nprobe == 79),
             "{measured:?}"
         );
+    }
+
+    /// The 1M × 128 L2 segment the plans were measured on: one segment of the SIFT-hard set,
+    /// spilled copies, 8-bit codes, 4-bit PQ at 2 dimensions a sub-space.
+    fn sift_1m() -> SegShape {
+        SegShape {
+            rows: 1_000_000,
+            entries: 2_000_000,
+            nlist: 1145,
+            dim: 128,
+            pq_m: 64,
+            pq_bits: 4,
+            sq8: true,
+            list_tables: true,
+        }
     }
 
     /// A 1M × 128 L2 segment with spilled copies and 8-bit codes, as measured: a 1% value's
@@ -996,16 +1105,7 @@ mod tests {
     /// each plan is taken only from the forms the segment keeps or has room for.
     #[test]
     fn a_sparse_value_s_probed_rows_are_scored_exactly_where_l2_tables_would_dominate() {
-        let l2 = SegShape {
-            rows: 1_000_000,
-            entries: 2_000_000,
-            nlist: 1145,
-            dim: 128,
-            pq_m: 64,
-            pq_bits: 4,
-            sq8: true,
-            list_tables: true,
-        };
+        let l2 = sift_1m();
         let inner = SegShape {
             list_tables: false,
             ..l2
@@ -1022,7 +1122,7 @@ mod tests {
         };
         let widened = |nprobe| SearchParams { nprobe, ..p };
         let at = |shape: &SegShape, rows, widening, forms| {
-            plan_ivf(&p, 10, rows, shape, Some(widening), Some(forms))
+            plan_ivf(&p, 10, rows, shape, Some(widening), Some(forms), Translated)
         };
         assert_eq!(
             at(&l2, 10_000, 4.7, every(10_000)),
@@ -1049,5 +1149,59 @@ mod tests {
             ..no_rows
         };
         assert_eq!(at(&l2, 10_000, 4.7, none), Plan::Probed(widened(47)));
+    }
+
+    /// A 1M × 128 segment (spilled copies, 8-bit codes) with one indexed value and no
+    /// regrouped form takes the plans measured fastest there with each plan forced
+    /// (`benches/results/filter-probed-cost-2026-12-07.txt`, ms a query at the calibrated
+    /// `nprobe`). Listed from the posting and translated, the matches cost the exact scan
+    /// 0.18 / 0.50 / 1.38 ms at 0.3 / 1 / 3% and the probed plan 0.17 / 0.41 / 0.95, against
+    /// the IVF scan's 1.08 / 0.59 / 0.51: the probed plan at 0.3% and 1%, the IVF scan from 3%.
+    /// Read from the value's kept index rows, no match is translated: the two plans reading
+    /// the matches cost less, and take 1% where the IVF scan is dearer, not 3% where it is
+    /// cheaper still. A 58k-row segment's per-row arrays stay in cache: their reads cost the
+    /// small end.
+    #[test]
+    fn a_large_segment_prices_each_match_s_translation_and_look_up() {
+        let shape = sift_1m();
+        let p = SearchParams {
+            nprobe: 10,
+            rerank: 6,
+        };
+        let at = |matching, widening, from| {
+            plan_ivf(&p, 10, matching, &shape, Some(widening), None, from)
+        };
+        let widened = |nprobe| SearchParams { nprobe, ..p };
+        for from in [Translated, Index] {
+            assert_eq!(at(3_000, 9.2, from), Plan::Probed(widened(92)));
+            assert_eq!(at(10_000, 4.5, from), Plan::Probed(widened(45)));
+            assert_eq!(at(30_000, 3.1, from), Plan::Ivf(widened(31)));
+            assert_eq!(at(100_000, 2.0, from), Plan::Ivf(widened(20)));
+        }
+        // Translation is what the kept index rows save, in the exact scan and the probed plan.
+        let saved =
+            shape.exact_matches_ns(10_000, Translated) - shape.exact_matches_ns(10_000, Index);
+        assert!((190_000.0..200_000.0).contains(&saved), "{saved}");
+        let saved = shape.probed_ns(10_000, 45, Translated) - shape.probed_ns(10_000, 45, Index);
+        assert!((190_000.0..200_000.0).contains(&saved), "{saved}");
+        let small = SegShape {
+            rows: 57_922,
+            ..shape
+        };
+        let (lookup, translate) = (cost::LOOKUP_NS_PER_MATCH, cost::TRANSLATE_NS_PER_MATCH);
+        assert_eq!(
+            small.random_read_ns(lookup, cost::LOOKUP_NS_PER_MATCH_LARGE),
+            lookup
+        );
+        assert_eq!(small.translate_ns(Translated), translate);
+        let mid = SegShape {
+            rows: 400_000,
+            ..shape
+        };
+        let t = mid.translate_ns(Translated);
+        assert!(
+            t > translate && t < cost::TRANSLATE_NS_PER_MATCH_LARGE,
+            "{t}"
+        );
     }
 }

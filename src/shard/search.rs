@@ -4,7 +4,7 @@
 
 #[cfg(test)]
 use super::pause_at;
-use super::planner::{self, Matches, matches};
+use super::planner::{self, MatchRows, Matches, matches};
 use super::segment::{CHUNK_ROWS, Chunk, IvfSeg, SegBody, Segment};
 use super::subsets::{self, SubsetChoice};
 use super::{
@@ -317,14 +317,16 @@ impl<'a> BuiltSearch<'a> {
     /// ([`planner::Plan::reads_matches`]), without reading the calibration when a scan of
     /// every list would cost less than that.
     fn reads_matches(&self, matching: usize) -> bool {
+        let from = MatchRows::Translated;
         self.shape()
-            .reading_matches_possible(self.params, self.k, matching)
-            && self.plan(matching).reads_matches()
+            .reading_matches_possible(self.params, self.k, matching, from)
+            && self.plan(matching, from).reads_matches()
     }
 
     /// How the segment is searched for `matching` of its rows ([`planner::plan_ivf`]), with
-    /// `nprobe` widened as its calibration measured for that share at the recall target.
-    fn plan(&self, matching: usize) -> planner::Plan {
+    /// `nprobe` widened as its calibration measured for that share at the recall target, the
+    /// plans reading the matches one by one reading them `from` there.
+    fn plan(&self, matching: usize, from: MatchRows) -> planner::Plan {
         let index = &self.ivf.index;
         let share = matching as f64 / index.len().max(1) as f64;
         let widening = match &self.ivf.calibration {
@@ -332,8 +334,17 @@ impl<'a> BuiltSearch<'a> {
             _ => None,
         };
         let shape = self.shape();
-        let plan_with =
-            |subset| planner::plan_ivf(self.params, self.k, matching, &shape, widening, subset);
+        let plan_with = |subset| {
+            planner::plan_ivf(
+                self.params,
+                self.k,
+                matching,
+                &shape,
+                widening,
+                subset,
+                from,
+            )
+        };
         let Some((_, possible, kept)) = &self.subset else {
             return plan_with(None);
         };
@@ -376,8 +387,9 @@ impl<'a> BuiltSearch<'a> {
 
     /// The search of a filter that is one indexed equality and nothing else
     /// ([`SubsetChoice::whole`]) when its plan scores only that value's rows' codes, or is the
-    /// exact scan of its rows read from their kept index rows ([`SubsetMembers`]): those rows
-    /// are the matches, so each candidate is checked against the segment's `live` rows alone,
+    /// exact scan of its rows (all, or those in the probed lists) read from their kept index
+    /// rows ([`SubsetMembers`]), planned as such (no match translated): those rows are the
+    /// matches, so each candidate is checked against the segment's `live` rows alone,
     /// and no set of the matches is made — a pass over the posting and a set over every row of
     /// the segment, per query, which took a third of a 1% filter's time on 1M rows. `None`
     /// when the plan is another, the segment has no room for the value's codes or rows, or
@@ -385,7 +397,7 @@ impl<'a> BuiltSearch<'a> {
     fn search_posting(&self, query: &[f32], live: Option<&RowSet>) -> Option<Vec<Neighbor>> {
         let (choice, ..) = self.subset.as_ref().filter(|(c, ..)| c.whole)?;
         let index = &self.ivf.index;
-        let plan = self.plan(choice.rows);
+        let plan = self.plan(choice.rows, MatchRows::Index);
         tracing::trace!(
             ?plan,
             posting = choice.rows,
@@ -399,6 +411,11 @@ impl<'a> BuiltSearch<'a> {
             planner::Plan::Exact if choice.rows > EXACT_SCAN_ROWS => {
                 self.search_members(query, live)?
             }
+            planner::Plan::Probed(p) => match self.search_members_probed(query, p.nprobe, live)? {
+                // The probed lists held too few of the value's rows: all of them.
+                hits if hits.len() < self.k => self.search_members(query, live)?,
+                hits => hits,
+            },
             _ => self.search_subset(query, plan, live)?,
         };
         (hits.len() >= self.k).then_some(hits)
@@ -414,6 +431,23 @@ impl<'a> BuiltSearch<'a> {
         };
         let index = &self.ivf.index;
         Some(index.exact_among_members(query, self.k, &members, allowed))
+    }
+
+    /// The exact scan of those of the filter's indexed value's rows that `allowed` admits
+    /// (`None`: all of them) in the `nprobe` lists nearest the query, read from the value's
+    /// kept index rows; `None` when they are not kept yet (as for [`Self::search_members`]).
+    fn search_members_probed(
+        &self,
+        query: &[f32],
+        nprobe: usize,
+        allowed: Option<&RowSet>,
+    ) -> Option<Vec<Neighbor>> {
+        let Some(members) = self.regrouped::<SubsetMembers>() else {
+            self.regroup_later::<SubsetMembers>();
+            return None;
+        };
+        let index = &self.ivf.index;
+        Some(index.exact_among_probed_members(query, self.k, nprobe, &members, allowed))
     }
 
     /// The scan of a subset plan over the value's kept codes for the rows `allowed` admits
@@ -455,7 +489,7 @@ impl<'a> BuiltSearch<'a> {
     ) -> Vec<Neighbor> {
         let (ivf, k) = (self.ivf, self.k);
         let index = &ivf.index;
-        let plan = self.plan(matching);
+        let plan = self.plan(matching, MatchRows::Translated);
         tracing::trace!(?plan, matching, rows = index.len(), "segment plan");
         let positions = || match allowed {
             Pass::Set(s) => ivf.positions(s.iter()),
@@ -502,7 +536,8 @@ impl<'a> BuiltSearch<'a> {
 #[cfg(test)]
 impl Shard {
     /// The plan each built segment takes for `req`, with `req.nprobe` and `req.rerank` as its
-    /// parameters: so that tests can see which plan answered.
+    /// parameters: so that tests can see which plan answered (a filter that is one indexed
+    /// value reads its matches from the value's index rows once the segment keeps them).
     pub(super) fn plans(&self, req: &SearchRequest<'_>) -> Vec<planner::Plan> {
         let fallback = SearchParams {
             nprobe: req.nprobe,
@@ -517,10 +552,17 @@ impl Shard {
             .iter()
             .enumerate()
             .filter_map(|(i, seg)| match &seg.body {
-                SegBody::Ivf(ivf) => Some(
-                    BuiltSearch::new(&plan, i, ivf, k, pq, req.filter)
-                        .plan(matches(seg, req.filter).count()),
-                ),
+                SegBody::Ivf(ivf) => {
+                    let built = BuiltSearch::new(&plan, i, ivf, k, pq, req.filter);
+                    let members = built.subset.as_ref().is_some_and(|(c, ..)| c.whole)
+                        && built.regrouped::<SubsetMembers>().is_some();
+                    let from = if members {
+                        MatchRows::Index
+                    } else {
+                        MatchRows::Translated
+                    };
+                    Some(built.plan(matches(seg, req.filter).count(), from))
+                }
                 SegBody::Flat(_) => None,
             })
             .collect()

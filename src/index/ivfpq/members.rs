@@ -10,6 +10,7 @@
 
 use super::IvfPqIndex;
 use crate::index::{Neighbor, RowSet};
+use std::borrow::Cow;
 
 /// The index rows whose id is in a chosen set, ascending (see the module doc).
 #[derive(Debug, Clone, PartialEq)]
@@ -65,21 +66,54 @@ impl IvfPqIndex {
         members: &SubsetMembers,
         ids: Option<&RowSet>,
     ) -> Vec<Neighbor> {
-        if members.of != self.len() {
-            return Vec::new();
+        match self.admitted_members(members, ids) {
+            Some(rows) => self.exact_among(query, k, &rows),
+            None => Vec::new(),
         }
-        match ids {
-            None => self.exact_among(query, k, &members.rows),
+    }
+
+    /// The exact `k` nearest of `members`' rows whose ids are in `ids` (all of them without
+    /// `ids`) and that lie in the `nprobe` lists nearest the query, their own or, spilled, their
+    /// second: what [`exact_among_probed`](Self::exact_among_probed) answers for those rows,
+    /// without translating a posting's rows first. The members ascend, so their lists are
+    /// looked up in the order they are stored rather than at random.
+    pub fn exact_among_probed_members(
+        &self,
+        query: &[f32],
+        k: usize,
+        nprobe: usize,
+        members: &SubsetMembers,
+        ids: Option<&RowSet>,
+    ) -> Vec<Neighbor> {
+        match self.admitted_members(members, ids) {
+            Some(rows) => self.exact_among_probed(query, k, nprobe, &rows),
+            None => Vec::new(),
+        }
+    }
+
+    /// `members`' rows whose ids are in `ids` (all of them without `ids`); `None` when the
+    /// members were made from another index.
+    fn admitted_members<'m>(
+        &self,
+        members: &'m SubsetMembers,
+        ids: Option<&RowSet>,
+    ) -> Option<Cow<'m, [u32]>> {
+        if members.of != self.len() {
+            return None;
+        }
+        Some(match ids {
+            None => Cow::Borrowed(&members.rows),
             Some(ids) => {
                 let admitted = self.id_in(ids);
-                let rows: Vec<u32> = members
-                    .rows
-                    .iter()
-                    .copied()
-                    .filter(|&r| admitted(r as usize))
-                    .collect();
-                self.exact_among(query, k, &rows)
+                Cow::Owned(
+                    members
+                        .rows
+                        .iter()
+                        .copied()
+                        .filter(|&r| admitted(r as usize))
+                        .collect(),
+                )
             }
-        }
+        })
     }
 }

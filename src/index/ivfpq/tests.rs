@@ -1249,8 +1249,9 @@ fn exact_scan_cases() -> Vec<(Fixture, IvfPqIndex)> {
 
 /// A value's members are its rows, ascending, each once (spilled copies are not rows), and
 /// their exact scan answers as the exact scan of those rows (or of those a filter admits) does,
-/// at every code width, with and without 8-bit scalar codes; another index's members answer
-/// nothing.
+/// and their exact scan in the probed lists as that of those rows in the probed lists, at every
+/// code width, with and without 8-bit scalar codes and spilled copies; another index's members
+/// answer nothing.
 #[test]
 fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
     let cases = exact_scan_cases();
@@ -1267,10 +1268,21 @@ fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
                     index.exact_among_members(q, 10, &members, None),
                     index.exact_among(q, 10, &rows)
                 );
+                let admitted_rows = rows_with_id_in(index, &admitted);
                 assert_eq!(
                     index.exact_among_members(q, 10, &members, Some(&admitted)),
-                    index.exact_among(q, 10, &rows_with_id_in(index, &admitted))
+                    index.exact_among(q, 10, &admitted_rows)
                 );
+                for nprobe in [1, 3, index.nlist()] {
+                    assert_eq!(
+                        index.exact_among_probed_members(q, 10, nprobe, &members, None),
+                        index.exact_among_probed(q, 10, nprobe, &rows)
+                    );
+                    assert_eq!(
+                        index.exact_among_probed_members(q, 10, nprobe, &members, Some(&admitted)),
+                        index.exact_among_probed(q, 10, nprobe, &admitted_rows)
+                    );
+                }
             }
         }
     }
@@ -1282,9 +1294,11 @@ fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
     let all = RowSet::from_rows(max_id, f.ids.iter().map(|&i| i as usize));
     let foreign = fewer.subset_members(&all);
     assert_eq!(foreign.entries(), 100);
+    let q = &f.queries[..DIM];
+    assert!(index.exact_among_members(q, 10, &foreign, None).is_empty());
     assert!(
         index
-            .exact_among_members(&f.queries[..DIM], 10, &foreign, None)
+            .exact_among_probed_members(q, 10, index.nlist(), &foreign, None)
             .is_empty()
     );
 }
