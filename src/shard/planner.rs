@@ -741,14 +741,15 @@ impl SegShape {
     /// Whether [`plan_ivf`] could choose to read the matches one by one (the exact scan of
     /// all of them or of the probed lists') for `matching` rows whatever the widening: that
     /// costs no more than probing every list, with the probed lists no fewer than any widening
-    /// leaves them.
+    /// leaves them. Asked only where the matches are to be listed from the filter's answer, so
+    /// each is priced translated ([`MatchRows::Translated`]).
     pub fn reading_matches_possible(
         &self,
         params: &SearchParams,
         k: usize,
         matching: usize,
-        from: MatchRows,
     ) -> bool {
+        let from = MatchRows::Translated;
         let fewest = widened_nprobe(params, k, matching, self, Some(1.0));
         let cheapest = self
             .exact_matches_ns(matching, from)
@@ -1060,12 +1061,12 @@ mod tests {
                     if plan_ivf(&params, 10, matching, &shape, widening, None, Translated)
                         .reads_matches()
                     {
-                        assert!(shape.reading_matches_possible(&params, 10, matching, Translated));
+                        assert!(shape.reading_matches_possible(&params, 10, matching));
                     }
                 }
             }
         }
-        assert!(!four.reading_matches_possible(&params, 10, four.rows / 2, Translated));
+        assert!(!four.reading_matches_possible(&params, 10, four.rows / 2));
         // A measured widening replaces `1/sqrt(share)`: at 10%, 1.6x instead of 3.2x.
         let measured = plan_ivf(
             &params,

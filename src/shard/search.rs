@@ -317,10 +317,9 @@ impl<'a> BuiltSearch<'a> {
     /// ([`planner::Plan::reads_matches`]), without reading the calibration when a scan of
     /// every list would cost less than that.
     fn reads_matches(&self, matching: usize) -> bool {
-        let from = MatchRows::Translated;
         self.shape()
-            .reading_matches_possible(self.params, self.k, matching, from)
-            && self.plan(matching, from).reads_matches()
+            .reading_matches_possible(self.params, self.k, matching)
+            && self.plan(matching, MatchRows::Translated).reads_matches()
     }
 
     /// How the segment is searched for `matching` of its rows ([`planner::plan_ivf`]), with

@@ -656,8 +656,9 @@ mod tests {
     }
 
     /// A subset is claimed by one maker at a time, held against the budget and planned with
-    /// (not kept) while made, kept when made, and dropped when the cache was cleared meanwhile (it was made from postings
-    /// the clear replaced); waiting for the cache to settle waits for the maker.
+    /// (not kept) while made, kept when made, and dropped when the cache was cleared meanwhile
+    /// (it was made from postings the clear replaced); waiting for the cache to settle waits
+    /// for the maker.
     #[test]
     fn a_claimed_subset_is_made_once_and_dropped_if_cleared_meanwhile() {
         let n = 2_000;
