@@ -245,6 +245,30 @@ impl ProductQuantizer {
     #[inline(always)]
     fn dot_table_impl(&self, x: &[f32], out: &mut [f32]) {
         let (ksub, dsub) = (self.ksub, self.dsub);
+        if ksub == table16::KSUB {
+            // 4-bit codes: a row of sixteen is one register. Spelled as arrays so that each
+            // dimension is one multiply-add of the row, not a loop with its set-up and tail:
+            // with 2-dimensional sub-spaces (MiniLM's 192 of 384) the loop's overhead was most
+            // of the table, 8.5% of a 1% filter's query in perf. Same operations, same order.
+            let codebooks: &[f32] = &self.codebooks;
+            let subspaces = codebooks.chunks_exact(dsub * table16::KSUB);
+            let outs = out.chunks_exact_mut(table16::KSUB);
+            for ((j, rows), out) in subspaces.enumerate().zip(outs).take(self.m) {
+                // A local row, written once: summed in place in `out`, every step was stored
+                // back, one lane at a time.
+                let mut acc = [0.0f32; table16::KSUB];
+                for (&xd, row) in x[j * dsub..(j + 1) * dsub]
+                    .iter()
+                    .zip(rows.chunks_exact(table16::KSUB))
+                {
+                    for (a, &c) in acc.iter_mut().zip(row) {
+                        *a += xd * c;
+                    }
+                }
+                out.copy_from_slice(&acc);
+            }
+            return;
+        }
         for j in 0..self.m {
             let acc = &mut out[j * ksub..(j + 1) * ksub];
             acc.fill(0.0);
@@ -537,6 +561,40 @@ mod tests {
                     let bits = |t: &[f32]| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&got), bits(&want), "{level:?} m {m}");
                 }
+            }
+        }
+    }
+
+    /// The 4-bit inner-product table (the sixteen-wide path: one register row a sub-space) holds
+    /// the plain sums over each sub-space's dimensions in their order, bit for bit, for the query
+    /// tables and the residual terms alike.
+    #[test]
+    fn four_bit_dot_tables_are_the_plain_sums() {
+        for (dim, m) in [(128usize, 64usize), (384, 192), (48, 16), (30, 5)] {
+            let d = data(2000, dim, 23);
+            let pq = ProductQuantizer::train(dim, m, 4, &d, 5).unwrap();
+            let (dsub, books): (usize, &[f32]) = (dim / m, &pq.codebooks);
+            for x in data(3, dim, 24).chunks_exact(dim) {
+                let mut want = vec![0.0f32; m * 16];
+                for j in 0..m {
+                    for d in 0..dsub {
+                        for k in 0..16 {
+                            want[j * 16 + k] += x[j * dsub + d] * books[(j * dsub + d) * 16 + k];
+                        }
+                    }
+                }
+                let bits = |t: &[f32]| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                let mut got = vec![f32::NAN; m * 16];
+                pq.neg_dot_table(x, &mut got);
+                let negated: Vec<f32> = want.iter().map(|v| -v).collect();
+                assert_eq!(bits(&got), bits(&negated), "m {m}");
+                pq.residual_terms(x, &mut got);
+                let terms: Vec<f32> = want
+                    .iter()
+                    .zip(&pq.norms)
+                    .map(|(v, n)| n + 2.0 * v)
+                    .collect();
+                assert_eq!(bits(&got), bits(&terms), "m {m}");
             }
         }
     }

@@ -78,6 +78,33 @@ impl IvfPqIndex {
         scores
     }
 
+    /// The coarse terms of `lists` alone (as [`coarse_scores`](Self::coarse_scores) gives them,
+    /// each a product with its row of centroids), `+inf` at every other list: for a search that
+    /// needs only a few lists' terms, where the blocked pass over every centroid costs the
+    /// same whether a list is needed or not (a 0.1% value of MiniLM's 1,024 lists touches 58).
+    pub(super) fn coarse_scores_of(&self, q: &[f32], lists: &[u32]) -> Vec<f32> {
+        let mut scores = vec![f32::INFINITY; self.nlist];
+        let qn = if self.metric == Metric::L2 {
+            distance::norm_sq(q)
+        } else {
+            0.0
+        };
+        let centroids: &[f32] = &self.centroids;
+        for &l in lists {
+            let l = l as usize;
+            let Some(c) = centroids.get(l * self.dim..(l + 1) * self.dim) else {
+                continue;
+            };
+            let dot = distance::dot(q, c);
+            scores[l] = if self.metric == Metric::L2 {
+                qn + self.centroid_norms[l] - 2.0 * dot
+            } else {
+                -dot
+            };
+        }
+        scores
+    }
+
     /// [`probe`](Self::probe) through the 8-bit centroids: the same lists as
     /// [`probe_exact`](Self::probe_exact), from a quarter of the bytes.
     ///

@@ -17,10 +17,11 @@
 //! own offset: its list's coarse term plus (L2) its stored code term — FAISS' "precomputed
 //! tables" decomposition, taken one step further so that nothing per list is left in the scan.
 //! [`SubsetCodes`] keeps the rows in list order, with where each list's rows start. A search
-//! scores every list's coarse term (the products a probe computes) and scans every block, each
-//! row scored from its own code: first the blocks holding the rows of the `nprobe` lists nearest
-//! the query, nearest first, so the pool's threshold is tight early and the kernel reports few
-//! candidates after; then the others in storage order, a stream the hardware prefetcher follows.
+//! scores the coarse term of every list holding rows (the products a probe computes; only those
+//! lists' when they are few) and scans every block, each row scored from its own code: in a long
+//! run first the blocks holding the rows of the `nprobe` lists nearest the query, nearest first,
+//! so the pool's threshold is tight early and the kernel reports few candidates after; then the
+//! others (in a short run all of them) in storage order, a stream the hardware prefetcher follows.
 //! A block whose smallest offset is past the threshold is skipped (code sums are never negative).
 //!
 //! Each entry also keeps its id, read in order beside its code: the index's own ids, read per
@@ -40,6 +41,7 @@
 use super::scanner::{WithKernel, with_kernel};
 use super::{IvfPqIndex, SearchParams, move_code};
 use crate::index::fastscan::{self, BLOCK, Kernel};
+use crate::index::topk::admits;
 use crate::index::{Metric, Neighbor, Reservoir, RowSet};
 
 /// A chosen set of rows' codes in one run of fast-scan blocks, in list order, with what each
@@ -59,6 +61,8 @@ pub struct SubsetCodes {
     /// `nlist + 1` offsets into the entries: list `l`'s rows are entries
     /// `starts[l]..starts[l + 1]`.
     starts: Vec<u32>,
+    /// The lists holding entries, ascending: the only coarse terms a search needs.
+    filled: Vec<u32>,
     /// L2: each entry's `||r||² + 2 <c, r>` over its decoded residual `r`; inner products: empty.
     terms: Vec<f32>,
     /// The entries' codes in [`fastscan`] blocks.
@@ -73,7 +77,12 @@ impl SubsetCodes {
 
     /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
-        (self.rows.len() + self.ids.len() + self.lists.len() + self.starts.len() + self.terms.len())
+        (self.rows.len()
+            + self.ids.len()
+            + self.lists.len()
+            + self.starts.len()
+            + self.filled.len()
+            + self.terms.len())
             * 4
             + self.codes.len()
     }
@@ -83,7 +92,7 @@ impl SubsetCodes {
         let terms = if index.metric == Metric::L2 { 4 } else { 0 };
         fastscan::blocks_for(rows) * index.block_bytes()
             + rows * (12 + terms)
-            + (index.nlist + 1) * 4
+            + (index.nlist + 1 + rows.min(index.nlist)) * 4
     }
 }
 
@@ -105,6 +114,7 @@ impl IvfPqIndex {
         let (mut rows, mut entry_ids, mut lists, mut terms, mut codes) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut starts = Vec::with_capacity(self.nlist + 1);
+        let mut filled = Vec::new();
         // The list's `||c_jk||² + 2 <c_j, c_jk>` table, when the index keeps none.
         let mut table = vec![0.0f32; m * 16];
         for list in 0..self.nlist {
@@ -139,6 +149,9 @@ impl IvfPqIndex {
                     terms.push(term);
                 }
             }
+            if starts.last().is_some_and(|&s| (s as usize) < rows.len()) {
+                filled.push(list as u32);
+            }
         }
         starts.push(rows.len() as u32);
         Some(SubsetCodes {
@@ -147,20 +160,21 @@ impl IvfPqIndex {
             ids: entry_ids,
             lists,
             starts,
+            filled,
             terms,
             codes,
         })
     }
 
     /// The `k` nearest rows' ids among those whose *id* is in `ids`, scoring every row of
-    /// `subset` from its code — the blocks of the `params.nprobe` lists nearest the query first,
-    /// the others after — and re-ranking the best `k * params.rerank` (none with `rerank` 0)
-    /// with exact distances: the whole-list scan's estimate for every admitted row of the
-    /// subset, so at least the recall of probing every list, at the cost of the subset's codes
-    /// (see the module doc). Rows of `ids` outside the subset are never found; without `ids`
-    /// every row of the subset is admitted, and no id is read (a segment without deleted rows
-    /// searching a value's rows: the check was a fifth of a 1% filter's scan on 1M rows). A
-    /// subset made by another index (another number of lists) answers nothing.
+    /// `subset` from its code — in a long run the blocks of the `params.nprobe` lists nearest
+    /// the query first, the others after — and re-ranking the best `k * params.rerank` (none
+    /// with `rerank` 0) with exact distances: the whole-list scan's estimate for every admitted
+    /// row of the subset, so at least the recall of probing every list, at the cost of the
+    /// subset's codes (see the module doc). Rows of `ids` outside the subset are never found;
+    /// without `ids` every row of the subset is admitted, and no id is read (a segment without
+    /// deleted rows searching a value's rows: the check was a fifth of a 1% filter's scan on 1M
+    /// rows). A subset made by another index (another number of lists) answers nothing.
     pub fn search_subset_codes_ids_in(
         &self,
         query: &[f32],
@@ -199,6 +213,57 @@ impl IvfPqIndex {
 /// How many blocks ahead of the scan a [`SubsetCodes`] run's bytes are asked for.
 const PREFETCH_BLOCKS: usize = 2;
 
+/// A subset whose entries lie in at most one list in this many takes its coarse terms from those
+/// lists' centroid rows ([`IvfPqIndex::coarse_scores_of`]): a row's product ends in a horizontal
+/// sum the blocked pass does not pay, so the rows win only when far fewer.
+const FEW_LISTS: usize = 4;
+
+/// The nearest lists' blocks go first only in a run of more than this many blocks a probed
+/// list: in a shorter run their blocks are most of it anyway, so ordering them (a selection
+/// over the lists holding entries, then a sort) buys no tighter threshold, and costs the
+/// storage order that the hardware prefetcher follows (a 1% value of MiniLM: 18 blocks, 59
+/// lists probed).
+const NEAREST_FIRST_BLOCKS_PER_PROBE: usize = 2;
+
+/// The blocks of `subset`'s run in scan order: those holding the rows of the `nprobe` lists
+/// nearest the query (by `coarse`), nearest first, so the pool's threshold is tight early and
+/// the kernel reports few candidates after; then every other block in storage order.
+fn nearest_first(
+    subset: &SubsetCodes,
+    coarse: &[f32],
+    nprobe: usize,
+    nblocks: usize,
+) -> Vec<usize> {
+    let mut nearest: Vec<(f32, u32)> = subset
+        .filled
+        .iter()
+        .map(|&l| (coarse[l as usize], l))
+        .collect();
+    if nprobe < nearest.len() {
+        nearest.select_nth_unstable_by(nprobe, |a, b| a.0.total_cmp(&b.0));
+        nearest.truncate(nprobe);
+    }
+    nearest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let mut first = vec![false; nblocks];
+    let mut blocks: Vec<usize> = Vec::with_capacity(nblocks);
+    for &(_, list) in &nearest {
+        let list = list as usize;
+        let (start, end) = (
+            subset.starts[list] as usize,
+            subset.starts[list + 1] as usize,
+        );
+        let (from, to) = (start / BLOCK, (end - 1) / BLOCK);
+        for (b, taken) in first.iter_mut().enumerate().take(to + 1).skip(from) {
+            if !*taken {
+                *taken = true;
+                blocks.push(b);
+            }
+        }
+    }
+    blocks.extend((0..nblocks).filter(|&b| !first[b]));
+    blocks
+}
+
 /// One scan of a [`SubsetCodes`] into a pool (see the module doc).
 struct CodesScan<'s> {
     index: &'s IvfPqIndex,
@@ -227,40 +292,20 @@ impl WithKernel for CodesScan<'_> {
         } = self;
         let m = index.pq.m();
         let n = subset.rows.len();
-        // Every list's coarse term, as a probe scores it; the `nprobe` nearest lists' blocks
-        // first, nearest first (their rows set the pool's threshold early, so that the kernel
-        // reports few candidates after), then every other block in storage order, which the
-        // hardware prefetcher follows.
-        let coarse = index.coarse_scores(q);
-        let mut nearest: Vec<(f32, u32)> = coarse
-            .iter()
-            .enumerate()
-            .filter(|&(l, _)| subset.starts[l] < subset.starts[l + 1])
-            .map(|(l, &s)| (s, l as u32))
-            .collect();
-        if nprobe < nearest.len() {
-            nearest.select_nth_unstable_by(nprobe, |a, b| a.0.total_cmp(&b.0));
-            nearest.truncate(nprobe);
-        }
-        nearest.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        // The coarse term of every list holding entries, as a probe scores it: from those lists'
+        // centroid rows when they are few, else by the blocked pass over every centroid, which
+        // costs the same whether a list is needed or not.
+        let coarse = if subset.filled.len() * FEW_LISTS <= index.nlist {
+            index.coarse_scores_of(q, &subset.filled)
+        } else {
+            index.coarse_scores(q)
+        };
         let nblocks = fastscan::blocks_for(n);
-        let mut first = vec![false; nblocks];
-        let mut blocks: Vec<usize> = Vec::with_capacity(nblocks);
-        for &(_, list) in &nearest {
-            let list = list as usize;
-            let (start, end) = (
-                subset.starts[list] as usize,
-                subset.starts[list + 1] as usize,
-            );
-            let (from, to) = (start / BLOCK, (end - 1) / BLOCK);
-            for (b, taken) in first.iter_mut().enumerate().take(to + 1).skip(from) {
-                if !*taken {
-                    *taken = true;
-                    blocks.push(b);
-                }
-            }
-        }
-        blocks.extend((0..nblocks).filter(|&b| !first[b]));
+        let blocks = if nblocks > NEAREST_FIRST_BLOCKS_PER_PROBE * nprobe {
+            nearest_first(subset, &coarse, nprobe, nblocks)
+        } else {
+            (0..nblocks).collect()
+        };
         // The shared table: `-<q_j, c_jk>`, doubled for L2.
         let l2 = index.metric == Metric::L2;
         let mut lut = vec![0.0f32; m * 16];
@@ -304,19 +349,28 @@ impl WithKernel for CodesScan<'_> {
             let rows = &subset.rows[base..base + len];
             let ids = &subset.ids[base..base + len];
             let threshold = |t: f32| fastscan::u16_threshold(t, scale, floor);
+            let mut bound = threshold(pool.threshold());
             kernel.scan_list(
                 &subset.codes[b * block..(b + 1) * block],
                 len,
                 m,
                 &qlut,
-                threshold(pool.threshold()),
+                bound,
                 |i, sum| {
+                    let estimate = bias[i] + scale * sum as f32;
+                    // The kernel's bound is the block's smallest offset's, so most rows it lets
+                    // through lie in farther lists and miss the pool: they are dropped here,
+                    // and the bound (a division) is worked out again only after a push
+                    // (per candidate it was 9% of a 1% filter's query on MiniLM in perf).
                     // Ids past the set's end are not in it (`RowSet::contains`).
-                    if allowed.is_none_or(|allowed| allowed.contains(ids[i] as usize)) {
+                    if admits(estimate, pool.threshold())
+                        && allowed.is_none_or(|allowed| allowed.contains(ids[i] as usize))
+                    {
                         let key = if rerank { rows[i] } else { ids[i] };
-                        pool.push(key as u64, bias[i] + scale * sum as f32);
+                        pool.push(key as u64, estimate);
+                        bound = threshold(pool.threshold());
                     }
-                    threshold(pool.threshold())
+                    bound
                 },
             );
         }

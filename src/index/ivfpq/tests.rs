@@ -1375,6 +1375,31 @@ fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
     );
 }
 
+/// The coarse terms of chosen lists alone are the blocked pass's terms at those lists (up to the
+/// rounding of another order of summation) and `+inf` at every other, for each metric.
+#[test]
+fn coarse_terms_of_chosen_lists_are_the_blocked_pass_s() {
+    let f = fixture();
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(metric, 4)).unwrap();
+        let lists: Vec<u32> = (0..index.nlist as u32).filter(|l| l % 5 == 2).collect();
+        for query in f.queries.chunks_exact(DIM).take(5) {
+            let q = index.prepared(query, 10).unwrap();
+            let (all, some) = (index.coarse_scores(&q), index.coarse_scores_of(&q, &lists));
+            for (l, (&a, &s)) in all.iter().zip(&some).enumerate() {
+                if lists.contains(&(l as u32)) {
+                    assert!(
+                        (a - s).abs() <= 1e-4 * (1.0 + a.abs()),
+                        "{metric:?} {l}: {a} {s}"
+                    );
+                } else {
+                    assert_eq!(s, f32::INFINITY);
+                }
+            }
+        }
+    }
+}
+
 /// A scan of a value's codes as one run ([`IvfPqIndex::search_subset_codes_ids_in`]) considers
 /// every admitted row whatever lists it takes first: with every candidate re-ranked its answer is
 /// the exact filtered answer at any `nprobe`, every hit is admitted, and with a small re-rank it
@@ -1385,7 +1410,9 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
     let cases = four_bit_cases();
     let mut rng = ChaCha8Rng::seed_from_u64(43);
     for (f, mut index) in cases {
-        for share in [0.02, 0.1, 0.5] {
+        // The smallest share leaves a few lists holding rows: their coarse terms come from their
+        // centroid rows alone (`coarse_scores_of`) where the index has 64 lists.
+        for share in [0.0005, 0.02, 0.1, 0.5] {
             let (posting, chosen, admitted) = posting(&f, share, &mut rng);
             let codes = index.subset_codes(&chosen).unwrap();
             assert_eq!(codes.entries(), posting.len());
