@@ -424,10 +424,7 @@ impl<'a> BuiltSearch<'a> {
     /// of them), read from the value's kept index rows; `None` when they are not kept yet
     /// (they are then made in the background: a pass over the index's ids, 4 bytes a row).
     fn search_members(&self, query: &[f32], allowed: Option<&RowSet>) -> Option<Vec<Neighbor>> {
-        let Some(members) = self.regrouped::<SubsetMembers>() else {
-            self.regroup_later::<SubsetMembers>();
-            return None;
-        };
+        let members = self.members()?;
         let index = &self.ivf.index;
         Some(index.exact_among_members(query, self.k, &members, allowed))
     }
@@ -441,12 +438,20 @@ impl<'a> BuiltSearch<'a> {
         nprobe: usize,
         allowed: Option<&RowSet>,
     ) -> Option<Vec<Neighbor>> {
-        let Some(members) = self.regrouped::<SubsetMembers>() else {
-            self.regroup_later::<SubsetMembers>();
-            return None;
-        };
+        let members = self.members()?;
         let index = &self.ivf.index;
         Some(index.exact_among_probed_members(query, self.k, nprobe, &members, allowed))
+    }
+
+    /// The filter's indexed value's kept index rows; `None` when they are not kept yet, after
+    /// asking for them to be made in the background (a pass over the index's ids, 4 bytes a
+    /// row).
+    fn members(&self) -> Option<Arc<SubsetMembers>> {
+        let members = self.regrouped::<SubsetMembers>();
+        if members.is_none() {
+            self.regroup_later::<SubsetMembers>();
+        }
+        members
     }
 
     /// The scan of a subset plan over the value's kept codes for the rows `allowed` admits

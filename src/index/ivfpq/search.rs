@@ -95,14 +95,21 @@ impl IvfPqIndex {
             let Some(c) = centroids.get(l * self.dim..(l + 1) * self.dim) else {
                 continue;
             };
-            let dot = distance::dot(q, c);
-            scores[l] = if self.metric == Metric::L2 {
-                qn + self.centroid_norms[l] - 2.0 * dot
-            } else {
-                -dot
-            };
+            scores[l] = self.coarse_term(l, distance::dot(q, c), qn);
         }
         scores
+    }
+
+    /// List `list`'s coarse term from its centroid's product `dot` with the query, as
+    /// [`coarse_scores`](Self::coarse_scores) gives it; `qn` is the query's squared norm (read
+    /// for L2 only).
+    #[inline]
+    fn coarse_term(&self, list: usize, dot: f32, qn: f32) -> f32 {
+        if self.metric == Metric::L2 {
+            qn + self.centroid_norms[list] - 2.0 * dot
+        } else {
+            -dot
+        }
     }
 
     /// [`probe`](Self::probe) through the 8-bit centroids: the same lists as
@@ -125,14 +132,6 @@ impl IvfPqIndex {
         }
         let l2 = self.metric == Metric::L2;
         let qn = if l2 { distance::norm_sq(q) } else { 0.0 };
-        // A list's probe score from its centroid's product with the query.
-        let score = |l: usize, dot: f32| {
-            if l2 {
-                qn + self.centroid_norms[l] - 2.0 * dot
-            } else {
-                -dot
-            }
-        };
         // A score's error is the product's, doubled for L2, plus float rounding of the sums
         // (covered by a relative slack on their magnitude). `dots` becomes the scores, in one
         // branch-free pass over slices that vectorises (indexed per list, with the metric
@@ -172,7 +171,7 @@ impl IvfPqIndex {
             if s - e <= cut && self.has_rows(l) {
                 scored += 1;
                 let d = distance::dot(q, &centroids[l * self.dim..(l + 1) * self.dim]);
-                best.push(l as u64, score(l, d));
+                best.push(l as u64, self.coarse_term(l, d, qn));
             }
         }
         (sorted_probes(best), scored)
