@@ -1419,7 +1419,7 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
             let (posting, chosen, admitted) = posting(&f, share, rng);
             let codes = index.subset_codes(&chosen).unwrap();
             assert_eq!(codes.entries(), posting.len());
-            let (mut found, mut scanned, mut wanted) = (0, 0, 0);
+            let mut tally = HitTally::default();
             for level in SimdLevel::available() {
                 index.set_simd_level(level).unwrap();
                 for q in f.queries.chunks_exact(DIM).take(6) {
@@ -1457,26 +1457,16 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
                                 index.search_subset_codes_ids_in(q, 10, &every, &codes, Some(ids));
                             assert_eq!(got, exact, "{:?} share {share}", index.metric);
                         }
-                        let few = SearchParams {
-                            nprobe: 4,
-                            rerank: 4,
-                        };
-                        let got = index.search_subset_codes_ids_in(q, 10, &few, &codes, Some(ids));
-                        let all_lists = SearchParams {
-                            nprobe: index.nlist,
-                            rerank: 4,
-                        };
-                        let scan = index.search_ids_in(q, 10, &all_lists, ids);
-                        wanted += exact.len();
-                        found += got.iter().filter(|h| exact.contains(h)).count();
-                        scanned += scan.iter().filter(|h| exact.contains(h)).count();
+                        tally.add(&index, &codes, q, ids, &exact);
                     }
                 }
             }
             // The same candidates as the scan of every list, each scored from the same code,
             // through one table quantised over every list's range instead of one table a list
-            // (coarser steps): about its recall, within a few percent.
-            let (recall, of_scan) = (found as f64 / wanted as f64, scanned as f64 / wanted as f64);
+            // (coarser steps), and a spilled row from its own list's code only where the scan
+            // keeps the better of two: about its recall, within a few percent (averaged over
+            // many draws in the next test; this one draw is checked only loosely).
+            let (recall, of_scan) = tally.recalls();
             assert!(
                 recall >= of_scan - 0.06 && recall >= 0.5,
                 "{:?} share {share}: {recall} against {of_scan}",
@@ -1504,4 +1494,84 @@ fn a_subset_codes_scan_considers_every_admitted_row() {
         four.search_subset_codes_ids_in(q, 10, &params, &foreign, Some(&all))
             .is_empty()
     );
+}
+
+/// Of the true filtered top 10 of queries, how many the scan of a value's codes finds and how
+/// many the scan of every list finds, both at re-rank 4 (and nprobe 4, which the codes' scan does
+/// not need).
+#[derive(Default)]
+struct HitTally {
+    wanted: usize,
+    by_codes: usize,
+    by_lists: usize,
+}
+
+impl HitTally {
+    /// Counts `q`'s answers with `ids` admitted against `exact`, its true filtered top 10.
+    fn add(
+        &mut self,
+        index: &IvfPqIndex,
+        codes: &SubsetCodes,
+        q: &[f32],
+        ids: &RowSet,
+        exact: &[Neighbor],
+    ) {
+        let few = SearchParams {
+            nprobe: 4,
+            rerank: 4,
+        };
+        let got = index.search_subset_codes_ids_in(q, 10, &few, codes, Some(ids));
+        let all_lists = SearchParams {
+            nprobe: index.nlist,
+            rerank: 4,
+        };
+        let scan = index.search_ids_in(q, 10, &all_lists, ids);
+        let hits = |found: &[Neighbor]| found.iter().filter(|h| exact.contains(h)).count();
+        self.wanted += exact.len();
+        self.by_codes += hits(&got);
+        self.by_lists += hits(&scan);
+    }
+
+    /// The recall of the codes' scan and of the lists' scan.
+    fn recalls(&self) -> (f64, f64) {
+        let of = |n: usize| n as f64 / self.wanted as f64;
+        (of(self.by_codes), of(self.by_lists))
+    }
+}
+
+/// With spilled copies a value's codes hold each row once, from its own list, where the scan of
+/// the lists meets it twice and keeps the better estimate: at the same re-rank the codes' scan
+/// finds a little less. Over 40 seeded draws of these indexes the gap was 1.6-1.8% of the true
+/// neighbours when a tenth of the rows matched and 3.0-3.9% at a half, up to 11% in one draw of
+/// 120 (what once failed `a_subset_codes_scan_considers_every_admitted_row`'s one-draw check on a
+/// new draw); none without spills. Averaged over 16 draws here, so that a change of draws does
+/// not decide it. (Re-ranking half as many again closed the gap, but on MiniLM, where the plan
+/// is taken at 0.1-1% and finds 0.999 of the neighbours already, cost 11% of those queries:
+/// `benches/results/filter-1m-one-percent-probes-2026-12-07.txt`.)
+#[test]
+fn a_spilled_subset_codes_scan_finds_about_what_the_lists_scan_finds() {
+    for metric in [Metric::L2, Metric::Dot] {
+        let f = overlapping();
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(metric)).unwrap();
+        assert!(index.has_spills());
+        for share in [0.1, 0.5] {
+            let mut tally = HitTally::default();
+            for seed in 0..16u64 {
+                let mut rng = ChaCha8Rng::seed_from_u64(1000 + seed);
+                let (_, chosen, admitted) = posting(&f, share, &mut rng);
+                let codes = index.subset_codes(&chosen).unwrap();
+                for q in f.queries.chunks_exact(DIM).take(6) {
+                    for ids in [&admitted, &chosen] {
+                        let exact = index.exact_among(q, 10, &rows_with_id_in(&index, ids));
+                        tally.add(&index, &codes, q, ids, &exact);
+                    }
+                }
+            }
+            let (recall, of_scan) = tally.recalls();
+            assert!(
+                recall >= of_scan - 0.06,
+                "{metric:?} share {share}: {recall} against {of_scan}"
+            );
+        }
+    }
 }
