@@ -26,7 +26,10 @@
 //! Memory is bounded per segment: the subsets a segment keeps, of every form, hold at most
 //! [`BUDGET_CODES`] times the bytes of its own codes (about three fields' worth of values: each
 //! field's values together hold every row once, with a 4-byte row number per entry beside the
-//! codes, and a sparse field's per-list blocks are up to half padding); a value whose lists
+//! codes, and a sparse field's per-list blocks are up to half padding), and the copies of 8-bit
+//! codes beside rows per list at most [`BUDGET_COPIES`] times more (a 1% field's, on 1M × 128,
+//! hold about 4.1 times the codes: past that, rows per list are made without copies); a value
+//! whose lists
 //! would hold fewer than [`MIN_ENTRIES_PER_LIST`] entries each is never regrouped per list (its
 //! blocks would be mostly padding); and the planner makes one
 //! only where it is estimated clearly cheaper than every other plan
@@ -48,8 +51,18 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// held three fields' worth only without padding: on 1M × 128 the 100 values of a 1% field,
 /// 17.5 entries a list in 32-entry blocks, took half of it, and the 50% values found no room
 /// (their filter then ran at 0.64–0.93× the unfiltered QPS; with six, 1.02–1.10×,
-/// `benches/results/filter-ids-2026-12-06.txt`).
+/// `benches/results/filter-ids-2026-12-06.txt`). The copies of 8-bit codes that rows per list
+/// keep are held apart ([`BUDGET_COPIES`]).
 pub const BUDGET_CODES: usize = 6;
+
+/// How many times its own code bytes the copies of 8-bit codes beside a segment's rows per list
+/// ([`SubsetRows`]) may hold, apart from [`BUDGET_CODES`]: they are large (`dim + 4` bytes an
+/// entry), and in the budget of every form they took the room of the denser values' per-list
+/// codes, which gain more (on 1M × 128, the 10% and 50% filters at 0.73× and 0.80× their QPS).
+/// Five: one sparse field's worth on 128 dimensions (`dim + 4` bytes an entry against 32 of
+/// codes) or on 384 (388 against 96). Once it is spent, rows per list are made without copies
+/// and read the index's codes.
+pub const BUDGET_COPIES: usize = 5;
 
 /// The fewest entries a subset's lists must hold on average for it to be made: a list's codes
 /// are scored in blocks of 32, so sparser lists would be mostly padding (a 1% value of a
@@ -121,8 +134,15 @@ pub(super) trait Regrouped: Sized {
     /// The form it is.
     const FORM: Form;
 
-    /// Made from the rows whose id is in `rows`; `None` for codes that are not 4-bit.
-    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self>;
+    /// Made from the rows whose id is in `rows`, with copies of their 8-bit codes if `copies`
+    /// and the form keeps any ([`SubsetRows`]); `None` for codes that are not 4-bit.
+    fn build(index: &IvfPqIndex, rows: &RowSet, copies: bool) -> Option<Self>;
+
+    /// Of [`Regrouped::memory_bytes`], the bytes of copies of 8-bit codes
+    /// ([`BUDGET_COPIES`]).
+    fn copy_bytes(&self) -> usize {
+        0
+    }
 
     /// Entries held.
     fn entries(&self) -> usize;
@@ -140,7 +160,7 @@ pub(super) trait Regrouped: Sized {
 impl Regrouped for SubsetLists {
     const FORM: Form = Form::Lists;
 
-    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self> {
+    fn build(index: &IvfPqIndex, rows: &RowSet, _: bool) -> Option<Self> {
         index.subset_lists(rows)
     }
 
@@ -167,7 +187,7 @@ impl Regrouped for SubsetLists {
 impl Regrouped for SubsetCodes {
     const FORM: Form = Form::Codes;
 
-    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self> {
+    fn build(index: &IvfPqIndex, rows: &RowSet, _: bool) -> Option<Self> {
         index.subset_codes(rows)
     }
 
@@ -194,8 +214,8 @@ impl Regrouped for SubsetCodes {
 impl Regrouped for SubsetRows {
     const FORM: Form = Form::Rows;
 
-    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self> {
-        Some(index.subset_rows(rows))
+    fn build(index: &IvfPqIndex, rows: &RowSet, copies: bool) -> Option<Self> {
+        Some(index.subset_rows(rows, copies))
     }
 
     fn entries(&self) -> usize {
@@ -204,6 +224,10 @@ impl Regrouped for SubsetRows {
 
     fn memory_bytes(&self) -> usize {
         SubsetRows::memory_bytes(self)
+    }
+
+    fn copy_bytes(&self) -> usize {
+        SubsetRows::copy_memory_bytes(self)
     }
 
     fn wrap(this: Arc<Self>) -> Kept {
@@ -221,7 +245,7 @@ impl Regrouped for SubsetRows {
 impl Regrouped for SubsetMembers {
     const FORM: Form = Form::Members;
 
-    fn build(index: &IvfPqIndex, rows: &RowSet) -> Option<Self> {
+    fn build(index: &IvfPqIndex, rows: &RowSet, _: bool) -> Option<Self> {
         Some(index.subset_members(rows))
     }
 
@@ -273,6 +297,10 @@ struct Held {
     pending: HashMap<(SubsetKey, Form), usize>,
     bytes: usize,
     pending_bytes: usize,
+    /// Bytes of copies of 8-bit codes held and claimed ([`BUDGET_COPIES`]), apart from
+    /// `bytes` and `pending_bytes`.
+    copy_bytes: usize,
+    pending_copy_bytes: usize,
     /// Bumped by [`SubsetCache::clear`]: a subset claimed before is dropped when finished
     /// (it was made from the payload indexes the clear replaced).
     generation: u64,
@@ -283,6 +311,8 @@ struct Held {
 pub(super) struct Claim {
     key: (SubsetKey, Form),
     estimate: usize,
+    /// The estimated bytes of the copies of 8-bit codes it is to keep; 0 for none.
+    copy_estimate: usize,
     generation: u64,
 }
 
@@ -368,9 +398,22 @@ impl SubsetCache {
         let estimate = Self::room_for(&held, index, &key, choice.rows)?;
         held.pending.insert(key.clone(), estimate);
         held.pending_bytes += estimate;
+        let copy_estimate = match form {
+            Form::Rows => SubsetRows::estimated_copy_bytes(index, choice.rows),
+            _ => 0,
+        };
+        // Copies only while their own budget has room: the rows alone otherwise.
+        let copy_estimate =
+            if held.copy_bytes + held.pending_copy_bytes + copy_estimate <= copy_budget(index) {
+                copy_estimate
+            } else {
+                0
+            };
+        held.pending_copy_bytes += copy_estimate;
         Some(Claim {
             key,
             estimate,
+            copy_estimate,
             generation: held.generation,
         })
     }
@@ -385,7 +428,10 @@ impl SubsetCache {
     ) {
         debug_assert_eq!(claim.key.1, T::FORM);
         let started = std::time::Instant::now();
-        let made = rows().and_then(|rows| T::build(index, &rows)).map(Arc::new);
+        let copies = claim.copy_estimate > 0;
+        let made = rows()
+            .and_then(|rows| T::build(index, &rows, copies))
+            .map(Arc::new);
         if let Some(subset) = &made {
             tracing::debug!(
                 field = %claim.key.0.0,
@@ -400,9 +446,15 @@ impl SubsetCache {
         if held.generation == claim.generation {
             held.pending.remove(&claim.key);
             held.pending_bytes -= claim.estimate;
+            held.pending_copy_bytes -= claim.copy_estimate;
             match made {
-                Some(subset) if held.bytes + subset.memory_bytes() <= budget(index) => {
-                    held.bytes += subset.memory_bytes();
+                Some(subset)
+                    if held.bytes + (subset.memory_bytes() - subset.copy_bytes())
+                        <= budget(index)
+                        && held.copy_bytes + subset.copy_bytes() <= copy_budget(index) =>
+                {
+                    held.bytes += subset.memory_bytes() - subset.copy_bytes();
+                    held.copy_bytes += subset.copy_bytes();
                     held.subsets.insert(claim.key, T::wrap(subset));
                 }
                 _ => {
@@ -455,7 +507,7 @@ impl SubsetCache {
     /// what regrouping costs in memory and when a fresh server has finished it.
     pub fn usage(&self) -> (usize, usize) {
         let held = self.lock();
-        (held.bytes, held.pending.len())
+        (held.bytes + held.copy_bytes, held.pending.len())
     }
 
     fn lock(&self) -> MutexGuard<'_, Held> {
@@ -463,9 +515,14 @@ impl SubsetCache {
     }
 }
 
-/// The bytes a segment's subsets may hold.
+/// The bytes a segment's subsets may hold, copies of 8-bit codes apart.
 fn budget(index: &IvfPqIndex) -> usize {
     index.code_bytes().saturating_mul(BUDGET_CODES)
+}
+
+/// The bytes of copies of 8-bit codes a segment's rows per list may hold.
+fn copy_budget(index: &IvfPqIndex) -> usize {
+    index.code_bytes().saturating_mul(BUDGET_COPIES)
 }
 
 /// About how many entries each list of a subset of `rows` rows holds.
@@ -653,6 +710,45 @@ mod tests {
             .get_or_build::<SubsetRows>(&eight, &sparse, rows)
             .unwrap();
         assert_eq!(kept.entries(), 50);
+    }
+
+    /// With 8-bit codes, rows per list keep copies of them, counted against their own budget
+    /// ([`BUDGET_COPIES`]) and not against the one every form shares; once it is spent, rows
+    /// per list are still made, without copies.
+    #[test]
+    fn copies_of_8_bit_codes_have_a_budget_of_their_own() {
+        let n = 2_000;
+        let index = built_index(n, 4).with_sq8().unwrap();
+        let cache = SubsetCache::default();
+        let value = |v: i64| choice("sel", v, n / 10);
+        let rows = |v: i64| move || Some(RowSet::from_rows(n, (v as usize..n).step_by(10)));
+        let first = cache
+            .get_or_build::<SubsetRows>(&index, &value(0), rows(0))
+            .unwrap();
+        let copies = first.copy_memory_bytes();
+        assert_eq!(copies, first.entries() * (16 + 4));
+        // The shared budget holds the rows alone; usage reports both.
+        assert_eq!(cache.usage().0, first.memory_bytes());
+        assert_eq!(cache.lock().bytes, first.memory_bytes() - copies);
+        assert!(copies > 0 && copies <= copy_budget(&index));
+        // More values than the copies' budget holds: the later ones are kept without copies.
+        let made: Vec<Arc<SubsetRows>> = (1..30)
+            .map(|v| {
+                cache
+                    .get_or_build::<SubsetRows>(&index, &value(v), rows(v))
+                    .unwrap()
+            })
+            .collect();
+        let with = made.iter().filter(|r| r.copy_memory_bytes() > 0).count();
+        assert!(with < made.len(), "{with} of {} with copies", made.len());
+        assert!(made.iter().any(|r| r.copy_memory_bytes() == 0));
+        let held = cache.lock();
+        assert!(held.copy_bytes <= copy_budget(&index));
+        assert_eq!(
+            held.copy_bytes,
+            copies + made.iter().map(|r| r.copy_memory_bytes()).sum::<usize>()
+        );
+        assert!(held.bytes <= budget(&index));
     }
 
     /// A subset is claimed by one maker at a time, held against the budget and planned with

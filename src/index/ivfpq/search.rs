@@ -350,12 +350,9 @@ impl IvfPqIndex {
         rows: &[u32],
         through_codes: bool,
     ) -> Vec<Neighbor> {
-        // The stored vectors are looked up once: a slice of stored parts costs a call to its
-        // owner and a checked cast each time, and the rows are many.
-        let vectors: &[f32] = &self.vectors;
-        let vector = |row: usize| &vectors[row * self.dim..(row + 1) * self.dim];
-        let exact = |row: usize| distance::distance(self.metric, q, vector(row));
-        let prefetch = |row: usize| crate::index::prefetch_slice(vector(row));
+        let raw = self.raw_rows();
+        let exact = |row: usize| raw.distance(q, row);
+        let prefetch = |row: usize| raw.prefetch(row);
         let by_row = match self.sq8.as_ref().filter(|_| through_codes) {
             Some(sq8) => sq8.exact_top_k(q, k, rows, exact, prefetch),
             None => {
@@ -374,6 +371,11 @@ impl IvfPqIndex {
                 top.into_sorted_vec()
             }
         };
+        self.with_ids(by_row)
+    }
+
+    /// `by_row` (neighbours named by index row) named by their ids instead.
+    pub(super) fn with_ids(&self, by_row: Vec<Neighbor>) -> Vec<Neighbor> {
         let ids: &[u64] = &self.ids;
         by_row
             .into_iter()
@@ -382,6 +384,16 @@ impl IvfPqIndex {
                 distance: nb.distance,
             })
             .collect()
+    }
+
+    /// The stored vectors, looked up once: a slice of stored parts costs a call to its owner
+    /// and a checked cast each time, and an exact scan reads many rows.
+    pub(super) fn raw_rows(&self) -> RawRows<'_> {
+        RawRows {
+            vectors: &self.vectors,
+            dim: self.dim,
+            metric: self.metric,
+        }
     }
 
     /// The exact `k` nearest of the rows `rows` (positions in list order, as
@@ -608,6 +620,33 @@ where
                 pool.threshold()
             });
         }
+    }
+}
+
+/// An index's raw vectors as an exact scan reads them ([`IvfPqIndex::raw_rows`]).
+pub(super) struct RawRows<'a> {
+    vectors: &'a [f32],
+    dim: usize,
+    metric: Metric,
+}
+
+impl RawRows<'_> {
+    /// Index row `row`'s vector.
+    #[inline]
+    fn vector(&self, row: usize) -> &[f32] {
+        &self.vectors[row * self.dim..(row + 1) * self.dim]
+    }
+
+    /// The exact distance from the prepared query `q` to index row `row`.
+    #[inline]
+    pub(super) fn distance(&self, q: &[f32], row: usize) -> f32 {
+        distance::distance(self.metric, q, self.vector(row))
+    }
+
+    /// Asks for index row `row`'s vector ahead of [`RawRows::distance`].
+    #[inline]
+    pub(super) fn prefetch(&self, row: usize) {
+        crate::index::prefetch_slice(self.vector(row));
     }
 }
 

@@ -11,12 +11,19 @@
 //! distances. Qdrant builds extra graph links per indexed payload value for the same reason; this
 //! is the inverted-file form of it, derived from the index's own codes (no encoding, no training).
 //!
-//! [`SubsetRows`] keeps only the entries' rows, per list, without codes: for
+//! [`SubsetRows`] keeps the entries' rows, per list, without their PQ codes: for
 //! [`IvfPqIndex::exact_among_probed_subset`], which scores the chosen rows of the probed lists
 //! exactly (through the 8-bit codes when the index has them). On L2 every probed list of the
 //! coded form makes and quantises its own table (~0.6 µs a list on 1M × 128, 28% of a 1%
 //! filter's time in perf) to score ~17 entries; the rows alone are 8 bytes an entry (the row and
-//! its own list), and their exact distances need no table at all.
+//! its own list), and their exact distances need no table at all. When the index has 8-bit
+//! codes, each entry also keeps a copy of its row's (`dim` bytes, and the norm on L2), entry
+//! beside entry: read from the index, a probed list's chosen rows are one random read each, two
+//! or three cache lines at scattered places, and perf put that scan at the limit of how many
+//! misses a core keeps in flight; from the copy they are one run per list, read in order. On
+//! 1M × 128 a 1% value's probed rows were scored in 0.81–0.95× the time (median 0.86, eight
+//! alternated windows, `benches/results/filter-1m-row-copies-2026-12-07.txt`), for about
+//! `dim + 12` bytes an entry.
 //!
 //! [`IvfPqIndex::search_subset_ids_in`] answers exactly what [`IvfPqIndex::search_ids_in`] answers
 //! whenever every admitted id is among the subset's rows: the same lists are probed, each
@@ -27,6 +34,7 @@ use super::scanner::EntryId;
 use super::search::id_admitted;
 use super::{IvfPqIndex, SearchParams};
 use crate::index::fastscan::{self, BLOCK};
+use crate::index::sq8::Sq8;
 use crate::index::{Neighbor, RowSet};
 
 /// Per list, the entries of a chosen set of rows, with their codes packed (see the module doc).
@@ -87,6 +95,12 @@ pub struct SubsetRows {
     /// row is scored once without sorting the candidates (sorting and deduplicating them was
     /// 8% of a 1% filter's query on 1M × 128 in perf). Side by side, one stream of lines.
     entries: Vec<[u32; 2]>,
+    /// With 8-bit codes in the index: a copy of each entry's row's ([`Sq8::copy_row`]), entry
+    /// after entry, so that a probed list's rows are one run read in order instead of one
+    /// random read each (see the module doc); empty otherwise.
+    copies: Vec<u8>,
+    /// The bytes of one entry's copy ([`Sq8::copy_bytes`]; 0 without copies).
+    copy_bytes: usize,
 }
 
 impl SubsetRows {
@@ -97,13 +111,32 @@ impl SubsetRows {
 
     /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
-        (self.offsets.len() + 2 * self.entries.len()) * 4
+        (self.offsets.len() + 2 * self.entries.len()) * 4 + self.copies.len()
     }
 
-    /// About the bytes of the rows of `chosen` of `index`'s rows, before they are made.
+    /// About the bytes of the rows of `chosen` of `index`'s rows, before they are made,
+    /// without their copies ([`SubsetRows::estimated_copy_bytes`]).
     pub fn estimated_bytes(index: &IvfPqIndex, chosen: usize) -> usize {
+        Self::estimated_entries(index, chosen) * 8 + (index.nlist() + 1) * 4
+    }
+
+    /// About the bytes of the copies of the 8-bit codes of `chosen` of `index`'s rows' entries
+    /// (0 without 8-bit codes).
+    pub fn estimated_copy_bytes(index: &IvfPqIndex, chosen: usize) -> usize {
+        let per_entry = index.sq8.as_ref().map_or(0, Sq8::copy_bytes);
+        Self::estimated_entries(index, chosen) * per_entry
+    }
+
+    /// Bytes held by the copies of the entries' 8-bit codes (included in
+    /// [`SubsetRows::memory_bytes`]).
+    pub fn copy_memory_bytes(&self) -> usize {
+        self.copies.len()
+    }
+
+    /// About how many entries `chosen` of `index`'s rows have.
+    fn estimated_entries(index: &IvfPqIndex, chosen: usize) -> usize {
         let share = chosen as f64 / index.len().max(1) as f64;
-        (2 * (index.entries() as f64 * share) as usize + index.nlist() + 1) * 4
+        (index.entries() as f64 * share) as usize
     }
 
     /// The index rows of `list`'s entries.
@@ -115,9 +148,25 @@ impl SubsetRows {
     /// `list`'s entries: each one's index row and its row's own list.
     #[inline]
     pub(super) fn list_entries(&self, list: usize) -> &[[u32; 2]] {
+        let (s, e) = self.list_span(list);
+        &self.entries[s..e]
+    }
+
+    /// Entry `i`'s copy of its row's 8-bit codes ([`Sq8::copy_row`]), in list order; `None`
+    /// where the index has no 8-bit codes.
+    #[cfg(test)]
+    pub(super) fn entry_copy(&self, i: usize) -> Option<&[u8]> {
+        self.copies
+            .get(i * self.copy_bytes..(i + 1) * self.copy_bytes)
+            .filter(|c| !c.is_empty())
+    }
+
+    /// `list`'s entries' places: `list_span(l).0..list_span(l).1`.
+    #[inline]
+    fn list_span(&self, list: usize) -> (usize, usize) {
         match self.offsets.get(list..list + 2) {
-            Some(&[s, e]) => &self.entries[s as usize..e as usize],
-            _ => &[],
+            Some(&[s, e]) => (s as usize, e as usize),
+            _ => (0, 0),
         }
     }
 }
@@ -185,13 +234,14 @@ impl IvfPqIndex {
 
     /// The rows of the entries of the rows whose *id* is in `ids`, regrouped by list without
     /// their codes (see the module doc): any code width, since none is read.
-    pub fn subset_rows(&self, ids: &RowSet) -> SubsetRows {
+    pub fn subset_rows(&self, ids: &RowSet, with_copies: bool) -> SubsetRows {
         let mut offsets = Vec::with_capacity(self.nlist + 1);
         let mut entries = Vec::new();
         offsets.push(0);
         // Rows are numbered list after list: a row's own list is the last that starts at or
         // before it.
         let own_list = |row: u32| self.list_offsets.partition_point(|&o| o <= u64::from(row)) - 1;
+        let mut copies = Vec::new();
         self.visit_chosen_lists(ids, |list, picked| {
             let (start, end) = self.list_rows(list);
             for &(entry, row) in picked {
@@ -201,11 +251,23 @@ impl IvfPqIndex {
                     own_list(row)
                 };
                 entries.push([row, owner as u32]);
+                if let Some(sq8) = self.sq8.as_ref().filter(|_| with_copies) {
+                    sq8.copy_row(row as usize, &mut copies);
+                }
             }
             offsets.push(entries.len() as u32);
         });
         entries.shrink_to_fit();
-        SubsetRows { offsets, entries }
+        copies.shrink_to_fit();
+        SubsetRows {
+            offsets,
+            entries,
+            copies,
+            copy_bytes: match &self.sq8 {
+                Some(sq8) if with_copies => sq8.copy_bytes(),
+                _ => 0,
+            },
+        }
     }
 
     /// The exact `k` nearest, as `(id, distance)` sorted by distance, of the rows of `subset`'s
@@ -231,6 +293,14 @@ impl IvfPqIndex {
         let admitted = ids.map(|ids| self.id_in(ids));
         let probes = self.probe(&q, nprobe.clamp(1, self.nlist));
         let probed = RowSet::from_rows(self.nlist, probes.iter().map(|&(list, _)| list));
+        let kept = |list: usize, [row, owner]: [u32; 2]| {
+            // A row spilled here from a probed list is met in its own list.
+            let elsewhere = owner as usize != list && probed.contains(owner as usize);
+            !elsewhere && admitted.as_ref().is_none_or(|a| a(row as usize))
+        };
+        if let Some(sq8) = self.sq8.as_ref().filter(|_| !subset.copies.is_empty()) {
+            return self.exact_among_probed_copies(&q, k, &probes, subset, sq8, kept);
+        }
         let mut rows: Vec<u32> = Vec::new();
         // Each list's entries are a short run at a random place, read in a few nanoseconds:
         // all of them are asked for first, so that their cache misses overlap (asked for one
@@ -239,15 +309,73 @@ impl IvfPqIndex {
             crate::index::prefetch_slice(subset.list_entries(list));
         }
         for &(list, _) in &probes {
-            for &[row, owner] in subset.list_entries(list) {
-                // A row spilled here from a probed list is met in its own list.
-                let elsewhere = owner as usize != list && probed.contains(owner as usize);
-                if !elsewhere && admitted.as_ref().is_none_or(|a| a(row as usize)) {
-                    rows.push(row);
+            for &entry in subset.list_entries(list) {
+                if kept(list, entry) {
+                    rows.push(entry[0]);
                 }
             }
         }
         self.exact_top_k_of(&q, k, &rows, true)
+    }
+
+    /// [`exact_among_probed_subset`](Self::exact_among_probed_subset) over `subset`'s own copy
+    /// of its rows' 8-bit codes: each probed list's entries scored in one run, then the best
+    /// re-scored exactly as [`Sq8::exact_top_k`](crate::index::sq8::Sq8::exact_top_k) does: the
+    /// same distances from the same codes, so the same answer.
+    fn exact_among_probed_copies(
+        &self,
+        q: &[f32],
+        k: usize,
+        probes: &[(usize, f32)],
+        subset: &SubsetRows,
+        sq8: &Sq8,
+        kept: impl Fn(usize, [u32; 2]) -> bool,
+    ) -> Vec<Neighbor> {
+        let query = sq8.query(q);
+        let size = subset.copy_bytes;
+        // Every probed list's entries and the first line of its copies asked for at once, so
+        // that their cache misses overlap.
+        for &(list, _) in probes {
+            let (s, e) = subset.list_span(list);
+            crate::index::prefetch_slice(&subset.entries[s..e]);
+            if s < e {
+                crate::index::prefetch(&subset.copies[s * size]);
+            }
+        }
+        let mut approx: Vec<(f32, u32)> = Vec::new();
+        let run = |list: usize| {
+            let (s, e) = subset.list_span(list);
+            &subset.copies[s * size..e * size]
+        };
+        if let Some(&(first, _)) = probes.first() {
+            crate::index::prefetch_slice(run(first));
+        }
+        for (p, &(list, _)) in probes.iter().enumerate() {
+            // The next list's whole run asked for while this one is scored: left to the hardware
+            // prefetcher, the scan waited on the first line of each record (runs of ~18 on
+            // 1M × 128 are too short for it), and the copies took 0.885x the time of the
+            // index's codes where they take 0.79x so.
+            if let Some(&(next, _)) = probes.get(p + 1) {
+                crate::index::prefetch_slice(run(next));
+            }
+            let (s, e) = subset.list_span(list);
+            for i in s..e {
+                let entry = subset.entries[i];
+                if kept(list, entry) {
+                    let d = query.approx_of_copy(&subset.copies[i * size..(i + 1) * size]);
+                    approx.push((d, entry[0]));
+                }
+            }
+        }
+        let raw = self.raw_rows();
+        let by_row = sq8.refine_top_k(
+            &query,
+            k,
+            approx,
+            |row| raw.distance(q, row),
+            |row| raw.prefetch(row),
+        );
+        self.with_ids(by_row)
     }
 
     /// [`search_ids_in`](Self::search_ids_in) scanning only `subset`'s entries of the probed

@@ -1238,12 +1238,15 @@ fn exact_scan_cases() -> Vec<(Fixture, IvfPqIndex)> {
     let f = fixture();
     let eight = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 8)).unwrap();
     cases.push((f, eight));
-    let f = overlapping();
-    let coded = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(Metric::L2))
-        .unwrap()
-        .with_sq8()
-        .unwrap();
-    cases.push((f, coded));
+    // Spilled, with 8-bit codes: with a norm in each row's copy (L2) and without (Dot).
+    for metric in [Metric::L2, Metric::Dot] {
+        let f = overlapping();
+        let coded = IvfPqIndex::build(DIM, &f.data, &f.ids, &spilled_config(metric))
+            .unwrap()
+            .with_sq8()
+            .unwrap();
+        cases.push((f, coded));
+    }
     cases
 }
 
@@ -1307,8 +1310,10 @@ fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
 /// ([`IvfPqIndex::exact_among_probed_subset`]), answers as the exact scan of the probed lists'
 /// matches with every row's lists looked up ([`IvfPqIndex::exact_among_probed`]) does, for the
 /// value's rows and for a filter admitting some of them: at every table mode and code width,
-/// with spilled rows (a row in two probed lists counted once), with and without 8-bit codes;
-/// the rows per list hold what the coded form holds; another index's rows answer nothing.
+/// with spilled rows (a row in two probed lists counted once), with and without 8-bit codes
+/// (scored then from each entry's copy of its row's, which the test checks against the
+/// index's); the rows per list hold what the coded form holds; another index's rows answer
+/// nothing.
 #[test]
 fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
     let cases = exact_scan_cases();
@@ -1316,11 +1321,28 @@ fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
     for (f, index) in cases {
         for share in [0.02, 0.1, 0.5] {
             let (_, chosen, admitted) = posting(&f, share, &mut rng);
-            let subset = index.subset_rows(&chosen);
+            let subset = index.subset_rows(&chosen, true);
+            // The same rows without copies of their 8-bit codes, as made past their budget.
+            let bare = index.subset_rows(&chosen, false);
+            assert_eq!(bare.copy_memory_bytes(), 0);
             if let Some(lists) = index.subset_lists(&chosen) {
                 assert_eq!(subset.entries(), lists.entries());
                 for l in 0..index.nlist {
                     assert_eq!(subset.list_rows(l), lists.list_rows(l).to_vec());
+                }
+            }
+            // With 8-bit codes each entry holds a copy of its row's, list after list.
+            let mut i = 0;
+            for l in 0..index.nlist {
+                for &[row, _] in subset.list_entries(l) {
+                    let want = index.sq8().map(|sq8| {
+                        let mut copy = Vec::new();
+                        sq8.copy_row(row as usize, &mut copy);
+                        copy
+                    });
+                    let got = subset.entry_copy(i).map(<[u8]>::to_vec);
+                    assert_eq!(got, want, "entry {i}");
+                    i += 1;
                 }
             }
             // Each entry names its row's own list: the entry's list for its own rows, the
@@ -1351,6 +1373,8 @@ fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
                     assert_eq!(got, want, "{name}");
                     let all = index.exact_among_probed_subset(q, 10, nprobe, &subset, None);
                     assert_eq!(all, want, "{name}");
+                    let plain = index.exact_among_probed_subset(q, 10, nprobe, &bare, None);
+                    assert_eq!(plain, want, "{name} without copies");
                 }
             }
         }
@@ -1361,7 +1385,7 @@ fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
     let other = IvfPqIndex::build(DIM, &f.data, &f.ids, &few).unwrap();
     let max_id = f.ids.iter().copied().max().unwrap() as usize + 1;
     let all = RowSet::from_rows(max_id, f.ids.iter().map(|&i| i as usize));
-    let foreign = other.subset_rows(&all);
+    let foreign = other.subset_rows(&all, true);
     let four = IvfPqIndex::build(DIM, &f.data, &f.ids, &config(Metric::L2, 4)).unwrap();
     let q = &f.queries[..DIM];
     assert!(
@@ -1369,7 +1393,7 @@ fn a_value_s_probed_rows_are_scored_as_the_probed_exact_scan_scores_them() {
             .is_empty()
     );
     assert_eq!(
-        four.exact_among_probed_subset(q, 10, 8, &four.subset_rows(&all), None)
+        four.exact_among_probed_subset(q, 10, 8, &four.subset_rows(&all, true), None)
             .len(),
         10
     );

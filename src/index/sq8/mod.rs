@@ -185,6 +185,23 @@ impl Sq8 {
         self.parts.codes.len() + 4 * (self.parts.bounds.len() + self.parts.norms.len())
     }
 
+    /// The bytes of one row's copy ([`Sq8::copy_row`]): its codes, and on L2 its decoded
+    /// squared norm after them.
+    pub fn copy_bytes(&self) -> usize {
+        self.dim + if self.metric == Metric::L2 { 4 } else { 0 }
+    }
+
+    /// Appends a copy of `row` to `out` ([`Sq8::copy_bytes`] bytes: its codes, then on L2 its
+    /// `‖x̂‖²`, little-endian), which [`Sq8Query::approx_of_copy`] scores as
+    /// [`Sq8Query::approx`] scores the row: one record, so that a run of copies is one stream.
+    /// `row` must be below [`Sq8::len`].
+    pub fn copy_row(&self, row: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.parts.codes[row * self.dim..(row + 1) * self.dim]);
+        if let Some(n) = self.parts.norms.get(row) {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+
     #[cfg(test)]
     fn codes_of(&self, row: usize) -> &[u8] {
         &self.parts.codes[row * self.dim..(row + 1) * self.dim]
@@ -257,6 +274,25 @@ impl Sq8 {
                 approx.push((query.approx(r as usize), r));
             }
         }
+        self.refine_top_k(&query, k, approx, exact, prefetch)
+    }
+
+    /// The exact `k` nearest of rows already scored through their codes by `query`
+    /// (`approx`: each row's approximate distance and the row, in any order), re-scoring them
+    /// exactly best first until the next one's lower bound is beyond the `k`-th exact distance:
+    /// the second half of [`Sq8::exact_top_k`], for callers that read the codes from a copy of
+    /// their own ([`Sq8Query::approx_of`]).
+    pub fn refine_top_k(
+        &self,
+        query: &Sq8Query<'_>,
+        k: usize,
+        mut approx: Vec<(f32, u32)>,
+        exact: impl Fn(usize) -> f32,
+        prefetch: impl Fn(usize),
+    ) -> Vec<Neighbor> {
+        if k == 0 || approx.is_empty() {
+            return Vec::new();
+        }
         // Rows are re-scored best first: sort only as many as will likely be needed, and the
         // rest only if the bound says they might still matter.
         let head = (4 * k).min(approx.len());
@@ -317,9 +353,29 @@ impl Sq8Query<'_> {
     #[inline]
     pub fn approx(&self, row: usize) -> f32 {
         let dim = self.sq8.dim;
-        let d = self.base + kernels::dot_u8(&self.w, &self.codes[row * dim..(row + 1) * dim]);
+        let norm = self.norms.get(row).copied().unwrap_or(0.0);
+        self.approx_of(&self.codes[row * dim..(row + 1) * dim], norm)
+    }
+
+    /// The approximate distance to a row copied by [`Sq8::copy_row`] into `copy`: what
+    /// [`Sq8Query::approx`] gives for the row itself.
+    #[inline]
+    pub fn approx_of_copy(&self, copy: &[u8]) -> f32 {
+        let (codes, norm) = copy.split_at(self.sq8.dim.min(copy.len()));
+        let norm = match norm {
+            &[a, b, c, d] => f32::from_le_bytes([a, b, c, d]),
+            _ => 0.0,
+        };
+        self.approx_of(codes, norm)
+    }
+
+    /// The approximate distance to a row whose codes are `codes` and (L2; ignored otherwise)
+    /// whose decoded squared norm is `norm`.
+    #[inline]
+    fn approx_of(&self, codes: &[u8], norm: f32) -> f32 {
+        let d = self.base + kernels::dot_u8(&self.w, codes);
         match self.sq8.metric {
-            Metric::L2 => d + self.norms[row],
+            Metric::L2 => d + norm,
             Metric::Cosine | Metric::Dot => d,
         }
     }
@@ -393,6 +449,29 @@ mod tests {
                 assert!(
                     (x - row[i]).abs() <= step[i] / 2.0 + 1e-5,
                     "row {r} dim {i}"
+                );
+            }
+        }
+    }
+
+    /// A row's copy ([`Sq8::copy_row`]) is scored as the row is, at every metric.
+    #[test]
+    fn a_copied_row_scores_as_the_row() {
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+            let dim = 24;
+            let v = data(200, dim, 5, metric == Metric::Cosine);
+            let sq = Sq8::encode(metric, dim, &v).unwrap();
+            let q = data(1, dim, 77, metric == Metric::Cosine);
+            let query = sq.query(&q);
+            for row in 0..200 {
+                let mut copy = Vec::new();
+                sq.copy_row(row, &mut copy);
+                assert_eq!(copy.len(), sq.copy_bytes(), "{metric:?}");
+                assert_eq!(&copy[..dim], sq.codes_of(row), "{metric:?} row {row}");
+                assert_eq!(
+                    query.approx_of_copy(&copy),
+                    query.approx(row),
+                    "{metric:?} row {row}"
                 );
             }
         }
