@@ -20,10 +20,12 @@
 //! codes, each entry also keeps a copy of its row's (`dim` bytes, and the norm on L2), entry
 //! beside entry: read from the index, a probed list's chosen rows are one random read each, two
 //! or three cache lines at scattered places, and perf put that scan at the limit of how many
-//! misses a core keeps in flight; from the copy they are one run per list, read in order. On
-//! 1M × 128 a 1% value's probed rows were scored in 0.81–0.95× the time (median 0.86, eight
-//! alternated windows, `benches/results/filter-1m-row-copies-2026-12-07.txt`), for about
-//! `dim + 12` bytes an entry.
+//! misses a core keeps in flight; from the copy they are one run per list, read in order, the
+//! next list's run prefetched while one is scored. On 1M × 128 a 1% value's probed rows were
+//! scored in 0.75–0.83× the time (median 0.79, 13 alternated windows,
+//! `benches/results/filter-1m-row-copies-2026-12-07.txt`), for about `dim + 12` bytes an entry;
+//! the copies have a budget of their own in the segment's cache, past which rows per list are
+//! made without them.
 //!
 //! [`IvfPqIndex::search_subset_ids_in`] answers exactly what [`IvfPqIndex::search_ids_in`] answers
 //! whenever every admitted id is among the subset's rows: the same lists are probed, each
@@ -233,7 +235,9 @@ impl IvfPqIndex {
     }
 
     /// The rows of the entries of the rows whose *id* is in `ids`, regrouped by list without
-    /// their codes (see the module doc): any code width, since none is read.
+    /// their PQ codes (see the module doc): any code width, since none is read. With
+    /// `with_copies` and 8-bit codes in the index, each entry also keeps a copy of its row's
+    /// 8-bit codes ([`Sq8::copy_row`]).
     pub fn subset_rows(&self, ids: &RowSet, with_copies: bool) -> SubsetRows {
         let mut offsets = Vec::with_capacity(self.nlist + 1);
         let mut entries = Vec::new();

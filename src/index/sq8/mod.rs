@@ -281,7 +281,7 @@ impl Sq8 {
     /// (`approx`: each row's approximate distance and the row, in any order), re-scoring them
     /// exactly best first until the next one's lower bound is beyond the `k`-th exact distance:
     /// the second half of [`Sq8::exact_top_k`], for callers that read the codes from a copy of
-    /// their own ([`Sq8Query::approx_of`]).
+    /// their own ([`Sq8Query::approx_of_copy`]).
     pub fn refine_top_k(
         &self,
         query: &Sq8Query<'_>,
