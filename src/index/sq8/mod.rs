@@ -353,7 +353,10 @@ impl Sq8Query<'_> {
     #[inline]
     pub fn approx(&self, row: usize) -> f32 {
         let dim = self.sq8.dim;
-        let norm = self.norms.get(row).copied().unwrap_or(0.0);
+        let norm = match self.sq8.metric {
+            Metric::L2 => self.norms[row],
+            Metric::Cosine | Metric::Dot => 0.0,
+        };
         self.approx_of(&self.codes[row * dim..(row + 1) * dim], norm)
     }
 
