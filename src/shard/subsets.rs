@@ -2,7 +2,10 @@
 //! scores only its rows' codes: per list ([`SubsetLists`], read in the probed lists), as one
 //! run of every row once ([`SubsetCodes`], scored whole with one table), or as the rows alone
 //! per list ([`SubsetRows`], scored exactly in the probed lists); and, for the exact scan of a
-//! selective filter's matches, the rows alone in the index's order ([`SubsetMembers`]).
+//! selective filter's matches, the rows in the index's order ([`SubsetMembers`]), with a copy
+//! of their 8-bit codes so that the scan reads one run (on 1M × 128 a 0.1% filter ran at 2.1×
+//! the QPS it had reading each row's codes at its place in the index,
+//! `benches/results/filter-1m-member-copies-2026-12-07.txt`).
 //!
 //! A filter whose `must` holds an equality on a field with a payload index (`tenant = "a"`,
 //! `sel_10 = 3`) matches rows its posting names; those rows never change in a sealed segment
@@ -27,8 +30,9 @@
 //! [`BUDGET_CODES`] times the bytes of its own codes (about three fields' worth of values: each
 //! field's values together hold every row once, with a 4-byte row number per entry beside the
 //! codes, and a sparse field's per-list blocks are up to half padding), and the copies of 8-bit
-//! codes beside rows per list at most [`BUDGET_COPIES`] times more (a 1% field's, on 1M × 128,
-//! hold about 4.1 times the codes: past that, rows per list are made without copies); a value
+//! codes beside rows per list and members at most [`BUDGET_COPIES`] times more (a 1% field's
+//! rows per list, on 1M × 128, hold about 4.1 times the codes, and so do a 0.1% field's members:
+//! past the budget, both are made without copies); a value
 //! whose lists
 //! would hold fewer than [`MIN_ENTRIES_PER_LIST`] entries each is never regrouped per list (its
 //! blocks would be mostly padding); and the planner makes one
@@ -56,13 +60,16 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 pub const BUDGET_CODES: usize = 6;
 
 /// How many times its own code bytes the copies of 8-bit codes beside a segment's rows per list
-/// ([`SubsetRows`]) may hold, apart from [`BUDGET_CODES`]: they are large (`dim + 4` bytes an
-/// entry), and in the budget of every form they took the room of the denser values' per-list
-/// codes, which gain more (on 1M × 128, the 10% and 50% filters at 0.73× and 0.80× their QPS).
-/// Five: one sparse field's worth on 128 dimensions (`dim + 4` bytes an entry against 32 of
-/// codes) or on 384 (388 against 96). Once it is spent, rows per list are made without copies
-/// and read the index's codes.
-pub const BUDGET_COPIES: usize = 5;
+/// ([`SubsetRows`]) and a value's members ([`SubsetMembers`]) may hold, apart from
+/// [`BUDGET_CODES`]: they are large (`dim + 4` bytes an entry), and in the budget of every form
+/// they took the room of the denser values' per-list codes, which gain more (on 1M × 128, the
+/// 10% and 50% filters at 0.73× and 0.80× their QPS). Ten: two sparse fields' worth on 128
+/// dimensions (`dim + 4` bytes an entry against 32 of codes; on 1M × 128 a 1% field's rows per
+/// list and a 0.1% field's members hold about 4.1 times the codes each) or on 384 (388 against
+/// 96). Five held one: the 0.1% filter's members, made first, left the 1% filter's rows per
+/// list without copies. Once it is spent, both forms are made without copies and read the
+/// index's codes.
+pub const BUDGET_COPIES: usize = 10;
 
 /// The fewest entries a subset's lists must hold on average for it to be made: a list's codes
 /// are scored in blocks of 32, so sparser lists would be mostly padding (a 1% value of a
@@ -117,10 +124,11 @@ pub(super) enum Form {
     /// Per list, the entries' rows without codes ([`SubsetRows`]): the probed lists' rows
     /// scored exactly ([`super::planner::Plan::SubsetProbed`]).
     Rows,
-    /// The rows alone, every row once, in the index's order ([`SubsetMembers`]): what the exact
-    /// scan of the value's matches reads ([`super::planner::Plan::Exact`]) instead of
-    /// translating each posting row to its index row per query. Not a plan of its own, so
-    /// the planner does not price it.
+    /// The rows alone, every row once, in the index's order ([`SubsetMembers`]), with a copy of
+    /// each one's 8-bit codes while the copies' budget has room: what the exact scan of the
+    /// value's matches reads ([`super::planner::Plan::Exact`]) instead of translating each
+    /// posting row to its index row per query. Not a plan of its own, so the planner does not
+    /// price it.
     Members,
 }
 
@@ -135,7 +143,8 @@ pub(super) trait Regrouped: Sized {
     const FORM: Form;
 
     /// Made from the rows whose id is in `rows`, with copies of their 8-bit codes if `copies`
-    /// and the form keeps any ([`SubsetRows`]); `None` for codes that are not 4-bit.
+    /// and the form keeps any ([`SubsetRows`], [`SubsetMembers`]); `None` for codes that are
+    /// not 4-bit.
     fn build(index: &IvfPqIndex, rows: &RowSet, copies: bool) -> Option<Self>;
 
     /// Of [`Regrouped::memory_bytes`], the bytes of copies of 8-bit codes
@@ -245,8 +254,8 @@ impl Regrouped for SubsetRows {
 impl Regrouped for SubsetMembers {
     const FORM: Form = Form::Members;
 
-    fn build(index: &IvfPqIndex, rows: &RowSet, _: bool) -> Option<Self> {
-        Some(index.subset_members(rows))
+    fn build(index: &IvfPqIndex, rows: &RowSet, copies: bool) -> Option<Self> {
+        Some(index.subset_members(rows, copies))
     }
 
     fn entries(&self) -> usize {
@@ -255,6 +264,10 @@ impl Regrouped for SubsetMembers {
 
     fn memory_bytes(&self) -> usize {
         SubsetMembers::memory_bytes(self)
+    }
+
+    fn copy_bytes(&self) -> usize {
+        SubsetMembers::copy_memory_bytes(self)
     }
 
     fn wrap(this: Arc<Self>) -> Kept {
@@ -400,6 +413,7 @@ impl SubsetCache {
         held.pending_bytes += estimate;
         let copy_estimate = match form {
             Form::Rows => SubsetRows::estimated_copy_bytes(index, choice.rows),
+            Form::Members => SubsetMembers::estimated_copy_bytes(index, choice.rows),
             _ => 0,
         };
         // Copies only while their own budget has room: the rows alone otherwise.
@@ -712,9 +726,9 @@ mod tests {
         assert_eq!(kept.entries(), 50);
     }
 
-    /// With 8-bit codes, rows per list keep copies of them, counted against their own budget
-    /// ([`BUDGET_COPIES`]) and not against the one every form shares; once it is spent, rows
-    /// per list are still made, without copies.
+    /// With 8-bit codes, rows per list and a value's members keep copies of them, counted
+    /// against their own budget ([`BUDGET_COPIES`]) and not against the one every form shares;
+    /// once it is spent, rows per list are still made, without copies.
     #[test]
     fn copies_of_8_bit_codes_have_a_budget_of_their_own() {
         let n = 2_000;
@@ -722,15 +736,27 @@ mod tests {
         let cache = SubsetCache::default();
         let value = |v: i64| choice("sel", v, n / 10);
         let rows = |v: i64| move || Some(RowSet::from_rows(n, (v as usize..n).step_by(10)));
+        let members = cache
+            .get_or_build::<SubsetMembers>(&index, &value(0), rows(0))
+            .unwrap();
+        let member_copies = members.copy_memory_bytes();
+        assert_eq!(members.entries(), n / 10);
+        assert_eq!(member_copies, members.entries() * (16 + 4));
         let first = cache
             .get_or_build::<SubsetRows>(&index, &value(0), rows(0))
             .unwrap();
         let copies = first.copy_memory_bytes();
         assert_eq!(copies, first.entries() * (16 + 4));
         // The shared budget holds the rows alone; usage reports both.
-        assert_eq!(cache.usage().0, first.memory_bytes());
-        assert_eq!(cache.lock().bytes, first.memory_bytes() - copies);
-        assert!(copies > 0 && copies <= copy_budget(&index));
+        assert_eq!(
+            cache.usage().0,
+            first.memory_bytes() + members.memory_bytes()
+        );
+        assert_eq!(
+            cache.lock().bytes,
+            first.memory_bytes() - copies + members.memory_bytes() - member_copies
+        );
+        assert!(copies > 0 && copies + member_copies <= copy_budget(&index));
         // More values than the copies' budget holds: the later ones are kept without copies.
         let made: Vec<Arc<SubsetRows>> = (1..30)
             .map(|v| {
@@ -746,7 +772,7 @@ mod tests {
         assert!(held.copy_bytes <= copy_budget(&index));
         assert_eq!(
             held.copy_bytes,
-            copies + made.iter().map(|r| r.copy_memory_bytes()).sum::<usize>()
+            member_copies + copies + made.iter().map(|r| r.copy_memory_bytes()).sum::<usize>()
         );
         assert!(held.bytes <= budget(&index));
     }

@@ -787,9 +787,9 @@ fn subset_probed_plan_answers_as_the_probed_plan(pq_bits: u8) {
 }
 
 /// A selective filter on an indexed value, answered by the exact scan of its matches, reads
-/// them from the value's index rows once the segment keeps them (made in the background on
-/// the first search): the answers are the exact filtered ones, with deleted points never
-/// among them, before and after the rows are kept.
+/// them from the value's index rows and their copies of the 8-bit codes once the segment
+/// keeps them (made in the background on the first search): the answers are the exact
+/// filtered ones, with deleted points never among them, before and after the rows are kept.
 #[test]
 fn the_exact_plan_reads_a_value_s_kept_rows_and_answers_exactly() {
     // 8-bit codes (no coded subset form) and a deep re-rank (a widened probe of nearly every
@@ -820,8 +820,9 @@ fn the_exact_plan_reads_a_value_s_kept_rows_and_answers_exactly() {
         check(g, &queries[0]);
     }
     shard.wait_for_regrouping();
-    // Kept: 4 bytes a row of each value searched, and nothing else.
-    assert_eq!(shard.stats().filter_subset_bytes, 4 * 800 * 4);
+    // Kept, for each value searched: 4 bytes a row, and a copy of each row's 8-bit codes and
+    // norm (32 + 4 bytes), which the exact scan then reads; nothing else.
+    assert_eq!(shard.stats().filter_subset_bytes, 4 * 800 * (4 + 32 + 4));
     for g in 0..4u64 {
         for q in &queries {
             assert_eq!(

@@ -8,6 +8,7 @@ use super::scanner::{EntryId, ListScanner, ScanWith, with_scanner};
 use super::{IvfPqIndex, SearchParams, SubsetLists};
 use crate::index::coarse8::Coarse8;
 use crate::index::distance::{self, normalize};
+use crate::index::sq8::{Sq8, Sq8Query};
 use crate::index::topk::cmp_neighbors;
 use crate::index::{Metric, Neighbor, Reservoir, RowSet, TopK};
 
@@ -371,6 +372,29 @@ impl IvfPqIndex {
                 top.into_sorted_vec()
             }
         };
+        self.with_ids(by_row)
+    }
+
+    /// The exact `k` nearest of rows already scored through copies of their 8-bit codes
+    /// (`approx`: approximate distance and index row, any order), re-scored from their raw
+    /// vectors as [`Sq8::refine_top_k`] does, named by
+    /// their ids: the end of every exact scan that reads copies.
+    pub(super) fn refined(
+        &self,
+        q: &[f32],
+        k: usize,
+        sq8: &Sq8,
+        query: &Sq8Query<'_>,
+        approx: Vec<(f32, u32)>,
+    ) -> Vec<Neighbor> {
+        let raw = self.raw_rows();
+        let by_row = sq8.refine_top_k(
+            query,
+            k,
+            approx,
+            |row| raw.distance(q, row),
+            |row| raw.prefetch(row),
+        );
         self.with_ids(by_row)
     }
 

@@ -370,15 +370,7 @@ impl IvfPqIndex {
                 }
             }
         }
-        let raw = self.raw_rows();
-        let by_row = sq8.refine_top_k(
-            &query,
-            k,
-            approx,
-            |row| raw.distance(q, row),
-            |row| raw.prefetch(row),
-        );
-        self.with_ids(by_row)
+        self.refined(q, k, sq8, &query, approx)
     }
 
     /// [`search_ids_in`](Self::search_ids_in) scanning only `subset`'s entries of the probed

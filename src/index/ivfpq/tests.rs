@@ -1253,19 +1253,24 @@ fn exact_scan_cases() -> Vec<(Fixture, IvfPqIndex)> {
 /// A value's members are its rows, ascending, each once (spilled copies are not rows), and
 /// their exact scan answers as the exact scan of those rows (or of those a filter admits) does,
 /// and their exact scan in the probed lists as that of those rows in the probed lists, at every
-/// code width, with and without 8-bit scalar codes and spilled copies; another index's members
-/// answer nothing.
+/// code width, with and without 8-bit scalar codes (and the members' copies of them) and
+/// spilled copies; another index's members answer nothing.
 #[test]
 fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
     let cases = exact_scan_cases();
     let mut rng = ChaCha8Rng::seed_from_u64(47);
-    for (f, index) in &cases {
+    for ((f, index), with_copies) in cases.iter().flat_map(|case| [(case, false), (case, true)]) {
         for share in [0.02, 0.1, 0.5] {
             let (_, chosen, admitted) = posting(f, share, &mut rng);
-            let members = index.subset_members(&chosen);
+            let members = index.subset_members(&chosen, with_copies);
             let rows = rows_with_id_in(index, &chosen);
             assert_eq!(members.rows(), rows);
-            assert_eq!(members.memory_bytes(), 4 * rows.len());
+            let copy = match index.sq8.as_ref().filter(|_| with_copies) {
+                Some(sq8) => sq8.copy_bytes(),
+                None => 0,
+            };
+            assert_eq!(members.copy_memory_bytes(), copy * rows.len());
+            assert_eq!(members.memory_bytes(), (4 + copy) * rows.len());
             for q in f.queries.chunks_exact(DIM).take(6) {
                 assert_eq!(
                     index.exact_among_members(q, 10, &members, None),
@@ -1295,7 +1300,7 @@ fn a_value_s_members_are_scored_as_the_exact_scan_of_its_rows() {
     let fewer = IvfPqIndex::build(DIM, &f.data[..DIM * 100], &f.ids[..100], &few).unwrap();
     let max_id = f.ids.iter().copied().max().unwrap() as usize + 1;
     let all = RowSet::from_rows(max_id, f.ids.iter().map(|&i| i as usize));
-    let foreign = fewer.subset_members(&all);
+    let foreign = fewer.subset_members(&all, false);
     assert_eq!(foreign.entries(), 100);
     let q = &f.queries[..DIM];
     assert!(index.exact_among_members(q, 10, &foreign, None).is_empty());
