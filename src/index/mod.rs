@@ -55,7 +55,8 @@ pub fn prefetch_slice<T>(values: &[T]) {
 /// run of a few dozen lines read a little later, as each probed list's run of copied 8-bit
 /// codes is read while the one before it is scored. Asked into the first level, a run's
 /// prefetches held it up: on 1M × 128 a 1% filter (~50 runs of ~25 lines a query) ran at
-/// 1.17× the QPS with this hint, at every look-ahead of one to four runs alike
+/// 1.17× the QPS with this hint in alternated runs of one binary, at every look-ahead of one
+/// to four runs alike, and 1.24× in an A/B of builds
 /// (`benches/results/filter-1m-prefetch-l2-2026-12-07.txt`).
 #[inline(always)]
 pub fn prefetch_slice_l2<T>(values: &[T]) {

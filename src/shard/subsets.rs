@@ -66,9 +66,9 @@ pub const BUDGET_CODES: usize = 6;
 /// 10% and 50% filters at 0.73× and 0.80× their QPS). Ten: two sparse fields' worth on 128
 /// dimensions (`dim + 4` bytes an entry against 32 of codes; on 1M × 128 a 1% field's rows per
 /// list and a 0.1% field's members hold about 4.1 times the codes each) or on 384 (388 against
-/// 96). Five held one: the 0.1% filter's members, made first, left the 1% filter's rows per
-/// list without copies. Once it is spent, both forms are made without copies and read the
-/// index's codes.
+/// 96). Five holds one: in the bench the 0.1% filter's members, made first, would leave the
+/// 1% filter's rows per list without copies (worked out from the sizes, not run). Once it is
+/// spent, both forms are made without copies and read the index's codes.
 pub const BUDGET_COPIES: usize = 10;
 
 /// The fewest entries a subset's lists must hold on average for it to be made: a list's codes
@@ -124,7 +124,7 @@ pub(super) enum Form {
     /// Per list, the entries' rows without codes ([`SubsetRows`]): the probed lists' rows
     /// scored exactly ([`super::planner::Plan::SubsetProbed`]).
     Rows,
-    /// The rows alone, every row once, in the index's order ([`SubsetMembers`]), with a copy of
+    /// The rows, every row once, in the index's order ([`SubsetMembers`]), with a copy of
     /// each one's 8-bit codes while the copies' budget has room: what the exact scan of the
     /// value's matches reads ([`super::planner::Plan::Exact`]) instead of translating each
     /// posting row to its index row per query. Not a plan of its own, so the planner does not

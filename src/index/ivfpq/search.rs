@@ -377,8 +377,8 @@ impl IvfPqIndex {
 
     /// The exact `k` nearest of rows already scored through copies of their 8-bit codes
     /// (`approx`: approximate distance and index row, any order), re-scored from their raw
-    /// vectors as [`Sq8::refine_top_k`] does, named by
-    /// their ids: the end of every exact scan that reads copies.
+    /// vectors as [`Sq8::refine_top_k`] does, named by their ids: the end of every exact scan
+    /// that reads copies.
     pub(super) fn refined(
         &self,
         q: &[f32],

@@ -357,8 +357,8 @@ impl IvfPqIndex {
             // The next list's whole run asked for while this one is scored: left to the hardware
             // prefetcher, the scan waited on the first line of each record (runs of ~18 on
             // 1M × 128 are too short for it), and the copies took 0.885x the time of the
-            // index's codes where they take 0.79x so. Into the second-level cache: asked into
-            // the first, the 1% filter ran at 0.86x the QPS (`prefetch_slice_l2`).
+            // index's codes where they take 0.79x so. Into the second-level cache: the 1%
+            // filter ran at 1.17-1.24x the QPS of asking it into the first (`prefetch_slice_l2`).
             if let Some(&(next, _)) = probes.get(p + 1) {
                 crate::index::prefetch_slice_l2(run(next));
             }
