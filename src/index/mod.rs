@@ -30,25 +30,13 @@ pub use slab::{ByteOwner, Slab};
 /// arrays at scattered rows, where each miss would otherwise wait its turn.
 #[inline(always)]
 pub fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: prefetching is a hint; the address is that of a live reference.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(value as *const T as *const i8) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    prefetch_into::<false, T>(value);
 }
 
 /// [`prefetch`] of every 64-byte cache line of `values` (a raw vector, a row of codes).
 #[inline(always)]
 pub fn prefetch_slice<T>(values: &[T]) {
-    let bytes = std::mem::size_of_val(values);
-    let start = values.as_ptr() as *const u8;
-    for offset in (0..bytes).step_by(64) {
-        // SAFETY: `offset` is inside the slice, so the pointer stays in its allocation.
-        prefetch(unsafe { &*start.add(offset) });
-    }
+    prefetch_lines::<false, T>(values);
 }
 
 /// [`prefetch_slice`] into the second-level cache instead of the first (`PREFETCHT1`): for a
@@ -60,19 +48,40 @@ pub fn prefetch_slice<T>(values: &[T]) {
 /// (`benches/results/filter-1m-prefetch-l2-2026-12-07.txt`).
 #[inline(always)]
 pub fn prefetch_slice_l2<T>(values: &[T]) {
+    prefetch_lines::<true, T>(values);
+}
+
+/// Every 64-byte cache line of `values` asked for, into the second-level cache if `L2`, the
+/// first otherwise.
+#[inline(always)]
+fn prefetch_lines<const L2: bool, T>(values: &[T]) {
     let bytes = std::mem::size_of_val(values);
     let start = values.as_ptr() as *const u8;
     for offset in (0..bytes).step_by(64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-            // SAFETY: prefetching is a hint; `offset` is inside the slice, so the pointer
-            // stays in its allocation.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(start.add(offset) as *const i8) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (start, offset);
+        // SAFETY: `offset` is inside the slice, so the pointer stays in its allocation.
+        prefetch_into::<L2, u8>(unsafe { &*start.add(offset) });
     }
+}
+
+/// The line holding `value` asked for, into the second-level cache if `L2` (`PREFETCHT1`),
+/// the first otherwise (`PREFETCHT0`).
+#[inline(always)]
+fn prefetch_into<const L2: bool, T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _MM_HINT_T1, _mm_prefetch};
+        let at = value as *const T as *const i8;
+        // SAFETY: prefetching is a hint; the address is that of a live reference.
+        unsafe {
+            if L2 {
+                _mm_prefetch::<_MM_HINT_T1>(at);
+            } else {
+                _mm_prefetch::<_MM_HINT_T0>(at);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 /// `items` in order, each one's data asked for (`prefetch`) `ahead` items before it is reached:

@@ -15,7 +15,7 @@
 //! best exactly as [`Sq8::exact_top_k`] does: the same answer.
 
 use super::IvfPqIndex;
-use crate::index::sq8::Sq8;
+use crate::index::sq8::{RowCopies, Sq8};
 use crate::index::{Neighbor, RowSet};
 use std::borrow::Cow;
 
@@ -27,9 +27,7 @@ pub struct SubsetMembers {
     of: usize,
     /// A copy of each row's 8-bit codes ([`Sq8::copy_row`]), row after row in `rows`' order;
     /// empty when not asked for or when the index has no 8-bit codes.
-    copies: Vec<u8>,
-    /// Bytes of one row's copy ([`Sq8::copy_bytes`]); 0 without copies.
-    copy_bytes: usize,
+    copies: RowCopies,
 }
 
 impl SubsetMembers {
@@ -40,13 +38,13 @@ impl SubsetMembers {
 
     /// Bytes held, copies included.
     pub fn memory_bytes(&self) -> usize {
-        self.rows.len() * 4 + self.copies.len()
+        self.rows.len() * 4 + self.copies.memory_bytes()
     }
 
     /// Bytes held by the copies of the rows' 8-bit codes (included in
     /// [`SubsetMembers::memory_bytes`]).
     pub fn copy_memory_bytes(&self) -> usize {
-        self.copies.len()
+        self.copies.memory_bytes()
     }
 
     /// About the bytes of `chosen` rows' members, before they are made, without their copies
@@ -78,18 +76,11 @@ impl IvfPqIndex {
             .map(|r| r as u32)
             .collect();
         let sq8 = self.sq8.as_ref().filter(|_| with_copies);
-        let copy_bytes = sq8.map_or(0, Sq8::copy_bytes);
-        let mut copies = Vec::with_capacity(rows.len() * copy_bytes);
-        if let Some(sq8) = sq8 {
-            for &r in &rows {
-                sq8.copy_row(r as usize, &mut copies);
-            }
-        }
+        let copies = RowCopies::of(sq8, rows.iter().copied());
         SubsetMembers {
             rows,
             of: self.len(),
             copies,
-            copy_bytes,
         }
     }
 
@@ -133,11 +124,10 @@ impl IvfPqIndex {
         };
         let sq8_query = sq8.query(&q);
         let admitted = ids.map(|ids| self.id_in(ids));
-        let copies = members.copies.chunks_exact(members.copy_bytes);
         let approx: Vec<(f32, u32)> = members
             .rows
             .iter()
-            .zip(copies)
+            .zip(members.copies.records())
             .filter(|&(&row, _)| admitted.as_ref().is_none_or(|a| a(row as usize)))
             .map(|(&row, copy)| (sq8_query.approx_of_copy(copy), row))
             .collect();

@@ -36,7 +36,7 @@ use super::scanner::EntryId;
 use super::search::id_admitted;
 use super::{IvfPqIndex, SearchParams};
 use crate::index::fastscan::{self, BLOCK};
-use crate::index::sq8::Sq8;
+use crate::index::sq8::{RowCopies, Sq8};
 use crate::index::{Neighbor, RowSet};
 
 /// Per list, the entries of a chosen set of rows, with their codes packed (see the module doc).
@@ -100,9 +100,7 @@ pub struct SubsetRows {
     /// With 8-bit codes in the index: a copy of each entry's row's ([`Sq8::copy_row`]), entry
     /// after entry, so that a probed list's rows are one run read in order instead of one
     /// random read each (see the module doc); empty otherwise.
-    copies: Vec<u8>,
-    /// The bytes of one entry's copy ([`Sq8::copy_bytes`]; 0 without copies).
-    copy_bytes: usize,
+    copies: RowCopies,
 }
 
 impl SubsetRows {
@@ -113,7 +111,7 @@ impl SubsetRows {
 
     /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
-        (self.offsets.len() + 2 * self.entries.len()) * 4 + self.copies.len()
+        (self.offsets.len() + 2 * self.entries.len()) * 4 + self.copies.memory_bytes()
     }
 
     /// About the bytes of the rows of `chosen` of `index`'s rows, before they are made,
@@ -132,7 +130,7 @@ impl SubsetRows {
     /// Bytes held by the copies of the entries' 8-bit codes (included in
     /// [`SubsetRows::memory_bytes`]).
     pub fn copy_memory_bytes(&self) -> usize {
-        self.copies.len()
+        self.copies.memory_bytes()
     }
 
     /// About how many entries `chosen` of `index`'s rows have.
@@ -158,9 +156,7 @@ impl SubsetRows {
     /// where the index has no 8-bit codes.
     #[cfg(test)]
     pub(super) fn entry_copy(&self, i: usize) -> Option<&[u8]> {
-        self.copies
-            .get(i * self.copy_bytes..(i + 1) * self.copy_bytes)
-            .filter(|c| !c.is_empty())
+        (!self.copies.is_empty()).then(|| self.copies.record(i))
     }
 
     /// `list`'s entries' places: `list_span(l).0..list_span(l).1`.
@@ -245,7 +241,6 @@ impl IvfPqIndex {
         // Rows are numbered list after list: a row's own list is the last that starts at or
         // before it.
         let own_list = |row: u32| self.list_offsets.partition_point(|&o| o <= u64::from(row)) - 1;
-        let mut copies = Vec::new();
         self.visit_chosen_lists(ids, |list, picked| {
             let (start, end) = self.list_rows(list);
             for &(entry, row) in picked {
@@ -255,22 +250,16 @@ impl IvfPqIndex {
                     own_list(row)
                 };
                 entries.push([row, owner as u32]);
-                if let Some(sq8) = self.sq8.as_ref().filter(|_| with_copies) {
-                    sq8.copy_row(row as usize, &mut copies);
-                }
             }
             offsets.push(entries.len() as u32);
         });
         entries.shrink_to_fit();
-        copies.shrink_to_fit();
+        let sq8 = self.sq8.as_ref().filter(|_| with_copies);
+        let copies = RowCopies::of(sq8, entries.iter().map(|&[row, _]| row));
         SubsetRows {
             offsets,
             entries,
             copies,
-            copy_bytes: match &self.sq8 {
-                Some(sq8) if with_copies => sq8.copy_bytes(),
-                _ => 0,
-            },
         }
     }
 
@@ -336,20 +325,18 @@ impl IvfPqIndex {
         kept: impl Fn(usize, [u32; 2]) -> bool,
     ) -> Vec<Neighbor> {
         let query = sq8.query(q);
-        let size = subset.copy_bytes;
+        let run = |list: usize| {
+            let (s, e) = subset.list_span(list);
+            subset.copies.run(s, e)
+        };
         // Every probed list's first line of copies asked for at once (its entries are, by the
         // caller), so that their cache misses overlap.
         for &(list, _) in probes {
-            let (s, e) = subset.list_span(list);
-            if s < e {
-                crate::index::prefetch(&subset.copies[s * size]);
+            if let Some(first) = run(list).first() {
+                crate::index::prefetch(first);
             }
         }
         let mut approx: Vec<(f32, u32)> = Vec::new();
-        let run = |list: usize| {
-            let (s, e) = subset.list_span(list);
-            &subset.copies[s * size..e * size]
-        };
         if let Some(&(first, _)) = probes.first() {
             crate::index::prefetch_slice_l2(run(first));
         }
@@ -366,7 +353,7 @@ impl IvfPqIndex {
             for i in s..e {
                 let entry = subset.entries[i];
                 if kept(list, entry) {
-                    let d = query.approx_of_copy(&subset.copies[i * size..(i + 1) * size]);
+                    let d = query.approx_of_copy(subset.copies.record(i));
                     approx.push((d, entry[0]));
                 }
             }

@@ -334,6 +334,61 @@ fn decoded_norm_sq(bounds: &[f32], codes: &[u8]) -> f32 {
         .sum()
 }
 
+/// Copies of some rows' 8-bit codes ([`Sq8::copy_row`]), record after record: what a value's
+/// regrouped rows keep so that a scan reads them as one run instead of each row's codes at its
+/// place in the index. Empty when made without 8-bit codes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowCopies {
+    bytes: Vec<u8>,
+    /// Bytes of one record ([`Sq8::copy_bytes`]); 0 when empty.
+    size: usize,
+}
+
+impl RowCopies {
+    /// A copy of each of `rows` (below [`Sq8::len`]) in their order; empty without `sq8`.
+    pub fn of(sq8: Option<&Sq8>, rows: impl IntoIterator<Item = u32>) -> Self {
+        let Some(sq8) = sq8 else {
+            return Self::default();
+        };
+        let mut bytes = Vec::new();
+        for row in rows {
+            sq8.copy_row(row as usize, &mut bytes);
+        }
+        bytes.shrink_to_fit();
+        Self {
+            bytes,
+            size: sq8.copy_bytes(),
+        }
+    }
+
+    /// Whether no row is copied.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Record `i`, as [`Sq8Query::approx_of_copy`] scores it.
+    #[inline]
+    pub fn record(&self, i: usize) -> &[u8] {
+        self.run(i, i + 1)
+    }
+
+    /// Records `start..end`, one after the other.
+    #[inline]
+    pub fn run(&self, start: usize, end: usize) -> &[u8] {
+        &self.bytes[start * self.size..end * self.size]
+    }
+
+    /// Every record, in order.
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        self.bytes.chunks_exact(self.size.max(1))
+    }
+}
+
 /// One query's weights over an [`Sq8`]'s codes.
 #[derive(Debug)]
 pub struct Sq8Query<'a> {
