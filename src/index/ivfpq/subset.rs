@@ -284,7 +284,7 @@ impl IvfPqIndex {
             return Vec::new();
         };
         let admitted = ids.map(|ids| self.id_in(ids));
-        let probes = self.probe(&q, nprobe.clamp(1, self.nlist));
+        let probes = self.probe_approx(&q, nprobe.clamp(1, self.nlist));
         let probed = RowSet::from_rows(self.nlist, probes.iter().map(|&(list, _)| list));
         let kept = |list: usize, [row, owner]: [u32; 2]| {
             // A row spilled here from a probed list is met in its own list.

@@ -858,6 +858,69 @@ fn shortlisted_probes_are_the_exact_probes() {
     }
 }
 
+/// The approximate probe the exact plans read picks `nprobe` distinct lists that hold rows,
+/// each no further than twice the 8-bit error bound from the `nprobe`-th nearest list (so it
+/// can only trade lists at the edge of the probed region), and almost always the same lists
+/// as the exact probe, for every metric.
+#[test]
+fn approximate_probes_are_the_nearest_lists_to_the_8_bit_error() {
+    let f = fixture();
+    let Some(level) = crate::index::coarse8::Level::best() else {
+        return;
+    };
+    let nlist = 256;
+    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+        let mut c = config(metric, 4);
+        c.nlist = nlist;
+        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &c).unwrap();
+        let coarse8 =
+            crate::index::coarse8::Coarse8::with_level(&index.centroids, DIM, level).unwrap();
+        let queries: Vec<&[f32]> = f
+            .queries
+            .chunks_exact(DIM)
+            .chain(f.data.chunks_exact(DIM).step_by(997))
+            .collect();
+        let (mut same, mut picked) = (0usize, 0usize);
+        for q in &queries {
+            let q = index.prepared(q, 1).unwrap();
+            let terms = index.coarse_scores(&q);
+            let mut dots = vec![0.0f32; nlist];
+            let bound = coarse8.approx_dots(&q, &mut dots);
+            let factor = if metric == Metric::L2 { 2.0 } else { 1.0 };
+            let largest_error = coarse8
+                .abs_sums()
+                .iter()
+                .map(|&a| factor * (bound.per_abs_code * a + bound.fixed))
+                .fold(0.0f32, f32::max);
+            for nprobe in [1usize, 8, 32] {
+                let want = index.probe_exact(&q, nprobe);
+                let got = index.probe_approx_with(&coarse8, &q, nprobe);
+                let mut lists: Vec<usize> = got.iter().map(|&(l, _)| l).collect();
+                lists.sort_unstable();
+                lists.dedup();
+                assert_eq!(lists.len(), want.len(), "{metric:?} nprobe {nprobe}");
+                let kth = want.last().unwrap().1;
+                for &l in &lists {
+                    assert!(index.has_rows(l), "{metric:?}: list {l} is empty");
+                    assert!(
+                        terms[l] <= kth + 2.0 * largest_error + 1e-4 * (1.0 + kth.abs()),
+                        "{metric:?} nprobe {nprobe}: list {l} at {} past the {nprobe}th at {kth} \
+                         by more than twice {largest_error}",
+                        terms[l]
+                    );
+                }
+                same += want.iter().filter(|(l, _)| lists.contains(l)).count();
+                picked += want.len();
+            }
+        }
+        let share = same as f64 / picked as f64;
+        assert!(
+            share >= 0.95,
+            "{metric:?}: {share} of the exact probes' lists"
+        );
+    }
+}
+
 /// Data of many small overlapping blobs, so that lists meet inside them and a neighbour is often
 /// across a list boundary: where a second list helps (in [`fixture`]'s far-apart blobs few
 /// vectors have a list near enough to spill to).
@@ -1056,7 +1119,11 @@ fn the_probed_exact_scan_is_brute_force_over_the_probed_lists_rows() {
                 normalize(&mut unit);
             }
             for nprobe in [1, 4, 16] {
-                let probed: Vec<usize> = index.probe(&unit, nprobe).iter().map(|p| p.0).collect();
+                let probed: Vec<usize> = index
+                    .probe_approx(&unit, nprobe)
+                    .iter()
+                    .map(|p| p.0)
+                    .collect();
                 let admitted: std::collections::HashSet<u64> = rows
                     .iter()
                     .map(|&r| index.ids()[r as usize])
