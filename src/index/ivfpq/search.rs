@@ -131,7 +131,7 @@ impl IvfPqIndex {
     /// twice the 8-bit error bound of the `nprobe`-th nearest, so it differs from it only at
     /// the edge of the probed region, where lists hold the fewest neighbours; and the plans
     /// score every match of the lists they read exactly, in any order. Measured: the 1%
-    /// filter at 1.27x its QPS, recall unchanged (0.962-0.971 both ways).
+    /// filter at 1.27x its QPS, recall unchanged (0.962-0.974 both ways).
     pub(super) fn probe_approx(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
         match &self.coarse8 {
             Some(coarse8) => self.probe_approx_with(coarse8, q, nprobe),
@@ -158,10 +158,7 @@ impl IvfPqIndex {
                 best.push(l as u64, s);
             }
         }
-        best.into_vec()
-            .into_iter()
-            .map(|nb| (nb.id as usize, nb.distance))
-            .collect()
+        as_probes(best.into_vec())
     }
 
     /// [`probe`](Self::probe) through the 8-bit centroids: the same lists as
@@ -601,8 +598,14 @@ pub(super) fn candidates_for(k: usize, rerank: usize) -> usize {
     }
 }
 
+/// The lists `best` kept, closest first, as `(list, coarse term)`.
 fn sorted_probes(best: Reservoir) -> Vec<(usize, f32)> {
-    best.into_sorted_vec()
+    as_probes(best.into_sorted_vec())
+}
+
+/// Selected lists (`id` the list) as `(list, coarse term)`, in their order.
+fn as_probes(lists: Vec<Neighbor>) -> Vec<(usize, f32)> {
+    lists
         .into_iter()
         .map(|nb| (nb.id as usize, nb.distance))
         .collect()

@@ -815,27 +815,47 @@ fn every_scanner_returns_exactly_the_hits_of_the_brute_force_checked_reference()
     }
 }
 
+/// Lists of the indexes the 8-bit probes are tested on.
+const NLIST_8_BIT: usize = 256;
+
+/// For every metric, an index of `f` with `nlist` lists and its centroids' 8-bit codes for the
+/// best kernel this CPU runs (none without one).
+fn indexes_with_coarse8(
+    f: &Fixture,
+    nlist: usize,
+) -> Vec<(Metric, IvfPqIndex, crate::index::coarse8::Coarse8)> {
+    let Some(level) = crate::index::coarse8::Level::best() else {
+        return Vec::new();
+    };
+    [Metric::L2, Metric::Cosine, Metric::Dot]
+        .into_iter()
+        .map(|metric| {
+            let mut c = config(metric, 4);
+            c.nlist = nlist;
+            let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &c).unwrap();
+            let coarse8 =
+                crate::index::coarse8::Coarse8::with_level(&index.centroids, DIM, level).unwrap();
+            (metric, index, coarse8)
+        })
+        .collect()
+}
+
+/// `f`'s queries and every 997th of its rows: the queries the probes are compared on.
+fn probe_queries(f: &Fixture) -> Vec<&[f32]> {
+    f.queries
+        .chunks_exact(DIM)
+        .chain(f.data.chunks_exact(DIM).step_by(997))
+        .collect()
+}
+
 /// The 8-bit shortlist probes exactly the lists (and coarse terms, to rounding) the exact pass
 /// over every float centroid does, for every metric, and on clustered data scores only a small
 /// share of the lists exactly.
 #[test]
 fn shortlisted_probes_are_the_exact_probes() {
     let f = fixture();
-    let Some(level) = crate::index::coarse8::Level::best() else {
-        return;
-    };
-    let nlist = 256;
-    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
-        let mut c = config(metric, 4);
-        c.nlist = nlist;
-        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &c).unwrap();
-        let coarse8 =
-            crate::index::coarse8::Coarse8::with_level(&index.centroids, DIM, level).unwrap();
-        let queries: Vec<&[f32]> = f
-            .queries
-            .chunks_exact(DIM)
-            .chain(f.data.chunks_exact(DIM).step_by(997))
-            .collect();
+    let queries = probe_queries(&f);
+    for (metric, index, coarse8) in indexes_with_coarse8(&f, NLIST_8_BIT) {
         for nprobe in [1usize, 8, 32] {
             let mut scored = 0;
             for q in &queries {
@@ -852,7 +872,7 @@ fn shortlisted_probes_are_the_exact_probes() {
             let mean = scored as f64 / queries.len() as f64;
             assert!(
                 mean >= nprobe as f64 && mean <= (4 * nprobe).max(16) as f64,
-                "{metric:?} nprobe {nprobe}: {mean} of {nlist} lists scored exactly"
+                "{metric:?} nprobe {nprobe}: {mean} of {NLIST_8_BIT} lists scored exactly"
             );
         }
     }
@@ -865,26 +885,13 @@ fn shortlisted_probes_are_the_exact_probes() {
 #[test]
 fn approximate_probes_are_the_nearest_lists_to_the_8_bit_error() {
     let f = fixture();
-    let Some(level) = crate::index::coarse8::Level::best() else {
-        return;
-    };
-    let nlist = 256;
-    for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
-        let mut c = config(metric, 4);
-        c.nlist = nlist;
-        let index = IvfPqIndex::build(DIM, &f.data, &f.ids, &c).unwrap();
-        let coarse8 =
-            crate::index::coarse8::Coarse8::with_level(&index.centroids, DIM, level).unwrap();
-        let queries: Vec<&[f32]> = f
-            .queries
-            .chunks_exact(DIM)
-            .chain(f.data.chunks_exact(DIM).step_by(997))
-            .collect();
+    let queries = probe_queries(&f);
+    for (metric, index, coarse8) in indexes_with_coarse8(&f, NLIST_8_BIT) {
         let (mut same, mut picked) = (0usize, 0usize);
         for q in &queries {
             let q = index.prepared(q, 1).unwrap();
             let terms = index.coarse_scores(&q);
-            let mut dots = vec![0.0f32; nlist];
+            let mut dots = vec![0.0f32; NLIST_8_BIT];
             let bound = coarse8.approx_dots(&q, &mut dots);
             let factor = if metric == Metric::L2 { 2.0 } else { 1.0 };
             let largest_error = coarse8
