@@ -135,10 +135,11 @@ impl IvfPqIndex {
     }
 
     /// The exact `k` nearest of `members`' rows whose ids are in `ids` (all of them without
-    /// `ids`) and that lie in the `nprobe` lists nearest the query, their own or, spilled, their
-    /// second: what [`exact_among_probed`](Self::exact_among_probed) answers for those rows,
-    /// without translating a posting's rows first. The members ascend, so their lists are
-    /// looked up in the order they are stored rather than at random.
+    /// `ids`) and that lie in the `nprobe` lists nearest the query (by
+    /// `probe_approx`), their own or, spilled, their second: what
+    /// [`exact_among_probed`](Self::exact_among_probed) answers for those rows, without
+    /// translating a posting's rows first. The members ascend, so their lists are looked up in
+    /// the order they are stored rather than at random.
     pub fn exact_among_probed_members(
         &self,
         query: &[f32],

@@ -483,7 +483,7 @@ impl IvfPqIndex {
     }
 
     /// The exact `k` nearest of those of `rows` (positions in list order) that lie in the
-    /// `nprobe` lists nearest the query (by [`probe_approx`](Self::probe_approx): to the 8-bit
+    /// `nprobe` lists nearest the query (by `probe_approx`: to the 8-bit
     /// centroids' error), in their own list or the one they are spilled to: the candidates an
     /// IVF scan of those lists would meet among `rows`, scored exactly instead of through their
     /// PQ codes, at a cost that follows the rows rather than the lists' lengths. What a

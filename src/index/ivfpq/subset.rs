@@ -264,11 +264,12 @@ impl IvfPqIndex {
     }
 
     /// The exact `k` nearest, as `(id, distance)` sorted by distance, of the rows of `subset`'s
-    /// entries in the `nprobe` lists nearest the query whose ids are in `ids` (all of them
-    /// without `ids`): what [`exact_among_probed`](Self::exact_among_probed) answers for those
-    /// rows (the candidates an IVF scan of the probed lists would meet among them, scored
-    /// exactly), with each probed list's rows read from `subset` instead of every row's lists
-    /// looked up. A `subset` made by another index (another number of lists) answers nothing.
+    /// entries in the `nprobe` lists nearest the query (by `probe_approx`)
+    /// whose ids are in `ids` (all of them without `ids`): what
+    /// [`exact_among_probed`](Self::exact_among_probed) answers for those rows (the candidates
+    /// an IVF scan of the probed lists would meet among them, scored exactly), with each probed
+    /// list's rows read from `subset` instead of every row's lists looked up. A `subset` made by
+    /// another index (another number of lists) answers nothing.
     pub fn exact_among_probed_subset(
         &self,
         query: &[f32],
