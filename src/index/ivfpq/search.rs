@@ -52,7 +52,12 @@ impl IvfPqIndex {
 
     /// [`probe`](Self::probe) from exact products with every centroid.
     pub(super) fn probe_exact(&self, q: &[f32], nprobe: usize) -> Vec<(usize, f32)> {
-        let scores = self.coarse_scores(q);
+        sorted_probes(self.best_lists(&self.coarse_scores(q), nprobe))
+    }
+
+    /// The `nprobe` lists holding rows whose `scores` (one per list) are lowest, kept
+    /// unordered: how both probes that score every list select.
+    fn best_lists(&self, scores: &[f32], nprobe: usize) -> Reservoir {
         // Bounded selection: most lists fail the first comparison against the kept worst.
         let mut best = Reservoir::new(nprobe);
         for (l, &s) in scores.iter().enumerate() {
@@ -60,7 +65,7 @@ impl IvfPqIndex {
                 best.push(l as u64, s);
             }
         }
-        sorted_probes(best)
+        best
     }
 
     /// Every list's coarse term, from exact products with its centroid: `||q - c||²` for L2,
@@ -152,13 +157,7 @@ impl IvfPqIndex {
             return self.probe_exact(q, nprobe);
         }
         self.dots_into_terms(q, &mut scores);
-        let mut best = Reservoir::new(nprobe);
-        for (l, &s) in scores.iter().enumerate() {
-            if s <= best.threshold() && self.has_rows(l) {
-                best.push(l as u64, s);
-            }
-        }
-        as_probes(best.into_vec())
+        as_probes(self.best_lists(&scores, nprobe).into_vec())
     }
 
     /// [`probe`](Self::probe) through the 8-bit centroids: the same lists as
